@@ -1,0 +1,121 @@
+#include "app/cli.hpp"
+
+#include <iostream>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/text.hpp"
+#include "moeplan/config.hpp"
+
+namespace po = boost::program_options;
+
+namespace moeplan::app {
+
+namespace {
+
+std::string pad_right(const std::string& s, std::size_t w) { return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' '); }
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  int (*fn)(const std::vector<std::string>&, std::ostream&);
+};
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> kCommands = {
+      {"models", "list built-in models: layers, experts, attention, parameters, KV bytes", cmd_models},
+      {"gpus", "list the hardware database (--hosts for CPU hosts, --local for this machine's GPUs)", cmd_gpus},
+      {"memory", "memory per GPU: weights, KV cache, activations, overhead, fit, largest concurrency", cmd_memory},
+  };
+  return kCommands;
+}
+
+void print_usage(std::ostream& out) {
+  out << "moeplan " << MOEPLAN_VERSION << ": plan, price and validate serving of Mixture-of-Experts models\n\n"
+      << "usage: moeplan COMMAND [options]     (moeplan COMMAND --help for its options)\n\ncommands:\n";
+  for (const auto& c : subcommands()) out << "  " << pad_right(c.name, 10) << c.summary << "\n";
+  out << "\nexit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error\n";
+}
+
+// A YAML map {option: value} becomes "--option value" arguments (lists repeat the option; true flags stand alone).
+std::vector<std::string> config_file_args(const std::string& path) {
+  const YAML::Node root = parse_yaml_file(path);
+  if (!root.IsMap()) throw InputError(path + ": expected a map of option names to values");
+  std::vector<std::string> args;
+  for (const auto& kv : root) {
+    const std::string key = "--" + kv.first.as<std::string>();
+    if (kv.second.IsSequence()) {
+      for (const auto& v : kv.second) args.insert(args.end(), {key, v.as<std::string>()});
+    } else if (kv.second.IsScalar()) {
+      const std::string v = kv.second.as<std::string>();
+      if (v == "true") args.push_back(key);
+      else if (v != "false") args.insert(args.end(), {key, v});
+    } else {
+      throw InputError(path + ":" + std::to_string(kv.second.Mark().line + 1) + ": option '" + kv.first.as<std::string>() +
+                       "' must be a value or a list of values");
+    }
+  }
+  return args;
+}
+
+}  // namespace
+
+void add_common_options(po::options_description& d, Common& c) {
+  d.add_options()("help,h", "show this help")(
+      "format", po::value<std::string>(&c.format)->default_value("table"), "output: table, md, json or csv")(
+      "output,o", po::value<std::string>(&c.output), "write to FILE instead of stdout (atomically)")(
+      "config-file", po::value<std::string>(&c.config_file), "YAML file of options (keys are option names)");
+}
+
+bool parse(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
+           po::options_description& options, po::variables_map& vm, const Common&, std::ostream& out) {
+  try {
+    po::store(po::command_line_parser(args).options(options).run(), vm);
+    // Command-line values win over the config file: store the file after the command line.
+    if (vm.count("config-file")) {
+      const auto file_args = config_file_args(vm["config-file"].as<std::string>());
+      po::store(po::command_line_parser(file_args).options(options).run(), vm);
+    }
+    if (vm.count("help")) {
+      out << "usage: moeplan " << command << " " << usage << "\n\n" << options << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw InputError("moeplan " + command + ": " + e.what() + " (see moeplan " + command + " --help)");
+  }
+  return true;
+}
+
+void emit(const reports::Report& report, const Common& common, std::ostream& out) {
+  const std::string text = reports::render(report, reports::parse_format(common.format));
+  if (common.output.empty()) out << text;
+  else write_file_atomic(common.output, text);
+}
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  try {
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      print_usage(out);
+      return args.empty() ? kExitBadInput : kExitOk;
+    }
+    if (args[0] == "--version") {
+      out << "moeplan " << MOEPLAN_VERSION << " (CUDA kernels " << (MOEPLAN_HAVE_CUDA ? "ON" : "OFF") << ")\n";
+      return kExitOk;
+    }
+    for (const auto& c : subcommands())
+      if (args[0] == c.name) return c.fn(std::vector<std::string>(args.begin() + 1, args.end()), out);
+    std::vector<std::string> names;
+    for (const auto& c : subcommands()) names.push_back(c.name);
+    throw InputError(unknown_name_message("command", args[0], names, "`moeplan --help` lists them"));
+  } catch (const InputError& e) {
+    err << "moeplan: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const std::exception& e) {
+    err << "moeplan: internal error: " << e.what() << "\n";
+    return kExitInternal;
+  }
+}
+
+}  // namespace moeplan::app

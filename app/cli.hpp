@@ -1,0 +1,40 @@
+// app/cli: the `moeplan` command line. Subcommands parse their options (Boost.Program_options), call the
+// libraries and render a report. Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
+#pragma once
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "reports/render.hpp"
+
+namespace moeplan::app {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitInternal = 1;
+inline constexpr int kExitBadInput = 2;
+
+// Runs the command line; never calls exit(). Output goes to `out` (or to --output FILE, atomically).
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// Shared by subcommands.
+struct Common {
+  std::string format = "table";
+  std::string output;       // -o FILE; empty: stdout
+  std::string config_file;  // --config-file FILE (YAML map of option names to values)
+};
+void add_common_options(boost::program_options::options_description& d, Common& c);
+
+// Parse `args` (after the subcommand name) into `vm`, merging --config-file; returns false when --help was printed.
+bool parse(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
+           boost::program_options::options_description& options, boost::program_options::variables_map& vm,
+           const Common& common, std::ostream& out);
+
+void emit(const reports::Report& report, const Common& common, std::ostream& out);
+
+int cmd_models(const std::vector<std::string>& args, std::ostream& out);
+int cmd_gpus(const std::vector<std::string>& args, std::ostream& out);
+int cmd_memory(const std::vector<std::string>& args, std::ostream& out);
+
+}  // namespace moeplan::app

@@ -1,0 +1,259 @@
+#include "gpu_db/gpu_db.hpp"
+
+#include <set>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/text.hpp"
+
+namespace moeplan::gpu_db {
+
+namespace {
+
+// Reads typed keys of one YAML map entry; errors name the file, the line and the key.
+class Entry {
+ public:
+  Entry(const YAML::Node& n, std::string file, std::set<std::string> allowed)
+      : n_(n), where_(file + ":" + std::to_string(n.Mark().line + 1)) {
+    if (!n.IsMap()) throw InputError(where_ + ": expected a map of keys");
+    allowed.insert("notes");
+    for (const auto& kv : n) {
+      const auto key = kv.first.as<std::string>();
+      if (!allowed.count(key))
+        throw InputError(where_ + ": unknown key '" + key + "' (allowed: " +
+                         join(std::vector<std::string>(allowed.begin(), allowed.end()), ", ") + ")");
+    }
+  }
+  bool has(const char* key) const { return n_[key] && !n_[key].IsNull(); }
+  template <typename T>
+  T get(const char* key) const {
+    if (!has(key)) throw InputError(where_ + ": missing key '" + key + "'");
+    try {
+      return n_[key].as<T>();
+    } catch (const YAML::Exception&) {
+      throw InputError(where_ + ": key '" + key + "' has the wrong type (line " + std::to_string(n_[key].Mark().line + 1) + ")");
+    }
+  }
+  template <typename T>
+  T get_or(const char* key, T fallback) const { return has(key) ? get<T>(key) : fallback; }
+  double positive(const char* key) const {
+    const double v = get<double>(key);
+    if (!(v > 0)) throw InputError(where_ + ": key '" + key + "' must be positive, got " + std::to_string(v));
+    return v;
+  }
+  std::map<std::string, double> tflops(const char* key) const {
+    std::map<std::string, double> out;
+    if (!has(key)) return out;
+    if (!n_[key].IsMap()) throw InputError(where_ + ": '" + key + "' must be a map of dtype: TFLOPS");
+    for (const auto& kv : n_[key]) {
+      if (kv.second.IsNull()) continue;
+      const auto dtype = kv.first.as<std::string>();
+      double v = 0;
+      try {
+        v = kv.second.as<double>();
+      } catch (const YAML::Exception&) {
+        throw InputError(where_ + ": '" + key + "." + dtype + "' must be a number");
+      }
+      if (!(v > 0)) throw InputError(where_ + ": '" + key + "." + dtype + "' must be positive (omit a dtype the hardware lacks)");
+      out[dtype] = v * 1e12;
+    }
+    return out;
+  }
+  const std::string& where() const { return where_; }
+
+ private:
+  const YAML::Node& n_;
+  std::string where_;
+};
+
+YAML::Node list_of(const std::filesystem::path& path, const char* key) {
+  const YAML::Node root = parse_yaml_file(path);
+  if (!root.IsMap() || !root[key] || !root[key].IsSequence())
+    throw InputError(path.string() + ": expected a top-level '" + key + "' list");
+  return root[key];
+}
+
+double gb_to_bytes(double gb, const std::string& unit, const std::string& where) {
+  if (unit == "GB") return gb * 1e9;
+  if (unit == "GiB") return gb * 1073741824.0;
+  throw InputError(where + ": memory_unit must be GB or GiB, got '" + unit + "'");
+}
+
+}  // namespace
+
+Database Database::load(const std::filesystem::path& dir) {
+  Database db;
+  std::set<std::string> ids;
+  {
+    const auto file = dir / "gpus.yaml";
+    for (const auto& n : list_of(file, "gpus")) {
+      const Entry e(n, file.string(),
+                    {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
+                     "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
+                     "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date"});
+      GpuSpec g;
+      g.name = to_lower(e.get<std::string>("name"));
+      g.display_name = e.get_or<std::string>("display_name", g.name);
+      if (e.has("aliases"))
+        for (const auto& a : e.get<std::vector<std::string>>("aliases")) g.aliases.push_back(to_lower(a));
+      g.vendor = e.get<std::string>("vendor");
+      g.architecture = e.get_or<std::string>("architecture", "");
+      g.form_factor = e.get_or<std::string>("form_factor", "");
+      g.memory_type = e.get_or<std::string>("memory_type", "");
+      g.memory_gb_marketed = e.positive("memory_gb");
+      g.memory_unit = e.get_or<std::string>("memory_unit", "GB");
+      g.memory_bytes = gb_to_bytes(g.memory_gb_marketed, g.memory_unit, e.where());
+      g.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_tb_s") * 1e12;
+      g.peak_flops_dense = e.tflops("tflops_dense");
+      if (g.peak_flops_dense.empty()) throw InputError(e.where() + ": tflops_dense needs at least one dtype");
+      g.fp4_format = e.get_or<std::string>("fp4_format", "");
+      g.interconnect = e.get_or<std::string>("interconnect", "pcie");
+      if (e.has("interconnect_gb_s_bidir")) g.interconnect_bytes_per_s_bidir = e.positive("interconnect_gb_s_bidir") * 1e9;
+      g.pcie_gen = e.get_or<int>("pcie_gen", 0);
+      g.gpus_per_node = e.get_or<int>("gpus_per_node", 8);
+      if (g.gpus_per_node < 1) throw InputError(e.where() + ": gpus_per_node must be at least 1");
+      g.tdp_w = e.get_or<double>("tdp_w", 0);
+      g.confidence = e.get_or<std::string>("confidence", "");
+      g.source = e.get<std::string>("source");
+      g.date = e.get<std::string>("date");
+      g.notes = e.get_or<std::string>("notes", "");
+      std::vector<std::string> all_ids = g.aliases;
+      all_ids.push_back(g.name);
+      for (const auto& id : all_ids)
+        if (!ids.insert(id).second) throw InputError(e.where() + ": GPU name or alias '" + id + "' is used twice");
+      db.gpus_.push_back(std::move(g));
+    }
+  }
+  {
+    const auto file = dir / "hosts.yaml";
+    std::set<std::string> names;
+    for (const auto& n : list_of(file, "hosts")) {
+      const Entry e(n, file.string(),
+                    {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
+                     "tflops_dense", "cores", "source", "date"});
+      HostSpec h;
+      h.name = to_lower(e.get<std::string>("name"));
+      h.display_name = e.get_or<std::string>("display_name", h.name);
+      h.kind = e.get<std::string>("kind");
+      if (h.kind != "cpu" && h.kind != "unified") throw InputError(e.where() + ": kind must be cpu or unified");
+      h.memory_bytes = e.positive("memory_gb") * 1e9;
+      h.memory_type = e.get_or<std::string>("memory_type", "");
+      h.memory_channels = e.get_or<int>("memory_channels", 0);
+      h.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_gb_s") * 1e9;
+      h.peak_flops_dense = e.tflops("tflops_dense");
+      h.cores = e.get_or<int>("cores", 0);
+      h.source = e.get<std::string>("source");
+      h.date = e.get<std::string>("date");
+      h.notes = e.get_or<std::string>("notes", "");
+      if (!names.insert(h.name).second) throw InputError(e.where() + ": host '" + h.name + "' is listed twice");
+      db.hosts_.push_back(std::move(h));
+    }
+  }
+  {
+    const auto file = dir / "links.yaml";
+    for (const auto& n : list_of(file, "links")) {
+      const Entry e(n, file.string(),
+                    {"name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source", "date"});
+      LinkSpec l;
+      l.name = to_lower(e.get<std::string>("name"));
+      l.display_name = e.get_or<std::string>("display_name", l.name);
+      l.scope = e.get<std::string>("scope");
+      if (l.scope != "intra-node" && l.scope != "inter-node") throw InputError(e.where() + ": scope must be intra-node or inter-node");
+      l.bandwidth_bytes_per_s_per_direction = e.positive("bandwidth_gb_s_per_direction") * 1e9;
+      l.latency_s = e.positive("latency_us") * 1e-6;
+      l.source = e.get<std::string>("source");
+      l.date = e.get<std::string>("date");
+      l.notes = e.get_or<std::string>("notes", "");
+      if (db.link(l.name)) throw InputError(e.where() + ": link '" + l.name + "' is listed twice");
+      db.links_.push_back(std::move(l));
+    }
+  }
+  for (const auto& g : db.gpus_)
+    if (!db.link(g.interconnect))
+      throw InputError((dir / "gpus.yaml").string() + ": GPU '" + g.name + "' names interconnect '" + g.interconnect +
+                       "', which links.yaml does not define");
+  {
+    const auto file = dir / "prices" / "gpu_hourly.yaml";
+    for (const auto& n : list_of(file, "prices")) {
+      const Entry e(n, file.string(), {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source"});
+      GpuPrice p;
+      p.provider = e.get<std::string>("provider");
+      p.gpu = to_lower(e.get<std::string>("gpu"));
+      p.usd_per_gpu_hour = e.positive("usd_per_gpu_hour");
+      p.tier = e.get<std::string>("tier");
+      p.date = e.get<std::string>("date");
+      p.source = e.get<std::string>("source");
+      p.notes = e.get_or<std::string>("notes", "");
+      p.gpu = db.gpu(p.gpu).name;  // must name a GPU in gpus.yaml
+      db.gpu_prices_.push_back(std::move(p));
+    }
+  }
+  {
+    const auto file = dir / "prices" / "api.yaml";
+    for (const auto& n : list_of(file, "prices")) {
+      const Entry e(n, file.string(),
+                    {"provider", "model", "model_variant", "usd_per_m_input_tokens", "usd_per_m_output_tokens",
+                     "usd_per_m_cached_input_tokens", "context_tokens", "date", "source", "conflict"});
+      ApiPrice p;
+      p.provider = e.get<std::string>("provider");
+      p.model = e.get<std::string>("model");
+      p.model_variant = e.get_or<std::string>("model_variant", "");
+      p.usd_per_m_input_tokens = e.positive("usd_per_m_input_tokens");
+      p.usd_per_m_output_tokens = e.positive("usd_per_m_output_tokens");
+      if (e.has("usd_per_m_cached_input_tokens")) p.usd_per_m_cached_input_tokens = e.positive("usd_per_m_cached_input_tokens");
+      if (e.has("context_tokens")) p.context_tokens = e.get<std::int64_t>("context_tokens");
+      p.date = e.get<std::string>("date");
+      p.source = e.get<std::string>("source");
+      p.conflict = e.get_or<bool>("conflict", false);
+      p.notes = e.get_or<std::string>("notes", "");
+      db.api_prices_.push_back(std::move(p));
+    }
+  }
+  return db;
+}
+
+const GpuSpec& Database::gpu(const std::string& name_in) const {
+  const std::string name = to_lower(name_in);
+  for (const auto& g : gpus_) {
+    if (g.name == name) return g;
+    for (const auto& a : g.aliases)
+      if (a == name) return g;
+  }
+  throw InputError(unknown_name_message("GPU", name_in, gpu_names(), "`moeplan gpus` lists them"));
+}
+
+const HostSpec& Database::host(const std::string& name_in) const {
+  const std::string name = to_lower(name_in);
+  for (const auto& h : hosts_)
+    if (h.name == name) return h;
+  throw InputError(unknown_name_message("host", name_in, host_names(), "`moeplan gpus --hosts` lists them"));
+}
+
+const LinkSpec* Database::link(const std::string& name) const {
+  for (const auto& l : links_)
+    if (l.name == name) return &l;
+  return nullptr;
+}
+
+std::vector<std::string> Database::gpu_names() const {
+  std::vector<std::string> out;
+  for (const auto& g : gpus_) out.push_back(g.name);
+  return out;
+}
+
+std::vector<std::string> Database::host_names() const {
+  std::vector<std::string> out;
+  for (const auto& h : hosts_) out.push_back(h.name);
+  return out;
+}
+
+std::optional<GpuPrice> Database::cheapest_on_demand(const std::string& gpu_name) const {
+  std::optional<GpuPrice> best;
+  for (const auto& p : gpu_prices_)
+    if (p.gpu == gpu_name && p.tier == "on-demand" && (!best || p.usd_per_gpu_hour < best->usd_per_gpu_hour)) best = p;
+  return best;
+}
+
+}  // namespace moeplan::gpu_db

@@ -1,0 +1,93 @@
+// gpu_db: hardware and prices as data. Loads data/gpus.yaml, hosts.yaml, links.yaml, prices/gpu_hourly.yaml and
+// prices/api.yaml into plain structs; every entry keeps its source and date. No performance is computed here.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moeplan::gpu_db {
+
+struct GpuSpec {
+  std::string name;          // id used on the command line
+  std::string display_name;
+  std::vector<std::string> aliases;
+  std::string vendor, architecture, form_factor, memory_type;
+  double memory_bytes = 0;                 // memory_gb in its stated unit (GB = 1e9, GiB = 2^30)
+  double memory_gb_marketed = 0;
+  std::string memory_unit;                 // "GB" or "GiB"
+  double mem_bandwidth_bytes_per_s = 0;    // vendor peak
+  std::map<std::string, double> peak_flops_dense;  // dtype (bf16, fp16, fp8, int8, fp4) -> FLOP/s (dense)
+  std::string fp4_format;                  // nvfp4, mxfp4 or empty
+  std::string interconnect;                // id in links.yaml
+  std::optional<double> interconnect_bytes_per_s_bidir;
+  int pcie_gen = 0;
+  int gpus_per_node = 8;
+  double tdp_w = 0;
+  std::string confidence, source, date, notes;
+
+  bool has_dtype(const std::string& dtype) const { return peak_flops_dense.count(dtype) > 0; }
+};
+
+struct HostSpec {
+  std::string name, display_name, kind, memory_type;  // kind: cpu | unified
+  double memory_bytes = 0;
+  int memory_channels = 0;
+  double mem_bandwidth_bytes_per_s = 0;
+  std::map<std::string, double> peak_flops_dense;
+  int cores = 0;
+  std::string source, date, notes;
+};
+
+struct LinkSpec {
+  std::string name, display_name, scope;    // scope: intra-node | inter-node
+  double bandwidth_bytes_per_s_per_direction = 0;
+  double latency_s = 0;
+  std::string source, date, notes;
+};
+
+struct GpuPrice {
+  std::string provider, gpu, tier, date, source, notes;
+  double usd_per_gpu_hour = 0;
+};
+
+struct ApiPrice {
+  std::string provider, model, model_variant, date, source, notes;
+  double usd_per_m_input_tokens = 0, usd_per_m_output_tokens = 0;
+  std::optional<double> usd_per_m_cached_input_tokens;
+  std::optional<std::int64_t> context_tokens;
+  bool conflict = false;
+};
+
+class Database {
+ public:
+  // Loads and validates every file under `data_dir`. Throws InputError naming file and line on bad data.
+  static Database load(const std::filesystem::path& data_dir);
+
+  const std::vector<GpuSpec>& gpus() const { return gpus_; }
+  const std::vector<HostSpec>& hosts() const { return hosts_; }
+  const std::vector<LinkSpec>& links() const { return links_; }
+  const std::vector<GpuPrice>& gpu_prices() const { return gpu_prices_; }
+  const std::vector<ApiPrice>& api_prices() const { return api_prices_; }
+
+  // Lookup by name or alias (case-insensitive); throws InputError with the closest names.
+  const GpuSpec& gpu(const std::string& name) const;
+  const HostSpec& host(const std::string& name) const;
+  const LinkSpec* link(const std::string& name) const;
+  std::vector<std::string> gpu_names() const;
+  std::vector<std::string> host_names() const;
+
+  // Lowest on-demand price for a GPU, if any source lists one.
+  std::optional<GpuPrice> cheapest_on_demand(const std::string& gpu_name) const;
+
+ private:
+  std::vector<GpuSpec> gpus_;
+  std::vector<HostSpec> hosts_;
+  std::vector<LinkSpec> links_;
+  std::vector<GpuPrice> gpu_prices_;
+  std::vector<ApiPrice> api_prices_;
+};
+
+}  // namespace moeplan::gpu_db

@@ -1,0 +1,102 @@
+#include "model/shard.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "common/error.hpp"
+
+namespace moeplan::model {
+
+namespace {
+std::string s(std::int64_t v) { return std::to_string(v); }
+}  // namespace
+
+void validate_layout(const ModelConfig& m, const ParallelLayout& l) {
+  if (l.tp < 1 || l.ep < 1 || l.pp < 1 || l.dp < 1)
+    throw InputError("--tp, --ep, --pp and --dp must be positive integers (got tp=" + s(l.tp) + " ep=" + s(l.ep) +
+                     " pp=" + s(l.pp) + " dp=" + s(l.dp) + ")");
+  if (m.num_heads % l.tp != 0)
+    throw InputError("--tp " + s(l.tp) + " does not divide the " + s(m.num_heads) + " attention heads of " + m.name +
+                     "; choose tp from the divisors of " + s(m.num_heads));
+  if (!m.mla && m.num_kv_heads % l.tp != 0 && l.tp % m.num_kv_heads != 0)
+    throw InputError("--tp " + s(l.tp) + " and the " + s(m.num_kv_heads) + " KV heads of " + m.name +
+                     " do not divide each other; KV heads can be split or replicated, not both");
+  if (m.num_layers % l.pp != 0)
+    throw InputError("--pp " + s(l.pp) + " does not divide the " + s(m.num_layers) + " layers of " + m.name);
+  if (!m.is_moe()) {
+    if (l.ep > 1) throw InputError("--ep " + s(l.ep) + " needs an MoE model; " + m.name + " is dense (use --ep 1)");
+    if (l.dp > 1)
+      throw InputError("--dp " + s(l.dp) + " (attention data parallel) needs an MoE model with --ep; " + m.name +
+                       " is dense: run separate replicas instead");
+    if (m.dense_intermediate % l.tp != 0)
+      throw InputError("--tp " + s(l.tp) + " does not divide the MLP intermediate size " + s(m.dense_intermediate));
+    return;
+  }
+  if (m.num_experts % l.ep != 0)
+    throw InputError("--ep " + s(l.ep) + " does not divide the " + s(m.num_experts) + " experts of " + m.name);
+  if ((l.tp * l.dp) % l.ep != 0)
+    throw InputError("--ep " + s(l.ep) + " must divide tp*dp = " + s(l.tp * l.dp) +
+                     " (experts are spread over the GPUs of one pipeline stage)");
+  if (m.moe_intermediate % l.moe_tp() != 0)
+    throw InputError("tp*dp/ep = " + s(l.moe_tp()) + " does not divide the expert intermediate size " +
+                     s(m.moe_intermediate) + "; raise --ep");
+  if (m.dense_intermediate > 0 && m.dense_intermediate % l.tp != 0)
+    throw InputError("--tp " + s(l.tp) + " does not divide the dense MLP intermediate size " + s(m.dense_intermediate));
+  if (m.shared_intermediate > 0 && m.shared_intermediate % l.tp != 0)
+    throw InputError("--tp " + s(l.tp) + " does not divide the shared-expert intermediate size " + s(m.shared_intermediate));
+}
+
+std::int64_t kv_heads_per_gpu(const ModelConfig& m, const ParallelLayout& l) {
+  if (m.mla) return m.num_kv_heads;  // MLA caches one latent; not split by heads
+  return std::max<std::int64_t>(1, m.num_kv_heads / l.tp);
+}
+
+double shard_fraction(const ModelConfig& m, const WeightGroup& w, const ParallelLayout& l) {
+  switch (w.shard) {
+    case Shard::replicated: return 1.0;
+    case Shard::tensor:
+    case Shard::vocab: return 1.0 / l.tp;
+    case Shard::kv_heads:
+      return static_cast<double>(kv_heads_per_gpu(m, l)) / static_cast<double>(m.num_kv_heads);
+    case Shard::experts: return 1.0 / (static_cast<double>(l.ep) * l.moe_tp());
+  }
+  return 1.0;
+}
+
+std::pair<int, int> stage_layers(const ModelConfig& m, const ParallelLayout& l, int stage) {
+  const int per_stage = static_cast<int>(m.num_layers) / l.pp;
+  return {stage * per_stage, (stage + 1) * per_stage};
+}
+
+WeightBytes weight_bytes_per_gpu(const ModelConfig& m, const Precision& p, const ParallelLayout& l, bool include_vision) {
+  WeightBytes best;
+  const int n = static_cast<int>(m.num_layers);
+  for (int stage = 0; stage < l.pp; ++stage) {
+    WeightBytes b;
+    b.stage = stage;
+    auto add = [&](const WeightGroup& w, int layer) {
+      const double bytes = weight_group_bytes(w, p, layer, n) * shard_fraction(m, w, l);
+      b.by_module[static_cast<std::size_t>(w.module)] += bytes;
+      b.total += bytes;
+    };
+    const auto [first, last] = stage_layers(m, l, stage);
+    for (int i = first; i < last; ++i)
+      for (const auto& w : m.layers[static_cast<std::size_t>(i)].weights) add(w, i);
+    for (const auto& w : m.globals) {
+      // Embedding on the first stage; final norm and lm_head on the last (tied: the embedding serves both ends).
+      const bool first_stage = stage == 0, last_stage = stage == l.pp - 1;
+      if (w.module == Module::embedding && (first_stage || (m.tie_word_embeddings && last_stage))) add(w, -1);
+      else if (w.module != Module::embedding && last_stage) add(w, -1);
+    }
+    if (include_vision && stage == 0)
+      for (const auto& w : m.vision) add(w, -1);
+    if (b.total > best.total) best = b;
+  }
+  return best;
+}
+
+WeightBytes weight_bytes_total(const ModelConfig& m, const Precision& p, bool include_vision) {
+  return weight_bytes_per_gpu(m, p, ParallelLayout{}, include_vision);
+}
+
+}  // namespace moeplan::model

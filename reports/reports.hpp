@@ -1,0 +1,24 @@
+// reports/reports: result structs -> Report (tables + JSON) for each command. Field meanings: README "JSON".
+#pragma once
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+#include "kernels/device_query.hpp"
+#include "model/config.hpp"
+#include "model/summary.hpp"
+#include "reports/render.hpp"
+#include "simulator/memory.hpp"
+
+namespace moeplan::reports {
+
+Report models_report(const std::vector<model::ModelSummary>& models);
+// One model in detail: per-module parameters and the layer pattern.
+Report model_detail_report(const model::ModelConfig& model, const model::ModelSummary& summary);
+
+Report gpus_report(const gpu_db::Database& db, const std::vector<const gpu_db::GpuSpec*>& gpus);
+Report hosts_report(const std::vector<gpu_db::HostSpec>& hosts);
+Report local_gpus_report(const kernels::DeviceQuery& devices);
+
+Report memory_report(const simulator::MemoryRequest& request, const simulator::MemoryBreakdown& result);
+
+}  // namespace moeplan::reports

@@ -1,0 +1,87 @@
+// The shipped hardware and price data load, hold the datasheet values, and bad data is reported by file and line.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "common/error.hpp"
+#include "gpu_db/gpu_db.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+using namespace moeplan::gpu_db;
+
+TEST_CASE("the GPU database has at least 45 accelerators with dense datasheet peaks") {
+  const auto db = Database::load(test::data());
+  CHECK(db.gpus().size() >= 45);
+  const auto& h100 = db.gpu("h100-sxm");
+  CHECK(h100.memory_bytes == Approx(80e9));
+  CHECK(h100.mem_bandwidth_bytes_per_s == Approx(3.35e12));
+  CHECK(h100.peak_flops_dense.at("bf16") == Approx(989.4e12).epsilon(0.001));  // dense, not the 1,979 sparse figure
+  CHECK(h100.peak_flops_dense.at("fp8") == Approx(1979e12).epsilon(0.001));
+  CHECK_FALSE(h100.has_dtype("fp4"));
+  const auto& h200 = db.gpu("h200-sxm");
+  CHECK(h200.memory_bytes == Approx(141e9));
+  CHECK(h200.mem_bandwidth_bytes_per_s == Approx(4.8e12));
+  const auto& mi300x = db.gpu("mi300x");
+  CHECK(mi300x.memory_gb_marketed == 192);  // 8 HBM3 stacks of 24 GiB: data says GiB
+  CHECK(mi300x.peak_flops_dense.at("bf16") == Approx(1307.4e12).epsilon(0.001));
+  // Every GPU says where its numbers come from.
+  for (const auto& g : db.gpus()) {
+    INFO(g.name);
+    CHECK_FALSE(g.source.empty());
+    CHECK_FALSE(g.date.empty());
+    CHECK(db.link(g.interconnect) != nullptr);
+  }
+  for (const char* name : {"b300", "b200", "gb200", "h20", "l40s", "l4", "a100-80gb-sxm", "v100-32gb", "t4", "rtx-4090",
+                           "rtx-5090", "mi355x", "mi325x"})
+    CHECK_NOTHROW(db.gpu(name));
+}
+
+TEST_CASE("hosts, links and prices load with sources") {
+  const auto db = Database::load(test::data());
+  CHECK(db.hosts().size() >= 8);
+  CHECK(db.links().size() >= 8);
+  CHECK_FALSE(db.gpu_prices().empty());
+  CHECK_FALSE(db.api_prices().empty());
+  for (const auto& p : db.api_prices()) {
+    INFO(p.provider << " " << p.model);
+    CHECK_FALSE(p.source.empty());
+    CHECK_FALSE(p.date.empty());
+  }
+  const auto price = db.cheapest_on_demand("h100-sxm");
+  REQUIRE(price.has_value());
+  CHECK(price->usd_per_gpu_hour > 0.5);
+  CHECK(price->usd_per_gpu_hour < 10);
+}
+
+TEST_CASE("unknown GPU names suggest the closest ones") {
+  const auto db = Database::load(test::data());
+  CHECK_THROWS_WITH(db.gpu("h100-sx"), Catch::Contains("unknown GPU 'h100-sx'") && Catch::Contains("h100-sxm"));
+  CHECK_THROWS_AS(db.host("no-such-host"), InputError);
+}
+
+namespace {
+// A copy of data/ in a temporary directory with one file replaced.
+std::filesystem::path data_with(const std::string& relative, const std::string& content) {
+  const auto dir = std::filesystem::temp_directory_path() / ("moeplan_db_" + std::to_string(std::hash<std::string>{}(relative + content)));
+  std::filesystem::remove_all(dir);
+  std::filesystem::copy(test::data(), dir, std::filesystem::copy_options::recursive);
+  std::ofstream(dir / relative) << content;
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("bad data files are reported with file and line") {
+  CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", "gpus:\n  - name: x\n    memory_gb: [80\n")),
+                    Catch::Contains("gpus.yaml:") && Catch::Contains("malformed YAML"));
+  CHECK_THROWS_WITH(Database::load(data_with("links.yaml", "links:\n  - name: x\n    bogus: 1\n")),
+                    Catch::Contains("links.yaml:2") && Catch::Contains("unknown key 'bogus'"));
+  CHECK_THROWS_WITH(
+      Database::load(data_with("prices/gpu_hourly.yaml",
+                               "prices:\n  - {provider: p, gpu: no-such-gpu, usd_per_gpu_hour: 1, tier: on-demand, date: d, source: s}\n")),
+      Catch::Contains("unknown GPU 'no-such-gpu'"));
+  CHECK_THROWS_WITH(
+      Database::load(data_with("prices/gpu_hourly.yaml",
+                               "prices:\n  - {provider: p, gpu: h100-sxm, usd_per_gpu_hour: -1, tier: on-demand, date: d, source: s}\n")),
+      Catch::Contains("must be positive"));
+}
