@@ -74,6 +74,14 @@ class Fields {
     const json& v = j_.at(key);
     if (!v.is_number_integer() || v.get<std::int64_t>() < 0)
       throw InputError(origin_ + ": field '" + key + "' must be a non-negative integer, got " + v.dump());
+    return v.get<std::int64_t>() == 0 ? 0 : positive(key, v);
+  }
+  // A token count (context length): positive, up to 2^40.
+  std::int64_t context_or(const char* key, std::int64_t fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 || v.get<std::int64_t>() > (std::int64_t{1} << 40))
+      throw InputError(origin_ + ": field '" + key + "' must be a positive token count, got " + v.dump());
     return v.get<std::int64_t>();
   }
   bool boolean_or(const char* key, bool fallback) const {
@@ -112,8 +120,13 @@ class Fields {
   std::int64_t positive(const char* key, const json& v) const {
     if (!v.is_number_integer() || v.get<std::int64_t>() <= 0)
       throw InputError(origin_ + ": field '" + key + "' must be a positive integer, got " + v.dump());
+    // No real transformer dimension comes near 2^20 (a million); the bound keeps every product of three
+    // dimensions (a weight group's rows x cols x count) inside int64.
+    if (v.get<std::int64_t>() > kMaxDimension)
+      throw InputError(origin_ + ": field '" + key + "' = " + v.dump() + " is implausibly large (limit 2^20)");
     return v.get<std::int64_t>();
   }
+  static constexpr std::int64_t kMaxDimension = std::int64_t{1} << 20;
   const json& j_;
   std::string origin_;
 };
@@ -170,11 +183,12 @@ std::string normalise_dtype(const std::string& d) {
 void common_dims(ModelConfig& c, const Fields& f) {
   c.hidden = f.integer("hidden_size");
   c.num_layers = f.integer("num_hidden_layers");
+  if (c.num_layers > 10000) throw InputError(f.origin() + ": num_hidden_layers = " + std::to_string(c.num_layers) + " is implausibly large");
   c.num_heads = f.integer("num_attention_heads");
   c.num_kv_heads = f.integer_or("num_key_value_heads", c.num_heads);
   c.head_dim = f.integer_or("head_dim", c.hidden / c.num_heads);
   c.vocab = f.integer("vocab_size");
-  c.max_context_tokens = f.integer_or("max_position_embeddings", 0);
+  c.max_context_tokens = f.context_or("max_position_embeddings", 0);
   if (c.num_heads % c.num_kv_heads != 0)
     throw InputError(f.origin() + ": num_attention_heads (" + std::to_string(c.num_heads) +
                      ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_kv_heads) + ")");
@@ -524,6 +538,16 @@ ModelConfig parse_hf_config(const json& config, const std::string& name, const s
   else if (type == "deepseek_v3") build_deepseek_v3(c, config, origin);
   else if (type == "gpt_oss") build_gpt_oss(c, config, origin);
   c.checkpoint_quant = read_quant(config);
+  // Sum in long double so absurd configs are refused before any int64 accumulation can overflow.
+  long double total = 0;
+  auto add = [&](const std::vector<WeightGroup>& ws) {
+    for (const auto& w : ws) total += static_cast<long double>(w.rows) * w.cols * w.count;
+  };
+  for (const auto& l : c.layers) add(l.weights);
+  add(c.globals);
+  add(c.vision);
+  add(c.mtp);
+  if (total > 1e15L) throw InputError(origin + ": the config describes more than 10^15 parameters; check its sizes");
   return c;
 }
 
