@@ -49,8 +49,10 @@ void text_table(std::ostringstream& out, const Table& t) {
     for (std::size_t c = 0; c < row.size() && c < w.size(); ++c) w[c] = std::max(w[c], width(row[c]));
   auto right = [&](std::size_t c) { return c < t.right_align.size() && t.right_align[c]; };
   if (!t.title.empty()) out << t.title << "\n";
-  for (std::size_t c = 0; c < t.columns.size(); ++c) out << (c ? "  " : "") << pad(t.columns[c], w[c], right(c));
-  out << "\n";
+  std::string header;
+  for (std::size_t c = 0; c < t.columns.size(); ++c) header += (c ? "  " : "") + pad(t.columns[c], w[c], right(c));
+  while (!header.empty() && header.back() == ' ') header.pop_back();
+  out << header << "\n";
   for (std::size_t c = 0; c < t.columns.size(); ++c) out << (c ? "  " : "") << std::string(w[c], '-');
   out << "\n";
   for (const auto& row : t.rows) {
