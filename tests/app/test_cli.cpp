@@ -69,7 +69,7 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
   }
 }
 
-TEST_CASE("--help prints usage and exits 0") {
+TEST_CASE("help prints usage and exits 0") {
   CHECK(run({"--help"}).code == 0);
   const auto r = run({"memory", "--help"});
   CHECK(r.code == 0);
