@@ -69,7 +69,7 @@ void add_common_options(po::options_description& d, Common& c) {
 }
 
 bool parse(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
-           po::options_description& options, po::variables_map& vm, const Common&, std::ostream& out) {
+           po::options_description& options, po::variables_map& vm, std::ostream& out) {
   try {
     po::store(po::command_line_parser(args).options(options).run(), vm);
     // Command-line values win over the config file: store the file after the command line.

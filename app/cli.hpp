@@ -29,7 +29,7 @@ void add_common_options(boost::program_options::options_description& d, Common& 
 // Parse `args` (after the subcommand name) into `vm`, merging --config-file; returns false when --help was printed.
 bool parse(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
            boost::program_options::options_description& options, boost::program_options::variables_map& vm,
-           const Common& common, std::ostream& out);
+           std::ostream& out);
 
 void emit(const reports::Report& report, const Common& common, std::ostream& out);
 

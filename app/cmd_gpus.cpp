@@ -22,7 +22,7 @@ int cmd_gpus(const std::vector<std::string>& args, std::ostream& out) {
       "gpu", po::value<std::string>(&name), "only this GPU (name or alias)")(
       "hosts", "list CPU and unified-memory hosts instead")("local", "list the GPUs of this machine (CUDA device query)");
   po::variables_map vm;
-  if (!parse("gpus", "[--vendor V] [--gpu NAME] [--hosts] [--local] [--format ...]", args, d, vm, common, out))
+  if (!parse("gpus", "[--vendor V] [--gpu NAME] [--hosts] [--local] [--format ...]", args, d, vm, out))
     return kExitOk;
   if (vm.count("local")) {
     emit(reports::local_gpus_report(executor::query_gpus()), common, out);

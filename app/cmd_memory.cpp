@@ -59,7 +59,7 @@ int cmd_memory(const std::vector<std::string>& args, std::ostream& out) {
       ("ram-gb", po::value<double>(&ram_gb), "plan for a host with this much RAM (GB)");
   po::variables_map vm;
   if (!parse("memory", "--model M --gpu G --count N --precision P [--tp --ep --pp --dp] --context C --concurrency B", args,
-             d, vm, common, out))
+             d, vm, out))
     return kExitOk;
   for (const char* name : {"count", "tp", "ep", "pp", "dp", "context", "concurrency", "max-num-batched-tokens",
                            "gpu-memory-utilization", "ram-gb"})

@@ -19,7 +19,7 @@ int cmd_models(const std::vector<std::string>& args, std::ostream& out) {
   d.add_options()("model", po::value<std::string>(&model_name),
                   "show one model in detail: a built-in name or a path to an HF config.json");
   po::variables_map vm;
-  if (!parse("models", "[--model NAME|config.json] [--format table|md|json|csv]", args, d, vm, common, out)) return kExitOk;
+  if (!parse("models", "[--model NAME|config.json] [--format table|md|json|csv]", args, d, vm, out)) return kExitOk;
   const auto data = data_dir();
   if (!model_name.empty()) {
     const auto m = model::load_model(model_name, data);
