@@ -48,19 +48,18 @@ void text_table(std::ostringstream& out, const Table& t) {
   for (const auto& row : t.rows)
     for (std::size_t c = 0; c < row.size() && c < w.size(); ++c) w[c] = std::max(w[c], width(row[c]));
   auto right = [&](std::size_t c) { return c < t.right_align.size() && t.right_align[c]; };
+  // One padded line of cells, without trailing blanks.
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string text;
+    for (std::size_t c = 0; c < cells.size(); ++c) text += (c ? "  " : "") + pad(cells[c], c < w.size() ? w[c] : 0, right(c));
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    return text;
+  };
   if (!t.title.empty()) out << t.title << "\n";
-  std::string header;
-  for (std::size_t c = 0; c < t.columns.size(); ++c) header += (c ? "  " : "") + pad(t.columns[c], w[c], right(c));
-  while (!header.empty() && header.back() == ' ') header.pop_back();
-  out << header << "\n";
+  out << line(t.columns) << "\n";
   for (std::size_t c = 0; c < t.columns.size(); ++c) out << (c ? "  " : "") << std::string(w[c], '-');
   out << "\n";
-  for (const auto& row : t.rows) {
-    std::string line;
-    for (std::size_t c = 0; c < row.size(); ++c) line += (c ? "  " : "") + pad(row[c], c < w.size() ? w[c] : 0, right(c));
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << "\n";
-  }
+  for (const auto& row : t.rows) out << line(row) << "\n";
 }
 
 std::string md_cell(std::string s) {
