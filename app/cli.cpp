@@ -27,6 +27,8 @@ const std::vector<Subcommand>& subcommands() {
       {"models", "list built-in models: layers, experts, attention, parameters, KV bytes", cmd_models},
       {"gpus", "list the hardware database (--hosts for CPU hosts, --local for this machine's GPUs)", cmd_gpus},
       {"memory", "memory per GPU: weights, KV cache, activations, overhead, fit, largest concurrency", cmd_memory},
+      {"simulate", "predict TTFT, TPOT, ITL, E2E and tokens/s of one configuration under a load (--breakdown: per op)", cmd_simulate},
+      {"validate", "predicted vs measured: --published compares the simulator with published benchmarks", cmd_validate},
   };
   return kCommands;
 }
@@ -64,7 +66,7 @@ std::vector<std::string> config_file_args(const std::string& path) {
 void add_common_options(po::options_description& d, Common& c) {
   d.add_options()("help,h", "show this help")(
       "format", po::value<std::string>(&c.format)->default_value("table"), "output: table, md, json or csv")(
-      "output,o", po::value<std::string>(&c.output), "write to FILE instead of stdout (atomically)")(
+      "output-file,o", po::value<std::string>(&c.output), "write to FILE instead of stdout (atomically)")(
       "config-file", po::value<std::string>(&c.config_file), "YAML file of options (keys are option names)");
 }
 

@@ -36,5 +36,7 @@ void emit(const reports::Report& report, const Common& common, std::ostream& out
 int cmd_models(const std::vector<std::string>& args, std::ostream& out);
 int cmd_gpus(const std::vector<std::string>& args, std::ostream& out);
 int cmd_memory(const std::vector<std::string>& args, std::ostream& out);
+int cmd_simulate(const std::vector<std::string>& args, std::ostream& out);
+int cmd_validate(const std::vector<std::string>& args, std::ostream& out);
 
 }  // namespace moeplan::app

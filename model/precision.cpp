@@ -36,37 +36,12 @@ Role parse_role(const std::string& s, const std::string& where) {
   throw InputError(where + ": unknown role '" + s + "' in overrides");
 }
 
-template <typename T>
-T yaml_get(const YAML::Node& n, const char* key, const std::string& where) {
-  if (!n[key]) throw InputError(where + ": missing key '" + key + "'");
-  try {
-    return n[key].as<T>();
-  } catch (const YAML::Exception&) {
-    throw InputError(where + ":" + std::to_string(n[key].Mark().line + 1) + ": key '" + key + "' has the wrong type");
-  }
-}
 
 // llama.cpp src/llama-quant.cpp: use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2.
 bool use_more_bits(int layer, int n) {
   return layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2;
 }
 
-bool policy_covers(QuantPolicy policy, const WeightGroup& w) {
-  if (!w.matrix) return false;
-  switch (w.module) {
-    case Module::routed_experts: return true;
-    case Module::attention:
-    case Module::shared_experts:
-    case Module::dense_mlp:
-    case Module::mtp: return policy != QuantPolicy::experts;
-    case Module::embedding:
-    case Module::lm_head: return policy == QuantPolicy::all;
-    case Module::router:
-    case Module::norms:
-    case Module::vision: return false;
-  }
-  return false;
-}
 
 double format_bytes(const WeightGroup& w, const PrecisionFormat& f) {
   const double values = static_cast<double>(w.params());
@@ -84,6 +59,23 @@ double format_bytes(const WeightGroup& w, const PrecisionFormat& f) {
 }
 
 }  // namespace
+
+bool policy_covers(QuantPolicy policy, const WeightGroup& w) {
+  if (!w.matrix) return false;
+  switch (w.module) {
+    case Module::routed_experts: return true;
+    case Module::attention:
+    case Module::shared_experts:
+    case Module::dense_mlp:
+    case Module::mtp: return policy != QuantPolicy::experts;
+    case Module::embedding:
+    case Module::lm_head: return policy == QuantPolicy::all;
+    case Module::router:
+    case Module::norms:
+    case Module::vision: return false;
+  }
+  return false;
+}
 
 PrecisionTable PrecisionTable::load(const std::filesystem::path& yaml_path) {
   const YAML::Node root = parse_yaml_file(yaml_path);

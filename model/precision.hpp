@@ -65,6 +65,9 @@ struct Precision {
 // Parse "FORMAT[:POLICY]" for this model; "" or "auto" means the checkpoint's own precision.
 Precision resolve_precision(const std::string& spec, const ModelConfig& model, const PrecisionTable& table);
 
+// Whether a policy quantises this weight group (matrices only; routers, norms and vision stay high precision).
+bool policy_covers(QuantPolicy policy, const WeightGroup& w);
+
 // Bytes of one weight group (all `count` tensors) stored in this precision. `layer` / `num_layers` let GGUF
 // mixes choose per layer (-1 for tensors outside the decoder layers).
 double weight_group_bytes(const WeightGroup& w, const Precision& p, int layer, int num_layers);

@@ -8,6 +8,8 @@
 #include "model/summary.hpp"
 #include "reports/render.hpp"
 #include "simulator/memory.hpp"
+#include "simulator/published.hpp"
+#include "simulator/simulate.hpp"
 
 namespace moeplan::reports {
 
@@ -20,5 +22,14 @@ Report hosts_report(const std::vector<gpu_db::HostSpec>& hosts);
 Report local_gpus_report(const kernels::DeviceQuery& devices);
 
 Report memory_report(const simulator::MemoryRequest& request, const simulator::MemoryBreakdown& result);
+
+// What a simulate report names besides the result.
+struct SimulateSummary {
+  std::string model_name, device, precision, kv_dtype;
+  model::ParallelLayout layout;
+  simulator::Workload workload;
+};
+Report simulate_report(const SimulateSummary& summary, const simulator::SimulateResult& result);
+Report published_report(const simulator::PublishedSummary& summary, const simulator::PublishedSet& set);
 
 }  // namespace moeplan::reports

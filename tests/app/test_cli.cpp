@@ -59,6 +59,18 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"gpus", "--vendor", "acme"},
       {"models", "--model", "nope"},
       {"frobnicate"},
+      {"simulate", "--tp", "3"},                                   // 40 heads are not divisible by 3
+      {"simulate", "--count", "8", "--ep", "3"},                   // 128 experts by 3
+      {"simulate", "--concurrency", "0"},
+      {"simulate", "--concurrency", "lots"},
+      {"simulate", "--input", "1000000"},                          // above the context limit
+      {"simulate", "--count", "1", "--precision", "bf16"},         // 800 GB on one H100
+      {"simulate", "--model", "llama3.1-8b", "--count", "1", "--dp", "1", "--ep", "2"},
+      {"simulate", "--request-rate", "-1"},
+      {"simulate", "--request-rate", "2", "--concurrency", "8"},
+      {"simulate", "--zipf", "1.0", "--model", "llama3.1-8b", "--count", "1"},
+      {"simulate", "--host", "ddr4-desktop-2ch", "--count", "2"},
+      {"validate"},
   };
   for (const auto& args : cases) {
     INFO(args[0] << " " << (args.size() > 1 ? args[1] : "") << " " << (args.size() > 2 ? args[2] : ""));
@@ -67,6 +79,36 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
     CHECK(one_line(r.err));
     CHECK(r.err.rfind("moeplan: error: ", 0) == 0);
   }
+}
+
+TEST_CASE("simulate --format json has the documented fields, with sub-fields") {
+  const auto r = run({"simulate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--count", "2", "--precision", "fp8",
+                      "--input", "256", "--output", "32", "--concurrency", "4", "--num-requests", "8", "--breakdown",
+                      "--format", "json"});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"output_tokens_per_s", "output_tokens_per_s_per_gpu", "output_tokens_per_s_per_user"})
+    CHECK(j.at(k).get<double>() > 0);
+  for (const char* k : {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"})
+    for (const char* p : {"mean", "p50", "p90", "p99"}) CHECK(j.at(k).at(p).get<double>() > 0);
+  CHECK(j.at("output_tokens_per_s_per_gpu").get<double>() == Approx(j.at("output_tokens_per_s").get<double>() / 2));
+  CHECK(j.at("breakdown").at("decode").at("ops").size() > 10);
+  CHECK(j.at("breakdown").at("prefill").at("tokens") == 256);
+}
+
+TEST_CASE("simulate on a host and with expert offload") {
+  const auto host = run({"simulate", "--model", "qwen3-30b-a3b", "--host", "ddr5-desktop-2ch", "--precision", "q4_k_m",
+                         "--input", "128", "--output", "64", "--concurrency", "1", "--num-requests", "2", "--format", "json"});
+  REQUIRE(host.code == 0);
+  const auto h = nlohmann::json::parse(host.out);
+  // 3.3 B active parameters at ~4.8 bits on 89.6 GB/s × 0.75: a few tens of tokens/s, not thousands.
+  CHECK(h.at("decode_tokens_per_s_per_user").get<double>() > 10);
+  CHECK(h.at("decode_tokens_per_s_per_user").get<double>() < 60);
+  const auto off = run({"simulate", "--model", "llama4-scout", "--gpu", "rtx-4090", "--count", "1", "--precision", "q4_k_m",
+                        "--offload-experts", "--offload-host", "ddr5-desktop-2ch", "--input", "128", "--output", "64",
+                        "--concurrency", "1", "--num-requests", "2", "--format", "json"});
+  REQUIRE(off.code == 0);
+  CHECK(nlohmann::json::parse(off.out).at("decode_tokens_per_s_per_user").get<double>() > 1);
 }
 
 TEST_CASE("help prints usage and exits 0") {

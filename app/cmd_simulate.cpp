@@ -1,0 +1,166 @@
+// `moeplan simulate`: predict TTFT, TPOT, ITL, E2E and throughput of one serving configuration under a load.
+#include <iostream>
+
+#include "app/cli.hpp"
+#include "app/config_options.hpp"
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/text.hpp"
+#include "reports/reports.hpp"
+#include "simulator/simulate.hpp"
+
+namespace po = boost::program_options;
+
+namespace moeplan::app {
+
+namespace {
+
+// A host from the database (or from --ram-gb), with --mem-bandwidth-gbps / --host-tflops overrides.
+simulator::Hardware host_device(const gpu_db::HostSpec& spec, double bandwidth_gbps, double tflops,
+                                std::vector<std::string>& notes) {
+  gpu_db::HostSpec h = spec;
+  if (bandwidth_gbps > 0) h.mem_bandwidth_bytes_per_s = bandwidth_gbps * 1e9;
+  if (h.mem_bandwidth_bytes_per_s <= 0)
+    throw InputError(h.name + ": no memory bandwidth known; give --mem-bandwidth-gbps (e.g. 89.6 for 2-channel DDR5-5600)");
+  if (tflops > 0) h.peak_flops_dense = {{"bf16", tflops * 1e12}};
+  double fallback = 0;
+  if (h.peak_flops_dense.empty()) {
+    // Two 256-bit FMA pipes per core (AVX2, Zen 2+ and Intel since Haswell): 32 FP32 FLOP/cycle at an assumed
+    // 2.5 GHz all-core clock. Only prefill (compute-bound) depends on it; --host-tflops replaces it.
+    const int cores = h.cores > 0 ? h.cores : 8;
+    fallback = cores * 32.0 * 2.5e9;
+    notes.push_back("host compute peak estimated as " + std::to_string(cores) + " cores x 32 FLOP/cycle x 2.5 GHz = " +
+                    format_fixed(fallback / 1e12, 2) + " TFLOP/s (give --host-tflops for a measured figure)");
+  }
+  return simulator::host_hardware(h, fallback);
+}
+
+}  // namespace
+
+int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  ConfigOptions o;
+  std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
+  std::string concurrency, internode, loads_file, offload_host;
+  double rate = 0, zipf = 0, mem_bw_gbps = 0, host_tflops = 0;
+  int prefill_replicas = 0, gpu_layers = -1;
+  std::uint64_t seed = 1;
+  po::options_description d("simulate options");
+  add_common_options(d, common);
+  add_config_options(d, o);
+  d.add_options()
+      ("input", po::value<std::int64_t>(&input)->default_value(1000), "prompt tokens per request")
+      ("output", po::value<std::int64_t>(&output)->default_value(1000), "output tokens per request")
+      ("concurrency", po::value<std::string>(&concurrency)->default_value("max"),
+       "max (all requests queued: offline throughput) or N (closed loop: N requests in flight)")
+      ("request-rate", po::value<double>(&rate), "open-loop Poisson arrivals, requests per second (instead of --concurrency)")
+      ("static-batch", po::value<std::int64_t>(&static_batch),
+       "static batching of B requests (engines without in-flight batching), instead of --concurrency")
+      ("num-requests", po::value<std::int64_t>(&num_requests)->default_value(0),
+       "requests to simulate (0: 1000, or enough to fill the batch four times under max load)")
+      ("max-batch", po::value<std::int64_t>(&max_batch)->default_value(1024), "sequences per attention group (engine's max batch size)")
+      ("breakdown", "add per-op tables for one prefill and one decode step")
+      ("zipf", po::value<double>(&zipf), "skewed router: expert popularity ~ rank^-ALPHA (default uniform)")
+      ("expert-loads", po::value<std::string>(&loads_file), "measured per-layer expert loads (JSON, docs/simulator.md)")
+      ("internode", po::value<std::string>(&internode)->default_value("infiniband-ndr"), "inter-node link (data/links.yaml)")
+      ("disaggregate", po::value<int>(&prefill_replicas)->default_value(0),
+       "prefill/decode disaggregation: this many prefill replicas of the same layout feed one decode replica")
+      ("offload-experts", "one GPU: routed experts stay in host RAM and run on the CPU (llama.cpp -ot exps=CPU)")
+      ("gpu-layers", po::value<int>(&gpu_layers), "one GPU: layers [0, N) on the GPU, the rest on the host (llama.cpp -ngl N)")
+      ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"), "host whose RAM holds offloaded weights")
+      ("mem-bandwidth-gbps", po::value<double>(&mem_bw_gbps), "host memory bandwidth in GB/s (overrides the host's)")
+      ("host-tflops", po::value<double>(&host_tflops), "host compute peak in TFLOP/s (overrides the host's)")
+      ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals");
+  po::variables_map vm;
+  if (!parse("simulate",
+             "--model M --gpu G --count N --precision P [--tp --ep --dp --pp] --input L --output L "
+             "(--concurrency N|max | --request-rate R) [--breakdown]",
+             args, d, vm, out))
+    return kExitOk;
+  for (const char* name : {"input", "output", "max-batch", "request-rate", "static-batch", "zipf", "mem-bandwidth-gbps", "host-tflops"})
+    require_positive(vm, name);
+  if (num_requests < 0) throw InputError("--num-requests must be 0 (automatic) or positive");
+  if (prefill_replicas < 0) throw InputError("--disaggregate must be 0 (off) or a number of prefill replicas");
+  if (vm.count("gpu-layers") && gpu_layers < 0) throw InputError("--gpu-layers must be 0 or more");
+
+  simulator::Workload w;
+  w.input_tokens = input;
+  w.output_tokens = output;
+  w.num_requests = num_requests;
+  w.seed = seed;
+  if (vm.count("request-rate") + vm.count("static-batch") > 1 ||
+      (!vm["concurrency"].defaulted() && (vm.count("request-rate") || vm.count("static-batch"))))
+    throw InputError("give one of --concurrency, --request-rate and --static-batch");
+  if (vm.count("static-batch")) {
+    w.mode = simulator::LoadMode::static_batch;
+    w.concurrency = static_batch;
+  } else if (vm.count("request-rate")) {
+    w.mode = simulator::LoadMode::poisson;
+    w.request_rate_per_s = rate;
+  } else if (to_lower(concurrency) == "max") {
+    w.mode = simulator::LoadMode::max;
+  } else {
+    std::size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(concurrency, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != concurrency.size() || n < 1)
+      throw InputError("--concurrency '" + concurrency + "': use a positive number of requests in flight, or max");
+    w.mode = simulator::LoadMode::closed;
+    w.concurrency = n;
+  }
+
+  const auto db = gpu_db::Database::load(data_dir());
+  const ResolvedConfig c = resolve_config(o, vm, db);
+  simulator::SimulateRequest q;
+  q.model = &c.model;
+  q.precision = c.precision;
+  q.layout = c.layout;
+  q.kv_dtype = c.kv_dtype;
+  q.kv_mode = c.kv_mode;
+  q.limits.max_batch = max_batch;
+  q.limits.max_num_batched_tokens = o.max_batched;
+  q.workload = w;
+  q.gpu_memory_utilization = o.utilization;
+  q.prefill_replicas = prefill_replicas;
+  q.with_breakdown = vm.count("breakdown") > 0;
+  q.routing.zipf_alpha = zipf;
+  q.routing.loads_file = loads_file;
+  if ((zipf > 0 || !loads_file.empty()) && !c.model.is_moe())
+    throw InputError("--zipf/--expert-loads describe a router; " + c.model.name + " is a dense model");
+  std::vector<std::string> notes;
+  std::string device;
+  if (c.host_mode) {
+    if (vm.count("offload-experts") || vm.count("gpu-layers"))
+      throw InputError("--offload-experts/--gpu-layers need a GPU; in host mode everything already runs on the host");
+    q.hardware = host_device(*c.host, mem_bw_gbps, host_tflops, notes);
+    device = c.host->name;
+  } else {
+    q.hardware = simulator::gpu_hardware(db, *c.gpu, internode);
+    device = std::to_string(c.layout.gpus()) + " x " + c.gpu->name;
+    q.offload.experts_on_host = vm.count("offload-experts") > 0;
+    if (vm.count("gpu-layers")) q.offload.gpu_layers = gpu_layers;
+    if (q.offload.experts_on_host && !c.model.is_moe())
+      throw InputError("--offload-experts: " + c.model.name + " has no routed experts (use --gpu-layers)");
+    if (q.offload.active()) {
+      q.offload_host = host_device(db.host(offload_host), mem_bw_gbps, host_tflops, notes);
+      device += " + " + offload_host + " RAM";
+    } else if (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops")) {
+      throw InputError("--mem-bandwidth-gbps/--host-tflops describe a host: use them with --host, --ram-gb or offloading");
+    }
+  }
+  if (c.host_mode && !c.host->mem_bandwidth_bytes_per_s && mem_bw_gbps <= 0)
+    throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
+
+  const auto result = simulator::simulate(q);
+  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w};
+  auto report = reports::simulate_report(s, result);
+  for (const auto& n : notes) report.notes.push_back(n);
+  emit(report, common, out);
+  return kExitOk;
+}
+
+}  // namespace moeplan::app

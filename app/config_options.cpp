@@ -1,0 +1,90 @@
+// app/config_options: shared configuration options (see config_options.hpp).
+#include "app/config_options.hpp"
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+
+namespace po = boost::program_options;
+
+namespace moeplan::app {
+
+void require_positive(const po::variables_map& vm, const char* name) {
+  if (!vm.count(name)) return;
+  const auto& v = vm[name].value();
+  bool ok = true;
+  if (const auto* i = boost::any_cast<std::int64_t>(&v)) ok = *i > 0;
+  else if (const auto* n = boost::any_cast<int>(&v)) ok = *n > 0;
+  else if (const auto* x = boost::any_cast<double>(&v)) ok = *x > 0;
+  if (!ok) throw InputError(std::string("--") + name + " must be positive");
+}
+
+void add_config_options(po::options_description& d, ConfigOptions& o) {
+  d.add_options()
+      ("model", po::value<std::string>(&o.model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
+      ("gpu", po::value<std::string>(&o.gpu_name)->default_value("h100-sxm"), "GPU name (moeplan gpus)")
+      ("count", po::value<int>(&o.count)->default_value(8), "number of GPUs (= tp x dp x pp)")
+      ("precision", po::value<std::string>(&o.precision_spec)->default_value("auto"),
+       "weights: FORMAT[:POLICY], e.g. bf16, fp8, fp8:all-linear, nvfp4, mxfp4:experts, int4-awq, q4_k_m; "
+       "auto = the checkpoint's own")
+      ("kv-dtype", po::value<std::string>(&o.kv_dtype)->default_value("bf16"), "KV cache dtype: bf16, fp16, fp8")
+      ("kv-mode", po::value<std::string>(&o.kv_mode)->default_value("model-aware"),
+       "model-aware (chunked/sliding layers keep only their chunk/window) or full-length (every layer keeps all)")
+      ("tp", po::value<int>(&o.tp), "tensor parallel size (default: count / (pp x dp))")
+      ("ep", po::value<int>(&o.ep)->default_value(1), "expert parallel size (divides tp x dp)")
+      ("pp", po::value<int>(&o.pp)->default_value(1), "pipeline stages")
+      ("dp", po::value<int>(&o.dp)->default_value(1), "attention data-parallel ranks (MoE with --ep)")
+      ("max-num-batched-tokens", po::value<std::int64_t>(&o.max_batched)->default_value(8192),
+       "peak tokens in one forward pass (TensorRT-LLM max_num_tokens default 8192)")
+      ("gpu-memory-utilization", po::value<double>(&o.utilization)->default_value(0.90),
+       "share of GPU memory the engine may use (vLLM default 0.90)")
+      ("host", po::value<std::string>(&o.host_name), "a CPU/unified-memory host instead of GPUs (moeplan gpus --hosts)")
+      ("ram-gb", po::value<double>(&o.ram_gb), "a host with this much RAM (GB)");
+}
+
+ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
+  for (const char* name : {"count", "tp", "ep", "pp", "dp", "max-num-batched-tokens", "gpu-memory-utilization", "ram-gb"})
+    require_positive(vm, name);
+  if (o.utilization > 1) throw InputError("--gpu-memory-utilization must be at most 1 (a fraction, e.g. 0.9)");
+  const auto data = data_dir();
+  ResolvedConfig c;
+  c.model = model::load_model(o.model_name, data);
+  c.precisions = std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml"));
+  c.precision = model::resolve_precision(o.precision_spec, c.model, *c.precisions);
+  c.kv_dtype = model::parse_kv_dtype(o.kv_dtype);
+  if (o.kv_mode == "model-aware") c.kv_mode = model::KvMode::model_aware;
+  else if (o.kv_mode == "full-length") c.kv_mode = model::KvMode::full_length;
+  else throw InputError("unknown --kv-mode '" + o.kv_mode + "' (use model-aware or full-length)");
+
+  c.host_mode = vm.count("host") || vm.count("ram-gb");
+  if (c.host_mode) {
+    if (vm.count("host") && vm.count("ram-gb")) throw InputError("give --host or --ram-gb, not both");
+    if (!vm["count"].defaulted() || vm.count("tp") || o.ep != 1 || o.pp != 1 || o.dp != 1)
+      throw InputError("host mode (--host/--ram-gb) plans one host: drop --count, --tp, --ep, --pp and --dp");
+    c.layout = {1, 1, 1, 1};
+    if (vm.count("host")) {
+      c.host = db.host(o.host_name);
+    } else {
+      gpu_db::HostSpec h;
+      h.name = "host with " + std::to_string(static_cast<long long>(o.ram_gb)) + " GB RAM";
+      h.kind = "cpu";
+      h.memory_bytes = o.ram_gb * 1e9;
+      c.host = h;
+    }
+    return c;
+  }
+  c.gpu = &db.gpu(o.gpu_name);
+  int tp = o.tp;
+  if (!vm.count("tp")) {
+    if (o.count % (o.pp * o.dp) != 0)
+      throw InputError("--count " + std::to_string(o.count) + " is not a multiple of pp x dp = " + std::to_string(o.pp * o.dp));
+    tp = o.count / (o.pp * o.dp);
+  }
+  if (tp * o.dp * o.pp != o.count)
+    throw InputError("--count " + std::to_string(o.count) + " must equal tp x dp x pp = " + std::to_string(tp) + " x " +
+                     std::to_string(o.dp) + " x " + std::to_string(o.pp) + " = " + std::to_string(tp * o.dp * o.pp));
+  c.layout = {tp, o.ep, o.pp, o.dp};
+  model::validate_layout(c.model, c.layout);
+  return c;
+}
+
+}  // namespace moeplan::app

@@ -1,0 +1,49 @@
+// app/config_options: the options that name one serving configuration (model, device, count, precision, KV cache,
+// parallel layout, host), shared by `memory` and `simulate`, and their resolution into library values.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/program_options.hpp>
+
+#include "gpu_db/gpu_db.hpp"
+#include "model/config.hpp"
+#include "model/kv_cache.hpp"
+#include "model/precision.hpp"
+#include "model/shard.hpp"
+
+namespace moeplan::app {
+
+struct ConfigOptions {
+  std::string model_name, gpu_name, host_name, precision_spec, kv_dtype, kv_mode;
+  int count = 0, tp = 0, ep = 1, pp = 1, dp = 1;
+  double utilization = 0, ram_gb = 0;
+  std::int64_t max_batched = 0;
+};
+
+void add_config_options(boost::program_options::options_description& d, ConfigOptions& o);
+
+// What the options resolve to. `host` is set in host mode (--host / --ram-gb), `gpu` otherwise.
+struct ResolvedConfig {
+  model::ModelConfig model;
+  std::shared_ptr<const model::PrecisionTable> precisions;  // Precision points into it
+  model::Precision precision;
+  model::ParallelLayout layout;
+  model::KvDtype kv_dtype = model::KvDtype::bf16;
+  model::KvMode kv_mode = model::KvMode::model_aware;
+  const gpu_db::GpuSpec* gpu = nullptr;
+  std::optional<gpu_db::HostSpec> host;   // a database host or one made from --ram-gb
+  bool host_mode = false;
+};
+
+// Validates ranges and combinations (one InputError line each) and loads model, precision and device.
+// `db` must outlive the result (gpu points into it).
+ResolvedConfig resolve_config(const ConfigOptions& o, const boost::program_options::variables_map& vm,
+                              const gpu_db::Database& db);
+
+// Throws InputError when a numeric option is present and not > 0.
+void require_positive(const boost::program_options::variables_map& vm, const char* name);
+
+}  // namespace moeplan::app

@@ -1,0 +1,232 @@
+// reports/simulate_report: `moeplan simulate` results as tables and JSON (fields documented in README "JSON").
+#include <map>
+
+#include "common/text.hpp"
+#include "reports/reports.hpp"
+
+namespace moeplan::reports {
+
+using nlohmann::json;
+
+namespace {
+
+json percentiles_json(const simulator::Percentiles& p) {
+  return {{"mean", p.mean}, {"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}};
+}
+
+std::vector<std::string> percentile_row(const std::string& name, const simulator::Percentiles& p) {
+  return {name, format_fixed(p.mean, 2), format_fixed(p.p50, 2), format_fixed(p.p90, 2), format_fixed(p.p99, 2)};
+}
+
+// Per-op rows, summed over layer classes by op name, in graph order.
+Table breakdown_table(const std::string& title, const std::vector<simulator::OpTime>& ops, double step_s) {
+  struct Row {
+    double time_s = 0, compute_s = 0, memory_s = 0, comm_s = 0;
+    int layers = 0;
+    bool host = false;
+    simulator::Bound bound = simulator::Bound::memory;
+    double bound_time = 0;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Row> rows;
+  double total = 0;
+  for (const auto& o : ops) {
+    const std::string key = std::string(o.op.name) + (o.on_host ? " (host)" : "");
+    if (!rows.count(key)) order.push_back(key);
+    Row& r = rows[key];
+    r.time_s += o.time_s;
+    r.compute_s += o.compute_s;
+    r.memory_s += o.memory_s;
+    r.comm_s += o.comm_s;
+    r.layers += o.op.repeat;
+    r.host = o.on_host;
+    if (o.time_s > r.bound_time) {
+      r.bound_time = o.time_s;
+      r.bound = o.bound;
+    }
+    total += o.time_s;
+  }
+  Table t;
+  t.title = title + " (" + format_fixed(step_s * 1e3, 3) + " ms per step; ops sum to " + format_fixed(total * 1e3, 3) + " ms)";
+  t.columns = {"op", "x", "time us", "share", "bound", "compute us", "memory us", "comm us"};
+  t.right_align = {false, true, true, true, false, true, true, true};
+  for (const auto& key : order) {
+    const Row& r = rows[key];
+    t.rows.push_back({key, std::to_string(r.layers), format_fixed(r.time_s * 1e6, 1),
+                      format_fixed(total > 0 ? 100.0 * r.time_s / total : 0, 1) + "%", simulator::bound_name(r.bound),
+                      format_fixed(r.compute_s * 1e6, 1), format_fixed(r.memory_s * 1e6, 1), format_fixed(r.comm_s * 1e6, 1)});
+  }
+  return t;
+}
+
+json breakdown_json(const std::vector<simulator::OpTime>& ops, const model::StepValues& x) {
+  json a = json::array();
+  for (const auto& o : ops) {
+    json j = {{"name", o.op.name},
+              {"kind", model::op_kind_name(o.op.kind)},
+              {"layer_class", o.op.layer_class},
+              {"repeat", o.op.repeat},
+              {"on_host", o.on_host},
+              {"time_us", o.time_s * 1e6},
+              {"compute_us", o.compute_s * 1e6},
+              {"memory_us", o.memory_s * 1e6},
+              {"comm_us", o.comm_s * 1e6},
+              {"bound", simulator::bound_name(o.bound)}};
+    // Per invocation (one layer), at this step's values.
+    j["flops"] = o.op.flops.at(x);
+    j["weight_bytes"] = o.op.weight_bytes.at(x);
+    j["act_bytes"] = o.op.act_bytes.at(x);
+    j["kv_bytes"] = o.op.kv_bytes.at(x);
+    j["comm_bytes"] = o.op.comm_bytes.at(x);
+    if (!o.compute_dtype.empty()) j["compute_dtype"] = o.compute_dtype;
+    if (!o.op.weight_format.empty()) j["weight_format"] = o.op.weight_format;
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+}  // namespace
+
+Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult& r) {
+  const auto& s = r.serving;
+  const auto& l = q.layout;
+  Report rep;
+  std::string load;
+  switch (q.workload.mode) {
+    case simulator::LoadMode::max: load = "max load (all requests queued)"; break;
+    case simulator::LoadMode::closed: load = "closed loop, concurrency " + with_commas(q.workload.concurrency); break;
+    case simulator::LoadMode::poisson: load = "Poisson arrivals, " + format_fixed(q.workload.request_rate_per_s, 2) + " req/s"; break;
+    case simulator::LoadMode::static_batch: load = "static batches of " + with_commas(q.workload.concurrency); break;
+  }
+  rep.header = {"simulate: " + q.model_name + " on " + q.device + ", precision " + q.precision + ", KV " + q.kv_dtype,
+                "layout tp=" + std::to_string(l.tp) + " ep=" + std::to_string(l.ep) + " pp=" + std::to_string(l.pp) +
+                    " dp=" + std::to_string(l.dp) + "; " + with_commas(q.workload.input_tokens) + " in / " +
+                    with_commas(q.workload.output_tokens) + " out tokens; " + load + "; " + with_commas(s.requests) + " requests"};
+
+  Table thr;
+  thr.title = "throughput";
+  thr.columns = {"metric", "value"};
+  thr.right_align = {false, true};
+  thr.rows = {{"output tokens/s (total)", format_fixed(s.output_tokens_per_s, 0)},
+              {"output tokens/s per GPU", format_fixed(s.output_tokens_per_s_per_gpu, 1)},
+              {"output tokens/s per user (output / E2E)", format_fixed(s.output_tokens_per_s_per_user, 2)},
+              {"decode tokens/s per user (1 / TPOT)", format_fixed(s.decode_tokens_per_s_per_user, 2)},
+              {"input tokens/s", format_fixed(s.input_tokens_per_s, 0)},
+              {"requests/s", format_fixed(s.requests_per_s, 3)},
+              {"mean decode batch per attention group", format_fixed(s.mean_batch, 1)},
+              {"KV cache holds (sequences per group)", with_commas(s.kv_limited_batch) + (s.kv_bound ? " (caps the batch)" : "")}};
+  rep.tables.push_back(std::move(thr));
+
+  Table lat;
+  lat.title = "latency (ms)";
+  lat.columns = {"metric", "mean", "p50", "p90", "p99"};
+  lat.right_align = {false, true, true, true, true};
+  lat.rows = {percentile_row("TTFT", s.ttft_ms), percentile_row("TPOT", s.tpot_ms), percentile_row("ITL", s.itl_ms),
+              percentile_row("E2E", s.e2e_ms)};
+  rep.tables.push_back(std::move(lat));
+
+  json breakdown = json::object();
+  if (!r.prefill_ops.empty() || !r.decode_ops.empty()) {
+    rep.tables.push_back(breakdown_table("prefill step of " + with_commas(r.prefill_step_tokens) + " tokens", r.prefill_ops,
+                                         r.prefill_step_s));
+    rep.tables.push_back(breakdown_table("decode step of " + with_commas(r.decode_step_batch) + " sequences at " +
+                                             with_commas(r.decode_step_context) + " tokens",
+                                         r.decode_ops, r.decode_step_s));
+    breakdown["prefill"] = {{"tokens", r.prefill_step_tokens}, {"step_ms", r.prefill_step_s * 1e3},
+                            {"ops", breakdown_json(r.prefill_ops, r.prefill_values)}};
+    breakdown["decode"] = {{"batch", r.decode_step_batch}, {"context_tokens", r.decode_step_context},
+                           {"step_ms", r.decode_step_s * 1e3},
+                           {"ops", breakdown_json(r.decode_ops, r.decode_values)}};
+  }
+  rep.notes = r.assumptions;
+  rep.notes.push_back("memory per GPU at the peak batch: weights " + format_gb(r.memory.weights.total) + ", KV " +
+                      format_gb(r.memory.kv_bytes) + ", free " + format_gb(r.memory.free_bytes));
+
+  rep.json = {{"model", q.model_name},
+              {"device", q.device},
+              {"gpus", r.gpus},
+              {"precision", q.precision},
+              {"kv_dtype", q.kv_dtype},
+              {"tp", l.tp}, {"ep", l.ep}, {"pp", l.pp}, {"dp", l.dp},
+              {"input_tokens", q.workload.input_tokens},
+              {"output_tokens", q.workload.output_tokens},
+              {"load", q.workload.mode == simulator::LoadMode::max      ? "max"
+                       : q.workload.mode == simulator::LoadMode::closed ? "closed"
+                       : q.workload.mode == simulator::LoadMode::static_batch ? "static"
+                                                                        : "poisson"},
+              {"concurrency", q.workload.concurrency},
+              {"request_rate_per_s", q.workload.request_rate_per_s},
+              {"requests", s.requests},
+              {"duration_s", s.duration_s},
+              {"requests_per_s", s.requests_per_s},
+              {"output_tokens_per_s", s.output_tokens_per_s},
+              {"output_tokens_per_s_per_gpu", s.output_tokens_per_s_per_gpu},
+              {"output_tokens_per_s_per_user", s.output_tokens_per_s_per_user},
+              {"decode_tokens_per_s_per_user", s.decode_tokens_per_s_per_user},
+              {"input_tokens_per_s", s.input_tokens_per_s},
+              {"ttft_ms", percentiles_json(s.ttft_ms)},
+              {"tpot_ms", percentiles_json(s.tpot_ms)},
+              {"itl_ms", percentiles_json(s.itl_ms)},
+              {"e2e_ms", percentiles_json(s.e2e_ms)},
+              {"mean_batch", s.mean_batch},
+              {"peak_batch", s.peak_batch},
+              {"kv_limited_batch", s.kv_limited_batch},
+              {"kv_bound", s.kv_bound},
+              {"steps", s.steps},
+              {"kv_transfer_ms", r.kv_transfer_s * 1e3},
+              {"vram_used_bytes_per_gpu", r.memory.total_bytes},
+              {"weights_bytes_per_gpu", r.memory.weights.total},
+              {"routing", r.routing},
+              {"assumptions", r.assumptions}};
+  if (!breakdown.empty()) rep.json["breakdown"] = breakdown;
+  return rep;
+}
+
+}  // namespace moeplan::reports
+
+namespace moeplan::reports {
+
+Report published_report(const simulator::PublishedSummary& s, const simulator::PublishedSet& set) {
+  Report rep;
+  rep.header = {"published measurements vs moeplan simulate (data/validation/public_points.yaml)"};
+  Table t;
+  t.columns = {"id", "model", "GPUs", "layout", "precision", "KV", "in/out", "load", "metric", "measured", "predicted", "error"};
+  t.right_align = {false, false, false, false, false, false, true, false, false, true, true, true};
+  json rows = json::array();
+  for (const auto& r : s.rows) {
+    const auto& p = r.point;
+    const std::string layout = "tp" + std::to_string(p.tp) + " dp" + std::to_string(p.dp) + " ep" + std::to_string(p.ep) +
+                               (p.pp > 1 ? " pp" + std::to_string(p.pp) : "");
+    const std::string load = p.load == "max" ? "max" : (p.load == "static" ? "b=" : "c=") + std::to_string(p.concurrency);
+    const bool ok = r.failure.empty();
+    t.rows.push_back({p.id, p.model, std::to_string(p.count) + "x " + p.gpu, layout, p.precision, p.kv_dtype,
+                      std::to_string(p.input) + "/" + std::to_string(p.output), load, p.metric, format_fixed(p.value, 1),
+                      ok ? format_fixed(r.predicted, 1) : "-", ok ? format_fixed(100.0 * r.error, 1) + "%" : "refused"});
+    json j = {{"id", p.id}, {"model", p.model}, {"gpu", p.gpu}, {"count", p.count}, {"tp", p.tp}, {"dp", p.dp},
+              {"ep", p.ep}, {"pp", p.pp}, {"precision", p.precision}, {"kv_dtype", p.kv_dtype}, {"input_tokens", p.input},
+              {"output_tokens", p.output}, {"load", p.load}, {"concurrency", p.concurrency}, {"metric", p.metric},
+              {"measured", p.value}, {"source", p.source}};
+    if (ok) {
+      j["predicted"] = r.predicted;
+      j["error"] = r.error;
+    } else {
+      j["failure"] = r.failure;
+      rep.notes.push_back(p.id + " refused: " + r.failure);
+    }
+    rows.push_back(std::move(j));
+  }
+  rep.tables.push_back(std::move(t));
+  rep.notes.push_back("median absolute error " + format_fixed(100.0 * s.median_abs_error, 1) + "%, p90 " +
+                      format_fixed(100.0 * s.p90_abs_error, 1) + "%, within 25%: " + std::to_string(s.within_25_percent) +
+                      " of " + std::to_string(s.rows.size()));
+  for (const auto& [id, reason] : set.excluded) rep.notes.push_back("not expressible: " + id + " (" + reason + ")");
+  rep.json = {{"rows", rows},
+              {"median_abs_error", s.median_abs_error},
+              {"p90_abs_error", s.p90_abs_error},
+              {"within_25_percent", s.within_25_percent},
+              {"excluded", json::array()}};
+  for (const auto& [id, reason] : set.excluded) rep.json["excluded"].push_back({{"id", id}, {"reason", reason}});
+  return rep;
+}
+
+}  // namespace moeplan::reports

@@ -1,0 +1,59 @@
+// simulator/hardware: what the roofline needs to know about a device (a GPU from gpus.yaml, a CPU or
+// unified-memory host from hosts.yaml, or a host described by flags), its links, and the efficiency terms that turn
+// datasheet peaks into achievable rates. Every default is sourced in docs/simulator.md.
+#pragma once
+#include <map>
+#include <string>
+
+#include "gpu_db/gpu_db.hpp"
+
+namespace moeplan::simulator {
+
+// Achievable share of datasheet peaks, by op class, and fixed costs. Defaults for GPUs; host_efficiency() below
+// for CPUs. A calibration profile replaces these with measured values.
+struct Efficiency {
+  double gemm_compute = 0.70;          // large dense GEMM, share of the dense peak (cuBLAS on H100: ~0.7)
+  double gemm_rows_half = 64;          // rows at which a GEMM reaches half of gemm_compute (tile fill)
+  double expert_compute = 0.175;       // the whole MoE expert block (routing, permute, grouped GEMMs, combine) at many
+                                       // tokens per expert: fitted on the even rows of the published set (docs/simulator.md)
+  double expert_rows_half = 64;        // tokens per expert for half of expert_compute
+  double attention_compute = 0.55;     // FlashAttention-class prefill, share of the bf16 peak
+  double memory = 0.80;                // weight and activation streaming, share of peak memory bandwidth
+  double kv_memory = 0.70;             // paged KV reads in decode attention
+  double elementwise_memory = 0.60;    // norms, rope, activations (small, launch-dominated kernels)
+  double comm_bandwidth = 0.80;        // NCCL bus bandwidth / link bandwidth (all-reduce, all-gather)
+  double all_to_all_bandwidth = 0.60;  // all-to-all: many small messages, lower link utilisation
+  double dequant_compute = 0.50;       // weight-only formats computed in bf16: extra time share for dequantisation
+  double op_overhead_us = 2.0;         // fixed time per kernel (launch gap + tail) with CUDA graphs
+  double collective_base_us = 6.6;     // NCCL base latency per collective call (tuning.cc, LL protocol)
+  double step_overhead_us = 30;        // per forward step: scheduler, sampling, host-device sync
+  std::string source = "defaults (docs/simulator.md)";
+};
+
+// One device type and the fabric between its copies.
+struct Hardware {
+  std::string name;
+  bool host = false;                           // CPU or unified-memory host: no collectives, no CUDA overhead
+  double memory_bytes = 0;                     // per device
+  double mem_bandwidth_bytes_per_s = 0;        // peak
+  std::map<std::string, double> peak_flops;    // dense FLOP/s by dtype: bf16, fp16, fp8, int8, fp4
+  std::string fp4_format;                      // nvfp4 / mxfp4 when the hardware has FP4 tensor cores
+  // Links: intra-node (NVLink / PCIe) and inter-node (InfiniBand / RoCE), per GPU and per direction.
+  double intra_bandwidth_bytes_per_s = 0, intra_latency_s = 0;
+  double inter_bandwidth_bytes_per_s = 0, inter_latency_s = 0;
+  int gpus_per_node = 8;
+  std::string intra_link, inter_link;
+  Efficiency eff;
+
+  // FLOP/s peak for a compute dtype, and the dtype actually used (bf16 when the hardware lacks it).
+  double peak_for(const std::string& dtype, std::string* used = nullptr) const;
+};
+
+// From the database: a GPU with its intra-node link and the named inter-node link (default infiniband-ndr).
+Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link = "");
+// A CPU / unified-memory host. Without a compute peak in hosts.yaml, `fallback_flops` is used (0: throw).
+Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0);
+// Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md).
+Efficiency host_efficiency();
+
+}  // namespace moeplan::simulator

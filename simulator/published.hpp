@@ -1,0 +1,48 @@
+// simulator/published: predicts every published measurement in data/validation/public_points.yaml with the same
+// simulate() a user runs, and reports the error per row and the median. No row is special-cased: each row is only
+// a command line and the value measured.
+#pragma once
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+#include "simulator/simulate.hpp"
+
+namespace moeplan::simulator {
+
+struct PublishedPoint {
+  std::string id, model, gpu, precision, kv_dtype, source, metric, load;
+  int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
+  std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
+  std::int64_t num_requests = 0;  // 0: the simulator's default
+  double value = 0;        // measured, in the unit of `metric`
+};
+
+struct PublishedSet {
+  std::vector<PublishedPoint> points;
+  std::vector<std::pair<std::string, std::string>> excluded;  // id, reason
+};
+
+// Throws InputError naming the file and row on malformed data.
+PublishedSet load_published(const std::filesystem::path& yaml_path);
+
+struct PublishedResult {
+  PublishedPoint point;
+  double predicted = 0;
+  double error = 0;        // (predicted − measured) / measured
+  std::string failure;     // when the simulator refused the configuration (the message)
+};
+
+struct PublishedSummary {
+  std::vector<PublishedResult> rows;
+  double median_abs_error = 0;  // over rows that ran
+  double p90_abs_error = 0;
+  int within_25_percent = 0;
+};
+
+// `only`: run just these ids (empty = all).
+PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
+                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only = {});
+
+}  // namespace moeplan::simulator

@@ -1,0 +1,197 @@
+// simulator/simulate: memory → KV capacity → step model → serving loop (see simulate.hpp).
+#include "simulator/simulate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "common/error.hpp"
+#include "common/text.hpp"
+
+namespace moeplan::simulator {
+
+namespace {
+
+double d(std::int64_t v) { return static_cast<double>(v); }
+
+// Weight bytes the offload moves to host memory (per GPU view: the replica is one GPU when offloading).
+double offloaded_bytes(const model::ModelConfig& m, const model::Precision& p, const Offload& o) {
+  double bytes = 0;
+  for (const auto& layer : m.layers) {
+    const bool layer_on_host = o.gpu_layers >= 0 && layer.index >= o.gpu_layers;
+    for (const auto& w : layer.weights) {
+      if (layer_on_host || (o.experts_on_host && w.module == model::Module::routed_experts))
+        bytes += model::weight_group_bytes(w, p, layer.index, static_cast<int>(m.num_layers));
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
+SimulateResult simulate(const SimulateRequest& r) {
+  if (!r.model) throw std::logic_error("simulate: no model");
+  const model::ModelConfig& m = *r.model;
+  const model::ParallelLayout& lay = r.layout;
+  model::validate_layout(m, lay);
+  const Workload& w = r.workload;
+  if (w.input_tokens < 1 || w.output_tokens < 1) throw InputError("--input and --output must be at least 1 token");
+  const std::int64_t length = w.input_tokens + w.output_tokens;
+  if (m.max_context_tokens > 0 && length > m.max_context_tokens)
+    throw InputError("--input + --output = " + with_commas(length) + " tokens is above " + m.name + "'s limit of " +
+                     with_commas(m.max_context_tokens) + " tokens (max_position_embeddings)");
+  if (r.hardware.host && lay.gpus() != 1)
+    throw InputError("a host runs one copy of the model: drop --tp/--ep/--dp/--pp or use --gpu");
+  if (r.offload.active() && lay.gpus() != 1)
+    throw InputError("offloading is modelled for one GPU: use --count 1 with --offload-experts or --gpu-layers");
+  if (r.offload.gpu_layers > m.num_layers)
+    throw InputError("--gpu-layers " + std::to_string(r.offload.gpu_layers) + " is more than the model's " +
+                     std::to_string(m.num_layers) + " layers");
+
+  SimulateResult res;
+  res.gpus = lay.gpus() * (1 + std::max(0, r.prefill_replicas));
+
+  // Step model: op graph priced on this hardware, with the routing model.
+  StepModelRequest sr;
+  sr.graph.model = &m;
+  sr.graph.precision = r.precision;
+  sr.graph.layout = lay;
+  sr.graph.kv_dtype = r.kv_dtype;
+  sr.hardware = r.hardware;
+  sr.offload = r.offload;
+  if (r.offload_host) sr.host = *r.offload_host;
+  if (m.is_moe()) {
+    if (!r.routing.loads_file.empty()) {
+      sr.routing = RoutingModel::histogram(read_expert_loads(r.routing.loads_file, m.num_experts), m.experts_per_token, lay.ep);
+    } else if (r.routing.zipf_alpha > 0) {
+      sr.routing = RoutingModel::zipf(m.num_experts, m.experts_per_token, lay.ep, r.routing.zipf_alpha);
+    } else {
+      sr.routing = RoutingModel::uniform(m.num_experts, m.experts_per_token, lay.ep);
+    }
+    res.routing = sr.routing.describe();
+  }
+  const StepModel step(sr);
+
+  // Memory: weights, activations and overhead at this workload; what remains holds KV.
+  MemoryRequest mr;
+  mr.model = &m;
+  mr.precision = r.precision;
+  mr.layout = lay;
+  mr.kv_dtype = r.kv_dtype;
+  mr.kv_mode = r.kv_mode;
+  mr.context_tokens = length;
+  // Activations at the peak step (the token budget spread over a full batch); KV comes after.
+  mr.concurrency = std::max<std::int64_t>(1, r.limits.max_batch) * std::max(1, lay.dp);
+  mr.max_num_batched_tokens = r.limits.max_num_batched_tokens;
+  mr.capacity_bytes = r.hardware.memory_bytes;
+  mr.host_mode = r.hardware.host;
+  mr.device_name = r.hardware.name;
+  mr.overhead.gpu_memory_utilization = r.gpu_memory_utilization;
+  MemoryBreakdown mem = memory_breakdown(mr);
+  double weights_on_device = mem.weights.total;
+  if (r.offload.active()) {
+    const double moved = offloaded_bytes(m, r.precision, r.offload);
+    weights_on_device -= moved;
+    if (moved > r.offload_host->memory_bytes * 0.95)
+      throw InputError("the offloaded weights need " + format_gb(moved) + " but " + r.offload_host->name + " has " +
+                       format_gb(r.offload_host->memory_bytes) + " of RAM: offload less or use a larger host");
+    res.assumptions.push_back("offload: " + format_gb(moved) + " of weights in host RAM (" + r.offload_host->name +
+                              "), ops on them priced at host bandwidth");
+  }
+  ServingLimits lim = r.limits;
+  lim.kv_capacity_bytes = mem.usable_bytes - weights_on_device - mem.activation_bytes - mem.overhead_bytes;
+  if (lim.kv_capacity_bytes <= 0)
+    throw InputError(m.name + " in " + r.precision.spec + " does not fit on " + std::to_string(lay.gpus()) + " x " +
+                     r.hardware.name + ": " + format_gb(weights_on_device) + " of weights per device and " +
+                     format_gb(mem.usable_bytes) + " usable; use more GPUs, a smaller precision or offloading");
+  lim.kv_bytes_per_token_full = d(step.graph().kv_bytes_per_token_full);
+  lim.kv_bytes_per_token_window = d(step.graph().kv_bytes_per_token_window);
+  lim.window_tokens = step.graph().window_tokens;
+  if (r.kv_mode == model::KvMode::full_length) {
+    lim.kv_bytes_per_token_full += lim.kv_bytes_per_token_window;
+    lim.kv_bytes_per_token_window = 0;
+    lim.window_tokens = 0;
+  }
+
+  // Serving: aggregated, or a prefill pool feeding a decode pool.
+  if (r.prefill_replicas <= 0) {
+    res.serving = simulate_serving(step, lim, w, lay.gpus());
+  } else {
+    if (w.mode == LoadMode::closed)
+      throw InputError("disaggregated serving is simulated for --concurrency max or --request-rate (not a closed loop)");
+    // 1) Prefill pool: prompt-only requests (one output token), split over the prefill replicas.
+    Workload pw = w;
+    pw.output_tokens = 1;
+    const int dp = std::max(1, lay.dp);
+    std::int64_t n_total = w.num_requests > 0 ? w.num_requests : 0;
+    if (n_total <= 0) n_total = w.mode == LoadMode::max ? std::max<std::int64_t>(1000, 4 * lim.max_batch * dp) : 1000;
+    pw.num_requests = std::max<std::int64_t>(1, n_total / r.prefill_replicas);
+    if (pw.mode == LoadMode::poisson) pw.request_rate_per_s = w.request_rate_per_s / r.prefill_replicas;
+    const ServingResult pre = simulate_serving(step, lim, pw, lay.gpus());
+    const std::vector<double>& arrivals = pre.arrival_times_s;
+    // 2) KV hand-off: the prompt's KV of one GPU's share, over the inter-node link (one NIC per GPU).
+    const double kv_bytes = lim.kv_bytes_per_token_full * d(w.input_tokens) +
+                            lim.kv_bytes_per_token_window * d(lim.window_tokens > 0 ? std::min(w.input_tokens, lim.window_tokens) : w.input_tokens);
+    res.kv_transfer_s = r.hardware.inter_bandwidth_bytes_per_s > 0
+                            ? r.hardware.inter_latency_s + kv_bytes / (r.hardware.inter_bandwidth_bytes_per_s * r.hardware.eff.comm_bandwidth)
+                            : 0.0;
+    // 3) Decode pool: the prefill replicas' outputs merge (each replica is statistically the same), sorted by the
+    //    time their KV lands.
+    struct Arrival { double at, origin, first; };
+    std::vector<Arrival> merged;
+    for (int rep = 0; rep < r.prefill_replicas; ++rep)
+      for (std::size_t i = 0; i < arrivals.size(); ++i)
+        merged.push_back({pre.first_token_times_s[i] + res.kv_transfer_s, arrivals[i], pre.first_token_times_s[i]});
+    std::sort(merged.begin(), merged.end(), [](const Arrival& a, const Arrival& b) { return a.at < b.at; });
+    Workload dw = w;
+    dw.arrive_prefilled = true;
+    for (const Arrival& a : merged) {
+      dw.arrival_times_s.push_back(a.at);
+      dw.origin_arrival_s.push_back(a.origin);
+      dw.origin_first_token_s.push_back(a.first);
+    }
+    res.serving = simulate_serving(step, lim, dw, lay.gpus());
+    res.serving.ttft_ms = pre.ttft_ms;
+    res.serving.output_tokens_per_s_per_gpu = res.serving.output_tokens_per_s / res.gpus;
+    res.assumptions.push_back("disaggregated: " + std::to_string(r.prefill_replicas) + " prefill replica(s) of " +
+                              std::to_string(lay.gpus()) + " GPUs feed one decode replica; KV hand-off " +
+                              format_fixed(res.kv_transfer_s * 1e3, 2) + " ms per request over " + r.hardware.inter_link);
+  }
+
+  // Memory at the batch the simulation reached.
+  mr.concurrency = std::max<std::int64_t>(1, res.serving.peak_batch * std::max(1, lay.dp));
+  res.memory = memory_breakdown(mr);
+
+  if (r.with_breakdown) {
+    const model::AttentionKind wk = [&] {
+      for (const auto& c : step.graph().layer_classes)
+        if (c.attention == model::AttentionKind::sliding) return model::AttentionKind::sliding;
+      return model::AttentionKind::chunked;
+    }();
+    res.prefill_step_tokens = std::min(w.input_tokens, r.limits.max_num_batched_tokens);
+    const StepShape ps = prefill_shape(res.prefill_step_tokens, 0, res.prefill_step_tokens == w.input_tokens, step.graph(), wk);
+    res.prefill_ops = step.breakdown(ps);
+    res.prefill_values = step.values(ps);
+    res.prefill_step_s = step.step_time_s(ps);
+    res.decode_step_batch = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::llround(res.serving.mean_batch)));
+    res.decode_step_context = w.input_tokens + w.output_tokens / 2;
+    const StepShape ds = decode_shape(d(res.decode_step_batch), res.decode_step_context, step.graph(), wk);
+    res.decode_ops = step.breakdown(ds);
+    res.decode_values = step.values(ds);
+    res.decode_step_s = step.step_time_s(ds);
+  }
+
+  const Efficiency& e = r.hardware.eff;
+  res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + format_fixed(e.gemm_compute, 2) + " of peak, experts " +
+                            format_fixed(e.expert_compute, 2) + ", attention " + format_fixed(e.attention_compute, 2) +
+                            ", memory " + format_fixed(e.memory, 2) + ", KV " + format_fixed(e.kv_memory, 2) +
+                            ", links " + format_fixed(e.comm_bandwidth, 2) + "; " + format_fixed(e.op_overhead_us, 1) +
+                            " us per op, " + format_fixed(e.step_overhead_us, 0) + " us per step");
+  if (m.is_moe()) res.assumptions.push_back("router: " + res.routing + "; EP steps wait for the busiest rank");
+  res.assumptions.push_back("scheduler: continuous batching, chunked prefill (" + with_commas(r.limits.max_num_batched_tokens) +
+                            " tokens/step), max batch " + with_commas(r.limits.max_batch) +
+                            " per attention group, KV reserved for prompt + output on admission");
+  return res;
+}
+
+}  // namespace moeplan::simulator

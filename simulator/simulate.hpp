@@ -1,0 +1,59 @@
+// simulator/simulate: one serving configuration end to end: memory fit → KV capacity → step prices → serving
+// loop, plus per-op breakdowns of one prefill and one decode step. `moeplan simulate` and the planner call this.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+#include "model/config.hpp"
+#include "model/kv_cache.hpp"
+#include "model/precision.hpp"
+#include "model/shard.hpp"
+#include "simulator/memory.hpp"
+#include "simulator/serving.hpp"
+#include "simulator/step_cost.hpp"
+
+namespace moeplan::simulator {
+
+struct RoutingOptions {
+  double zipf_alpha = 0;           // > 0: Zipf-skewed router
+  std::string loads_file;          // measured per-layer expert loads (overrides zipf)
+};
+
+struct SimulateRequest {
+  const model::ModelConfig* model = nullptr;
+  model::Precision precision;
+  model::ParallelLayout layout;
+  model::KvDtype kv_dtype = model::KvDtype::bf16;
+  model::KvMode kv_mode = model::KvMode::model_aware;
+  Hardware hardware;               // the GPU (or the host, for CPU-only inference)
+  std::optional<Hardware> offload_host;
+  Offload offload;
+  RoutingOptions routing;
+  ServingLimits limits;            // max_batch and max_num_batched_tokens; KV fields are filled in here
+  Workload workload;
+  double gpu_memory_utilization = 0.90;
+  // Prefill/decode disaggregation: a separate pool of `prefill_replicas` copies of the same layout prefills prompts
+  // and hands the KV over `--internode` to the decode pool (0: aggregated serving on one pool).
+  int prefill_replicas = 0;
+  bool with_breakdown = false;
+};
+
+struct SimulateResult {
+  MemoryBreakdown memory;          // at the workload's context, at the batch the simulation reached
+  ServingResult serving;
+  std::vector<OpTime> prefill_ops, decode_ops;  // breakdowns (when asked)
+  double prefill_step_s = 0, decode_step_s = 0; // the two breakdown steps
+  std::int64_t prefill_step_tokens = 0, decode_step_batch = 0, decode_step_context = 0;
+  model::StepValues prefill_values{}, decode_values{};  // the step variables of the two breakdown steps
+  double kv_transfer_s = 0;        // disaggregated: KV hand-off per request
+  int gpus = 0;                    // GPUs in the replica (both pools when disaggregated)
+  std::vector<std::string> assumptions;
+  std::string routing;
+};
+
+// Throws InputError for impossible configurations (layout, lengths, memory).
+SimulateResult simulate(const SimulateRequest& request);
+
+}  // namespace moeplan::simulator

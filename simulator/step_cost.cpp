@@ -1,0 +1,340 @@
+// simulator/step_cost: prices the op graph (see step_cost.hpp; every formula in docs/simulator.md).
+#include "simulator/step_cost.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.hpp"
+
+namespace moeplan::simulator {
+
+using model::OpKind;
+using model::StepVar;
+
+namespace {
+double d(std::int64_t v) { return static_cast<double>(v); }
+std::size_t ix(StepVar v) { return static_cast<std::size_t>(v); }
+}  // namespace
+
+const char* bound_name(Bound b) {
+  switch (b) {
+    case Bound::compute: return "compute";
+    case Bound::memory: return "memory";
+    case Bound::comm: return "comm";
+    case Bound::overhead: return "overhead";
+  }
+  return "?";
+}
+
+StepShape& StepShape::operator+=(const StepShape& o) {
+  decode_tokens += o.decode_tokens;
+  prefill_tokens += o.prefill_tokens;
+  logit_tokens += o.logit_tokens;
+  pairs_decode_full += o.pairs_decode_full;
+  pairs_decode_window += o.pairs_decode_window;
+  pairs_prefill_full += o.pairs_prefill_full;
+  pairs_prefill_window += o.pairs_prefill_window;
+  kv_read_full += o.kv_read_full;
+  kv_read_window += o.kv_read_window;
+  return *this;
+}
+
+StepShape StepShape::scaled(double f) const {
+  StepShape s = *this;
+  for (double* v : {&s.decode_tokens, &s.prefill_tokens, &s.logit_tokens, &s.pairs_decode_full, &s.pairs_decode_window,
+                    &s.pairs_prefill_full, &s.pairs_prefill_window, &s.kv_read_full, &s.kv_read_window})
+    *v *= f;
+  return s;
+}
+
+double window_keys(std::int64_t position, std::int64_t window, model::AttentionKind kind) {
+  if (window <= 0) return d(position);
+  if (kind == model::AttentionKind::chunked) return d((position - 1) % window + 1);
+  return d(std::min(position, window));
+}
+
+StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& g, model::AttentionKind window_kind) {
+  StepShape s;
+  s.decode_tokens = seqs;
+  s.logit_tokens = seqs;
+  s.pairs_decode_full = s.kv_read_full = seqs * d(context);
+  if (g.has_window) s.pairs_decode_window = s.kv_read_window = seqs * window_keys(context, g.window_tokens, window_kind);
+  return s;
+}
+
+StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chunk, const model::OpGraph& g,
+                        model::AttentionKind window_kind) {
+  StepShape s;
+  s.prefill_tokens = d(tokens);
+  s.logit_tokens = last_chunk ? 1 : 0;
+  // Σ_{p = offset+1}^{offset+tokens} p
+  s.pairs_prefill_full = d(tokens) * d(offset) + d(tokens) * d(tokens + 1) / 2.0;
+  if (g.has_window) {
+    const std::int64_t w = g.window_tokens;
+    double sum = 0;
+    std::int64_t p = offset + 1;
+    const std::int64_t end = offset + tokens;
+    while (p <= end) {
+      if (window_kind == model::AttentionKind::chunked) {
+        // Positions p..q inside one chunk attend 1..(q−chunk start) keys: an arithmetic series.
+        const std::int64_t chunk_end = ((p - 1) / w + 1) * w;
+        const std::int64_t q = std::min(end, chunk_end);
+        const double a = window_keys(p, w, window_kind), n = d(q - p + 1);
+        sum += n * a + n * (n - 1) / 2.0;
+        p = q + 1;
+      } else {
+        if (p < w) {
+          const std::int64_t q = std::min(end, w - 1);
+          const double n = d(q - p + 1);
+          sum += n * d(p) + n * (n - 1) / 2.0;
+          p = q + 1;
+        } else {
+          sum += d(end - p + 1) * d(w);
+          p = end + 1;
+        }
+      }
+    }
+    s.pairs_prefill_window = sum;
+  }
+  return s;
+}
+
+StepModel::StepModel(const StepModelRequest& r)
+    : graph_(model::build_op_graph(r.graph)), hw_(r.hardware), host_(r.host), routing_(r.routing), layout_(r.graph.layout) {
+  const model::ModelConfig& m = *r.graph.model;
+  top_k_ = m.experts_per_token;
+  for (const auto& l : m.layers)
+    if (l.attention == model::AttentionKind::chunked || l.attention == model::AttentionKind::sliding) window_kind_ = l.attention;
+  if (r.offload.active() && host_.mem_bandwidth_bytes_per_s <= 0)
+    throw InputError("offloading needs a host: give --offload-host NAME or --mem-bandwidth-gbps and --ram-gb");
+
+  const Efficiency& e = hw_.eff;
+  const Efficiency& eh = host_.eff;
+  const int gpn = std::max(1, hw_.gpus_per_node);
+  auto link_for = [&](int ranks, double* bw, double* alpha) {
+    if (ranks > gpn && hw_.inter_bandwidth_bytes_per_s > 0) {
+      *bw = hw_.inter_bandwidth_bytes_per_s;
+      *alpha = hw_.inter_latency_s;
+    } else {
+      *bw = hw_.intra_bandwidth_bytes_per_s;
+      *alpha = hw_.intra_latency_s;
+    }
+    if (*bw <= 0) throw InputError(hw_.name + ": no interconnect bandwidth in data/links.yaml for a " + std::to_string(ranks) + "-GPU collective");
+  };
+  const double base = e.collective_base_us * 1e-6;
+
+  for (const model::Op& op : graph_.ops) {
+    Priced p;
+    p.op = &op;
+    // Which device runs the op under offloading.
+    double on_host_share = 0;
+    if (r.offload.experts_on_host && (op.kind == OpKind::expert_gemm || op.name == std::string("moe.experts.act"))) on_host_share = 1;
+    if (r.offload.gpu_layers >= 0) {
+      if (op.layer_class >= 0) {
+        const auto& cls = graph_.layer_classes[static_cast<std::size_t>(op.layer_class)];
+        int host_layers = 0;
+        for (int li : cls.layer_indices) host_layers += li >= r.offload.gpu_layers ? 1 : 0;
+        if (on_host_share == 0) on_host_share = d(host_layers) / d(std::max(1, cls.layers));
+      } else if (op.kind == OpKind::embedding) {
+        on_host_share = 1;  // llama.cpp keeps the token embedding in host memory
+      }
+    }
+    p.repeat_gpu = op.repeat * (1 - on_host_share);
+    p.repeat_host = op.repeat * on_host_share;
+    p.expert = op.kind == OpKind::expert_gemm;
+
+    if (model::is_collective(op.kind)) {
+      double bw = 0, alpha = 0;
+      const int n = op.group_ranks;
+      if (hw_.host || n <= 1) {
+        continue;  // no collective on one device
+      } else if (op.kind == OpKind::send_recv) {
+        link_for(layout_.tp * layout_.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
+        p.comm_fixed_s = base + alpha;
+        p.comm_per_byte_s = 1.0 / (bw * e.comm_bandwidth);
+      } else if (op.kind == OpKind::all_to_all) {
+        link_for(n, &bw, &alpha);
+        p.comm_fixed_s = base + alpha;
+        if (n > gpn && hw_.inter_bandwidth_bytes_per_s > 0 && hw_.intra_bandwidth_bytes_per_s > 0) {
+          // Peers off the node take (n − gpn)/(n − 1) of the traffic over the NIC, the rest over NVLink, in parallel.
+          const double off = d(n - gpn) / d(n - 1);
+          p.comm_per_byte_s = std::max((1 - off) / hw_.intra_bandwidth_bytes_per_s, off / hw_.inter_bandwidth_bytes_per_s) /
+                              e.all_to_all_bandwidth;
+        } else {
+          p.comm_per_byte_s = 1.0 / (bw * e.all_to_all_bandwidth);
+        }
+      } else if (op.kind == OpKind::all_reduce) {
+        // Ring all-reduce: 2(n−1) steps, each moving 1/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
+        link_for(n, &bw, &alpha);
+        p.comm_fixed_s = base + 2.0 * (n - 1) * alpha;
+        p.comm_per_byte_s = 2.0 * (n - 1) / n / (bw * e.comm_bandwidth);
+      } else {  // all_gather: n−1 steps, each GPU receives the n−1 other pieces
+        link_for(n, &bw, &alpha);
+        p.comm_fixed_s = base + (n - 1) * alpha;
+        p.comm_per_byte_s = d(n - 1) / (bw * e.comm_bandwidth);
+      }
+      priced_.push_back(p);
+      continue;
+    }
+
+    // Compute rate: the op's dtype if the hardware has it, else bf16 with a dequantisation penalty.
+    auto inv_flops = [&](const Hardware& h, const Efficiency& ef) {
+      double class_eff = ef.gemm_compute;
+      if (op.kind == OpKind::expert_gemm) class_eff = ef.expert_compute;
+      if (op.kind == OpKind::attention_prefill || op.kind == OpKind::attention_decode) class_eff = ef.attention_compute;
+      std::string want = op.compute_dtype.empty() ? "bf16" : op.compute_dtype;
+      if (want == "fp4" && !h.peak_flops.count("fp4")) want = "fp8";  // w4a8 kernels on FP8 hardware (Hopper)
+      std::string used;
+      const double peak = h.peak_for(want, &used);
+      // Weights stored in a format the tensor cores cannot consume (int4/GGUF on any GPU, fp8 on Ampere, fp4 on
+      // Hopper) are dequantised in the GEMM's main loop, which costs compute-pipe time.
+      const bool quantised = !op.weight_format.empty() && op.weight_format != "bf16" && op.weight_format != "fp16" &&
+                             op.weight_format != "fp32";
+      const bool weight_only = quantised && (used != op.compute_dtype || used == "bf16" || used == "fp16");
+      return 1.0 / (peak * class_eff * (weight_only ? ef.dequant_compute : 1.0));
+    };
+    const bool gemm_like = op.kind == OpKind::gemm || op.kind == OpKind::lm_head || op.kind == OpKind::expert_gemm;
+    const bool elementwise = !gemm_like && op.kind != OpKind::attention_prefill && op.kind != OpKind::attention_decode;
+    p.inv_flops_gpu = inv_flops(hw_, e);
+    p.rows_half_gpu = gemm_like ? (p.expert ? e.expert_rows_half : e.gemm_rows_half) : 0;
+    p.inv_bw_gpu = 1.0 / (hw_.mem_bandwidth_bytes_per_s * (elementwise ? e.elementwise_memory : e.memory));
+    p.inv_kv_bw_gpu = 1.0 / (hw_.mem_bandwidth_bytes_per_s * e.kv_memory);
+    p.overhead_gpu_s = e.op_overhead_us * 1e-6;
+    if (p.repeat_host > 0) {
+      p.inv_flops_host = inv_flops(host_, eh);
+      p.rows_half_host = gemm_like ? (p.expert ? eh.expert_rows_half : eh.gemm_rows_half) : 0;
+      p.inv_bw_host = 1.0 / (host_.mem_bandwidth_bytes_per_s * (elementwise ? eh.elementwise_memory : eh.memory));
+      p.inv_kv_bw_host = 1.0 / (host_.mem_bandwidth_bytes_per_s * eh.kv_memory);
+      p.overhead_host_s = eh.op_overhead_us * 1e-6;
+    }
+    priced_.push_back(p);
+  }
+
+  // Pipeline hand-off between stages: one activation row per token over the link between stage groups.
+  if (layout_.pp > 1 && !hw_.host) {
+    double bw = 0, alpha = 0;
+    link_for(layout_.tp * layout_.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
+    p2p_fixed_s_ = base + alpha;
+    p2p_per_token_s_ = r.graph.activation_bytes * d(m.hidden) / (bw * e.comm_bandwidth);
+  }
+}
+
+model::StepValues StepModel::values(const StepShape& s) const { return values(s, s.tokens() * layout_.dp); }
+
+model::StepValues StepModel::values(const StepShape& s, double moe_tokens) const {
+  model::StepValues x{};
+  x[ix(StepVar::one)] = 1;
+  x[ix(StepVar::tokens)] = s.tokens();
+  x[ix(StepVar::decode_tokens)] = s.decode_tokens;
+  x[ix(StepVar::prefill_tokens)] = s.prefill_tokens;
+  x[ix(StepVar::logit_tokens)] = s.logit_tokens;
+  x[ix(StepVar::pairs_decode_full)] = s.pairs_decode_full;
+  x[ix(StepVar::pairs_decode_window)] = s.pairs_decode_window;
+  x[ix(StepVar::pairs_prefill_full)] = s.pairs_prefill_full;
+  x[ix(StepVar::pairs_prefill_window)] = s.pairs_prefill_window;
+  x[ix(StepVar::kv_read_full)] = s.kv_read_full;
+  x[ix(StepVar::kv_read_window)] = s.kv_read_window;
+  if (graph_.experts_per_rank > 0 && moe_tokens > 0) {
+    // Tokens of all DP ranks meet in each MoE layer.
+    const RoutingStats r = routing_.at(moe_tokens);
+    x[ix(StepVar::experts_touched)] = r.experts_touched;
+    x[ix(StepVar::expert_assignments)] = r.busiest_assignments;
+    const int group = layout_.tp * layout_.dp;
+    // Each GPU dispatches its 1/tp share of its group's tokens, k copies, to the other GPUs of the MoE group.
+    x[ix(StepVar::moe_dispatch_tokens)] = s.tokens() / layout_.tp * d(top_k_) * d(group - 1) / d(group);
+  }
+  return x;
+}
+
+double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const {
+  const model::Op& op = *p.op;
+  const double repeat = host ? p.repeat_host : p.repeat_gpu;
+  if (repeat <= 0) return 0;
+  if (p.comm_per_byte_s > 0 || p.comm_fixed_s > 0) {
+    const double bytes = op.comm_bytes.at(x);
+    if (bytes <= 0) return 0;
+    const double t = repeat * (p.comm_fixed_s + bytes * p.comm_per_byte_s);
+    if (out) {
+      out->comm_s = t;
+      out->bound = Bound::comm;
+    }
+    return t;
+  }
+  const double flops = op.flops.at(x);
+  const double bytes = op.weight_bytes.at(x) + op.act_bytes.at(x);
+  const double kv = op.kv_bytes.at(x);
+  if (flops <= 0 && bytes <= 0 && kv <= 0) return 0;
+  double compute = flops * (host ? p.inv_flops_host : p.inv_flops_gpu);
+  const double half = host ? p.rows_half_host : p.rows_half_gpu;
+  if (half > 0) {
+    // Small GEMMs fill few tiles: efficiency × rows/(rows + half). Expert GEMMs count rows per touched expert.
+    double rows = op.rows.at(x);
+    if (p.expert) rows /= std::max(1.0, x[ix(StepVar::experts_touched)]);
+    if (rows > 0) compute *= (rows + half) / rows;
+  }
+  const double memory = bytes * (host ? p.inv_bw_host : p.inv_bw_gpu) + kv * (host ? p.inv_kv_bw_host : p.inv_kv_bw_gpu);
+  const double overhead = host ? p.overhead_host_s : p.overhead_gpu_s;
+  const double t = repeat * (std::max(compute, memory) + overhead);
+  if (out) {
+    out->compute_s = repeat * compute;
+    out->memory_s = repeat * memory;
+    out->overhead_s = repeat * overhead;
+    out->bound = overhead > std::max(compute, memory) ? Bound::overhead : compute >= memory ? Bound::compute : Bound::memory;
+  }
+  return t;
+}
+
+double StepModel::stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const {
+  if (!out) {  // the hot path: no per-op records
+    double total = 0;
+    for (const Priced& p : priced_) {
+      if (p.repeat_gpu > 0) total += op_time(p, x, false, nullptr);
+      if (p.repeat_host > 0) total += op_time(p, x, true, nullptr);
+    }
+    return total;
+  }
+  double total = 0;
+  for (const Priced& p : priced_) {
+    for (int host = 0; host < 2; ++host) {
+      OpTime ot;
+      const double t = op_time(p, x, host == 1, out ? &ot : nullptr);
+      total += t;
+      if (out && t > 0) {
+        ot.op = *p.op;
+        ot.time_s = t;
+        ot.on_host = host == 1;
+        out->push_back(ot);
+      }
+    }
+  }
+  return total;
+}
+
+double StepModel::step_time_s(const StepShape& shape) const { return step_time_s(shape, shape.tokens() * layout_.dp); }
+
+double StepModel::step_time_s(const StepShape& shape, double moe_tokens) const {
+  const double overhead = hw_.eff.step_overhead_us * 1e-6;
+  if (layout_.pp <= 1) return stage_time_s(values(shape, moe_tokens), nullptr) + overhead;
+  const StepShape mb = shape.scaled(1.0 / layout_.pp);
+  const double stage = stage_time_s(values(mb, moe_tokens / layout_.pp), nullptr) + p2p_fixed_s_ + p2p_per_token_s_ * mb.tokens();
+  return layout_.pp * stage + overhead;
+}
+
+std::vector<OpTime> StepModel::breakdown(const StepShape& shape) const {
+  std::vector<OpTime> out;
+  stage_time_s(values(shape), &out);
+  for (OpTime& o : out)
+    if (!model::is_collective(o.op.kind)) o.compute_dtype = compute_dtype_used(o.op);
+  return out;
+}
+
+std::string StepModel::compute_dtype_used(const model::Op& op) const {
+  if (op.compute_dtype.empty()) return "";
+  std::string want = op.compute_dtype;
+  if (want == "fp4" && !hw_.peak_flops.count("fp4")) want = "fp8";
+  std::string used;
+  hw_.peak_for(want, &used);
+  return used;
+}
+
+}  // namespace moeplan::simulator

@@ -1,0 +1,113 @@
+// simulator/step_cost: the roofline price of one forward step. Each op of the op graph costs
+//   max(FLOPs / (peak(dtype) × compute efficiency), bytes / (bandwidth × memory efficiency)) + fixed overhead,
+// collectives cost alpha-beta over the link their group spans, and the step is the sum over ops × layers.
+// The op costs are precomputed per configuration, so one step estimate is a few hundred multiply-adds.
+// Derivations and sources: docs/simulator.md.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/op_graph.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/routing.hpp"
+
+namespace moeplan::simulator {
+
+// One forward step of one attention group (one DP rank of one pipeline stage), as aggregates over its sequences.
+struct StepShape {
+  double decode_tokens = 0;         // sequences decoding one token
+  double prefill_tokens = 0;        // prompt tokens prefilled in this step
+  double logit_tokens = 0;          // tokens whose logits are computed
+  double pairs_decode_full = 0, pairs_decode_window = 0;    // Σ keys attended by decode queries
+  double pairs_prefill_full = 0, pairs_prefill_window = 0;  // Σ keys attended by prefill queries
+  double kv_read_full = 0, kv_read_window = 0;              // Σ cached tokens read (decode sequences)
+  double tokens() const { return decode_tokens + prefill_tokens; }
+  StepShape& operator+=(const StepShape& o);
+  StepShape scaled(double f) const;
+};
+
+// Shapes of the common cases, exact for the layer kinds of the graph (window = chunk or sliding window).
+//   decode of `seqs` sequences, each with `context` tokens in cache including the new one;
+//   prefill of `tokens` prompt tokens at positions [offset, offset + tokens) of one sequence.
+StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& g, model::AttentionKind window_kind);
+StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chunk, const model::OpGraph& g,
+                        model::AttentionKind window_kind);
+// Keys a query at 1-based position p attends: full p; chunked (p−1) mod C + 1; sliding min(p, W).
+double window_keys(std::int64_t position, std::int64_t window, model::AttentionKind kind);
+
+enum class Bound { compute, memory, comm, overhead };
+const char* bound_name(Bound b);
+
+struct OpTime {
+  model::Op op;            // a copy: results outlive the StepModel that priced them
+  double time_s = 0;       // for all repeats of the op in the step
+  double compute_s = 0, memory_s = 0, comm_s = 0, overhead_s = 0;
+  bool on_host = false;    // priced on the offload host
+  std::string compute_dtype;  // dtype whose peak priced it (after the hardware fallback); breakdowns only
+  Bound bound = Bound::memory;
+};
+
+// Where ops run when a GPU offloads part of the model to host RAM (llama.cpp -ngl / --override-tensor exps=CPU).
+struct Offload {
+  bool experts_on_host = false;  // routed experts live in host RAM and run on the CPU
+  int gpu_layers = -1;           // layers [0, gpu_layers) on the GPU, the rest on the host; -1 = all on GPU
+  bool active() const { return experts_on_host || gpu_layers >= 0; }
+};
+
+struct StepModelRequest {
+  model::OpGraphRequest graph;
+  Hardware hardware;
+  RoutingModel routing = RoutingModel::uniform(0, 0, 1);
+  Offload offload;
+  Hardware host;                 // used when offload is active
+};
+
+class StepModel {
+ public:
+  explicit StepModel(const StepModelRequest& request);
+
+  // Wall time of one step on the bottleneck stage, for `shape` of one attention group. With pp > 1 the step is
+  // pipelined: the group's tokens are cut into pp micro-batches and each sequence advances once per pp stage times.
+  double step_time_s(const StepShape& shape) const;
+  // The same when the dp groups differ: `moe_tokens` is the sum of all groups' tokens, which meet in MoE layers.
+  double step_time_s(const StepShape& shape, double moe_tokens) const;
+  // Per-op times (pp = 1 view of one stage, for the breakdown table).
+  std::vector<OpTime> breakdown(const StepShape& shape) const;
+  model::StepValues values(const StepShape& shape) const;               // groups alike: MoE sees tokens × dp
+  model::StepValues values(const StepShape& shape, double moe_tokens) const;
+
+  const model::OpGraph& graph() const { return graph_; }
+  const Hardware& hardware() const { return hw_; }
+  const RoutingModel& routing() const { return routing_; }
+  const model::ParallelLayout& layout() const { return layout_; }
+  // Dtype each GEMM computes in, after the hardware fallback (e.g. fp8 → bf16 on A100), for reports.
+  std::string compute_dtype_used(const model::Op& op) const;
+
+ private:
+  struct Priced {               // an op with its rates folded in
+    const model::Op* op;
+    double repeat_gpu = 0, repeat_host = 0;
+    double inv_flops_gpu = 0, inv_flops_host = 0;    // s per FLOP at full efficiency
+    double rows_half_gpu = 0, rows_half_host = 0;
+    double inv_bw_gpu = 0, inv_bw_host = 0;          // s per weight/act byte
+    double inv_kv_bw_gpu = 0, inv_kv_bw_host = 0;    // s per KV byte
+    double overhead_gpu_s = 0, overhead_host_s = 0;
+    // collectives: time = fixed_s + bytes × per_byte_s
+    double comm_fixed_s = 0, comm_per_byte_s = 0;
+    bool expert = false;
+  };
+  double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
+  double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
+
+  model::OpGraph graph_;
+  Hardware hw_, host_;
+  RoutingModel routing_;
+  model::ParallelLayout layout_;
+  std::vector<Priced> priced_;
+  model::AttentionKind window_kind_ = model::AttentionKind::chunked;
+  std::int64_t top_k_ = 0;
+  double p2p_fixed_s_ = 0, p2p_per_token_s_ = 0;
+};
+
+}  // namespace moeplan::simulator

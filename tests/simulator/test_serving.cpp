@@ -1,0 +1,111 @@
+// The serving loop: single-request latencies equal step prices, load patterns, KV capacity and DP groups.
+#include <catch2/catch.hpp>
+
+#include "common/error.hpp"
+#include "gpu_db/gpu_db.hpp"
+#include "simulator/simulate.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+using namespace moeplan::simulator;
+
+namespace {
+struct Fixture {
+  gpu_db::Database db = gpu_db::Database::load(test::data());
+  model::ModelConfig m = test::load("llama3.1-8b");
+  SimulateRequest request(const std::string& gpu = "h100-sxm") {
+    SimulateRequest q;
+    q.model = &m;
+    q.precision = model::resolve_precision("bf16", m, test::precisions());
+    q.hardware = gpu_hardware(db, db.gpu(gpu));
+    q.workload.input_tokens = 512;
+    q.workload.output_tokens = 64;
+    return q;
+  }
+};
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "One request at a time: TTFT is one prefill step and TPOT one decode step") {
+  auto q = request();
+  q.workload.mode = LoadMode::closed;
+  q.workload.concurrency = 1;
+  q.workload.num_requests = 5;
+  q.with_breakdown = true;
+  const auto r = simulate(q);
+  CHECK(r.serving.ttft_ms.p50 == Approx(r.prefill_step_s * 1e3).epsilon(1e-9));
+  // Decode steps at contexts 513..575 average to the step at the middle context within a fraction of a percent.
+  CHECK(r.serving.tpot_ms.mean == Approx(r.decode_step_s * 1e3).epsilon(0.01));
+  CHECK(r.serving.e2e_ms.mean == Approx(r.serving.ttft_ms.mean + 63 * r.serving.tpot_ms.mean).epsilon(1e-6));
+  CHECK(r.serving.output_tokens_per_s == Approx(64.0 / (r.serving.e2e_ms.mean / 1e3)).epsilon(1e-6));
+}
+
+TEST_CASE_METHOD(Fixture, "Max load batches: more throughput, worse latency than one at a time") {
+  auto q = request();
+  q.workload.mode = LoadMode::closed;
+  q.workload.concurrency = 1;
+  q.workload.num_requests = 20;
+  const auto single = simulate(q).serving;
+  q.workload.mode = LoadMode::max;
+  q.workload.num_requests = 2000;
+  const auto max = simulate(q).serving;
+  CHECK(max.output_tokens_per_s > 20 * single.output_tokens_per_s);
+  CHECK(max.tpot_ms.mean > single.tpot_ms.mean);
+  CHECK(max.peak_batch <= q.limits.max_batch);
+}
+
+TEST_CASE_METHOD(Fixture, "The KV cache caps the batch: long requests on a small GPU") {
+  auto q = request("l4");
+  q.workload.input_tokens = 8000;
+  q.workload.output_tokens = 100;
+  q.workload.num_requests = 100;
+  const auto r = simulate(q);
+  CHECK(r.serving.kv_bound);
+  CHECK(r.serving.peak_batch <= r.serving.kv_limited_batch);
+  CHECK(r.serving.kv_limited_batch >= 1);
+  CHECK(r.serving.kv_limited_batch < 20);
+}
+
+TEST_CASE_METHOD(Fixture, "Poisson arrivals far below capacity see the isolated latencies") {
+  auto q = request();
+  q.workload.mode = LoadMode::poisson;
+  q.workload.request_rate_per_s = 0.05;
+  q.workload.num_requests = 50;
+  q.with_breakdown = true;
+  const auto r = simulate(q);
+  CHECK(r.serving.ttft_ms.p50 == Approx(r.prefill_step_s * 1e3).epsilon(1e-6));
+  // Throughput follows the arrival rate, not the hardware.
+  CHECK(r.serving.requests_per_s == Approx(0.05).epsilon(0.5));
+}
+
+TEST_CASE_METHOD(Fixture, "Bad requests are refused with InputError") {
+  auto q = request();
+  q.workload.input_tokens = 200000;  // above the 131,072-token limit
+  CHECK_THROWS_AS(simulate(q), InputError);
+  auto big = test::load("llama3.1-405b");
+  auto q2 = request("l4");
+  q2.model = &big;
+  q2.precision = model::resolve_precision("bf16", big, test::precisions());
+  CHECK_THROWS_AS(simulate(q2), InputError);  // 810 GB of weights on one 24 GB GPU
+  auto q3 = request();
+  q3.workload.mode = LoadMode::closed;
+  q3.workload.concurrency = 0;
+  CHECK_THROWS_AS(simulate(q3), InputError);
+}
+
+TEST_CASE_METHOD(Fixture, "Disaggregation: decode TPOT no longer pays for prefill chunks") {
+  auto ds = test::load("qwen3-30b-a3b");
+  auto q = request();
+  q.model = &ds;
+  q.precision = model::resolve_precision("bf16", ds, test::precisions());
+  q.workload.input_tokens = 4000;
+  q.workload.output_tokens = 200;
+  q.workload.mode = LoadMode::poisson;
+  q.workload.request_rate_per_s = 4;
+  q.workload.num_requests = 300;
+  const auto agg = simulate(q);
+  q.prefill_replicas = 1;
+  const auto dis = simulate(q);
+  CHECK(dis.gpus == 2);
+  CHECK(dis.serving.tpot_ms.p99 < agg.serving.tpot_ms.p99);
+  CHECK(dis.kv_transfer_s > 0);
+}

@@ -1,0 +1,120 @@
+// Step pricing: roofline bounds, routing statistics, attention pair counts and collectives.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "gpu_db/gpu_db.hpp"
+#include "simulator/routing.hpp"
+#include "simulator/step_cost.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+using namespace moeplan::simulator;
+
+namespace {
+StepModel step_model(const model::ModelConfig& m, const std::string& precision, const std::string& gpu,
+                     model::ParallelLayout layout) {
+  static const auto db = gpu_db::Database::load(test::data());
+  StepModelRequest r;
+  r.graph.model = &m;
+  r.graph.precision = model::resolve_precision(precision, m, test::precisions());
+  r.graph.layout = layout;
+  r.hardware = gpu_hardware(db, db.gpu(gpu));
+  r.routing = RoutingModel::uniform(m.num_experts, m.experts_per_token, layout.ep);
+  return StepModel(r);
+}
+}  // namespace
+
+TEST_CASE("Attention pairs: causal prefill, chunked and sliding windows, worked by hand") {
+  model::OpGraph g;
+  g.has_window = true;
+  g.window_tokens = 4;
+  // Positions 1..6: full keys 1+2+...+6 = 21; chunks of 4: 1,2,3,4 | 1,2 = 13; sliding 4: 1,2,3,4,4,4 = 18.
+  auto c = prefill_shape(6, 0, true, g, model::AttentionKind::chunked);
+  CHECK(c.pairs_prefill_full == 21);
+  CHECK(c.pairs_prefill_window == 13);
+  auto s = prefill_shape(6, 0, true, g, model::AttentionKind::sliding);
+  CHECK(s.pairs_prefill_window == 18);
+  // A second chunk of a prompt starting at position 5 (offset 4): chunk keys 1,2,3 -> 6; full 5+6+7 = 18.
+  auto c2 = prefill_shape(3, 4, false, g, model::AttentionKind::chunked);
+  CHECK(c2.pairs_prefill_window == 6);
+  CHECK(c2.pairs_prefill_full == 18);
+  CHECK(c2.logit_tokens == 0);
+  // Decode at 10 tokens of context: chunk position (10-1) mod 4 + 1 = 2.
+  auto d = decode_shape(3, 10, g, model::AttentionKind::chunked);
+  CHECK(d.kv_read_window == 6);
+  CHECK(d.kv_read_full == 30);
+}
+
+TEST_CASE("Uniform routing: distinct experts and the busiest EP rank") {
+  auto r = RoutingModel::uniform(128, 1, 8);
+  // One token lands whole on one rank: one expert there.
+  CHECK(r.at(1).busiest_assignments == Approx(1));
+  CHECK(r.at(1).experts_touched == Approx(1));
+  // Many tokens touch every expert of the rank; the busiest rank has more than the mean.
+  const auto big = r.at(4096);
+  CHECK(big.experts_touched == Approx(16).margin(1e-6));
+  CHECK(big.mean_assignments == Approx(512));
+  CHECK(big.busiest_assignments > 512 * 1.02);
+  CHECK(big.busiest_assignments < 512 * 1.2);
+  // Without EP every assignment is on the one rank: T·k.
+  CHECK(RoutingModel::uniform(8, 2, 1).at(100).busiest_assignments == Approx(200));
+  // Expected distinct experts of T tokens with top-k of E: E·(1 − (1 − k/E)^T).
+  CHECK(RoutingModel::uniform(64, 4, 1).at(10).experts_touched ==
+        Approx(64 * (1 - std::pow(1 - 1.0 / 64, 40))).epsilon(1e-9));
+}
+
+TEST_CASE("A skewed router loads the busiest rank more and touches fewer experts") {
+  const auto uniform = RoutingModel::uniform(128, 8, 8).at(256);
+  const auto skew = RoutingModel::zipf(128, 8, 8, 1.2).at(256);
+  CHECK(skew.busiest_assignments > uniform.busiest_assignments * 1.3);
+  // A histogram with every token on expert 0 puts all assignments on rank 0.
+  std::vector<std::vector<double>> loads(1, std::vector<double>(16, 0.0));
+  loads[0][0] = 100;
+  const auto hot = RoutingModel::histogram(loads, 1, 4).at(100);
+  CHECK(hot.busiest_assignments == Approx(100).margin(1e-9));
+  CHECK(hot.experts_touched == Approx(1).margin(1e-9));
+}
+
+TEST_CASE("Batch-1 decode of a dense model is bound by reading its weights once") {
+  const auto m = test::load("llama3.1-8b");
+  const auto sm = step_model(m, "bf16", "h100-sxm", {1, 1, 1, 1});
+  const double t = sm.step_time_s(decode_shape(1, 1000, sm.graph(), model::AttentionKind::chunked));
+  const double weights = 2.0 * 8.03e9 - 2.0 * 128256 * 4096;  // bf16 weights without the embedding table
+  const double floor = weights / 3.35e12;                     // at the datasheet bandwidth
+  CHECK(t > floor);
+  CHECK(t < 1.6 * floor);
+  // Every non-collective op is memory-bound at one token.
+  for (const auto& o : sm.breakdown(decode_shape(1, 1000, sm.graph(), model::AttentionKind::chunked)))
+    if (o.op.kind == model::OpKind::gemm) CHECK(o.bound == Bound::memory);
+}
+
+TEST_CASE("Prefill of 8192 tokens is compute-bound and its GEMMs run near the FP8 peak times efficiency") {
+  const auto m = test::load("llama3.1-70b");
+  const auto sm = step_model(m, "fp8", "h100-sxm", {2, 1, 1, 1});
+  const auto ops = sm.breakdown(prefill_shape(8192, 0, true, sm.graph(), model::AttentionKind::chunked));
+  double gemm_s = 0, gemm_flops = 0;
+  const auto x = sm.values(prefill_shape(8192, 0, true, sm.graph(), model::AttentionKind::chunked));
+  for (const auto& o : ops) {
+    if (o.op.kind != model::OpKind::gemm) continue;
+    CHECK(o.bound == Bound::compute);
+    gemm_s += o.time_s;
+    gemm_flops += o.op.repeat * o.op.flops.at(x);
+  }
+  // 1979 TFLOP/s FP8 × 0.70 × 8192/(8192 + 64), minus per-op overhead.
+  CHECK(gemm_flops / gemm_s / 1e12 == Approx(1979 * 0.70 * 8192 / 8256).epsilon(0.02));
+}
+
+TEST_CASE("Ring all-reduce: alpha-beta with 2(n-1) steps over NVLink 4") {
+  const auto m = test::load("llama3.1-70b");
+  const auto sm = step_model(m, "bf16", "h100-sxm", {8, 1, 1, 1});
+  StepShape s;
+  s.decode_tokens = 1024;
+  s.logit_tokens = 0;
+  for (const auto& o : sm.breakdown(s)) {
+    if (std::string(o.op.name) != "attn.all_reduce") continue;
+    // 1024 tokens × 8192 × 2 B = 16 MiB; 2·7/8 of it over 450 GB/s × 0.8, plus 6.6 us + 14 × 0.6 us.
+    const double per_layer = 6.6e-6 + 14 * 0.6e-6 + 2.0 * 7 / 8 * (1024.0 * 8192 * 2) / (450e9 * 0.8);
+    CHECK(o.time_s == Approx(80 * per_layer).epsilon(1e-6));
+  }
+}
