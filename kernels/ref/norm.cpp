@@ -17,4 +17,16 @@ void rmsnorm_ref(const float* x, const float* w, float* y, std::int64_t tokens, 
   }
 }
 
+void rms_normalize_ref(const float* x, float* y, std::int64_t rows, std::int64_t dim, float eps) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * dim;
+    // 1. mean of squares over the row
+    double sum_sq = 0;
+    for (std::int64_t i = 0; i < dim; ++i) sum_sq += static_cast<double>(row[i]) * row[i];
+    const double inv_rms = 1.0 / std::sqrt(sum_sq / static_cast<double>(dim) + eps);
+    // 2. scale by 1/rms (no learned weight)
+    for (std::int64_t i = 0; i < dim; ++i) y[r * dim + i] = static_cast<float>(row[i] * inv_rms);
+  }
+}
+
 }  // namespace moeplan::kernels
