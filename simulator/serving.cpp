@@ -77,7 +77,6 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
                      std::to_string(static_cast<long long>(std::max(0.0, lim.kv_capacity_bytes) / 1e6)) +
                      " MB are free after weights: use more GPUs, a smaller precision, --kv-dtype fp8 or shorter requests");
   const std::int64_t batch_cap = std::min(lim.max_batch, res.kv_limited_batch);
-  res.kv_bound = res.kv_limited_batch < lim.max_batch;
 
   // All dp attention groups are simulated: each schedules its own sequences, and since they meet in every MoE
   // layer, a step lasts as long as the slowest group (one group's prefill chunk delays them all).
@@ -283,6 +282,7 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
   res.input_tokens_per_s = d(res.requests * w.input_tokens) / res.duration_s;
   res.output_tokens_per_s_per_gpu = res.output_tokens_per_s / gpus;
   res.mean_batch = t > 0 ? batch_time / t : 0;
+  res.kv_bound = res.kv_limited_batch < lim.max_batch && res.peak_batch >= res.kv_limited_batch;
   return res;
 }
 

@@ -61,7 +61,7 @@ struct ServingResult {
   double mean_batch = 0;                       // decoding sequences per step, per attention group (time-weighted)
   std::int64_t peak_batch = 0;
   std::int64_t kv_limited_batch = 0;           // sequences the KV cache holds at once at this workload
-  bool kv_bound = false;                       // the KV cache, not max_batch, capped the batch
+  bool kv_bound = false;                       // the batch reached what the KV cache holds (below max_batch)
   std::int64_t steps = 0;
   std::vector<double> first_token_times_s;     // per request of the simulated attention group, by arrival order
   std::vector<double> arrival_times_s;         //   and their arrival times
