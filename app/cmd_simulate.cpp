@@ -152,7 +152,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       throw InputError("--mem-bandwidth-gbps/--host-tflops describe a host: use them with --host, --ram-gb or offloading");
     }
   }
-  if (c.host_mode && !c.host->mem_bandwidth_bytes_per_s && mem_bw_gbps <= 0)
+  if (c.host_mode && c.host->mem_bandwidth_bytes_per_s <= 0 && mem_bw_gbps <= 0)
     throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
 
   const auto result = simulator::simulate(q);
