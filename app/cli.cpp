@@ -28,6 +28,8 @@ const std::vector<Subcommand>& subcommands() {
       {"gpus", "list the hardware database (--hosts for CPU hosts, --local for this machine's GPUs)", cmd_gpus},
       {"memory", "memory per GPU: weights, KV cache, activations, overhead, fit, largest concurrency", cmd_memory},
       {"simulate", "predict TTFT, TPOT, ITL, E2E and tokens/s of one configuration under a load (--breakdown: per op)", cmd_simulate},
+      {"plan", "rank GPU x count x precision x layout for a workload, SLO and budget, with $/M tokens", cmd_plan},
+      {"compare-api", "the cheapest self-hosted configuration against API prices, with the break-even volume", cmd_compare_api},
       {"validate", "predicted vs measured: --published compares the simulator with published benchmarks", cmd_validate},
   };
   return kCommands;

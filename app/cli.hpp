@@ -37,6 +37,8 @@ int cmd_models(const std::vector<std::string>& args, std::ostream& out);
 int cmd_gpus(const std::vector<std::string>& args, std::ostream& out);
 int cmd_memory(const std::vector<std::string>& args, std::ostream& out);
 int cmd_simulate(const std::vector<std::string>& args, std::ostream& out);
+int cmd_plan(const std::vector<std::string>& args, std::ostream& out);
+int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out);
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out);
 
 }  // namespace moeplan::app

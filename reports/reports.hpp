@@ -1,5 +1,6 @@
 // reports/reports: result structs -> Report (tables + JSON) for each command. Field meanings: README "JSON".
 #pragma once
+#include <optional>
 #include <vector>
 
 #include "gpu_db/gpu_db.hpp"
@@ -8,6 +9,8 @@
 #include "model/summary.hpp"
 #include "reports/render.hpp"
 #include "simulator/memory.hpp"
+#include "planner/plan.hpp"
+#include "planner/serving_compare.hpp"
 #include "simulator/published.hpp"
 #include "simulator/simulate.hpp"
 
@@ -30,6 +33,11 @@ struct SimulateSummary {
   simulator::Workload workload;
 };
 Report simulate_report(const SimulateSummary& summary, const simulator::SimulateResult& result);
+Report plan_report(const planner::PlanRequest& request, const planner::PlanResult& result,
+                   const std::vector<planner::LaunchCommand>& launch, const std::optional<planner::ApiComparison>& api,
+                   int top, bool verbose);
+Report compare_api_report(const planner::PlanRequest& request, const planner::PlanRow& self,
+                          const planner::ApiComparison& comparison);
 Report published_report(const simulator::PublishedSummary& summary, const simulator::PublishedSet& set);
 
 }  // namespace moeplan::reports

@@ -12,5 +12,5 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEPLAN_CUDA="${MOE
   -DMOEPLAN_BENCH=OFF
 cmake --build "$build" --target moeplan
 echo
-echo "\$ moeplan memory --model llama4-maverick --gpu h100-sxm --count 8 --precision fp8 --context 131072 --concurrency 8"
-"$build/app/moeplan" memory --model llama4-maverick --gpu h100-sxm --count 8 --precision fp8 --context 131072 --concurrency 8
+echo "\$ moeplan plan --model llama4-maverick"
+"$build/app/moeplan" plan --model llama4-maverick

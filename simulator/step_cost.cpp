@@ -100,7 +100,10 @@ StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chun
 }
 
 StepModel::StepModel(const StepModelRequest& r)
-    : graph_(model::build_op_graph(r.graph)), hw_(r.hardware), host_(r.host), routing_(r.routing), layout_(r.graph.layout) {
+    : StepModel(r, std::make_shared<const model::OpGraph>(model::build_op_graph(r.graph))) {}
+
+StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpGraph> graph)
+    : graph_(std::move(graph)), hw_(r.hardware), host_(r.host), routing_(r.routing), layout_(r.graph.layout) {
   const model::ModelConfig& m = *r.graph.model;
   top_k_ = m.experts_per_token;
   for (const auto& l : m.layers)
@@ -123,7 +126,7 @@ StepModel::StepModel(const StepModelRequest& r)
   };
   const double base = e.collective_base_us * 1e-6;
 
-  for (const model::Op& op : graph_.ops) {
+  for (const model::Op& op : graph_->ops) {
     Priced p;
     p.op = &op;
     // Which device runs the op under offloading.
@@ -131,7 +134,7 @@ StepModel::StepModel(const StepModelRequest& r)
     if (r.offload.experts_on_host && (op.kind == OpKind::expert_gemm || op.name == std::string("moe.experts.act"))) on_host_share = 1;
     if (r.offload.gpu_layers >= 0) {
       if (op.layer_class >= 0) {
-        const auto& cls = graph_.layer_classes[static_cast<std::size_t>(op.layer_class)];
+        const auto& cls = graph_->layer_classes[static_cast<std::size_t>(op.layer_class)];
         int host_layers = 0;
         for (int li : cls.layer_indices) host_layers += li >= r.offload.gpu_layers ? 1 : 0;
         if (on_host_share == 0) on_host_share = d(host_layers) / d(std::max(1, cls.layers));
@@ -234,7 +237,7 @@ model::StepValues StepModel::values(const StepShape& s, double moe_tokens) const
   x[ix(StepVar::pairs_prefill_window)] = s.pairs_prefill_window;
   x[ix(StepVar::kv_read_full)] = s.kv_read_full;
   x[ix(StepVar::kv_read_window)] = s.kv_read_window;
-  if (graph_.experts_per_rank > 0 && moe_tokens > 0) {
+  if (graph_->experts_per_rank > 0 && moe_tokens > 0) {
     // Tokens of all DP ranks meet in each MoE layer.
     const RoutingStats r = routing_.at(moe_tokens);
     x[ix(StepVar::experts_touched)] = r.experts_touched;

@@ -5,6 +5,7 @@
 // Derivations and sources: docs/simulator.md.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,9 @@ struct StepModelRequest {
 class StepModel {
  public:
   explicit StepModel(const StepModelRequest& request);
+  // With an op graph already built for request.graph (it depends on model, precision and layout, not on hardware):
+  // the planner prices one graph on many GPUs.
+  StepModel(const StepModelRequest& request, std::shared_ptr<const model::OpGraph> graph);
 
   // Wall time of one step on the bottleneck stage, for `shape` of one attention group. With pp > 1 the step is
   // pipelined: the group's tokens are cut into pp micro-batches and each sequence advances once per pp stage times.
@@ -77,7 +81,7 @@ class StepModel {
   model::StepValues values(const StepShape& shape) const;               // groups alike: MoE sees tokens × dp
   model::StepValues values(const StepShape& shape, double moe_tokens) const;
 
-  const model::OpGraph& graph() const { return graph_; }
+  const model::OpGraph& graph() const { return *graph_; }
   const Hardware& hardware() const { return hw_; }
   const RoutingModel& routing() const { return routing_; }
   const model::ParallelLayout& layout() const { return layout_; }
@@ -100,7 +104,7 @@ class StepModel {
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
   double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
 
-  model::OpGraph graph_;
+  std::shared_ptr<const model::OpGraph> graph_;
   Hardware hw_, host_;
   RoutingModel routing_;
   model::ParallelLayout layout_;

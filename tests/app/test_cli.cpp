@@ -71,6 +71,13 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"simulate", "--zipf", "1.0", "--model", "llama3.1-8b", "--count", "1"},
       {"simulate", "--host", "ddr4-desktop-2ch", "--count", "2"},
       {"validate"},
+      {"plan", "--budget-per-month", "0"},
+      {"plan", "--budget-per-hour", "-5"},
+      {"plan", "--gpus", ""},
+      {"plan", "--gpus", "h100-sxm,nope"},
+      {"plan", "--objective", "cheapest"},
+      {"plan", "--counts", "8,x"},
+      {"compare-api", "--model", "llama3.1-8b", "--gpus", "h100-sxm", "--tpot-ms", "0.01"},
   };
   for (const auto& args : cases) {
     INFO(args[0] << " " << (args.size() > 1 ? args[1] : "") << " " << (args.size() > 2 ? args[2] : ""));
@@ -109,6 +116,23 @@ TEST_CASE("simulate on a host and with expert offload") {
                         "--concurrency", "1", "--num-requests", "2", "--format", "json"});
   REQUIRE(off.code == 0);
   CHECK(nlohmann::json::parse(off.out).at("decode_tokens_per_s_per_user").get<double>() > 1);
+}
+
+TEST_CASE("plan --format json has the documented fields; an SLO nothing meets exits 0 with the closest") {
+  const auto r = run({"plan", "--gpus", "h100-sxm,h200-sxm", "--format", "json"});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(!j.at("configurations").empty());
+  for (const char* k : {"gpu", "count", "precision", "tp", "ep", "pp", "dp", "usd_per_hour", "usd_per_m_input_tokens",
+                        "usd_per_m_output_tokens", "output_tokens_per_s", "output_tokens_per_s_per_user", "ttft_ms",
+                        "tpot_ms", "vram_used_bytes_per_gpu"})
+    CHECK(j.at("configurations").at(0).contains(k));
+  const auto none = run({"plan", "--gpus", "h100-sxm", "--tpot-ms", "0.5"});
+  CHECK(none.code == 0);
+  CHECK(none.out.find("no configuration meets the constraints; closest:") != std::string::npos);
+  const auto api = run({"compare-api", "--gpus", "h200-sxm", "--format", "json"});
+  REQUIRE(api.code == 0);
+  CHECK(nlohmann::json::parse(api.out).at("breakeven_tokens_per_month").get<double>() > 0);
 }
 
 TEST_CASE("help prints usage and exits 0") {

@@ -1,0 +1,189 @@
+// `moeplan plan`: rank every configuration for a model, workload, SLO and budget. `moeplan compare-api`: the best
+// self-hosted configuration against every API price for the model, with the break-even volume.
+#include <iostream>
+#include <sstream>
+
+#include "app/cli.hpp"
+#include "app/config_options.hpp"
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/text.hpp"
+#include "planner/plan.hpp"
+#include "planner/serving_compare.hpp"
+#include "reports/reports.hpp"
+
+namespace po = boost::program_options;
+
+namespace moeplan::app {
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+struct PlanOptions {
+  std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode;
+  std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
+  double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
+  int top = 0;
+};
+
+void add_plan_options(po::options_description& d, PlanOptions& o) {
+  d.add_options()
+      ("model", po::value<std::string>(&o.model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
+      ("input", po::value<std::int64_t>(&o.input)->default_value(1000), "prompt tokens per request")
+      ("output", po::value<std::int64_t>(&o.output)->default_value(1000), "output tokens per request")
+      ("gpus", po::value<std::string>(&o.gpus), "comma-separated GPU names (default: every GPU in data/gpus.yaml)")
+      ("precisions", po::value<std::string>(&o.precisions),
+       "comma-separated precisions (default: bf16,fp8,nvfp4 and the checkpoint's own)")
+      ("counts", po::value<std::string>(&o.counts)->default_value("1,2,4,8,16,32,64"), "GPU counts to try")
+      ("kv-dtype", po::value<std::string>(&o.kv_dtype)->default_value("bf16"), "KV cache dtype: bf16, fp16, fp8")
+      ("ttft-ms", po::value<double>(&o.ttft), "SLO: time to first token, ms")
+      ("tpot-ms", po::value<double>(&o.tpot)->default_value(50),
+       "SLO: time per output token, ms (default 50 = 20 tok/s per user, DeepSeek's production figure)")
+      ("min-tokens-per-s-per-user", po::value<double>(&o.min_user), "SLO: decode speed each user sees")
+      ("budget-per-month", po::value<double>(&o.budget_month), "USD per month for the GPUs (730 h)")
+      ("budget-per-hour", po::value<double>(&o.budget_hour), "USD per hour for the GPUs")
+      ("gpu-price", po::value<double>(&o.gpu_price), "USD per GPU-hour for every GPU (instead of data/prices)")
+      ("utilization", po::value<double>(&o.utilization)->default_value(1.0),
+       "share of hours serving at the operating point (1.0 = 100 %; idle hours are paid too)")
+      ("objective", po::value<std::string>(&o.objective)->default_value("usd-per-m-tokens"),
+       "rank by usd-per-m-tokens, tokens-per-s-per-user, tokens-per-s-per-dollar or fewest-gpus")
+      ("top", po::value<int>(&o.top)->default_value(10), "rows to print")
+      ("max-batch", po::value<std::int64_t>(&o.max_batch)->default_value(1024), "largest batch per attention group")
+      ("max-num-batched-tokens", po::value<std::int64_t>(&o.max_batched)->default_value(8192), "tokens per step")
+      ("gpu-memory-utilization", po::value<double>(&o.mem_util)->default_value(0.90), "share of GPU memory the engine uses")
+      ("internode", po::value<std::string>(&o.internode)->default_value("infiniband-ndr"), "link between nodes");
+}
+
+struct Planned {
+  model::ModelConfig model;
+  std::shared_ptr<const model::PrecisionTable> precisions;
+  planner::PlanRequest request;
+  planner::PlanResult result;
+};
+
+Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
+  for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
+                           "budget-per-hour", "gpu-price", "utilization", "top", "max-batch", "max-num-batched-tokens",
+                           "gpu-memory-utilization"})
+    require_positive(vm, name);
+  if (o.mem_util > 1) throw InputError("--gpu-memory-utilization must be at most 1");
+  if (o.utilization > 1) throw InputError("--utilization must be at most 1 (a fraction, e.g. 0.6)");
+  const auto data = data_dir();
+  Planned p{model::load_model(o.model_name, data),
+            std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml")), {}, {}};
+  auto& q = p.request;
+  q.model = &p.model;
+  q.precisions = p.precisions.get();
+  if (vm.count("precisions")) {
+    q.precision_specs = split_list(o.precisions);
+  } else {
+    q.precision_specs = {"bf16", "fp8", "nvfp4"};
+    const auto own = model::resolve_precision("auto", p.model, *p.precisions);
+    const std::string own_format = own.format ? own.format->name : "bf16";
+    if (own_format != "bf16" && own_format != "fp8" && own_format != "nvfp4") q.precision_specs.push_back(own.spec);
+    // Dense models have no "experts" policy; a bare format picks the family's usual one.
+  }
+  if (vm.count("gpus")) {
+    for (const auto& g : split_list(o.gpus)) q.gpus.push_back(&db.gpu(g));
+  } else {
+    for (const auto& g : db.gpus()) q.gpus.push_back(&g);
+  }
+  q.counts.clear();
+  for (const auto& c : split_list(o.counts)) {
+    std::size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(c, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != c.size() || v < 1 || v > 4096) throw InputError("--counts '" + o.counts + "': use positive GPU counts, e.g. 1,2,4,8");
+    q.counts.push_back(v);
+  }
+  q.input_tokens = o.input;
+  q.output_tokens = o.output;
+  q.kv_dtype = model::parse_kv_dtype(o.kv_dtype);
+  q.max_batch = o.max_batch;
+  q.max_num_batched_tokens = o.max_batched;
+  q.gpu_memory_utilization = o.mem_util;
+  q.ttft_ms = o.ttft;
+  q.tpot_ms = o.tpot;
+  q.min_tokens_per_s_per_user = o.min_user;
+  q.budget_usd_per_month = o.budget_month;
+  q.budget_usd_per_hour = o.budget_hour;
+  q.gpu_price_usd_per_hour = o.gpu_price;
+  q.utilization = o.utilization;
+  q.objective = planner::parse_objective(o.objective);
+  q.internode_link = o.internode;
+  p.result = planner::plan(q, db);
+  return p;
+}
+
+}  // namespace
+
+int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  PlanOptions o;
+  po::options_description d("plan options");
+  add_common_options(d, common);
+  add_plan_options(d, o);
+  d.add_options()("verbose", "also print how many configurations and operating points were evaluated, and the time");
+  po::variables_map vm;
+  if (!parse("plan",
+             "--model M [--input L --output L] [--ttft-ms --tpot-ms --min-tokens-per-s-per-user] "
+             "[--budget-per-month $ | --budget-per-hour $] [--gpus list] [--precisions list] [--top K]",
+             args, d, vm, out))
+    return kExitOk;
+  const auto db = gpu_db::Database::load(data_dir());
+  const Planned p = run_plan(o, vm, db);
+  std::vector<planner::LaunchCommand> launch;
+  std::optional<planner::ApiComparison> api;
+  if (!p.result.rows.empty()) {
+    const auto& best = p.result.rows.front();
+    launch = planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output, p.request.kv_dtype,
+                                      o.mem_util);
+    try {
+      api = planner::compare_api(db, p.model.name, best, o.input, o.output);
+    } catch (const InputError&) {
+      // no API prices for this model: the plan stands without the column
+    }
+  }
+  emit(reports::plan_report(p.request, p.result, launch, api, o.top, vm.count("verbose") > 0), common, out);
+  return kExitOk;
+}
+
+int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  PlanOptions o;
+  po::options_description d("compare-api options");
+  add_common_options(d, common);
+  add_plan_options(d, o);
+  po::variables_map vm;
+  if (!parse("compare-api", "--model M [--input L --output L] [SLO, budget and GPU options of plan]", args, d, vm, out))
+    return kExitOk;
+  const auto db = gpu_db::Database::load(data_dir());
+  Planned p = run_plan(o, vm, db);
+  if (p.result.rows.empty())
+    throw InputError("no self-hosted configuration meets the constraints for " + p.model.name +
+                     "; relax --ttft-ms/--tpot-ms or the budget (moeplan plan shows the closest)");
+  // The cheapest self-hosted configuration, whatever the objective.
+  const planner::PlanRow* cheapest = &p.result.rows.front();
+  for (const auto& r : p.result.rows)
+    if (r.usd_per_m_blended_tokens < cheapest->usd_per_m_blended_tokens) cheapest = &r;
+  const auto cmp = planner::compare_api(db, p.model.name, *cheapest, o.input, o.output);
+  emit(reports::compare_api_report(p.request, *cheapest, cmp), common, out);
+  return kExitOk;
+}
+
+}  // namespace moeplan::app

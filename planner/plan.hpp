@@ -1,0 +1,90 @@
+// planner/plan: enumerate GPU × count × precision × layout × batch for one model and workload, reject what cannot
+// work (with one reason each), find each survivor's operating point (the highest throughput that meets the SLO),
+// price it, and rank. Candidates are plain values; scoring is a pure function; a comparator picks.
+// Conventions and formulas: docs/planner.md.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+#include "model/config.hpp"
+#include "model/precision.hpp"
+#include "model/shard.hpp"
+
+namespace moeplan::planner {
+
+enum class Objective { usd_per_m_tokens, tokens_per_s_per_user, tokens_per_s_per_dollar, fewest_gpus };
+Objective parse_objective(const std::string& s);  // throws InputError
+const char* objective_name(Objective o);
+
+// Why a candidate was dropped. Each rejected candidate counts under exactly one (the first that applies).
+enum class Reject { invalid_layout, unsupported_dtype, does_not_fit, no_price, ttft_slo, tpot_slo, user_speed_slo, over_budget };
+inline constexpr int kRejectCount = 8;
+const char* reject_name(Reject r);
+
+struct PlanRequest {
+  const model::ModelConfig* model = nullptr;
+  const model::PrecisionTable* precisions = nullptr;
+  std::vector<std::string> precision_specs;      // e.g. {"bf16", "fp8", "nvfp4"}
+  std::vector<const gpu_db::GpuSpec*> gpus;
+  std::vector<int> counts = {1, 2, 4, 8, 16, 32, 64};
+  std::int64_t input_tokens = 1000, output_tokens = 1000;
+  model::KvDtype kv_dtype = model::KvDtype::bf16;
+  std::int64_t max_batch = 1024;                 // largest batch per attention group considered
+  std::int64_t max_num_batched_tokens = 8192;
+  double gpu_memory_utilization = 0.90;
+  // SLO (0 = none) and budget (0 = none)
+  double ttft_ms = 0, tpot_ms = 0, min_tokens_per_s_per_user = 0;
+  double budget_usd_per_month = 0, budget_usd_per_hour = 0;
+  double gpu_price_usd_per_hour = 0;             // > 0 overrides the price data for every GPU
+  double utilization = 1.0;                      // share of hours serving at the operating point
+  Objective objective = Objective::usd_per_m_tokens;
+  std::string internode_link;                    // for multi-node candidates (default infiniband-ndr)
+};
+
+// One configuration at its operating point.
+struct PlanRow {
+  const gpu_db::GpuSpec* gpu = nullptr;
+  int count = 0;
+  std::string precision;                 // canonical spec
+  bool weight_only = false;              // computed in bf16/fp8 with dequantisation (no native tensor cores)
+  model::ParallelLayout layout;
+  std::int64_t batch = 0;                // sequences per attention group at the operating point
+  std::int64_t kv_limited_batch = 0;
+  double output_tokens_per_s = 0;        // the replica (all its GPUs)
+  double output_tokens_per_s_per_user = 0;
+  double ttft_ms = 0, tpot_ms = 0;
+  double vram_used_bytes_per_gpu = 0;
+  double usd_per_gpu_hour = 0, usd_per_hour = 0, usd_per_month = 0;
+  std::string price_source;              // provider and date, or "--gpu-price"
+  double prefill_time_share = 0;         // share of GPU time spent on prefill at the operating point
+  double usd_per_m_input_tokens = 0, usd_per_m_output_tokens = 0, usd_per_m_blended_tokens = 0;
+  std::array<double, 3> usd_per_1000_requests{};  // 500, 2000, 8000 tokens, at the workload's input:output ratio
+  bool pareto = false;                   // not dominated in (blended $/M, tokens/s per user)
+  double usd_per_m_output_tokens_batch1 = 0;  // the same GPUs serving one sequence at a time (calculator figure)
+  double output_tokens_per_s_batch1 = 0;
+};
+
+// The closest miss of an SLO: the candidate that came nearest, and by how much.
+struct ClosestMiss {
+  std::optional<PlanRow> row;
+  std::string constraint;                // which SLO it missed
+  double value = 0, limit = 0;
+};
+
+struct PlanResult {
+  std::vector<PlanRow> rows;             // feasible, ranked by the objective
+  std::array<std::int64_t, kRejectCount> rejected{};
+  std::int64_t configurations = 0;       // (gpu, count, precision, layout) evaluated
+  std::int64_t operating_points = 0;     // (…, batch) evaluated
+  ClosestMiss closest;                   // when the SLO removed candidates
+  double sweep_seconds = 0;
+};
+
+// Throws InputError for bad requests (no GPUs, bad SLO values, unknown precisions).
+PlanResult plan(const PlanRequest& request, const gpu_db::Database& db);
+
+}  // namespace moeplan::planner

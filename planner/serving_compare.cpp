@@ -1,0 +1,85 @@
+// planner/serving_compare: API break-even and launch commands (see serving_compare.hpp).
+#include "planner/serving_compare.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/text.hpp"
+#include "planner/cost.hpp"
+
+namespace moeplan::planner {
+
+ApiComparison compare_api(const gpu_db::Database& db, const std::string& model_name, const PlanRow& self,
+                          std::int64_t input_tokens, std::int64_t output_tokens) {
+  const double in = static_cast<double>(input_tokens), out = static_cast<double>(output_tokens);
+  ApiComparison c;
+  for (const auto& p : db.api_prices()) {
+    if (p.model != model_name) continue;
+    c.offers.push_back({p, (in * p.usd_per_m_input_tokens + out * p.usd_per_m_output_tokens) / (in + out)});
+  }
+  if (c.offers.empty())
+    throw InputError("no API price for " + model_name + " in data/prices/api.yaml (models with prices: see that file)");
+  std::sort(c.offers.begin(), c.offers.end(),
+            [](const ApiOffer& a, const ApiOffer& b) { return a.usd_per_m_blended < b.usd_per_m_blended; });
+  c.self_usd_per_m_blended = self.usd_per_m_blended_tokens;
+  c.self_usd_per_month = self.usd_per_month;
+  const double tokens_per_s = self.output_tokens_per_s * (in + out) / out;
+  c.self_capacity_tokens_per_month = tokens_per_s * 3600.0 * kHoursPerMonth;
+  // Renting the replica all month costs the same at any volume; the API costs volume × price.
+  c.breakeven_tokens_per_month = c.self_usd_per_month / c.offers.front().usd_per_m_blended * 1e6;
+  c.breakeven_utilization = c.breakeven_tokens_per_month / c.self_capacity_tokens_per_month;
+  return c;
+}
+
+std::vector<LaunchCommand> launch_commands(const std::filesystem::path& checkpoints_yaml, const std::string& model_name,
+                                           const PlanRow& row, std::int64_t max_model_len, model::KvDtype kv_dtype,
+                                           double gpu_memory_utilization) {
+  // The repository: an exact (model, format) row, else the model's bf16 row with a note.
+  const std::string format = row.precision.substr(0, row.precision.find(':'));
+  std::string repo, base, note;
+  const YAML::Node root = parse_yaml_file(checkpoints_yaml);
+  for (const auto& n : root["checkpoints"]) {
+    const std::string where = checkpoints_yaml.string();
+    if (yaml_get<std::string>(n, "model", where) != model_name) continue;
+    const std::string f = yaml_get<std::string>(n, "format", where);
+    if (f == format || (format == "fp8-block" && f == "fp8")) repo = yaml_get<std::string>(n, "repo", where);
+    if (f == "bf16") base = yaml_get<std::string>(n, "repo", where);
+  }
+  if (repo.empty()) {
+    repo = base.empty() ? "<checkpoint of " + model_name + ">" : base;
+    note = "no published " + format + " checkpoint listed in data/checkpoints.yaml: quantise " + repo + " to " + format +
+           " (e.g. with NVIDIA ModelOpt or llm-compressor) or let the engine quantise on load";
+  }
+  const auto& l = row.layout;
+  const std::string kv = kv_dtype == model::KvDtype::fp8 ? "fp8" : "auto";
+  const std::string util = format_fixed(gpu_memory_utilization, 2);
+  std::vector<LaunchCommand> out;
+  std::string vllm = "vllm serve " + repo + " --tensor-parallel-size " + std::to_string(l.tp);
+  if (l.pp > 1) vllm += " --pipeline-parallel-size " + std::to_string(l.pp);
+  if (l.dp > 1) vllm += " --data-parallel-size " + std::to_string(l.dp);
+  if (l.ep > 1) vllm += " --enable-expert-parallel";
+  vllm += " --max-model-len " + std::to_string(max_model_len) + " --kv-cache-dtype " + kv + " --gpu-memory-utilization " +
+          util + " --max-num-seqs " + std::to_string(row.batch * l.dp);
+  out.push_back({"vLLM", vllm, "with --data-parallel-size, vLLM runs attention data parallel and experts over tp x dp"});
+  std::string sg = "python -m sglang.launch_server --model-path " + repo + " --tp " + std::to_string(l.tp * l.dp);
+  if (l.pp > 1) sg += " --pp-size " + std::to_string(l.pp);
+  if (l.ep > 1) sg += " --ep " + std::to_string(l.ep);
+  if (l.dp > 1) sg += " --dp " + std::to_string(l.dp) + " --enable-dp-attention";
+  sg += " --context-length " + std::to_string(max_model_len) + " --mem-fraction-static " + util;
+  if (kv == "fp8") sg += " --kv-cache-dtype fp8_e4m3";
+  out.push_back({"SGLang", sg, "SGLang's --tp is the GPUs per pipeline stage; --dp splits them for attention"});
+  std::string trt = "trtllm-serve " + repo + " --tp_size " + std::to_string(l.tp * l.dp) + " --ep_size " +
+                    std::to_string(l.ep) + " --pp_size " + std::to_string(l.pp) + " --max_batch_size " +
+                    std::to_string(row.batch) + " --max_seq_len " + std::to_string(max_model_len) +
+                    " --kv_cache_free_gpu_memory_fraction " + util;
+  std::string trt_note = "TensorRT-LLM's tp_size counts all GPUs of a stage";
+  if (l.dp > 1) trt_note += "; add `enable_attention_dp: true` to --extra_llm_api_options";
+  if (kv == "fp8") trt_note += "; `kv_cache_config: {dtype: fp8}` there for the FP8 KV cache";
+  out.push_back({"TensorRT-LLM", trt, trt_note});
+  if (!note.empty())
+    for (auto& c : out) c.note = note + "; " + c.note;
+  return out;
+}
+
+}  // namespace moeplan::planner

@@ -1,0 +1,40 @@
+// planner/serving_compare: self-hosting against API prices (break-even volume and utilisation), and the launch
+// commands of vLLM, SGLang and TensorRT-LLM for a chosen configuration. Formulas: docs/planner.md.
+#pragma once
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+#include "planner/plan.hpp"
+
+namespace moeplan::planner {
+
+struct ApiOffer {
+  gpu_db::ApiPrice price;
+  double usd_per_m_blended = 0;  // at the workload's input:output ratio
+};
+
+struct ApiComparison {
+  std::vector<ApiOffer> offers;          // cheapest first
+  double self_usd_per_m_blended = 0;     // at the plan's utilisation
+  double self_usd_per_month = 0;         // the replica rented all month
+  double self_capacity_tokens_per_month = 0;   // input + output tokens one replica serves at 100 %
+  double breakeven_tokens_per_month = 0; // above this monthly volume self-hosting is cheaper than the cheapest API
+  double breakeven_utilization = 0;      // the same as a share of one replica's capacity (> 1: never on one replica)
+};
+
+// Throws InputError when no API price is listed for the model.
+ApiComparison compare_api(const gpu_db::Database& db, const std::string& model_name, const PlanRow& self,
+                          std::int64_t input_tokens, std::int64_t output_tokens);
+
+struct LaunchCommand {
+  std::string engine, command, note;
+};
+
+// Suggested launch commands; `checkpoints_yaml` maps (model, format) to a published repository.
+std::vector<LaunchCommand> launch_commands(const std::filesystem::path& checkpoints_yaml, const std::string& model_name,
+                                           const PlanRow& row, std::int64_t max_model_len, model::KvDtype kv_dtype,
+                                           double gpu_memory_utilization);
+
+}  // namespace moeplan::planner

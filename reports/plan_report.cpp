@@ -1,0 +1,193 @@
+// reports/plan_report: `moeplan plan` and `moeplan compare-api` as tables and JSON (fields in README "JSON").
+#include "common/text.hpp"
+#include "planner/cost.hpp"
+#include "reports/reports.hpp"
+
+namespace moeplan::reports {
+
+using nlohmann::json;
+
+namespace {
+
+std::string money(double usd) { return usd >= 100 ? format_fixed(usd, 0) : usd >= 1 ? format_fixed(usd, 2) : format_fixed(usd, 3); }
+std::string layout_text(const model::ParallelLayout& l) {
+  std::string s = "tp" + std::to_string(l.tp);
+  if (l.ep > 1) s += " ep" + std::to_string(l.ep);
+  if (l.dp > 1) s += " dp" + std::to_string(l.dp);
+  if (l.pp > 1) s += " pp" + std::to_string(l.pp);
+  return s;
+}
+
+json row_json(const planner::PlanRow& r) {
+  return {{"gpu", r.gpu->name}, {"count", r.count}, {"precision", r.precision}, {"weight_only", r.weight_only},
+          {"tp", r.layout.tp}, {"ep", r.layout.ep}, {"pp", r.layout.pp}, {"dp", r.layout.dp}, {"batch", r.batch},
+          {"kv_limited_batch", r.kv_limited_batch},
+          {"usd_per_gpu_hour", r.usd_per_gpu_hour}, {"price_source", r.price_source},
+          {"usd_per_hour", r.usd_per_hour}, {"usd_per_month", r.usd_per_month},
+          {"usd_per_m_input_tokens", r.usd_per_m_input_tokens}, {"usd_per_m_output_tokens", r.usd_per_m_output_tokens},
+          {"usd_per_m_blended_tokens", r.usd_per_m_blended_tokens},
+          {"usd_per_1000_requests", {{"short_500", r.usd_per_1000_requests[0]}, {"medium_2000", r.usd_per_1000_requests[1]},
+                                     {"long_8000", r.usd_per_1000_requests[2]}}},
+          {"output_tokens_per_s", r.output_tokens_per_s}, {"output_tokens_per_s_per_user", r.output_tokens_per_s_per_user},
+          {"ttft_ms", r.ttft_ms}, {"tpot_ms", r.tpot_ms}, {"vram_used_bytes_per_gpu", r.vram_used_bytes_per_gpu},
+          {"prefill_time_share", r.prefill_time_share}, {"pareto", r.pareto},
+          {"output_tokens_per_s_batch1", r.output_tokens_per_s_batch1},
+          {"usd_per_m_output_tokens_batch1", r.usd_per_m_output_tokens_batch1}};
+}
+
+std::string workload_line(const planner::PlanRequest& q) {
+  std::string s = with_commas(q.input_tokens) + " in / " + with_commas(q.output_tokens) + " out tokens";
+  std::vector<std::string> slo;
+  if (q.ttft_ms > 0) slo.push_back("TTFT <= " + format_fixed(q.ttft_ms, 0) + " ms");
+  if (q.tpot_ms > 0) slo.push_back("TPOT <= " + format_fixed(q.tpot_ms, 1) + " ms");
+  if (q.min_tokens_per_s_per_user > 0) slo.push_back(">= " + format_fixed(q.min_tokens_per_s_per_user, 1) + " tok/s per user");
+  if (q.budget_usd_per_month > 0) slo.push_back("<= $" + with_commas(static_cast<std::int64_t>(q.budget_usd_per_month)) + "/month");
+  if (q.budget_usd_per_hour > 0) slo.push_back("<= $" + format_fixed(q.budget_usd_per_hour, 2) + "/hour");
+  s += "; " + (slo.empty() ? std::string("no SLO") : join(slo, ", "));
+  return s;
+}
+
+}  // namespace
+
+Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res,
+                   const std::vector<planner::LaunchCommand>& launch, const std::optional<planner::ApiComparison>& api,
+                   int top, bool verbose) {
+  Report rep;
+  rep.header = {"plan: " + q.model->name + "; " + workload_line(q),
+                "ranked by " + std::string(planner::objective_name(q.objective)) + "; utilization " +
+                    format_fixed(100.0 * q.utilization, 0) + " % of hours at the operating point" +
+                    (q.utilization >= 1 ? " (the default; --utilization changes it)" : "")};
+  Table t;
+  t.columns = {"#", "GPUs", "precision", "layout", "batch", "tok/s", "tok/s/user", "TTFT ms", "TPOT ms", "$/hour",
+               "$/M in", "$/M out", "$/M blend", "pareto"};
+  t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true, true, false};
+  json rows = json::array();
+  for (std::size_t i = 0; i < res.rows.size(); ++i) {
+    const auto& r = res.rows[i];
+    rows.push_back(row_json(r));
+    if (static_cast<int>(i) >= top) continue;
+    t.rows.push_back({std::to_string(i + 1), std::to_string(r.count) + "x " + r.gpu->name,
+                      r.precision + (r.weight_only ? " (w-only)" : ""), layout_text(r.layout), with_commas(r.batch),
+                      format_fixed(r.output_tokens_per_s, 0), format_fixed(r.output_tokens_per_s_per_user, 1),
+                      format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour),
+                      money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
+                      r.pareto ? "*" : ""});
+  }
+  rep.tables.push_back(std::move(t));
+
+  std::vector<std::string> removed;
+  json rejected = json::object();
+  for (int i = 0; i < planner::kRejectCount; ++i) {
+    const auto n = res.rejected[static_cast<std::size_t>(i)];
+    rejected[planner::reject_name(static_cast<planner::Reject>(i))] = n;
+    if (n > 0) removed.push_back(with_commas(n) + " " + planner::reject_name(static_cast<planner::Reject>(i)));
+  }
+  rep.notes.push_back(with_commas(static_cast<std::int64_t>(res.rows.size())) + " configurations meet the constraints" +
+                      (removed.empty() ? "" : "; removed: " + join(removed, ", ")));
+  if (res.rows.empty()) {
+    std::string why = "no configuration meets the constraints";
+    if (res.closest.row) {
+      const auto& c = *res.closest.row;
+      why += "; closest: " + std::to_string(c.count) + "x " + c.gpu->name + " " + c.precision + " " + layout_text(c.layout) +
+             " at batch " + std::to_string(c.batch) + " misses " + res.closest.constraint + " " +
+             format_fixed(res.closest.limit, 1) + " with " + format_fixed(res.closest.value, 1);
+    }
+    rep.notes.push_back(why);
+  } else {
+    const auto& b = res.rows.front();
+    rep.notes.push_back("$/M in and $/M out split the GPU time by the prefill share of each step (" +
+                        format_fixed(100.0 * b.prefill_time_share, 0) + " % for #1); $/M blend is GPU cost / all tokens; per 1000 requests of 500 / 2000 / 8000 tokens at #1: $" +
+                        money(b.usd_per_1000_requests[0]) + " / $" + money(b.usd_per_1000_requests[1]) + " / $" +
+                        money(b.usd_per_1000_requests[2]));
+    rep.notes.push_back("#1 at batch 1 (one user at a time, as per-GPU calculators quote): " +
+                        format_fixed(b.output_tokens_per_s_batch1, 0) + " tok/s = $" + money(b.usd_per_m_output_tokens_batch1) +
+                        "/M output tokens; batched at " + with_commas(b.batch) + " per group: $" +
+                        money(b.usd_per_m_output_tokens) + "/M (docs/planner.md)");
+    if (api) {
+      const auto& c = api->offers.front();
+      rep.notes.push_back("cheapest API for " + q.model->name + ": " + c.price.provider + " $" + money(c.usd_per_m_blended) +
+                          "/M blended (" + c.price.date + "); #1 self-hosted $" + money(b.usd_per_m_blended_tokens) +
+                          "/M; break-even at " + format_fixed(api->breakeven_tokens_per_month / 1e9, 2) +
+                          " B tokens/month = " + format_fixed(100.0 * api->breakeven_utilization, 0) +
+                          " % of #1's capacity (moeplan compare-api)");
+    }
+    for (const auto& l : launch) rep.notes.push_back(l.engine + ": " + l.command + (l.note.empty() ? "" : "   # " + l.note));
+    for (const auto& r : res.rows)
+      if (r.price_source != "--gpu-price") {
+        rep.notes.push_back("GPU prices: cheapest on-demand row per GPU in data/prices/gpu_hourly.yaml (#1: " + r.price_source + ")");
+        break;
+      }
+  }
+  if (verbose)
+    rep.notes.push_back("evaluated " + with_commas(res.configurations) + " configurations and " +
+                        with_commas(res.operating_points) + " operating points in " + format_fixed(res.sweep_seconds, 3) + " s");
+  rep.json = {{"model", q.model->name},
+              {"input_tokens", q.input_tokens},
+              {"output_tokens", q.output_tokens},
+              {"objective", planner::objective_name(q.objective)},
+              {"utilization", q.utilization},
+              {"configurations", rows},
+              {"rejected", rejected},
+              {"configurations_evaluated", res.configurations},
+              {"operating_points_evaluated", res.operating_points},
+              {"sweep_seconds", res.sweep_seconds}};
+  if (res.rows.empty() && res.closest.row) {
+    rep.json["closest"] = row_json(*res.closest.row);
+    rep.json["closest"]["missed"] = res.closest.constraint;
+  }
+  if (!launch.empty()) {
+    rep.json["launch"] = json::array();
+    for (const auto& l : launch) rep.json["launch"].push_back({{"engine", l.engine}, {"command", l.command}, {"note", l.note}});
+  }
+  return rep;
+}
+
+Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow& self, const planner::ApiComparison& c) {
+  Report rep;
+  rep.header = {"compare-api: " + q.model->name + "; " + workload_line(q),
+                "self-hosted: " + std::to_string(self.count) + "x " + self.gpu->name + " " + self.precision + " " +
+                    layout_text(self.layout) + " at batch " + with_commas(self.batch) + ", $" + money(self.usd_per_hour) +
+                    "/hour, utilization " + format_fixed(100.0 * q.utilization, 0) + " %"};
+  Table t;
+  t.columns = {"provider", "variant", "$/M in", "$/M out", "$/M blend", "date", "vs self-hosted"};
+  t.right_align = {false, false, true, true, true, false, true};
+  json offers = json::array();
+  for (const auto& o : c.offers) {
+    t.rows.push_back({o.price.provider, o.price.model_variant, money(o.price.usd_per_m_input_tokens),
+                      money(o.price.usd_per_m_output_tokens), money(o.usd_per_m_blended), o.price.date,
+                      format_fixed(o.usd_per_m_blended / c.self_usd_per_m_blended, 2) + "x"});
+    offers.push_back({{"provider", o.price.provider}, {"model_variant", o.price.model_variant},
+                      {"usd_per_m_input_tokens", o.price.usd_per_m_input_tokens},
+                      {"usd_per_m_output_tokens", o.price.usd_per_m_output_tokens},
+                      {"usd_per_m_blended_tokens", o.usd_per_m_blended}, {"date", o.price.date}, {"source", o.price.source}});
+  }
+  t.rows.push_back({"self-hosted (this plan)", std::to_string(self.count) + "x " + self.gpu->name, money(self.usd_per_m_input_tokens),
+                    money(self.usd_per_m_output_tokens), money(self.usd_per_m_blended_tokens), "-", "1.00x"});
+  rep.tables.push_back(std::move(t));
+  const auto& cheapest = c.offers.front();
+  rep.notes.push_back("cheapest API: " + cheapest.price.provider + " at $" + money(cheapest.usd_per_m_blended) +
+                      "/M blended for this input:output ratio");
+  rep.notes.push_back("self-hosting rents " + std::to_string(self.count) + " GPUs for $" +
+                      with_commas(static_cast<std::int64_t>(c.self_usd_per_month)) + "/month and serves up to " +
+                      format_fixed(c.self_capacity_tokens_per_month / 1e9, 2) + " B tokens/month at the operating point");
+  if (c.breakeven_utilization <= 1)
+    rep.notes.push_back("break-even: above " + format_fixed(c.breakeven_tokens_per_month / 1e9, 2) +
+                        " B tokens/month (" + format_fixed(100.0 * c.breakeven_utilization, 0) +
+                        " % of capacity) self-hosting is cheaper than the cheapest API");
+  else
+    rep.notes.push_back("break-even would need " + format_fixed(c.breakeven_tokens_per_month / 1e9, 2) +
+                        " B tokens/month, " + format_fixed(c.breakeven_utilization, 1) +
+                        "x what one replica serves: at these prices the cheapest API stays cheaper");
+  rep.json = {{"model", q.model->name}, {"input_tokens", q.input_tokens}, {"output_tokens", q.output_tokens},
+              {"self_hosted", row_json(self)}, {"api", offers},
+              {"cheapest_api", cheapest.price.provider},
+              {"cheapest_api_usd_per_m_blended_tokens", cheapest.usd_per_m_blended},
+              {"self_usd_per_m_blended_tokens", c.self_usd_per_m_blended},
+              {"self_usd_per_month", c.self_usd_per_month},
+              {"self_capacity_tokens_per_month", c.self_capacity_tokens_per_month},
+              {"breakeven_tokens_per_month", c.breakeven_tokens_per_month},
+              {"breakeven_utilization", c.breakeven_utilization}};
+  return rep;
+}
+
+}  // namespace moeplan::reports
