@@ -59,19 +59,22 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                     (q.utilization >= 1 ? " (the default; --utilization changes it)" : "")};
   Table t;
   t.columns = {"#", "GPUs", "precision", "layout", "batch", "tok/s", "tok/s/user", "TTFT ms", "TPOT ms", "$/hour",
-               "$/M in", "$/M out", "$/M blend", "pareto"};
-  t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true, true, false};
+               "$/M in", "$/M out", "$/M blend", "vs API", "pareto"};
+  t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true, true, true, false};
+  // "vs API": the row's blended $/M over the cheapest API's for this model and workload (< 1: self-hosting is cheaper).
+  const double api_blend = api ? api->offers.front().usd_per_m_blended : 0;
   json rows = json::array();
   for (std::size_t i = 0; i < res.rows.size(); ++i) {
     const auto& r = res.rows[i];
     rows.push_back(row_json(r));
+    if (api_blend > 0) rows.back()["vs_cheapest_api"] = r.usd_per_m_blended_tokens / api_blend;
     if (static_cast<int>(i) >= top) continue;
     t.rows.push_back({std::to_string(i + 1), std::to_string(r.count) + "x " + r.gpu->name,
                       r.precision + (r.weight_only ? " (w-only)" : ""), layout_text(r.layout), with_commas(r.batch),
                       format_fixed(r.output_tokens_per_s, 0), format_fixed(r.output_tokens_per_s_per_user, 1),
                       format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour),
                       money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
-                      r.pareto ? "*" : ""});
+                      api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : ""});
   }
   rep.tables.push_back(std::move(t));
 
