@@ -340,7 +340,8 @@ void build_mixtral(ModelConfig& c, const json& j, const std::string& origin) {
 void build_qwen3_moe(ModelConfig& c, const json& j, const std::string& origin) {
   const Fields f(j, origin);
   common_dims(c, f);
-  c.num_experts = f.integer("num_experts");
+  // Hub configs say num_experts; transformers 5 writes num_local_experts.
+  c.num_experts = f.has("num_experts") ? f.integer("num_experts") : f.integer("num_local_experts");
   c.experts_per_token = f.integer("num_experts_per_tok");
   c.moe_intermediate = f.integer("moe_intermediate_size");
   c.dense_intermediate = f.integer_or("intermediate_size", 0);
@@ -530,7 +531,10 @@ ModelConfig parse_hf_config(const json& config, const std::string& name, const s
   c.model_type = type;
   c.source = origin;
   const json& dtype_source = config.contains("text_config") ? config.at("text_config") : config;
-  c.torch_dtype = normalise_dtype(dtype_source.value("torch_dtype", config.value("torch_dtype", std::string("bfloat16"))));
+  // transformers 5 writes "dtype" where earlier versions wrote "torch_dtype".
+  const std::string stored = dtype_source.value("torch_dtype", dtype_source.value("dtype",
+      config.value("torch_dtype", config.value("dtype", std::string("bfloat16")))));
+  c.torch_dtype = normalise_dtype(stored);
   if (type == "llama4") build_llama4(c, config, origin);
   else if (type == "llama") build_llama(c, config, origin);
   else if (type == "mixtral") build_mixtral(c, config, origin);

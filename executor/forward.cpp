@@ -1,0 +1,456 @@
+// executor/forward: the forward pass on the CPU kernels (see forward.hpp; semantics in tests/fixtures/oracle/README.md).
+#include "executor/forward.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "executor/weights_dtype.hpp"
+#include "kernels/activation.hpp"
+#include "kernels/attention.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/norm.hpp"
+
+namespace moeplan::executor {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double d(std::int64_t v) { return static_cast<double>(v); }
+
+// llama3 rope scaling (transformers _compute_llama3_parameters): keep high frequencies, divide low ones by
+// `factor`, blend in between. The branch is chosen before the blend so low == high (Scout) does not divide by zero.
+void llama3_scale(std::vector<float>& inv_freq, const nlohmann::json& s) {
+  const double factor = s.value("factor", 8.0), low = s.value("low_freq_factor", 1.0), high = s.value("high_freq_factor", 4.0);
+  const double original = s.value("original_max_position_embeddings", 8192.0);
+  const double low_wavelen = original / low, high_wavelen = original / high;
+  for (float& f : inv_freq) {
+    const double wavelen = 2 * M_PI / f;
+    if (wavelen < high_wavelen) continue;
+    if (wavelen > low_wavelen) {
+      f = static_cast<float>(f / factor);
+      continue;
+    }
+    const double smooth = (original / wavelen - low) / (high - low);
+    f = static_cast<float>((1 - smooth) * f / factor + smooth * f);
+  }
+}
+
+kernels::WeightDtype weight_dtype(Dtype dt) { return to_weight_dtype(dt); }
+
+Model::Matrix matrix_from(const TensorView& t) {
+  if (t.shape.size() != 2) throw InputError(t.file + ": tensor '" + t.name + "' is not a matrix");
+  Model::Matrix m;
+  m.dtype = weight_dtype(t.dtype);
+  m.rows = t.shape[0];
+  m.cols = t.shape[1];
+  m.data.assign(t.data, t.data + t.bytes);
+  return m;
+}
+
+// Rows [begin, end) of columns [c0, c1) of each expert's input-major [E, K, N] tensor, transposed to [N', K].
+Model::Matrix transpose_expert(const TensorView& t, std::int64_t e, std::int64_t c0, std::int64_t c1) {
+  const std::int64_t K = t.shape[1], N = t.shape[2];
+  const std::size_t es = dtype_bytes(t.dtype);
+  Model::Matrix m;
+  m.dtype = weight_dtype(t.dtype);
+  m.rows = c1 - c0;
+  m.cols = K;
+  m.data.resize(static_cast<std::size_t>(m.rows * K) * es);
+  const std::byte* base = t.data + static_cast<std::size_t>(e * K * N) * es;
+  for (std::int64_t n = c0; n < c1; ++n)
+    for (std::int64_t k = 0; k < K; ++k)
+      std::memcpy(m.data.data() + static_cast<std::size_t>((n - c0) * K + k) * es, base + static_cast<std::size_t>(k * N + n) * es, es);
+  return m;
+}
+
+struct Timer {
+  OpTimes& times;
+  const char* name;
+  Clock::time_point t0 = Clock::now();
+  ~Timer() {
+    times.seconds[name] += std::chrono::duration<double>(Clock::now() - t0).count();
+    ++times.calls[name];
+  }
+};
+
+}  // namespace
+
+RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m) {
+  const nlohmann::json& t = config.contains("text_config") ? config.at("text_config") : config;
+  RuntimeParams p;
+  const bool qwen = m.model_type == "qwen3_moe";
+  p.llama4 = m.model_type == "llama4";
+  p.rms_eps = static_cast<float>(t.value("rms_norm_eps", qwen ? 1e-6 : 1e-5));
+  double theta = 10000;
+  nlohmann::json scaling;
+  if (t.contains("rope_parameters") && t["rope_parameters"].is_object()) {  // transformers 5
+    theta = t["rope_parameters"].value("rope_theta", theta);
+    scaling = t["rope_parameters"];
+  } else {
+    theta = t.value("rope_theta", theta);
+    if (t.contains("rope_scaling") && t["rope_scaling"].is_object()) scaling = t["rope_scaling"];
+  }
+  p.inv_freq = kernels::rope_default_inv_freq(static_cast<float>(theta), m.head_dim);
+  const std::string rope_type = scaling.is_object() ? scaling.value("rope_type", scaling.value("type", std::string("default"))) : "default";
+  if (rope_type == "llama3") llama3_scale(p.inv_freq, scaling);
+  else if (rope_type != "default")
+    throw InputError(m.source + ": rope type '" + rope_type + "' is not supported by the executor (llama3 and default are)");
+  if (p.llama4) {
+    p.rope_layout = kernels::RopeLayout::interleaved;
+    p.qk_norm_weightless_after_rope = t.value("use_qk_norm", true);
+    p.temperature_tuning = t.value("attn_temperature_tuning", true);
+    p.floor_scale = static_cast<float>(t.value("floor_scale", 8192.0));
+    p.attn_scale = static_cast<float>(t.value("attn_scale", 0.1));
+    p.scoring = kernels::RouterScoring::sigmoid_topk;
+  } else if (qwen) {
+    p.qk_norm_weighted_before_rope = true;
+    p.scoring = t.value("norm_topk_prob", false) ? kernels::RouterScoring::softmax_topk_renorm : kernels::RouterScoring::softmax_topk;
+  } else if (m.model_type == "mixtral") {
+    p.scoring = kernels::RouterScoring::softmax_topk_renorm;
+  } else {
+    throw InputError(m.source + ": the executor runs llama4, qwen3_moe and mixtral; " + m.model_type + " is not supported yet");
+  }
+  return p;
+}
+
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
+  auto model = std::shared_ptr<Model>(new Model());
+  Model& mdl = *model;
+  const auto config_path = dir / "config.json";
+  const nlohmann::json config = parse_json_file(config_path);
+  mdl.config_ = model::parse_hf_config(config, dir.filename().string(), config_path.string());
+  mdl.params_ = read_runtime_params(config, mdl.config_);
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  const CheckReport report = check_checkpoint(ckpt, mdl.config_, CheckOptions{});
+  const CheckpointLayout& layout = report.layout;
+  const model::ModelConfig& c = mdl.config_;
+
+  auto view = [&](int layer, TensorRole role, int expert = -1) {
+    const ExpectedTensor* e = layout.find(layer, role, expert);
+    if (!e) throw InputError(ckpt.origin() + ": no " + tensor_role_name(role) + " tensor for layer " + std::to_string(layer));
+    return ckpt.view(e->name);
+  };
+  auto vec = [&](int layer, TensorRole role) { return view(layer, role).to_float(); };
+  auto mat = [&](int layer, TensorRole role) {
+    Matrix m = matrix_from(view(layer, role));
+    mdl.weight_bytes_ += m.data.size();
+    return m;
+  };
+
+  mdl.embed = mat(-1, TensorRole::embed);
+  mdl.final_norm = vec(-1, TensorRole::final_norm);
+  mdl.lm_head = layout.find(-1, TensorRole::lm_head) ? mat(-1, TensorRole::lm_head) : mdl.embed;
+  for (int li = 0; li < static_cast<int>(c.num_layers); ++li) {
+    Layer L;
+    const auto& spec = c.layers[static_cast<std::size_t>(li)];
+    L.input_norm = vec(li, TensorRole::input_norm);
+    L.post_norm = vec(li, TensorRole::post_attn_norm);
+    L.q = mat(li, TensorRole::q_proj);
+    L.k = mat(li, TensorRole::k_proj);
+    L.v = mat(li, TensorRole::v_proj);
+    L.o = mat(li, TensorRole::o_proj);
+    if (layout.find(li, TensorRole::q_bias) || layout.find(li, TensorRole::o_bias))
+      throw InputError(ckpt.origin() + ": attention biases are not supported by the executor yet");
+    if (mdl.params_.qk_norm_weighted_before_rope) {
+      L.q_norm = vec(li, TensorRole::q_norm);
+      L.k_norm = vec(li, TensorRole::k_norm);
+    }
+    L.moe = spec.mlp == model::MlpKind::moe;
+    if (!L.moe) {
+      L.dense_gate = mat(li, TensorRole::dense_gate);
+      L.dense_up = mat(li, TensorRole::dense_up);
+      L.dense_down = mat(li, TensorRole::dense_down);
+    } else {
+      L.router = mat(li, TensorRole::router);
+      if (layout.experts == ExpertStorage::fused) {
+        const TensorView gu = view(li, TensorRole::experts_gate_up), dn = view(li, TensorRole::experts_down);
+        const std::int64_t I = c.moe_intermediate;
+        for (std::int64_t e = 0; e < c.num_experts; ++e) {
+          L.expert_gate.push_back(transpose_expert(gu, e, 0, I));
+          L.expert_up.push_back(transpose_expert(gu, e, I, 2 * I));
+          L.expert_down.push_back(transpose_expert(dn, e, 0, c.hidden));
+        }
+      } else {
+        for (int e = 0; e < static_cast<int>(c.num_experts); ++e) {
+          const TensorRole roles[3] = {TensorRole::expert_gate, TensorRole::expert_up, TensorRole::expert_down};
+          const TensorRole scales[3] = {TensorRole::expert_gate_scale, TensorRole::expert_up_scale, TensorRole::expert_down_scale};
+          std::vector<Matrix>* out[3] = {&L.expert_gate, &L.expert_up, &L.expert_down};
+          for (int j = 0; j < 3; ++j) {
+            Matrix m = matrix_from(view(li, roles[j], e));
+            if (layout.find(li, scales[j], e)) m.scales = view(li, scales[j], e).to_float();
+            out[j]->push_back(std::move(m));
+          }
+        }
+      }
+      for (const auto* group : {&L.expert_gate, &L.expert_up, &L.expert_down})
+        for (const auto& m : *group) mdl.weight_bytes_ += m.data.size();
+      if (c.shared_intermediate > 0) {
+        L.shared_gate = mat(li, TensorRole::shared_gate);
+        L.shared_up = mat(li, TensorRole::shared_up);
+        L.shared_down = mat(li, TensorRole::shared_down);
+      }
+    }
+    mdl.layers.push_back(std::move(L));
+  }
+  return model;
+}
+
+Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences)
+    : model_(std::move(model)), ctx_(ctx), positions_(static_cast<std::size_t>(sequences), 0) {
+  const std::size_t L = model_->layers.size();
+  k_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
+  v_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
+  for (const auto& l : model_->layers)
+    if (l.moe) routing_.emplace_back();
+}
+
+std::vector<float> Session::prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits) {
+  if (prompts.size() != positions_.size()) throw InputError("prefill: one prompt per sequence");
+  return run(prompts, all_logits);
+}
+
+std::vector<float> Session::decode(const std::vector<std::int32_t>& tokens) {
+  if (tokens.size() != positions_.size()) throw InputError("decode: one token per sequence");
+  std::vector<std::vector<std::int32_t>> step;
+  for (auto t : tokens) step.push_back({t});
+  return run(step, false);
+}
+
+std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits) {
+  const Model& M = *model_;
+  const model::ModelConfig& c = M.config();
+  const std::int64_t H = c.hidden, V = c.vocab;
+  // x: [T, H] with the step's tokens grouped by sequence.
+  std::vector<std::int64_t> seq_of, pos_of;
+  std::vector<std::int32_t> ids;
+  for (std::size_t s = 0; s < tokens.size(); ++s)
+    for (std::size_t i = 0; i < tokens[s].size(); ++i) {
+      if (tokens[s][i] < 0 || tokens[s][i] >= V)
+        throw InputError("token id " + std::to_string(tokens[s][i]) + " is outside the vocabulary of " + std::to_string(V));
+      seq_of.push_back(static_cast<std::int64_t>(s));
+      pos_of.push_back(positions_[s] + static_cast<std::int64_t>(i));
+      ids.push_back(tokens[s][i]);
+    }
+  const std::int64_t T = static_cast<std::int64_t>(ids.size());
+  std::vector<float> x(static_cast<std::size_t>(T * H));
+  {
+    Timer tm{times_, "embed"};
+    for (std::int64_t t = 0; t < T; ++t)
+      kernels::dequantize_rows(ctx_, M.embed.view(), ids[static_cast<std::size_t>(t)], ids[static_cast<std::size_t>(t)] + 1,
+                               x.data() + t * H);
+  }
+  for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x, seq_of, pos_of);
+  for (std::size_t s = 0; s < tokens.size(); ++s) positions_[s] += static_cast<std::int64_t>(tokens[s].size());
+
+  // Rows whose logits are wanted: all, or each sequence's last token.
+  std::vector<std::int64_t> rows;
+  for (std::int64_t t = 0; t < T; ++t)
+    if (all_logits || t + 1 == T || seq_of[static_cast<std::size_t>(t + 1)] != seq_of[static_cast<std::size_t>(t)]) rows.push_back(t);
+  std::vector<float> h(rows.size() * static_cast<std::size_t>(H));
+  {
+    Timer tm{times_, "final_norm"};
+    for (std::size_t r = 0; r < rows.size(); ++r)
+      kernels::rmsnorm(ctx_, x.data() + rows[r] * H, M.final_norm.data(), h.data() + static_cast<std::int64_t>(r) * H, 1, H, M.params().rms_eps);
+  }
+  std::vector<float> logits(rows.size() * static_cast<std::size_t>(V));
+  {
+    Timer tm{times_, "lm_head"};
+    kernels::matmul(ctx_, h.data(), static_cast<std::int64_t>(rows.size()), M.lm_head.view(), logits.data());
+  }
+  return logits;
+}
+
+void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::vector<std::int64_t>& seq_of,
+                            const std::vector<std::int64_t>& pos_of) {
+  const Model& M = *model_;
+  const model::ModelConfig& c = M.config();
+  const RuntimeParams& P = M.params();
+  const Model::Layer& L = M.layers[li];
+  const model::LayerSpec& spec = c.layers[li];
+  const std::int64_t T = static_cast<std::int64_t>(seq_of.size()), H = c.hidden;
+  const std::int64_t Hq = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
+  const bool prefill = T > static_cast<std::int64_t>(positions_.size()) ||
+                       std::adjacent_find(seq_of.begin(), seq_of.end()) != seq_of.end();
+
+  // ---- attention
+  std::vector<float> xn(x.size());
+  {
+    Timer tm{times_, "attn.norm"};
+    kernels::rmsnorm(ctx_, x.data(), L.input_norm.data(), xn.data(), T, H, P.rms_eps);
+  }
+  std::vector<float> q(static_cast<std::size_t>(T * Hq * D)), k(static_cast<std::size_t>(T * Hkv * D)), v(k.size());
+  {
+    Timer tm{times_, "attn.qkv"};
+    kernels::matmul(ctx_, xn.data(), T, L.q.view(), q.data());
+    kernels::matmul(ctx_, xn.data(), T, L.k.view(), k.data());
+    kernels::matmul(ctx_, xn.data(), T, L.v.view(), v.data());
+  }
+  if (P.qk_norm_weighted_before_rope) {  // Qwen3: RMSNorm with weights over head_dim, before RoPE
+    Timer tm{times_, "attn.qk_norm"};
+    kernels::rmsnorm(ctx_, q.data(), L.q_norm.data(), q.data(), T * Hq, D, P.rms_eps);
+    kernels::rmsnorm(ctx_, k.data(), L.k_norm.data(), k.data(), T * Hkv, D, P.rms_eps);
+  }
+  if (spec.rope) {
+    Timer tm{times_, "attn.rope"};
+    kernels::rope(ctx_, q.data(), T, Hq, D, pos_of.data(), P.inv_freq.data(), P.rope_layout);
+    kernels::rope(ctx_, k.data(), T, Hkv, D, pos_of.data(), P.inv_freq.data(), P.rope_layout);
+  }
+  if (P.qk_norm_weightless_after_rope && spec.rope) {  // Llama 4: weightless L2 norm after RoPE, RoPE layers only
+    Timer tm{times_, "attn.qk_norm"};
+    kernels::rms_normalize(ctx_, q.data(), q.data(), T * Hq, D, P.rms_eps);
+    kernels::rms_normalize(ctx_, k.data(), k.data(), T * Hkv, D, P.rms_eps);
+  }
+  std::vector<float> attn(q.size());
+  {
+    Timer tm{times_, prefill ? "attn.prefill" : "attn.decode"};
+    if (P.temperature_tuning && !spec.rope) {  // Llama 4 NoPE layers: scale queries by position
+      for (std::int64_t t = 0; t < T; ++t) {
+        const double p = d(pos_of[static_cast<std::size_t>(t)]);
+        const float s = static_cast<float>(1.0 + P.attn_scale * std::log(1.0 + std::floor((p + 1.0) / P.floor_scale)));
+        for (std::int64_t i = 0; i < Hq * D; ++i) q[static_cast<std::size_t>(t * Hq * D + i)] *= s;
+      }
+    }
+    std::int64_t t0 = 0;
+    while (t0 < T) {
+      const std::int64_t s = seq_of[static_cast<std::size_t>(t0)];
+      std::int64_t t1 = t0;
+      while (t1 < T && seq_of[static_cast<std::size_t>(t1)] == s) ++t1;
+      auto& kc = k_[li][static_cast<std::size_t>(s)];
+      auto& vc = v_[li][static_cast<std::size_t>(s)];
+      kc.insert(kc.end(), k.begin() + t0 * Hkv * D, k.begin() + t1 * Hkv * D);
+      vc.insert(vc.end(), v.begin() + t0 * Hkv * D, v.begin() + t1 * Hkv * D);
+      kernels::AttentionParams ap;
+      ap.q_tokens = t1 - t0;
+      ap.kv_tokens = static_cast<std::int64_t>(kc.size()) / (Hkv * D);
+      ap.q_heads = Hq;
+      ap.kv_heads = Hkv;
+      ap.head_dim = D;
+      ap.scale = static_cast<float>(1.0 / std::sqrt(d(D)));
+      if (spec.attention == model::AttentionKind::chunked) {
+        ap.mask = kernels::AttentionMask::chunked;
+        ap.mask_tokens = spec.attention_window_tokens;
+      } else if (spec.attention == model::AttentionKind::sliding) {
+        ap.mask = kernels::AttentionMask::sliding_window;
+        ap.mask_tokens = spec.attention_window_tokens;
+      }
+      kernels::attention(ctx_, ap, q.data() + t0 * Hq * D, pos_of.data() + t0, kc.data(), vc.data(), attn.data() + t0 * Hq * D);
+      t0 = t1;
+    }
+  }
+  std::vector<float> o(static_cast<std::size_t>(T * H));
+  {
+    Timer tm{times_, "attn.o"};
+    kernels::matmul(ctx_, attn.data(), T, L.o.view(), o.data());
+    kernels::add(ctx_, x.data(), o.data(), x.data(), T * H);
+  }
+
+  // ---- MLP / MoE
+  {
+    Timer tm{times_, "mlp.norm"};
+    kernels::rmsnorm(ctx_, x.data(), L.post_norm.data(), xn.data(), T, H, P.rms_eps);
+  }
+  std::vector<float> out(static_cast<std::size_t>(T * H), 0.0f);
+  auto swiglu = [&](const Model::Matrix& g, const Model::Matrix& u, const Model::Matrix& dn, const char* gu_name,
+                    const char* act_name, const char* down_name) {
+    const std::int64_t I = g.rows;
+    std::vector<float> gv(static_cast<std::size_t>(T * I)), uv(gv.size());
+    {
+      Timer tm{times_, gu_name};
+      kernels::matmul(ctx_, xn.data(), T, g.view(), gv.data());
+      kernels::matmul(ctx_, xn.data(), T, u.view(), uv.data());
+    }
+    {
+      Timer tm{times_, act_name};
+      kernels::silu_mul(ctx_, gv.data(), uv.data(), gv.data(), T * I);
+    }
+    Timer tm{times_, down_name};
+    kernels::matmul(ctx_, gv.data(), T, dn.view(), out.data(), true);
+  };
+  if (!L.moe) {
+    swiglu(L.dense_gate, L.dense_up, L.dense_down, "mlp.gate_up", "mlp.act", "mlp.down");
+  } else {
+    const std::int64_t E = c.num_experts, K = c.experts_per_token;
+    std::vector<float> logits(static_cast<std::size_t>(T * E));
+    {
+      Timer tm{times_, "moe.router"};
+      kernels::matmul(ctx_, xn.data(), T, L.router.view(), logits.data());
+    }
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(T * K));
+    std::vector<float> weights(ids.size());
+    {
+      Timer tm{times_, "moe.topk"};
+      kernels::router_topk(ctx_, logits.data(), T, E, K, P.scoring, ids.data(), weights.data());
+    }
+    std::size_t moe_index = 0;
+    for (std::size_t j = 0; j < li; ++j) moe_index += M.layers[j].moe ? 1 : 0;
+    routing_[moe_index].insert(routing_[moe_index].end(), ids.begin(), ids.end());
+    if (!L.shared_gate.data.empty())
+      swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down");
+    const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E);
+    const std::int64_t R = T * K, I = c.moe_intermediate;
+    std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()),
+        ys(static_cast<std::size_t>(R * H));
+    auto views = [](const std::vector<Model::Matrix>& ms) {
+      std::vector<kernels::WeightView> v;
+      for (const auto& m : ms) v.push_back(m.view());
+      return v;
+    };
+    {
+      Timer tm{times_, "moe.experts.gate_up"};
+      // Llama 4 scales the expert input by the router weight; Qwen3 and Mixtral scale the output.
+      kernels::gather_rows(ctx_, xn.data(), H, dispatch.row_token.data(), P.llama4 ? dispatch.row_weight.data() : nullptr, R,
+                           xs.data());
+      const auto gv = views(L.expert_gate), uv = views(L.expert_up);
+      kernels::grouped_matmul(ctx_, xs.data(), dispatch.expert_offsets.data(), E, gv.data(), gs.data());
+      kernels::grouped_matmul(ctx_, xs.data(), dispatch.expert_offsets.data(), E, uv.data(), us.data());
+    }
+    {
+      Timer tm{times_, "moe.experts.act"};
+      kernels::silu_mul(ctx_, gs.data(), us.data(), gs.data(), R * I);
+    }
+    {
+      Timer tm{times_, "moe.experts.down"};
+      const auto dv = views(L.expert_down);
+      kernels::grouped_matmul(ctx_, gs.data(), dispatch.expert_offsets.data(), E, dv.data(), ys.data());
+      kernels::scatter_add_rows(ctx_, ys.data(), H, dispatch.row_token.data(), P.llama4 ? nullptr : dispatch.row_weight.data(), R,
+                                out.data());
+    }
+  }
+  kernels::add(ctx_, x.data(), out.data(), x.data(), T * H);
+}
+
+std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state) {
+  if (temperature <= 0) return static_cast<std::int32_t>(std::max_element(logits, logits + vocab) - logits);
+  // splitmix64: the same stream on every platform.
+  rng_state += 0x9e3779b97f4a7c15ull;
+  std::uint64_t z = rng_state;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const double u = static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+  std::vector<std::pair<double, std::int32_t>> p(static_cast<std::size_t>(vocab));
+  const double mx = *std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (std::int64_t i = 0; i < vocab; ++i) {
+    p[static_cast<std::size_t>(i)] = {std::exp((logits[i] - mx) / temperature), static_cast<std::int32_t>(i)};
+    sum += p[static_cast<std::size_t>(i)].first;
+  }
+  std::sort(p.begin(), p.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  // Keep the smallest prefix whose mass reaches top_p, then draw within it.
+  double kept = 0;
+  std::size_t n = 0;
+  while (n < p.size() && (n == 0 || kept < top_p * sum)) kept += p[n++].first;
+  double target = u * kept, acc = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    acc += p[i].first;
+    if (acc >= target) return p[i].second;
+  }
+  return p[n - 1].second;
+}
+
+}  // namespace moeplan::executor

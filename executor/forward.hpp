@@ -1,0 +1,118 @@
+// executor/forward: the text forward pass of Llama 4 (chunked/global attention, RoPE/NoPE layers, qk-norm,
+// temperature tuning, sigmoid top-k MoE scaling the expert input plus a shared expert) and of Qwen3-MoE / Mixtral
+// (softmax top-k routing scaling the expert output), on the CPU kernels, with a KV cache, prefill and decode, greedy
+// and seeded sampling, and per-op wall times under the op names of model/op_graph.hpp. One rank.
+// Semantics: tests/fixtures/oracle/README.md (checked against transformers' logits in tests/executor).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "executor/checkpoint.hpp"
+#include "kernels/cpu_features.hpp"
+#include "kernels/rope.hpp"
+#include "kernels/router.hpp"
+#include "kernels/weights.hpp"
+#include "model/config.hpp"
+
+namespace moeplan::executor {
+
+// What the forward pass needs beyond ModelConfig, read from config.json with transformers' defaults.
+struct RuntimeParams {
+  float rms_eps = 1e-5f;
+  std::vector<float> inv_freq;               // [head_dim / 2], rope scaling applied
+  kernels::RopeLayout rope_layout = kernels::RopeLayout::half;
+  bool llama4 = false;                       // Llama 4 semantics (sigmoid router on the input, shared expert, ...)
+  bool qk_norm_weightless_after_rope = false;  // Llama 4 use_qk_norm (RoPE layers only)
+  bool qk_norm_weighted_before_rope = false;   // Qwen3 q_norm / k_norm
+  bool temperature_tuning = false;           // Llama 4 attn_temperature_tuning (NoPE layers, queries)
+  float floor_scale = 8192, attn_scale = 0.1f;
+  kernels::RouterScoring scoring = kernels::RouterScoring::softmax_topk_renorm;
+};
+RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m);
+
+// Weights of one model in kernel-ready form (owned, aligned copies; Llama 4's input-major fused experts repacked to
+// per-expert [out, in]).
+class Model {
+ public:
+  // `dir` holds config.json and the safetensors checkpoint. Throws InputError naming the tensor and file on
+  // missing tensors, wrong shapes or dtypes (executor/checkpoint.hpp checks).
+  static std::shared_ptr<const Model> load(const std::filesystem::path& dir);
+
+  const model::ModelConfig& config() const { return config_; }
+  const RuntimeParams& params() const { return params_; }
+  std::uint64_t weight_bytes() const { return weight_bytes_; }
+
+  struct Matrix {
+    std::vector<std::byte> data;   // [rows, cols] of dtype
+    std::vector<float> scales;     // per-row dequant scales (FP8) or empty
+    kernels::WeightDtype dtype = kernels::WeightDtype::bf16;
+    std::int64_t rows = 0, cols = 0;
+    kernels::WeightView view() const {
+      return {dtype, data.data(), rows, cols, scales.empty() ? nullptr : scales.data()};
+    }
+  };
+  struct Layer {
+    std::vector<float> input_norm, post_norm, q_norm, k_norm;
+    Matrix q, k, v, o;
+    bool moe = false;
+    Matrix router;                                       // [E, H]
+    std::vector<Matrix> expert_gate, expert_up, expert_down;  // per expert [I, H], [I, H], [H, I]
+    Matrix shared_gate, shared_up, shared_down;          // Llama 4 shared expert
+    Matrix dense_gate, dense_up, dense_down;             // dense MLP layers
+  };
+  Matrix embed, lm_head;
+  std::vector<float> final_norm;
+  std::vector<Layer> layers;
+
+ private:
+  model::ModelConfig config_;
+  RuntimeParams params_;
+  std::uint64_t weight_bytes_ = 0;
+};
+
+// Per-op wall time, summed over layers and steps, keyed by op graph name.
+struct OpTimes {
+  std::map<std::string, double> seconds;
+  std::map<std::string, std::int64_t> calls;
+};
+
+// A batch of sequences being generated: per-layer KV caches and the tokens so far.
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences);
+
+  // Run the prompts (one per sequence, any lengths); returns the logits of every prompt position when
+  // `all_logits`, else of each sequence's last position: [rows, vocab] row-major, sequences in order.
+  std::vector<float> prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits = false);
+  // One decode step: one new token per sequence; returns [sequences, vocab].
+  std::vector<float> decode(const std::vector<std::int32_t>& tokens);
+
+  const OpTimes& op_times() const { return times_; }
+  // Expert ids chosen per MoE layer for every token processed so far: [moe layer][token][k].
+  const std::vector<std::vector<std::int32_t>>& routing() const { return routing_; }
+  std::int64_t context(std::int64_t seq) const { return positions_[static_cast<std::size_t>(seq)]; }
+
+ private:
+  // x: [T, H] for tokens of several sequences: seq_of[t], pos_of[t]. Returns the final hidden states [T, H].
+  void layer_forward(std::size_t li, std::vector<float>& x, const std::vector<std::int64_t>& seq_of,
+                     const std::vector<std::int64_t>& pos_of);
+  std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
+
+  std::shared_ptr<const Model> model_;
+  kernels::CpuContext ctx_;
+  std::vector<std::int64_t> positions_;              // tokens in cache per sequence
+  std::vector<std::vector<std::vector<float>>> k_, v_;  // [layer][seq] -> [pos, Hkv, D]
+  std::vector<std::vector<std::int32_t>> routing_;
+  OpTimes times_;
+};
+
+// Greedy (temperature 0) or temperature / top-p sampling with a portable seeded generator. logits: [vocab].
+std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state);
+
+}  // namespace moeplan::executor
