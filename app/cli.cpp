@@ -30,6 +30,7 @@ const std::vector<Subcommand>& subcommands() {
       {"simulate", "predict TTFT, TPOT, ITL, E2E and tokens/s of one configuration under a load (--breakdown: per op)", cmd_simulate},
       {"plan", "rank GPU x count x precision x layout for a workload, SLO and budget, with $/M tokens", cmd_plan},
       {"compare-api", "the cheapest self-hosted configuration against API prices, with the break-even volume", cmd_compare_api},
+      {"run", "execute the model on this CPU (real or seeded random weights): tokens/s and per-op times", cmd_run},
       {"validate", "predicted vs measured: --published compares the simulator with published benchmarks", cmd_validate},
   };
   return kCommands;

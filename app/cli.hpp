@@ -39,6 +39,7 @@ int cmd_memory(const std::vector<std::string>& args, std::ostream& out);
 int cmd_simulate(const std::vector<std::string>& args, std::ostream& out);
 int cmd_plan(const std::vector<std::string>& args, std::ostream& out);
 int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out);
+int cmd_run(const std::vector<std::string>& args, std::ostream& out);
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out);
 
 }  // namespace moeplan::app

@@ -9,6 +9,7 @@
 #include "model/summary.hpp"
 #include "reports/render.hpp"
 #include "simulator/memory.hpp"
+#include "executor/run.hpp"
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
 #include "simulator/published.hpp"
@@ -38,6 +39,7 @@ Report plan_report(const planner::PlanRequest& request, const planner::PlanResul
                    int top, bool verbose);
 Report compare_api_report(const planner::PlanRequest& request, const planner::PlanRow& self,
                           const planner::ApiComparison& comparison);
+Report run_report(const executor::RunResult& result);
 Report published_report(const simulator::PublishedSummary& summary, const simulator::PublishedSet& set);
 
 }  // namespace moeplan::reports

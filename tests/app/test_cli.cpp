@@ -71,6 +71,11 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"simulate", "--zipf", "1.0", "--model", "llama3.1-8b", "--count", "1"},
       {"simulate", "--host", "ddr4-desktop-2ch", "--count", "2"},
       {"validate"},
+      {"run", "--device", "cuda", "--random-weights", "1"},
+      {"run"},                                                      // neither --weights nor --random-weights
+      {"run", "--random-weights", "1", "--tp", "2"},
+      {"run", "--random-weights", "1", "--layers", "1"},            // too few layers to keep Maverick's pattern
+      {"run", "--weights", "/nonexistent"},
       {"plan", "--budget-per-month", "0"},
       {"plan", "--budget-per-hour", "-5"},
       {"plan", "--gpus", ""},
@@ -133,6 +138,35 @@ TEST_CASE("plan --format json has the documented fields; an SLO nothing meets ex
   const auto api = run({"compare-api", "--gpus", "h200-sxm", "--format", "json"});
   REQUIRE(api.code == 0);
   CHECK(nlohmann::json::parse(api.out).at("breakeven_tokens_per_month").get<double>() > 0);
+}
+
+TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has tokens, rates and per-op times") {
+  const auto dir = std::filesystem::temp_directory_path() / "moeplan_cli_run_test";
+  const auto trace = std::filesystem::temp_directory_path() / "moeplan_cli_run_trace.json";
+  const auto r = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
+                      "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+                      "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--trace-routing", trace.string(),
+                      "--format", "json"});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j.at("tokens").size() == 2);
+  CHECK(j.at("tokens").at(0).size() == 5);
+  CHECK(j.at("prefill_tokens_per_s").get<double>() > 0);
+  CHECK(j.at("decode_tokens_per_s").get<double>() > 0);
+  CHECK(j.at("ops").size() > 10);
+  // Same seed, same tokens: the random checkpoint and greedy decoding are deterministic.
+  const auto again = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
+                          "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+                          "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--format", "json"});
+  CHECK(nlohmann::json::parse(again.out).at("tokens") == j.at("tokens"));
+  // The trace is an expert-load file: two MoE layers, four experts, (12 + 4) tokens x 2 sequences routed top-1.
+  const auto t = nlohmann::json::parse(std::ifstream(trace));
+  REQUIRE(t.at("layers").size() == 2);
+  int routed = 0;
+  for (const auto& c : t.at("layers").at(0)) routed += c.get<int>();
+  CHECK(routed == 2 * (12 + 4));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(trace);
 }
 
 TEST_CASE("help prints usage and exits 0") {

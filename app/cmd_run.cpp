@@ -1,0 +1,120 @@
+// `moeplan run`: execute the model on this machine (CPU) with real or seeded random weights, and time it.
+#include <iostream>
+#include <sstream>
+
+#include "app/cli.hpp"
+#include "app/config_options.hpp"
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "executor/run.hpp"
+#include "model/shape_override.hpp"
+#include "reports/reports.hpp"
+
+namespace po = boost::program_options;
+
+namespace moeplan::app {
+
+int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  std::string model_name, weights, device, shape, trace, prompt, weights_out;
+  std::uint64_t random_seed = 0, seed = 1;
+  int threads = 0, tp = 1, ep = 1;
+  std::int64_t prompt_tokens = 0, gen_tokens = 0, batch = 0;
+  std::int64_t layers = 0, experts = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, vocab = 0;
+  float temperature = 0, top_p = 1;
+  po::options_description d("run options");
+  add_common_options(d, common);
+  d.add_options()
+      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
+      ("weights", po::value<std::string>(&weights), "checkpoint directory (config.json + safetensors)")
+      ("random-weights", po::value<std::uint64_t>(&random_seed), "write a seeded random checkpoint in the HF layout and run it")
+      ("weights-out", po::value<std::string>(&weights_out), "where --random-weights writes (default: a temporary directory)")
+      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not built yet)")
+      ("threads", po::value<int>(&threads)->default_value(0), "CPU threads (0: all)")
+      ("tp", po::value<int>(&tp)->default_value(1), "tensor-parallel ranks (in-process; not built yet: 1)")
+      ("ep", po::value<int>(&ep)->default_value(1), "expert-parallel ranks (in-process; not built yet: 1)")
+      ("prompt-tokens", po::value<std::int64_t>(&prompt_tokens)->default_value(16), "prompt length (seeded random ids)")
+      ("prompt", po::value<std::string>(&prompt), "explicit prompt ids, comma-separated (every sequence)")
+      ("gen-tokens", po::value<std::int64_t>(&gen_tokens)->default_value(16), "tokens to generate per sequence")
+      ("batch", po::value<std::int64_t>(&batch)->default_value(1), "sequences")
+      ("temperature", po::value<float>(&temperature)->default_value(0), "0 = greedy")
+      ("top-p", po::value<float>(&top_p)->default_value(1), "nucleus sampling mass")
+      ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for prompts and sampling")
+      ("shape", po::value<std::string>(&shape), "shrink the config: KEY=N,... (" "see --layers etc.)")
+      ("layers", po::value<std::int64_t>(&layers), "override num_hidden_layers (keeps the layer pattern)")
+      ("experts", po::value<std::int64_t>(&experts), "override routed experts")
+      ("hidden", po::value<std::int64_t>(&hidden), "override hidden size")
+      ("intermediate", po::value<std::int64_t>(&intermediate), "override expert and dense intermediate sizes")
+      ("heads", po::value<std::int64_t>(&heads), "override query heads")
+      ("kv-heads", po::value<std::int64_t>(&kv_heads), "override KV heads")
+      ("vocab", po::value<std::int64_t>(&vocab), "override vocabulary size")
+      ("trace-routing", po::value<std::string>(&trace), "write the experts chosen per token and MoE layer (JSON)");
+  po::variables_map vm;
+  if (!parse("run",
+             "--model M (--weights DIR | --random-weights SEED) --device cpu [--threads N] --prompt-tokens L "
+             "--gen-tokens L --batch B [--layers --experts --hidden --intermediate --heads --kv-heads --vocab]",
+             args, d, vm, out))
+    return kExitOk;
+  for (const char* name : {"prompt-tokens", "batch", "tp", "ep"}) require_positive(vm, name);
+  if (gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
+  if (threads < 0) throw InputError("--threads must be 0 (all) or positive");
+  if (device == "cuda")
+    throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
+  if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
+  if (tp != 1 || ep != 1)
+    throw InputError("--tp/--ep: sharded in-process ranks are not built yet; run with --tp 1 --ep 1");
+  if (vm.count("weights") == vm.count("random-weights"))
+    throw InputError("give --weights DIR or --random-weights SEED (one of them)");
+  if (!(temperature >= 0) || !(top_p > 0 && top_p <= 1)) throw InputError("--temperature must be >= 0 and --top-p in (0, 1]");
+
+  executor::RunRequest q;
+  std::filesystem::path config_path;
+  if (vm.count("weights")) {
+    q.weights_dir = weights;
+    config_path = std::filesystem::path(weights) / "config.json";
+  } else {
+    q.random_seed = random_seed;
+    q.weights_out = weights_out;
+    const auto m = model::load_model(model_name, data_dir());
+    config_path = m.source;
+  }
+  nlohmann::json config = parse_json_file(config_path);
+  model::ShapeOverrides o = vm.count("shape") ? model::parse_shape_overrides(shape) : model::ShapeOverrides{};
+  if (vm.count("layers")) o.layers = layers;
+  if (vm.count("experts")) o.experts = experts;
+  if (vm.count("hidden")) o.hidden = hidden;
+  if (vm.count("intermediate")) o.intermediate = intermediate;
+  if (vm.count("heads")) o.heads = heads;
+  if (vm.count("kv-heads")) o.kv_heads = kv_heads;
+  if (vm.count("vocab")) o.vocab = vocab;
+  if (!o.empty()) {
+    if (vm.count("weights")) throw InputError("shape overrides apply to --random-weights only (a checkpoint has its own shapes)");
+    config = model::apply_shape_overrides(config, o, config_path.string());
+  }
+  q.config = config;
+  q.name = vm.count("weights") ? std::filesystem::path(weights).filename().string() : model_name;
+  q.threads = threads;
+  q.batch = batch;
+  q.prompt_tokens = prompt_tokens;
+  q.gen_tokens = gen_tokens;
+  q.temperature = temperature;
+  q.top_p = top_p;
+  q.seed = seed;
+  if (vm.count("prompt")) {
+    std::stringstream in(prompt);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      try {
+        q.prompt.push_back(std::stoi(item));
+      } catch (const std::exception&) {
+        throw InputError("--prompt '" + prompt + "': use comma-separated token ids");
+      }
+    }
+  }
+  const auto result = executor::run_model(q);
+  if (!trace.empty()) write_file_atomic(trace, executor::routing_trace_json(result).dump() + "\n");
+  emit(reports::run_report(result), common, out);
+  return kExitOk;
+}
+
+}  // namespace moeplan::app

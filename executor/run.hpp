@@ -1,0 +1,48 @@
+// executor/run: one measured generation run: load (or write and load seeded random) weights, prefill a batch of
+// prompts, decode, and time it: prefill and decode tokens/s, per-op times, peak memory, routing trace.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "executor/forward.hpp"
+
+namespace moeplan::executor {
+
+struct RunRequest {
+  nlohmann::json config;                 // the (possibly shrunk) config.json
+  std::string name;                      // the model's name for reports
+  std::filesystem::path weights_dir;     // a checkpoint directory, or empty with random_seed
+  std::optional<std::uint64_t> random_seed;
+  std::filesystem::path weights_out;     // where random weights are written (default: a temporary directory)
+  int threads = 0;                       // 0: all hardware threads
+  std::int64_t batch = 1, prompt_tokens = 16, gen_tokens = 16;
+  std::vector<std::int32_t> prompt;      // explicit prompt (every sequence), else seeded random ids
+  float temperature = 0, top_p = 1;
+  std::uint64_t seed = 1;
+};
+
+struct RunResult {
+  std::string model, cpu_path;
+  int threads = 0;
+  std::uint64_t weight_bytes = 0;
+  double load_s = 0, prefill_s = 0, decode_s = 0;
+  double prefill_tokens_per_s = 0, decode_tokens_per_s = 0;
+  std::uint64_t peak_rss_bytes = 0;
+  std::vector<std::vector<std::int32_t>> tokens;   // generated ids per sequence
+  OpTimes ops;
+  std::int64_t experts = 0;
+  std::vector<std::vector<std::int32_t>> routing;  // [moe layer][token * k] expert ids
+  std::filesystem::path weights_dir;
+};
+
+RunResult run_model(const RunRequest& request);
+
+// {"experts": E, "layers": [[count per expert] ...], "tokens": [[ids...] ...]}: the shape simulate --expert-loads reads.
+nlohmann::json routing_trace_json(const RunResult& result);
+
+}  // namespace moeplan::executor

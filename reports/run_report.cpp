@@ -1,0 +1,47 @@
+// reports/run_report: `moeplan run` results (README "JSON").
+#include <algorithm>
+
+#include "common/text.hpp"
+#include "reports/reports.hpp"
+
+namespace moeplan::reports {
+
+Report run_report(const executor::RunResult& r) {
+  Report rep;
+  rep.header = {"run: " + r.model + " on cpu (" + r.cpu_path + ", " + std::to_string(r.threads) + " threads); weights " +
+                format_gb(static_cast<double>(r.weight_bytes)) + " from " + r.weights_dir.string()};
+  Table t;
+  t.title = "throughput";
+  t.columns = {"metric", "value"};
+  t.right_align = {false, true};
+  t.rows = {{"prefill tokens/s", format_fixed(r.prefill_tokens_per_s, 1)},
+            {"decode tokens/s", format_fixed(r.decode_tokens_per_s, 1)},
+            {"prefill s", format_fixed(r.prefill_s, 3)},
+            {"decode s", format_fixed(r.decode_s, 3)},
+            {"load s", format_fixed(r.load_s, 3)},
+            {"peak memory (RSS)", format_gb(static_cast<double>(r.peak_rss_bytes))}};
+  rep.tables.push_back(std::move(t));
+  Table ops;
+  ops.title = "per-op wall time (op names of the simulator's op graph)";
+  ops.columns = {"op", "calls", "ms", "share"};
+  ops.right_align = {false, true, true, true};
+  double total = 0;
+  for (const auto& [name, s] : r.ops.seconds) total += s;
+  std::vector<std::pair<std::string, double>> sorted(r.ops.seconds.begin(), r.ops.seconds.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  nlohmann::json ops_json = nlohmann::json::array();
+  for (const auto& [name, s] : sorted) {
+    const auto calls = r.ops.calls.at(name);
+    ops.rows.push_back({name, with_commas(calls), format_fixed(s * 1e3, 3), format_fixed(total > 0 ? 100 * s / total : 0, 1) + "%"});
+    ops_json.push_back({{"name", name}, {"calls", calls}, {"seconds", s}});
+  }
+  rep.tables.push_back(std::move(ops));
+  rep.json = {{"model", r.model}, {"device", "cpu"}, {"cpu_path", r.cpu_path}, {"threads", r.threads},
+              {"weight_bytes", r.weight_bytes}, {"tokens", r.tokens},
+              {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_tokens_per_s", r.decode_tokens_per_s},
+              {"prefill_s", r.prefill_s}, {"decode_s", r.decode_s}, {"load_s", r.load_s},
+              {"peak_rss_bytes", r.peak_rss_bytes}, {"ops", ops_json}};
+  return rep;
+}
+
+}  // namespace moeplan::reports
