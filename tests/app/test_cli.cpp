@@ -165,6 +165,12 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
   int routed = 0;
   for (const auto& c : t.at("layers").at(0)) routed += c.get<int>();
   CHECK(routed == 2 * (12 + 4));
+  // The simulator prices the same shrunk model with the measured routing.
+  const auto sim = run({"simulate", "--model", (dir / "config.json").string(), "--count", "1", "--expert-loads",
+                        trace.string(), "--input", "64", "--output", "8", "--concurrency", "1", "--num-requests", "2",
+                        "--format", "json"});
+  REQUIRE(sim.code == 0);
+  CHECK(nlohmann::json::parse(sim.out).at("routing").get<std::string>().find("measured") != std::string::npos);
   std::filesystem::remove_all(dir);
   std::filesystem::remove(trace);
 }
