@@ -396,9 +396,9 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()),
         ys(static_cast<std::size_t>(R * H));
     auto views = [](const std::vector<Model::Matrix>& ms) {
-      std::vector<kernels::WeightView> v;
-      for (const auto& m : ms) v.push_back(m.view());
-      return v;
+      std::vector<kernels::WeightView> list;
+      for (const auto& m : ms) list.push_back(m.view());
+      return list;
     };
     {
       Timer tm{times_, "moe.experts.gate_up"};
