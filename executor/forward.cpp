@@ -200,8 +200,85 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
   return model;
 }
 
-Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences)
-    : model_(std::move(model)), ctx_(ctx), positions_(static_cast<std::size_t>(sequences), 0) {
+namespace {
+std::size_t elem_bytes(kernels::WeightDtype d) { return static_cast<std::size_t>(kernels::weight_dtype_bytes(d)); }
+
+// Rows [r0, r1) of a matrix (with their scales).
+Model::Matrix rows_of(const Model::Matrix& m, std::int64_t r0, std::int64_t r1) {
+  Model::Matrix out = m;
+  const std::size_t row = static_cast<std::size_t>(m.cols) * elem_bytes(m.dtype);
+  out.rows = r1 - r0;
+  out.data.assign(m.data.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r0) * row),
+                  m.data.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r1) * row));
+  if (!m.scales.empty()) out.scales.assign(m.scales.begin() + r0, m.scales.begin() + r1);
+  return out;
+}
+
+// Columns [c0, c1) of every row (input features; per-row scales unchanged).
+Model::Matrix cols_of(const Model::Matrix& m, std::int64_t c0, std::int64_t c1) {
+  Model::Matrix out = m;
+  const std::size_t es = elem_bytes(m.dtype);
+  out.cols = c1 - c0;
+  out.data.resize(static_cast<std::size_t>(m.rows * out.cols) * es);
+  for (std::int64_t r = 0; r < m.rows; ++r)
+    std::memcpy(out.data.data() + static_cast<std::size_t>(r * out.cols) * es,
+                m.data.data() + static_cast<std::size_t>(r * m.cols + c0) * es, static_cast<std::size_t>(out.cols) * es);
+  return out;
+}
+}  // namespace
+
+std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank) const {
+  const model::ModelConfig& c = config_;
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) throw InputError("--tp " + std::to_string(tp) + " --ep " + std::to_string(ep) + ": " + what + " for " + c.name);
+  };
+  need(tp >= 1 && ep >= 1 && tp % ep == 0, "ep must divide tp (the executor runs dp = 1)");
+  need(rank >= 0 && rank < tp, "rank out of range");
+  need(c.num_heads % tp == 0 && c.num_kv_heads % tp == 0, "tp must divide the query and KV heads");
+  need(c.dense_intermediate == 0 || c.dense_intermediate % tp == 0, "tp must divide the dense intermediate size");
+  need(c.shared_intermediate == 0 || c.shared_intermediate % tp == 0, "tp must divide the shared-expert size");
+  const int moe_tp = tp / ep;
+  need(!c.is_moe() || (c.num_experts % ep == 0 && c.moe_intermediate % moe_tp == 0),
+       "ep must divide the experts and tp/ep the expert intermediate size");
+  auto out = std::shared_ptr<Model>(new Model(*this));
+  out->sharding_ = {tp, ep, rank, 0};
+  const std::int64_t D = c.head_dim, hq = c.num_heads / tp * D, hkv = c.num_kv_heads / tp * D;
+  const std::int64_t group = rank / moe_tp, sub = rank % moe_tp, per = c.is_moe() ? c.num_experts / ep : 0;
+  out->sharding_.expert_begin = group * per;
+  for (Layer& L : out->layers) {
+    L.q = rows_of(L.q, rank * hq, (rank + 1) * hq);
+    L.k = rows_of(L.k, rank * hkv, (rank + 1) * hkv);
+    L.v = rows_of(L.v, rank * hkv, (rank + 1) * hkv);
+    L.o = cols_of(L.o, rank * hq, (rank + 1) * hq);
+    auto split_mlp = [&](Matrix& g, Matrix& u, Matrix& d, std::int64_t parts, std::int64_t part) {
+      const std::int64_t n = g.rows / parts;
+      g = rows_of(g, part * n, (part + 1) * n);
+      u = rows_of(u, part * n, (part + 1) * n);
+      d = cols_of(d, part * n, (part + 1) * n);
+    };
+    if (!L.moe) {
+      split_mlp(L.dense_gate, L.dense_up, L.dense_down, tp, rank);
+      continue;
+    }
+    if (!L.shared_gate.data.empty()) split_mlp(L.shared_gate, L.shared_up, L.shared_down, tp, rank);
+    std::vector<Matrix> g, u, d;
+    for (std::int64_t e = group * per; e < (group + 1) * per; ++e) {
+      g.push_back(L.expert_gate[static_cast<std::size_t>(e)]);
+      u.push_back(L.expert_up[static_cast<std::size_t>(e)]);
+      d.push_back(L.expert_down[static_cast<std::size_t>(e)]);
+      split_mlp(g.back(), u.back(), d.back(), moe_tp, sub);
+    }
+    L.expert_gate = std::move(g);
+    L.expert_up = std::move(u);
+    L.expert_down = std::move(d);
+  }
+  return out;
+}
+
+Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm)
+    : model_(std::move(model)), ctx_(ctx), comm_(comm), positions_(static_cast<std::size_t>(sequences), 0) {
+  if ((comm_ ? comm_->size() : 1) != model_->sharding().tp)
+    throw std::logic_error("Session: the communicator's size must equal the model's tp");
   const std::size_t L = model_->layers.size();
   k_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
   v_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
@@ -273,7 +350,8 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
   const Model::Layer& L = M.layers[li];
   const model::LayerSpec& spec = c.layers[li];
   const std::int64_t T = static_cast<std::int64_t>(seq_of.size()), H = c.hidden;
-  const std::int64_t Hq = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
+  const int tp = M.sharding().tp;
+  const std::int64_t Hq = c.num_heads / tp, Hkv = c.num_kv_heads / tp, D = c.head_dim;  // heads on this rank
   const bool prefill = T > static_cast<std::int64_t>(positions_.size()) ||
                        std::adjacent_find(seq_of.begin(), seq_of.end()) != seq_of.end();
 
@@ -346,8 +424,12 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
   {
     Timer tm{times_, "attn.o"};
     kernels::matmul(ctx_, attn.data(), T, L.o.view(), o.data());
-    kernels::add(ctx_, x.data(), o.data(), x.data(), T * H);
   }
+  if (comm_ && comm_->size() > 1) {  // each rank holds a partial sum over its heads
+    Timer tm{times_, "attn.all_reduce"};
+    comm_->all_reduce_sum(o.data(), T * H);
+  }
+  kernels::add(ctx_, x.data(), o.data(), x.data(), T * H);
 
   // ---- MLP / MoE
   {
@@ -392,7 +474,14 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     if (!L.shared_gate.data.empty())
       swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down");
     const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E);
-    const std::int64_t R = T * K, I = c.moe_intermediate;
+    // This rank's experts [e0, e1): their rows are contiguous in the dispatch (rows are sorted by expert).
+    const std::int64_t e0 = M.sharding().expert_begin, e1 = e0 + static_cast<std::int64_t>(L.expert_gate.size());
+    const std::int64_t r0 = dispatch.expert_offsets[static_cast<std::size_t>(e0)];
+    const std::int64_t R = dispatch.expert_offsets[static_cast<std::size_t>(e1)] - r0, I = L.expert_gate.front().rows;
+    std::vector<std::int64_t> offsets(dispatch.expert_offsets.begin() + e0, dispatch.expert_offsets.begin() + e1 + 1);
+    for (auto& off : offsets) off -= r0;
+    const std::int64_t* row_token = dispatch.row_token.data() + r0;
+    const float* row_weight = dispatch.row_weight.data() + r0;
     std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()),
         ys(static_cast<std::size_t>(R * H));
     auto views = [](const std::vector<Model::Matrix>& ms) {
@@ -403,11 +492,10 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     {
       Timer tm{times_, "moe.experts.gate_up"};
       // Llama 4 scales the expert input by the router weight; Qwen3 and Mixtral scale the output.
-      kernels::gather_rows(ctx_, xn.data(), H, dispatch.row_token.data(), P.llama4 ? dispatch.row_weight.data() : nullptr, R,
-                           xs.data());
+      kernels::gather_rows(ctx_, xn.data(), H, row_token, P.llama4 ? row_weight : nullptr, R, xs.data());
       const auto gv = views(L.expert_gate), uv = views(L.expert_up);
-      kernels::grouped_matmul(ctx_, xs.data(), dispatch.expert_offsets.data(), E, gv.data(), gs.data());
-      kernels::grouped_matmul(ctx_, xs.data(), dispatch.expert_offsets.data(), E, uv.data(), us.data());
+      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), e1 - e0, gv.data(), gs.data());
+      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), e1 - e0, uv.data(), us.data());
     }
     {
       Timer tm{times_, "moe.experts.act"};
@@ -416,10 +504,13 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     {
       Timer tm{times_, "moe.experts.down"};
       const auto dv = views(L.expert_down);
-      kernels::grouped_matmul(ctx_, gs.data(), dispatch.expert_offsets.data(), E, dv.data(), ys.data());
-      kernels::scatter_add_rows(ctx_, ys.data(), H, dispatch.row_token.data(), P.llama4 ? nullptr : dispatch.row_weight.data(), R,
-                                out.data());
+      kernels::grouped_matmul(ctx_, gs.data(), offsets.data(), e1 - e0, dv.data(), ys.data());
+      kernels::scatter_add_rows(ctx_, ys.data(), H, row_token, P.llama4 ? nullptr : row_weight, R, out.data());
     }
+  }
+  if (comm_ && comm_->size() > 1) {  // partial sums over this rank's MLP columns and experts
+    Timer tm{times_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
+    comm_->all_reduce_sum(out.data(), T * H);
   }
   kernels::add(ctx_, x.data(), out.data(), x.data(), T * H);
 }

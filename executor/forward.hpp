@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "executor/checkpoint.hpp"
+#include "executor/comm.hpp"
 #include "kernels/cpu_features.hpp"
 #include "kernels/rope.hpp"
 #include "kernels/router.hpp"
@@ -43,6 +44,17 @@ class Model {
   // `dir` holds config.json and the safetensors checkpoint. Throws InputError naming the tensor and file on
   // missing tensors, wrong shapes or dtypes (executor/checkpoint.hpp checks).
   static std::shared_ptr<const Model> load(const std::filesystem::path& dir);
+
+  // This rank's share of the model under tensor parallel `tp` (query/KV heads, dense and shared MLP split tp ways,
+  // o_proj and down projections split by input columns) and expert parallel `ep` dividing tp (routed experts split
+  // into ep contiguous ranges, each expert's intermediate split tp/ep ways), as model/shard.hpp describes with dp = 1.
+  // Router, norms, embedding and lm_head stay whole on every rank. Throws InputError when the sizes do not divide.
+  std::shared_ptr<const Model> sharded(int tp, int ep, int rank) const;
+  struct Sharding {
+    int tp = 1, ep = 1, rank = 0;
+    std::int64_t expert_begin = 0;  // first routed expert this rank holds (it holds layers[..].expert_gate.size())
+  };
+  const Sharding& sharding() const { return sharding_; }
 
   const model::ModelConfig& config() const { return config_; }
   const RuntimeParams& params() const { return params_; }
@@ -74,6 +86,7 @@ class Model {
   model::ModelConfig config_;
   RuntimeParams params_;
   std::uint64_t weight_bytes_ = 0;
+  Sharding sharding_;
 };
 
 // Per-op wall time, summed over layers and steps, keyed by op graph name.
@@ -85,7 +98,8 @@ struct OpTimes {
 // A batch of sequences being generated: per-layer KV caches and the tokens so far.
 class Session {
  public:
-  Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences);
+  // `comm`: the rank's communicator when `model` is a shard (Model::sharded); nullptr for one rank.
+  Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm = nullptr);
 
   // Run the prompts (one per sequence, any lengths); returns the logits of every prompt position when
   // `all_logits`, else of each sequence's last position: [rows, vocab] row-major, sequences in order.
@@ -106,6 +120,7 @@ class Session {
 
   std::shared_ptr<const Model> model_;
   kernels::CpuContext ctx_;
+  Communicator* comm_ = nullptr;
   std::vector<std::int64_t> positions_;              // tokens in cache per sequence
   std::vector<std::vector<std::vector<float>>> k_, v_;  // [layer][seq] -> [pos, Hkv, D]
   std::vector<std::vector<std::int32_t>> routing_;

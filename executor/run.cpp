@@ -4,6 +4,8 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <exception>
+#include <thread>
 
 #include "common/error.hpp"
 #include "executor/checkpoint_random.hpp"
@@ -73,31 +75,61 @@ RunResult run_model(const RunRequest& r) {
     }
   }
   const std::int64_t prompt_len = static_cast<std::int64_t>(prompts.front().size());
+  for (const auto id : prompts.front())  // checked here, before any rank thread starts
+    if (id < 0 || id >= V) throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
 
-  Session s(model, ctx, r.batch);
-  std::uint64_t rng = r.seed;
-  const auto t0 = Clock::now();
-  auto logits = s.prefill(prompts);
-  res.prefill_s = since(t0);
-  res.tokens.assign(static_cast<std::size_t>(r.batch), {});
-  std::vector<std::int32_t> next(static_cast<std::size_t>(r.batch));
-  auto pick = [&] {
-    for (std::int64_t b = 0; b < r.batch; ++b) {
-      next[static_cast<std::size_t>(b)] = sample(logits.data() + b * V, V, r.temperature, r.top_p, rng);
-      res.tokens[static_cast<std::size_t>(b)].push_back(next[static_cast<std::size_t>(b)]);
+  // Ranks: rank 0 runs here with the pool; the others on their own threads, single-threaded each.
+  std::vector<std::shared_ptr<const Model>> shards;
+  auto comms = make_in_process_group(r.tp);
+  for (int rank = 0; rank < r.tp; ++rank) shards.push_back(r.tp > 1 ? model->sharded(r.tp, r.ep, rank) : model);
+  auto generate = [&](int rank, RunResult* out) {
+    Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr}, r.batch,
+              r.tp > 1 ? comms[static_cast<std::size_t>(rank)].get() : nullptr);
+    std::uint64_t rng = r.seed;
+    const auto t0 = Clock::now();
+    auto logits = s.prefill(prompts);
+    const double prefill_s = since(t0);
+    std::vector<std::vector<std::int32_t>> tokens(static_cast<std::size_t>(r.batch));
+    std::vector<std::int32_t> next(static_cast<std::size_t>(r.batch));
+    auto pick = [&] {
+      for (std::int64_t b = 0; b < r.batch; ++b) {
+        next[static_cast<std::size_t>(b)] = sample(logits.data() + b * V, V, r.temperature, r.top_p, rng);
+        tokens[static_cast<std::size_t>(b)].push_back(next[static_cast<std::size_t>(b)]);
+      }
+    };
+    if (r.gen_tokens > 0) pick();
+    const auto t1 = Clock::now();
+    for (std::int64_t i = 1; i < r.gen_tokens; ++i) {
+      logits = s.decode(next);
+      pick();
     }
+    if (!out) return;
+    out->decode_s = since(t1);
+    out->prefill_s = prefill_s;
+    out->tokens = std::move(tokens);
+    out->ops = s.op_times();
+    out->routing = s.routing();
   };
-  if (r.gen_tokens > 0) pick();
-  const auto t1 = Clock::now();
-  for (std::int64_t i = 1; i < r.gen_tokens; ++i) {
-    logits = s.decode(next);
-    pick();
+  std::vector<std::thread> others;
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(r.tp));
+  for (int rank = 1; rank < r.tp; ++rank)
+    others.emplace_back([&, rank] {
+      try {
+        generate(rank, nullptr);
+      } catch (...) {
+        failures[static_cast<std::size_t>(rank)] = std::current_exception();
+      }
+    });
+  try {
+    generate(0, &res);
+  } catch (...) {
+    failures[0] = std::current_exception();
   }
-  res.decode_s = since(t1);
+  for (auto& t : others) t.join();
+  for (const auto& f : failures)
+    if (f) std::rethrow_exception(f);
   res.prefill_tokens_per_s = static_cast<double>(r.batch * prompt_len) / res.prefill_s;
   res.decode_tokens_per_s = r.gen_tokens > 1 ? static_cast<double>(r.batch * (r.gen_tokens - 1)) / res.decode_s : 0;
-  res.ops = s.op_times();
-  res.routing = s.routing();
   res.peak_rss_bytes = peak_rss_bytes();
   return res;
 }

@@ -73,7 +73,9 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"validate"},
       {"run", "--device", "cuda", "--random-weights", "1"},
       {"run"},                                                      // neither --weights nor --random-weights
-      {"run", "--random-weights", "1", "--tp", "2"},
+      {"run", "--random-weights", "1", "--tp", "2", "--ep", "4"},
+      {"run", "--random-weights", "1", "--layers", "4", "--experts", "4", "--hidden", "64", "--intermediate", "64",
+       "--heads", "4", "--kv-heads", "2", "--vocab", "100", "--tp", "2", "--prompt", "1,2,500"},
       {"run", "--random-weights", "1", "--layers", "1"},            // too few layers to keep Maverick's pattern
       {"run", "--weights", "/nonexistent"},
       {"plan", "--budget-per-month", "0"},
@@ -159,6 +161,13 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
                           "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
                           "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--format", "json"});
   CHECK(nlohmann::json::parse(again.out).at("tokens") == j.at("tokens"));
+  // Two ranks (TP 2 with EP 2) generate the same greedy tokens.
+  const auto ranks = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
+                          "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+                          "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--tp", "2", "--ep", "2",
+                          "--format", "json"});
+  REQUIRE(ranks.code == 0);
+  CHECK(nlohmann::json::parse(ranks.out).at("tokens") == j.at("tokens"));
   // The trace is an expert-load file: two MoE layers, four experts, (12 + 4) tokens x 2 sequences routed top-1.
   const auto t = nlohmann::json::parse(std::ifstream(trace));
   REQUIRE(t.at("layers").size() == 2);

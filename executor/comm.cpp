@@ -1,0 +1,54 @@
+// executor/comm: in-process communicator (see comm.hpp).
+#include "executor/comm.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace moeplan::executor {
+
+namespace {
+
+struct Shared {
+  explicit Shared(int n) : slots(static_cast<std::size_t>(n)), sync(n) {}
+  std::vector<const float*> slots;  // each rank's buffer for the collective in progress
+  std::barrier<> sync;
+};
+
+class InProcess final : public Communicator {
+ public:
+  InProcess(std::shared_ptr<Shared> s, int rank) : s_(std::move(s)), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return static_cast<int>(s_->slots.size()); }
+  void all_reduce_sum(float* data, std::int64_t n) override {
+    s_->slots[static_cast<std::size_t>(rank_)] = data;
+    s_->sync.arrive_and_wait();  // every rank has published
+    std::vector<float> sum(static_cast<std::size_t>(n), 0.0f);
+    for (const float* p : s_->slots)
+      for (std::int64_t i = 0; i < n; ++i) sum[static_cast<std::size_t>(i)] += p[i];
+    s_->sync.arrive_and_wait();  // every rank has read every buffer
+    std::copy(sum.begin(), sum.end(), data);
+  }
+  void all_gather(const float* in, std::int64_t n, float* out) override {
+    s_->slots[static_cast<std::size_t>(rank_)] = in;
+    s_->sync.arrive_and_wait();
+    for (std::size_t r = 0; r < s_->slots.size(); ++r)
+      std::memcpy(out + static_cast<std::int64_t>(r) * n, s_->slots[r], static_cast<std::size_t>(n) * sizeof(float));
+    s_->sync.arrive_and_wait();
+  }
+  void barrier() override { s_->sync.arrive_and_wait(); }
+
+ private:
+  std::shared_ptr<Shared> s_;
+  int rank_;
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Communicator>> make_in_process_group(int ranks) {
+  auto shared = std::make_shared<Shared>(ranks);
+  std::vector<std::unique_ptr<Communicator>> out;
+  for (int r = 0; r < ranks; ++r) out.push_back(std::make_unique<InProcess>(shared, r));
+  return out;
+}
+
+}  // namespace moeplan::executor

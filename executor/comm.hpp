@@ -1,0 +1,27 @@
+// executor/comm: the communicator the forward pass uses between ranks (all-reduce, all-gather, barrier), and its
+// in-process implementation where every rank is a thread of this process. Sums run in rank order, so every rank
+// gets bit-identical results and runs are reproducible. (An NCCL implementation plugs in behind the same interface.)
+#pragma once
+#include <barrier>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace moeplan::executor {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // data[0..n) <- Σ over ranks of data[0..n), in rank order.
+  virtual void all_reduce_sum(float* data, std::int64_t n) = 0;
+  // out[r*n .. (r+1)*n) <- rank r's in[0..n); out: [size * n].
+  virtual void all_gather(const float* in, std::int64_t n, float* out) = 0;
+  virtual void barrier() = 0;
+};
+
+// `ranks` communicators sharing one rendezvous; hand communicator r to the thread of rank r.
+std::vector<std::unique_ptr<Communicator>> make_in_process_group(int ranks);
+
+}  // namespace moeplan::executor
