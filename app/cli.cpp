@@ -39,7 +39,7 @@ const std::vector<Subcommand>& subcommands() {
 void print_usage(std::ostream& out) {
   out << "moeplan " << MOEPLAN_VERSION << ": plan, price and validate serving of Mixture-of-Experts models\n\n"
       << "usage: moeplan COMMAND [options]     (moeplan COMMAND --help for its options)\n\ncommands:\n";
-  for (const auto& c : subcommands()) out << "  " << pad_right(c.name, 10) << c.summary << "\n";
+  for (const auto& c : subcommands()) out << "  " << pad_right(c.name, 12) << c.summary << "\n";
   out << "\nexit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error\n";
 }
 
