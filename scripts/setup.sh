@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a fresh Debian 12 machine, build moeplan, and run the main job (Llama 4 Maverick on 8 x H100).
+# Set up a fresh Debian 12 machine, build moeplan, and run the main job: the ranked plan for Llama 4 Maverick.
 #   bash scripts/setup.sh            install what is missing (apt-get, as root or with sudo), build, run
 # Environment: BUILD_DIR (default build), MOEPLAN_CUDA (AUTO|ON|OFF, default AUTO).
 set -euo pipefail
