@@ -32,7 +32,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not built yet)")
       ("threads", po::value<int>(&threads)->default_value(0), "CPU threads (0: all)")
       ("tp", po::value<int>(&tp)->default_value(1), "tensor-parallel ranks, one thread each (heads, MLP columns)")
-      ("ep", po::value<int>(&ep)->default_value(1), "expert-parallel groups (divides --tp): routed experts split by id")
+      ("ep", po::value<int>(&ep)->default_value(1), "expert-parallel groups: routed experts split by id; divides --tp, or with --tp 1 runs --ep attention replicas (data parallel, all-to-all dispatch)")
       ("prompt-tokens", po::value<std::int64_t>(&prompt_tokens)->default_value(16), "prompt length (seeded random ids)")
       ("prompt", po::value<std::string>(&prompt), "explicit prompt ids, comma-separated (every sequence)")
       ("gen-tokens", po::value<std::int64_t>(&gen_tokens)->default_value(16), "tokens to generate per sequence")
@@ -61,7 +61,8 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   if (device == "cuda")
     throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
   if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
-  if (tp % ep != 0) throw InputError("--ep " + std::to_string(ep) + " must divide --tp " + std::to_string(tp));
+  if (tp % ep != 0 && tp != 1)
+    throw InputError("--ep " + std::to_string(ep) + " must divide --tp " + std::to_string(tp) + " (or use --tp 1 for data-parallel attention)");
   if (vm.count("weights") == vm.count("random-weights"))
     throw InputError("give --weights DIR or --random-weights SEED (one of them)");
   if (!(temperature >= 0) || !(top_p > 0 && top_p <= 1)) throw InputError("--temperature must be >= 0 and --top-p in (0, 1]");

@@ -3,14 +3,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 namespace moeplan::executor {
 
 namespace {
 
 struct Shared {
-  explicit Shared(int n) : slots(static_cast<std::size_t>(n)), sync(n) {}
+  explicit Shared(int n) : slots(static_cast<std::size_t>(n)), sends(static_cast<std::size_t>(n)), sync(n) {}
   std::vector<const float*> slots;  // each rank's buffer for the collective in progress
+  std::vector<const std::vector<std::vector<float>>*> sends;  // each rank's all-to-all buffers
   std::barrier<> sync;
 };
 
@@ -34,6 +36,15 @@ class InProcess final : public Communicator {
     for (std::size_t r = 0; r < s_->slots.size(); ++r)
       std::memcpy(out + static_cast<std::int64_t>(r) * n, s_->slots[r], static_cast<std::size_t>(n) * sizeof(float));
     s_->sync.arrive_and_wait();
+  }
+  std::vector<std::vector<float>> all_to_all(const std::vector<std::vector<float>>& send) override {
+    if (send.size() != s_->sends.size()) throw std::logic_error("all_to_all: one buffer per rank");
+    s_->sends[static_cast<std::size_t>(rank_)] = &send;
+    s_->sync.arrive_and_wait();
+    std::vector<std::vector<float>> recv;
+    for (const auto* from : s_->sends) recv.push_back((*from)[static_cast<std::size_t>(rank_)]);
+    s_->sync.arrive_and_wait();
+    return recv;
   }
   void barrier() override { s_->sync.arrive_and_wait(); }
 

@@ -1,4 +1,4 @@
-// executor/comm: the communicator the forward pass uses between ranks (all-reduce, all-gather, barrier), and its
+// executor/comm: the communicator the forward pass uses between ranks (all-reduce, all-gather, all-to-all, barrier), and its
 // in-process implementation where every rank is a thread of this process. Sums run in rank order, so every rank
 // gets bit-identical results and runs are reproducible. (An NCCL implementation plugs in behind the same interface.)
 #pragma once
@@ -18,6 +18,8 @@ class Communicator {
   virtual void all_reduce_sum(float* data, std::int64_t n) = 0;
   // out[r*n .. (r+1)*n) <- rank r's in[0..n); out: [size * n].
   virtual void all_gather(const float* in, std::int64_t n, float* out) = 0;
+  // recv[r] <- rank r's send[rank()]; send: [size] buffers of any lengths (expert-parallel dispatch and combine).
+  virtual std::vector<std::vector<float>> all_to_all(const std::vector<std::vector<float>>& send) = 0;
   virtual void barrier() = 0;
 };
 

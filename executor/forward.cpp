@@ -227,29 +227,36 @@ Model::Matrix cols_of(const Model::Matrix& m, std::int64_t c0, std::int64_t c1) 
 }
 }  // namespace
 
-std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank) const {
+std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank, int dp) const {
   const model::ModelConfig& c = config_;
   auto need = [&](bool ok, const std::string& what) {
     if (!ok) throw InputError("--tp " + std::to_string(tp) + " --ep " + std::to_string(ep) + ": " + what + " for " + c.name);
   };
-  need(tp >= 1 && ep >= 1 && tp % ep == 0, "ep must divide tp (the executor runs dp = 1)");
-  need(rank >= 0 && rank < tp, "rank out of range");
-  need(c.num_heads % tp == 0 && c.num_kv_heads % tp == 0, "tp must divide the query and KV heads");
+  need(tp >= 1 && ep >= 1 && dp >= 1 && (tp * dp) % ep == 0, "ep must divide tp * dp");
+  need(dp == 1 || (tp == 1 && ep == dp),
+       "the executor runs attention data parallel (dp = " + std::to_string(dp) + ") only with tp = 1 and ep = dp");
+  need(rank >= 0 && rank < tp * dp, "rank out of range");
+  need(c.num_heads % tp == 0, "tp must divide the query heads");
+  need(c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0, "tp must divide the KV heads or be a multiple of them");
   need(c.dense_intermediate == 0 || c.dense_intermediate % tp == 0, "tp must divide the dense intermediate size");
   need(c.shared_intermediate == 0 || c.shared_intermediate % tp == 0, "tp must divide the shared-expert size");
-  const int moe_tp = tp / ep;
+  const int moe_tp = tp * dp / ep, tp_rank = rank % tp;
   need(!c.is_moe() || (c.num_experts % ep == 0 && c.moe_intermediate % moe_tp == 0),
        "ep must divide the experts and tp/ep the expert intermediate size");
   auto out = std::shared_ptr<Model>(new Model(*this));
-  out->sharding_ = {tp, ep, rank, 0};
-  const std::int64_t D = c.head_dim, hq = c.num_heads / tp * D, hkv = c.num_kv_heads / tp * D;
+  out->sharding_ = {tp, ep, dp, rank, 0};
+  // KV heads: split tp ways, or, with more ranks than KV heads, each rank keeps (a replica of) the one KV head its
+  // query heads attend with: ranks [k * tp / kv, (k + 1) * tp / kv) share KV head k.
+  const std::int64_t D = c.head_dim, hq = c.num_heads / tp * D;
+  const std::int64_t hkv = (c.num_kv_heads % tp == 0 ? c.num_kv_heads / tp : 1) * D;
+  const std::int64_t kv_first = c.num_kv_heads % tp == 0 ? tp_rank * hkv : tp_rank / (tp / c.num_kv_heads) * D;
   const std::int64_t group = rank / moe_tp, sub = rank % moe_tp, per = c.is_moe() ? c.num_experts / ep : 0;
   out->sharding_.expert_begin = group * per;
   for (Layer& L : out->layers) {
-    L.q = rows_of(L.q, rank * hq, (rank + 1) * hq);
-    L.k = rows_of(L.k, rank * hkv, (rank + 1) * hkv);
-    L.v = rows_of(L.v, rank * hkv, (rank + 1) * hkv);
-    L.o = cols_of(L.o, rank * hq, (rank + 1) * hq);
+    L.q = rows_of(L.q, tp_rank * hq, (tp_rank + 1) * hq);
+    L.k = rows_of(L.k, kv_first, kv_first + hkv);
+    L.v = rows_of(L.v, kv_first, kv_first + hkv);
+    L.o = cols_of(L.o, tp_rank * hq, (tp_rank + 1) * hq);
     auto split_mlp = [&](Matrix& g, Matrix& u, Matrix& d, std::int64_t parts, std::int64_t part) {
       const std::int64_t n = g.rows / parts;
       g = rows_of(g, part * n, (part + 1) * n);
@@ -257,10 +264,10 @@ std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank) const {
       d = cols_of(d, part * n, (part + 1) * n);
     };
     if (!L.moe) {
-      split_mlp(L.dense_gate, L.dense_up, L.dense_down, tp, rank);
+      split_mlp(L.dense_gate, L.dense_up, L.dense_down, tp, tp_rank);
       continue;
     }
-    if (!L.shared_gate.data.empty()) split_mlp(L.shared_gate, L.shared_up, L.shared_down, tp, rank);
+    if (!L.shared_gate.data.empty()) split_mlp(L.shared_gate, L.shared_up, L.shared_down, tp, tp_rank);
     std::vector<Matrix> g, u, d;
     for (std::int64_t e = group * per; e < (group + 1) * per; ++e) {
       g.push_back(L.expert_gate[static_cast<std::size_t>(e)]);
@@ -277,8 +284,8 @@ std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank) const {
 
 Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm)
     : model_(std::move(model)), ctx_(ctx), comm_(comm), positions_(static_cast<std::size_t>(sequences), 0) {
-  if ((comm_ ? comm_->size() : 1) != model_->sharding().tp)
-    throw std::logic_error("Session: the communicator's size must equal the model's tp");
+  if ((comm_ ? comm_->size() : 1) != model_->sharding().ranks())
+    throw std::logic_error("Session: the communicator's size must equal the model's tp * dp");
   const std::size_t L = model_->layers.size();
   k_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
   v_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
@@ -315,6 +322,10 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     }
   const std::int64_t T = static_cast<std::int64_t>(ids.size());
   std::vector<float> x(static_cast<std::size_t>(T * H));
+  if (T == 0) {  // a data-parallel rank with no sequences still joins every MoE layer's all-to-all
+    for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x, seq_of, pos_of);
+    return {};
+  }
   {
     Timer tm{times_, "embed"};
     for (std::int64_t t = 0; t < T; ++t)
@@ -351,7 +362,16 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
   const model::LayerSpec& spec = c.layers[li];
   const std::int64_t T = static_cast<std::int64_t>(seq_of.size()), H = c.hidden;
   const int tp = M.sharding().tp;
-  const std::int64_t Hq = c.num_heads / tp, Hkv = c.num_kv_heads / tp, D = c.head_dim;  // heads on this rank
+  const std::int64_t D = c.head_dim, Hq = L.q.rows / D, Hkv = L.k.rows / D;  // heads on this rank
+  if (T == 0) {
+    if (L.moe && M.sharding().dp > 1) {
+      std::vector<float> none;
+      kernels::ExpertDispatch empty;
+      empty.expert_offsets.assign(static_cast<std::size_t>(c.num_experts + 1), 0);
+      moe_all_to_all(L, none, 0, empty, none);
+    }
+    return;
+  }
   const bool prefill = T > static_cast<std::int64_t>(positions_.size()) ||
                        std::adjacent_find(seq_of.begin(), seq_of.end()) != seq_of.end();
 
@@ -425,7 +445,7 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     Timer tm{times_, "attn.o"};
     kernels::matmul(ctx_, attn.data(), T, L.o.view(), o.data());
   }
-  if (comm_ && comm_->size() > 1) {  // each rank holds a partial sum over its heads
+  if (comm_ && tp > 1) {  // each rank holds a partial sum over its heads
     Timer tm{times_, "attn.all_reduce"};
     comm_->all_reduce_sum(o.data(), T * H);
   }
@@ -474,6 +494,11 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     if (!L.shared_gate.data.empty())
       swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down");
     const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E);
+    if (M.sharding().dp > 1) {
+      moe_all_to_all(L, xn, T, dispatch, out);
+      kernels::add(ctx_, x.data(), out.data(), x.data(), T * H);
+      return;
+    }
     // This rank's experts [e0, e1): their rows are contiguous in the dispatch (rows are sorted by expert).
     const std::int64_t e0 = M.sharding().expert_begin, e1 = e0 + static_cast<std::int64_t>(L.expert_gate.size());
     const std::int64_t r0 = dispatch.expert_offsets[static_cast<std::size_t>(e0)];
@@ -508,11 +533,97 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
       kernels::scatter_add_rows(ctx_, ys.data(), H, row_token, P.llama4 ? nullptr : row_weight, R, out.data());
     }
   }
-  if (comm_ && comm_->size() > 1) {  // partial sums over this rank's MLP columns and experts
+  if (comm_ && tp > 1) {  // partial sums over this rank's MLP columns and experts (dp = 1 here, or tp = 1)
     Timer tm{times_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
     comm_->all_reduce_sum(out.data(), T * H);
   }
   kernels::add(ctx_, x.data(), out.data(), x.data(), T * H);
+}
+
+void Session::moe_all_to_all(const Model::Layer& L, const std::vector<float>& xn, std::int64_t T,
+                             const kernels::ExpertDispatch& dispatch, std::vector<float>& out) {
+  const Model& M = *model_;
+  const std::int64_t H = M.config().hidden;
+  const bool llama4 = M.params().llama4;
+  const std::size_t ranks = static_cast<std::size_t>(comm_->size());
+  const std::int64_t per = static_cast<std::int64_t>(L.expert_gate.size());  // experts per rank (ep = ranks)
+  const auto& off = dispatch.expert_offsets;  // rows sorted by expert, so rank j's rows are contiguous
+  // send[j]: [per] row counts of rank j's experts (as floats, exact below 2^24), then their rows [n, H] of xn
+  // (Llama 4: already scaled by the router weight, which scales the expert input).
+  std::vector<std::vector<float>> recv;
+  {
+    Timer tm{times_, "moe.dispatch"};
+    std::vector<std::vector<float>> send(ranks);
+    for (std::size_t j = 0; j < ranks; ++j) {
+      const std::int64_t e0 = static_cast<std::int64_t>(j) * per, rb = off[static_cast<std::size_t>(e0)];
+      const std::int64_t n = off[static_cast<std::size_t>(e0 + per)] - rb;
+      send[j].resize(static_cast<std::size_t>(per + n * H));
+      for (std::int64_t e = 0; e < per; ++e)
+        send[j][static_cast<std::size_t>(e)] = static_cast<float>(off[static_cast<std::size_t>(e0 + e + 1)] - off[static_cast<std::size_t>(e0 + e)]);
+      if (n > 0)
+        kernels::gather_rows(ctx_, xn.data(), H, dispatch.row_token.data() + rb, llama4 ? dispatch.row_weight.data() + rb : nullptr,
+                             n, send[j].data() + per);
+    }
+    recv = comm_->all_to_all(send);
+  }
+  // Group the received rows by this rank's expert (rows of rank 0, then rank 1, ... for each expert):
+  // xs: [R, H]; src_row[r][i] is the row of xs holding the i-th row rank r sent.
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(per + 1), 0);
+  for (std::int64_t e = 0; e < per; ++e) {
+    std::int64_t n = 0;
+    for (const auto& buf : recv) n += static_cast<std::int64_t>(buf[static_cast<std::size_t>(e)]);
+    offsets[static_cast<std::size_t>(e + 1)] = offsets[static_cast<std::size_t>(e)] + n;
+  }
+  const std::int64_t R = offsets.back(), I = L.expert_gate.front().rows;
+  std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()), ys(xs.size());
+  std::vector<std::vector<std::int64_t>> src_row(ranks);
+  {
+    std::int64_t row = 0;
+    std::vector<std::int64_t> read(ranks, 0);  // rows of recv[r] consumed so far
+    for (std::int64_t e = 0; e < per; ++e)
+      for (std::size_t r = 0; r < ranks; ++r) {
+        const std::int64_t n = static_cast<std::int64_t>(recv[r][static_cast<std::size_t>(e)]);
+        std::memcpy(xs.data() + row * H, recv[r].data() + per + read[r] * H, static_cast<std::size_t>(n * H) * sizeof(float));
+        for (std::int64_t i = 0; i < n; ++i) src_row[r].push_back(row + i);
+        read[r] += n;
+        row += n;
+      }
+  }
+  if (R > 0) {
+    auto views = [](const std::vector<Model::Matrix>& ms) {
+      std::vector<kernels::WeightView> list;
+      for (const auto& m : ms) list.push_back(m.view());
+      return list;
+    };
+    {
+      Timer tm{times_, "moe.experts.gate_up"};
+      const auto gv = views(L.expert_gate), uv = views(L.expert_up);
+      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), per, gv.data(), gs.data());
+      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), per, uv.data(), us.data());
+    }
+    {
+      Timer tm{times_, "moe.experts.act"};
+      kernels::silu_mul(ctx_, gs.data(), us.data(), gs.data(), R * I);
+    }
+    Timer tm{times_, "moe.experts.down"};
+    const auto dv = views(L.expert_down);
+    kernels::grouped_matmul(ctx_, gs.data(), offsets.data(), per, dv.data(), ys.data());
+  }
+  // Send every row's result back to the rank it came from, in the order it came; received in rank order, the rows
+  // are in this rank's dispatch order again.
+  Timer tm{times_, "moe.combine"};
+  std::vector<std::vector<float>> back(ranks);
+  for (std::size_t r = 0; r < ranks; ++r) {
+    back[r].resize(src_row[r].size() * static_cast<std::size_t>(H));
+    for (std::size_t i = 0; i < src_row[r].size(); ++i)
+      std::memcpy(back[r].data() + i * static_cast<std::size_t>(H), ys.data() + src_row[r][i] * H, static_cast<std::size_t>(H) * sizeof(float));
+  }
+  const auto results = comm_->all_to_all(back);
+  std::vector<float> y;
+  for (const auto& part : results) y.insert(y.end(), part.begin(), part.end());
+  const std::int64_t rows = static_cast<std::int64_t>(dispatch.row_token.size());
+  if (T > 0 && rows > 0)
+    kernels::scatter_add_rows(ctx_, y.data(), H, dispatch.row_token.data(), llama4 ? nullptr : dispatch.row_weight.data(), rows, out.data());
 }
 
 std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state) {

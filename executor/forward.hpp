@@ -1,7 +1,8 @@
 // executor/forward: the text forward pass of Llama 4 (chunked/global attention, RoPE/NoPE layers, qk-norm,
 // temperature tuning, sigmoid top-k MoE scaling the expert input plus a shared expert) and of Qwen3-MoE / Mixtral
 // (softmax top-k routing scaling the expert output), on the CPU kernels, with a KV cache, prefill and decode, greedy
-// and seeded sampling, and per-op wall times under the op names of model/op_graph.hpp. One rank.
+// and seeded sampling, and per-op wall times under the op names of model/op_graph.hpp. One rank, or a shard (Model::sharded) with its
+// communicator.
 // Semantics: tests/fixtures/oracle/README.md (checked against transformers' logits in tests/executor).
 #pragma once
 #include <cstdint>
@@ -46,13 +47,17 @@ class Model {
   static std::shared_ptr<const Model> load(const std::filesystem::path& dir);
 
   // This rank's share of the model under tensor parallel `tp` (query/KV heads, dense and shared MLP split tp ways,
-  // o_proj and down projections split by input columns) and expert parallel `ep` dividing tp (routed experts split
-  // into ep contiguous ranges, each expert's intermediate split tp/ep ways), as model/shard.hpp describes with dp = 1.
-  // Router, norms, embedding and lm_head stay whole on every rank. Throws InputError when the sizes do not divide.
-  std::shared_ptr<const Model> sharded(int tp, int ep, int rank) const;
+  // o_proj and down projections split by input columns), expert parallel `ep` (routed experts split into ep
+  // contiguous ranges, each expert's intermediate split tp*dp/ep ways) and attention data parallel `dp` (replicas
+  // that each serve their own sequences; the executor runs dp > 1 only with tp = 1 and ep = dp, experts whole, tokens
+  // moved to their experts' rank by all-to-all), as model/shard.hpp describes. Ranks: tp * dp, rank = dp_index * tp
+  // + tp_index. Router, norms, embedding and lm_head stay whole on every rank (lm_head is replicated).
+  // Throws InputError when the sizes do not divide or the layout is one the executor does not run.
+  std::shared_ptr<const Model> sharded(int tp, int ep, int rank, int dp = 1) const;
   struct Sharding {
-    int tp = 1, ep = 1, rank = 0;
+    int tp = 1, ep = 1, dp = 1, rank = 0;
     std::int64_t expert_begin = 0;  // first routed expert this rank holds (it holds layers[..].expert_gate.size())
+    int ranks() const { return tp * dp; }
   };
   const Sharding& sharding() const { return sharding_; }
 
@@ -117,6 +122,11 @@ class Session {
   void layer_forward(std::size_t li, std::vector<float>& x, const std::vector<std::int64_t>& seq_of,
                      const std::vector<std::int64_t>& pos_of);
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
+  // Expert parallel with attention data parallel (dp > 1): sends each routed row of xn [T, H] to the rank holding its
+  // expert (all-to-all), runs this rank's experts on the rows it received from every rank, sends the results back and
+  // adds them into out [T, H]. Every rank calls it once per MoE layer, also with T = 0.
+  void moe_all_to_all(const Model::Layer& L, const std::vector<float>& xn, std::int64_t T,
+                      const kernels::ExpertDispatch& dispatch, std::vector<float>& out);
 
   std::shared_ptr<const Model> model_;
   kernels::CpuContext ctx_;
@@ -127,7 +137,8 @@ class Session {
   OpTimes times_;
 };
 
-// Greedy (temperature 0) or temperature / top-p sampling with a portable seeded generator. logits: [vocab].
+// Greedy (temperature 0) or temperature / top-p sampling with a portable seeded generator (splitmix64; rng_state
+// advances by one draw per sampled token). logits: [vocab].
 std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state);
 
 }  // namespace moeplan::executor

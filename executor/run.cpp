@@ -1,6 +1,7 @@
 // executor/run: a measured generation run (see run.hpp).
 #include "executor/run.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -78,23 +79,39 @@ RunResult run_model(const RunRequest& r) {
   for (const auto id : prompts.front())  // checked here, before any rank thread starts
     if (id < 0 || id >= V) throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
 
-  // Ranks: rank 0 runs here with the pool; the others on their own threads, single-threaded each.
+  // Ranks: tp * dp threads (dp = ep / tp when ep > tp: attention data parallel, each dp replica serving a contiguous
+  // block of the sequences). Rank 0 runs here with the pool; the others on their own threads, single-threaded each.
+  if (r.tp < 1 || r.ep < 1 || (r.ep > r.tp ? r.ep % r.tp : r.tp % r.ep) != 0)
+    throw InputError("--tp " + std::to_string(r.tp) + " --ep " + std::to_string(r.ep) + ": one must divide the other");
+  const int dp = r.ep > r.tp ? r.ep / r.tp : 1, ranks = r.tp * dp;
   std::vector<std::shared_ptr<const Model>> shards;
-  auto comms = make_in_process_group(r.tp);
-  for (int rank = 0; rank < r.tp; ++rank) shards.push_back(r.tp > 1 ? model->sharded(r.tp, r.ep, rank) : model);
-  auto generate = [&](int rank, RunResult* out) {
-    Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr}, r.batch,
-              r.tp > 1 ? comms[static_cast<std::size_t>(rank)].get() : nullptr);
-    std::uint64_t rng = r.seed;
+  auto comms = make_in_process_group(ranks);
+  for (int rank = 0; rank < ranks; ++rank) shards.push_back(ranks > 1 ? model->sharded(r.tp, r.ep, rank, dp) : model);
+  struct RankOut {
+    double prefill_s = 0, decode_s = 0;
+    std::vector<std::vector<std::int32_t>> tokens;
+    OpTimes ops;
+    std::vector<std::vector<std::int32_t>> routing;
+  };
+  std::vector<RankOut> outs(static_cast<std::size_t>(ranks));
+  auto generate = [&](int rank) {
+    const int d = rank / r.tp;  // this rank's data-parallel replica
+    const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
+    Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr}, n,
+              ranks > 1 ? comms[static_cast<std::size_t>(rank)].get() : nullptr);
+    // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
+    std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
+    for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
+    RankOut& out = outs[static_cast<std::size_t>(rank)];
     const auto t0 = Clock::now();
-    auto logits = s.prefill(prompts);
-    const double prefill_s = since(t0);
-    std::vector<std::vector<std::int32_t>> tokens(static_cast<std::size_t>(r.batch));
-    std::vector<std::int32_t> next(static_cast<std::size_t>(r.batch));
+    auto logits = s.prefill(std::vector<std::vector<std::int32_t>>(prompts.begin() + b0, prompts.begin() + b1));
+    out.prefill_s = since(t0);
+    out.tokens.resize(static_cast<std::size_t>(n));
+    std::vector<std::int32_t> next(static_cast<std::size_t>(n));
     auto pick = [&] {
-      for (std::int64_t b = 0; b < r.batch; ++b) {
-        next[static_cast<std::size_t>(b)] = sample(logits.data() + b * V, V, r.temperature, r.top_p, rng);
-        tokens[static_cast<std::size_t>(b)].push_back(next[static_cast<std::size_t>(b)]);
+      for (std::size_t b = 0; b < static_cast<std::size_t>(n); ++b) {
+        next[b] = sample(logits.data() + static_cast<std::int64_t>(b) * V, V, r.temperature, r.top_p, rng[b]);
+        out.tokens[b].push_back(next[b]);
       }
     };
     if (r.gen_tokens > 0) pick();
@@ -103,31 +120,39 @@ RunResult run_model(const RunRequest& r) {
       logits = s.decode(next);
       pick();
     }
-    if (!out) return;
-    out->decode_s = since(t1);
-    out->prefill_s = prefill_s;
-    out->tokens = std::move(tokens);
-    out->ops = s.op_times();
-    out->routing = s.routing();
+    out.decode_s = since(t1);
+    out.ops = s.op_times();
+    out.routing = s.routing();
   };
   std::vector<std::thread> others;
-  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(r.tp));
-  for (int rank = 1; rank < r.tp; ++rank)
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
+  for (int rank = 1; rank < ranks; ++rank)
     others.emplace_back([&, rank] {
       try {
-        generate(rank, nullptr);
+        generate(rank);
       } catch (...) {
         failures[static_cast<std::size_t>(rank)] = std::current_exception();
       }
     });
   try {
-    generate(0, &res);
+    generate(0);
   } catch (...) {
     failures[0] = std::current_exception();
   }
   for (auto& t : others) t.join();
   for (const auto& f : failures)
     if (f) std::rethrow_exception(f);
+  // Tokens and routing from the first rank of each replica (the tp ranks of a replica agree); times: the slowest rank;
+  // per-op times: rank 0's.
+  res.ops = outs[0].ops;
+  res.routing.resize(outs[0].routing.size());
+  for (int rank = 0; rank < ranks; rank += r.tp) {
+    const RankOut& o = outs[static_cast<std::size_t>(rank)];
+    res.prefill_s = std::max(res.prefill_s, o.prefill_s);
+    res.decode_s = std::max(res.decode_s, o.decode_s);
+    res.tokens.insert(res.tokens.end(), o.tokens.begin(), o.tokens.end());
+    for (std::size_t l = 0; l < o.routing.size(); ++l) res.routing[l].insert(res.routing[l].end(), o.routing[l].begin(), o.routing[l].end());
+  }
   res.prefill_tokens_per_s = static_cast<double>(r.batch * prompt_len) / res.prefill_s;
   res.decode_tokens_per_s = r.gen_tokens > 1 ? static_cast<double>(r.batch * (r.gen_tokens - 1)) / res.decode_s : 0;
   res.peak_rss_bytes = peak_rss_bytes();

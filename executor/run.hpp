@@ -20,7 +20,8 @@ struct RunRequest {
   std::optional<std::uint64_t> random_seed;
   std::filesystem::path weights_out;     // where random weights are written (default: a temporary directory)
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
-  int tp = 1, ep = 1;                    // in-process ranks (threads): tensor and expert parallel, ep | tp
+  int tp = 1, ep = 1;                    // in-process ranks (threads): tensor and expert parallel; ep | tp, or
+                                         // ep > tp = 1: attention data parallel dp = ep (tp * dp ranks)
   std::int64_t batch = 1, prompt_tokens = 16, gen_tokens = 16;
   std::vector<std::int32_t> prompt;      // explicit prompt (every sequence), else seeded random ids
   float temperature = 0, top_p = 1;
