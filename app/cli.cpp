@@ -31,7 +31,8 @@ const std::vector<Subcommand>& subcommands() {
       {"plan", "rank GPU x count x precision x layout for a workload, SLO and budget, with $/M tokens", cmd_plan},
       {"compare-api", "the cheapest self-hosted configuration against API prices, with the break-even volume", cmd_compare_api},
       {"run", "execute the model on this CPU (real or seeded random weights): tokens/s and per-op times", cmd_run},
-      {"validate", "predicted vs measured: --published compares the simulator with published benchmarks", cmd_validate},
+      {"calibrate", "measure this host's kernels (bandwidth, GEMM/attention curves, overheads) into a profile", cmd_calibrate},
+      {"validate", "predicted vs measured: --device cpu runs the model here; --published checks published benchmarks", cmd_validate},
   };
   return kCommands;
 }

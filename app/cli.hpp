@@ -1,6 +1,7 @@
 // app/cli: the `moeplan` command line. Subcommands parse their options (Boost.Program_options), call the
 // libraries and render a report. Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
 #pragma once
+#include <filesystem>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -41,5 +42,9 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out);
 int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out);
 int cmd_run(const std::vector<std::string>& args, std::ostream& out);
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out);
+int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out);
+
+// data/profiles/<this host>.yaml: where calibrate writes and validate/simulate look by default.
+std::filesystem::path default_profile_path();
 
 }  // namespace moeplan::app

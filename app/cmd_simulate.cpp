@@ -136,8 +136,16 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   if (c.host_mode) {
     if (vm.count("offload-experts") || vm.count("gpu-layers"))
       throw InputError("--offload-experts/--gpu-layers need a GPU; in host mode everything already runs on the host");
-    q.hardware = host_device(*c.host, mem_bw_gbps, host_tflops, notes);
-    device = c.host->name;
+    if (c.profile) {
+      if (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops"))
+        throw InputError("--mem-bandwidth-gbps/--host-tflops: a measured profile already gives the host's rates");
+      q.hardware = simulator::profile_hardware(c.profile);
+      device = c.host->name + " (profile " + c.profile->file.string() + ", " + c.profile->date + ")";
+      if (const std::string warn = simulator::profile_mismatch(*c.profile, 0); !warn.empty()) notes.push_back("warning: " + warn);
+    } else {
+      q.hardware = host_device(*c.host, mem_bw_gbps, host_tflops, notes);
+      device = c.host->name;
+    }
   } else {
     q.hardware = simulator::gpu_hardware(db, *c.gpu, internode);
     device = std::to_string(c.layout.gpus()) + " x " + c.gpu->name;
@@ -156,7 +164,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
     throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
 
   const auto result = simulator::simulate(q);
-  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w};
+  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w, c.profile};
   auto report = reports::simulate_report(s, result);
   for (const auto& n : notes) report.notes.push_back(n);
   emit(report, common, out);

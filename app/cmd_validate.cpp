@@ -1,10 +1,13 @@
-// `moeplan validate`: compare predictions with measurements. --published: the simulator against published
-// serving benchmarks (data/validation/public_points.yaml).
+// `moeplan validate`: compare predictions with measurements.
+//   --device cpu  run the executor here over a grid, fit the profile on half, report the held-out half
+//   --published   the simulator against published serving benchmarks (data/validation/public_points.yaml)
 #include <iostream>
 
 #include "app/cli.hpp"
+#include "calibrate/validate.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "model/config.hpp"
 #include "reports/reports.hpp"
 #include "simulator/published.hpp"
 
@@ -12,20 +15,9 @@ namespace po = boost::program_options;
 
 namespace moeplan::app {
 
-int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
-  Common common;
-  std::string points_file;
-  std::vector<std::string> only;
-  po::options_description d("validate options");
-  add_common_options(d, common);
-  d.add_options()
-      ("published", "predict the published measurements and report the error per row and the median")
-      ("points", po::value<std::string>(&points_file), "measurement file (default data/validation/public_points.yaml)")
-      ("id", po::value<std::vector<std::string>>(&only)->multitoken(), "only these row ids");
-  po::variables_map vm;
-  if (!parse("validate", "--published [--points FILE] [--id ID ...]", args, d, vm, out)) return kExitOk;
-  if (!vm.count("published"))
-    throw InputError("validate: give --published (executor-based validation with --device is not available in this build)");
+namespace {
+
+int validate_published(const Common& common, const std::string& points_file, const std::vector<std::string>& only, std::ostream& out) {
   const auto data = data_dir();
   const auto db = gpu_db::Database::load(data);
   const auto set = simulator::load_published(points_file.empty() ? data / "validation" / "public_points.yaml" : std::filesystem::path(points_file));
@@ -36,6 +28,60 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   }
   const auto summary = simulator::validate_published(set, db, data, only);
   emit(reports::published_report(summary, set), common, out);
+  return kExitOk;
+}
+
+}  // namespace
+
+int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  std::string points_file, device, model_name, profile;
+  std::vector<std::string> only;
+  calibrate::CpuValidateRequest q;
+  po::options_description d("validate options");
+  add_common_options(d, common);
+  d.add_options()
+      ("device", po::value<std::string>(&device), "cpu: run the executor on this machine over a grid and compare with the simulator")
+      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "--device: built-in model or path to config.json (shrunk for the grid)")
+      ("profile", po::value<std::string>(&profile), "--device: profile from moeplan calibrate (default data/profiles/<host>.yaml); its fit and residuals are rewritten")
+      ("quick", "--device: small-width model and a grid of a few minutes on 2 cores")
+      ("experts", po::value<std::vector<std::int64_t>>(&q.grid.experts)->multitoken(), "--device: routed-expert counts (default quick 8 16, full 4 8)")
+      ("batches", po::value<std::vector<std::int64_t>>(&q.grid.batches)->multitoken(), "--device: decode batches (default quick 1 4 16 64, full 1..64)")
+      ("contexts", po::value<std::vector<std::int64_t>>(&q.grid.contexts)->multitoken(), "--device: decode contexts (default quick 128 1024 4096, full 128..8192)")
+      ("prefill", po::value<std::vector<std::int64_t>>(&q.grid.prefill)->multitoken(), "--device: prompt lengths (default 128 256 512 1024)")
+      ("ranks", po::value<std::vector<int>>(&q.grid.ranks)->multitoken(), "--device: in-process ranks, 1 and/or 2 (default 1 2)")
+      ("no-skew", "--device: leave out the skewed-router rows")
+      ("no-write", "--device: do not write the fit and residuals into the profile")
+      ("seed", po::value<std::uint64_t>(&q.seed)->default_value(1), "--device: seed for weights, caches and prompts")
+      ("published", "predict the published measurements and report the error per row and the median")
+      ("points", po::value<std::string>(&points_file), "--published: measurement file (default data/validation/public_points.yaml)")
+      ("id", po::value<std::vector<std::string>>(&only)->multitoken(), "--published: only these row ids");
+  po::variables_map vm;
+  if (!parse("validate", "(--device cpu [--quick] [--profile FILE] [--model M] [grid options] | --published [--points FILE] [--id ID ...])",
+             args, d, vm, out))
+    return kExitOk;
+  if (vm.count("published") && vm.count("device")) throw InputError("give one of --device cpu and --published");
+  if (vm.count("published")) return validate_published(common, points_file, only, out);
+  if (!vm.count("device")) throw InputError("validate: give --device cpu (run the model here) or --published (published benchmarks)");
+  if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
+  if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
+
+  const std::filesystem::path path = profile.empty() ? default_profile_path() : std::filesystem::path(profile);
+  if (!std::filesystem::exists(path))
+    throw InputError("validate: no profile at " + path.string() + "; run moeplan calibrate --device cpu" +
+                     (profile.empty() ? "" : " --profile " + path.string()) + " first");
+  q.profile = simulator::read_profile(path);
+  if (const std::string warn = simulator::profile_mismatch(q.profile, 0); !warn.empty()) std::cerr << "moeplan: warning: " << warn << "\n";
+  const auto m = model::load_model(model_name, data_dir());
+  q.config = parse_json_file(m.source);
+  q.model_name = m.name;
+  q.quick = vm.count("quick") > 0;
+  q.grid.skewed = !vm.count("no-skew");
+  q.progress = [](const std::string& s) { std::cerr << "validate: " << s << "\n"; };
+  const auto v = calibrate::validate_cpu(q);
+  const bool write = !vm.count("no-write");
+  if (write) write_file_atomic(path, simulator::profile_yaml(v.fitted));
+  emit(reports::cpu_validation_report(v, path.string(), write), common, out);
   return kExitOk;
 }
 

@@ -38,7 +38,9 @@ void add_config_options(po::options_description& d, ConfigOptions& o) {
       ("gpu-memory-utilization", po::value<double>(&o.utilization)->default_value(0.90),
        "share of GPU memory the engine may use (vLLM default 0.90)")
       ("host", po::value<std::string>(&o.host_name), "a CPU/unified-memory host instead of GPUs (moeplan gpus --hosts)")
-      ("ram-gb", po::value<double>(&o.ram_gb), "a host with this much RAM (GB)");
+      ("ram-gb", po::value<double>(&o.ram_gb), "a host with this much RAM (GB)")
+      ("profile", po::value<std::string>(&o.profile),
+       "price ops from a measured host profile (moeplan calibrate; host mode): predictions get error bars from its held-out residuals");
 }
 
 ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
@@ -55,15 +57,30 @@ ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& v
   else if (o.kv_mode == "full-length") c.kv_mode = model::KvMode::full_length;
   else throw InputError("unknown --kv-mode '" + o.kv_mode + "' (use model-aware or full-length)");
 
-  c.host_mode = vm.count("host") || vm.count("ram-gb");
+  c.host_mode = vm.count("host") || vm.count("ram-gb") || vm.count("profile");
   if (c.host_mode) {
     if (vm.count("host") && vm.count("ram-gb")) throw InputError("give --host or --ram-gb, not both");
     if (!vm["count"].defaulted() || vm.count("tp") || o.ep != 1 || o.pp != 1 || o.dp != 1)
-      throw InputError("host mode (--host/--ram-gb) plans one host: drop --count, --tp, --ep, --pp and --dp");
+      throw InputError("host mode (--host/--ram-gb/--profile) plans one host: drop --count, --tp, --ep, --pp and --dp");
     c.layout = {1, 1, 1, 1};
     if (vm.count("host")) {
       c.host = db.host(o.host_name);
-    } else {
+      if (!c.host->profile.empty() && !vm.count("profile")) c.profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(data / c.host->profile));
+    }
+    if (vm.count("profile")) {
+      if (vm.count("ram-gb")) throw InputError("give --profile or --ram-gb, not both (the profile knows the host's RAM)");
+      c.profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(o.profile));
+    }
+    if (c.profile) {
+      if (!c.host) {
+        gpu_db::HostSpec h;
+        h.name = c.profile->host;
+        h.kind = "cpu";
+        h.memory_bytes = c.profile->memory_bytes;
+        h.mem_bandwidth_bytes_per_s = c.profile->triad_bytes_per_s;
+        c.host = h;
+      }
+    } else if (vm.count("ram-gb")) {
       gpu_db::HostSpec h;
       h.name = "host with " + std::to_string(static_cast<long long>(o.ram_gb)) + " GB RAM";
       h.kind = "cpu";

@@ -13,6 +13,7 @@
 #include "model/kv_cache.hpp"
 #include "model/precision.hpp"
 #include "model/shard.hpp"
+#include "simulator/profile.hpp"
 
 namespace moeplan::app {
 
@@ -20,6 +21,7 @@ struct ConfigOptions {
   std::string model_name, gpu_name, host_name, precision_spec, kv_dtype, kv_mode;
   int count = 0, tp = 0, ep = 1, pp = 1, dp = 1;
   double utilization = 0, ram_gb = 0;
+  std::string profile;
   std::int64_t max_batched = 0;
 };
 
@@ -36,6 +38,8 @@ struct ResolvedConfig {
   const gpu_db::GpuSpec* gpu = nullptr;
   std::optional<gpu_db::HostSpec> host;   // a database host or one made from --ram-gb
   bool host_mode = false;
+  // A measured host profile (--profile FILE, or the hosts.yaml entry's `profile`): host mode priced from it.
+  std::shared_ptr<const simulator::HostProfile> profile;
 };
 
 // Validates ranges and combinations (one InputError line each) and loads model, precision and device.

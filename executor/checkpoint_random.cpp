@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/splitmix.hpp"
 #include "common/files.hpp"
 
 namespace moeplan::executor {
@@ -17,13 +18,6 @@ namespace moeplan::executor {
 using nlohmann::json;
 
 namespace {
-
-// splitmix64's output function (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
-std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 std::uint64_t fnv1a64(std::string_view s) {
   std::uint64_t h = 0xCBF29CE484222325ull;

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "common/error.hpp"
+#include "common/splitmix.hpp"
 #include "common/files.hpp"
 #include "executor/weights_dtype.hpp"
 #include "kernels/activation.hpp"
@@ -291,6 +292,22 @@ Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, st
   v_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
   for (const auto& l : model_->layers)
     if (l.moe) routing_.emplace_back();
+}
+
+void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64_t seed) {
+  if (context < 0 || reserve < 0) throw InputError("fill_cache: context and reserve must be 0 or more");
+  std::uint64_t state = seed;
+  for (std::size_t li = 0; li < model_->layers.size(); ++li) {
+    const std::int64_t row = model_->layers[li].k.rows;  // Hkv * D on this rank
+    for (std::size_t s = 0; s < positions_.size(); ++s)
+      for (auto* cache : {&k_[li][s], &v_[li][s]}) {
+        cache->clear();
+        cache->reserve(static_cast<std::size_t>((context + reserve) * row));
+        cache->resize(static_cast<std::size_t>(context * row));
+        for (float& f : *cache) f = static_cast<float>(2.0 * splitmix64_unit(state) - 1.0);
+      }
+  }
+  for (auto& p : positions_) p = context;
 }
 
 std::vector<float> Session::prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits) {
@@ -628,13 +645,7 @@ void Session::moe_all_to_all(const Model::Layer& L, const std::vector<float>& xn
 
 std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state) {
   if (temperature <= 0) return static_cast<std::int32_t>(std::max_element(logits, logits + vocab) - logits);
-  // splitmix64: the same stream on every platform.
-  rng_state += 0x9e3779b97f4a7c15ull;
-  std::uint64_t z = rng_state;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  const double u = static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+  const double u = splitmix64_unit(rng_state);  // the same stream on every platform
   std::vector<std::pair<double, std::int32_t>> p(static_cast<std::size_t>(vocab));
   const double mx = *std::max_element(logits, logits + vocab);
   double sum = 0;

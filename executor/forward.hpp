@@ -112,6 +112,11 @@ class Session {
   // One decode step: one new token per sequence; returns [sequences, vocab].
   std::vector<float> decode(const std::vector<std::int32_t>& tokens);
 
+  // Give every sequence `context` cached tokens of seeded synthetic keys and values (uniform in ±1), as if a prompt
+  // of that length had been prefilled, with room for `reserve` more tokens without reallocation. For timing decode
+  // at long contexts without paying for the prefill; the logits that follow are not those of any prompt.
+  void fill_cache(std::int64_t context, std::int64_t reserve, std::uint64_t seed);
+
   const OpTimes& op_times() const { return times_; }
   // Expert ids chosen per MoE layer for every token processed so far: [moe layer][token][k].
   const std::vector<std::vector<std::int32_t>>& routing() const { return routing_; }

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/splitmix.hpp"
 #include "executor/checkpoint_random.hpp"
 #include "kernels/thread_pool.hpp"
 
@@ -67,13 +68,8 @@ RunResult run_model(const RunRequest& r) {
       p = r.prompt;
       continue;
     }
-    for (std::int64_t i = 0; i < r.prompt_tokens; ++i) {
-      state += 0x9e3779b97f4a7c15ull;
-      std::uint64_t z = state;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      p.push_back(static_cast<std::int32_t>((z ^ (z >> 31)) % static_cast<std::uint64_t>(V)));
-    }
+    for (std::int64_t i = 0; i < r.prompt_tokens; ++i)
+      p.push_back(static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(V)));
   }
   const std::int64_t prompt_len = static_cast<std::int64_t>(prompts.front().size());
   for (const auto id : prompts.front())  // checked here, before any rank thread starts

@@ -132,7 +132,7 @@ Database Database::load(const std::filesystem::path& dir) {
     for (const auto& n : list_of(file, "hosts")) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
-                     "tflops_dense", "cores", "source", "date"});
+                     "tflops_dense", "cores", "profile", "source", "date"});
       HostSpec h;
       h.name = to_lower(e.get<std::string>("name"));
       h.display_name = e.get_or<std::string>("display_name", h.name);
@@ -144,6 +144,7 @@ Database Database::load(const std::filesystem::path& dir) {
       h.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_gb_s") * 1e9;
       h.peak_flops_dense = e.tflops("tflops_dense");
       h.cores = e.get_or<int>("cores", 0);
+      h.profile = e.get_or<std::string>("profile", "");
       h.source = e.get<std::string>("source");
       h.date = e.get<std::string>("date");
       h.notes = e.get_or<std::string>("notes", "");

@@ -38,6 +38,7 @@ struct HostSpec {
   double mem_bandwidth_bytes_per_s = 0;
   std::map<std::string, double> peak_flops_dense;
   int cores = 0;
+  std::string profile;  // a measured profile (moeplan calibrate), relative to data/, used when simulating this host
   std::string source, date, notes;
 };
 

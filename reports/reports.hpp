@@ -3,6 +3,7 @@
 #include <optional>
 #include <vector>
 
+#include "calibrate/validate.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "kernels/device_query.hpp"
 #include "model/config.hpp"
@@ -32,6 +33,7 @@ struct SimulateSummary {
   std::string model_name, device, precision, kv_dtype;
   model::ParallelLayout layout;
   simulator::Workload workload;
+  std::shared_ptr<const simulator::HostProfile> profile;  // predictions from a measured profile get its error bars
 };
 Report simulate_report(const SimulateSummary& summary, const simulator::SimulateResult& result);
 Report plan_report(const planner::PlanRequest& request, const planner::PlanResult& result,
@@ -40,6 +42,10 @@ Report plan_report(const planner::PlanRequest& request, const planner::PlanResul
 Report compare_api_report(const planner::PlanRequest& request, const planner::PlanRow& self,
                           const planner::ApiComparison& comparison);
 Report run_report(const executor::RunResult& result);
+// `moeplan calibrate`: the measured profile and where it was written; `seconds`: how long measuring took.
+Report calibrate_report(const simulator::HostProfile& profile, const std::string& written_to, double seconds);
+// `moeplan validate --device cpu`: held-out errors, rows, op by op, the error bars the profile now carries.
+Report cpu_validation_report(const calibrate::CpuValidation& validation, const std::string& profile_file, bool profile_written);
 Report published_report(const simulator::PublishedSummary& summary, const simulator::PublishedSet& set);
 
 }  // namespace moeplan::reports

@@ -125,6 +125,36 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
               percentile_row("E2E", s.e2e_ms)};
   rep.tables.push_back(std::move(lat));
 
+  // Error bars from the profile's held-out residuals: a prediction p becomes [p (1 + q05), p (1 + q95)] of its phase
+  // (TPOT, ITL, E2E and throughput from decode steps; TTFT from prefill). docs/validation.md.
+  json bars = nullptr;
+  if (q.profile) {
+    const auto& dres = q.profile->decode_residuals;
+    const auto& pres = q.profile->prefill_residuals;
+    if (!dres || !pres) {
+      rep.notes.push_back("no error bars: profile " + q.profile->file.string() +
+                          " has no held-out residuals yet (run moeplan validate --device cpu --profile " + q.profile->file.string() + ")");
+    } else {
+      Table eb;
+      eb.title = "error bars (5th-95th percentile of the profile's held-out residuals: decode n=" + std::to_string(dres->n) +
+                 ", prefill n=" + std::to_string(pres->n) + ")";
+      eb.columns = {"metric", "predicted", "low", "high"};
+      eb.right_align = {false, true, true, true};
+      const double dlo = 1 + dres->q05, dhi = 1 + dres->q95, plo = 1 + pres->q05, phi = 1 + pres->q95;
+      auto row = [&](const std::string& name, double v, double lo, double hi, int digits) {
+        eb.rows.push_back({name, format_fixed(v, digits), format_fixed(v * lo, digits), format_fixed(v * hi, digits)});
+        return json::array({v * lo, v * hi});
+      };
+      bars = json::object();
+      bars["ttft_ms_mean"] = row("TTFT mean ms", s.ttft_ms.mean, plo, phi, 2);
+      bars["tpot_ms_mean"] = row("TPOT mean ms", s.tpot_ms.mean, dlo, dhi, 2);
+      bars["e2e_ms_mean"] = row("E2E mean ms", s.e2e_ms.mean, dlo, dhi, 2);
+      bars["output_tokens_per_s"] = row("output tokens/s", s.output_tokens_per_s, 1 / dhi, 1 / dlo, 1);
+      bars["method"] = "prediction x (1 + q05 .. 1 + q95) of held-out (measured - predicted) / predicted";
+      rep.tables.push_back(std::move(eb));
+    }
+  }
+
   json breakdown = json::object();
   if (!r.prefill_ops.empty() || !r.decode_ops.empty()) {
     rep.tables.push_back(breakdown_table("prefill step of " + with_commas(r.prefill_step_tokens) + " tokens", r.prefill_ops,
@@ -179,6 +209,8 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
               {"routing", r.routing},
               {"assumptions", r.assumptions}};
   if (!breakdown.empty()) rep.json["breakdown"] = breakdown;
+  if (q.profile) rep.json["profile"] = q.profile->file.string();
+  if (!bars.is_null()) rep.json["error_bars"] = bars;
   return rep;
 }
 

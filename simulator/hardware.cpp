@@ -1,6 +1,8 @@
 // simulator/hardware: Hardware from the database entries (see hardware.hpp; sources in docs/simulator.md).
 #include "simulator/hardware.hpp"
 
+#include <stdexcept>
+
 #include "common/error.hpp"
 
 namespace moeplan::simulator {
@@ -79,6 +81,22 @@ Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops) {
   }
   h.gpus_per_node = 1;
   h.eff = host_efficiency();
+  return h;
+}
+
+Hardware profile_hardware(std::shared_ptr<const HostProfile> profile) {
+  if (!profile) throw std::logic_error("profile_hardware: no profile");
+  Hardware h;
+  h.name = profile->host + " (" + profile->cpu_model + ", profile " + profile->file.filename().string() + ")";
+  h.host = true;
+  h.memory_bytes = profile->memory_bytes;
+  h.mem_bandwidth_bytes_per_s = profile->triad_bytes_per_s;
+  for (const auto& [dtype, flops] : profile->peak_flops) h.peak_flops[dtype == "f16" ? "fp16" : dtype] = flops;
+  if (h.peak_flops.empty()) h.peak_flops["bf16"] = profile->read_bytes_per_s;  // unused: the curves price every op
+  h.gpus_per_node = 1;
+  h.eff = host_efficiency();
+  h.eff.source = "measured profile " + profile->file.string();
+  h.profile = std::move(profile);
   return h;
 }
 

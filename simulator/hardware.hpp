@@ -3,9 +3,11 @@
 // datasheet peaks into achievable rates. Every default is sourced in docs/simulator.md.
 #pragma once
 #include <map>
+#include <memory>
 #include <string>
 
 #include "gpu_db/gpu_db.hpp"
+#include "simulator/profile.hpp"
 
 namespace moeplan::simulator {
 
@@ -44,6 +46,9 @@ struct Hardware {
   int gpus_per_node = 8;
   std::string intra_link, inter_link;
   Efficiency eff;
+  // A measured profile of this host (moeplan calibrate): when set, ops are priced from its curves
+  // (simulator/profile.hpp) instead of peaks × eff, and in-process collectives cost what it measured.
+  std::shared_ptr<const HostProfile> profile;
 
   // FLOP/s peak for a compute dtype, and the dtype actually used (bf16 when the hardware lacks it).
   double peak_for(const std::string& dtype, std::string* used = nullptr) const;
@@ -53,6 +58,8 @@ struct Hardware {
 Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link = "");
 // A CPU / unified-memory host. Without a compute peak in hosts.yaml, `fallback_flops` is used (0: throw).
 Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0);
+// The host a profile describes: its RAM, measured triad bandwidth and large-M GEMM rates, and its curves.
+Hardware profile_hardware(std::shared_ptr<const HostProfile> profile);
 // Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md).
 Efficiency host_efficiency();
 

@@ -57,6 +57,7 @@ SimulateResult simulate(const SimulateRequest& r) {
   sr.graph.precision = r.precision;
   sr.graph.layout = lay;
   sr.graph.kv_dtype = r.kv_dtype;
+  if (r.hardware.profile) sr.graph.activation_bytes = 4;  // a measured CPU profile: the executor's fp32 activations
   sr.hardware = r.hardware;
   sr.offload = r.offload;
   if (r.offload_host) sr.host = *r.offload_host;
@@ -182,11 +183,18 @@ SimulateResult simulate(const SimulateRequest& r) {
   }
 
   const Efficiency& e = r.hardware.eff;
-  res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + format_fixed(e.gemm_compute, 2) + " of peak, experts " +
+  if (const auto& prof = r.hardware.profile) {
+    res.assumptions.push_back("ops priced from the measured curves of " + prof->file.string() + " (" + prof->cpu_model + ", " +
+                              std::to_string(prof->threads) + " threads, " + prof->date + ")" +
+                              (prof->fit ? ", with per-op corrections fitted by moeplan validate on " + std::to_string(prof->fit->configurations) + " runs"
+                                         : "; no validate fit yet (per-op corrections 1, no step remainder)"));
+  } else {
+    res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + format_fixed(e.gemm_compute, 2) + " of peak, experts " +
                             format_fixed(e.expert_compute, 3) + ", attention " + format_fixed(e.attention_compute, 2) +
                             ", memory " + format_fixed(e.memory, 2) + ", KV " + format_fixed(e.kv_memory, 2) +
                             ", links " + format_fixed(e.comm_bandwidth, 2) + "; " + format_fixed(e.op_overhead_us, 1) +
                             " us per op, " + format_fixed(e.step_overhead_us, 0) + " us per step");
+  }
   if (m.is_moe()) res.assumptions.push_back("router: " + res.routing + "; EP steps wait for the busiest rank");
   res.assumptions.push_back("scheduler: continuous batching, chunked prefill (" + with_commas(r.limits.max_num_batched_tokens) +
                             " tokens/step), max batch " + with_commas(r.limits.max_batch) +

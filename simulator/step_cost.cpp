@@ -125,6 +125,10 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
     if (*bw <= 0) throw InputError(hw_.name + ": no interconnect bandwidth in data/links.yaml for a " + std::to_string(ranks) + "-GPU collective");
   };
   const double base = e.collective_base_us * 1e-6;
+  if (hw_.profile) {
+    if (r.offload.active()) throw InputError("a measured host profile prices the host alone; offloading is not modelled with it");
+    curves_ = &hw_.profile->curves(layout_.tp * layout_.dp * layout_.pp);
+  }
 
   for (const model::Op& op : graph_->ops) {
     Priced p;
@@ -146,6 +150,18 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
     p.repeat_host = op.repeat * on_host_share;
     p.expert = op.kind == OpKind::expert_gemm;
 
+    if (curves_) {  // measured profile: op_time prices it from the curves
+      if (const auto& fit = hw_.profile->fit) {
+        auto scale = [&](const char* phase) {
+          const auto it = fit->op_scale.find(std::string(phase) + ":" + op.name);
+          return it == fit->op_scale.end() ? 1.0 : it->second;
+        };
+        p.scale_prefill = scale("prefill");
+        p.scale_decode = scale("decode");
+      }
+      priced_.push_back(p);
+      continue;
+    }
     if (model::is_collective(op.kind)) {
       double bw = 0, alpha = 0;
       const int n = op.group_ranks;
@@ -253,6 +269,16 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
   const model::Op& op = *p.op;
   const double repeat = host ? p.repeat_host : p.repeat_gpu;
   if (repeat <= 0) return 0;
+  if (curves_) {
+    const bool prefill = x[ix(StepVar::prefill_tokens)] > 0;
+    const double t = repeat * (prefill ? p.scale_prefill : p.scale_decode) * profile_op_seconds(*curves_, op, x);
+    if (out) {
+      const bool comm = model::is_collective(op.kind);
+      (comm ? out->comm_s : out->compute_s) = t;
+      out->bound = comm ? Bound::comm : Bound::compute;
+    }
+    return t;
+  }
   if (p.comm_per_byte_s > 0 || p.comm_fixed_s > 0) {
     const double bytes = op.comm_bytes.at(x);
     if (bytes <= 0) return 0;
@@ -316,7 +342,13 @@ double StepModel::stage_time_s(const model::StepValues& x, std::vector<OpTime>* 
 double StepModel::step_time_s(const StepShape& shape) const { return step_time_s(shape, shape.tokens() * layout_.dp); }
 
 double StepModel::step_time_s(const StepShape& shape, double moe_tokens) const {
-  const double overhead = hw_.eff.step_overhead_us * 1e-6;
+  double overhead = hw_.eff.step_overhead_us * 1e-6;
+  if (curves_) {  // the untimed remainder of a step the profile's fit measured (0 before validate fits it)
+    const auto& fit = hw_.profile->fit;
+    overhead = !fit ? 0
+               : shape.prefill_tokens > 0 ? fit->prefill_fixed_s + fit->prefill_per_token_s * shape.tokens()
+                                          : fit->decode_fixed_s + fit->decode_per_token_s * shape.tokens();
+  }
   if (layout_.pp <= 1) return stage_time_s(values(shape, moe_tokens), nullptr) + overhead;
   const StepShape mb = shape.scaled(1.0 / layout_.pp);
   const double stage = stage_time_s(values(mb, moe_tokens / layout_.pp), nullptr) + p2p_fixed_s_ + p2p_per_token_s_ * mb.tokens();

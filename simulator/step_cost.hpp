@@ -100,6 +100,7 @@ class StepModel {
     // collectives: time = fixed_s + bytes × per_byte_s
     double comm_fixed_s = 0, comm_per_byte_s = 0;
     bool expert = false;
+    double scale_prefill = 1, scale_decode = 1;  // a profile's fitted corrections for this op
   };
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
   double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
@@ -112,6 +113,7 @@ class StepModel {
   model::AttentionKind window_kind_ = model::AttentionKind::chunked;
   std::int64_t top_k_ = 0;
   double p2p_fixed_s_ = 0, p2p_per_token_s_ = 0;
+  const ProfileCurves* curves_ = nullptr;  // hw_.profile's curves for this layout's ranks, when profiled
 };
 
 }  // namespace moeplan::simulator

@@ -71,6 +71,16 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"simulate", "--zipf", "1.0", "--model", "llama3.1-8b", "--count", "1"},
       {"simulate", "--host", "ddr4-desktop-2ch", "--count", "2"},
       {"validate"},
+      {"validate", "--device", "cuda"},
+      {"validate", "--device", "tpu"},
+      {"validate", "--device", "cpu", "--profile", "/nonexistent/profile.yaml"},
+      {"validate", "--device", "cpu", "--published"},
+      {"calibrate", "--device", "cuda"},
+      {"calibrate", "--ranks", "0"},
+      {"calibrate", "--dtypes", "nvfp4"},
+      {"calibrate", "--threads", "-1"},
+      {"calibrate", "--profile", "/nonexistent/dir/p.yaml"},
+      {"simulate", "--profile", "/nonexistent/profile.yaml", "--model", "llama3.1-8b"},
       {"run", "--device", "cuda", "--random-weights", "1"},
       {"run"},                                                      // neither --weights nor --random-weights
       {"run", "--random-weights", "1", "--tp", "2", "--ep", "4"},
@@ -182,6 +192,39 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
   CHECK(nlohmann::json::parse(sim.out).at("routing").get<std::string>().find("measured") != std::string::npos);
   std::filesystem::remove_all(dir);
   std::filesystem::remove(trace);
+}
+
+TEST_CASE("simulate --profile prices from a measured profile with error bars; corrupt or oversized input exits 2") {
+  const auto fixture = std::string(MOEPLAN_TEST_FIXTURES) + "/profiles/two-core-epyc.yaml";
+  const auto r = run({"simulate", "--model", "llama3.1-8b", "--profile", fixture, "--precision", "bf16", "--input", "128",
+                      "--output", "16", "--concurrency", "1", "--num-requests", "2", "--format", "json"});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j.at("profile") == fixture);
+  const auto& bars = j.at("error_bars");
+  const double tpot = j.at("tpot_ms").at("mean").get<double>();
+  CHECK(bars.at("tpot_ms_mean")[0].get<double>() <= tpot);
+  CHECK(bars.at("tpot_ms_mean")[1].get<double>() >= tpot);
+  CHECK(bars.at("ttft_ms_mean")[1].get<double>() > bars.at("ttft_ms_mean")[0].get<double>());
+  // An 8B BF16 model streams 16 GB per decode step: on a host that reads ~20 GB/s that is about a second, not ms.
+  CHECK(tpot > 300);
+
+  // A corrupt profile and a validation grid that cannot fit in memory are refused before anything runs.
+  const auto bad = std::filesystem::temp_directory_path() / "moeplan_cli_bad_profile.yaml";
+  std::ofstream(bad) << "host: x\nlayouts: [1, 2\n";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"simulate", "--model", "llama3.1-8b", "--profile", bad.string()},
+        std::vector<std::string>{"validate", "--device", "cpu", "--profile", bad.string()},
+        std::vector<std::string>{"validate", "--device", "cpu", "--quick", "--profile", fixture, "--batches", "100000",
+                                 "--contexts", "100000", "--no-write"}}) {
+    const auto e = run(args);
+    INFO(args[0] << " " << args.back());
+    CHECK(e.code == 2);
+    CHECK(one_line(e.err));
+  }
+  const auto big = run({"validate", "--device", "cpu", "--quick", "--profile", fixture, "--batches", "100000", "--contexts",
+                        "100000", "--no-write"});
+  CHECK(big.err.find("available") != std::string::npos);
 }
 
 TEST_CASE("help prints usage and exits 0") {

@@ -1,0 +1,52 @@
+// `moeplan calibrate`: measure this host with the executor's kernels and write a profile the simulator prices with.
+#include <chrono>
+#include <iostream>
+
+#include "app/cli.hpp"
+#include "calibrate/calibrate.hpp"
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "reports/reports.hpp"
+
+namespace po = boost::program_options;
+
+namespace moeplan::app {
+
+std::filesystem::path default_profile_path() { return data_dir() / "profiles" / (simulator::this_host_name() + ".yaml"); }
+
+int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  std::string device, profile;
+  calibrate::CalibrateRequest q;
+  po::options_description d("calibrate options");
+  add_common_options(d, common);
+  d.add_options()
+      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not built yet)")
+      ("threads", po::value<int>(&q.threads)->default_value(0), "threads to measure with (0: all)")
+      ("ranks", po::value<std::vector<int>>(&q.ranks)->multitoken(), "rank layouts to measure, threads split between ranks (default 1 2)")
+      ("dtypes", po::value<std::vector<std::string>>(&q.dtypes)->multitoken(), "weight dtypes for the GEMM curves (default bf16 f16 fp8 int8 f32; --quick: bf16)")
+      ("quick", "fewer points and smaller arrays (about a minute on 2 cores)")
+      ("profile", po::value<std::string>(&profile), "where to write the profile (default data/profiles/<host>.yaml)");
+  po::variables_map vm;
+  if (!parse("calibrate", "--device cpu [--threads N] [--ranks 1 2] [--dtypes bf16 ...] [--quick] [--profile FILE]", args, d, vm, out))
+    return kExitOk;
+  if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
+  if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
+  if (q.threads < 0) throw InputError("--threads must be 0 (all) or positive");
+  if (!vm.count("ranks")) q.ranks = {1, 2};
+  q.quick = vm.count("quick") > 0;
+  if (!vm.count("dtypes")) q.dtypes = q.quick ? std::vector<std::string>{"bf16"} : std::vector<std::string>{"bf16", "f16", "fp8", "int8", "f32"};
+  q.progress = [](const std::string& s) { std::cerr << "calibrate: " << s << "\n"; };
+  const std::filesystem::path path = profile.empty() ? default_profile_path() : std::filesystem::path(profile);
+  if (path.has_parent_path() && !std::filesystem::is_directory(path.parent_path()))
+    throw InputError("--profile " + path.string() + ": directory " + path.parent_path().string() + " does not exist");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto p = calibrate::calibrate_host(q);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_file_atomic(path, simulator::profile_yaml(p));
+  p.file = path;
+  emit(reports::calibrate_report(p, path.string(), seconds), common, out);
+  return kExitOk;
+}
+
+}  // namespace moeplan::app

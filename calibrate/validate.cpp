@@ -1,0 +1,599 @@
+// calibrate/validate: predicted vs measured on this CPU (see validate.hpp; method in docs/validation.md).
+#include "calibrate/validate.hpp"
+
+#include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "calibrate/calibrate.hpp"
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/splitmix.hpp"
+#include "common/text.hpp"
+#include "executor/checkpoint_random.hpp"
+#include "executor/comm.hpp"
+#include "executor/forward.hpp"
+#include "kernels/thread_pool.hpp"
+#include "kernels/weights.hpp"
+#include "model/config.hpp"
+#include "model/params.hpp"
+#include "model/precision.hpp"
+#include "model/shape_override.hpp"
+#include "model/summary.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/routing.hpp"
+#include "simulator/step_cost.hpp"
+
+namespace moeplan::calibrate {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double d(std::int64_t v) { return static_cast<double>(v); }
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Linear-interpolated quantile (numpy's default) of v, q in [0, 1].
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * d(static_cast<std::int64_t>(v.size()) - 1);
+  const std::size_t i = static_cast<std::size_t>(std::floor(pos));
+  if (i + 1 >= v.size()) return v.back();
+  return v[i] + (pos - d(static_cast<std::int64_t>(i))) * (v[i + 1] - v[i]);
+}
+
+ErrorStats stats(const std::vector<double>& errors) {
+  ErrorStats s;
+  s.n = static_cast<int>(errors.size());
+  std::vector<double> a;
+  for (double e : errors) a.push_back(std::fabs(e));
+  s.median_abs = median(a);
+  s.p90_abs = quantile(a, 0.9);
+  return s;
+}
+
+double available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  while (in >> key >> kb) {
+    if (key == "MemAvailable:") return kb * 1024;
+    in.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
+
+// One measurement to make.
+struct Point {
+  std::string phase, router;
+  std::int64_t experts = 0, batch = 1, context = 0, tokens = 0;
+  int ranks = 1;
+  std::string category() const { return phase + "/" + std::to_string(ranks) + "/" + router; }
+};
+
+// The default grids (docs/validation.md). Pairs of (batch, context) keep batch x context <= `kv_cap` tokens.
+std::vector<Point> default_grid(bool quick, const ValidateGrid& g) {
+  const std::vector<std::int64_t> experts = !g.experts.empty() ? g.experts : quick ? std::vector<std::int64_t>{8, 16} : std::vector<std::int64_t>{4, 8};
+  const std::vector<std::int64_t> batches = !g.batches.empty() ? g.batches : quick ? std::vector<std::int64_t>{1, 4, 16, 64} : std::vector<std::int64_t>{1, 2, 4, 8, 16, 32, 64};
+  const std::vector<std::int64_t> contexts = !g.contexts.empty() ? g.contexts : quick ? std::vector<std::int64_t>{128, 1024, 4096} : std::vector<std::int64_t>{128, 512, 2048, 8192};
+  const std::vector<std::int64_t> prefill = !g.prefill.empty() ? g.prefill : quick ? std::vector<std::int64_t>{128, 256, 512, 1024} : std::vector<std::int64_t>{128, 256, 512, 1024};
+  const std::vector<int> ranks = !g.ranks.empty() ? g.ranks : std::vector<int>{1, 2};
+  const bool user_pairs = !g.batches.empty() || !g.contexts.empty();
+  const std::int64_t kv_cap = quick ? 64 * 1024 : 64 * 2048;
+  std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
+  for (auto b : batches)
+    for (auto c : contexts)
+      if (user_pairs || b * c <= kv_cap) pairs.emplace_back(b, c);
+  std::vector<Point> out;
+  const std::int64_t big = *std::max_element(experts.begin(), experts.end());
+  for (int r : ranks) {
+    // One rank: every expert count and pair. More ranks: the largest expert count, every other pair.
+    for (auto e : experts) {
+      if (r > 1 && e != big) continue;
+      for (std::size_t i = 0; i < pairs.size(); ++i) {
+        if (r > 1 && !user_pairs && i % 3 != 0) continue;
+        out.push_back({"decode", "uniform", e, pairs[i].first, pairs[i].second, 0, r});
+      }
+      for (std::size_t i = 0; i < prefill.size(); ++i) {
+        if (r > 1 && !user_pairs && i % 2 != 0) continue;
+        out.push_back({"prefill", "uniform", e, 1, 0, prefill[i], r});
+      }
+    }
+  }
+  if (g.skewed) {  // the skewed router: largest expert count, one rank, the middle context, batches > 1
+    const std::int64_t ctx = contexts[contexts.size() / 2];
+    for (auto b : batches)
+      if (b > 1 && (user_pairs || b * ctx <= kv_cap)) out.push_back({"decode", "skewed", big, b, ctx, 0, ranks.front()});
+    out.push_back({"prefill", "skewed", big, 1, 0, prefill[prefill.size() / 2], ranks.front()});
+  }
+  return out;
+}
+
+// The shrunk config of the grid's model for `experts` routed experts.
+nlohmann::json shrunk_config(const nlohmann::json& config, const std::string& name, bool quick, std::int64_t experts) {
+  model::ShapeOverrides o;
+  o.layers = 4;
+  o.experts = experts;
+  if (quick) {  // small widths with Llama 4 Maverick's head structure (GQA 5, head_dim 128)
+    o.hidden = 1024;
+    o.heads = 10;
+    o.kv_heads = 2;
+    o.head_dim = 128;
+    o.moe_intermediate = 1024;
+    o.vocab = 8192;
+  } else {  // Maverick widths; vocabulary cut so the embedding does not dominate memory
+    o.vocab = 16384;
+  }
+  const auto parsed = model::parse_hf_config(config, name, name);
+  if (parsed.dense_intermediate > 0 && parsed.dense_intermediate != parsed.moe_intermediate && quick) o.dense_intermediate = 2048;
+  try {
+    return model::apply_shape_overrides(config, o, name);
+  } catch (const InputError& e) {
+    throw InputError(std::string("validate --device cpu: cannot shrink ") + name + " for the grid: " + e.what());
+  }
+}
+
+// A copy of `m` whose router favours the first experts: their router rows scaled by `factor` (larger logits win
+// top-k more often), the skewed router validate measures.
+std::shared_ptr<const executor::Model> skew_router(const executor::Model& m, std::int64_t hot, float factor) {
+  auto copy = std::make_shared<executor::Model>(m);
+  for (auto& layer : copy->layers) {
+    if (!layer.moe) continue;
+    auto& r = layer.router;
+    if (r.dtype != kernels::WeightDtype::bf16) throw InputError("validate: the skewed router needs BF16 router weights");
+    auto* bits = reinterpret_cast<std::uint16_t*>(r.data.data());
+    for (std::int64_t e = 0; e < std::min(hot, r.rows); ++e)
+      for (std::int64_t k = 0; k < r.cols; ++k) {
+        std::uint16_t& b = bits[e * r.cols + k];
+        b = kernels::float_to_bf16(kernels::bf16_to_float(b) * factor);
+      }
+  }
+  return copy;
+}
+
+// Run `body(rank, ctx, comm)` on `ranks` threads at once, each with its own pool of `threads_per_rank` threads.
+template <class F>
+void run_ranks(int ranks, int threads_per_rank, F&& body) {
+  auto comms = executor::make_in_process_group(ranks);
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
+  auto one = [&](int rank) {
+    try {
+      kernels::ThreadPool pool(threads_per_rank);
+      const kernels::CpuContext ctx{kernels::best_cpu_path(), &pool};
+      body(rank, ctx, ranks > 1 ? comms[static_cast<std::size_t>(rank)].get() : nullptr);
+    } catch (...) {
+      failures[static_cast<std::size_t>(rank)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> others;
+  for (int r = 1; r < ranks; ++r) others.emplace_back(one, r);
+  one(0);
+  for (auto& t : others) t.join();
+  for (const auto& f : failures)
+    if (f) std::rethrow_exception(f);
+}
+
+std::map<std::string, double> op_diff(const executor::OpTimes& after, const executor::OpTimes& before) {
+  std::map<std::string, double> out;
+  for (const auto& [name, s] : after.seconds) {
+    const auto it = before.seconds.find(name);
+    const double v = s - (it == before.seconds.end() ? 0 : it->second);
+    if (v > 0) out[name] = v;
+  }
+  return out;
+}
+
+std::map<std::string, double> op_medians(const std::vector<std::map<std::string, double>>& samples) {
+  std::map<std::string, std::vector<double>> all;
+  for (const auto& s : samples)
+    for (const auto& [k, v] : s) all[k].push_back(v);
+  std::map<std::string, double> out;
+  for (auto& [k, v] : all) {
+    v.resize(samples.size(), 0.0);  // absent in a sample: 0
+    out[k] = median(v);
+  }
+  return out;
+}
+
+struct Measured {
+  double seconds = 0, spread = 0, touched = 0;
+  std::map<std::string, double> ops;
+};
+
+Measured measure_decode(const std::vector<std::shared_ptr<const executor::Model>>& shards, int threads_per_rank,
+                        const Point& p, int steps, std::uint64_t seed) {
+  std::vector<double> times;
+  std::vector<std::map<std::string, double>> ops;
+  double touched_sum = 0;
+  int touched_n = 0;
+  const std::int64_t V = shards.front()->config().vocab, k = shards.front()->config().experts_per_token;
+  const std::int64_t experts_per_rank = shards.front()->config().num_experts / static_cast<std::int64_t>(shards.size());
+  run_ranks(static_cast<int>(shards.size()), threads_per_rank, [&](int rank, const kernels::CpuContext& ctx, executor::Communicator* comm) {
+    executor::Session s(shards[static_cast<std::size_t>(rank)], ctx, p.batch, comm);
+    s.fill_cache(p.context, steps + 2, seed);
+    std::uint64_t state = seed ^ 0x5eedull;
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(p.batch));
+    for (int i = 0; i <= steps; ++i) {
+      for (auto& t : tokens) t = static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(V));
+      if (comm) comm->barrier();
+      const executor::OpTimes before = s.op_times();
+      const auto t0 = Clock::now();
+      s.decode(tokens);
+      const double t = seconds_since(t0);
+      if (rank != 0 || i == 0) continue;  // step 0 warms up
+      times.push_back(t);
+      ops.push_back(op_diff(s.op_times(), before));
+      for (const auto& layer : s.routing()) {  // distinct experts this step chose per MoE layer, on the busiest rank
+        const std::set<std::int32_t> ids(layer.end() - p.batch * k, layer.end());
+        std::size_t most = 0;
+        for (const auto& shard : shards) {
+          const std::int64_t lo = shard->sharding().expert_begin, hi = lo + experts_per_rank;
+          most = std::max<std::size_t>(most, static_cast<std::size_t>(std::count_if(ids.begin(), ids.end(), [&](std::int32_t e) { return e >= lo && e < hi; })));
+        }
+        touched_sum += d(static_cast<std::int64_t>(most));
+        ++touched_n;
+      }
+    }
+  });
+  Measured m;
+  m.seconds = median(times);
+  m.spread = (*std::max_element(times.begin(), times.end()) - *std::min_element(times.begin(), times.end())) / m.seconds;
+  m.ops = op_medians(ops);
+  m.touched = touched_n ? touched_sum / touched_n : 0;
+  return m;
+}
+
+Measured measure_prefill(const std::vector<std::shared_ptr<const executor::Model>>& shards, int threads_per_rank,
+                         const Point& p, int reps, std::uint64_t seed) {
+  std::vector<double> times;
+  std::vector<std::map<std::string, double>> ops;
+  const std::int64_t V = shards.front()->config().vocab;
+  std::uint64_t state = seed ^ 0x9a11ull;
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(p.tokens));
+  for (auto& t : prompt) t = static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(V));
+  run_ranks(static_cast<int>(shards.size()), threads_per_rank, [&](int rank, const kernels::CpuContext& ctx, executor::Communicator* comm) {
+    for (int i = 0; i < reps; ++i) {
+      executor::Session s(shards[static_cast<std::size_t>(rank)], ctx, 1, comm);
+      if (comm) comm->barrier();
+      const auto t0 = Clock::now();
+      s.prefill({prompt});
+      const double t = seconds_since(t0);
+      if (rank != 0) continue;
+      times.push_back(t);
+      ops.push_back(s.op_times().seconds);
+    }
+  });
+  Measured m;
+  m.seconds = median(times);
+  m.spread = (*std::max_element(times.begin(), times.end()) - *std::min_element(times.begin(), times.end())) / m.seconds;
+  m.ops = op_medians(ops);
+  return m;
+}
+
+// The routing trace of a seeded prompt through `model` as per-layer expert loads (what run --trace-routing writes
+// and simulate --expert-loads reads).
+std::vector<std::vector<double>> trace_loads(const std::shared_ptr<const executor::Model>& model, int threads,
+                                             std::int64_t tokens, std::uint64_t seed) {
+  kernels::ThreadPool pool(threads);
+  executor::Session s(model, kernels::CpuContext{kernels::best_cpu_path(), &pool}, 1);
+  std::uint64_t state = seed ^ 0x7ace;
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(tokens));
+  for (auto& t : prompt) t = static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(model->config().vocab));
+  s.prefill({prompt});
+  std::vector<std::vector<double>> loads;
+  for (const auto& layer : s.routing()) {
+    std::vector<double> counts(static_cast<std::size_t>(model->config().num_experts), 0.0);
+    for (auto e : layer) counts[static_cast<std::size_t>(e)] += 1;
+    loads.push_back(counts);
+  }
+  return loads;
+}
+
+// Predicts one point with `profile` (raw or fitted).
+struct Prediction {
+  double seconds = 0, touched = 0;
+  std::map<std::string, double> ops;
+};
+
+Prediction predict(const model::ModelConfig& m, const model::Precision& precision, const simulator::Hardware& hw,
+                   const simulator::RoutingModel& routing, const Point& p, int steps) {
+  simulator::StepModelRequest q;
+  q.graph.model = &m;
+  q.graph.precision = precision;
+  q.graph.layout.tp = p.ranks;
+  q.graph.layout.ep = m.is_moe() ? p.ranks : 1;
+  q.graph.activation_bytes = 4;  // the executor's activations are fp32
+  q.hardware = hw;
+  q.routing = routing;
+  const simulator::StepModel sm(q);
+  model::AttentionKind window = model::AttentionKind::chunked;
+  for (const auto& l : m.layers)
+    if (l.attention == model::AttentionKind::sliding) window = l.attention;
+  const simulator::StepShape shape = p.phase == "decode"
+      ? simulator::decode_shape(d(p.batch), p.context + 1 + steps / 2, sm.graph(), window)
+      : simulator::prefill_shape(p.tokens, 0, true, sm.graph(), window);
+  Prediction out;
+  out.seconds = sm.step_time_s(shape);
+  for (const auto& o : sm.breakdown(shape)) out.ops[o.op.name] += o.time_s;
+  out.touched = sm.values(shape)[static_cast<std::size_t>(model::StepVar::experts_touched)];
+  return out;
+}
+
+std::string point_id(const Point& p) {
+  std::string s = p.phase + " e" + std::to_string(p.experts) + " r" + std::to_string(p.ranks);
+  s += p.phase == "decode" ? " b" + std::to_string(p.batch) + " ctx" + std::to_string(p.context) : " p" + std::to_string(p.tokens);
+  return s + " " + p.router;
+}
+
+}  // namespace
+
+CpuValidation validate_cpu(const CpuValidateRequest& r) {
+  const auto t_start = Clock::now();
+  auto say = [&](const std::string& s) {
+    if (r.progress) r.progress(s);
+  };
+  const simulator::HostProfile& prof = r.profile;
+  for (int n : r.grid.ranks)
+    if (n < 1 || n > 2) throw InputError("--ranks " + std::to_string(n) + ": validate runs 1 or 2 in-process ranks");
+  const std::vector<Point> points = default_grid(r.quick, r.grid);
+  for (const auto& p : points) {
+    if (p.batch < 1 || p.context < 0 || (p.phase == "prefill" && p.tokens < 1) || p.experts < 1)
+      throw InputError("validate grid: batches, prompt tokens and experts must be positive, contexts 0 or more");
+    prof.curves(p.ranks);  // throws when the profile lacks this rank layout
+  }
+  const int steps = r.quick ? 6 : 8, reps = 3;
+  const auto data = data_dir();
+  const auto precisions = model::PrecisionTable::load(data / "precisions.yaml");
+
+  // Models of the grid, and the memory each point needs, checked before anything runs.
+  std::map<std::int64_t, nlohmann::json> configs;
+  std::map<std::int64_t, model::ModelConfig> parsed;
+  for (const auto& p : points)
+    if (!configs.count(p.experts)) {
+      configs[p.experts] = shrunk_config(r.config, r.model_name, r.quick, p.experts);
+      parsed[p.experts] = model::parse_hf_config(configs[p.experts], r.model_name, r.model_name);
+    }
+  const double available = available_memory_bytes();
+  for (const auto& p : points) {
+    const model::ModelConfig& m = parsed.at(p.experts);
+    const double weights = 2.0 * d(model::summarize(m).params.text) * (p.router == "skewed" ? 2 : 1);
+    const double kv = d(p.batch) * d(p.context + steps + 2) * d(static_cast<std::int64_t>(m.layers.size())) * 2.0 * d(m.num_kv_heads * m.head_dim) * 4.0;
+    const double act = d(std::max<std::int64_t>(p.tokens, p.batch)) * d(m.hidden + 2 * std::max(m.moe_intermediate, m.dense_intermediate) + m.vocab) * 4.0 * 4;
+    const double need = weights + kv + act;
+    if (available > 0 && need > 0.85 * available)
+      throw InputError("validate grid point '" + point_id(p) + "' needs about " + format_gb(need) + " (weights " + format_gb(weights) +
+                       ", fp32 KV cache " + format_gb(kv) + ") but " + format_gb(available) +
+                       " is available: use smaller --batches/--contexts/--prefill or fewer --experts");
+  }
+
+  CpuValidation out;
+  out.model = r.model_name;
+  out.date = today_utc();
+  out.cpu_model = simulator::this_cpu_model();
+  out.cpu_path = kernels::cpu_path_name(kernels::best_cpu_path());
+  out.threads = r.threads > 0 ? r.threads : prof.threads;
+  {
+    const model::ModelConfig& m = parsed.begin()->second;
+    out.shape = std::to_string(m.layers.size()) + " layers, hidden " + std::to_string(m.hidden) + ", " + std::to_string(m.num_heads) + "/" +
+                std::to_string(m.num_kv_heads) + " heads x " + std::to_string(m.head_dim) + ", expert intermediate " +
+                std::to_string(m.moe_intermediate) + (m.dense_intermediate > 0 ? ", dense " + std::to_string(m.dense_intermediate) : "") +
+                ", vocab " + std::to_string(m.vocab) + ", top-" + std::to_string(m.experts_per_token) + ", BF16 weights";
+  }
+
+  // Run every point, grouped by model so each checkpoint is written and loaded once.
+  struct Run {
+    Point p;
+    Measured m;
+    std::vector<std::vector<double>> loads;  // skewed: the traced expert loads
+  };
+  std::vector<Run> runs;
+  const std::filesystem::path work = r.work_dir.empty() ? std::filesystem::temp_directory_path() / "moeplan_validate" : r.work_dir;
+  for (const auto& [experts, config] : configs) {
+    say("writing and loading a seeded " + std::to_string(experts) + "-expert checkpoint");
+    executor::RandomWeightsOptions opt;
+    opt.seed = r.seed + static_cast<std::uint64_t>(experts);
+    const auto dir = work / ("e" + std::to_string(experts));
+    executor::write_random_checkpoint(config, r.model_name, dir, opt);
+    const auto base = executor::Model::load(dir);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);  // loaded into memory; the files are not needed again
+    for (const std::string router : {"uniform", "skewed"}) {
+      std::vector<const Point*> mine;
+      for (const auto& p : points)
+        if (p.experts == experts && p.router == router) mine.push_back(&p);
+      if (mine.empty()) continue;
+      const auto model = router == "skewed" ? skew_router(*base, std::max<std::int64_t>(1, experts / 8), 3.0f) : base;
+      std::vector<std::vector<double>> loads;
+      if (router == "skewed") loads = trace_loads(model, prof.threads, 256, r.seed);
+      std::map<int, std::vector<std::shared_ptr<const executor::Model>>> shards;
+      for (const Point* p : mine) {
+        auto& sh = shards[p->ranks];
+        if (sh.empty())
+          for (int k = 0; k < p->ranks; ++k) sh.push_back(p->ranks > 1 ? model->sharded(p->ranks, model->config().is_moe() ? p->ranks : 1, k) : model);
+        const int tpr = prof.curves(p->ranks).threads_per_rank;
+        say("run " + point_id(*p));
+        Measured m;
+        if (p->phase == "decode") {
+          m = measure_decode(sh, tpr, *p, steps, r.seed);
+        } else {
+          Point warm = *p;
+          warm.tokens = std::min<std::int64_t>(p->tokens, 32);
+          measure_prefill(sh, tpr, warm, 1, r.seed);
+          m = measure_prefill(sh, tpr, *p, reps, r.seed);
+        }
+        runs.emplace_back();
+        runs.back().p = *p;
+        runs.back().m = std::move(m);
+        runs.back().loads = loads;
+      }
+    }
+  }
+
+  // Split: alternate rows within each category (phase x ranks x router) in grid order.
+  std::map<std::string, int> seen;
+  std::vector<bool> held(runs.size());
+  for (std::size_t i = 0; i < runs.size(); ++i) held[i] = seen[runs[i].p.category()]++ % 2 == 1;
+
+  // Predictions with the profile as calibrated (no fit), then the fit on the calibration half.
+  auto predict_all = [&](const simulator::HostProfile& profile) {
+    const simulator::Hardware hw = simulator::profile_hardware(std::make_shared<const simulator::HostProfile>(profile));
+    std::vector<Prediction> preds;
+    for (const auto& run : runs) {
+      const model::ModelConfig& m = parsed.at(run.p.experts);
+      const int ep = m.is_moe() ? run.p.ranks : 1;
+      const auto routing = run.p.router == "skewed" ? simulator::RoutingModel::histogram(run.loads, m.experts_per_token, ep)
+                                                    : simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, ep);
+      preds.push_back(predict(m, model::resolve_precision("bf16", m, precisions), hw, routing, run.p, steps));
+    }
+    return preds;
+  };
+  simulator::HostProfile raw = prof;
+  raw.fit.reset();
+  raw.prefill_residuals.reset();
+  raw.decode_residuals.reset();
+  const auto base_preds = predict_all(raw);
+  simulator::ProfileFit fit;
+  for (const std::string phase : {"prefill", "decode"}) {
+    std::map<std::string, std::vector<double>> ratios;
+    std::vector<double> tokens, remainder;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      if (held[i] || runs[i].p.phase != phase) continue;
+      double timed = 0;
+      for (const auto& [op, s] : runs[i].m.ops) {
+        timed += s;
+        const auto it = base_preds[i].ops.find(op);
+        if (it != base_preds[i].ops.end() && it->second > 0) ratios[op].push_back(s / it->second);
+      }
+      tokens.push_back(phase == "decode" ? d(runs[i].p.batch) : d(runs[i].p.tokens));
+      remainder.push_back(std::max(0.0, runs[i].m.seconds - timed));
+    }
+    for (const auto& [op, v] : ratios) fit.op_scale[phase + ":" + op] = median(v);
+    // remainder = a + b · tokens, least squares, both >= 0
+    double a = 0, b = 0;
+    const double n = d(static_cast<std::int64_t>(tokens.size()));
+    if (n >= 2) {
+      double sx = 0, sy = 0, sxx = 0, sxy = 0;
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        sx += tokens[i];
+        sy += remainder[i];
+        sxx += tokens[i] * tokens[i];
+        sxy += tokens[i] * remainder[i];
+      }
+      const double den = n * sxx - sx * sx;
+      b = den > 0 ? (n * sxy - sx * sy) / den : 0;
+      a = (sy - b * sx) / n;
+      if (b < 0) {
+        b = 0;
+        a = sy / n;
+      }
+      if (a < 0) {
+        a = 0;
+        b = sxx > 0 ? sxy / sxx : 0;
+      }
+    } else if (n == 1) {
+      a = remainder.front();
+    }
+    (phase == "decode" ? fit.decode_fixed_s : fit.prefill_fixed_s) = a;
+    (phase == "decode" ? fit.decode_per_token_s : fit.prefill_per_token_s) = b;
+  }
+  fit.configurations = static_cast<int>(std::count(held.begin(), held.end(), false));
+  simulator::HostProfile fitted = raw;
+  fitted.fit = fit;
+  const auto preds = predict_all(fitted);
+
+  // Rows, errors, residuals.
+  std::map<std::string, std::vector<double>> errors;  // "decode/held", "decode/cal", ...
+  std::map<std::string, std::vector<double>> residuals;
+  std::map<std::string, std::vector<double>> op_errors;
+  std::map<std::string, double> op_time, phase_time;
+  std::vector<double> spreads;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const Run& run = runs[i];
+    ValidationRow row;
+    row.id = point_id(run.p);
+    row.phase = run.p.phase;
+    row.held_out = held[i];
+    row.experts = run.p.experts;
+    row.batch = run.p.batch;
+    row.context = run.p.context;
+    row.tokens = run.p.tokens;
+    row.ranks = run.p.ranks;
+    row.router = run.p.router;
+    row.measured_s = run.m.seconds;
+    row.predicted_s = preds[i].seconds;
+    row.error = (row.predicted_s - row.measured_s) / row.measured_s;
+    row.spread = run.m.spread;
+    row.experts_touched_measured = run.m.touched;
+    row.experts_touched_predicted = run.p.phase == "decode" ? preds[i].touched : 0;
+    row.measured_ops = run.m.ops;
+    row.predicted_ops = preds[i].ops;
+    spreads.push_back(row.spread);
+    errors[row.phase + (row.held_out ? "/held" : "/cal")].push_back(row.error);
+    if (row.held_out) {
+      residuals[row.phase].push_back(row.measured_s / row.predicted_s - 1);
+      if (row.phase == "decode") errors[std::string("decode/") + row.router].push_back(row.error);
+      for (const auto& [op, s] : row.measured_ops) {
+        const auto it = row.predicted_ops.find(op);
+        if (it != row.predicted_ops.end() && s > 0) op_errors[row.phase + ":" + op].push_back((it->second - s) / s);
+        op_time[row.phase + ":" + op] += s;
+      }
+      phase_time[row.phase] += row.measured_s;
+    }
+    out.rows.push_back(std::move(row));
+  }
+  out.decode_held_out = stats(errors["decode/held"]);
+  out.prefill_held_out = stats(errors["prefill/held"]);
+  out.decode_calibration = stats(errors["decode/cal"]);
+  out.prefill_calibration = stats(errors["prefill/cal"]);
+  out.decode_uniform = stats(errors["decode/uniform"]);
+  out.decode_skewed = stats(errors["decode/skewed"]);
+  for (const auto& [key, v] : op_errors) {
+    OpError e;
+    const auto colon = key.find(':');
+    e.phase = key.substr(0, colon);
+    e.op = key.substr(colon + 1);
+    e.n = static_cast<int>(v.size());
+    e.median_abs_error = stats(v).median_abs;
+    e.share = phase_time[e.phase] > 0 ? op_time[key] / phase_time[e.phase] : 0;
+    out.ops.push_back(e);
+  }
+  std::sort(out.ops.begin(), out.ops.end(), [](const OpError& a, const OpError& b) {
+    return a.phase != b.phase ? a.phase > b.phase : a.share > b.share;
+  });
+  out.median_spread = median(spreads);
+  for (const std::string phase : {"prefill", "decode"}) {
+    const auto& v = residuals[phase];
+    if (v.empty()) continue;
+    simulator::Residuals res;
+    res.n = static_cast<int>(v.size());
+    std::vector<double> a;
+    for (double x : v) a.push_back(std::fabs(x));
+    res.median_abs = median(a);
+    res.p90_abs = quantile(a, 0.9);
+    res.q05 = quantile(v, 0.05);
+    res.q95 = quantile(v, 0.95);
+    (phase == "decode" ? fitted.decode_residuals : fitted.prefill_residuals) = res;
+  }
+  out.seconds = seconds_since(t_start);
+  fitted.validation_summary = out.date + ": moeplan validate --device cpu" + std::string(r.quick ? " --quick" : "") + " on " +
+                              r.model_name + " (" + out.shape + "), " + std::to_string(runs.size()) + " points, " +
+                              std::to_string(fit.configurations) + " fitted, the rest held out";
+  out.fitted = std::move(fitted);
+  return out;
+}
+
+}  // namespace moeplan::calibrate
