@@ -37,12 +37,6 @@ namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 std::vector<float> random_floats(std::size_t n, std::uint64_t seed) {
   std::vector<float> v(n);
   for (float& f : v) f = static_cast<float>(2.0 * splitmix64_unit(seed) - 1.0);
@@ -94,17 +88,6 @@ double llc_bytes() {
   return v > 0 ? static_cast<double>(v) : 32.0 * 1024 * 1024;
 }
 
-double mem_total_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  while (in >> key >> kb) {
-    if (key == "MemTotal:") return kb * 1024;
-    in.ignore(1 << 10, '\n');
-  }
-  return 0;
-}
-
 // Everything one rank measures; ranks run the same sequence in lockstep (a barrier before every repetition).
 class Prober {
  public:
@@ -112,7 +95,8 @@ class Prober {
       : ctx_(ctx), sync_(sync), quick_(r.quick), reps_(r.quick ? 3 : 5),
         target_bytes_(std::max(4 * llc_bytes(), (r.quick ? 96.0 : 192.0) * 1024 * 1024) / ranks) {}
 
-  // Median seconds of `rep()` over the repetitions, after one warm-up; rep() returns the units it did.
+  // Seconds per unit of the fastest repetition of `rep()` after one warm-up (interference from other processes only
+  // adds time, so the fastest is the machine's own speed, as STREAM reports it); rep() returns the units it did.
   template <class F>
   double per_unit(F&& rep) {
     sync();
@@ -124,7 +108,7 @@ class Prober {
       const double units = rep();
       t.push_back(seconds_since(t0) / units);
     }
-    return median(t);
+    return *std::min_element(t.begin(), t.end());
   }
 
   Curve gemm(kernels::WeightDtype dtype) {
@@ -340,10 +324,21 @@ std::pair<double, double> memory_bandwidth(const kernels::CpuContext& ctx, std::
     tt.push_back(seconds_since(t0));
   }
   const double bytes = 4.0 * static_cast<double>(floats);
-  return {bytes / median(tr), 3 * bytes / median(tt)};
+  return {bytes / *std::min_element(tr.begin(), tr.end()), 3 * bytes / *std::min_element(tt.begin(), tt.end())};
 }
 
 }  // namespace
+
+double meminfo_bytes(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string k;
+  double kb = 0;
+  while (in >> k >> kb) {
+    if (k == key + ":") return kb * 1024;
+    in.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
 
 std::string today_utc() {
   const std::time_t now = std::time(nullptr);
@@ -374,7 +369,7 @@ HostProfile calibrate_host(const CalibrateRequest& r) {
   p.threads = threads;
   p.date = today_utc();
   p.moeplan_version = MOEPLAN_VERSION;
-  p.memory_bytes = mem_total_bytes();
+  p.memory_bytes = meminfo_bytes("MemTotal");
   if (p.memory_bytes <= 0) p.memory_bytes = 1e9;
   {
     kernels::ThreadPool pool(threads);

@@ -31,5 +31,7 @@ simulator::HostProfile calibrate_host(const CalibrateRequest& request);
 
 // Today's date (UTC) as YYYY-MM-DD.
 std::string today_utc();
+// A /proc/meminfo field ("MemTotal", "MemAvailable") in bytes; 0 where it cannot be read.
+double meminfo_bytes(const std::string& key);
 
 }  // namespace moeplan::calibrate

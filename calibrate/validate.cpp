@@ -66,17 +66,6 @@ ErrorStats stats(const std::vector<double>& errors) {
   return s;
 }
 
-double available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  while (in >> key >> kb) {
-    if (key == "MemAvailable:") return kb * 1024;
-    in.ignore(1 << 10, '\n');
-  }
-  return 0;
-}
-
 // One measurement to make.
 struct Point {
   std::string phase, router;
@@ -197,29 +186,59 @@ std::map<std::string, double> op_diff(const executor::OpTimes& after, const exec
   return out;
 }
 
-std::map<std::string, double> op_medians(const std::vector<std::map<std::string, double>>& samples) {
-  std::map<std::string, std::vector<double>> all;
-  for (const auto& s : samples)
-    for (const auto& [k, v] : s) all[k].push_back(v);
-  std::map<std::string, double> out;
-  for (auto& [k, v] : all) {
-    v.resize(samples.size(), 0.0);  // absent in a sample: 0
-    out[k] = median(v);
-  }
-  return out;
-}
-
+// Repetitions of one point: the fastest (interference from other processes only adds time) with its own op times,
+// every repetition's time for the spread, and the experts touched per MoE layer and step.
 struct Measured {
-  double seconds = 0, spread = 0, touched = 0;
+  double seconds = 0, touched_sum = 0;
+  int touched_n = 0;
+  std::vector<double> samples;
   std::map<std::string, double> ops;
+  void add(double t, std::map<std::string, double> op_times) {
+    if (samples.empty() || t < seconds) {
+      seconds = t;
+      ops = std::move(op_times);
+    }
+    samples.push_back(t);
+  }
+  void add(const Measured& m) {
+    if (!m.samples.empty() && (samples.empty() || m.seconds < seconds)) {
+      seconds = m.seconds;
+      ops = m.ops;
+    }
+    samples.insert(samples.end(), m.samples.begin(), m.samples.end());
+    touched_sum += m.touched_sum;
+    touched_n += m.touched_n;
+  }
+  // Run-to-run noise: (median − fastest) / fastest of the repetitions.
+  double spread() const { return samples.empty() ? 0 : (median(samples) - seconds) / seconds; }
+  double touched() const { return touched_n ? touched_sum / touched_n : 0; }
 };
+
+// The op times of repetition i on the rank with the most work outside collectives: the rank the simulator prices
+// (the busiest expert-parallel rank), whose collectives wait least for the others.
+std::map<std::string, double> busiest_rank_ops(const std::vector<std::vector<std::map<std::string, double>>>& ops, std::size_t i) {
+  std::size_t best = 0;
+  double most = -1;
+  for (std::size_t r = 0; r < ops.size(); ++r) {
+    double work = 0;
+    for (const auto& [name, s] : ops[r][i])
+      if (name.find("all_reduce") == std::string::npos && name.find("dispatch") == std::string::npos &&
+          name.find("combine") == std::string::npos)
+        work += s;
+    if (work > most) {
+      most = work;
+      best = r;
+    }
+  }
+  return ops[best][i];
+}
 
 Measured measure_decode(const std::vector<std::shared_ptr<const executor::Model>>& shards, int threads_per_rank,
                         const Point& p, int steps, std::uint64_t seed) {
-  std::vector<double> times;
-  std::vector<std::map<std::string, double>> ops;
-  double touched_sum = 0;
-  int touched_n = 0;
+  Measured m;
+  const int ranks = static_cast<int>(shards.size());
+  std::vector<double> times;                                       // rank 0's step times
+  std::vector<std::vector<std::map<std::string, double>>> ops(static_cast<std::size_t>(ranks));  // [rank][step]
   const std::int64_t V = shards.front()->config().vocab, k = shards.front()->config().experts_per_token;
   const std::int64_t experts_per_rank = shards.front()->config().num_experts / static_cast<std::int64_t>(shards.size());
   run_ranks(static_cast<int>(shards.size()), threads_per_rank, [&](int rank, const kernels::CpuContext& ctx, executor::Communicator* comm) {
@@ -234,9 +253,10 @@ Measured measure_decode(const std::vector<std::shared_ptr<const executor::Model>
       const auto t0 = Clock::now();
       s.decode(tokens);
       const double t = seconds_since(t0);
-      if (rank != 0 || i == 0) continue;  // step 0 warms up
+      if (i == 0) continue;  // step 0 warms up
+      ops[static_cast<std::size_t>(rank)].push_back(op_diff(s.op_times(), before));
+      if (rank != 0) continue;
       times.push_back(t);
-      ops.push_back(op_diff(s.op_times(), before));
       for (const auto& layer : s.routing()) {  // distinct experts this step chose per MoE layer, on the busiest rank
         const std::set<std::int32_t> ids(layer.end() - p.batch * k, layer.end());
         std::size_t most = 0;
@@ -244,23 +264,21 @@ Measured measure_decode(const std::vector<std::shared_ptr<const executor::Model>
           const std::int64_t lo = shard->sharding().expert_begin, hi = lo + experts_per_rank;
           most = std::max<std::size_t>(most, static_cast<std::size_t>(std::count_if(ids.begin(), ids.end(), [&](std::int32_t e) { return e >= lo && e < hi; })));
         }
-        touched_sum += d(static_cast<std::int64_t>(most));
-        ++touched_n;
+        m.touched_sum += d(static_cast<std::int64_t>(most));
+        ++m.touched_n;
       }
     }
   });
-  Measured m;
-  m.seconds = median(times);
-  m.spread = (*std::max_element(times.begin(), times.end()) - *std::min_element(times.begin(), times.end())) / m.seconds;
-  m.ops = op_medians(ops);
-  m.touched = touched_n ? touched_sum / touched_n : 0;
+  for (std::size_t i = 0; i < times.size(); ++i) m.add(times[i], busiest_rank_ops(ops, i));
   return m;
 }
 
 Measured measure_prefill(const std::vector<std::shared_ptr<const executor::Model>>& shards, int threads_per_rank,
                          const Point& p, int reps, std::uint64_t seed) {
+  Measured m;
+  const int ranks = static_cast<int>(shards.size());
   std::vector<double> times;
-  std::vector<std::map<std::string, double>> ops;
+  std::vector<std::vector<std::map<std::string, double>>> ops(static_cast<std::size_t>(ranks));
   const std::int64_t V = shards.front()->config().vocab;
   std::uint64_t state = seed ^ 0x9a11ull;
   std::vector<std::int32_t> prompt(static_cast<std::size_t>(p.tokens));
@@ -272,15 +290,11 @@ Measured measure_prefill(const std::vector<std::shared_ptr<const executor::Model
       const auto t0 = Clock::now();
       s.prefill({prompt});
       const double t = seconds_since(t0);
-      if (rank != 0) continue;
-      times.push_back(t);
-      ops.push_back(s.op_times().seconds);
+      ops[static_cast<std::size_t>(rank)].push_back(s.op_times().seconds);
+      if (rank == 0) times.push_back(t);
     }
   });
-  Measured m;
-  m.seconds = median(times);
-  m.spread = (*std::max_element(times.begin(), times.end()) - *std::min_element(times.begin(), times.end())) / m.seconds;
-  m.ops = op_medians(ops);
+  for (std::size_t i = 0; i < times.size(); ++i) m.add(times[i], busiest_rank_ops(ops, i));
   return m;
 }
 
@@ -355,7 +369,9 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
       throw InputError("validate grid: batches, prompt tokens and experts must be positive, contexts 0 or more");
     prof.curves(p.ranks);  // throws when the profile lacks this rank layout
   }
-  const int steps = r.quick ? 6 : 8, reps = 3;
+  // Every point is measured in each of `rounds` passes over its model's points, so a burst of interference spoils
+  // one repetition of many points rather than every repetition of one.
+  const int rounds = 3, steps = r.quick ? 2 : 3;
   const auto data = data_dir();
   const auto precisions = model::PrecisionTable::load(data / "precisions.yaml");
 
@@ -367,7 +383,7 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
       configs[p.experts] = shrunk_config(r.config, r.model_name, r.quick, p.experts);
       parsed[p.experts] = model::parse_hf_config(configs[p.experts], r.model_name, r.model_name);
     }
-  const double available = available_memory_bytes();
+  const double available = meminfo_bytes("MemAvailable");
   for (const auto& p : points) {
     const model::ModelConfig& m = parsed.at(p.experts);
     const double weights = 2.0 * d(model::summarize(m).params.text) * (p.router == "skewed" ? 2 : 1);
@@ -394,54 +410,107 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
                 ", vocab " + std::to_string(m.vocab) + ", top-" + std::to_string(m.experts_per_token) + ", BF16 weights";
   }
 
-  // Run every point, grouped by model so each checkpoint is written and loaded once.
+  // Run every point. Points are grouped by model (expert count x router); each checkpoint is written and loaded
+  // once. Every point is measured once per round, so a burst of interference from other processes spoils one
+  // repetition of many points rather than every repetition of one; when all models fit in memory together a round
+  // spans the whole grid, otherwise each model's group runs its rounds and is released.
   struct Run {
     Point p;
     Measured m;
     std::vector<std::vector<double>> loads;  // skewed: the traced expert loads
   };
-  std::vector<Run> runs;
-  const std::filesystem::path work = r.work_dir.empty() ? std::filesystem::temp_directory_path() / "moeplan_validate" : r.work_dir;
-  for (const auto& [experts, config] : configs) {
-    say("writing and loading a seeded " + std::to_string(experts) + "-expert checkpoint");
-    executor::RandomWeightsOptions opt;
-    opt.seed = r.seed + static_cast<std::uint64_t>(experts);
-    const auto dir = work / ("e" + std::to_string(experts));
-    executor::write_random_checkpoint(config, r.model_name, dir, opt);
-    const auto base = executor::Model::load(dir);
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);  // loaded into memory; the files are not needed again
+  struct Group {
+    std::int64_t experts = 0;
+    std::string router;
+    std::vector<const Point*> points;
+    std::vector<Measured> measured;
+    std::shared_ptr<const executor::Model> model;
+    std::map<int, std::vector<std::shared_ptr<const executor::Model>>> shards;
+    std::vector<std::vector<double>> loads;
+  };
+  std::vector<Group> groups;
+  double all_weights = 0;
+  for (const auto& [experts, config] : configs)
     for (const std::string router : {"uniform", "skewed"}) {
-      std::vector<const Point*> mine;
+      Group g;
+      g.experts = experts;
+      g.router = router;
       for (const auto& p : points)
-        if (p.experts == experts && p.router == router) mine.push_back(&p);
-      if (mine.empty()) continue;
-      const auto model = router == "skewed" ? skew_router(*base, std::max<std::int64_t>(1, experts / 8), 3.0f) : base;
-      std::vector<std::vector<double>> loads;
-      if (router == "skewed") loads = trace_loads(model, prof.threads, 256, r.seed);
-      std::map<int, std::vector<std::shared_ptr<const executor::Model>>> shards;
-      for (const Point* p : mine) {
-        auto& sh = shards[p->ranks];
-        if (sh.empty())
-          for (int k = 0; k < p->ranks; ++k) sh.push_back(p->ranks > 1 ? model->sharded(p->ranks, model->config().is_moe() ? p->ranks : 1, k) : model);
-        const int tpr = prof.curves(p->ranks).threads_per_rank;
-        say("run " + point_id(*p));
-        Measured m;
-        if (p->phase == "decode") {
-          m = measure_decode(sh, tpr, *p, steps, r.seed);
-        } else {
-          Point warm = *p;
-          warm.tokens = std::min<std::int64_t>(p->tokens, 32);
+        if (p.experts == experts && p.router == router) g.points.push_back(&p);
+      if (g.points.empty()) continue;
+      g.measured.resize(g.points.size());
+      all_weights += 2.0 * d(model::summarize(parsed.at(experts)).params.text);
+      groups.push_back(std::move(g));
+    }
+  const bool together = available <= 0 || all_weights < 0.4 * available;
+  const std::filesystem::path work = r.work_dir.empty() ? std::filesystem::temp_directory_path() / "moeplan_validate" : r.work_dir;
+  std::map<std::int64_t, std::shared_ptr<const executor::Model>> bases;
+  auto prepare = [&](Group& g) {
+    if (!bases.count(g.experts)) {
+      say("writing and loading a seeded " + std::to_string(g.experts) + "-expert checkpoint");
+      executor::RandomWeightsOptions opt;
+      opt.seed = r.seed + static_cast<std::uint64_t>(g.experts);
+      const auto dir = work / ("e" + std::to_string(g.experts));
+      executor::write_random_checkpoint(configs.at(g.experts), r.model_name, dir, opt);
+      bases[g.experts] = executor::Model::load(dir);
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);  // loaded into memory; the files are not needed again
+    }
+    const auto& base = bases.at(g.experts);
+    g.model = g.router == "skewed" ? skew_router(*base, std::max<std::int64_t>(1, g.experts / 8), 3.0f) : base;
+    if (g.router == "skewed") g.loads = trace_loads(g.model, prof.threads, 256, r.seed);
+    for (const Point* p : g.points) {
+      auto& sh = g.shards[p->ranks];
+      if (sh.empty())
+        for (int k = 0; k < p->ranks; ++k)
+          sh.push_back(p->ranks > 1 ? g.model->sharded(p->ranks, g.model->config().is_moe() ? p->ranks : 1, k) : g.model);
+    }
+  };
+  auto measure_round = [&](Group& g, int round) {
+    say("round " + std::to_string(round + 1) + " of " + std::to_string(rounds) + ": " + std::to_string(g.points.size()) + " points, " +
+        std::to_string(g.experts) + " experts, " + g.router + " router");
+    for (std::size_t i = 0; i < g.points.size(); ++i) {
+      const Point& p = *g.points[i];
+      const auto& sh = g.shards.at(p.ranks);
+      const int tpr = prof.curves(p.ranks).threads_per_rank;
+      if (p.phase == "decode") {
+        g.measured[i].add(measure_decode(sh, tpr, p, steps, r.seed + static_cast<std::uint64_t>(round)));
+      } else {
+        if (round == 0) {
+          Point warm = p;
+          warm.tokens = std::min<std::int64_t>(p.tokens, 32);
           measure_prefill(sh, tpr, warm, 1, r.seed);
-          m = measure_prefill(sh, tpr, *p, reps, r.seed);
         }
-        runs.emplace_back();
-        runs.back().p = *p;
-        runs.back().m = std::move(m);
-        runs.back().loads = loads;
+        g.measured[i].add(measure_prefill(sh, tpr, p, 1, r.seed));
       }
     }
+  };
+  auto release = [&](Group& g) {
+    g.model.reset();
+    g.shards.clear();
+    bool later = false;
+    for (const auto& o : groups) later = later || (o.experts == g.experts && o.model == nullptr && &o != &g && o.measured.front().samples.empty());
+    if (!later) bases.erase(g.experts);
+  };
+  if (together) {
+    for (auto& g : groups) prepare(g);
+    for (int round = 0; round < rounds; ++round)
+      for (auto& g : groups) measure_round(g, round);
+  } else {
+    for (auto& g : groups) {
+      prepare(g);
+      for (int round = 0; round < rounds; ++round) measure_round(g, round);
+      release(g);
+    }
   }
+  std::vector<Run> runs;
+  for (auto& g : groups)
+    for (std::size_t i = 0; i < g.points.size(); ++i) {
+      runs.emplace_back();
+      runs.back().p = *g.points[i];
+      runs.back().m = std::move(g.measured[i]);
+      runs.back().loads = g.loads;
+    }
 
   // Split: alternate rows within each category (phase x ranks x router) in grid order.
   std::map<std::string, int> seen;
@@ -468,20 +537,43 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
   const auto base_preds = predict_all(raw);
   simulator::ProfileFit fit;
   for (const std::string phase : {"prefill", "decode"}) {
-    std::map<std::string, std::vector<double>> ratios;
+    // Per (ranks, op): log(measured / predicted) = log scale + slope · log tokens, least squares.
+    std::map<std::string, std::vector<std::pair<double, double>>> ratios;
     std::vector<double> tokens, remainder;
     for (std::size_t i = 0; i < runs.size(); ++i) {
       if (held[i] || runs[i].p.phase != phase) continue;
+      const double t = phase == "decode" ? d(runs[i].p.batch) : d(runs[i].p.tokens);
       double timed = 0;
       for (const auto& [op, s] : runs[i].m.ops) {
         timed += s;
         const auto it = base_preds[i].ops.find(op);
-        if (it != base_preds[i].ops.end() && it->second > 0) ratios[op].push_back(s / it->second);
+        if (it != base_preds[i].ops.end() && it->second > 0 && s > 0)
+          ratios[simulator::fit_key(phase, runs[i].p.ranks, op)].emplace_back(std::log(t), std::log(s / it->second));
       }
-      tokens.push_back(phase == "decode" ? d(runs[i].p.batch) : d(runs[i].p.tokens));
+      tokens.push_back(t);
       remainder.push_back(std::max(0.0, runs[i].m.seconds - timed));
     }
-    for (const auto& [op, v] : ratios) fit.op_scale[phase + ":" + op] = median(v);
+    for (const auto& [key, v] : ratios) {
+      double mx = 0, my = 0;
+      for (const auto& [x, y] : v) {
+        mx += x;
+        my += y;
+      }
+      mx /= d(static_cast<std::int64_t>(v.size()));
+      my /= d(static_cast<std::int64_t>(v.size()));
+      double sxx = 0, sxy = 0, lo = v.front().first, hi = lo;
+      for (const auto& [x, y] : v) {
+        sxx += (x - mx) * (x - mx);
+        sxy += (x - mx) * (y - my);
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      // A slope needs points at least a factor of 4 apart in tokens; otherwise the geometric mean alone. It is
+      // bounded to ±0.5 (a correction growing faster than √tokens would say the curves are wrong, not the fit).
+      const double slope = hi - lo >= std::log(4.0) && sxx > 0 ? std::clamp(sxy / sxx, -0.5, 0.5) : 0.0;
+      fit.op_scale[key] = std::exp(my - slope * mx);
+      if (slope != 0) fit.op_slope[key] = slope;
+    }
     // remainder = a + b · tokens, least squares, both >= 0
     double a = 0, b = 0;
     const double n = d(static_cast<std::int64_t>(tokens.size()));
@@ -536,8 +628,8 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     row.measured_s = run.m.seconds;
     row.predicted_s = preds[i].seconds;
     row.error = (row.predicted_s - row.measured_s) / row.measured_s;
-    row.spread = run.m.spread;
-    row.experts_touched_measured = run.m.touched;
+    row.spread = run.m.spread();
+    row.experts_touched_measured = run.m.touched();
     row.experts_touched_predicted = run.p.phase == "decode" ? preds[i].touched : 0;
     row.measured_ops = run.m.ops;
     row.predicted_ops = preds[i].ops;

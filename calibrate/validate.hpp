@@ -50,7 +50,7 @@ struct ValidationRow {
   std::string router;                      // uniform | skewed
   double measured_s = 0, predicted_s = 0;  // step (decode) or whole prompt (prefill) wall time
   double error = 0;                        // (predicted − measured) / measured
-  double spread = 0;                       // (max − min) / median over the repeated measurements
+  double spread = 0;                       // (median − fastest) / fastest over the repeated measurements
   double experts_touched_measured = 0, experts_touched_predicted = 0;  // per MoE layer and step (decode)
   std::map<std::string, double> measured_ops, predicted_ops;  // seconds per op name (rank 0)
 };

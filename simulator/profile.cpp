@@ -19,17 +19,18 @@ using model::StepVar;
 namespace {
 std::size_t ix(StepVar v) { return static_cast<std::size_t>(v); }
 
-// Six significant digits: measured figures carry no more, and the file stays readable.
-double sig6(double v) {
-  if (v == 0 || !std::isfinite(v)) return v;
+// Six significant digits, written as the plain scalar itself: measured figures carry no more, and the file stays
+// readable (a double would be emitted with all 17 digits).
+std::string sig6(double v) {
   std::ostringstream s;
   s.precision(6);
   s << v;
-  return std::stod(s.str());
+  return s.str();
 }
-std::vector<double> sig6(std::vector<double> v) {
-  for (double& x : v) x = sig6(x);
-  return v;
+std::vector<std::string> sig6(const std::vector<double>& v) {
+  std::vector<std::string> out;
+  for (double x : v) out.push_back(sig6(x));
+  return out;
 }
 
 // ---- reading, with one InputError line per bad field
@@ -141,6 +142,21 @@ std::string profile_dtype(const std::string& f) {
 
 const char* phase_name(Phase p) { return p == Phase::prefill ? "prefill" : "decode"; }
 
+std::string fit_key(const std::string& phase, int ranks, const std::string& op) {
+  return phase + "/r" + std::to_string(ranks) + ":" + op;
+}
+
+std::pair<double, double> fit_correction(const ProfileFit* fit, const std::string& phase, int ranks, const std::string& op) {
+  if (!fit) return {1.0, 0.0};
+  for (const std::string& key : {fit_key(phase, ranks, op), phase + ":" + op}) {
+    const auto s = fit->op_scale.find(key);
+    if (s == fit->op_scale.end()) continue;
+    const auto sl = fit->op_slope.find(key);
+    return {s->second, sl == fit->op_slope.end() ? 0.0 : sl->second};
+  }
+  return {1.0, 0.0};
+}
+
 HostProfile read_profile(const std::filesystem::path& path) {
   const YAML::Node root = parse_yaml_file(path);
   const std::string w = path.string();
@@ -194,12 +210,25 @@ HostProfile read_profile(const std::filesystem::path& path) {
     fit.decode_fixed_s = yaml_get<double>(f, "decode_fixed_us", fw) * 1e-6;
     fit.decode_per_token_s = yaml_get<double>(f, "decode_per_token_us", fw) * 1e-6;
     const YAML::Node s = f["op_scale"];
-    if (!s || !s.IsMap()) throw InputError(fw + ": 'op_scale' must map phase:op to a factor");
+    if (!s || !s.IsMap()) throw InputError(fw + ": 'op_scale' must map phase/rN:op to a factor");
+    auto check_key = [&](const std::string& key, const char* what) {
+      if ((key.rfind("prefill", 0) != 0 && key.rfind("decode", 0) != 0) || key.find(':') == std::string::npos)
+        throw InputError(fw + "." + what + ": key '" + key + "' must look like decode/r1:attn.qkv or prefill:mlp.down");
+    };
     for (const auto& kv : s) {
       const std::string key = kv.first.as<std::string>();
-      if (key.rfind("prefill:", 0) != 0 && key.rfind("decode:", 0) != 0)
-        throw InputError(fw + ".op_scale: key '" + key + "' must start with prefill: or decode:");
+      check_key(key, "op_scale");
       fit.op_scale[key] = positive(s, key.c_str(), fw + ".op_scale");
+    }
+    if (const YAML::Node sl = f["op_slope"]) {
+      if (!sl.IsMap()) throw InputError(fw + ": 'op_slope' must map phase/rN:op to an exponent");
+      for (const auto& kv : sl) {
+        const std::string key = kv.first.as<std::string>();
+        check_key(key, "op_slope");
+        const double v = yaml_get<double>(sl, key.c_str(), fw + ".op_slope");
+        if (!std::isfinite(v) || std::fabs(v) > 2) throw InputError(fw + ".op_slope: '" + key + "' must be a number in [-2, 2]");
+        fit.op_slope[key] = v;
+      }
     }
     p.fit = std::move(fit);
   }
@@ -247,6 +276,7 @@ std::string profile_yaml(const HostProfile& p) {
     f["decode_fixed_us"] = sig6(p.fit->decode_fixed_s * 1e6);
     f["decode_per_token_us"] = sig6(p.fit->decode_per_token_s * 1e6);
     for (const auto& [k, v] : p.fit->op_scale) f["op_scale"][k] = sig6(v);
+    for (const auto& [k, v] : p.fit->op_slope) f["op_slope"][k] = sig6(v);
     root["fit"] = f;
   }
   if (p.prefill_residuals) root["residuals"]["prefill"] = residuals_node(*p.prefill_residuals);

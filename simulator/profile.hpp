@@ -39,9 +39,12 @@ struct ProfileCurves {
   double collective_fixed_s = 0, collective_s_per_byte = 0;  // in-process all-reduce / all-to-all between ranks
 };
 
-// Fitted on the calibration half of `moeplan validate` (per phase: "prefill" or "decode").
+// Fitted on the calibration half of `moeplan validate`, per phase and rank count. Keys "decode/r1:attn.qkv"
+// (phase "prefill" or "decode", ranks, op name); a key without "/rN" applies to every rank count. An op's
+// correction at a step of T tokens (decode: sequences; prefill: prompt tokens) is scale · T^slope.
 struct ProfileFit {
-  std::map<std::string, double> op_scale;  // "decode:attn.qkv" -> measured / predicted
+  std::map<std::string, double> op_scale;  // geometric-mean measured / predicted at T = 1
+  std::map<std::string, double> op_slope;  // d log(measured / predicted) / d log T (0 when absent)
   double prefill_fixed_s = 0, prefill_per_token_s = 0;  // untimed remainder of a step: a + b · tokens
   double decode_fixed_s = 0, decode_per_token_s = 0;
   int configurations = 0;
@@ -84,6 +87,10 @@ std::string profile_dtype(const std::string& weight_format);
 
 enum class Phase { prefill, decode };
 const char* phase_name(Phase p);
+// The fit key of an op: "decode/r2:attn.qkv".
+std::string fit_key(const std::string& phase, int ranks, const std::string& op);
+// scale and slope of an op's fitted correction (1 and 0 without a fit or an entry).
+std::pair<double, double> fit_correction(const ProfileFit* fit, const std::string& phase, int ranks, const std::string& op);
 
 // Seconds of one invocation of `op` at step values `x` on curves `c`, before the fitted scale.
 double profile_op_seconds(const ProfileCurves& c, const model::Op& op, const model::StepValues& x);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "common/error.hpp"
 
@@ -151,14 +152,10 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
     p.expert = op.kind == OpKind::expert_gemm;
 
     if (curves_) {  // measured profile: op_time prices it from the curves
-      if (const auto& fit = hw_.profile->fit) {
-        auto scale = [&](const char* phase) {
-          const auto it = fit->op_scale.find(std::string(phase) + ":" + op.name);
-          return it == fit->op_scale.end() ? 1.0 : it->second;
-        };
-        p.scale_prefill = scale("prefill");
-        p.scale_decode = scale("decode");
-      }
+      const ProfileFit* fit = hw_.profile->fit ? &*hw_.profile->fit : nullptr;
+      const int ranks = layout_.tp * layout_.dp * layout_.pp;
+      std::tie(p.scale_prefill, p.slope_prefill) = fit_correction(fit, "prefill", ranks, op.name);
+      std::tie(p.scale_decode, p.slope_decode) = fit_correction(fit, "decode", ranks, op.name);
       priced_.push_back(p);
       continue;
     }
@@ -271,7 +268,10 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
   if (repeat <= 0) return 0;
   if (curves_) {
     const bool prefill = x[ix(StepVar::prefill_tokens)] > 0;
-    const double t = repeat * (prefill ? p.scale_prefill : p.scale_decode) * profile_op_seconds(*curves_, op, x);
+    const double tokens = std::max(1.0, x[ix(prefill ? StepVar::prefill_tokens : StepVar::decode_tokens)]);
+    const double slope = prefill ? p.slope_prefill : p.slope_decode;
+    const double t = repeat * (prefill ? p.scale_prefill : p.scale_decode) * (slope != 0 ? std::pow(tokens, slope) : 1.0) *
+                     profile_op_seconds(*curves_, op, x);
     if (out) {
       const bool comm = model::is_collective(op.kind);
       (comm ? out->comm_s : out->compute_s) = t;

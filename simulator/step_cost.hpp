@@ -100,7 +100,8 @@ class StepModel {
     // collectives: time = fixed_s + bytes × per_byte_s
     double comm_fixed_s = 0, comm_per_byte_s = 0;
     bool expert = false;
-    double scale_prefill = 1, scale_decode = 1;  // a profile's fitted corrections for this op
+    double scale_prefill = 1, scale_decode = 1;  // a profile's fitted corrections for this op: scale · tokens^slope
+    double slope_prefill = 0, slope_decode = 0;
   };
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
   double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;

@@ -125,9 +125,9 @@ TEST_CASE("Corrupt profiles are one InputError naming the file and the field") {
   no_triad.replace(no_triad.find("triad_gb_per_s"), 5, "xxxxx");
   fails_with("p_notriad.yaml", no_triad, "triad_gb_per_s");
   std::string bad_rows = good;
-  const auto at = bad_rows.find("rows: [1, 1000000]");
+  const auto at = bad_rows.find("rows: [1, 1e+06]");
   REQUIRE(at != std::string::npos);
-  bad_rows.replace(at, 18, "rows: [5, 2]      ");
+  bad_rows.replace(at, 16, "rows: [5, 2]    ");
   fails_with("p_rows.yaml", bad_rows, "increase strictly");
   std::string neg = good;
   neg.replace(neg.find("elementwise_gb_per_s: 30"), 24, "elementwise_gb_per_s: -3");
