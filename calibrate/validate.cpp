@@ -97,10 +97,7 @@ std::vector<Point> default_grid(bool quick, const ValidateGrid& g) {
         if (r > 1 && !user_pairs && i % 3 != 0) continue;
         out.push_back({"decode", "uniform", e, pairs[i].first, pairs[i].second, 0, r});
       }
-      for (std::size_t i = 0; i < prefill.size(); ++i) {
-        if (r > 1 && !user_pairs && i % 2 != 0) continue;
-        out.push_back({"prefill", "uniform", e, 1, 0, prefill[i], r});
-      }
+      for (std::size_t i = 0; i < prefill.size(); ++i) out.push_back({"prefill", "uniform", e, 1, 0, prefill[i], r});
     }
   }
   if (g.skewed) {  // the skewed router: largest expert count, one rank, the middle context, batches > 1
@@ -570,7 +567,14 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
       }
       // A slope needs points at least a factor of 4 apart in tokens; otherwise the geometric mean alone. It is
       // bounded to ±0.5 (a correction growing faster than √tokens would say the curves are wrong, not the fit).
-      const double slope = hi - lo >= std::log(4.0) && sxx > 0 ? std::clamp(sxy / sxx, -0.5, 0.5) : 0.0;
+      // Too few points for a slope on 2 ranks: the 1-rank slope of the same op (the map is sorted, r1 comes first).
+      double slope = 0;
+      if (hi - lo >= std::log(4.0) && sxx > 0) {
+        slope = std::clamp(sxy / sxx, -0.5, 0.5);
+      } else if (key.find("/r1:") == std::string::npos) {
+        const std::string one = phase + "/r1:" + key.substr(key.find(':') + 1);
+        if (const auto it = fit.op_slope.find(one); it != fit.op_slope.end()) slope = it->second;
+      }
       fit.op_scale[key] = std::exp(my - slope * mx);
       if (slope != 0) fit.op_slope[key] = slope;
     }
