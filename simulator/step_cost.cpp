@@ -144,20 +144,20 @@ OpRates op_rates(const model::Op& op, const Hardware& h) {
   return p;
 }
 
-CollectiveRates collective_rates(const model::Op& op, const Hardware& hw, const model::ParallelLayout& layout) {
+CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hardware& hw, const model::ParallelLayout& layout) {
   CollectiveRates c;
-  const int n = op.group_ranks;
+  const int n = group_ranks;
   if (hw.host || n <= 1) return c;  // no collective on one device
   const Efficiency& e = hw.eff;
   const int gpn = std::max(1, hw.gpus_per_node);
   const double base = e.collective_base_us * 1e-6;
   double bw = 0, alpha = 0;
   c.runs = true;
-  if (op.kind == OpKind::send_recv) {
+  if (kind == OpKind::send_recv) {
     link_for(hw, layout.tp * layout.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
     c.fixed_s = base + alpha;
     c.per_byte_s = 1.0 / (bw * e.comm_bandwidth);
-  } else if (op.kind == OpKind::all_to_all) {
+  } else if (kind == OpKind::all_to_all) {
     link_for(hw, n, &bw, &alpha);
     c.fixed_s = base + alpha;
     if (n > gpn && hw.inter_bandwidth_bytes_per_s > 0 && hw.intra_bandwidth_bytes_per_s > 0) {
@@ -168,7 +168,7 @@ CollectiveRates collective_rates(const model::Op& op, const Hardware& hw, const 
     } else {
       c.per_byte_s = 1.0 / (bw * e.all_to_all_bandwidth);
     }
-  } else if (op.kind == OpKind::all_reduce) {
+  } else if (kind == OpKind::all_reduce) {
     // Ring all-reduce: 2(n−1) steps, each moving 1/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
     link_for(hw, n, &bw, &alpha);
     c.fixed_s = base + 2.0 * (n - 1) * alpha;
@@ -225,7 +225,7 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
     p.expert = op.kind == OpKind::expert_gemm;
 
     if (model::is_collective(op.kind)) {
-      const CollectiveRates c = collective_rates(op, hw_, layout_);
+      const CollectiveRates c = collective_rates(op.kind, op.group_ranks, hw_, layout_);
       if (!c.runs) continue;
       p.comm_fixed_s = c.fixed_s;
       p.comm_per_byte_s = c.per_byte_s;

@@ -73,7 +73,7 @@ struct CollectiveRates {
   bool runs = false;
   double fixed_s = 0, per_byte_s = 0;
 };
-CollectiveRates collective_rates(const model::Op& op, const Hardware& hw, const model::ParallelLayout& layout);
+CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hardware& hw, const model::ParallelLayout& layout);
 // The pipeline hand-off between stages: fixed_s + tokens × per_byte_s (per_byte_s is per token here); zero for pp = 1.
 CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& layout, double activation_bytes,
                                std::int64_t hidden);
