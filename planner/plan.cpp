@@ -27,16 +27,20 @@ using detail::d;
 // One batch of one layout on the plane: GPU- and precision-independent.
 struct BatchPoint {
   std::int64_t batch = 0;
-  simulator::PlaneVector mixed{}, decode_only{};  // the steady step, and its decode part alone
+  double a = 0;                                   // sequences decoding
+  simulator::PlaneVector mixed{}, decode_only{};  // the steady step, and its decode part alone (when has_decode_only)
+  bool has_decode_only = false;
   double output_per_step = 0, ttft_steps = 0;
 };
 
-BatchPoint batch_point(const simulator::StepPlane& plane, const PlanRequest& r, std::int64_t batch) {
+BatchPoint batch_point(const simulator::StepPlane& plane, const PlanRequest& r, std::int64_t batch, bool with_decode_only) {
   const detail::SteadyStep st = detail::steady_step(r, batch);
   BatchPoint p;
   p.batch = batch;
+  p.a = st.a;
   p.mixed = plane.point(st.a, st.b);
-  p.decode_only = plane.point(st.a, 0);
+  if (with_decode_only) p.decode_only = plane.point(st.a, 0);
+  p.has_decode_only = with_decode_only;
   p.output_per_step = st.output_per_step;
   p.ttft_steps = st.ttft_steps;
   return p;
@@ -49,6 +53,7 @@ struct LayoutCell {
   bool has_window = false;
   std::int64_t window_tokens = 0;
   std::vector<BatchPoint> points;               // along the batch list, filled as far as a GPU's KV cap needs
+  simulator::PlanePoints steady;                // their steady steps, term by term
 };
 
 struct GraphCell {  // one (precision, layout)
@@ -123,6 +128,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
   const std::vector<std::int64_t> batch_list = detail::batches_up_to(r.max_batch);
   simulator::OpSignatures signatures;
   simulator::StepFormula formula;
+  std::vector<double> step_times;  // per batch of the list, for one configuration
 
   for (const gpu_db::GpuSpec* gpu : r.gpus) {
     // Price once per GPU.
@@ -228,36 +234,38 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
             sr.routing = simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, layout.ep);
             slow.emplace(sr, gc.graph);
           }
-          // A batch's steady step. Its decode-only part serves only the prefill share of a row that is kept (the
-          // operating point, the closest miss): priced when asked.
-          auto price_point = [&](const BatchPoint& p, bool with_decode_only) {
+          // A batch's steady step (from its step time when one is at hand). Its decode-only part serves only the
+          // prefill share of a row that is kept (the operating point, the closest miss): priced when asked.
+          auto price_point = [&](const BatchPoint& p, const double* step_time) {
             if (slow) return detail::operating_point(*slow, r, p.batch, window_kind);
             detail::Operating op;
-            op.step_s = formula.step_time_s(p.mixed);
-            if (with_decode_only) op.decode_only_s = formula.step_time_s(p.decode_only);
+            op.step_s = step_time ? *step_time : formula.step_time_s(p.mixed);
             op.output_per_step = p.output_per_step;
             op.ttft_s = op.step_s * p.ttft_steps;
             return op;
           };
           auto decode_only_s = [&](const BatchPoint& p, const detail::Operating& op) {
-            return slow ? op.decode_only_s : formula.step_time_s(p.decode_only);
+            if (slow) return op.decode_only_s;
+            return formula.step_time_s(p.has_decode_only ? p.decode_only : lc.plane->point(p.a, 0));
           };
-          auto point_at = [&](std::size_t k) -> const BatchPoint& {
-            while (lc.points.size() <= k) lc.points.push_back(batch_point(*lc.plane, r, batch_list[lc.points.size()]));
-            return lc.points[k];
+          auto points_up_to = [&](std::size_t n) {
+            while (lc.points.size() < n) {
+              lc.points.push_back(batch_point(*lc.plane, r, batch_list[lc.points.size()], true));
+              lc.steady.push_back(lc.points.back().mixed);
+            }
           };
 
           // The operating point: the largest batch whose TTFT/TPOT meet the SLO (TPOT grows with the batch).
           struct Best {
-            BatchPoint point;
+            const BatchPoint* point;
             detail::Operating op;
             double tps = 0;
           };
           std::optional<Best> best;
           Reject miss = Reject::tpot_slo;
-          auto consider = [&](const BatchPoint& p) {
+          auto consider = [&](const BatchPoint& p, const double* step_time) {
             ++res.operating_points;
-            const detail::Operating op = price_point(p, false);
+            const detail::Operating op = price_point(p, step_time);
             const double ttft_ms = op.ttft_s * 1e3, tpot_ms = op.step_s * 1e3, per_user = 1e3 / tpot_ms;
             const double tps = op.output_per_step * layout.dp / op.step_s;
             const double over_ttft = r.ttft_ms > 0 ? ttft_ms / r.ttft_ms : 0;
@@ -291,12 +299,21 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
               }
               return;
             }
-            if (!best || tps > best->tps) best = Best{p, op, tps};
+            if (!best || tps > best->tps) best = Best{&p, op, tps};
           };
+          // Batches of the list up to the cap, priced in one pass, then the cap itself when it is not on the list.
           const std::int64_t cap = std::min(r.max_batch, kv_batch);
-          std::size_t k = 0;
-          for (; k < batch_list.size() && batch_list[k] <= cap; ++k) consider(point_at(k));
-          if (k == 0 || batch_list[k - 1] != cap) consider(batch_point(*lc.plane, r, cap));
+          std::size_t listed = 0;
+          while (listed < batch_list.size() && batch_list[listed] <= cap) ++listed;
+          points_up_to(std::max<std::size_t>(listed, 1));
+          step_times.resize(listed);
+          if (!slow) formula.step_times_s(lc.steady, listed, step_times.data());
+          for (std::size_t k = 0; k < listed; ++k) consider(lc.points[k], slow ? nullptr : &step_times[k]);
+          BatchPoint capped;  // the cap when it is not on the list (lives as long as `best` may point at it)
+          if (listed == 0 || batch_list[listed - 1] != cap) {
+            capped = batch_point(*lc.plane, r, cap, false);
+            consider(capped, nullptr);
+          }
           if (!best) {
             reject(miss);
             continue;
@@ -307,18 +324,20 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
           row.precision = prec.spec;
           row.weight_only = !native;
           row.layout = layout;
-          row.batch = best->point.batch;
+          row.batch = best->point->batch;
           row.kv_limited_batch = kv_batch;
           row.output_tokens_per_s = best->tps;
           row.tpot_ms = best->op.step_s * 1e3;
           row.output_tokens_per_s_per_user = 1e3 / row.tpot_ms;
           row.ttft_ms = best->op.ttft_s * 1e3;
           const double step_s = best->op.step_s;
-          const double decode_s = decode_only_s(best->point, best->op);
+          const double decode_s = decode_only_s(*best->point, best->op);
           row.prefill_time_share = step_s > 0 ? std::max(0.0, (step_s - decode_s) / step_s) : 0;
           // Price the operating point (docs/planner.md "Cost"), with batch 1 on the same GPUs beside it.
-          const BatchPoint one = !batch_list.empty() && batch_list[0] == 1 ? point_at(0) : batch_point(*lc.plane, r, 1);
-          detail::price_row(row, mem, price, price_source, r, price_point(one, false));
+          const bool one_listed = !batch_list.empty() && batch_list[0] == 1 && listed > 0;
+          const BatchPoint one = one_listed ? lc.points[0] : batch_point(*lc.plane, r, 1, false);
+          const detail::Operating batch1 = price_point(one, one_listed && !slow ? &step_times[0] : nullptr);
+          detail::price_row(row, mem, price, price_source, r, batch1);
           res.rows.push_back(std::move(row));
         }
       }

@@ -17,6 +17,8 @@ Setup check_request(const PlanRequest& r) {
   if (r.gpus.empty()) throw InputError("--gpus selects no GPU (see moeplan gpus)");
   if (r.precision_specs.empty()) throw InputError("--precisions is empty");
   if (r.input_tokens < 1 || r.output_tokens < 1) throw InputError("--input and --output must be at least 1 token");
+  if (r.max_batch < 1 || r.max_num_batched_tokens < 1)
+    throw InputError("--max-batch and --max-num-batched-tokens must be at least 1");
   if (m.max_context_tokens > 0 && r.input_tokens + r.output_tokens > m.max_context_tokens)
     throw InputError("--input + --output is above " + m.name + "'s limit of " + with_commas(m.max_context_tokens) + " tokens");
   for (double v : {r.ttft_ms, r.tpot_ms, r.min_tokens_per_s_per_user, r.budget_usd_per_month, r.budget_usd_per_hour,

@@ -39,8 +39,8 @@ model::StepValues linear_values(const StepShape& shape, const model::ParallelLay
   return x;
 }
 
-PlaneVector project(const model::Linear& f, const StepPlane& plane) {
-  PlaneVector v{};
+// Adds the form's projection to v.
+void project_into(PlaneVector& v, const model::Linear& f, const StepPlane& plane) {
   for (int i = 0; i < f.terms; ++i) {
     const StepVar var = f.var[at(i)];
     const double c = f.coef[at(i)];
@@ -55,6 +55,11 @@ PlaneVector project(const model::Linear& f, const StepPlane& plane) {
       v[2] += c * plane.per_b()[ix(var)];
     }
   }
+}
+
+PlaneVector project(const model::Linear& f, const StepPlane& plane) {
+  PlaneVector v{};
+  project_into(v, f, plane);
   return v;
 }
 
@@ -67,6 +72,16 @@ double dot(const PlaneVector& f, const PlaneVector& s) {
 }
 
 }  // namespace
+
+void PlanePoints::push_back(const PlaneVector& s) {
+  bool alike_first = alike == size();
+  for (std::size_t j = 0; j < terms.size(); ++j) {
+    if (!(s[j] >= 0)) throw std::logic_error("StepFormula: plane terms must be non-negative numbers");
+    if (!terms[j].empty()) alike_first = alike_first && (terms[j][0] > 0) == (s[j] > 0);
+    terms[j].push_back(s[j]);
+  }
+  if (alike_first) ++alike;
+}
 
 StepPlane::StepPlane(const model::ModelConfig& m, const model::ParallelLayout& layout, const RoutingModel& routing,
                      const StepShape& unit_a, const StepShape& unit_b)
@@ -108,7 +123,7 @@ int OpSignatures::intern(const model::Op& op) {
   return static_cast<int>(ops_.size() - 1);
 }
 
-const OpRates& DeviceRates::of(int id) {
+const OpRates& DeviceRates::compute(int id) {
   const auto i = static_cast<std::size_t>(id);
   if (i >= rates_.size()) {
     rates_.resize(static_cast<std::size_t>(sigs_->size()));
@@ -127,8 +142,7 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
   stage_tokens_[2] = plane.per_b()[ix(StepVar::tokens)];
   auto terms = [](const PlaneVector& f) {
     unsigned t = 0;
-    for (int j = 0; j < kPlaneTerms; ++j)
-      if (f[at(j)] > 0) t |= 1u << j;
+    for (int j = 0; j < kPlaneTerms; ++j) t |= static_cast<unsigned>(f[at(j)] > 0) << j;
     return t;
   };
   std::vector<const model::Op*> first;  // the op each entry came from
@@ -151,12 +165,13 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       e.expert = op.kind == OpKind::expert_gemm;
       e.flops = project(op.flops, plane);
       e.bytes = project(op.weight_bytes, plane);
-      const PlaneVector act = project(op.act_bytes, plane);
-      for (int j = 0; j < kPlaneTerms; ++j) e.bytes[at(j)] += act[at(j)];
+      project_into(e.bytes, op.act_bytes, plane);
       e.kv = project(op.kv_bytes, plane);
       rows = project(op.rows, plane);
       exact_ = exact_ && non_negative(e.flops) && non_negative(e.bytes) && non_negative(e.kv) && non_negative(rows);
-      e.cost_terms = terms(e.flops) | terms(e.bytes) | terms(e.kv);
+      PlaneVector cost = e.flops;
+      for (int j = 0; j < kPlaneTerms; ++j) cost[at(j)] += e.bytes[at(j)] + e.kv[at(j)];
+      e.cost_terms = terms(cost);
       e.row_terms = terms(rows);
       if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head || e.expert) {
         // The tile-fill factor needs FLOPs = c × rows, term by term.
@@ -194,37 +209,63 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
     first.push_back(&op);
     keys.push_back(key);
   }
+  // From here on the forms cover every repeat.
+  for (Entry& e : ops_) {
+    for (int j = 0; j < kPlaneTerms; ++j) {
+      e.flops[at(j)] *= e.repeat;
+      e.bytes[at(j)] *= e.repeat;
+      e.kv[at(j)] *= e.repeat;
+    }
+    e.flops_per_row *= e.repeat;
+  }
 }
 
 void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {
   ops_ = &ops;
-  rates_ = &rates;
   by_mask_.fill(-1);
+  asked_.fill(0);
+  last_mask_ = 64;
+  last_ = nullptr;
   variants_.clear();
   open_.clear();
-  priced_.clear();
+  priced_.resize(ops.ops_.size());
   const Hardware& hw = rates.hardware();
   // Every rate up front, in the graph's op order, so a missing link or peak throws as StepModel's constructor does.
-  for (const PlaneOps::Entry& e : ops.ops_) {
-    Priced p;
+  for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
+    const PlaneOps::Entry& e = ops.ops_[i];
+    Priced& p = priced_[i];
     if (e.collective) {
       // repeat × (fixed + bytes × per byte), when bytes > 0.
       const CollectiveRates c = collective_rates(e.kind, e.group_ranks, hw, ops.layout_);
       p.runs = c.runs;
       p.overhead_s = e.repeat * c.fixed_s;
-      for (int j = 0; j < kPlaneTerms; ++j) p.memory[at(j)] = e.repeat * c.per_byte_s * e.bytes[at(j)];
-    } else {
-      // repeat × (max(compute, memory) + overhead), when FLOPs, bytes or KV bytes are positive.
-      const OpRates& r = rates.of(e.signature);
-      for (int j = 0; j < kPlaneTerms; ++j) {
-        p.compute[at(j)] = e.repeat * (e.flops[at(j)] * r.inv_flops);
-        p.memory[at(j)] = e.repeat * (e.bytes[at(j)] * r.inv_bw + e.kv[at(j)] * r.inv_kv_bw);
-      }
-      // Tile fill: FLOPs·(rows + half)/rows = FLOPs + (FLOPs/rows)·half; expert rows are per touched expert.
-      if (r.rows_half > 0) p.half_s = e.repeat * (r.inv_flops * e.flops_per_row * r.rows_half);
-      p.overhead_s = e.repeat * r.overhead_s;
+      p.half_s = 0;
+      p.compute = {};
+      for (int j = 0; j < kPlaneTerms; ++j) p.memory[at(j)] = c.per_byte_s * e.bytes[at(j)];
+      p.binds = Priced::Binds::memory;
+      continue;
     }
-    priced_.push_back(p);
+    // repeat × (max(compute, memory) + overhead), when FLOPs, bytes or KV bytes are positive.
+    const OpRates& r = rates.of(e.signature);
+    p.runs = true;
+    for (int j = 0; j < kPlaneTerms; ++j) {
+      p.compute[at(j)] = e.flops[at(j)] * r.inv_flops;
+      p.memory[at(j)] = e.bytes[at(j)] * r.inv_bw + e.kv[at(j)] * r.inv_kv_bw;
+    }
+    // Tile fill: FLOPs·(rows + half)/rows = FLOPs + (FLOPs/rows)·half; expert rows are per touched expert.
+    p.half_s = r.rows_half > 0 ? r.inv_flops * e.flops_per_row * r.rows_half : 0.0;
+    p.overhead_s = e.repeat * r.overhead_s;
+    PlaneVector compute = p.compute;
+    if (e.row_terms) compute[e.expert ? 4 : 0] += p.half_s;
+    // Where one side is at least the other term by term (all terms ≥ 0), it binds for every step.
+    bool compute_binds = true, memory_binds = true;
+    for (int j = 0; j < kPlaneTerms; ++j) {
+      compute_binds = compute_binds && compute[at(j)] >= p.memory[at(j)];
+      memory_binds = memory_binds && compute[at(j)] <= p.memory[at(j)];
+    }
+    p.binds = memory_binds    ? Priced::Binds::memory
+              : compute_binds ? Priced::Binds::compute
+                              : Priced::Binds::neither;
   }
   const CollectiveRates p2p = pipeline_rates(hw, ops.layout_, ops.activation_bytes_, ops.hidden_);
   p2p_fixed_s_ = p2p.fixed_s;
@@ -232,39 +273,56 @@ void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {
   step_overhead_s_ = hw.eff.step_overhead_us * 1e-6;
 }
 
+unsigned StepFormula::group_of(const PlaneVector& o) {
+  if (o[3] == 0 && o[4] == 0 && o[5] == 0) return 0;  // 1, a, b
+  if (o[1] == 0 && o[2] == 0) return 1;                // 1, touched, max(1, touched), assignments
+  return 2;
+}
+
+void StepFormula::add_op(const PlaneVector& compute, const PlaneVector& memory, PlaneVector& base) {
+  bool compute_binds = true, memory_binds = true;
+  for (int j = 0; j < kPlaneTerms; ++j) {
+    compute_binds = compute_binds && compute[at(j)] >= memory[at(j)];
+    memory_binds = memory_binds && compute[at(j)] <= memory[at(j)];
+  }
+  const PlaneVector& bound = compute_binds && !memory_binds ? compute : memory;
+  for (int j = 0; j < kPlaneTerms; ++j) base[at(j)] += bound[at(j)];
+  if (!memory_binds && !compute_binds) {
+    PlaneVector open{};
+    for (int j = 0; j < kPlaneTerms; ++j) open[at(j)] = compute[at(j)] - memory[at(j)];
+    scratch_[group_of(open)].push_back(open);
+  }
+}
+
 void StepFormula::compile(unsigned mask) {
   Variant v;
   PlaneVector& base = v.base;
   const PlaneOps& ops = *ops_;
-  scratch_.clear();
+  for (auto& g : scratch_) g.clear();
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
     const PlaneOps::Entry& e = ops.ops_[i];
     const Priced& p = priced_[i];
     if (!p.runs || !(e.cost_terms & mask)) continue;  // the op does nothing in these steps
     base[0] += p.overhead_s;
-    if (e.collective) {
-      for (int j = 0; j < kPlaneTerms; ++j) base[at(j)] += p.memory[at(j)];
+    if (p.half_s > 0 && e.row_terms && !(e.row_terms & mask)) {
+      // No rows in these steps, so no tile fill: classify again without it, on the terms present.
+      PlaneVector compute{}, memory{};
+      for (int j = 0; j < kPlaneTerms; ++j) {
+        if (!(mask >> j & 1u)) continue;
+        compute[at(j)] = p.compute[at(j)];
+        memory[at(j)] = p.memory[at(j)];
+      }
+      add_op(compute, memory, base);
       continue;
     }
-    PlaneVector compute{}, memory{};
-    for (int j = 0; j < kPlaneTerms; ++j) {
-      if (!(mask >> j & 1u)) continue;  // a zero term: its coefficients cannot bind
-      compute[at(j)] = p.compute[at(j)];
-      memory[at(j)] = p.memory[at(j)];
-    }
-    if (p.half_s > 0 && (e.row_terms & mask)) compute[e.expert ? 4 : 0] += p.half_s;
-    // Where one side is at least the other term by term (all terms ≥ 0), it binds for every step of the pattern.
-    bool compute_binds = true, memory_binds = true;
-    for (int j = 0; j < kPlaneTerms; ++j) {
-      if (compute[at(j)] < memory[at(j)]) compute_binds = false;
-      if (compute[at(j)] > memory[at(j)]) memory_binds = false;
-    }
-    const PlaneVector& bound = memory_binds || !compute_binds ? memory : compute;
+    PlaneVector compute = p.compute;
+    if (e.row_terms) compute[e.expert ? 4 : 0] += p.half_s;
+    const PlaneVector& bound = p.binds == Priced::Binds::compute ? compute : p.memory;
     for (int j = 0; j < kPlaneTerms; ++j) base[at(j)] += bound[at(j)];
-    if (!memory_binds && !compute_binds) {
-      PlaneVector open{};
-      for (int j = 0; j < kPlaneTerms; ++j) open[at(j)] = compute[at(j)] - memory[at(j)];
-      scratch_.push_back(open);
+    if (p.binds == Priced::Binds::neither) {
+      PlaneVector open;
+      for (int j = 0; j < kPlaneTerms; ++j) open[at(j)] = compute[at(j)] - p.memory[at(j)];
+      scratch_[group_of(open)].push_back(open);
     }
   }
   // pp > 1: pp micro-batches, each through the bottleneck stage and one hand-off: pp × (stage + p2p) + overhead.
@@ -273,57 +331,144 @@ void StepFormula::compile(unsigned mask) {
     base[0] += p2p_fixed_s_;
     for (int j = 0; j < kPlaneTerms; ++j) base[at(j)] += p2p_per_token_s_ * ops.stage_tokens_[at(j)];
     for (double& c : base) c *= pp;
-    for (PlaneVector& o : scratch_)
-      for (double& c : o) c *= pp;
+    for (auto& g : scratch_)
+      for (PlaneVector& o : g)
+        for (double& c : o) c *= pp;
   }
   base[0] += step_overhead_s_;
-  // Open terms column by column, padded to an even count (a zero term adds max(0, 0) = 0).
+  // Open terms by group, each column by column.
+  static constexpr std::array<std::array<int, 6>, 3> kColumns = {
+      {{0, 1, 2, -1, -1, -1}, {0, 3, 4, 5, -1, -1}, {0, 1, 2, 3, 4, 5}}};
+  static constexpr std::array<std::size_t, 3> kWidth = {3, 4, 6};
   v.first = open_.size();
-  v.count = scratch_.size() + scratch_.size() % 2;
-  open_.resize(v.first + kPlaneTerms * v.count, 0.0);
-  for (std::size_t k = 0; k < scratch_.size(); ++k)
-    for (int j = 0; j < kPlaneTerms; ++j) open_[v.first + at(j) * v.count + k] = scratch_[k][at(j)];
+  std::array<std::size_t, 3> n{};
+  for (std::size_t g = 0; g < 3; ++g) {
+    const std::vector<PlaneVector>& terms = scratch_[g];
+    n[g] = terms.size();
+    const std::size_t start = open_.size();
+    open_.resize(start + kWidth[g] * n[g], 0.0);
+    for (std::size_t k = 0; k < terms.size(); ++k)
+      for (std::size_t c = 0; c < kWidth[g]; ++c) open_[start + c * n[g] + k] = terms[k][at(kColumns[g][c])];
+  }
+  v.tokens = n[0];
+  v.experts = n[1];
+  v.others = n[2];
   by_mask_[mask] = static_cast<int>(variants_.size());
   variants_.push_back(v);
 }
 
-int StepFormula::variant_for(const PlaneVector& s) {
+unsigned StepFormula::pattern(const PlaneVector& s) {
   unsigned mask = 0;
-  bool negative = false;
+  bool ok = true;
   for (int j = 0; j < kPlaneTerms; ++j) {
     mask |= static_cast<unsigned>(s[at(j)] > 0) << j;
-    negative |= !(s[at(j)] >= 0);
+    ok = ok && s[at(j)] >= 0;
   }
-  if (negative) throw std::logic_error("StepFormula: plane terms must be non-negative numbers");
-  if (by_mask_[mask] < 0) compile(mask);
-  return by_mask_[mask];
+  if (!ok) throw std::logic_error("StepFormula: plane terms must be non-negative numbers");
+  return mask;
 }
 
-double StepFormula::step_time_s(const PlaneVector& s) {
-  const Variant& v = variants_[static_cast<std::size_t>(variant_for(s))];
-  const std::size_t n = v.count;
-  const double* c = open_.data() + v.first;
-  double t0 = 0, t1 = 0;
-  for (std::size_t k = 0; k < n; k += 2) {
-    const double a0 = c[k] * s[0] + c[n + k] * s[1] + c[2 * n + k] * s[2] + c[3 * n + k] * s[3] + c[4 * n + k] * s[4] +
-                      c[5 * n + k] * s[5];
-    const double a1 = c[k + 1] * s[0] + c[n + k + 1] * s[1] + c[2 * n + k + 1] * s[2] + c[3 * n + k + 1] * s[3] +
-                      c[4 * n + k + 1] * s[4] + c[5 * n + k + 1] * s[5];
-    t0 += std::max(0.0, a0);
-    t1 += std::max(0.0, a1);
+const StepFormula::Variant& StepFormula::variant(unsigned mask) {
+  if (mask == last_mask_) return *last_;
+  if (by_mask_[mask] < 0) compile(mask);
+  last_mask_ = mask;
+  last_ = &variants_[static_cast<std::size_t>(by_mask_[mask])];
+  return *last_;
+}
+
+// The op terms summed one by one, without compiling a variant: cheaper for a pattern priced once (the planner
+// prices one decode-only step per configuration).
+double StepFormula::direct_time_s(const PlaneVector& s, unsigned mask) const {
+  const PlaneOps& ops = *ops_;
+  double stage = 0;
+  for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
+    const PlaneOps::Entry& e = ops.ops_[i];
+    const Priced& p = priced_[i];
+    if (!p.runs || !(e.cost_terms & mask)) continue;  // the op does nothing in these steps
+    const double memory = dot(p.memory, s);
+    double compute = e.collective ? 0.0 : dot(p.compute, s);
+    if (p.half_s > 0 && (e.row_terms & mask)) compute += p.half_s * (e.expert ? s[4] : 1.0);
+    stage += std::max(compute, memory) + p.overhead_s;
   }
-  return dot(v.base, s) + (t0 + t1);
+  const double pp = ops.layout_.pp;
+  if (pp > 1) stage = pp * (stage + p2p_fixed_s_ + p2p_per_token_s_ * dot(ops.stage_tokens_, s));
+  return stage + step_overhead_s_;
+}
+
+// Both step_time_s forms add base·s, then the open terms in the same order: token terms, expert terms, the rest.
+double StepFormula::step_time_s(const PlaneVector& s) {
+  const unsigned mask = pattern(s);
+  if (by_mask_[mask] < 0 && asked_[mask]++ == 0) return direct_time_s(s, mask);
+  const Variant& v = variant(mask);
+  const double* c = open_.data() + v.first;
+  double t = dot(v.base, s);
+  std::size_t n = v.tokens;
+  for (std::size_t k = 0; k < n; ++k) t += std::max(0.0, c[k] * s[0] + c[n + k] * s[1] + c[2 * n + k] * s[2]);
+  c += 3 * n;
+  n = v.experts;
+  for (std::size_t k = 0; k < n; ++k)
+    t += std::max(0.0, c[k] * s[0] + c[n + k] * s[3] + c[2 * n + k] * s[4] + c[3 * n + k] * s[5]);
+  c += 4 * n;
+  n = v.others;
+  for (std::size_t k = 0; k < n; ++k)
+    t += std::max(0.0, c[k] * s[0] + c[n + k] * s[1] + c[2 * n + k] * s[2] + c[3 * n + k] * s[3] + c[4 * n + k] * s[4] +
+                           c[5 * n + k] * s[5]);
+  return t;
+}
+
+void StepFormula::step_times_s(const PlanePoints& points, std::size_t n, double* out) {
+  if (n == 0) return;
+  std::array<const double*, kPlaneTerms> x{};
+  for (std::size_t j = 0; j < x.size(); ++j) x[j] = points.terms[j].data();
+  auto point = [&](std::size_t i) {
+    PlaneVector s;
+    for (std::size_t j = 0; j < s.size(); ++j) s[j] = x[j][i];
+    return s;
+  };
+  if (points.alike < n) {  // zero patterns differ: one point at a time
+    for (std::size_t k = 0; k < n; ++k) out[k] = step_time_s(point(k));
+    return;
+  }
+  const Variant& v = variant(pattern(point(0)));
+  const PlaneVector& b = v.base;
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = b[0] * x[0][i] + b[1] * x[1][i] + b[2] * x[2][i] + b[3] * x[3][i] + b[4] * x[4][i] + b[5] * x[5][i];
+  const double* c = open_.data() + v.first;
+  std::size_t m = v.tokens;
+  for (std::size_t k = 0; k < m; ++k) {
+    const double c0 = c[k], c1 = c[m + k], c2 = c[2 * m + k];
+    for (std::size_t i = 0; i < n; ++i) out[i] += std::max(0.0, c0 * x[0][i] + c1 * x[1][i] + c2 * x[2][i]);
+  }
+  c += 3 * m;
+  m = v.experts;
+  for (std::size_t k = 0; k < m; ++k) {
+    const double c0 = c[k], c3 = c[m + k], c4 = c[2 * m + k], c5 = c[3 * m + k];
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] += std::max(0.0, c0 * x[0][i] + c3 * x[3][i] + c4 * x[4][i] + c5 * x[5][i]);
+  }
+  c += 4 * m;
+  m = v.others;
+  for (std::size_t k = 0; k < m; ++k) {
+    const double c0 = c[k], c1 = c[m + k], c2 = c[2 * m + k], c3 = c[3 * m + k], c4 = c[4 * m + k], c5 = c[5 * m + k];
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] += std::max(0.0, c0 * x[0][i] + c1 * x[1][i] + c2 * x[2][i] + c3 * x[3][i] + c4 * x[4][i] + c5 * x[5][i]);
+  }
 }
 
 std::size_t StepFormula::open_terms(const PlaneVector& s) {
-  const Variant& v = variants_[static_cast<std::size_t>(variant_for(s))];
-  std::size_t n = 0;
-  for (std::size_t k = 0; k < v.count; ++k) {
-    bool zero = true;
-    for (int j = 0; j < kPlaneTerms; ++j) zero = zero && open_[v.first + at(j) * v.count + k] == 0;
-    n += zero ? 0 : 1;
+  const Variant& v = variant(pattern(s));
+  const double* c = open_.data() + v.first;
+  std::size_t count = 0;
+  const std::array<std::pair<std::size_t, std::size_t>, 3> groups = {{{v.tokens, 3}, {v.experts, 4}, {v.others, 6}}};
+  for (const auto& [n, columns] : groups) {
+    for (std::size_t k = 0; k < n; ++k) {
+      bool zero = true;
+      for (std::size_t col = 0; col < columns; ++col) zero = zero && c[col * n + k] == 0;
+      count += zero ? 0 : 1;
+    }
+    c += columns * n;
   }
-  return n;
+  return count;
 }
 
 }  // namespace moeplan::simulator
