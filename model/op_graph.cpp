@@ -261,10 +261,11 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
     lc.attention = l0.attention;
     lc.rope = l0.rope;
     lc.layers = rep;
+    lc.layer_indices.reserve(layers.size());
     for (const LayerSpec* l : layers) lc.layer_indices.push_back(l->index);
     lc.label = std::string(l0.mlp == MlpKind::moe ? "moe" : "dense") + "+" + attention_kind_name(l0.attention) +
                (l0.rope || l0.attention == AttentionKind::mla ? "" : "(nope)");
-    g.layer_classes.push_back(lc);
+    g.layer_classes.push_back(std::move(lc));
     const ClassWeights w(m, req.precision, lay, layers, req.group_bytes);
     const bool window = is_window(l0.attention);
     const std::int64_t kv_per_token = kv_bytes_per_token_per_layer(m, l0, req.kv_dtype, kv_heads);
