@@ -224,6 +224,8 @@ TEST_CASE("StepFormula gives StepModel's step time anywhere on the plane, zero t
     // Ops merged across layer classes, and most ops bound by one term everywhere: few open terms remain.
     CHECK(ops.size() < graph->ops.size());
     CHECK(formula.open_terms(plane.point(8, 0.5)) < graph->ops.size() / 2);
+    PlanePoints steady, mixed;  // points with a and b > 0; points of every pattern
+    std::vector<double> want_steady, want_mixed;
     for (int i = 0; i < 300; ++i) {
       // Batches from 1 to ~4000 (log-uniform), prefill shares from 0 to 4 prompts; a decode-only or prefill-only
       // step now and then.
@@ -235,6 +237,20 @@ TEST_CASE("StepFormula gives StepModel's step time anywhere on the plane, zero t
       const double got = formula.step_time_s(plane.point(a, b));
       INFO("a = " << a << ", b = " << b);
       REQUIRE(got == Approx(want).epsilon(kTolerance));
+      mixed.push_back(plane.point(a, b));
+      want_mixed.push_back(want);
+      if (a > 0 && b > 0) {
+        steady.push_back(plane.point(a, b));
+        want_steady.push_back(want);
+      }
+    }
+    // Many points at once: one pattern (one pass over the open terms), and patterns mixed (point by point).
+    CHECK(steady.alike == steady.size());
+    CHECK(mixed.alike < mixed.size());
+    for (auto [points, want] : {std::pair{&steady, &want_steady}, std::pair{&mixed, &want_mixed}}) {
+      std::vector<double> got(points->size());
+      formula.step_times_s(*points, got.size(), got.data());
+      for (std::size_t k = 0; k < got.size(); ++k) REQUIRE(got[k] == Approx((*want)[k]).epsilon(kTolerance));
     }
   }
 }
