@@ -28,19 +28,22 @@ using detail::d;
 struct BatchPoint {
   std::int64_t batch = 0;
   double a = 0;                                   // sequences decoding
-  simulator::PlaneVector mixed{}, decode_only{};  // the steady step, and its decode part alone (when has_decode_only)
-  bool has_decode_only = false;
+  simulator::PlaneVector mixed{};                 // the steady step
   double output_per_step = 0, ttft_steps = 0;
+  // Its decode part alone, routed when a kept row first needs it (for the prefill share).
+  mutable std::optional<simulator::PlaneVector> decode_only;
+  const simulator::PlaneVector& decode_point(const simulator::StepPlane& plane) const {
+    if (!decode_only) decode_only = plane.point(a, 0);
+    return *decode_only;
+  }
 };
 
-BatchPoint batch_point(const simulator::StepPlane& plane, const PlanRequest& r, std::int64_t batch, bool with_decode_only) {
+BatchPoint batch_point(const simulator::StepPlane& plane, const PlanRequest& r, std::int64_t batch) {
   const detail::SteadyStep st = detail::steady_step(r, batch);
   BatchPoint p;
   p.batch = batch;
   p.a = st.a;
   p.mixed = plane.point(st.a, st.b);
-  if (with_decode_only) p.decode_only = plane.point(st.a, 0);
-  p.has_decode_only = with_decode_only;
   p.output_per_step = st.output_per_step;
   p.ttft_steps = st.ttft_steps;
   return p;
@@ -245,12 +248,15 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
             return op;
           };
           auto decode_only_s = [&](const BatchPoint& p, const detail::Operating& op) {
-            if (slow) return op.decode_only_s;
-            return formula.step_time_s(p.has_decode_only ? p.decode_only : lc.plane->point(p.a, 0));
+            return slow ? op.decode_only_s : formula.step_time_s(p.decode_point(*lc.plane));
           };
           auto points_up_to = [&](std::size_t n) {
+            if (lc.points.empty()) {
+              lc.points.reserve(batch_list.size());
+              for (auto& t : lc.steady.terms) t.reserve(batch_list.size());
+            }
             while (lc.points.size() < n) {
-              lc.points.push_back(batch_point(*lc.plane, r, batch_list[lc.points.size()], true));
+              lc.points.push_back(batch_point(*lc.plane, r, batch_list[lc.points.size()]));
               lc.steady.push_back(lc.points.back().mixed);
             }
           };
@@ -311,7 +317,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
           for (std::size_t k = 0; k < listed; ++k) consider(lc.points[k], slow ? nullptr : &step_times[k]);
           BatchPoint capped;  // the cap when it is not on the list (lives as long as `best` may point at it)
           if (listed == 0 || batch_list[listed - 1] != cap) {
-            capped = batch_point(*lc.plane, r, cap, false);
+            capped = batch_point(*lc.plane, r, cap);
             consider(capped, nullptr);
           }
           if (!best) {
@@ -335,7 +341,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
           row.prefill_time_share = step_s > 0 ? std::max(0.0, (step_s - decode_s) / step_s) : 0;
           // Price the operating point (docs/planner.md "Cost"), with batch 1 on the same GPUs beside it.
           const bool one_listed = !batch_list.empty() && batch_list[0] == 1 && listed > 0;
-          const BatchPoint one = one_listed ? lc.points[0] : batch_point(*lc.plane, r, 1, false);
+          const BatchPoint one = one_listed ? lc.points[0] : batch_point(*lc.plane, r, 1);
           const detail::Operating batch1 = price_point(one, one_listed && !slow ? &step_times[0] : nullptr);
           detail::price_row(row, mem, price, price_source, r, batch1);
           res.rows.push_back(std::move(row));
