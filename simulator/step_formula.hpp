@@ -9,7 +9,7 @@
 // the step costs base·s + Σ max(0, dᵢ·s). Ops that run or not depending on which terms are zero (prefill attention
 // in a decode-only step) are resolved per zero pattern of s. Collectives, the pipeline hand-off, pp and the step
 // overhead fold into the base. The planner prices a (graph, GPU) this way once and then each batch in a few dozen
-// multiply-adds, all batches of a configuration in one pass (docs/planner.md "Speed"); StepModel stays the
+// multiply-adds, all batches of a configuration in one pass (docs/planner.md "Speed and a peer"); StepModel stays the
 // reference, and tests/planner/test_plan_fast.cpp checks that both agree.
 #pragma once
 #include <array>
