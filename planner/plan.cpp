@@ -1,8 +1,9 @@
 // planner/plan: the sweep (see plan.hpp; the operating-point and cost formulas are derived in docs/planner.md).
 // What does not depend on the GPU is computed once: layout validity per count, memory breakdowns and op graphs per
 // (precision, layout), and per layout the plane point of every batch (its steady step and MoE routing). Each
-// (graph, GPU) is collapsed into a StepFormula (simulator/step_formula.hpp), and each batch then costs two
-// evaluations of it: a few dozen multiply-adds. plan_reference.cpp prices the same sweep op by op.
+// (graph, GPU) is collapsed into a StepFormula (simulator/step_formula.hpp); a configuration's batches are then
+// priced in one pass over it, a few dozen multiply-adds each, and the decode-only step only for the rows kept.
+// plan_reference.cpp prices the same sweep op by op.
 #include "planner/plan.hpp"
 
 #include <algorithm>
