@@ -1,6 +1,11 @@
 // The planner's default sweep for Llama 4 Maverick (every GPU in data/gpus.yaml × counts 1–64 × bf16/fp8/nvfp4 ×
-// layouts × batches): sweep time, configurations and operating points per second, and a naive version that
-// re-derives the model (parse config.json, count, build) for every configuration, with the ratio.
+// layouts × batches): sweep time, configurations and operating points per second, against
+//   - the reference sweep (plan_reference: a StepModel per configuration, every batch priced op by op), and
+//   - a naive version that re-derives the model (parse config.json, count, build) for every (GPU, count, precision)
+//     cell and plans that cell alone,
+// with the ratio of each to the sweep per configuration. A configuration is one (GPU, count, precision, layout)
+// that `plan --verbose` counts as evaluated. The machine is shared: run with --benchmark_repetitions=10 and read
+// the medians (docs/planner.md "Speed and a peer").
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -31,22 +36,47 @@ Data& data() {
   static Data d;
   return d;
 }
-double g_fast_s_per_config = 0;
+double g_sweep_s_per_config = 0;  // the fast sweep's seconds per configuration, for the ratios
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs a whole sweep per iteration and reports its rates; returns seconds per configuration.
+template <class Sweep>
+double sweep_benchmark(benchmark::State& state, Sweep sweep) {
+  const auto r = data().request();
+  planner::PlanResult res;
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    res = sweep(r, data().db);
+    seconds += seconds_since(t0);
+    benchmark::DoNotOptimize(res.rows.data());
+  }
+  const double sweeps = static_cast<double>(state.iterations());
+  const double configs = static_cast<double>(res.configurations);
+  state.counters["configurations"] = configs;
+  state.counters["operating_points"] = static_cast<double>(res.operating_points);
+  state.counters["configurations_per_s"] = benchmark::Counter(configs * sweeps, benchmark::Counter::kIsRate);
+  state.counters["operating_points_per_s"] =
+      benchmark::Counter(static_cast<double>(res.operating_points) * sweeps, benchmark::Counter::kIsRate);
+  state.counters["sweep_ms"] = seconds / sweeps * 1e3;
+  return seconds / sweeps / configs;
+}
 }  // namespace
 
 static void BM_default_sweep(benchmark::State& state) {
-  const auto r = data().request();
-  planner::PlanResult res;
-  for (auto _ : state) res = planner::plan(r, data().db);
-  state.counters["configurations"] = static_cast<double>(res.configurations);
-  state.counters["operating_points"] = static_cast<double>(res.operating_points);
-  state.counters["configurations_per_s"] =
-      benchmark::Counter(static_cast<double>(res.configurations) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["operating_points_per_s"] =
-      benchmark::Counter(static_cast<double>(res.operating_points) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  g_fast_s_per_config = res.sweep_seconds / static_cast<double>(res.configurations);
+  g_sweep_s_per_config = sweep_benchmark(state, planner::plan);
 }
 BENCHMARK(BM_default_sweep)->Unit(benchmark::kMillisecond);
+
+// The same sweep priced op by op: a StepModel per configuration (the implementation plan() replaced).
+static void BM_reference_sweep(benchmark::State& state) {
+  const double s = sweep_benchmark(state, planner::plan_reference);
+  if (g_sweep_s_per_config > 0) state.counters["reference_over_sweep"] = s / g_sweep_s_per_config;
+}
+BENCHMARK(BM_reference_sweep)->Unit(benchmark::kMillisecond);
 
 // Naive: for each (GPU, count, precision) re-read and re-derive the model, then plan that one cell.
 static void BM_naive_per_configuration(benchmark::State& state) {
@@ -56,7 +86,6 @@ static void BM_naive_per_configuration(benchmark::State& state) {
   double seconds = 0;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
-    configs = 0;
     for (std::size_t g = 0; g < 8 && g < base.gpus.size(); ++g) {
       for (const auto& prec : base.precision_specs) {
         for (int count : base.counts) {
@@ -70,11 +99,11 @@ static void BM_naive_per_configuration(benchmark::State& state) {
         }
       }
     }
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seconds += seconds_since(t0);
   }
   const double naive = seconds / static_cast<double>(std::max<std::int64_t>(1, configs));
   state.counters["us_per_configuration"] = naive * 1e6;
-  if (g_fast_s_per_config > 0) state.counters["naive_over_sweep"] = naive / g_fast_s_per_config;
+  if (g_sweep_s_per_config > 0) state.counters["naive_over_sweep"] = naive / g_sweep_s_per_config;
 }
 BENCHMARK(BM_naive_per_configuration)->Unit(benchmark::kMillisecond);
 

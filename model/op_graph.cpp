@@ -102,24 +102,37 @@ bool policy_quantises(const Precision& p, Module m) {
   return policy_covers(p.policy, probe);
 }
 
-// Bytes one GPU holds of every weight group matching (module, roles), averaged over the class's layers.
+// Bytes one GPU holds of every weight group matching (module, roles), averaged over the class's layers. One pass
+// over the class's weight groups sums them by (module, role); each op's query then adds a few of those sums.
 struct ClassWeights {
-  const ModelConfig* model;
-  const Precision* precision;
-  const ParallelLayout* layout;
-  std::vector<const LayerSpec*> layers;
+  static constexpr std::size_t kRoles = static_cast<std::size_t>(Role::other) + 1;
+  std::array<std::array<double, kRoles>, kModuleCount> by{};
+  double layers = 0;
 
-  double bytes(Module m, std::initializer_list<Role> roles) const {
-    double total = 0;
-    for (const LayerSpec* l : layers) {
-      for (const WeightGroup& w : l->weights) {
-        if (w.module != m) continue;
-        if (roles.size() && std::find(roles.begin(), roles.end(), w.role) == roles.end()) continue;
-        total += weight_group_bytes(w, *precision, l->index, static_cast<int>(model->num_layers)) *
-                 shard_fraction(*model, w, *layout);
+  ClassWeights(const ModelConfig& m, const Precision& p, const ParallelLayout& lay,
+               const std::vector<const LayerSpec*>& class_layers, const GroupBytes* cached) {
+    const std::array<double, 5> fraction = shard_fractions(m, lay);
+    for (const LayerSpec* l : class_layers) {
+      const std::vector<double>* known = cached ? &cached->layers[static_cast<std::size_t>(l->index)] : nullptr;
+      for (std::size_t g = 0; g < l->weights.size(); ++g) {
+        const WeightGroup& w = l->weights[g];
+        const double bytes = known ? (*known)[g] : weight_group_bytes(w, p, l->index, static_cast<int>(m.num_layers));
+        by[static_cast<std::size_t>(w.module)][static_cast<std::size_t>(w.role)] +=
+            bytes * fraction[static_cast<std::size_t>(w.shard)];
       }
     }
-    return layers.empty() ? 0 : total / d(static_cast<std::int64_t>(layers.size()));
+    layers = d(static_cast<std::int64_t>(class_layers.size()));
+  }
+
+  double bytes(Module m, std::initializer_list<Role> roles) const {
+    const auto& of = by[static_cast<std::size_t>(m)];
+    double total = 0;
+    if (roles.size() == 0) {
+      for (double v : of) total += v;
+    } else {
+      for (Role r : roles) total += of[static_cast<std::size_t>(r)];
+    }
+    return layers > 0 ? total / layers : 0;
   }
 };
 
@@ -131,13 +144,12 @@ struct Builder {
   double act;  // bytes per activation element
 
   Op& push(OpKind kind, const char* name, int cls, int repeat) {
-    Op op;
+    Op& op = g.ops.emplace_back();
     op.kind = kind;
     op.name = name;
     op.layer_class = cls;
     op.repeat = repeat;
-    g.ops.push_back(op);
-    return g.ops.back();
+    return op;
   }
 
   // y[M, n] = x[M, k] · W[n, k]ᵀ over `rows` tokens.
@@ -228,6 +240,9 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
     }
   }
 
+  g.ops.reserve(8 + 24 * classes.size());  // at most 22 ops per class, 4 outside them
+  g.layer_classes.reserve(classes.size());
+
   // Embedding on the first stage: one row gather per token (vocabulary split tp ways, then all-reduced).
   if (stage == 0) {
     Op& op = b.push(OpKind::embedding, "embed", -1, 1);
@@ -246,11 +261,12 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
     lc.attention = l0.attention;
     lc.rope = l0.rope;
     lc.layers = rep;
+    lc.layer_indices.reserve(layers.size());
     for (const LayerSpec* l : layers) lc.layer_indices.push_back(l->index);
     lc.label = std::string(l0.mlp == MlpKind::moe ? "moe" : "dense") + "+" + attention_kind_name(l0.attention) +
                (l0.rope || l0.attention == AttentionKind::mla ? "" : "(nope)");
-    g.layer_classes.push_back(lc);
-    ClassWeights w{&m, &req.precision, &lay, layers};
+    g.layer_classes.push_back(std::move(lc));
+    const ClassWeights w(m, req.precision, lay, layers, req.group_bytes);
     const bool window = is_window(l0.attention);
     const std::int64_t kv_per_token = kv_bytes_per_token_per_layer(m, l0, req.kv_dtype, kv_heads);
 
@@ -394,14 +410,18 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
     n.compute_dtype = "bf16";
     n.flops.add(V::logit_tokens, 4.0 * d(m.hidden));
     n.act_bytes.add(V::logit_tokens, 2 * b.act * d(m.hidden));
-    for (const WeightGroup& wg : m.globals)
-      if (wg.module == Module::norms)
-        n.weight_bytes.add(V::one, weight_group_bytes(wg, req.precision, -1, static_cast<int>(m.num_layers)));
+    auto global_bytes = [&](std::size_t gi) {
+      return req.group_bytes ? req.group_bytes->globals[gi]
+                             : weight_group_bytes(m.globals[gi], req.precision, -1, static_cast<int>(m.num_layers));
+    };
+    for (std::size_t gi = 0; gi < m.globals.size(); ++gi)
+      if (m.globals[gi].module == Module::norms) n.weight_bytes.add(V::one, global_bytes(gi));
     const std::int64_t vocab = m.vocab / tp;
     double head_bytes = 0;
-    for (const WeightGroup& wg : m.globals) {
+    for (std::size_t gi = 0; gi < m.globals.size(); ++gi) {
+      const WeightGroup& wg = m.globals[gi];
       if (wg.module == Module::lm_head || (m.tie_word_embeddings && wg.module == Module::embedding))
-        head_bytes += weight_group_bytes(wg, req.precision, -1, static_cast<int>(m.num_layers)) * shard_fraction(m, wg, lay);
+        head_bytes += global_bytes(gi) * shard_fraction(m, wg, lay);
     }
     Op& h = b.gemm("lm_head", -1, 1, vocab, m.hidden, head_bytes, Module::lm_head, V::logit_tokens);
     h.kind = OpKind::lm_head;

@@ -108,6 +108,7 @@ struct OpGraphRequest {
   int stage = -1;                    // pipeline stage; -1 = the one with the most layers (the last such: it holds lm_head)
   double activation_bytes = 2;       // bytes per activation element (bf16)
   double dispatch_bytes = 2;         // bytes per element sent in the MoE all-to-all dispatch (1 with fp8 dispatch)
+  const GroupBytes* group_bytes = nullptr;  // group_bytes(*model, precision), when the caller has it
 };
 
 struct OpGraph {

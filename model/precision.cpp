@@ -190,6 +190,21 @@ double weight_group_bytes(const WeightGroup& w, const Precision& p, int layer, i
   return format_bytes(w, *f);
 }
 
+GroupBytes group_bytes(const ModelConfig& m, const Precision& p) {
+  const int n = static_cast<int>(m.num_layers);
+  GroupBytes b;
+  b.layers.reserve(m.layers.size());
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    std::vector<double> row;
+    row.reserve(m.layers[i].weights.size());
+    for (const WeightGroup& w : m.layers[i].weights) row.push_back(weight_group_bytes(w, p, static_cast<int>(i), n));
+    b.layers.push_back(std::move(row));
+  }
+  for (const WeightGroup& w : m.globals) b.globals.push_back(weight_group_bytes(w, p, -1, n));
+  for (const WeightGroup& w : m.vision) b.vision.push_back(weight_group_bytes(w, p, -1, n));
+  return b;
+}
+
 KvDtype parse_kv_dtype(const std::string& s_in) {
   const std::string s = to_lower(s_in);
   if (s == "bf16" || s == "bfloat16") return KvDtype::bf16;

@@ -72,6 +72,15 @@ bool policy_covers(QuantPolicy policy, const WeightGroup& w);
 // mixes choose per layer (-1 for tensors outside the decoder layers).
 double weight_group_bytes(const WeightGroup& w, const Precision& p, int layer, int num_layers);
 
+// weight_group_bytes of every weight group of a model in one precision: per decoder layer (in LayerSpec::weights
+// order), the globals and the vision tower. Whoever sizes many layouts of one precision (the planner) computes it
+// once and passes it to weight_bytes_per_gpu, build_op_graph and memory_breakdown; the values are the same.
+struct GroupBytes {
+  std::vector<std::vector<double>> layers;
+  std::vector<double> globals, vision;
+};
+GroupBytes group_bytes(const ModelConfig& model, const Precision& precision);
+
 // KV cache element types.
 enum class KvDtype { bf16, fp16, fp8 };
 KvDtype parse_kv_dtype(const std::string& s);  // throws InputError

@@ -9,6 +9,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <string>
 
 #include "model/config.hpp"
 #include "model/precision.hpp"
@@ -26,9 +27,13 @@ struct ParallelLayout {
 
 // Throws InputError naming the constraint that fails (heads by tp, experts by ep, layers by pp, ...).
 void validate_layout(const ModelConfig& model, const ParallelLayout& layout);
+// The same check without throwing: the message, or "" when the layout is valid (the planner tries many).
+std::string layout_problem(const ModelConfig& model, const ParallelLayout& layout);
 
 // Fraction of a weight group that one GPU holds.
 double shard_fraction(const ModelConfig& model, const WeightGroup& w, const ParallelLayout& layout);
+// The same for each Shard kind (indexed by Shard), for loops over many groups.
+std::array<double, 5> shard_fractions(const ModelConfig& model, const ParallelLayout& layout);
 
 // KV heads one GPU keeps: num_kv_heads / tp, never less than one (replicated when tp > KV heads).
 std::int64_t kv_heads_per_gpu(const ModelConfig& model, const ParallelLayout& layout);
@@ -43,9 +48,10 @@ struct WeightBytes {
   double of(Module m) const { return by_module[static_cast<std::size_t>(m)]; }
 };
 
-// Weight bytes on the most loaded GPU (the heaviest pipeline stage). Vision weights only when asked.
+// Weight bytes on the most loaded GPU (the heaviest pipeline stage). Vision weights only when asked. `bytes`:
+// group_bytes(model, precision) when the caller has it (saves recomputing every group).
 WeightBytes weight_bytes_per_gpu(const ModelConfig& model, const Precision& precision, const ParallelLayout& layout,
-                                 bool include_vision);
+                                 bool include_vision, const GroupBytes* bytes = nullptr);
 
 // Whole-model weight bytes in this precision (one copy, no sharding): what the checkpoint occupies.
 WeightBytes weight_bytes_total(const ModelConfig& model, const Precision& precision, bool include_vision);

@@ -87,4 +87,9 @@ struct PlanResult {
 // Throws InputError for bad requests (no GPUs, bad SLO values, unknown precisions).
 PlanResult plan(const PlanRequest& request, const gpu_db::Database& db);
 
+// The same sweep with every batch of every configuration priced op by op by a StepModel built for it: the
+// implementation plan() replaced, kept as its oracle in tests and as the benchmark's baseline. Same result up to
+// rounding (plan() collapses each op graph into a few linear forms per GPU; docs/planner.md "Speed and a peer").
+PlanResult plan_reference(const PlanRequest& request, const gpu_db::Database& db);
+
 }  // namespace moeplan::planner

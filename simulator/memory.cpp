@@ -55,7 +55,7 @@ MemoryBreakdown memory_breakdown(const MemoryRequest& r) {
     throw InputError("--gpu-memory-utilization must be in (0, 1]");
 
   MemoryBreakdown b;
-  b.weights = weight_bytes_per_gpu(m, r.precision, l, r.include_vision);
+  b.weights = weight_bytes_per_gpu(m, r.precision, l, r.include_vision, r.group_bytes);
   b.kv_heads_per_gpu = kv_heads_per_gpu(m, l);
   const auto [first, last] = stage_layers(m, l, b.weights.stage);
   b.kv_bytes_per_sequence = static_cast<double>(

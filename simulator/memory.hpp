@@ -32,6 +32,7 @@ struct MemoryRequest {
   std::int64_t concurrency = 1;           // sequences resident at once, over all DP ranks
   std::int64_t max_num_batched_tokens = 8192;  // peak tokens in one forward pass (chunked-prefill budget)
   bool include_vision = false;
+  const model::GroupBytes* group_bytes = nullptr;  // model::group_bytes(model, precision), when the caller has it
   // Device: memory capacity per GPU (or host RAM), and whether GPU runtime overhead applies.
   double capacity_bytes = 0;
   bool host_mode = false;                 // CPU / unified-memory host: no CUDA context, graphs or NCCL

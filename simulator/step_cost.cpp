@@ -103,6 +103,99 @@ StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chun
 StepModel::StepModel(const StepModelRequest& r)
     : StepModel(r, std::make_shared<const model::OpGraph>(model::build_op_graph(r.graph))) {}
 
+namespace {
+// The link a collective over `ranks` GPUs uses: NVLink/PCIe inside a node, the inter-node link beyond it.
+void link_for(const Hardware& hw, int ranks, double* bw, double* alpha) {
+  const int gpn = std::max(1, hw.gpus_per_node);
+  if (ranks > gpn && hw.inter_bandwidth_bytes_per_s > 0) {
+    *bw = hw.inter_bandwidth_bytes_per_s;
+    *alpha = hw.inter_latency_s;
+  } else {
+    *bw = hw.intra_bandwidth_bytes_per_s;
+    *alpha = hw.intra_latency_s;
+  }
+  if (*bw <= 0) throw InputError(hw.name + ": no interconnect bandwidth in data/links.yaml for a " + std::to_string(ranks) + "-GPU collective");
+}
+}  // namespace
+
+OpRates op_rates(const model::Op& op, const Hardware& h) {
+  const Efficiency& ef = h.eff;
+  OpRates p;
+  // Compute rate: the op's dtype if the hardware has it, else bf16 with a dequantisation penalty.
+  double class_eff = ef.gemm_compute;
+  if (op.kind == OpKind::expert_gemm) class_eff = ef.expert_compute;
+  if (op.kind == OpKind::attention_prefill || op.kind == OpKind::attention_decode) class_eff = ef.attention_compute;
+  std::string want = op.compute_dtype.empty() ? "bf16" : op.compute_dtype;
+  if (want == "fp4" && !h.peak_flops.count("fp4")) want = "fp8";  // w4a8 kernels on FP8 hardware (Hopper)
+  std::string used;
+  const double peak = h.peak_for(want, &used);
+  // Weights stored in a format the tensor cores cannot consume (int4/GGUF on any GPU, fp8 on Ampere, fp4 on
+  // Hopper) are dequantised in the GEMM's main loop, which costs compute-pipe time.
+  const bool quantised = !op.weight_format.empty() && op.weight_format != "bf16" && op.weight_format != "fp16" &&
+                         op.weight_format != "fp32";
+  const bool weight_only = quantised && (used != op.compute_dtype || used == "bf16" || used == "fp16");
+  p.inv_flops = 1.0 / (peak * class_eff * (weight_only ? ef.dequant_compute : 1.0));
+  const bool expert = op.kind == OpKind::expert_gemm;
+  const bool gemm_like = op.kind == OpKind::gemm || op.kind == OpKind::lm_head || expert;
+  const bool elementwise = !gemm_like && op.kind != OpKind::attention_prefill && op.kind != OpKind::attention_decode;
+  p.rows_half = gemm_like ? (expert ? ef.expert_rows_half : ef.gemm_rows_half) : 0;
+  p.inv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * (elementwise ? ef.elementwise_memory : ef.memory));
+  p.inv_kv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * ef.kv_memory);
+  p.overhead_s = ef.op_overhead_us * 1e-6;
+  return p;
+}
+
+CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hardware& hw, const model::ParallelLayout& layout) {
+  CollectiveRates c;
+  const int n = group_ranks;
+  if (hw.host || n <= 1) return c;  // no collective on one device
+  const Efficiency& e = hw.eff;
+  const int gpn = std::max(1, hw.gpus_per_node);
+  const double base = e.collective_base_us * 1e-6;
+  double bw = 0, alpha = 0;
+  c.runs = true;
+  if (kind == OpKind::send_recv) {
+    link_for(hw, layout.tp * layout.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
+    c.fixed_s = base + alpha;
+    c.per_byte_s = 1.0 / (bw * e.comm_bandwidth);
+  } else if (kind == OpKind::all_to_all) {
+    link_for(hw, n, &bw, &alpha);
+    c.fixed_s = base + alpha;
+    if (n > gpn && hw.inter_bandwidth_bytes_per_s > 0 && hw.intra_bandwidth_bytes_per_s > 0) {
+      // Peers off the node take (n − gpn)/(n − 1) of the traffic over the NIC, the rest over NVLink, in parallel.
+      const double off = d(n - gpn) / d(n - 1);
+      c.per_byte_s = std::max((1 - off) / hw.intra_bandwidth_bytes_per_s, off / hw.inter_bandwidth_bytes_per_s) /
+                     e.all_to_all_bandwidth;
+    } else {
+      c.per_byte_s = 1.0 / (bw * e.all_to_all_bandwidth);
+    }
+  } else if (kind == OpKind::all_reduce) {
+    // Ring all-reduce: 2(n−1) steps, each moving 1/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
+    link_for(hw, n, &bw, &alpha);
+    c.fixed_s = base + 2.0 * (n - 1) * alpha;
+    c.per_byte_s = 2.0 * (n - 1) / n / (bw * e.comm_bandwidth);
+  } else {  // all_gather: n−1 steps, each GPU receives the n−1 other pieces
+    link_for(hw, n, &bw, &alpha);
+    c.fixed_s = base + (n - 1) * alpha;
+    c.per_byte_s = d(n - 1) / (bw * e.comm_bandwidth);
+  }
+  return c;
+}
+
+CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& layout, double activation_bytes,
+                               std::int64_t hidden) {
+  // One activation row per token over the link between stage groups.
+  CollectiveRates c;
+  if (layout.pp <= 1 || hw.host) return c;
+  const int gpn = std::max(1, hw.gpus_per_node);
+  double bw = 0, alpha = 0;
+  link_for(hw, layout.tp * layout.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
+  c.runs = true;
+  c.fixed_s = hw.eff.collective_base_us * 1e-6 + alpha;
+  c.per_byte_s = activation_bytes * d(hidden) / (bw * hw.eff.comm_bandwidth);
+  return c;
+}
+
 StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpGraph> graph)
     : graph_(std::move(graph)), hw_(r.hardware), host_(r.host), routing_(r.routing), layout_(r.graph.layout) {
   const model::ModelConfig& m = *r.graph.model;
@@ -112,20 +205,6 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
   if (r.offload.active() && host_.mem_bandwidth_bytes_per_s <= 0)
     throw InputError("offloading needs a host: give --offload-host NAME or --mem-bandwidth-gbps and --ram-gb");
 
-  const Efficiency& e = hw_.eff;
-  const Efficiency& eh = host_.eff;
-  const int gpn = std::max(1, hw_.gpus_per_node);
-  auto link_for = [&](int ranks, double* bw, double* alpha) {
-    if (ranks > gpn && hw_.inter_bandwidth_bytes_per_s > 0) {
-      *bw = hw_.inter_bandwidth_bytes_per_s;
-      *alpha = hw_.inter_latency_s;
-    } else {
-      *bw = hw_.intra_bandwidth_bytes_per_s;
-      *alpha = hw_.intra_latency_s;
-    }
-    if (*bw <= 0) throw InputError(hw_.name + ": no interconnect bandwidth in data/links.yaml for a " + std::to_string(ranks) + "-GPU collective");
-  };
-  const double base = e.collective_base_us * 1e-6;
   if (hw_.profile) {
     if (r.offload.active()) throw InputError("a measured host profile prices the host alone; offloading is not modelled with it");
     curves_ = &hw_.profile->curves(layout_.tp * layout_.dp * layout_.pp);
@@ -160,79 +239,35 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
       continue;
     }
     if (model::is_collective(op.kind)) {
-      double bw = 0, alpha = 0;
-      const int n = op.group_ranks;
-      if (hw_.host || n <= 1) {
-        continue;  // no collective on one device
-      } else if (op.kind == OpKind::send_recv) {
-        link_for(layout_.tp * layout_.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
-        p.comm_fixed_s = base + alpha;
-        p.comm_per_byte_s = 1.0 / (bw * e.comm_bandwidth);
-      } else if (op.kind == OpKind::all_to_all) {
-        link_for(n, &bw, &alpha);
-        p.comm_fixed_s = base + alpha;
-        if (n > gpn && hw_.inter_bandwidth_bytes_per_s > 0 && hw_.intra_bandwidth_bytes_per_s > 0) {
-          // Peers off the node take (n − gpn)/(n − 1) of the traffic over the NIC, the rest over NVLink, in parallel.
-          const double off = d(n - gpn) / d(n - 1);
-          p.comm_per_byte_s = std::max((1 - off) / hw_.intra_bandwidth_bytes_per_s, off / hw_.inter_bandwidth_bytes_per_s) /
-                              e.all_to_all_bandwidth;
-        } else {
-          p.comm_per_byte_s = 1.0 / (bw * e.all_to_all_bandwidth);
-        }
-      } else if (op.kind == OpKind::all_reduce) {
-        // Ring all-reduce: 2(n−1) steps, each moving 1/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
-        link_for(n, &bw, &alpha);
-        p.comm_fixed_s = base + 2.0 * (n - 1) * alpha;
-        p.comm_per_byte_s = 2.0 * (n - 1) / n / (bw * e.comm_bandwidth);
-      } else {  // all_gather: n−1 steps, each GPU receives the n−1 other pieces
-        link_for(n, &bw, &alpha);
-        p.comm_fixed_s = base + (n - 1) * alpha;
-        p.comm_per_byte_s = d(n - 1) / (bw * e.comm_bandwidth);
-      }
+      const CollectiveRates c = collective_rates(op.kind, op.group_ranks, hw_, layout_);
+      if (!c.runs) continue;
+      p.comm_fixed_s = c.fixed_s;
+      p.comm_per_byte_s = c.per_byte_s;
       priced_.push_back(p);
       continue;
     }
 
-    // Compute rate: the op's dtype if the hardware has it, else bf16 with a dequantisation penalty.
-    auto inv_flops = [&](const Hardware& h, const Efficiency& ef) {
-      double class_eff = ef.gemm_compute;
-      if (op.kind == OpKind::expert_gemm) class_eff = ef.expert_compute;
-      if (op.kind == OpKind::attention_prefill || op.kind == OpKind::attention_decode) class_eff = ef.attention_compute;
-      std::string want = op.compute_dtype.empty() ? "bf16" : op.compute_dtype;
-      if (want == "fp4" && !h.peak_flops.count("fp4")) want = "fp8";  // w4a8 kernels on FP8 hardware (Hopper)
-      std::string used;
-      const double peak = h.peak_for(want, &used);
-      // Weights stored in a format the tensor cores cannot consume (int4/GGUF on any GPU, fp8 on Ampere, fp4 on
-      // Hopper) are dequantised in the GEMM's main loop, which costs compute-pipe time.
-      const bool quantised = !op.weight_format.empty() && op.weight_format != "bf16" && op.weight_format != "fp16" &&
-                             op.weight_format != "fp32";
-      const bool weight_only = quantised && (used != op.compute_dtype || used == "bf16" || used == "fp16");
-      return 1.0 / (peak * class_eff * (weight_only ? ef.dequant_compute : 1.0));
-    };
-    const bool gemm_like = op.kind == OpKind::gemm || op.kind == OpKind::lm_head || op.kind == OpKind::expert_gemm;
-    const bool elementwise = !gemm_like && op.kind != OpKind::attention_prefill && op.kind != OpKind::attention_decode;
-    p.inv_flops_gpu = inv_flops(hw_, e);
-    p.rows_half_gpu = gemm_like ? (p.expert ? e.expert_rows_half : e.gemm_rows_half) : 0;
-    p.inv_bw_gpu = 1.0 / (hw_.mem_bandwidth_bytes_per_s * (elementwise ? e.elementwise_memory : e.memory));
-    p.inv_kv_bw_gpu = 1.0 / (hw_.mem_bandwidth_bytes_per_s * e.kv_memory);
-    p.overhead_gpu_s = e.op_overhead_us * 1e-6;
+    const OpRates g = op_rates(op, hw_);
+    p.inv_flops_gpu = g.inv_flops;
+    p.rows_half_gpu = g.rows_half;
+    p.inv_bw_gpu = g.inv_bw;
+    p.inv_kv_bw_gpu = g.inv_kv_bw;
+    p.overhead_gpu_s = g.overhead_s;
     if (p.repeat_host > 0) {
-      p.inv_flops_host = inv_flops(host_, eh);
-      p.rows_half_host = gemm_like ? (p.expert ? eh.expert_rows_half : eh.gemm_rows_half) : 0;
-      p.inv_bw_host = 1.0 / (host_.mem_bandwidth_bytes_per_s * (elementwise ? eh.elementwise_memory : eh.memory));
-      p.inv_kv_bw_host = 1.0 / (host_.mem_bandwidth_bytes_per_s * eh.kv_memory);
-      p.overhead_host_s = eh.op_overhead_us * 1e-6;
+      const OpRates h = op_rates(op, host_);
+      p.inv_flops_host = h.inv_flops;
+      p.rows_half_host = h.rows_half;
+      p.inv_bw_host = h.inv_bw;
+      p.inv_kv_bw_host = h.inv_kv_bw;
+      p.overhead_host_s = h.overhead_s;
     }
     priced_.push_back(p);
   }
 
   // Pipeline hand-off between stages: one activation row per token over the link between stage groups.
-  if (layout_.pp > 1 && !hw_.host) {
-    double bw = 0, alpha = 0;
-    link_for(layout_.tp * layout_.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
-    p2p_fixed_s_ = base + alpha;
-    p2p_per_token_s_ = r.graph.activation_bytes * d(m.hidden) / (bw * e.comm_bandwidth);
-  }
+  const CollectiveRates p2p = pipeline_rates(hw_, layout_, r.graph.activation_bytes, m.hidden);
+  p2p_fixed_s_ = p2p.fixed_s;
+  p2p_per_token_s_ = p2p.per_byte_s;
 }
 
 model::StepValues StepModel::values(const StepShape& s) const { return values(s, s.tokens() * layout_.dp); }

@@ -56,6 +56,28 @@ struct Offload {
   bool active() const { return experts_on_host || gpu_layers >= 0; }
 };
 
+// What one op costs per unit on one device, as StepModel folds it into the op (docs/simulator.md). Depends on the
+// op's kind, compute dtype and weight format only, so ops that share those share rates.
+struct OpRates {
+  double inv_flops = 0;    // s per FLOP at full efficiency (dtype peak, op-class efficiency, dequantisation)
+  double rows_half = 0;    // rows for half of the GEMM efficiency (0: no tile-fill term)
+  double inv_bw = 0;       // s per weight/activation byte
+  double inv_kv_bw = 0;    // s per KV byte
+  double overhead_s = 0;   // fixed time per kernel
+};
+OpRates op_rates(const model::Op& op, const Hardware& hw);
+
+// Alpha-beta price of one collective: time = fixed_s + bytes × per_byte_s. `runs` is false where no collective
+// runs (one rank, or a host). Throws InputError when the link it needs has no bandwidth.
+struct CollectiveRates {
+  bool runs = false;
+  double fixed_s = 0, per_byte_s = 0;
+};
+CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hardware& hw, const model::ParallelLayout& layout);
+// The pipeline hand-off between stages: fixed_s + tokens × per_byte_s (per_byte_s is per token here); zero for pp = 1.
+CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& layout, double activation_bytes,
+                               std::int64_t hidden);
+
 struct StepModelRequest {
   model::OpGraphRequest graph;
   Hardware hardware;

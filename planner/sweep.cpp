@@ -1,0 +1,154 @@
+// planner/sweep: the parts of the sweep plan() and plan_reference() share (see sweep.hpp; docs/planner.md).
+#include "planner/sweep.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "common/error.hpp"
+#include "common/text.hpp"
+#include "planner/cost.hpp"
+
+namespace moeplan::planner::detail {
+
+Setup check_request(const PlanRequest& r) {
+  if (!r.model || !r.precisions) throw std::logic_error("plan: no model");
+  const model::ModelConfig& m = *r.model;
+  if (r.gpus.empty()) throw InputError("--gpus selects no GPU (see moeplan gpus)");
+  if (r.precision_specs.empty()) throw InputError("--precisions is empty");
+  if (r.input_tokens < 1 || r.output_tokens < 1) throw InputError("--input and --output must be at least 1 token");
+  if (r.max_batch < 1 || r.max_num_batched_tokens < 1)
+    throw InputError("--max-batch and --max-num-batched-tokens must be at least 1");
+  if (m.max_context_tokens > 0 && r.input_tokens + r.output_tokens > m.max_context_tokens)
+    throw InputError("--input + --output is above " + m.name + "'s limit of " + with_commas(m.max_context_tokens) + " tokens");
+  for (double v : {r.ttft_ms, r.tpot_ms, r.min_tokens_per_s_per_user, r.budget_usd_per_month, r.budget_usd_per_hour,
+                   r.gpu_price_usd_per_hour})
+    if (v < 0 || !std::isfinite(v)) throw InputError("SLO, budget and price values must be positive numbers");
+  if (!(r.utilization > 0 && r.utilization <= 1)) throw InputError("--utilization must be in (0, 1] (e.g. 0.6 for 60 %)");
+  Setup s;
+  for (const auto& spec : r.precision_specs) s.precisions.push_back(model::resolve_precision(spec, m, *r.precisions));
+  for (const auto& l : m.layers)
+    if (l.attention == model::AttentionKind::sliding) s.window_kind = l.attention;
+  return s;
+}
+
+// Pipeline 1/2/4; for MoE models pure TP, TP with full EP, and attention data parallel with full EP (DEP) — the
+// three families the engines ship (docs/planner.md).
+std::vector<model::ParallelLayout> layouts_for(const model::ModelConfig& m, int count) {
+  std::vector<model::ParallelLayout> out;
+  for (int pp : {1, 2, 4}) {
+    if (count % pp != 0 || pp > m.num_layers) continue;
+    const int per_stage = count / pp;
+    out.push_back({per_stage, 1, pp, 1});
+    if (m.is_moe() && per_stage > 1) {
+      out.push_back({per_stage, per_stage, pp, 1});
+      out.push_back({1, per_stage, pp, per_stage});
+    }
+  }
+  return out;
+}
+
+// Steps of 1.5x and 2x, as engines' CUDA-graph batch lists, and the cap.
+std::vector<std::int64_t> batches_up_to(std::int64_t cap) {
+  std::vector<std::int64_t> b;
+  for (std::int64_t v = 1; v <= cap; v *= 2) {
+    b.push_back(v);
+    if (v >= 2 && v * 3 / 2 <= cap) b.push_back(v * 3 / 2);
+  }
+  if (b.empty() || b.back() != cap) b.push_back(cap);
+  return b;
+}
+
+SteadyStep steady_step(const PlanRequest& r, std::int64_t batch) {
+  const double I = d(r.input_tokens), O = d(r.output_tokens), B = d(batch);
+  const double room = std::max(1.0, d(r.max_num_batched_tokens) - B);
+  const double prefill_per_step = std::min(B * I / O, room);
+  SteadyStep s;
+  s.a = B;
+  s.b = prefill_per_step / I;
+  s.output_per_step = std::min(B, prefill_per_step * O / I);
+  s.ttft_steps = std::max(1.0, std::ceil(I / room));
+  return s;
+}
+
+simulator::StepShape decode_unit(const PlanRequest& r, const model::OpGraph& g, model::AttentionKind window_kind) {
+  return simulator::decode_shape(1, r.input_tokens + r.output_tokens / 2, g, window_kind);
+}
+
+simulator::StepShape prefill_unit(const PlanRequest& r, const model::OpGraph& g, model::AttentionKind window_kind) {
+  return simulator::prefill_shape(r.input_tokens, 0, true, g, window_kind);
+}
+
+Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
+                          model::AttentionKind window_kind) {
+  const double I = d(r.input_tokens), O = d(r.output_tokens), B = d(batch);
+  const double room = std::max(1.0, d(r.max_num_batched_tokens) - B);
+  const double prefill_per_step = std::min(B * I / O, room);
+  simulator::StepShape decode =
+      simulator::decode_shape(B, r.input_tokens + r.output_tokens / 2, sm.graph(), window_kind);
+  simulator::StepShape step = decode;
+  step += simulator::prefill_shape(r.input_tokens, 0, true, sm.graph(), window_kind).scaled(prefill_per_step / I);
+  Operating op;
+  op.step_s = sm.step_time_s(step);
+  op.decode_only_s = sm.step_time_s(decode);
+  op.output_per_step = std::min(B, prefill_per_step * O / I);
+  op.ttft_s = op.step_s * std::max(1.0, std::ceil(I / room));
+  return op;
+}
+
+void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double price, const std::string& price_source,
+               const PlanRequest& r, const Operating& one) {
+  row.vram_used_bytes_per_gpu =
+      mem.weights.total + mem.activation_bytes + mem.overhead_bytes + mem.kv_bytes_per_sequence * d(row.batch);
+  row.usd_per_gpu_hour = price;
+  row.price_source = price_source;
+  row.usd_per_hour = usd_per_hour(price, row.count);
+  row.usd_per_month = usd_per_month(price, row.count);
+  const double hours_cost = row.usd_per_hour / r.utilization;  // idle hours are paid too
+  const double out_per_hour = row.output_tokens_per_s * 3600.0;
+  const double in_per_hour = out_per_hour * d(r.input_tokens) / d(r.output_tokens);
+  row.usd_per_m_output_tokens = hours_cost * (1 - row.prefill_time_share) / out_per_hour * 1e6;
+  row.usd_per_m_input_tokens = hours_cost * row.prefill_time_share / in_per_hour * 1e6;
+  row.usd_per_m_blended_tokens = hours_cost / (out_per_hour + in_per_hour) * 1e6;
+  const std::array<double, 3> sizes = {500, 2000, 8000};
+  for (std::size_t i = 0; i < 3; ++i) row.usd_per_1000_requests[i] = 1000.0 * sizes[i] * row.usd_per_m_blended_tokens / 1e6;
+  row.output_tokens_per_s_batch1 = one.output_per_step / one.step_s;
+  row.usd_per_m_output_tokens_batch1 = hours_cost / (row.output_tokens_per_s_batch1 * 3600.0) * 1e6;
+}
+
+void rank_rows(PlanResult& res, const PlanRequest& r) {
+  std::vector<PlanRow>& rows = res.rows;
+  // Pareto front of (blended $/M ↓, tokens/s per user ↑): cheapest first, keep each row faster than all cheaper ones.
+  std::vector<std::size_t> by_cost(rows.size());
+  std::iota(by_cost.begin(), by_cost.end(), std::size_t{0});
+  std::sort(by_cost.begin(), by_cost.end(), [&](std::size_t a, std::size_t b) {
+    return rows[a].usd_per_m_blended_tokens < rows[b].usd_per_m_blended_tokens;
+  });
+  double fastest = -1;
+  for (std::size_t i : by_cost) {
+    if (rows[i].output_tokens_per_s_per_user > fastest) {
+      rows[i].pareto = true;
+      fastest = rows[i].output_tokens_per_s_per_user;
+    }
+  }
+  // A stable sort by the objective, on indices: each row moves once.
+  std::vector<double> key(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const PlanRow& a = rows[i];
+    switch (r.objective) {
+      case Objective::usd_per_m_tokens: key[i] = a.usd_per_m_blended_tokens; break;
+      case Objective::tokens_per_s_per_user: key[i] = -a.output_tokens_per_s_per_user; break;
+      case Objective::tokens_per_s_per_dollar: key[i] = -a.output_tokens_per_s / a.usd_per_hour; break;
+      case Objective::fewest_gpus: key[i] = d(a.count) * 1e9 + a.usd_per_m_blended_tokens; break;
+    }
+  }
+  std::vector<std::size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key[a] < key[b]; });
+  std::vector<PlanRow> sorted;
+  sorted.reserve(rows.size());
+  for (std::size_t i : order) sorted.push_back(std::move(rows[i]));
+  rows = std::move(sorted);
+}
+
+}  // namespace moeplan::planner::detail

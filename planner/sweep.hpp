@@ -1,0 +1,55 @@
+// planner/sweep: what plan() and plan_reference() share: request checks, the candidate layouts and batches, the
+// steady-state operating point, the cost of a chosen row and the ranking (docs/planner.md). Internal to planner/.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "planner/plan.hpp"
+#include "simulator/memory.hpp"
+#include "simulator/step_cost.hpp"
+
+namespace moeplan::planner::detail {
+
+inline double d(std::int64_t v) { return static_cast<double>(v); }
+
+struct Setup {
+  std::vector<model::Precision> precisions;                 // resolved request.precision_specs
+  model::AttentionKind window_kind = model::AttentionKind::chunked;
+};
+// Throws InputError for bad requests.
+Setup check_request(const PlanRequest& request);
+
+// Parallel layouts tried for `count` GPUs (pipeline 1/2/4; TP, TP+EP and DEP for MoE models).
+std::vector<model::ParallelLayout> layouts_for(const model::ModelConfig& m, int count);
+// Batch sizes tried: 1, 2, 3, 4, 6, 8, 12, 16, … and the cap.
+std::vector<std::int64_t> batches_up_to(std::int64_t cap);
+
+// Steady state of continuous batching with `batch` sequences per group, all slots busy: each step decodes the batch
+// at the mean context and prefills the prompts of the sequences that replace finished ones (batch · input / output
+// tokens per step, within the token budget). The step is a·decode(1 sequence) + b·prefill(one prompt).
+struct SteadyStep {
+  double a = 0, b = 0;            // sequences decoding; share of one prompt prefilled
+  double output_per_step = 0;     // output tokens per step
+  double ttft_steps = 0;          // steps a prompt's chunks take
+};
+SteadyStep steady_step(const PlanRequest& r, std::int64_t batch);
+// The unit shapes: one sequence decoding at the mean context, and one whole prompt.
+simulator::StepShape decode_unit(const PlanRequest& r, const model::OpGraph& g, model::AttentionKind window_kind);
+simulator::StepShape prefill_unit(const PlanRequest& r, const model::OpGraph& g, model::AttentionKind window_kind);
+
+struct Operating {
+  double step_s = 0, decode_only_s = 0, output_per_step = 0, ttft_s = 0;
+};
+// The operating point priced op by op with a StepModel (the reference pricing).
+Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
+                          model::AttentionKind window_kind);
+
+// Fills the cost fields of a chosen row (docs/planner.md "Cost"); `batch1` is the same GPUs at batch 1.
+void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double usd_per_gpu_hour,
+               const std::string& price_source, const PlanRequest& r, const Operating& batch1);
+
+// Marks the Pareto front and sorts the rows by the objective (stable).
+void rank_rows(PlanResult& res, const PlanRequest& r);
+
+}  // namespace moeplan::planner::detail
