@@ -11,6 +11,7 @@
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
 #include "reports/reports.hpp"
+#include "simulator/profile.hpp"
 
 namespace po = boost::program_options;
 
@@ -31,7 +32,7 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 struct PlanOptions {
-  std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode;
+  std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile;
   std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
   double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
   int top = 0;
@@ -62,7 +63,47 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
       ("max-batch", po::value<std::int64_t>(&o.max_batch)->default_value(1024), "largest batch per attention group")
       ("max-num-batched-tokens", po::value<std::int64_t>(&o.max_batched)->default_value(8192), "tokens per step")
       ("gpu-memory-utilization", po::value<double>(&o.mem_util)->default_value(0.90), "share of GPU memory the engine uses")
-      ("internode", po::value<std::string>(&o.internode)->default_value("infiniband-ndr"), "link between nodes");
+      ("internode", po::value<std::string>(&o.internode)->default_value("infiniband-ndr"), "link between nodes")
+      ("host", po::value<std::string>(&o.host),
+       "plan this CPU host instead of GPUs: a hosts.yaml entry with a measured profile (needs --gpu-price per host-hour)")
+      ("profile", po::value<std::string>(&o.profile),
+       "plan the host a measured profile describes (moeplan calibrate/validate): rows get error bars from its residuals");
+}
+
+// plan --host/--profile: the host as the one device, its measured profile's rank counts as the layouts.
+planner::HostCandidate host_candidate(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db,
+                                      std::vector<std::string>& notes) {
+  if (vm.count("gpus") || !vm["counts"].defaulted())
+    throw InputError("plan --host/--profile plans one host: drop --gpus and --counts");
+  if (!vm.count("gpu-price"))
+    throw InputError("plan --host/--profile: hosts have no price data; give --gpu-price, the host's USD per hour "
+                     "(e.g. the cloud VM's on-demand price)");
+  std::shared_ptr<const simulator::HostProfile> profile;
+  std::string name;
+  if (vm.count("host")) {
+    const gpu_db::HostSpec& h = db.host(o.host);
+    name = h.name;
+    if (!vm.count("profile")) {
+      if (h.profile.empty())
+        throw InputError("plan --host " + h.name + ": data/hosts.yaml names no measured profile for it; plan prices a host "
+                         "from one (moeplan calibrate + validate --device cpu on it, then --profile FILE), or use "
+                         "moeplan simulate --host " + h.name + " for a datasheet estimate");
+      profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(data_dir() / h.profile));
+    }
+  }
+  if (vm.count("profile")) profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(o.profile));
+  if (name.empty()) name = profile->host;
+  if (const std::string warn = simulator::profile_mismatch(*profile, 0); !warn.empty()) notes.push_back("warning: " + warn);
+  if (!profile->decode_residuals || !profile->prefill_residuals)
+    notes.push_back("no error bars: profile " + profile->file.string() + " has no held-out residuals yet (run moeplan "
+                    "validate --device cpu --profile " + profile->file.string() + ")");
+  planner::HostCandidate c;
+  c.device.name = name;
+  c.device.memory_bytes = profile->memory_bytes;
+  c.hardware = simulator::profile_hardware(profile);
+  c.ranks.clear();
+  for (const auto& l : profile->layouts) c.ranks.push_back(l.ranks);
+  return c;
 }
 
 struct Planned {
@@ -85,8 +126,14 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   auto& q = p.request;
   q.model = &p.model;
   q.precisions = p.precisions.get();
+  std::vector<std::string> notes;
+  if (vm.count("host") || vm.count("profile")) q.host = host_candidate(o, vm, db, notes);
   if (vm.count("precisions")) {
     q.precision_specs = split_list(o.precisions);
+  } else if (q.host) {
+    // The weight formats the CPU executor runs and the profile measured.
+    for (const char* spec : {"bf16", "fp16", "fp8", "int8"})
+      if (q.host->hardware.profile->peak_flops.count(simulator::profile_dtype(spec))) q.precision_specs.push_back(spec);
   } else {
     q.precision_specs = {"bf16", "fp8", "nvfp4"};
     const auto own = model::resolve_precision("auto", p.model, *p.precisions);
@@ -94,7 +141,9 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
     if (own_format != "bf16" && own_format != "fp8" && own_format != "nvfp4") q.precision_specs.push_back(own.spec);
     // Dense models have no "experts" policy; a bare format picks the family's usual one.
   }
-  if (vm.count("gpus")) {
+  if (q.host) {
+    // the host is the one device
+  } else if (vm.count("gpus")) {
     for (const auto& g : split_list(o.gpus)) q.gpus.push_back(&db.gpu(g));
   } else {
     for (const auto& g : db.gpus()) q.gpus.push_back(&g);
@@ -127,6 +176,7 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.objective = planner::parse_objective(o.objective);
   q.internode_link = o.internode;
   p.result = planner::plan(q, db);
+  p.result.notes.insert(p.result.notes.end(), notes.begin(), notes.end());
   return p;
 }
 
@@ -151,8 +201,9 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
   std::optional<planner::ApiComparison> api;
   if (!p.result.rows.empty()) {
     const auto& best = p.result.rows.front();
-    launch = planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output, p.request.kv_dtype,
-                                      o.mem_util);
+    if (!p.request.host)  // the engines' launch commands are for GPUs
+      launch = planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output,
+                                        p.request.kv_dtype, o.mem_util);
     try {
       api = planner::compare_api(db, p.model.name, best, o.input, o.output);
     } catch (const InputError&) {

@@ -603,6 +603,11 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     } else if (n == 1) {
       a = remainder.front();
     }
+    if (!tokens.empty()) {
+      const auto [lo, hi] = std::minmax_element(tokens.begin(), tokens.end());
+      (phase == "decode" ? fit.decode_tokens_min : fit.prefill_tokens_min) = *lo;
+      (phase == "decode" ? fit.decode_tokens_max : fit.prefill_tokens_max) = *hi;
+    }
     (phase == "decode" ? fit.decode_fixed_s : fit.prefill_fixed_s) = a;
     (phase == "decode" ? fit.decode_per_token_s : fit.prefill_per_token_s) = b;
   }

@@ -13,6 +13,7 @@
 #include "model/config.hpp"
 #include "model/precision.hpp"
 #include "model/shard.hpp"
+#include "simulator/hardware.hpp"
 
 namespace moeplan::planner {
 
@@ -24,6 +25,16 @@ const char* objective_name(Objective o);
 enum class Reject { invalid_layout, unsupported_dtype, does_not_fit, no_price, ttft_slo, tpot_slo, user_speed_slo, over_budget };
 inline constexpr int kRejectCount = 8;
 const char* reject_name(Reject r);
+
+// One CPU host instead of GPUs (plan --host / --profile): the host is the row's device, count 1; the layouts tried
+// are the in-process ranks its measured profile covers (TP and TP+EP, no pipeline, no attention DP: the profile
+// measures all-reduce, not all-to-all), or one rank without a profile. Priced op by op (plan_reference): the profile's
+// curves and fitted corrections are not linear in the step variables. docs/planner.md "Planning a measured host".
+struct HostCandidate {
+  gpu_db::GpuSpec device;           // name and RAM (memory_bytes) of the host; no tensor-core dtypes
+  simulator::Hardware hardware;     // profile_hardware(profile) or host_hardware(spec)
+  std::vector<int> ranks = {1};     // in-process rank counts to try (the profile's measured ones)
+};
 
 struct PlanRequest {
   const model::ModelConfig* model = nullptr;
@@ -43,6 +54,19 @@ struct PlanRequest {
   double utilization = 1.0;                      // share of hours serving at the operating point
   Objective objective = Objective::usd_per_m_tokens;
   std::string internode_link;                    // for multi-node candidates (default infiniband-ndr)
+  std::optional<HostCandidate> host;             // set: plan this host instead of `gpus` and `counts`
+};
+
+// A prediction's interval from a measured profile's held-out residuals (docs/validation.md "Error bars").
+struct Interval {
+  double low = 0, high = 0;
+};
+struct RowErrorBars {
+  // Phase times p become [p (1 + q05), p (1 + q95)] of that phase's residuals (TTFT: prefill; the steady step,
+  // TPOT: decode); rates divide by those factors and costs, being GPU-time per token, multiply by them.
+  Interval ttft_ms, tpot_ms, output_tokens_per_s, output_tokens_per_s_per_user, usd_per_m_output_tokens,
+      usd_per_m_blended_tokens;
+  int decode_n = 0, prefill_n = 0;       // held-out rows behind them
 };
 
 // One configuration at its operating point.
@@ -66,6 +90,7 @@ struct PlanRow {
   bool pareto = false;                   // not dominated in (blended $/M, tokens/s per user)
   double usd_per_m_output_tokens_batch1 = 0;  // the same GPUs serving one sequence at a time (calculator figure)
   double output_tokens_per_s_batch1 = 0;
+  std::optional<RowErrorBars> error_bars;  // planned on a measured host whose profile has held-out residuals
 };
 
 // The closest miss of an SLO: the candidate that came nearest, and by how much.
@@ -82,6 +107,7 @@ struct PlanResult {
   std::int64_t operating_points = 0;     // (…, batch) evaluated
   ClosestMiss closest;                   // when the SLO removed candidates
   double sweep_seconds = 0;
+  std::vector<std::string> notes;        // e.g. a profile measured on another machine
 };
 
 // Throws InputError for bad requests (no GPUs, bad SLO values, unknown precisions).

@@ -34,7 +34,12 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
   std::map<std::tuple<std::size_t, int, int, int, int>, simulator::MemoryBreakdown> memories;
   auto reject = [&](Reject why) { ++res.rejected[static_cast<std::size_t>(why)]; };
 
-  for (const gpu_db::GpuSpec* gpu : r.gpus) {
+  // A host plan: one device (the host), one count, the in-process rank layouts its profile measured.
+  const std::vector<const gpu_db::GpuSpec*> devices = r.host ? std::vector<const gpu_db::GpuSpec*>{&r.host->device} : r.gpus;
+  const std::vector<int> counts = r.host ? std::vector<int>{1} : r.counts;
+  const simulator::HostProfile* profile = r.host ? r.host->hardware.profile.get() : nullptr;
+
+  for (const gpu_db::GpuSpec* gpu : devices) {
     // Price once per GPU.
     double price = r.gpu_price_usd_per_hour;
     std::string price_source = "--gpu-price";
@@ -44,7 +49,7 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
         price_source = p->provider + " " + p->date;
       }
     }
-    simulator::Hardware hw = simulator::gpu_hardware(db, *gpu, r.internode_link);
+    const simulator::Hardware hw = r.host ? r.host->hardware : simulator::gpu_hardware(db, *gpu, r.internode_link);
     for (std::size_t pi = 0; pi < precisions.size(); ++pi) {
       const model::Precision& prec = precisions[pi];
       const std::string dtype = prec.format ? prec.format->compute_dtype : "bf16";
@@ -52,8 +57,8 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
       // NVFP4 needs FP4 tensor cores (no engine dequantises it elsewhere); other formats fall back to
       // weight-only kernels (FP8 Marlin on Ampere, MXFP4 through Triton on Hopper, int4/GGUF everywhere).
       const bool unsupported = prec.format && prec.format->name == "nvfp4" && !gpu->has_dtype("fp4");
-      for (int count : r.counts) {
-        for (const auto& layout : detail::layouts_for(m, count)) {
+      for (int count : counts) {
+        for (const auto& layout : r.host ? detail::host_layouts(m, r.host->ranks) : detail::layouts_for(m, count)) {
           if (unsupported) {
             reject(Reject::unsupported_dtype);
             continue;
@@ -79,10 +84,18 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
             mr.concurrency = r.max_batch * layout.dp;
             mr.max_num_batched_tokens = r.max_num_batched_tokens;
             mr.capacity_bytes = 1;  // placeholder: usable memory is taken per GPU below
-            mem_it = memories.emplace(key, simulator::memory_breakdown(mr)).first;
+            mr.host_mode = r.host.has_value();
+            simulator::MemoryBreakdown mb = simulator::memory_breakdown(mr);
+            if (profile) {  // the CPU executor the profile measured keeps its KV cache in fp32 (executor/forward.hpp)
+              const double f32 = 4.0 / model::kv_dtype_bytes(r.kv_dtype);
+              mb.kv_bytes *= f32;
+              mb.kv_bytes_per_sequence *= f32;
+            }
+            mem_it = memories.emplace(key, mb).first;
           }
           const simulator::MemoryBreakdown& mem = mem_it->second;
-          const double usable = gpu->memory_bytes * r.gpu_memory_utilization;
+          // A host's ranks share its RAM; a GPU's memory is its own.
+          const double usable = gpu->memory_bytes * r.gpu_memory_utilization / (r.host ? layout.gpus() : 1);
           const double room = usable - mem.weights.total - mem.activation_bytes - mem.overhead_bytes;
           const std::int64_t kv_batch =
               room > 0 && mem.kv_bytes_per_sequence > 0 ? static_cast<std::int64_t>(room / mem.kv_bytes_per_sequence) : 0;
@@ -108,8 +121,19 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
           sr.hardware = hw;
           sr.routing = simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, layout.ep);
           auto& graph = graphs[key];
-          if (!graph) graph = std::make_shared<const model::OpGraph>(model::build_op_graph(sr.graph));
+          if (!graph) {
+            if (profile) sr.graph.activation_bytes = 4;  // the CPU executor's fp32 activations, as simulate prices them
+            graph = std::make_shared<const model::OpGraph>(model::build_op_graph(sr.graph));
+          }
           const simulator::StepModel sm(sr, graph);
+          if (profile) {
+            try {  // a weight format the profile has no measured rate for (e.g. nvfp4, mxfp4)
+              detail::operating_point(sm, r, 1, window_kind);
+            } catch (const InputError&) {
+              reject(Reject::unsupported_dtype);
+              continue;
+            }
+          }
 
           // The operating point: the largest batch whose TTFT/TPOT meet the SLO (TPOT grows with the batch).
           std::optional<PlanRow> best;
@@ -158,6 +182,7 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
           // Price the operating point (docs/planner.md "Cost").
           PlanRow& row = *best;
           detail::price_row(row, mem, price, price_source, r, detail::operating_point(sm, r, 1, window_kind));
+          if (profile) row.error_bars = detail::error_bars(row, *profile);
           res.rows.push_back(std::move(row));
         }
       }

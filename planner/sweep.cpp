@@ -14,7 +14,8 @@ namespace moeplan::planner::detail {
 Setup check_request(const PlanRequest& r) {
   if (!r.model || !r.precisions) throw std::logic_error("plan: no model");
   const model::ModelConfig& m = *r.model;
-  if (r.gpus.empty()) throw InputError("--gpus selects no GPU (see moeplan gpus)");
+  if (r.gpus.empty() && !r.host) throw InputError("--gpus selects no GPU (see moeplan gpus)");
+  if (r.host && r.host->ranks.empty()) throw std::logic_error("plan: a host with no rank counts");
   if (r.precision_specs.empty()) throw InputError("--precisions is empty");
   if (r.input_tokens < 1 || r.output_tokens < 1) throw InputError("--input and --output must be at least 1 token");
   if (r.max_batch < 1 || r.max_num_batched_tokens < 1)
@@ -44,6 +45,15 @@ std::vector<model::ParallelLayout> layouts_for(const model::ModelConfig& m, int 
       out.push_back({per_stage, per_stage, pp, 1});
       out.push_back({1, per_stage, pp, per_stage});
     }
+  }
+  return out;
+}
+
+std::vector<model::ParallelLayout> host_layouts(const model::ModelConfig& m, const std::vector<int>& ranks) {
+  std::vector<model::ParallelLayout> out;
+  for (int n : ranks) {
+    out.push_back({n, 1, 1, 1});
+    if (m.is_moe() && n > 1) out.push_back({n, n, 1, 1});
   }
   return out;
 }
@@ -82,10 +92,21 @@ simulator::StepShape prefill_unit(const PlanRequest& r, const model::OpGraph& g,
 Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
                           model::AttentionKind window_kind) {
   const double I = d(r.input_tokens), O = d(r.output_tokens), B = d(batch);
-  const double room = std::max(1.0, d(r.max_num_batched_tokens) - B);
-  const double prefill_per_step = std::min(B * I / O, room);
   simulator::StepShape decode =
       simulator::decode_shape(B, r.input_tokens + r.output_tokens / 2, sm.graph(), window_kind);
+  if (r.host && r.host->hardware.profile) {
+    // The CPU executor a profile measured runs each prompt whole, in its own pass, between decode steps (no mixed
+    // batches): per decode step of B sequences it prefills B / O prompts. The first token comes from the prompt's pass.
+    Operating op;
+    const double prompt_s = sm.step_time_s(simulator::prefill_shape(r.input_tokens, 0, true, sm.graph(), window_kind));
+    op.decode_only_s = sm.step_time_s(decode);
+    op.step_s = op.decode_only_s + prompt_s * B / O;
+    op.output_per_step = B;
+    op.ttft_s = prompt_s;
+    return op;
+  }
+  const double room = std::max(1.0, d(r.max_num_batched_tokens) - B);
+  const double prefill_per_step = std::min(B * I / O, room);
   simulator::StepShape step = decode;
   step += simulator::prefill_shape(r.input_tokens, 0, true, sm.graph(), window_kind).scaled(prefill_per_step / I);
   Operating op;
@@ -114,6 +135,22 @@ void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double price
   for (std::size_t i = 0; i < 3; ++i) row.usd_per_1000_requests[i] = 1000.0 * sizes[i] * row.usd_per_m_blended_tokens / 1e6;
   row.output_tokens_per_s_batch1 = one.output_per_step / one.step_s;
   row.usd_per_m_output_tokens_batch1 = hours_cost / (row.output_tokens_per_s_batch1 * 3600.0) * 1e6;
+}
+
+std::optional<RowErrorBars> error_bars(const PlanRow& row, const simulator::HostProfile& profile) {
+  if (!profile.decode_residuals || !profile.prefill_residuals) return std::nullopt;
+  const double dlo = 1 + profile.decode_residuals->q05, dhi = 1 + profile.decode_residuals->q95;
+  const double plo = 1 + profile.prefill_residuals->q05, phi = 1 + profile.prefill_residuals->q95;
+  RowErrorBars e;
+  e.ttft_ms = {row.ttft_ms * plo, row.ttft_ms * phi};
+  e.tpot_ms = {row.tpot_ms * dlo, row.tpot_ms * dhi};
+  e.output_tokens_per_s = {row.output_tokens_per_s / dhi, row.output_tokens_per_s / dlo};
+  e.output_tokens_per_s_per_user = {row.output_tokens_per_s_per_user / dhi, row.output_tokens_per_s_per_user / dlo};
+  e.usd_per_m_output_tokens = {row.usd_per_m_output_tokens * dlo, row.usd_per_m_output_tokens * dhi};
+  e.usd_per_m_blended_tokens = {row.usd_per_m_blended_tokens * dlo, row.usd_per_m_blended_tokens * dhi};
+  e.decode_n = profile.decode_residuals->n;
+  e.prefill_n = profile.prefill_residuals->n;
+  return e;
 }
 
 void rank_rows(PlanResult& res, const PlanRequest& r) {

@@ -2,6 +2,7 @@
 // steady-state operating point, the cost of a chosen row and the ranking (docs/planner.md). Internal to planner/.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ Setup check_request(const PlanRequest& request);
 
 // Parallel layouts tried for `count` GPUs (pipeline 1/2/4; TP, TP+EP and DEP for MoE models).
 std::vector<model::ParallelLayout> layouts_for(const model::ModelConfig& m, int count);
+// Layouts tried on one host with these in-process rank counts: one rank; TP and (MoE) TP+EP over n ranks.
+std::vector<model::ParallelLayout> host_layouts(const model::ModelConfig& m, const std::vector<int>& ranks);
 // Batch sizes tried: 1, 2, 3, 4, 6, 8, 12, 16, … and the cap.
 std::vector<std::int64_t> batches_up_to(std::int64_t cap);
 
@@ -41,13 +44,17 @@ simulator::StepShape prefill_unit(const PlanRequest& r, const model::OpGraph& g,
 struct Operating {
   double step_s = 0, decode_only_s = 0, output_per_step = 0, ttft_s = 0;
 };
-// The operating point priced op by op with a StepModel (the reference pricing).
+// The operating point priced op by op with a StepModel (the reference pricing). On a profiled host, prompts run in
+// their own passes between decode steps, as the CPU executor runs them.
 Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
                           model::AttentionKind window_kind);
 
 // Fills the cost fields of a chosen row (docs/planner.md "Cost"); `batch1` is the same GPUs at batch 1.
 void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double usd_per_gpu_hour,
                const std::string& price_source, const PlanRequest& r, const Operating& batch1);
+
+// A priced row's intervals from a profile's held-out residuals; nullopt when the profile has none yet.
+std::optional<RowErrorBars> error_bars(const PlanRow& row, const simulator::HostProfile& profile);
 
 // Marks the Pareto front and sorts the rows by the objective (stable).
 void rank_rows(PlanResult& res, const PlanRequest& r);

@@ -10,6 +10,8 @@ using nlohmann::json;
 namespace {
 
 std::string money(double usd) { return usd >= 100 ? format_fixed(usd, 0) : usd >= 1 ? format_fixed(usd, 2) : format_fixed(usd, 3); }
+// Tokens/s with the digits a CPU host's single-digit rates need and a GPU's thousands do not.
+std::string rate(double v) { return format_fixed(v, v < 10 ? 2 : v < 100 ? 1 : 0); }
 std::string layout_text(const model::ParallelLayout& l) {
   std::string s = "tp" + std::to_string(l.tp);
   if (l.ep > 1) s += " ep" + std::to_string(l.ep);
@@ -18,8 +20,12 @@ std::string layout_text(const model::ParallelLayout& l) {
   return s;
 }
 
+constexpr const char* kErrorBarMethod =
+    "times x (1 + q05 .. 1 + q95) of the profile's held-out (measured - predicted) / predicted; TTFT from prefill, "
+    "the rest from decode; rates divide by those factors";
+
 json row_json(const planner::PlanRow& r) {
-  return {{"gpu", r.gpu->name}, {"count", r.count}, {"precision", r.precision}, {"weight_only", r.weight_only},
+  json j = {{"gpu", r.gpu->name}, {"count", r.count}, {"precision", r.precision}, {"weight_only", r.weight_only},
           {"tp", r.layout.tp}, {"ep", r.layout.ep}, {"pp", r.layout.pp}, {"dp", r.layout.dp}, {"batch", r.batch},
           {"kv_limited_batch", r.kv_limited_batch},
           {"usd_per_gpu_hour", r.usd_per_gpu_hour}, {"price_source", r.price_source},
@@ -33,6 +39,18 @@ json row_json(const planner::PlanRow& r) {
           {"prefill_time_share", r.prefill_time_share}, {"pareto", r.pareto},
           {"output_tokens_per_s_batch1", r.output_tokens_per_s_batch1},
           {"usd_per_m_output_tokens_batch1", r.usd_per_m_output_tokens_batch1}};
+  if (r.error_bars) {
+    const auto& e = *r.error_bars;
+    auto pair = [](const planner::Interval& i) { return json::array({i.low, i.high}); };
+    j["error_bars"] = {{"ttft_ms", pair(e.ttft_ms)}, {"tpot_ms", pair(e.tpot_ms)},
+                       {"output_tokens_per_s", pair(e.output_tokens_per_s)},
+                       {"output_tokens_per_s_per_user", pair(e.output_tokens_per_s_per_user)},
+                       {"usd_per_m_output_tokens", pair(e.usd_per_m_output_tokens)},
+                       {"usd_per_m_blended_tokens", pair(e.usd_per_m_blended_tokens)},
+                       {"decode_residuals_n", e.decode_n}, {"prefill_residuals_n", e.prefill_n},
+                       {"method", kErrorBarMethod}};
+  }
+  return j;
 }
 
 std::string workload_line(const planner::PlanRequest& q) {
@@ -71,12 +89,32 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     if (static_cast<int>(i) >= top) continue;
     t.rows.push_back({std::to_string(i + 1), std::to_string(r.count) + "x " + r.gpu->name,
                       r.precision + (r.weight_only ? " (w-only)" : ""), layout_text(r.layout), with_commas(r.batch),
-                      format_fixed(r.output_tokens_per_s, 0), format_fixed(r.output_tokens_per_s_per_user, 1),
+                      rate(r.output_tokens_per_s), format_fixed(r.output_tokens_per_s_per_user, 1),
                       format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour),
                       money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
                       api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : ""});
   }
   rep.tables.push_back(std::move(t));
+
+  // Error bars (a measured host): the same rows' intervals from the profile's held-out residuals.
+  if (!res.rows.empty() && res.rows.front().error_bars) {
+    const auto& e0 = *res.rows.front().error_bars;
+    Table eb;
+    eb.title = "error bars: 5th-95th percentile of the profile's held-out residuals (decode n=" + std::to_string(e0.decode_n) +
+               ", prefill n=" + std::to_string(e0.prefill_n) + "; docs/validation.md)";
+    eb.columns = {"#", "tok/s", "tok/s/user", "TTFT ms", "TPOT ms", "$/M out", "$/M blend"};
+    eb.right_align = {true, true, true, true, true, true, true};
+    auto range = [](const planner::Interval& i, int digits) { return format_fixed(i.low, digits) + " - " + format_fixed(i.high, digits); };
+    auto money_range = [](const planner::Interval& i) { return money(i.low) + " - " + money(i.high); };
+    for (std::size_t i = 0; i < res.rows.size() && static_cast<int>(i) < top; ++i) {
+      if (!res.rows[i].error_bars) continue;
+      const auto& e = *res.rows[i].error_bars;
+      eb.rows.push_back({std::to_string(i + 1), range(e.output_tokens_per_s, 1), range(e.output_tokens_per_s_per_user, 2),
+                         range(e.ttft_ms, 0), range(e.tpot_ms, 1), money_range(e.usd_per_m_output_tokens),
+                         money_range(e.usd_per_m_blended_tokens)});
+    }
+    rep.tables.push_back(std::move(eb));
+  }
 
   std::vector<std::string> removed;
   json rejected = json::object();
@@ -103,7 +141,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                         money(b.usd_per_1000_requests[0]) + " / $" + money(b.usd_per_1000_requests[1]) + " / $" +
                         money(b.usd_per_1000_requests[2]));
     rep.notes.push_back("#1 at batch 1 (one user at a time, as per-GPU calculators quote): " +
-                        format_fixed(b.output_tokens_per_s_batch1, 0) + " tok/s = $" + money(b.usd_per_m_output_tokens_batch1) +
+                        rate(b.output_tokens_per_s_batch1) + " tok/s = $" + money(b.usd_per_m_output_tokens_batch1) +
                         "/M output tokens; batched at " + with_commas(b.batch) + " per group: $" +
                         money(b.usd_per_m_output_tokens) + "/M (docs/planner.md)");
     if (api) {
@@ -121,6 +159,11 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
         break;
       }
   }
+  if (q.host)
+    rep.notes.push_back("host " + q.host->device.name + " priced from " + q.host->hardware.name +
+                        ": layouts are in-process ranks on that host, $/hour is --gpu-price per host-hour, memory per rank "
+                        "is its share of RAM with an fp32 KV cache as the CPU executor keeps it");
+  rep.notes.insert(rep.notes.end(), res.notes.begin(), res.notes.end());
   if (verbose)
     rep.notes.push_back("evaluated " + with_commas(res.configurations) + " configurations and " +
                         with_commas(res.operating_points) + " operating points in " + format_fixed(res.sweep_seconds, 3) + " s");

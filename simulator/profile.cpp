@@ -146,6 +146,13 @@ std::string fit_key(const std::string& phase, int ranks, const std::string& op) 
   return phase + "/r" + std::to_string(ranks) + ":" + op;
 }
 
+double ProfileFit::clamp_tokens(bool prefill, double tokens) const {
+  const double lo = prefill ? prefill_tokens_min : decode_tokens_min, hi = prefill ? prefill_tokens_max : decode_tokens_max;
+  if (lo > 0 && tokens < lo) return lo;
+  if (hi > 0 && tokens > hi) return hi;
+  return tokens;
+}
+
 std::pair<double, double> fit_correction(const ProfileFit* fit, const std::string& phase, int ranks, const std::string& op) {
   if (!fit) return {1.0, 0.0};
   for (const std::string& key : {fit_key(phase, ranks, op), phase + ":" + op}) {
@@ -209,6 +216,22 @@ HostProfile read_profile(const std::filesystem::path& path) {
     fit.prefill_per_token_s = yaml_get<double>(f, "prefill_per_token_us", fw) * 1e-6;
     fit.decode_fixed_s = yaml_get<double>(f, "decode_fixed_us", fw) * 1e-6;
     fit.decode_per_token_s = yaml_get<double>(f, "decode_per_token_us", fw) * 1e-6;
+    auto range = [&](const char* key, double& lo, double& hi) {  // optional [min, max] tokens
+      const YAML::Node n = f[key];
+      if (!n) return;
+      if (!n.IsSequence() || n.size() != 2)
+        throw InputError(fw + "." + key + ": expected [min, max] tokens per step, e.g. [1, 64]");
+      try {
+        lo = n[0].as<double>();
+        hi = n[1].as<double>();
+      } catch (const YAML::Exception&) {
+        lo = hi = -1;
+      }
+      if (!(lo >= 1 && hi >= lo && std::isfinite(hi)))
+        throw InputError(fw + "." + key + ": expected [min, max] tokens per step with 1 <= min <= max");
+    };
+    range("decode_tokens", fit.decode_tokens_min, fit.decode_tokens_max);
+    range("prefill_tokens", fit.prefill_tokens_min, fit.prefill_tokens_max);
     const YAML::Node s = f["op_scale"];
     if (!s || !s.IsMap()) throw InputError(fw + ": 'op_scale' must map phase/rN:op to a factor");
     auto check_key = [&](const std::string& key, const char* what) {
@@ -275,6 +298,16 @@ std::string profile_yaml(const HostProfile& p) {
     f["prefill_per_token_us"] = sig6(p.fit->prefill_per_token_s * 1e6);
     f["decode_fixed_us"] = sig6(p.fit->decode_fixed_s * 1e6);
     f["decode_per_token_us"] = sig6(p.fit->decode_per_token_s * 1e6);
+    if (p.fit->decode_tokens_max > 0) {
+      f["decode_tokens"].push_back(sig6(p.fit->decode_tokens_min));
+      f["decode_tokens"].push_back(sig6(p.fit->decode_tokens_max));
+      f["decode_tokens"].SetStyle(YAML::EmitterStyle::Flow);
+    }
+    if (p.fit->prefill_tokens_max > 0) {
+      f["prefill_tokens"].push_back(sig6(p.fit->prefill_tokens_min));
+      f["prefill_tokens"].push_back(sig6(p.fit->prefill_tokens_max));
+      f["prefill_tokens"].SetStyle(YAML::EmitterStyle::Flow);
+    }
     for (const auto& [k, v] : p.fit->op_scale) f["op_scale"][k] = sig6(v);
     for (const auto& [k, v] : p.fit->op_slope) f["op_slope"][k] = sig6(v);
     root["fit"] = f;

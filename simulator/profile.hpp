@@ -48,6 +48,11 @@ struct ProfileFit {
   double prefill_fixed_s = 0, prefill_per_token_s = 0;  // untimed remainder of a step: a + b · tokens
   double decode_fixed_s = 0, decode_per_token_s = 0;
   int configurations = 0;
+  // The tokens per step the corrections were fitted over (decode: sequences; prefill: prompt tokens); 0 = not
+  // recorded. A correction scale · T^slope is evaluated at T clamped to this range: outside it a power law fitted on
+  // a few points says nothing (a 2-token prefill chunk would otherwise get a 128-token fit's slope extrapolated).
+  double decode_tokens_min = 0, decode_tokens_max = 0, prefill_tokens_min = 0, prefill_tokens_max = 0;
+  double clamp_tokens(bool prefill, double tokens) const;
 };
 
 // Held-out residuals r = (measured − predicted) / predicted of one phase's step time.

@@ -303,7 +303,8 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
   if (repeat <= 0) return 0;
   if (curves_) {
     const bool prefill = x[ix(StepVar::prefill_tokens)] > 0;
-    const double tokens = std::max(1.0, x[ix(prefill ? StepVar::prefill_tokens : StepVar::decode_tokens)]);
+    double tokens = std::max(1.0, x[ix(prefill ? StepVar::prefill_tokens : StepVar::decode_tokens)]);
+    if (hw_.profile->fit) tokens = hw_.profile->fit->clamp_tokens(prefill, tokens);
     const double slope = prefill ? p.slope_prefill : p.slope_decode;
     const double t = repeat * (prefill ? p.scale_prefill : p.scale_decode) * (slope != 0 ? std::pow(tokens, slope) : 1.0) *
                      profile_op_seconds(*curves_, op, x);

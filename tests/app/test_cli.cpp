@@ -227,6 +227,43 @@ TEST_CASE("simulate --profile prices from a measured profile with error bars; co
   CHECK(big.err.find("available") != std::string::npos);
 }
 
+TEST_CASE("plan --profile plans the measured host with error bars; without a price or with GPU options it exits 2") {
+  const auto fixture = std::string(MOEPLAN_TEST_FIXTURES) + "/profiles/two-core-epyc.yaml";
+  const auto r = run({"plan", "--model", "llama3.1-8b", "--profile", fixture, "--gpu-price", "0.1", "--tpot-ms", "10000",
+                      "--input", "500", "--output", "200", "--format", "json"});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& rows = j.at("configurations");
+  REQUIRE(!rows.empty());
+  for (const auto& row : rows) {
+    CHECK(row.at("count") == 1);
+    CHECK(row.at("usd_per_hour").get<double>() == Approx(0.1));
+    const auto& bars = row.at("error_bars");
+    const double tpot = row.at("tpot_ms").get<double>(), tps = row.at("output_tokens_per_s").get<double>();
+    CHECK(bars.at("tpot_ms")[0].get<double>() < tpot);
+    CHECK(bars.at("tpot_ms")[1].get<double>() > tpot);
+    CHECK(bars.at("output_tokens_per_s")[0].get<double>() < tps);
+    CHECK(bars.at("output_tokens_per_s")[1].get<double>() > tps);
+  }
+  // The default precisions on a host are the weight formats its profile measured: never nvfp4.
+  for (const auto& row : rows) CHECK(row.at("precision").get<std::string>().rfind("nvfp4", 0) != 0);
+  CHECK(j.find("launch") == j.end());  // engines' launch commands are for GPUs
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"plan", "--model", "llama3.1-8b", "--profile", fixture},
+        std::vector<std::string>{"plan", "--profile", fixture, "--gpu-price", "0.1", "--gpus", "h100-sxm"},
+        std::vector<std::string>{"plan", "--profile", fixture, "--gpu-price", "0.1", "--counts", "1,2"},
+        std::vector<std::string>{"plan", "--host", "ddr5-desktop-2ch", "--gpu-price", "0.1"},
+        std::vector<std::string>{"plan", "--host", "no-such-host", "--gpu-price", "0.1"}}) {
+    const auto e = run(args);
+    INFO(args[1] << " " << args[2] << " " << args.back());
+    CHECK(e.code == 2);
+    CHECK(one_line(e.err));
+  }
+  CHECK(run({"plan", "--profile", fixture}).err.find("--gpu-price") != std::string::npos);
+  CHECK(run({"plan", "--host", "ddr5-desktop-2ch", "--gpu-price", "0.1"}).err.find("profile") != std::string::npos);
+}
+
 TEST_CASE("help prints usage and exits 0") {
   CHECK(run({"--help"}).code == 0);
   const auto r = run({"memory", "--help"});

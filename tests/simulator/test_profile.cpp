@@ -85,6 +85,8 @@ TEST_CASE("A profile survives its YAML round trip with every field") {
   fit.op_scale["prefill:mlp.down"] = 0.8;
   fit.decode_fixed_s = 150e-6;
   fit.decode_per_token_s = 2e-6;
+  fit.prefill_tokens_min = 128;
+  fit.prefill_tokens_max = 1024;
   p.fit = fit;
   p.decode_residuals = Residuals{9, 0.03, 0.08, -0.07, 0.06};
   const auto path = temp_file("profile_roundtrip.yaml", profile_yaml(p));
@@ -100,6 +102,9 @@ TEST_CASE("A profile survives its YAML round trip with every field") {
   REQUIRE(q.fit);
   CHECK(q.fit->op_scale.at("decode:attn.qkv") == Approx(1.25));
   CHECK(q.fit->decode_fixed_s == Approx(150e-6));
+  CHECK(q.fit->prefill_tokens_min == 128);
+  CHECK(q.fit->prefill_tokens_max == 1024);
+  CHECK(q.fit->decode_tokens_max == 0);  // not recorded: stays absent
   REQUIRE(q.decode_residuals);
   CHECK(q.decode_residuals->q05 == Approx(-0.07));
   CHECK_FALSE(q.prefill_residuals);
@@ -132,6 +137,15 @@ TEST_CASE("Corrupt profiles are one InputError naming the file and the field") {
   std::string neg = good;
   neg.replace(neg.find("elementwise_gb_per_s: 30"), 24, "elementwise_gb_per_s: -3");
   fails_with("p_neg.yaml", neg, "positive");
+  HostProfile fitted = constant_profile();
+  fitted.fit = ProfileFit{};
+  fitted.fit->prefill_tokens_min = 128;
+  fitted.fit->prefill_tokens_max = 1024;
+  std::string bad_range = profile_yaml(fitted);
+  const auto r_at = bad_range.find("prefill_tokens: [128, 1024]");
+  REQUIRE(r_at != std::string::npos);
+  bad_range.replace(r_at, 27, "prefill_tokens: [512, 128] ");
+  fails_with("p_range.yaml", bad_range, "prefill_tokens");
   CHECK_THROWS_AS(read_profile("/nonexistent/profile.yaml"), InputError);
 }
 
@@ -176,6 +190,20 @@ TEST_CASE("A step priced from a profile is the sum of FLOPs over the measured ra
   for (const auto& op : fitted.graph().ops)
     if (op.kind == model::OpKind::attention_decode) attn += op.repeat * op.flops.at(x) / 10e9;
   CHECK(fitted.step_time_s(s) == Approx(expect + attn + 1e-3 + 4 * 1e-4).epsilon(1e-12));
+
+  // A correction with a slope, scale · T^slope, is evaluated at T clamped to the tokens it was fitted over: batch 4
+  // below a fitted range [16, 64] gets the correction at 16, not an extrapolation of the power law to 4.
+  fit.op_scale["decode:attn.decode"] = 2.0;
+  fit.op_slope["decode:attn.decode"] = -0.5;
+  p->fit = fit;
+  const double extrapolated = step_model(m, p).step_time_s(s);
+  CHECK(extrapolated == Approx(expect + (2.0 * std::pow(4.0, -0.5) - 1) * attn + 1e-3 + 4 * 1e-4).epsilon(1e-12));
+  fit.decode_tokens_min = 16;
+  fit.decode_tokens_max = 64;
+  p->fit = fit;
+  CHECK(step_model(m, p).step_time_s(s) == Approx(expect + (2.0 * std::pow(16.0, -0.5) - 1) * attn + 1e-3 + 4 * 1e-4).epsilon(1e-12));
+  CHECK(fit.clamp_tokens(false, 1000) == 64);
+  CHECK(fit.clamp_tokens(true, 1000) == 1000);  // prefill range not recorded: no clamp
 
   // An op in a weight format the profile never measured cannot be priced: say which.
   StepModelRequest r;
