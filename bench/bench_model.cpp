@@ -3,6 +3,7 @@
 //   breakdown for one configuration. Reports items/s; the planner's budget is ~1 µs per configuration.
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_data.hpp"
 #include "common/files.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -13,16 +14,7 @@
 using namespace moeplan;
 
 namespace {
-struct Data {
-  std::filesystem::path dir = data_dir();
-  gpu_db::Database db = gpu_db::Database::load(dir);
-  model::PrecisionTable precisions = model::PrecisionTable::load(dir / "precisions.yaml");
-  model::ModelConfig maverick = model::load_model("llama4-maverick", dir);
-};
-Data& data() {
-  static Data d;
-  return d;
-}
+using bench::data;
 }  // namespace
 
 static void BM_parse_config(benchmark::State& state) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 
+#include "bench/bench_data.hpp"
 #include "common/files.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -18,23 +19,15 @@
 using namespace moeplan;
 
 namespace {
-struct Data {
-  std::filesystem::path dir = data_dir();
-  gpu_db::Database db = gpu_db::Database::load(dir);
-  model::PrecisionTable precisions = model::PrecisionTable::load(dir / "precisions.yaml");
-  model::ModelConfig maverick = model::load_model("llama4-maverick", dir);
-  planner::PlanRequest request() const {
-    planner::PlanRequest r;
-    r.model = &maverick;
-    r.precisions = &precisions;
-    r.precision_specs = {"bf16", "fp8", "nvfp4"};
-    for (const auto& g : db.gpus()) r.gpus.push_back(&g);
-    return r;
-  }
-};
-Data& data() {
-  static Data d;
-  return d;
+using bench::data;
+// The default sweep's request: Maverick, every GPU, bf16/fp8/nvfp4, the default counts, SLO and batches.
+planner::PlanRequest default_request() {
+  planner::PlanRequest r;
+  r.model = &data().maverick;
+  r.precisions = &data().precisions;
+  r.precision_specs = {"bf16", "fp8", "nvfp4"};
+  for (const auto& g : data().db.gpus()) r.gpus.push_back(&g);
+  return r;
 }
 double g_sweep_s_per_config = 0;  // the fast sweep's seconds per configuration, for the ratios
 
@@ -45,7 +38,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // Runs a whole sweep per iteration and reports its rates; returns seconds per configuration.
 template <class Sweep>
 double sweep_benchmark(benchmark::State& state, Sweep sweep) {
-  const auto r = data().request();
+  const auto r = default_request();
   planner::PlanResult res;
   double seconds = 0;
   for (auto _ : state) {
@@ -81,7 +74,7 @@ BENCHMARK(BM_reference_sweep)->Unit(benchmark::kMillisecond);
 // Naive: for each (GPU, count, precision) re-read and re-derive the model, then plan that one cell.
 static void BM_naive_per_configuration(benchmark::State& state) {
   const auto text = read_text_file(data().dir / "models" / "llama4-maverick" / "config.json");
-  const auto base = data().request();
+  const auto base = default_request();
   std::int64_t configs = 0;
   double seconds = 0;
   for (auto _ : state) {

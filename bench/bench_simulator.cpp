@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "bench/bench_data.hpp"
 #include "common/files.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -17,30 +18,23 @@ using namespace moeplan;
 using namespace moeplan::simulator;
 
 namespace {
-struct Data {
-  std::filesystem::path dir = data_dir();
-  gpu_db::Database db = gpu_db::Database::load(dir);
-  model::PrecisionTable precisions = model::PrecisionTable::load(dir / "precisions.yaml");
-  model::ModelConfig maverick = model::load_model("llama4-maverick", dir);
-  StepModelRequest request() const {
-    StepModelRequest r;
-    r.graph.model = &maverick;
-    r.graph.precision = model::resolve_precision("fp8", maverick, precisions);
-    r.graph.layout = {8, 8, 1, 1};
-    r.hardware = gpu_hardware(db, db.gpu("h100-sxm"));
-    r.routing = RoutingModel::uniform(maverick.num_experts, maverick.experts_per_token, 8);
-    return r;
-  }
-};
-Data& data() {
-  static Data d;
-  return d;
+using bench::data;
+// Maverick FP8 on 8 x H100, tp 8 / ep 8, uniform router.
+StepModelRequest default_request() {
+  const auto& d = data();
+  StepModelRequest r;
+  r.graph.model = &d.maverick;
+  r.graph.precision = model::resolve_precision("fp8", d.maverick, d.precisions);
+  r.graph.layout = {8, 8, 1, 1};
+  r.hardware = gpu_hardware(d.db, d.db.gpu("h100-sxm"));
+  r.routing = RoutingModel::uniform(d.maverick.num_experts, d.maverick.experts_per_token, 8);
+  return r;
 }
 double g_fast_ns = 0;
 }  // namespace
 
 static void BM_decode_step_estimate(benchmark::State& state) {
-  const StepModel model(data().request());
+  const StepModel model(default_request());
   std::int64_t batch = 1;
   for (auto _ : state) {
     const StepShape s = decode_shape(static_cast<double>(batch), 2048, model.graph(), model::AttentionKind::chunked);
@@ -59,7 +53,7 @@ BENCHMARK(BM_decode_step_estimate);
 
 // The naive way: rebuild graph, prices and routing for every estimate.
 static void BM_decode_step_estimate_naive(benchmark::State& state) {
-  const StepModelRequest r = data().request();
+  const StepModelRequest r = default_request();
   std::int64_t batch = 1;
   for (auto _ : state) {
     const StepModel model(r);
@@ -81,7 +75,7 @@ BENCHMARK(BM_decode_step_estimate_naive);
 
 static void BM_serving_10k_requests(benchmark::State& state) {
   SimulateRequest q;
-  const auto r = data().request();
+  const auto r = default_request();
   q.model = r.graph.model;
   q.precision = r.graph.precision;
   q.layout = r.graph.layout;
