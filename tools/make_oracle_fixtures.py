@@ -11,6 +11,9 @@ and tests/fixtures/oracle/<case>/ receives:
   expected.json          prompt ids, logits at every prompt position, greedy continuation (generate, use_cache=True),
                          logits of the last greedy step, versions, notes and the checks this script ran
 
+The mixtral case is MixtralForCausalLM with a sliding window (6 tokens) shorter than the prompt; its experts are saved
+in the Hub layout (block_sparse_moe.experts.<e>.w1/w2/w3).
+
 The llama4_fp8 case re-writes the llama4_qknorm weights in the layout of Meta's compressed-tensors FP8 checkpoint
 (routed experts unfused, F8_E4M3 weights with a per-output-channel scale); its config.json and model.safetensors
 are written by this script (transformers cannot save that layout), its expected logits come from transformers
@@ -18,8 +21,9 @@ running the dequantised weights in fp32.
 
 Every case is verified before its files are written: reload from disk (from_pretrained) reproduces the recorded
 logits exactly, generate() with the KV cache agrees with a full forward pass, router and greedy decisions have a
-margin (no near-ties that would make an fp32 re-implementation flip a choice), and for llama4_qknorm the chunked
-mask, temperature tuning, qk-norm, llama3 rope scaling and the NoPE layer each change the logits. After writing,
+margin (no near-ties that would make an fp32 re-implementation flip a choice), for llama4_qknorm the chunked
+mask, temperature tuning, qk-norm, llama3 rope scaling and the NoPE layer each change the logits, and for mixtral
+the sliding window (on/off, and its length by one) and rope_theta each change them. After writing,
 spec_forward (a plain re-implementation of the formulas in tests/fixtures/oracle/README.md that reads only the
 written files) must reproduce every case.
 
@@ -42,7 +46,14 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import Llama4ForCausalLM, Llama4TextConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
+from transformers import (
+    Llama4ForCausalLM,
+    Llama4TextConfig,
+    MixtralConfig,
+    MixtralForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "oracle"
@@ -120,6 +131,37 @@ def qwen3_moe_config() -> Qwen3MoeConfig:
     )
 
 
+# Shorter than the prompt (20 tokens): every position from 6 on has keys outside the window, so a missing window,
+# a window one too long or short, or chunks aligned to position 0 instead of a window all change the logits.
+MIXTRAL_SLIDING_WINDOW = 6
+
+
+def mixtral_config() -> MixtralConfig:
+    """Tiny Mixtral config: every layer MoE, 8 experts, top-2 renormalised, sliding-window attention, head_dim
+    derived from hidden / heads (head_dim unset, as in the Hub Mixtral configs)."""
+    return MixtralConfig(
+        vocab_size=200,
+        hidden_size=64,
+        intermediate_size=16,  # the experts' intermediate size (Mixtral has no dense MLP)
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=None,  # 64 / 4 = 16
+        num_local_experts=8,
+        num_experts_per_tok=2,
+        sliding_window=MIXTRAL_SLIDING_WINDOW,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},  # Mixtral-8x7B's theta
+        rms_norm_eps=1e-5,
+        max_position_embeddings=4096,
+        router_jitter_noise=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
+
+
 # llama3 rope scaling chosen so that all three branches occur at head_dim 16, theta 5e5: wavelengths
 # 2*pi/inv_freq are 6.3 (< 64/4: kept), 32.4 (between 16 and 64: smoothed) and >= 167 (> 64: divided by 8).
 LLAMA3_ROPE = {
@@ -151,14 +193,26 @@ CASES = {
         "half-split RoPE, head_dim 16 with 4 heads on hidden 48.",
         build=qwen3_moe_config,
     ),
+    "mixtral": dict(
+        seed=4004,
+        description="Mixtral: 3 MoE layers, 8 experts, top-2 softmax renormalised, no shared expert, no q/k norm, "
+        f"half-split RoPE (theta 1e6), sliding-window attention (window {MIXTRAL_SLIDING_WINDOW}), head_dim "
+        "derived from hidden / heads.",
+        build=mixtral_config,
+    ),
 }
 FP8_CASE = "llama4_fp8"
 FP8_SOURCE_CASE = "llama4_qknorm"
 ALL_CASES = list(CASES) + [FP8_CASE]
 
 
+MODEL_CLASSES = {"llama4_text": Llama4ForCausalLM, "qwen3_moe": Qwen3MoeForCausalLM, "mixtral": MixtralForCausalLM}
+# The router module of each family and where its forward output holds the raw router logits.
+ROUTERS = {"llama4_text": ("Llama4Router", 1), "qwen3_moe": ("Qwen3MoeTopKRouter", 0), "mixtral": ("MixtralTopKRouter", 0)}
+
+
 def model_class(config):
-    return Llama4ForCausalLM if config.model_type == "llama4_text" else Qwen3MoeForCausalLM
+    return MODEL_CLASSES[config.model_type]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -187,7 +241,7 @@ def init_weights_(model: torch.nn.Module, seed: int) -> None:
                 value = torch.randn(shape, generator=gen) / math.sqrt(shape[1])  # [E, hidden, 2I]: fan_in = hidden
             elif name.endswith("experts.down_proj") and p.dim() == 3 and isinstance(model, Llama4ForCausalLM):
                 value = torch.randn(shape, generator=gen) / math.sqrt(shape[1])  # [E, I, hidden]: fan_in = I
-            elif p.dim() == 3:  # Qwen3-MoE experts in memory: gate_up [E, 2I, hidden], down [E, hidden, I]
+            elif p.dim() == 3:  # Qwen3-MoE / Mixtral experts in memory: gate_up [E, 2I, hidden], down [E, hidden, I]
                 value = torch.randn(shape, generator=gen) / math.sqrt(shape[2])
             elif p.dim() == 2:  # nn.Linear [out, in]
                 gain = 1.0
@@ -223,12 +277,12 @@ def router_logits_of(model: torch.nn.Module, ids: torch.Tensor) -> list[torch.Te
     """Router logits [tokens, experts] of every MoE layer for one full forward over ids [1, T]."""
     captured: list[torch.Tensor] = []
 
-    def hook(_module, _inputs, output):
-        # Llama4Router returns (scores, logits); Qwen3MoeTopKRouter returns (logits, weights, indices).
-        logits = output[1] if isinstance(model, Llama4ForCausalLM) else output[0]
-        captured.append(logits.detach().clone())
+    # Llama4Router returns (scores, logits); Qwen3MoeTopKRouter and MixtralTopKRouter return (logits, weights, indices).
+    router_type, logits_at = ROUTERS[model.config.model_type]
 
-    router_type = "Llama4Router" if isinstance(model, Llama4ForCausalLM) else "Qwen3MoeTopKRouter"
+    def hook(_module, _inputs, output):
+        captured.append(output[logits_at].detach().clone())
+
     handles = [m.register_forward_hook(hook) for m in model.modules() if type(m).__name__ == router_type]
     try:
         with torch.no_grad():
@@ -324,14 +378,23 @@ def run_oracle_light(model: torch.nn.Module, prompt: list[int]) -> tuple[torch.T
 
 
 def sensitivity_checks(model: torch.nn.Module, prompt: list[int], ref: dict) -> dict:
-    """How much each Llama 4 feature moves the logits of this fixture (0 would mean the fixture cannot test it)."""
+    """How much each feature (Llama 4's, Mixtral's) moves the logits of this fixture (0 would mean the fixture cannot
+    test it)."""
     cfg = model.config
-    variants = {
-        "attention_chunk_size_8_to_4096": dict(attention_chunk_size=4096),
-        "attn_temperature_tuning_off": dict(attn_temperature_tuning=False),
-        "use_qk_norm_flipped": dict(use_qk_norm=not cfg.use_qk_norm),
-        "no_nope_layers": dict(no_rope_layers=[1] * cfg.num_hidden_layers),
-    }
+    if cfg.model_type == "mixtral":
+        window = cfg.sliding_window
+        variants = {
+            f"sliding_window_{window}_off": dict(sliding_window=None),
+            f"sliding_window_{window}_to_{window + 1}": dict(sliding_window=window + 1),
+            "rope_theta_1e6_to_1e4": dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+        }
+    else:
+        variants = {
+            "attention_chunk_size_8_to_4096": dict(attention_chunk_size=4096),
+            "attn_temperature_tuning_off": dict(attn_temperature_tuning=False),
+            "use_qk_norm_flipped": dict(use_qk_norm=not cfg.use_qk_norm),
+            "no_nope_layers": dict(no_rope_layers=[1] * cfg.num_hidden_layers),
+        }
     if cfg.rope_parameters.get("rope_type") == "llama3":
         variants["rope_scaling_off"] = dict(rope_parameters={"rope_type": "default",
                                                              "rope_theta": cfg.rope_parameters["rope_theta"]})
@@ -477,6 +540,19 @@ def notes_for(name: str, config) -> list[str]:
             "config.json is transformers 5 style: rope_parameters (not rope_theta/rope_scaling), explicit "
             "no_rope_layers (1 = RoPE + chunked attention, 0 = NoPE + global attention + temperature tuning), "
             "layer_types, moe_layers, dtype (not torch_dtype).")
+    elif name == "mixtral":
+        common.append(
+            "config.json is transformers 5 style: rope_parameters (not rope_theta), dtype (not torch_dtype); "
+            "head_dim is null (derived: hidden_size / num_attention_heads), as in the Hub Mixtral configs. "
+            "model.safetensors holds the routed experts in the Hub Mixtral layout: "
+            "block_sparse_moe.experts.<e>.w1 (gate) / w3 (up) [intermediate, hidden] and w2 (down) [hidden, "
+            "intermediate], router block_sparse_moe.gate.weight [experts, hidden] (transformers 5 renames "
+            "block_sparse_moe to mlp and fuses the experts in memory, and writes this layout back on save).")
+        common.append(
+            f"sliding_window {config.sliding_window}: query position p sees keys j with p - "
+            f"{config.sliding_window} < j <= p (the window includes the query itself), on every layer. "
+            "checks.feature_sensitivity: the same weights with the window off, one longer, and rope_theta 1e4 "
+            "instead of 1e6.")
     else:
         common.append(
             "config.json is transformers 5 style: rope_parameters (not rope_theta), num_local_experts (transformers "
@@ -497,7 +573,7 @@ def make_bf16_case(name: str, out_dir: Path) -> dict:
         "prompt_logits_vs_longer_forward_max_abs_diff": result["prefill_vs_full_max_abs_diff"],
         "expert_use_counts_prompt": result["expert_use_counts"],
     }
-    if name.startswith("llama4"):
+    if name.startswith("llama4") or name == "mixtral":
         checks["feature_sensitivity"] = sensitivity_checks(model, prompt, result)
     case_dir = out_dir / name
     save_bf16(model, case_dir)
@@ -865,8 +941,10 @@ def spec_forward(config: dict, w: dict, ids: list[int]) -> torch.Tensor:
     T = len(ids)
     pos = torch.arange(T)
     eps = config["rms_norm_eps"]
-    hq, hkv, d = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
+    hq, hkv = config["num_attention_heads"], config["num_key_value_heads"]
+    d = config.get("head_dim") or config["hidden_size"] // hq  # Mixtral: head_dim null
     is_llama4 = config["model_type"] == "llama4_text"
+    is_mixtral = config["model_type"] == "mixtral"
     inv_freq = spec_inv_freq(config["rope_parameters"], d)
     causal = pos[None, :] <= pos[:, None]  # [query, key]
     x = w["model.embed_tokens.weight"][torch.tensor(ids)]  # [T, hidden]
@@ -889,6 +967,10 @@ def spec_forward(config: dict, w: dict, ids: list[int]) -> torch.Tensor:
                 scale = 1.0 + config["attn_scale"] * torch.log1p(
                     torch.floor((pos.float() + 1.0) / config["floor_scale"]))
                 q = q * scale[:, None, None]
+        elif is_mixtral:  # no q/k norm; half-split RoPE; sliding window of the last W keys, the query's own included
+            q, k = spec_rope_half(q, pos, inv_freq), spec_rope_half(k, pos, inv_freq)
+            if config.get("sliding_window") is not None:
+                allowed = causal & ((pos[:, None] - pos[None, :]) < config["sliding_window"])
         else:  # Qwen3: per-head RMSNorm with weight, before RoPE
             q = spec_rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
             k = spec_rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
@@ -918,20 +1000,21 @@ def spec_forward(config: dict, w: dict, ids: list[int]) -> torch.Tensor:
         elif is_llama4:
             f = p + "feed_forward."
             out = spec_swiglu(h, w[f + "gate_proj.weight"], w[f + "up_proj.weight"], w[f + "down_proj.weight"])
-        else:
-            m = p + "mlp."
+        else:  # Qwen3-MoE and Mixtral: softmax over all experts, top-k, weights scale the expert output
+            m = p + ("block_sparse_moe." if is_mixtral else "mlp.")
+            gate, up, down = ("w1", "w3", "w2") if is_mixtral else ("gate_proj", "up_proj", "down_proj")
             probs = torch.softmax(h @ w[m + "gate.weight"].t(), dim=-1)  # [T, E]
             top = torch.topk(probs, config["num_experts_per_tok"], dim=-1)
             weights = top.values
-            if config["norm_topk_prob"]:
+            if is_mixtral or config["norm_topk_prob"]:  # Mixtral always renormalises
                 weights = weights / weights.sum(-1, keepdim=True)
             out = torch.zeros_like(h)
             for t in range(T):
                 for weight, e in zip(weights[t], top.indices[t]):
                     e = int(e)
-                    out[t] += weight * spec_swiglu(h[t], w[f"{m}experts.{e}.gate_proj.weight"],
-                                                   w[f"{m}experts.{e}.up_proj.weight"],
-                                                   w[f"{m}experts.{e}.down_proj.weight"])
+                    out[t] += weight * spec_swiglu(h[t], w[f"{m}experts.{e}.{gate}.weight"],
+                                                   w[f"{m}experts.{e}.{up}.weight"],
+                                                   w[f"{m}experts.{e}.{down}.weight"])
         x = x + out
     x = spec_rms_norm(x, w["model.norm.weight"], eps)
     return x @ w["lm_head.weight"].t()

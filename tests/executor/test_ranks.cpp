@@ -50,8 +50,8 @@ Generation generate_ranked(const executor::Model& full, int tp, int ep, const st
 }
 }  // namespace
 
-TEST_CASE("TP=2, TP=2 x EP=2 and TP=4 x EP=2 (KV heads replicated) equal one rank (Llama 4 and Qwen3-MoE oracle models)") {
-  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8"}) {
+TEST_CASE("TP=2, TP=2 x EP=2 and TP=4 x EP=2 (KV heads replicated) equal one rank (Llama 4, Qwen3-MoE and Mixtral oracle models)") {
+  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8", "mixtral"}) {
     const auto dir = test::fixtures() / "oracle" / name;
     const auto prompt = parse_json_file(dir / "expected.json").at("prompt").get<std::vector<std::int32_t>>();
     const auto model = executor::Model::load(dir);
@@ -109,7 +109,7 @@ BatchGeneration generate_batch(const std::shared_ptr<const executor::Model>& mod
 }  // namespace
 
 TEST_CASE("EP=2 with two attention replicas (all-to-all dispatch) equals one rank") {
-  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8"}) {
+  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8", "mixtral"}) {
     const auto dir = test::fixtures() / "oracle" / name;
     const auto prompt = parse_json_file(dir / "expected.json").at("prompt").get<std::vector<std::int32_t>>();
     std::vector<std::int32_t> second(prompt.rbegin() + 7, prompt.rend());  // another prompt, of another length
