@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <stdexcept>
+#include <utility>
 
 namespace moeplan::executor {
 
@@ -14,6 +17,9 @@ struct Shared {
   std::vector<const float*> slots;  // each rank's buffer for the collective in progress
   std::vector<const std::vector<std::vector<float>>*> sends;  // each rank's all-to-all buffers
   std::barrier<> sync;
+  // Rendezvous of the sub-groups [first, first + count), made by the first of their ranks to ask.
+  std::mutex sub_groups_mutex;
+  std::map<std::pair<int, int>, std::shared_ptr<Shared>> sub_groups;
 };
 
 class InProcess final : public Communicator {
@@ -47,10 +53,28 @@ class InProcess final : public Communicator {
     return recv;
   }
   void barrier() override { s_->sync.arrive_and_wait(); }
+  Communicator& sub_group(int first, int count) override {
+    if (first < 0 || count < 1 || first + count > size() || rank_ < first || rank_ >= first + count)
+      throw std::logic_error("sub_group: ranks [first, first + count) must lie in the group and include this rank");
+    const std::pair<int, int> key{first, count};
+    auto& mine = subs_[key];
+    if (!mine) {
+      std::shared_ptr<Shared> shared;
+      {
+        const std::lock_guard<std::mutex> lock(s_->sub_groups_mutex);
+        auto& slot = s_->sub_groups[key];
+        if (!slot) slot = std::make_shared<Shared>(count);
+        shared = slot;
+      }
+      mine = std::make_unique<InProcess>(std::move(shared), rank_ - first);
+    }
+    return *mine;
+  }
 
  private:
   std::shared_ptr<Shared> s_;
   int rank_;
+  std::map<std::pair<int, int>, std::unique_ptr<InProcess>> subs_;  // this rank's sub-group communicators
 };
 
 }  // namespace

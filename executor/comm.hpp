@@ -21,6 +21,10 @@ class Communicator {
   // recv[r] <- rank r's send[rank()]; send: [size] buffers of any lengths (expert-parallel dispatch and combine).
   virtual std::vector<std::vector<float>> all_to_all(const std::vector<std::vector<float>>& send) = 0;
   virtual void barrier() = 0;
+  // The communicator of this group's ranks [first, first + count), which must include this rank (its rank there is
+  // rank() - first): the tensor-parallel group of one attention replica. Every rank of the sub-group calls it
+  // before using it, in any order; the sub-group lives as long as this communicator (ncclCommSplit under NCCL).
+  virtual Communicator& sub_group(int first, int count) = 0;
 };
 
 // `ranks` communicators sharing one rendezvous; hand communicator r to the thread of rank r.

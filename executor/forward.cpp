@@ -15,6 +15,7 @@
 #include "kernels/attention.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/norm.hpp"
+#include "model/shard.hpp"
 
 namespace moeplan::executor {
 
@@ -137,11 +138,7 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
     return ckpt.view(e->name);
   };
   auto vec = [&](int layer, TensorRole role) { return view(layer, role).to_float(); };
-  auto mat = [&](int layer, TensorRole role) {
-    Matrix m = matrix_from(view(layer, role));
-    mdl.weight_bytes_ += m.data.size();
-    return m;
-  };
+  auto mat = [&](int layer, TensorRole role) { return matrix_from(view(layer, role)); };
 
   mdl.embed = mat(-1, TensorRole::embed);
   mdl.final_norm = vec(-1, TensorRole::final_norm);
@@ -188,8 +185,6 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
           }
         }
       }
-      for (const auto* group : {&L.expert_gate, &L.expert_up, &L.expert_down})
-        for (const auto& m : *group) mdl.weight_bytes_ += m.data.size();
       if (c.shared_intermediate > 0) {
         L.shared_gate = mat(li, TensorRole::shared_gate);
         L.shared_up = mat(li, TensorRole::shared_up);
@@ -198,7 +193,19 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
     }
     mdl.layers.push_back(std::move(L));
   }
+  mdl.count_weight_bytes();
   return model;
+}
+
+void Model::count_weight_bytes() {
+  weight_bytes_ = embed.data.size() + (config_.tie_word_embeddings ? 0 : lm_head.data.size());
+  for (const Layer& L : layers) {
+    for (const Matrix* m : {&L.q, &L.k, &L.v, &L.o, &L.router, &L.shared_gate, &L.shared_up, &L.shared_down, &L.dense_gate,
+                            &L.dense_up, &L.dense_down})
+      weight_bytes_ += m->data.size();
+    for (const auto* experts : {&L.expert_gate, &L.expert_up, &L.expert_down})
+      for (const Matrix& m : *experts) weight_bytes_ += m.data.size();
+  }
 }
 
 namespace {
@@ -228,65 +235,78 @@ Model::Matrix cols_of(const Model::Matrix& m, std::int64_t c0, std::int64_t c1) 
 }
 }  // namespace
 
+std::pair<std::int64_t, std::int64_t> vocab_rows(std::int64_t vocab, int tp, int tp_index) {
+  return {vocab * tp_index / tp, vocab * (tp_index + 1) / tp};
+}
+
 std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank, int dp) const {
   const model::ModelConfig& c = config_;
-  auto need = [&](bool ok, const std::string& what) {
-    if (!ok) throw InputError("--tp " + std::to_string(tp) + " --ep " + std::to_string(ep) + ": " + what + " for " + c.name);
-  };
-  need(tp >= 1 && ep >= 1 && dp >= 1 && (tp * dp) % ep == 0, "ep must divide tp * dp");
-  need(dp == 1 || (tp == 1 && ep == dp),
-       "the executor runs attention data parallel (dp = " + std::to_string(dp) + ") only with tp = 1 and ep = dp");
-  need(rank >= 0 && rank < tp * dp, "rank out of range");
-  need(c.num_heads % tp == 0, "tp must divide the query heads");
-  need(c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0, "tp must divide the KV heads or be a multiple of them");
-  need(c.dense_intermediate == 0 || c.dense_intermediate % tp == 0, "tp must divide the dense intermediate size");
-  need(c.shared_intermediate == 0 || c.shared_intermediate % tp == 0, "tp must divide the shared-expert size");
-  const int moe_tp = tp * dp / ep, tp_rank = rank % tp;
-  need(!c.is_moe() || (c.num_experts % ep == 0 && c.moe_intermediate % moe_tp == 0),
-       "ep must divide the experts and tp/ep the expert intermediate size");
-  auto out = std::shared_ptr<Model>(new Model(*this));
-  out->sharding_ = {tp, ep, dp, rank, 0};
+  // The simulator's own check (pipeline stages are not executed: pp = 1), so both accept the same layouts.
+  model::validate_layout(c, model::ParallelLayout{.tp = tp, .ep = ep, .pp = 1, .dp = dp});
+  if (rank < 0 || rank >= tp * dp)
+    throw InputError("rank " + std::to_string(rank) + " is outside the " + std::to_string(tp * dp) + " ranks of tp * dp");
+  // Built from this model's matrices, copying only the rows and columns the rank holds.
+  auto out = std::shared_ptr<Model>(new Model());
+  out->config_ = config_;
+  out->params_ = params_;
+  out->final_norm = final_norm;
+  out->sharding_ = {tp, ep, dp, rank, 0, 0};
+  const int tp_rank = out->sharding_.tp_index(), moe_tp = out->sharding_.moe_tp();
+  // Vocabulary: rows [v0, v1) of the embedding and of the lm_head (a copy of the embedding when tied).
+  const auto [v0, v1] = vocab_rows(c.vocab, tp, tp_rank);
+  out->embed = rows_of(embed, v0, v1);
+  out->lm_head = rows_of(lm_head, v0, v1);
+  out->sharding_.vocab_begin = v0;
   // KV heads: split tp ways, or, with more ranks than KV heads, each rank keeps (a replica of) the one KV head its
   // query heads attend with: ranks [k * tp / kv, (k + 1) * tp / kv) share KV head k.
   const std::int64_t D = c.head_dim, hq = c.num_heads / tp * D;
   const std::int64_t hkv = (c.num_kv_heads % tp == 0 ? c.num_kv_heads / tp : 1) * D;
   const std::int64_t kv_first = c.num_kv_heads % tp == 0 ? tp_rank * hkv : tp_rank / (tp / c.num_kv_heads) * D;
-  const std::int64_t group = rank / moe_tp, sub = rank % moe_tp, per = c.is_moe() ? c.num_experts / ep : 0;
+  // Experts: rank = group * moe_tp + piece; group g holds experts [g * per, (g + 1) * per), piece p the p-th of
+  // moe_tp slices of each one's intermediate.
+  const std::int64_t group = rank / moe_tp, piece = rank % moe_tp, per = c.is_moe() ? c.num_experts / ep : 0;
   out->sharding_.expert_begin = group * per;
-  for (Layer& L : out->layers) {
-    L.q = rows_of(L.q, tp_rank * hq, (tp_rank + 1) * hq);
-    L.k = rows_of(L.k, kv_first, kv_first + hkv);
-    L.v = rows_of(L.v, kv_first, kv_first + hkv);
-    L.o = cols_of(L.o, tp_rank * hq, (tp_rank + 1) * hq);
-    auto split_mlp = [&](Matrix& g, Matrix& u, Matrix& d, std::int64_t parts, std::int64_t part) {
-      const std::int64_t n = g.rows / parts;
-      g = rows_of(g, part * n, (part + 1) * n);
-      u = rows_of(u, part * n, (part + 1) * n);
-      d = cols_of(d, part * n, (part + 1) * n);
-    };
+  // Gate and up rows, down columns [part * n, (part + 1) * n) of an MLP with intermediate n * parts.
+  auto split_mlp = [](const Matrix& g, const Matrix& u, const Matrix& d, std::int64_t parts, std::int64_t part, Matrix& g_out,
+                      Matrix& u_out, Matrix& d_out) {
+    const std::int64_t n = g.rows / parts;
+    g_out = rows_of(g, part * n, (part + 1) * n);
+    u_out = rows_of(u, part * n, (part + 1) * n);
+    d_out = cols_of(d, part * n, (part + 1) * n);
+  };
+  for (const Layer& full : layers) {
+    Layer L;
+    L.input_norm = full.input_norm;
+    L.post_norm = full.post_norm;
+    L.q_norm = full.q_norm;
+    L.k_norm = full.k_norm;
+    L.q = rows_of(full.q, tp_rank * hq, (tp_rank + 1) * hq);
+    L.k = rows_of(full.k, kv_first, kv_first + hkv);
+    L.v = rows_of(full.v, kv_first, kv_first + hkv);
+    L.o = cols_of(full.o, tp_rank * hq, (tp_rank + 1) * hq);
+    L.moe = full.moe;
     if (!L.moe) {
-      split_mlp(L.dense_gate, L.dense_up, L.dense_down, tp, tp_rank);
-      continue;
+      split_mlp(full.dense_gate, full.dense_up, full.dense_down, tp, tp_rank, L.dense_gate, L.dense_up, L.dense_down);
+    } else {
+      L.router = full.router;
+      if (!full.shared_gate.data.empty())
+        split_mlp(full.shared_gate, full.shared_up, full.shared_down, tp, tp_rank, L.shared_gate, L.shared_up, L.shared_down);
+      for (std::size_t e = static_cast<std::size_t>(group * per); e < static_cast<std::size_t>((group + 1) * per); ++e)
+        split_mlp(full.expert_gate[e], full.expert_up[e], full.expert_down[e], moe_tp, piece, L.expert_gate.emplace_back(),
+                  L.expert_up.emplace_back(), L.expert_down.emplace_back());
     }
-    if (!L.shared_gate.data.empty()) split_mlp(L.shared_gate, L.shared_up, L.shared_down, tp, tp_rank);
-    std::vector<Matrix> g, u, d;
-    for (std::int64_t e = group * per; e < (group + 1) * per; ++e) {
-      g.push_back(L.expert_gate[static_cast<std::size_t>(e)]);
-      u.push_back(L.expert_up[static_cast<std::size_t>(e)]);
-      d.push_back(L.expert_down[static_cast<std::size_t>(e)]);
-      split_mlp(g.back(), u.back(), d.back(), moe_tp, sub);
-    }
-    L.expert_gate = std::move(g);
-    L.expert_up = std::move(u);
-    L.expert_down = std::move(d);
+    out->layers.push_back(std::move(L));
   }
+  out->count_weight_bytes();
   return out;
 }
 
 Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm)
     : model_(std::move(model)), ctx_(ctx), comm_(comm), positions_(static_cast<std::size_t>(sequences), 0) {
-  if ((comm_ ? comm_->size() : 1) != model_->sharding().ranks())
-    throw std::logic_error("Session: the communicator's size must equal the model's tp * dp");
+  const Model::Sharding& sh = model_->sharding();
+  if ((comm_ ? comm_->size() : 1) != sh.ranks() || (comm_ && comm_->rank() != sh.rank))
+    throw std::logic_error("Session: the communicator's size and rank must be the model's tp * dp and rank");
+  if (sh.tp > 1) tp_comm_ = sh.dp == 1 ? comm_ : &comm_->sub_group(sh.dp_index() * sh.tp, sh.tp);
   const std::size_t L = model_->layers.size();
   k_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
   v_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
@@ -344,10 +364,18 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     return {};
   }
   {
+    // This rank's vocabulary rows [v0, v1) (all of them on one rank); the other ids' rows stay zero until the
+    // tensor-parallel all-reduce adds the rank that holds them.
     Timer tm{times_, "embed"};
-    for (std::int64_t t = 0; t < T; ++t)
-      kernels::dequantize_rows(ctx_, M.embed.view(), ids[static_cast<std::size_t>(t)], ids[static_cast<std::size_t>(t)] + 1,
-                               x.data() + t * H);
+    const std::int64_t v0 = M.sharding().vocab_begin, v1 = v0 + M.embed.rows;
+    for (std::int64_t t = 0; t < T; ++t) {
+      const std::int64_t id = ids[static_cast<std::size_t>(t)];
+      if (id >= v0 && id < v1) kernels::dequantize_rows(ctx_, M.embed.view(), id - v0, id - v0 + 1, x.data() + t * H);
+    }
+  }
+  if (tp_comm_) {
+    Timer tm{times_, "embed.all_reduce"};
+    tp_comm_->all_reduce_sum(x.data(), T * H);
   }
   for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x, seq_of, pos_of);
   for (std::size_t s = 0; s < tokens.size(); ++s) positions_[s] += static_cast<std::int64_t>(tokens[s].size());
@@ -362,10 +390,27 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     for (std::size_t r = 0; r < rows.size(); ++r)
       kernels::rmsnorm(ctx_, x.data() + rows[r] * H, M.final_norm.data(), h.data() + static_cast<std::int64_t>(r) * H, 1, H, M.params().rms_eps);
   }
-  std::vector<float> logits(rows.size() * static_cast<std::size_t>(V));
+  // This rank's vocabulary slice of the logits: [N, Vr], Vr = lm_head.rows (V on one rank).
+  const std::int64_t N = static_cast<std::int64_t>(rows.size()), Vr = M.lm_head.rows;
+  std::vector<float> mine(static_cast<std::size_t>(N * Vr));
   {
     Timer tm{times_, "lm_head"};
-    kernels::matmul(ctx_, h.data(), static_cast<std::int64_t>(rows.size()), M.lm_head.view(), logits.data());
+    kernels::matmul(ctx_, h.data(), N, M.lm_head.view(), mine.data());
+  }
+  if (!tp_comm_) return mine;
+  // All-gather the slices of the tp ranks as [N, slice] blocks, slice = ceil(V / tp) (a rank holding one row fewer
+  // leaves its last column unused), then place rank r's columns at its vocabulary rows: logits [N, V].
+  Timer tm{times_, "lm_head.all_gather"};
+  const int tp = M.sharding().tp;
+  const std::int64_t slice = (V + tp - 1) / tp;
+  std::vector<float> block(static_cast<std::size_t>(N * slice)), gathered(static_cast<std::size_t>(tp * N * slice));
+  for (std::int64_t n = 0; n < N; ++n) std::copy_n(mine.data() + n * Vr, Vr, block.data() + n * slice);
+  tp_comm_->all_gather(block.data(), N * slice, gathered.data());
+  std::vector<float> logits(static_cast<std::size_t>(N * V));
+  for (int r = 0; r < tp; ++r) {
+    const auto [r0, r1] = vocab_rows(V, tp, r);
+    for (std::int64_t n = 0; n < N; ++n)
+      std::copy_n(gathered.data() + (r * N + n) * slice, r1 - r0, logits.data() + n * V + r0);
   }
   return logits;
 }
@@ -378,15 +423,9 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
   const Model::Layer& L = M.layers[li];
   const model::LayerSpec& spec = c.layers[li];
   const std::int64_t T = static_cast<std::int64_t>(seq_of.size()), H = c.hidden;
-  const int tp = M.sharding().tp;
   const std::int64_t D = c.head_dim, Hq = L.q.rows / D, Hkv = L.k.rows / D;  // heads on this rank
-  if (T == 0) {
-    if (L.moe && M.sharding().dp > 1) {
-      std::vector<float> none;
-      kernels::ExpertDispatch empty;
-      empty.expert_offsets.assign(static_cast<std::size_t>(c.num_experts + 1), 0);
-      moe_all_to_all(L, none, 0, empty, none);
-    }
+  if (T == 0) {  // a replica with no sequences: only the all-to-all over all ranks involves it
+    if (L.moe && M.sharding().dp > 1) moe_all_to_all(L, nullptr, nullptr, nullptr, 0, nullptr);
     return;
   }
   const bool prefill = T > static_cast<std::int64_t>(positions_.size()) ||
@@ -462,9 +501,9 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     Timer tm{times_, "attn.o"};
     kernels::matmul(ctx_, attn.data(), T, L.o.view(), o.data());
   }
-  if (comm_ && tp > 1) {  // each rank holds a partial sum over its heads
+  if (tp_comm_) {  // each rank of the replica holds a partial sum over its heads
     Timer tm{times_, "attn.all_reduce"};
-    comm_->all_reduce_sum(o.data(), T * H);
+    tp_comm_->all_reduce_sum(o.data(), T * H);
   }
   kernels::add(ctx_, x.data(), o.data(), x.data(), T * H);
 
@@ -510,137 +549,131 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
     routing_[moe_index].insert(routing_[moe_index].end(), ids.begin(), ids.end());
     if (!L.shared_gate.data.empty())
       swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down");
-    const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E);
     if (M.sharding().dp > 1) {
-      moe_all_to_all(L, xn, T, dispatch, out);
-      kernels::add(ctx_, x.data(), out.data(), x.data(), T * H);
-      return;
-    }
-    // This rank's experts [e0, e1): their rows are contiguous in the dispatch (rows are sorted by expert).
-    const std::int64_t e0 = M.sharding().expert_begin, e1 = e0 + static_cast<std::int64_t>(L.expert_gate.size());
-    const std::int64_t r0 = dispatch.expert_offsets[static_cast<std::size_t>(e0)];
-    const std::int64_t R = dispatch.expert_offsets[static_cast<std::size_t>(e1)] - r0, I = L.expert_gate.front().rows;
-    std::vector<std::int64_t> offsets(dispatch.expert_offsets.begin() + e0, dispatch.expert_offsets.begin() + e1 + 1);
-    for (auto& off : offsets) off -= r0;
-    const std::int64_t* row_token = dispatch.row_token.data() + r0;
-    const float* row_weight = dispatch.row_weight.data() + r0;
-    std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()),
-        ys(static_cast<std::size_t>(R * H));
-    auto views = [](const std::vector<Model::Matrix>& ms) {
-      std::vector<kernels::WeightView> list;
-      for (const auto& m : ms) list.push_back(m.view());
-      return list;
-    };
-    {
-      Timer tm{times_, "moe.experts.gate_up"};
+      // The tp ranks of a replica hold the same tokens: each sends its share [t0, t1) to the experts' ranks, and the
+      // all-reduce below completes every token.
+      const int tp = M.sharding().tp, tp_index = M.sharding().tp_index();
+      const std::int64_t t0 = T * tp_index / tp, t1 = T * (tp_index + 1) / tp;
+      moe_all_to_all(L, xn.data() + t0 * H, ids.data() + t0 * K, weights.data() + t0 * K, t1 - t0, out.data() + t0 * H);
+    } else {
+      // This rank's experts [e0, e1): their rows are contiguous in the dispatch (rows are sorted by expert).
+      const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E);
+      const std::int64_t e0 = M.sharding().expert_begin, e1 = e0 + static_cast<std::int64_t>(L.expert_gate.size());
+      const std::int64_t r0 = dispatch.expert_offsets[static_cast<std::size_t>(e0)];
+      std::vector<std::int64_t> offsets(dispatch.expert_offsets.begin() + e0, dispatch.expert_offsets.begin() + e1 + 1);
+      for (auto& off : offsets) off -= r0;
       // Llama 4 scales the expert input by the router weight; Qwen3 and Mixtral scale the output.
-      kernels::gather_rows(ctx_, xn.data(), H, row_token, P.llama4 ? row_weight : nullptr, R, xs.data());
-      const auto gv = views(L.expert_gate), uv = views(L.expert_up);
-      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), e1 - e0, gv.data(), gs.data());
-      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), e1 - e0, uv.data(), us.data());
-    }
-    {
-      Timer tm{times_, "moe.experts.act"};
-      kernels::silu_mul(ctx_, gs.data(), us.data(), gs.data(), R * I);
-    }
-    {
-      Timer tm{times_, "moe.experts.down"};
-      const auto dv = views(L.expert_down);
-      kernels::grouped_matmul(ctx_, gs.data(), offsets.data(), e1 - e0, dv.data(), ys.data());
-      kernels::scatter_add_rows(ctx_, ys.data(), H, row_token, P.llama4 ? nullptr : row_weight, R, out.data());
+      const float* row_weight = dispatch.row_weight.data() + r0;
+      routed_experts(L, offsets.data(), offsets.back(), dispatch.row_token.data() + r0, P.llama4 ? row_weight : nullptr,
+                     P.llama4 ? nullptr : row_weight, xn.data(), out.data());
     }
   }
-  if (comm_ && tp > 1) {  // partial sums over this rank's MLP columns and experts (dp = 1 here, or tp = 1)
+  if (tp_comm_) {  // partial sums over this rank's MLP or shared-expert columns, expert pieces and tokens
     Timer tm{times_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
-    comm_->all_reduce_sum(out.data(), T * H);
+    tp_comm_->all_reduce_sum(out.data(), T * H);
   }
   kernels::add(ctx_, x.data(), out.data(), x.data(), T * H);
 }
 
-void Session::moe_all_to_all(const Model::Layer& L, const std::vector<float>& xn, std::int64_t T,
-                             const kernels::ExpertDispatch& dispatch, std::vector<float>& out) {
+void Session::routed_experts(const Model::Layer& L, const std::int64_t* offsets, std::int64_t R, const std::int64_t* row_token,
+                             const float* in_scale, const float* out_scale, const float* x, float* y) {
+  if (R == 0) return;
+  const std::int64_t H = model_->config().hidden, I = L.expert_gate.front().rows;
+  const std::int64_t experts = static_cast<std::int64_t>(L.expert_gate.size());
+  auto views = [](const std::vector<Model::Matrix>& ms) {
+    std::vector<kernels::WeightView> list;
+    for (const auto& m : ms) list.push_back(m.view());
+    return list;
+  };
+  // xs, ys: [R, H]; gs, us: [R, I] (I: this rank's piece of the expert intermediate)
+  std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()), ys(xs.size());
+  {
+    Timer tm{times_, "moe.experts.gate_up"};
+    kernels::gather_rows(ctx_, x, H, row_token, in_scale, R, xs.data());
+    const auto gv = views(L.expert_gate), uv = views(L.expert_up);
+    kernels::grouped_matmul(ctx_, xs.data(), offsets, experts, gv.data(), gs.data());
+    kernels::grouped_matmul(ctx_, xs.data(), offsets, experts, uv.data(), us.data());
+  }
+  {
+    Timer tm{times_, "moe.experts.act"};
+    kernels::silu_mul(ctx_, gs.data(), us.data(), gs.data(), R * I);
+  }
+  Timer tm{times_, "moe.experts.down"};
+  const auto dv = views(L.expert_down);
+  kernels::grouped_matmul(ctx_, gs.data(), offsets, experts, dv.data(), ys.data());
+  kernels::scatter_add_rows(ctx_, ys.data(), H, row_token, out_scale, R, y);
+}
+
+void Session::moe_all_to_all(const Model::Layer& L, const float* xn, const std::int32_t* ids, const float* weights,
+                             std::int64_t T, float* out) {
   const Model& M = *model_;
-  const std::int64_t H = M.config().hidden;
+  const std::int64_t H = M.config().hidden, E = M.config().num_experts, K = M.config().experts_per_token;
   const bool llama4 = M.params().llama4;
   const std::size_t ranks = static_cast<std::size_t>(comm_->size());
-  const std::int64_t per = static_cast<std::int64_t>(L.expert_gate.size());  // experts per rank (ep = ranks)
-  const auto& off = dispatch.expert_offsets;  // rows sorted by expert, so rank j's rows are contiguous
-  // send[j]: [per] row counts of rank j's experts (as floats, exact below 2^24), then their rows [n, H] of xn
-  // (Llama 4: already scaled by the router weight, which scales the expert input).
+  // Rank j = group * moe_tp + piece holds piece `piece` of experts [group * per, (group + 1) * per).
+  const std::size_t moe_tp = static_cast<std::size_t>(M.sharding().moe_tp()), groups = ranks / moe_tp;
+  const std::int64_t per = static_cast<std::int64_t>(L.expert_gate.size());
+  const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids, weights, T, K, E);
+  const auto& off = dispatch.expert_offsets;  // rows sorted by expert, so a group's rows are contiguous
+  auto group_rows = [&](std::size_t g) {      // rows [first, second) of the dispatch that go to group g
+    return std::pair{off[g * static_cast<std::size_t>(per)], off[(g + 1) * static_cast<std::size_t>(per)]};
+  };
+  // send[j], j = g * moe_tp + piece: [per] row counts of group g's experts (as floats, exact below 2^24), then their
+  // rows [n, H] of xn (Llama 4: already scaled by the router weight, which scales the expert input); every piece of
+  // a group gets the same rows.
   std::vector<std::vector<float>> recv;
   {
     Timer tm{times_, "moe.dispatch"};
     std::vector<std::vector<float>> send(ranks);
-    for (std::size_t j = 0; j < ranks; ++j) {
-      const std::int64_t e0 = static_cast<std::int64_t>(j) * per, rb = off[static_cast<std::size_t>(e0)];
-      const std::int64_t n = off[static_cast<std::size_t>(e0 + per)] - rb;
-      send[j].resize(static_cast<std::size_t>(per + n * H));
-      for (std::int64_t e = 0; e < per; ++e)
-        send[j][static_cast<std::size_t>(e)] = static_cast<float>(off[static_cast<std::size_t>(e0 + e + 1)] - off[static_cast<std::size_t>(e0 + e)]);
-      if (n > 0)
-        kernels::gather_rows(ctx_, xn.data(), H, dispatch.row_token.data() + rb, llama4 ? dispatch.row_weight.data() + rb : nullptr,
-                             n, send[j].data() + per);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto [rb, re] = group_rows(g);
+      std::vector<float>& buf = send[g * moe_tp];
+      buf.resize(static_cast<std::size_t>(per + (re - rb) * H));
+      for (std::int64_t e = 0; e < per; ++e) {
+        const std::size_t eg = g * static_cast<std::size_t>(per) + static_cast<std::size_t>(e);
+        buf[static_cast<std::size_t>(e)] = static_cast<float>(off[eg + 1] - off[eg]);
+      }
+      if (re > rb)
+        kernels::gather_rows(ctx_, xn, H, dispatch.row_token.data() + rb, llama4 ? dispatch.row_weight.data() + rb : nullptr,
+                             re - rb, buf.data() + per);
+      for (std::size_t p = 1; p < moe_tp; ++p) send[g * moe_tp + p] = buf;
     }
     recv = comm_->all_to_all(send);
   }
-  // Group the received rows by this rank's expert (rows of rank 0, then rank 1, ... for each expert):
-  // xs: [R, H]; src_row[r][i] is the row of xs holding the i-th row rank r sent.
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(per + 1), 0);
+  // The received rows, source rank by source rank: in [R, H]; rank r's rows start at row first_of[r], expert by
+  // expert. Grouped by this rank's expert (rows from rank 0, then rank 1, ... for each expert), grouped row i is
+  // in[row_of[i]].
+  std::vector<std::int64_t> first_of(ranks + 1, 0), offsets(static_cast<std::size_t>(per + 1), 0);
+  auto count = [&](std::size_t r, std::int64_t e) { return static_cast<std::int64_t>(recv[r][static_cast<std::size_t>(e)]); };
+  for (std::size_t r = 0; r < ranks; ++r) first_of[r + 1] = first_of[r] + static_cast<std::int64_t>(recv[r].size() - static_cast<std::size_t>(per)) / H;
+  const std::int64_t R = first_of[ranks];
+  std::vector<float> in(static_cast<std::size_t>(R * H)), res(in.size(), 0.0f);
+  std::vector<std::int64_t> row_of;
+  row_of.reserve(static_cast<std::size_t>(R));
+  for (std::size_t r = 0; r < ranks; ++r) std::copy(recv[r].begin() + per, recv[r].end(), in.begin() + first_of[r] * H);
+  std::vector<std::int64_t> read(first_of.begin(), first_of.end() - 1);  // next row of each source rank
   for (std::int64_t e = 0; e < per; ++e) {
-    std::int64_t n = 0;
-    for (const auto& buf : recv) n += static_cast<std::int64_t>(buf[static_cast<std::size_t>(e)]);
-    offsets[static_cast<std::size_t>(e + 1)] = offsets[static_cast<std::size_t>(e)] + n;
+    for (std::size_t r = 0; r < ranks; ++r)
+      for (std::int64_t i = 0; i < count(r, e); ++i) row_of.push_back(read[r]++);
+    offsets[static_cast<std::size_t>(e + 1)] = static_cast<std::int64_t>(row_of.size());
   }
-  const std::int64_t R = offsets.back(), I = L.expert_gate.front().rows;
-  std::vector<float> xs(static_cast<std::size_t>(R * H)), gs(static_cast<std::size_t>(R * I)), us(gs.size()), ys(xs.size());
-  std::vector<std::vector<std::int64_t>> src_row(ranks);
-  {
-    std::int64_t row = 0;
-    std::vector<std::int64_t> read(ranks, 0);  // rows of recv[r] consumed so far
-    for (std::int64_t e = 0; e < per; ++e)
-      for (std::size_t r = 0; r < ranks; ++r) {
-        const std::int64_t n = static_cast<std::int64_t>(recv[r][static_cast<std::size_t>(e)]);
-        std::memcpy(xs.data() + row * H, recv[r].data() + per + read[r] * H, static_cast<std::size_t>(n * H) * sizeof(float));
-        for (std::int64_t i = 0; i < n; ++i) src_row[r].push_back(row + i);
-        read[r] += n;
-        row += n;
-      }
-  }
-  if (R > 0) {
-    auto views = [](const std::vector<Model::Matrix>& ms) {
-      std::vector<kernels::WeightView> list;
-      for (const auto& m : ms) list.push_back(m.view());
-      return list;
-    };
-    {
-      Timer tm{times_, "moe.experts.gate_up"};
-      const auto gv = views(L.expert_gate), uv = views(L.expert_up);
-      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), per, gv.data(), gs.data());
-      kernels::grouped_matmul(ctx_, xs.data(), offsets.data(), per, uv.data(), us.data());
-    }
-    {
-      Timer tm{times_, "moe.experts.act"};
-      kernels::silu_mul(ctx_, gs.data(), us.data(), gs.data(), R * I);
-    }
-    Timer tm{times_, "moe.experts.down"};
-    const auto dv = views(L.expert_down);
-    kernels::grouped_matmul(ctx_, gs.data(), offsets.data(), per, dv.data(), ys.data());
-  }
-  // Send every row's result back to the rank it came from, in the order it came; received in rank order, the rows
-  // are in this rank's dispatch order again.
+  // res [R, H]: each received row's result (this rank's piece of its expert) in the order it arrived.
+  routed_experts(L, offsets.data(), R, row_of.data(), nullptr, nullptr, in.data(), res.data());
+  // Send every row's result back to the rank it came from, in the order it came; then sum the moe_tp pieces of each
+  // row (in piece order) into y [rows, H], in this rank's dispatch order, and add them into out.
   Timer tm{times_, "moe.combine"};
   std::vector<std::vector<float>> back(ranks);
-  for (std::size_t r = 0; r < ranks; ++r) {
-    back[r].resize(src_row[r].size() * static_cast<std::size_t>(H));
-    for (std::size_t i = 0; i < src_row[r].size(); ++i)
-      std::memcpy(back[r].data() + i * static_cast<std::size_t>(H), ys.data() + src_row[r][i] * H, static_cast<std::size_t>(H) * sizeof(float));
-  }
+  for (std::size_t r = 0; r < ranks; ++r) back[r].assign(res.begin() + first_of[r] * H, res.begin() + first_of[r + 1] * H);
   const auto results = comm_->all_to_all(back);
-  std::vector<float> y;
-  for (const auto& part : results) y.insert(y.end(), part.begin(), part.end());
   const std::int64_t rows = static_cast<std::int64_t>(dispatch.row_token.size());
-  if (T > 0 && rows > 0)
-    kernels::scatter_add_rows(ctx_, y.data(), H, dispatch.row_token.data(), llama4 ? nullptr : dispatch.row_weight.data(), rows, out.data());
+  if (rows == 0) return;
+  std::vector<float> y(static_cast<std::size_t>(rows * H), 0.0f);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto [rb, re] = group_rows(g);
+    for (std::size_t p = 0; p < moe_tp; ++p)
+      kernels::add(ctx_, y.data() + rb * H, results[g * moe_tp + p].data(), y.data() + rb * H, (re - rb) * H);
+  }
+  kernels::scatter_add_rows(ctx_, y.data(), H, dispatch.row_token.data(), llama4 ? nullptr : dispatch.row_weight.data(), rows, out);
 }
 
 std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -46,24 +47,28 @@ class Model {
   // missing tensors, wrong shapes or dtypes (executor/checkpoint.hpp checks).
   static std::shared_ptr<const Model> load(const std::filesystem::path& dir);
 
-  // This rank's share of the model under tensor parallel `tp` (query/KV heads, dense and shared MLP split tp ways,
-  // o_proj and down projections split by input columns), expert parallel `ep` (routed experts split into ep
-  // contiguous ranges, each expert's intermediate split tp*dp/ep ways) and attention data parallel `dp` (replicas
-  // that each serve their own sequences; the executor runs dp > 1 only with tp = 1 and ep = dp, experts whole, tokens
-  // moved to their experts' rank by all-to-all), as model/shard.hpp describes. Ranks: tp * dp, rank = dp_index * tp
-  // + tp_index. Router, norms, embedding and lm_head stay whole on every rank (lm_head is replicated).
-  // Throws InputError when the sizes do not divide or the layout is one the executor does not run.
+  // This rank's share of the model under the layout of model/shard.hpp: ranks = tp * dp, rank = dp_index * tp +
+  // tp_index. Attention data parallel `dp`: replicas of tp ranks that each serve their own sequences. Tensor parallel
+  // `tp` inside a replica: query/KV heads, dense and shared MLP columns and the vocabulary rows of the embedding and
+  // lm_head (tied or not) split tp ways, o_proj and down projections split by input columns. Expert parallel `ep`
+  // over all tp * dp ranks: routed experts split into ep contiguous ranges, each expert's intermediate split
+  // moe_tp = tp * dp / ep ways. Router and norms stay whole on every rank.
+  // Throws InputError (model::layout_problem's message) when the sizes do not divide, or the rank is out of range.
   std::shared_ptr<const Model> sharded(int tp, int ep, int rank, int dp = 1) const;
   struct Sharding {
     int tp = 1, ep = 1, dp = 1, rank = 0;
     std::int64_t expert_begin = 0;  // first routed expert this rank holds (it holds layers[..].expert_gate.size())
+    std::int64_t vocab_begin = 0;   // first vocabulary row of embed and lm_head this rank holds (it holds embed.rows)
     int ranks() const { return tp * dp; }
+    int tp_index() const { return rank % tp; }
+    int dp_index() const { return rank / tp; }
+    int moe_tp() const { return tp * dp / ep; }
   };
   const Sharding& sharding() const { return sharding_; }
 
   const model::ModelConfig& config() const { return config_; }
   const RuntimeParams& params() const { return params_; }
-  std::uint64_t weight_bytes() const { return weight_bytes_; }
+  std::uint64_t weight_bytes() const { return weight_bytes_; }  // of the matrices this model (or shard) holds
 
   struct Matrix {
     std::vector<std::byte> data;   // [rows, cols] of dtype
@@ -83,16 +88,21 @@ class Model {
     Matrix shared_gate, shared_up, shared_down;          // Llama 4 shared expert
     Matrix dense_gate, dense_up, dense_down;             // dense MLP layers
   };
-  Matrix embed, lm_head;
+  Matrix embed, lm_head;  // [vocab rows on this rank, H]
   std::vector<float> final_norm;
   std::vector<Layer> layers;
 
  private:
+  void count_weight_bytes();  // weight_bytes_ <- the bytes of every matrix held (the lm_head once when tied)
   model::ModelConfig config_;
   RuntimeParams params_;
   std::uint64_t weight_bytes_ = 0;
   Sharding sharding_;
 };
+
+// The vocabulary rows [first, second) tensor-parallel rank `tp_index` of `tp` holds: contiguous ranges whose sizes
+// differ by at most one row when tp does not divide the vocabulary.
+std::pair<std::int64_t, std::int64_t> vocab_rows(std::int64_t vocab, int tp, int tp_index);
 
 // Per-op wall time, summed over layers and steps, keyed by op graph name.
 struct OpTimes {
@@ -103,7 +113,8 @@ struct OpTimes {
 // A batch of sequences being generated: per-layer KV caches and the tokens so far.
 class Session {
  public:
-  // `comm`: the rank's communicator when `model` is a shard (Model::sharded); nullptr for one rank.
+  // `comm`: the communicator of all tp * dp ranks when `model` is a shard (Model::sharded), its rank the model's rank;
+  // nullptr for one rank. Collectives of the tensor-parallel group run on comm->sub_group (dp > 1).
   Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm = nullptr);
 
   // Run the prompts (one per sequence, any lengths); returns the logits of every prompt position when
@@ -127,15 +138,23 @@ class Session {
   void layer_forward(std::size_t li, std::vector<float>& x, const std::vector<std::int64_t>& seq_of,
                      const std::vector<std::int64_t>& pos_of);
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
-  // Expert parallel with attention data parallel (dp > 1): sends each routed row of xn [T, H] to the rank holding its
-  // expert (all-to-all), runs this rank's experts on the rows it received from every rank, sends the results back and
-  // adds them into out [T, H]. Every rank calls it once per MoE layer, also with T = 0.
-  void moe_all_to_all(const Model::Layer& L, const std::vector<float>& xn, std::int64_t T,
-                      const kernels::ExpertDispatch& dispatch, std::vector<float>& out);
+  // This rank's routed experts on R rows grouped by expert (offsets: [experts on this rank + 1], local expert e's rows
+  // at offsets[e] .. offsets[e+1]): row r is x[row_token[r]] scaled by in_scale[r], and its result, scaled by
+  // out_scale[r], is added into y[row_token[r]] (null scales: 1). x, y: [*, H].
+  void routed_experts(const Model::Layer& L, const std::int64_t* offsets, std::int64_t R, const std::int64_t* row_token,
+                      const float* in_scale, const float* out_scale, const float* x, float* y);
+  // Expert parallel with attention data parallel (dp > 1), for T tokens of this rank (its share of its replica's
+  // tokens): xn [T, H] normed input, ids and weights [T, K] the routing. Sends each routed row to every rank holding
+  // a piece of its expert (all-to-all), runs this rank's experts on the rows it received from every rank, sends the
+  // results back, sums the pieces of each row and adds them into out [T, H]. Every rank calls it once per MoE layer,
+  // also with T = 0.
+  void moe_all_to_all(const Model::Layer& L, const float* xn, const std::int32_t* ids, const float* weights,
+                      std::int64_t T, float* out);
 
   std::shared_ptr<const Model> model_;
   kernels::CpuContext ctx_;
-  Communicator* comm_ = nullptr;
+  Communicator* comm_ = nullptr;     // all tp * dp ranks (the MoE all-to-all)
+  Communicator* tp_comm_ = nullptr;  // this replica's tp ranks (all-reduces, lm_head all-gather); null when tp = 1
   std::vector<std::int64_t> positions_;              // tokens in cache per sequence
   std::vector<std::vector<std::vector<float>>> k_, v_;  // [layer][seq] -> [pos, Hkv, D]
   std::vector<std::vector<std::int32_t>> routing_;

@@ -12,6 +12,7 @@
 #include "common/splitmix.hpp"
 #include "executor/checkpoint_random.hpp"
 #include "kernels/thread_pool.hpp"
+#include "model/shard.hpp"
 
 namespace moeplan::executor {
 
@@ -37,11 +38,15 @@ std::uint64_t peak_rss_bytes() {
 RunResult run_model(const RunRequest& r) {
   if (r.batch < 1 || r.gen_tokens < 0 || (r.prompt.empty() && r.prompt_tokens < 1))
     throw InputError("--batch and --prompt-tokens must be at least 1, --gen-tokens at least 0");
+  const int dp = data_parallel(r);
+  if (r.tp < 1 || r.ep < 1 || dp < 1) throw InputError("--tp, --ep and --dp must be positive");
+  const model::ParallelLayout layout{.tp = r.tp, .ep = r.ep, .pp = 1, .dp = dp};
   RunResult res;
   res.model = r.name;
   const auto t_load = Clock::now();
   std::filesystem::path dir = r.weights_dir;
   if (r.random_seed) {
+    model::validate_layout(model::parse_hf_config(r.config, r.name, r.name), layout);  // before writing the weights
     dir = r.weights_out.empty() ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed))
                                 : r.weights_out;
     RandomWeightsOptions opt;
@@ -50,6 +55,7 @@ RunResult run_model(const RunRequest& r) {
   }
   res.weights_dir = dir;
   const auto model = Model::load(dir);
+  model::validate_layout(model->config(), layout);
   res.load_s = since(t_load);
   res.weight_bytes = model->weight_bytes();
   res.experts = model->config().num_experts;
@@ -75,11 +81,10 @@ RunResult run_model(const RunRequest& r) {
   for (const auto id : prompts.front())  // checked here, before any rank thread starts
     if (id < 0 || id >= V) throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
 
-  // Ranks: tp * dp threads (dp = ep / tp when ep > tp: attention data parallel, each dp replica serving a contiguous
-  // block of the sequences). Rank 0 runs here with the pool; the others on their own threads, single-threaded each.
-  if (r.tp < 1 || r.ep < 1 || (r.ep > r.tp ? r.ep % r.tp : r.tp % r.ep) != 0)
-    throw InputError("--tp " + std::to_string(r.tp) + " --ep " + std::to_string(r.ep) + ": one must divide the other");
-  const int dp = r.ep > r.tp ? r.ep / r.tp : 1, ranks = r.tp * dp;
+  // Ranks: tp * dp threads, each replica of tp ranks serving a contiguous block of the sequences (as even as the
+  // batch allows; a replica with none still joins every all-to-all). Rank 0 runs here with the pool; the others on
+  // their own threads, single-threaded each.
+  const int ranks = r.tp * dp;
   std::vector<std::shared_ptr<const Model>> shards;
   auto comms = make_in_process_group(ranks);
   for (int rank = 0; rank < ranks; ++rank) shards.push_back(ranks > 1 ? model->sharded(r.tp, r.ep, rank, dp) : model);
@@ -153,6 +158,11 @@ RunResult run_model(const RunRequest& r) {
   res.decode_tokens_per_s = r.gen_tokens > 1 ? static_cast<double>(r.batch * (r.gen_tokens - 1)) / res.decode_s : 0;
   res.peak_rss_bytes = peak_rss_bytes();
   return res;
+}
+
+int data_parallel(const RunRequest& r) {
+  if (r.dp != 0) return r.dp;
+  return r.tp == 1 && r.ep > 1 ? r.ep : 1;
 }
 
 nlohmann::json routing_trace_json(const RunResult& res) {

@@ -20,8 +20,10 @@ struct RunRequest {
   std::optional<std::uint64_t> random_seed;
   std::filesystem::path weights_out;     // where random weights are written (default: a temporary directory)
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
-  int tp = 1, ep = 1;                    // in-process ranks (threads): tensor and expert parallel; ep | tp, or
-                                         // ep > tp = 1: attention data parallel dp = ep (tp * dp ranks)
+  // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp
+  // tensor-parallel ranks each, routed experts split ep ways over all of them. dp = 0: ep when tp = 1 and ep > 1
+  // (the earlier `--tp 1 --ep N`), else 1.
+  int tp = 1, ep = 1, dp = 0;
   std::int64_t batch = 1, prompt_tokens = 16, gen_tokens = 16;
   std::vector<std::int32_t> prompt;      // explicit prompt (every sequence), else seeded random ids
   float temperature = 0, top_p = 1;
@@ -42,7 +44,12 @@ struct RunResult {
   std::filesystem::path weights_dir;
 };
 
+// Throws InputError before writing or loading any weights when the layout does not fit the model
+// (model::layout_problem) or the sizes are not positive.
 RunResult run_model(const RunRequest& request);
+
+// The attention data-parallel replicas a request runs: request.dp, or its default described at RunRequest::dp.
+int data_parallel(const RunRequest& request);
 
 // {"experts": E, "layers": [[count per expert] ...], "tokens": [[ids...] ...]}: the shape simulate --expert-loads reads.
 nlohmann::json routing_trace_json(const RunResult& result);

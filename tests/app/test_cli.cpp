@@ -83,7 +83,11 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"simulate", "--profile", "/nonexistent/profile.yaml", "--model", "llama3.1-8b"},
       {"run", "--device", "cuda", "--random-weights", "1"},
       {"run"},                                                      // neither --weights nor --random-weights
-      {"run", "--random-weights", "1", "--tp", "2", "--ep", "4"},
+      {"run", "--random-weights", "1", "--tp", "2", "--ep", "4"},             // ep does not divide tp * dp = 2
+      {"run", "--random-weights", "1", "--tp", "2", "--dp", "2", "--ep", "8"},  // nor tp * dp = 4
+      {"run", "--random-weights", "1", "--tp", "3", "--dp", "2", "--ep", "2"},  // 40 heads by 3
+      {"run", "--random-weights", "1", "--tp", "1", "--dp", "1", "--ep", "2"},  // explicit dp 1: ep 2 needs 2 ranks
+      {"run", "--random-weights", "1", "--dp", "0"},
       {"run", "--random-weights", "1", "--layers", "4", "--experts", "4", "--hidden", "64", "--intermediate", "64",
        "--heads", "4", "--kv-heads", "2", "--vocab", "100", "--tp", "2", "--prompt", "1,2,500"},
       {"run", "--random-weights", "1", "--layers", "1"},            // too few layers to keep Maverick's pattern
@@ -178,6 +182,13 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
                           "--format", "json"});
   REQUIRE(ranks.code == 0);
   CHECK(nlohmann::json::parse(ranks.out).at("tokens") == j.at("tokens"));
+  // Two attention replicas of TP 2 (one sequence each) with the experts over all four ranks: the same tokens.
+  const auto replicas = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
+                             "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+                             "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--tp", "2", "--dp", "2", "--ep",
+                             "4", "--format", "json"});
+  REQUIRE(replicas.code == 0);
+  CHECK(nlohmann::json::parse(replicas.out).at("tokens") == j.at("tokens"));
   // The trace is an expert-load file: two MoE layers, four experts, (12 + 4) tokens x 2 sequences routed top-1.
   const auto t = nlohmann::json::parse(std::ifstream(trace));
   REQUIRE(t.at("layers").size() == 2);

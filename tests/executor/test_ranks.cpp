@@ -1,94 +1,42 @@
-// In-process ranks: TP=2 (heads, MLP columns, experts' intermediate split), TP=2 with EP=2 (experts split by id) and
-// EP=2 alone (two attention replicas serving their own sequences, tokens sent to their experts' rank by all-to-all)
-// give the logits of one rank within 1e-4 (fp32 sums in another order; measured ~4e-6) and the same greedy tokens, on
-// the transformers oracle models.
+// In-process ranks laid out as model/shard.hpp describes (tp * dp ranks; heads, MLP columns and vocabulary split tp
+// ways inside an attention replica; experts split ep ways over all ranks, each expert's intermediate tp * dp / ep
+// ways) give the logits of one rank within 1e-4 (fp32 sums in another order; measured below 1e-5) and the same
+// greedy tokens, on the transformers oracle models and on seeded random checkpoints whose vocabulary tp does not
+// divide, tied and untied.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <set>
 #include <thread>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "executor/checkpoint_random.hpp"
 #include "executor/comm.hpp"
 #include "executor/forward.hpp"
+#include "model/op_graph.hpp"
+#include "tests/executor/executor_test_util.hpp"
 #include "tests/test_util.hpp"
 
 using namespace moeplan;
 
 namespace {
+using Prompts = std::vector<std::vector<std::int32_t>>;
+
+struct Layout {
+  int tp = 1, ep = 1, dp = 1;
+};
+
 struct Generation {
-  std::vector<float> prompt_logits;
-  std::vector<std::int32_t> tokens;
-};
-
-Generation generate(const std::shared_ptr<const executor::Model>& model, executor::Communicator* comm,
-                    const std::vector<std::int32_t>& prompt, int steps) {
-  executor::Session s(model, kernels::CpuContext{kernels::best_cpu_path(), nullptr}, 1, comm);
-  Generation g;
-  g.prompt_logits = s.prefill({prompt}, true);
-  const std::int64_t V = model->config().vocab;
-  std::uint64_t rng = 0;
-  auto next = executor::sample(g.prompt_logits.data() + (prompt.size() - 1) * static_cast<std::size_t>(V), V, 0, 1, rng);
-  for (int i = 0; i < steps; ++i) {
-    g.tokens.push_back(next);
-    const auto l = s.decode({next});
-    next = executor::sample(l.data(), V, 0, 1, rng);
-  }
-  return g;
-}
-
-// Runs `tp` ranks on threads; returns rank 0's generation (every rank computes the same logits).
-Generation generate_ranked(const executor::Model& full, int tp, int ep, const std::vector<std::int32_t>& prompt, int steps) {
-  auto comms = executor::make_in_process_group(tp);
-  std::vector<Generation> out(static_cast<std::size_t>(tp));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < tp; ++r)
-    threads.emplace_back([&, r] { out[static_cast<std::size_t>(r)] = generate(full.sharded(tp, ep, r), comms[static_cast<std::size_t>(r)].get(), prompt, steps); });
-  for (auto& t : threads) t.join();
-  for (int r = 1; r < tp; ++r) CHECK(out[static_cast<std::size_t>(r)].tokens == out[0].tokens);
-  return out[0];
-}
-}  // namespace
-
-TEST_CASE("TP=2, TP=2 x EP=2 and TP=4 x EP=2 (KV heads replicated) equal one rank (Llama 4, Qwen3-MoE and Mixtral oracle models)") {
-  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8", "mixtral"}) {
-    const auto dir = test::fixtures() / "oracle" / name;
-    const auto prompt = parse_json_file(dir / "expected.json").at("prompt").get<std::vector<std::int32_t>>();
-    const auto model = executor::Model::load(dir);
-    const auto one = generate(model, nullptr, prompt, 6);
-    // tp = 4 > 2 KV heads: ranks 0-1 hold KV head 0, ranks 2-3 KV head 1.
-    for (auto [tp, ep] : {std::pair{2, 1}, std::pair{2, 2}, std::pair{4, 2}}) {
-      INFO(name << " tp=" << tp << " ep=" << ep);
-      const auto ranked = generate_ranked(*model, tp, ep, prompt, 6);
-      REQUIRE(ranked.prompt_logits.size() == one.prompt_logits.size());
-      double max_diff = 0;
-      for (std::size_t i = 0; i < one.prompt_logits.size(); ++i)
-        max_diff = std::max(max_diff, static_cast<double>(std::fabs(ranked.prompt_logits[i] - one.prompt_logits[i])));
-      CHECK(max_diff < 1e-4);
-      CHECK(ranked.tokens == one.tokens);
-    }
-  }
-}
-
-TEST_CASE("Layouts the sizes do not allow are refused") {
-  const auto model = executor::Model::load(test::fixtures() / "oracle" / "llama4_qknorm");
-  CHECK_THROWS_AS(model->sharded(3, 1, 0), InputError);   // 4 heads by 3
-  CHECK_THROWS_AS(model->sharded(2, 4, 0), InputError);   // ep must divide tp
-  CHECK_THROWS_AS(model->sharded(8, 1, 0), InputError);   // 4 query heads by 8
-  CHECK_THROWS_AS(model->sharded(2, 4, 0, 2), InputError);  // data parallel only with tp = 1
-  CHECK_THROWS_AS(model->sharded(1, 3, 0, 3), InputError);  // 4 experts by 3
-}
-
-namespace {
-struct BatchGeneration {
-  std::vector<float> prompt_logits;                // every prompt position of every sequence, in sequence order
+  std::vector<float> prompt_logits;                // [prompt tokens of every sequence, vocab], sequences in order
   std::vector<std::vector<std::int32_t>> tokens;   // greedy tokens per sequence
+  executor::OpTimes ops;
 };
 
-BatchGeneration generate_batch(const std::shared_ptr<const executor::Model>& model, executor::Communicator* comm,
-                               const std::vector<std::vector<std::int32_t>>& prompts, int steps) {
+Generation generate(const std::shared_ptr<const executor::Model>& model, executor::Communicator* comm, const Prompts& prompts,
+                    int steps) {
   executor::Session s(model, kernels::CpuContext{kernels::best_cpu_path(), nullptr}, static_cast<std::int64_t>(prompts.size()), comm);
-  BatchGeneration g;
+  Generation g;
   g.prompt_logits = s.prefill(prompts, true);
   const std::int64_t V = model->config().vocab;
   std::vector<std::int32_t> next;
@@ -104,41 +52,161 @@ BatchGeneration generate_batch(const std::shared_ptr<const executor::Model>& mod
     const auto l = s.decode(next);
     for (std::size_t b = 0; b < prompts.size(); ++b) next[b] = executor::sample(l.data() + b * static_cast<std::size_t>(V), V, 0, 1, rng);
   }
+  g.ops = s.op_times();
   return g;
+}
+
+// Runs the tp * dp ranks of `layout` on threads, replica d serving the prompts [n * d / dp, n * (d + 1) / dp); checks
+// that the tp ranks of each replica agree exactly and returns the replicas' generations joined in sequence order
+// (ops: rank 0's). `per_rank`, when given, receives every rank's generation.
+Generation generate_ranked(const executor::Model& full, Layout layout, const Prompts& prompts, int steps,
+                           std::vector<Generation>* per_rank = nullptr) {
+  const int ranks = layout.tp * layout.dp;
+  auto comms = executor::make_in_process_group(ranks);
+  std::vector<Generation> out(static_cast<std::size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      const std::size_t d = static_cast<std::size_t>(r / layout.tp), dp = static_cast<std::size_t>(layout.dp);
+      const Prompts mine(prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * d / dp),
+                         prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * (d + 1) / dp));
+      out[static_cast<std::size_t>(r)] =
+          generate(full.sharded(layout.tp, layout.ep, r, layout.dp), comms[static_cast<std::size_t>(r)].get(), mine, steps);
+    });
+  for (auto& t : threads) t.join();
+  Generation joined;
+  joined.ops = out[0].ops;
+  for (int r = 0; r < ranks; ++r) {
+    const Generation& g = out[static_cast<std::size_t>(r)];
+    if (r % layout.tp != 0) {  // the tp ranks of a replica compute bit-identical logits
+      const Generation& first = out[static_cast<std::size_t>(r - r % layout.tp)];
+      CHECK(g.prompt_logits == first.prompt_logits);
+      CHECK(g.tokens == first.tokens);
+      continue;
+    }
+    joined.prompt_logits.insert(joined.prompt_logits.end(), g.prompt_logits.begin(), g.prompt_logits.end());
+    joined.tokens.insert(joined.tokens.end(), g.tokens.begin(), g.tokens.end());
+  }
+  if (per_rank) *per_rank = std::move(out);
+  return joined;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+// The oracle prompt and another one, of another length, from the same ids.
+Prompts two_prompts(const std::filesystem::path& dir) {
+  const auto prompt = parse_json_file(dir / "expected.json").at("prompt").get<std::vector<std::int32_t>>();
+  return {prompt, std::vector<std::int32_t>(prompt.rbegin() + 7, prompt.rend())};
+}
+
+// `layout`'s logits and greedy tokens against one rank's.
+void check_layout(const executor::Model& model, const Generation& one, Layout layout, const Prompts& prompts, int steps) {
+  INFO("tp=" << layout.tp << " ep=" << layout.ep << " dp=" << layout.dp << " sequences=" << prompts.size());
+  const Generation ranked = generate_ranked(model, layout, prompts, steps);
+  CHECK(max_abs_diff(ranked.prompt_logits, one.prompt_logits) < 1e-4);
+  CHECK(ranked.tokens == one.tokens);
 }
 }  // namespace
 
-TEST_CASE("EP=2 with two attention replicas (all-to-all dispatch) equals one rank") {
+TEST_CASE("TP=2, TP=2 x EP=2 and TP=4 x EP=2 (KV heads replicated) equal one rank (Llama 4, Qwen3-MoE and Mixtral oracle models)") {
   for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8", "mixtral"}) {
+    INFO(name);
     const auto dir = test::fixtures() / "oracle" / name;
-    const auto prompt = parse_json_file(dir / "expected.json").at("prompt").get<std::vector<std::int32_t>>();
-    std::vector<std::int32_t> second(prompt.rbegin() + 7, prompt.rend());  // another prompt, of another length
+    const Prompts prompt = {two_prompts(dir).front()};
     const auto model = executor::Model::load(dir);
-    // Two sequences (one per replica) and one sequence (replica 1 idle but still in every all-to-all).
-    for (const auto& prompts : {std::vector<std::vector<std::int32_t>>{prompt, second}, std::vector<std::vector<std::int32_t>>{prompt}}) {
-      INFO(name << " ep=2 dp=2 sequences=" << prompts.size());
-      const auto one = generate_batch(model, nullptr, prompts, 5);
-      auto comms = executor::make_in_process_group(2);
-      std::vector<BatchGeneration> out(2);
-      std::vector<std::thread> threads;
-      for (int r = 0; r < 2; ++r)
-        threads.emplace_back([&, r] {
-          const std::size_t b0 = prompts.size() * static_cast<std::size_t>(r) / 2, b1 = prompts.size() * static_cast<std::size_t>(r + 1) / 2;
-          std::vector<std::vector<std::int32_t>> mine(prompts.begin() + static_cast<std::ptrdiff_t>(b0), prompts.begin() + static_cast<std::ptrdiff_t>(b1));
-          out[static_cast<std::size_t>(r)] = generate_batch(model->sharded(1, 2, r, 2), comms[static_cast<std::size_t>(r)].get(), mine, 5);
-        });
-      for (auto& t : threads) t.join();
-      BatchGeneration both = out[0];
-      both.prompt_logits.insert(both.prompt_logits.end(), out[1].prompt_logits.begin(), out[1].prompt_logits.end());
-      both.tokens.insert(both.tokens.end(), out[1].tokens.begin(), out[1].tokens.end());
-      REQUIRE(both.prompt_logits.size() == one.prompt_logits.size());
-      double max_diff = 0;
-      for (std::size_t i = 0; i < one.prompt_logits.size(); ++i)
-        max_diff = std::max(max_diff, static_cast<double>(std::fabs(both.prompt_logits[i] - one.prompt_logits[i])));
-      CHECK(max_diff < 1e-4);
-      CHECK(both.tokens == one.tokens);
+    const auto one = generate(model, nullptr, prompt, 6);
+    // tp = 4 > 2 KV heads: ranks 0-1 hold KV head 0, ranks 2-3 KV head 1.
+    for (const Layout layout : {Layout{2, 1, 1}, Layout{2, 2, 1}, Layout{4, 2, 1}}) check_layout(*model, one, layout, prompt, 6);
+  }
+}
+
+TEST_CASE("Attention data parallel, alone and with TP, equals one rank (all-to-all dispatch to experts or their pieces)") {
+  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8", "mixtral"}) {
+    INFO(name);
+    const auto dir = test::fixtures() / "oracle" / name;
+    const Prompts two = two_prompts(dir);
+    const Prompts three = {two[0], two[1], std::vector<std::int32_t>(two[0].begin() + 3, two[0].end())};
+    const auto model = executor::Model::load(dir);
+    // Two and three sequences over two replicas, and one sequence (replica 1 idle but still in every all-to-all).
+    for (const Prompts& prompts : {two, three, Prompts{two[0]}}) {
+      const auto one = generate(model, nullptr, prompts, 5);
+      // tp x dp x ep: experts whole (moe_tp 1) or split in 2 or 4 pieces (moe_tp = tp * dp / ep).
+      for (const Layout layout : {Layout{1, 2, 2}, Layout{2, 4, 2}, Layout{2, 2, 2}, Layout{2, 1, 2}, Layout{1, 2, 4}})
+        check_layout(*model, one, layout, prompts, 5);
     }
   }
+}
+
+TEST_CASE("The vocabulary splits tp ways, unevenly when tp does not divide it; tied embeddings split with it") {
+  // A seeded random Qwen3-MoE of 203 tokens: ranks of TP=4 hold 50, 51, 51 and 51 rows.
+  nlohmann::json config = parse_json_file(test::fixtures() / "oracle" / "qwen3_moe" / "config.json");
+  config["vocab_size"] = 203;
+  for (const bool tied : {false, true}) {
+    INFO("tie_word_embeddings=" << tied);
+    config["tie_word_embeddings"] = tied;
+    test::TempDir dir(tied ? "vocab-tied" : "vocab-untied");
+    executor::RandomWeightsOptions options;
+    options.seed = 5;
+    executor::write_random_checkpoint(config, "qwen3_moe_v203", dir.path(), options);
+    const auto model = executor::Model::load(dir.path());
+    REQUIRE(model->config().tie_word_embeddings == tied);
+    for (int r = 0; r < 4; ++r) {
+      const auto shard = model->sharded(4, 1, r);
+      const auto [v0, v1] = executor::vocab_rows(203, 4, r);
+      CHECK(v1 - v0 == (r == 0 ? 50 : 51));
+      CHECK(shard->sharding().vocab_begin == v0);
+      CHECK(shard->embed.rows == v1 - v0);
+      CHECK(shard->lm_head.rows == v1 - v0);
+      CHECK(shard->lm_head.data.size() == model->lm_head.data.size() / 203 * static_cast<std::size_t>(v1 - v0));
+    }
+    const Prompts prompts = {{5, 17, 202, 101, 0, 150, 51, 50, 99, 152}, {202, 3, 151, 100}};
+    const auto one = generate(model, nullptr, prompts, 6);
+    for (const Layout layout : {Layout{2, 1, 1}, Layout{4, 1, 1}, Layout{4, 2, 1}, Layout{2, 4, 2}})
+      check_layout(*model, one, layout, prompts, 6);
+  }
+}
+
+TEST_CASE("Ranked runs time their ops under the names of the simulator's op graph for the same layout") {
+  const auto dir = test::fixtures() / "oracle" / "llama4_qknorm";
+  const auto model = executor::Model::load(dir);
+  for (const Layout layout : {Layout{2, 2, 1}, Layout{2, 4, 2}, Layout{2, 2, 2}}) {
+    INFO("tp=" << layout.tp << " ep=" << layout.ep << " dp=" << layout.dp);
+    model::OpGraphRequest req;
+    req.model = &model->config();
+    req.precision = model::resolve_precision("bf16", model->config(), test::precisions());
+    req.layout = model::ParallelLayout{.tp = layout.tp, .ep = layout.ep, .pp = 1, .dp = layout.dp};
+    std::set<std::string> names;
+    for (const auto& op : model::build_op_graph(req).ops) names.insert(op.name);
+    std::vector<Generation> ranks;
+    generate_ranked(*model, layout, two_prompts(dir), 2, &ranks);
+    for (const Generation& g : ranks) {
+      for (const auto& [name, seconds] : g.ops.seconds) {
+        INFO(name);
+        CHECK(names.count(name) == 1);
+      }
+      for (const char* name : {"embed.all_reduce", "attn.all_reduce", "moe.all_reduce", "lm_head.all_gather"}) {
+        INFO(name);
+        CHECK(g.ops.calls.count(name) == 1);
+      }
+      CHECK(g.ops.calls.count("moe.dispatch") == (layout.dp > 1 ? 1u : 0u));
+    }
+  }
+}
+
+TEST_CASE("Layouts the sizes do not allow are refused") {
+  const auto model = executor::Model::load(test::fixtures() / "oracle" / "llama4_qknorm");
+  CHECK_THROWS_AS(model->sharded(3, 1, 0), InputError);     // 4 heads by 3
+  CHECK_THROWS_AS(model->sharded(2, 4, 0), InputError);     // ep must divide tp * dp = 2
+  CHECK_THROWS_AS(model->sharded(8, 1, 0), InputError);     // 4 query heads by 8
+  CHECK_THROWS_AS(model->sharded(1, 4, 0, 2), InputError);  // ep = 4 does not divide tp * dp = 2
+  CHECK_THROWS_AS(model->sharded(1, 3, 0, 3), InputError);  // 4 experts by 3
+  CHECK_THROWS_AS(model->sharded(2, 2, 4, 2), InputError);  // rank 4 of 4
+  CHECK(test::error_of([&] { model->sharded(2, 4, 0); }).find("must divide tp*dp") != std::string::npos);
 }
 
 TEST_CASE("The in-process all-to-all delivers each rank's buffer for rank j to rank j") {
@@ -158,4 +226,41 @@ TEST_CASE("The in-process all-to-all delivers each rank's buffer for rank j to r
       CHECK(got.size() == static_cast<std::size_t>(r + j));
       CHECK(got == std::vector<float>(static_cast<std::size_t>(r + j), static_cast<float>(10 * r + j)));
     }
+}
+
+TEST_CASE("Sub-groups of the in-process communicator reduce and gather among their own ranks only") {
+  auto comms = executor::make_in_process_group(4);
+  // Per rank: its sub-group rank and size, whether asking again gives the same communicator, the sum and the gather.
+  struct Seen {
+    int rank = -1, size = 0;
+    bool same = false;
+    std::vector<float> sum, gathered;
+  };
+  std::vector<Seen> seen(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {  // (Catch assertions stay on the main thread)
+      Seen& s = seen[static_cast<std::size_t>(r)];
+      executor::Communicator& world = *comms[static_cast<std::size_t>(r)];
+      executor::Communicator& pair = world.sub_group(r / 2 * 2, 2);  // ranks {0, 1} and {2, 3}
+      s.rank = pair.rank();
+      s.size = pair.size();
+      s.same = &world.sub_group(r / 2 * 2, 2) == &pair;
+      s.sum = {static_cast<float>(r), 1.0f};
+      pair.all_reduce_sum(s.sum.data(), 2);
+      world.barrier();  // the whole group still synchronises all four
+      const float mine = static_cast<float>(10 * r);
+      s.gathered.resize(2);
+      pair.all_gather(&mine, 1, s.gathered.data());
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 4; ++r) {
+    const Seen& s = seen[static_cast<std::size_t>(r)];
+    CHECK(s.rank == r % 2);
+    CHECK(s.size == 2);
+    CHECK(s.same);
+    CHECK(s.sum == (r < 2 ? std::vector<float>{1, 2} : std::vector<float>{5, 2}));
+    CHECK(s.gathered == (r < 2 ? std::vector<float>{0, 10} : std::vector<float>{20, 30}));
+  }
+  CHECK_THROWS_AS(comms[0]->sub_group(2, 2), std::logic_error);  // rank 0 is not in ranks {2, 3}
 }

@@ -3,6 +3,7 @@
 // tokens do not depend on how its ranks are laid out (one generator per sequence).
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 
 #include "executor/run.hpp"
@@ -29,7 +30,7 @@ TEST_CASE("Greedy sampling takes the largest logit; temperature sampling follows
   for (int i = 0; i < 50; ++i) CHECK(executor::sample(logits.data(), 4, 2, 0.95f, a) == executor::sample(logits.data(), 4, 2, 0.95f, b));
 }
 
-TEST_CASE("A sampled run gives the same tokens on one rank, TP=2, EP=2 (data-parallel attention) and TP=2 x EP=2") {
+TEST_CASE("A sampled run gives the same tokens on one rank, TP=2, EP=2 (data-parallel attention), TP=2 x EP=2 and TP=2 x DP=2") {
   executor::RunRequest q;
   q.weights_dir = test::fixtures() / "oracle" / "qwen3_moe";
   q.name = "qwen3_moe";
@@ -45,17 +46,21 @@ TEST_CASE("A sampled run gives the same tokens on one rank, TP=2, EP=2 (data-par
   for (const auto& t : one.tokens) CHECK(t.size() == 5);
   CHECK(one.routing.size() == 4);  // four MoE layers
   CHECK(one.routing[0].size() == 3 * (6 + 4) * 2);  // every prefill and decode token, top-2
-  for (auto [tp, ep] : {std::pair{2, 1}, std::pair{1, 2}, std::pair{2, 2}}) {
-    INFO("tp=" << tp << " ep=" << ep);
+  // {tp, ep, dp}; dp = 0: the default (ep when tp = 1). Three sequences over two replicas split 1 + 2.
+  for (auto [tp, ep, dp] : {std::array{2, 1, 0}, std::array{1, 2, 0}, std::array{2, 2, 0}, std::array{2, 4, 2}, std::array{2, 2, 2}}) {
+    INFO("tp=" << tp << " ep=" << ep << " dp=" << dp);
     q.tp = tp;
     q.ep = ep;
+    q.dp = dp;
     const auto ranked = executor::run_model(q);
     CHECK(ranked.tokens == one.tokens);
     CHECK(ranked.routing.size() == one.routing.size());
     CHECK(ranked.routing[1].size() == one.routing[1].size());
-    CHECK(ranked.ops.calls.count(ep > tp ? "moe.dispatch" : "moe.all_reduce") == 1);
+    CHECK(ranked.ops.calls.count(executor::data_parallel(q) > 1 ? "moe.dispatch" : "moe.all_reduce") == 1);
+    CHECK(ranked.ops.calls.count("lm_head.all_gather") == (tp > 1 ? 1u : 0u));
   }
   q.seed = 12;
   q.tp = q.ep = 1;
+  q.dp = 0;
   CHECK(executor::run_model(q).tokens != one.tokens);  // the seed matters
 }
