@@ -26,15 +26,17 @@ int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
       ("ranks", po::value<std::vector<int>>(&q.ranks)->multitoken(), "rank layouts to measure, threads split between ranks (default 1 2)")
       ("dtypes", po::value<std::vector<std::string>>(&q.dtypes)->multitoken(), "weight dtypes for the GEMM curves (default bf16 f16 fp8 int8 f32; --quick: bf16)")
       ("quick", "fewer points and smaller arrays (about a minute on 2 cores)")
+      ("passes", po::value<int>(&q.passes), "sweeps over every curve, each point keeping its fastest (default 3; --quick: 1)")
       ("profile", po::value<std::string>(&profile), "where to write the profile (default data/profiles/<host>.yaml)");
   po::variables_map vm;
-  if (!parse("calibrate", "--device cpu [--threads N] [--ranks 1 2] [--dtypes bf16 ...] [--quick] [--profile FILE]", args, d, vm, out))
+  if (!parse("calibrate", "--device cpu [--threads N] [--ranks 1 2] [--dtypes bf16 ...] [--quick] [--passes N] [--profile FILE]", args, d, vm, out))
     return kExitOk;
   if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
   if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
   if (q.threads < 0) throw InputError("--threads must be 0 (all) or positive");
   if (!vm.count("ranks")) q.ranks = {1, 2};
   q.quick = vm.count("quick") > 0;
+  if (!vm.count("passes")) q.passes = q.quick ? 1 : 3;
   if (!vm.count("dtypes")) q.dtypes = q.quick ? std::vector<std::string>{"bf16"} : std::vector<std::string>{"bf16", "f16", "fp8", "int8", "f32"};
   q.progress = [](const std::string& s) { std::cerr << "calibrate: " << s << "\n"; };
   const std::filesystem::path path = profile.empty() ? default_profile_path() : std::filesystem::path(profile);

@@ -24,6 +24,9 @@ struct CalibrateRequest {
   std::vector<int> ranks = {1, 2};         // rank layouts to measure (threads are split evenly between ranks)
   std::vector<std::string> dtypes = {"bf16", "f16", "fp8", "int8", "f32"};
   bool quick = false;                      // fewer points and smaller arrays (about 20 s on 2 cores)
+  // Passes over every curve; each point keeps its fastest pass. Interference from other processes comes in periods
+  // longer than one point's repetitions, so repeating the whole sweep, not the point, is what gets past it.
+  int passes = 1;
   std::function<void(const std::string&)> progress;  // one line per measurement group (may be empty)
 };
 

@@ -79,6 +79,7 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"calibrate", "--ranks", "0"},
       {"calibrate", "--dtypes", "nvfp4"},
       {"calibrate", "--threads", "-1"},
+      {"calibrate", "--passes", "0"},
       {"calibrate", "--profile", "/nonexistent/dir/p.yaml"},
       {"simulate", "--profile", "/nonexistent/profile.yaml", "--model", "llama3.1-8b"},
       {"run", "--device", "cuda", "--random-weights", "1"},

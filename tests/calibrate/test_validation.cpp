@@ -5,9 +5,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include "calibrate/calibrate.hpp"
 #include "calibrate/validate.hpp"
+#include "common/error.hpp"
 #include "common/files.hpp"
 #include "model/config.hpp"
 #include "simulator/profile.hpp"
@@ -76,4 +78,21 @@ TEST_CASE("validate --quick: held-out decode and prefill predictions of this CPU
   const auto back = simulator::read_profile(path);
   REQUIRE(back.fit);
   CHECK(back.fit->op_scale.size() == r.fitted.fit->op_scale.size());
+}
+
+TEST_CASE("calibrate --passes: every pass measures the same points and each point keeps one rate") {
+  calibrate::CalibrateRequest c;
+  c.quick = true;
+  c.ranks = {1};
+  c.dtypes = {"bf16"};
+  c.passes = 2;
+  const simulator::HostProfile p = calibrate::calibrate_host(c);
+  const auto& g = p.curves(1).gemm_flops_per_s.at("bf16");
+  CHECK(g.x == std::vector<double>{1, 2, 4, 8, 16, 64, 256});  // the quick grid once, not once per pass
+  REQUIRE(g.y.size() == g.x.size());
+  for (double y : g.y) CHECK(y > 0);
+  CHECK(p.curves(1).attention_decode_flops_per_s.x.size() == 3);
+  CHECK(p.curves(1).op_overhead_s > 0);
+  c.passes = 0;
+  CHECK_THROWS_AS(calibrate::calibrate_host(c), InputError);
 }
