@@ -190,6 +190,8 @@ double weight_group_bytes(const WeightGroup& w, const Precision& p, int layer, i
   return format_bytes(w, *f);
 }
 
+static_assert(static_cast<int>(Shard::vocab) + 1 == GroupBytes::kShardCount, "GroupBytes::layer_sums has a column per Shard");
+
 GroupBytes group_bytes(const ModelConfig& m, const Precision& p) {
   const int n = static_cast<int>(m.num_layers);
   GroupBytes b;
@@ -202,6 +204,15 @@ GroupBytes group_bytes(const ModelConfig& m, const Precision& p) {
   }
   for (const WeightGroup& w : m.globals) b.globals.push_back(weight_group_bytes(w, p, -1, n));
   for (const WeightGroup& w : m.vision) b.vision.push_back(weight_group_bytes(w, p, -1, n));
+  b.layer_sums.assign(m.layers.size() + 1, {});
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    b.layer_sums[i + 1] = b.layer_sums[i];
+    for (std::size_t g = 0; g < m.layers[i].weights.size(); ++g) {
+      const WeightGroup& w = m.layers[i].weights[g];
+      b.layer_sums[i + 1][static_cast<std::size_t>(w.module) * GroupBytes::kShardCount + static_cast<std::size_t>(w.shard)] +=
+          b.layers[i][g];
+    }
+  }
   return b;
 }
 

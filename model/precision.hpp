@@ -1,6 +1,7 @@
 // model/precision: weight formats (bits per weight with scales) loaded from data/precisions.yaml, the policy of
 // which modules a format quantises, and the bytes of every weight tensor under a chosen precision.
 #pragma once
+#include <array>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -78,6 +79,10 @@ double weight_group_bytes(const WeightGroup& w, const Precision& p, int layer, i
 struct GroupBytes {
   std::vector<std::vector<double>> layers;
   std::vector<double> globals, vision;
+  // Running sums over the decoder layers by (module, shard): layer_sums[i][module * kShardCount + shard] = the bytes
+  // of layers [0, i) in that module and shard, so a pipeline stage's weights per module are two lookups per shard.
+  static constexpr int kShardCount = 5;
+  std::vector<std::array<double, kModuleCount * kShardCount>> layer_sums;  // [layers + 1]
 };
 GroupBytes group_bytes(const ModelConfig& model, const Precision& precision);
 

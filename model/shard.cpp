@@ -97,10 +97,24 @@ WeightBytes weight_bytes_per_gpu(const ModelConfig& m, const Precision& p, const
     };
     auto from = [&](const std::vector<double>* v, std::size_t i) { return v ? (*v)[i] : -1.0; };
     const auto [first, last] = stage_layers(m, l, stage);
-    for (int i = first; i < last; ++i) {
-      const auto& weights = m.layers[static_cast<std::size_t>(i)].weights;
-      const std::vector<double>* known = cached ? &cached->layers[static_cast<std::size_t>(i)] : nullptr;
-      for (std::size_t g = 0; g < weights.size(); ++g) add(weights[g], i, from(known, g));
+    if (cached && cached->layer_sums.size() == m.layers.size() + 1) {
+      // The stage's layers from the running sums: per (module, shard), the difference of two sums.
+      const auto& lo = cached->layer_sums[static_cast<std::size_t>(first)];
+      const auto& hi = cached->layer_sums[static_cast<std::size_t>(last)];
+      for (std::size_t mod = 0; mod < static_cast<std::size_t>(kModuleCount); ++mod)
+        for (std::size_t sh = 0; sh < static_cast<std::size_t>(GroupBytes::kShardCount); ++sh) {
+          const std::size_t k = mod * GroupBytes::kShardCount + sh;
+          if (hi[k] == lo[k]) continue;
+          const double bytes = (hi[k] - lo[k]) * fraction[sh];
+          b.by_module[mod] += bytes;
+          b.total += bytes;
+        }
+    } else {
+      for (int i = first; i < last; ++i) {
+        const auto& weights = m.layers[static_cast<std::size_t>(i)].weights;
+        const std::vector<double>* known = cached ? &cached->layers[static_cast<std::size_t>(i)] : nullptr;
+        for (std::size_t g = 0; g < weights.size(); ++g) add(weights[g], i, from(known, g));
+      }
     }
     for (std::size_t g = 0; g < m.globals.size(); ++g) {
       const WeightGroup& w = m.globals[g];

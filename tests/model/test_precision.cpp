@@ -63,3 +63,26 @@ TEST_CASE("malformed precisions.yaml names file and line") {
   CHECK_THROWS_WITH(PrecisionTable::load(test::fixtures() / "bad" / "precisions_bad.yaml"),
                     Catch::Contains("precisions_bad.yaml:") && Catch::Contains("malformed YAML"));
 }
+
+TEST_CASE("weight bytes per GPU from group_bytes' running sums equal the group-by-group sum, module by module") {
+  // The planner passes group_bytes (layer_sums) to weight_bytes_per_gpu; everything else sums group by group.
+  for (const char* name : {"llama4-maverick", "qwen3-235b-a22b", "deepseek-v3", "gpt-oss-120b", "llama3.1-70b"}) {
+    const auto m = test::load(name);
+    for (const char* spec : {"bf16", "fp8", "nvfp4"}) {
+      const Precision p = resolve_precision(spec, m, test::precisions());
+      const GroupBytes cached = group_bytes(m, p);
+      REQUIRE(cached.layer_sums.size() == m.layers.size() + 1);
+      for (const ParallelLayout l : {ParallelLayout{1, 1, 1, 1}, ParallelLayout{8, 8, 1, 1}, ParallelLayout{4, 1, 2, 1},
+                                     ParallelLayout{1, 8, 4, 8}, ParallelLayout{2, 2, 2, 1}}) {
+        INFO(name << " " << spec << " tp=" << l.tp << " ep=" << l.ep << " pp=" << l.pp << " dp=" << l.dp);
+        const WeightBytes slow = weight_bytes_per_gpu(m, p, l, false);
+        const WeightBytes fast = weight_bytes_per_gpu(m, p, l, false, &cached);
+        CHECK(fast.stage == slow.stage);
+        CHECK(fast.total == Approx(slow.total).epsilon(1e-12));
+        for (int mod = 0; mod < kModuleCount; ++mod)
+          CHECK(fast.by_module[static_cast<std::size_t>(mod)] ==
+                Approx(slow.by_module[static_cast<std::size_t>(mod)]).epsilon(1e-12).margin(1e-6));
+      }
+    }
+  }
+}
