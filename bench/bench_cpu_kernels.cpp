@@ -8,6 +8,8 @@
 //                       touched; bw_vs_triad = those bytes per second / the triad's.
 //   BM_moe_layer_decode one token through a Maverick MoE FFN (router, routed + shared expert, BF16): the decode
 //                       target, weight bytes touched per second against the triad.
+//   BM_moe_layer_prefill 512 prompt tokens through a 16-expert slice of that FFN (top-1, grouped expert GEMM, plus
+//                       the shared expert): the prefill side of the PyTorch comparison (bench/torch).
 //   BM_prefill_gemm     M = 512 tokens, K = 5120, N = 8192, BF16 (and fp32) weights: FLOP = 2 M N K;
 //                       flops_vs_peak = achieved / BM_peak_fma's rate.
 //   BM_attention_*      decode (1 query, 8192 keys, 40 / 8 heads, D 128) and prefill (512 x 512, causal).
@@ -142,8 +144,10 @@ __attribute__((target("avx2,fma"))) float fma_chains_avx2(std::int64_t iteration
   __m256 acc[12];
   for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j) * 1e-3f);
   const __m256 a = _mm256_set1_ps(0.9999999f), b = _mm256_set1_ps(1e-7f);
-  for (std::int64_t i = 0; i < iterations; ++i)
+  for (std::int64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 12
     for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  }
   __m256 sum = acc[0];
   for (int j = 1; j < 12; ++j) sum = _mm256_add_ps(sum, acc[j]);
   alignas(32) float out[8];
@@ -152,13 +156,16 @@ __attribute__((target("avx2,fma"))) float fma_chains_avx2(std::int64_t iteration
 }
 constexpr double kFlopsPerIterationAvx2 = 12 * 8 * 2;
 
-// 24 chains of 16 lanes. FLOP = 24 * 16 * 2 per iteration.
+// 24 chains of 16 lanes. FLOP = 24 * 16 * 2 per iteration. The unroll pragmas keep the chains in registers: without
+// them gcc 12 kept this array in memory and interchanged the loops, a load and a store per FMA at half the peak.
 __attribute__((target("avx512f"))) float fma_chains_avx512(std::int64_t iterations) {
   __m512 acc[24];
   for (int j = 0; j < 24; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j) * 1e-3f);
   const __m512 a = _mm512_set1_ps(0.9999999f), b = _mm512_set1_ps(1e-7f);
-  for (std::int64_t i = 0; i < iterations; ++i)
+  for (std::int64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 24
     for (int j = 0; j < 24; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+  }
   __m512 sum = acc[0];
   for (int j = 1; j < 24; ++j) sum = _mm512_add_ps(sum, acc[j]);
   alignas(64) float out[16];
@@ -233,19 +240,22 @@ struct ExpertWeights {
   ExpertWeights(WeightDtype d, std::int64_t n, std::int64_t k, int experts = kExperts)
       : dtype(d), rows(n), cols(k) {
     bytes.resize(static_cast<std::size_t>(experts * n * k * weight_dtype_bytes(d)));
-    fill_small_values(bytes);
+    fill_small_values(bytes, d);
     scales.assign(static_cast<std::size_t>(experts * n), 1.0f / 64.0f);
   }
-  // Bytes 0x00-0x3f: small finite values in every dtype (a fast xorshift; the values do not matter, only that
-  // they are not NaN).
-  static void fill_small_values(std::vector<std::uint8_t>& b) {
+  // Values uniform in ±0.1 (FP8: ±10 and INT8: ±100 before their 1/64 row scale), from a fast xorshift. Normal
+  // numbers matter: bytes drawn at random include subnormals, and products of subnormals cost Intel cores a
+  // microcode assist each (prefill GEMM ran at 5 % of the FMA peak on them), where real weights have none.
+  static void fill_small_values(std::vector<std::uint8_t>& b, WeightDtype dtype) {
+    const auto size = static_cast<std::size_t>(weight_dtype_bytes(dtype));
+    const float unit = dtype == WeightDtype::fp8_e4m3 ? 10.0f : dtype == WeightDtype::int8 ? 100.0f : 0.1f;
     std::uint64_t state = 0x9e3779b97f4a7c15ull;
-    for (std::size_t i = 0; i < b.size(); i += 8) {
+    for (std::size_t i = 0; i + size <= b.size(); i += size) {
       state ^= state << 13;
       state ^= state >> 7;
       state ^= state << 17;
-      const std::uint64_t word = state & 0x3f3f3f3f3f3f3f3full;
-      for (std::size_t j = 0; j < 8 && i + j < b.size(); ++j) b[i + j] = static_cast<std::uint8_t>(word >> (8 * j));
+      const float u = static_cast<float>(state >> 40) * 0x1p-23f - 1.0f;  // uniform in [-1, 1)
+      encode_weight(dtype, u * unit, b.data() + i);
     }
   }
   WeightView view(int e) const {
@@ -329,13 +339,62 @@ void BM_moe_layer_decode(benchmark::State& state) {
 }
 BENCHMARK(BM_moe_layer_decode)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
+// ---- 512 prompt tokens through a Maverick-width MoE FFN slice of 16 experts: router (16 logits), top-1, the routed
+// rows gathered by expert (input scaled by the sigmoid weight, Llama 4), one grouped gate_up [16384, 5120] ->
+// SwiGLU -> grouped down [5120, 8192], scattered back, plus the shared expert over all 512 rows; BF16 weights. Token t
+// goes to expert t % 16 (32 rows each: random logits would make the load, and so the work, differ from PyTorch's
+// run in bench/torch). FLOP = 2 x 512 x 3 x 5120 x 8192 x 2 (routed + shared) + the router's.
+
+void BM_moe_layer_prefill(benchmark::State& state) {
+  constexpr std::int64_t kHidden = 5120, kInter = 8192, kExperts = 16, kTokens = 512;
+  static const ExpertWeights gate_up(WeightDtype::bf16, 2 * kInter, kHidden, kExperts + 1);  // last = shared
+  static const ExpertWeights down(WeightDtype::bf16, kHidden, kInter, kExperts + 1);
+  static const ExpertWeights router(WeightDtype::bf16, kExperts, kHidden, 1);
+  const auto x = random_floats(static_cast<std::size_t>(kTokens * kHidden), 1);
+  std::vector<float> logits(kTokens * kExperts), weights(kTokens), x_sorted(kTokens * kHidden),
+      h(kTokens * 2 * kInter), act(kTokens * kInter), y_sorted(kTokens * kHidden), y(kTokens * kHidden);
+  std::vector<std::int32_t> ids(kTokens);
+  std::vector<WeightView> gate_up_views, down_views;
+  for (int e = 0; e < kExperts; ++e) {
+    gate_up_views.push_back(gate_up.view(e));
+    down_views.push_back(down.view(e));
+  }
+  const Rate peak = peak_flops();
+  const CpuContext c = ctx();
+  const double c0 = process_cpu_s();
+  for (auto _ : state) {
+    matmul(c, x.data(), kTokens, router.view(0), logits.data());
+    router_topk(c, logits.data(), kTokens, kExperts, 1, RouterScoring::sigmoid_topk, ids.data(), weights.data());
+    for (std::int64_t t = 0; t < kTokens; ++t) ids[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(t % kExperts);
+    const ExpertDispatch d = build_expert_dispatch(ids.data(), weights.data(), kTokens, 1, kExperts);
+    gather_rows(c, x.data(), kHidden, d.row_token.data(), d.row_weight.data(), kTokens, x_sorted.data());
+    grouped_matmul(c, x_sorted.data(), d.expert_offsets.data(), kExperts, gate_up_views.data(), h.data());
+    silu_mul_fused(c, h.data(), kTokens, kInter, act.data());
+    grouped_matmul(c, act.data(), d.expert_offsets.data(), kExperts, down_views.data(), y_sorted.data());
+    // shared expert over every row, then the routed rows added back in token order
+    matmul(c, x.data(), kTokens, gate_up.view(kExperts), h.data());
+    silu_mul_fused(c, h.data(), kTokens, kInter, act.data());
+    matmul(c, act.data(), kTokens, down.view(kExperts), y.data());
+    scatter_add_rows(c, y_sorted.data(), kHidden, d.row_token.data(), nullptr, kTokens, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double cpu = process_cpu_s() - c0;
+  const double flops = 2.0 * kTokens * (2.0 * 3.0 * kHidden * kInter + kExperts * kHidden);
+  const double total = flops * static_cast<double>(state.iterations());
+  state.counters["flops_per_s"] = benchmark::Counter(total, benchmark::Counter::kIsRate);
+  state.counters["flops_vs_peak"] = benchmark::Counter(total / peak.per_wall_s(), benchmark::Counter::kIsRate);
+  state.counters["flops_vs_peak_cpu"] = total / cpu / peak.per_cpu_s();
+  state.SetLabel(std::string("bf16 ") + cpu_path_name(ctx().path));
+}
+BENCHMARK(BM_moe_layer_prefill)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
+
 // ---- Prefill GEMM: 512 tokens through a Maverick expert-width projection.
 
 void BM_prefill_gemm(benchmark::State& state) {
   const auto dtype = static_cast<WeightDtype>(state.range(0));
   const std::int64_t M = state.range(1), N = state.range(2), K = state.range(3);
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(N * K * weight_dtype_bytes(dtype)));
-  ExpertWeights::fill_small_values(bytes);
+  ExpertWeights::fill_small_values(bytes, dtype);
   const WeightView w{dtype, bytes.data(), N, K, nullptr};
   const auto x = random_floats(static_cast<std::size_t>(M * K), 2);
   std::vector<float> y(static_cast<std::size_t>(M * N));

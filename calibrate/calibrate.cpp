@@ -62,16 +62,13 @@ struct ProbeMatrix {
     const std::int64_t n = rows * cols;
     data.resize(static_cast<std::size_t>(n * kernels::weight_dtype_bytes(dtype)));
     std::uint64_t s = seed;
+    // 8-bit types in stored units (their row scale is 0.01): FP8 up to ±10, INT8 up to ±100
+    const float unit = dtype == kernels::WeightDtype::fp8_e4m3 ? 100.0f
+                       : dtype == kernels::WeightDtype::int8 ? 1000.0f
+                                                             : 1.0f;
     for (std::int64_t i = 0; i < n; ++i) {
       const float f = static_cast<float>(0.1 * (2.0 * splitmix64_unit(s) - 1.0));
-      std::byte* p = data.data() + i * kernels::weight_dtype_bytes(dtype);
-      switch (dtype) {
-        case kernels::WeightDtype::f32: std::memcpy(p, &f, 4); break;
-        case kernels::WeightDtype::bf16: { const auto b = kernels::float_to_bf16(f); std::memcpy(p, &b, 2); break; }
-        case kernels::WeightDtype::f16: { const auto b = kernels::float_to_f16(f); std::memcpy(p, &b, 2); break; }
-        case kernels::WeightDtype::fp8_e4m3: *p = static_cast<std::byte>(kernels::float_to_fp8_e4m3(f * 100)); break;
-        case kernels::WeightDtype::int8: *p = static_cast<std::byte>(static_cast<std::int8_t>(std::lround(f * 1000) % 127)); break;
-      }
+      kernels::encode_weight(dtype, f * unit, data.data() + i * kernels::weight_dtype_bytes(dtype));
     }
     if (kernels::weight_dtype_bytes(dtype) == 1) scales.assign(static_cast<std::size_t>(rows), 0.01f);
     view = {dtype, data.data(), rows, cols, scales.empty() ? nullptr : scales.data()};

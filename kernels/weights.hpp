@@ -2,9 +2,11 @@
 // the exact scalar conversions of every stored dtype to fp32 (and back, for tests and seeded random weights).
 // The fast kernels convert in registers with the vector versions in kernels/cpu; these scalar helpers are the spec.
 #pragma once
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace moeplan::kernels {
@@ -119,6 +121,20 @@ inline std::uint8_t float_to_fp8_e4m3(float value) {
   const std::uint32_t rest = mantissa & 0xfffffu;
   if (rest > 0x80000u || (rest == 0x80000u && (code & 1u))) ++code;  // below 448, so never reaches 0x7f
   return static_cast<std::uint8_t>(sign | code);
+}
+
+// `value` stored as one element of `dtype` at out (weight_dtype_bytes(dtype) bytes): the conversions above; INT8
+// rounds to nearest and saturates at ±127. FP8 and INT8 are stored before their row scale (divide by it first).
+inline void encode_weight(WeightDtype dtype, float value, void* out) {
+  switch (dtype) {
+    case WeightDtype::f32: std::memcpy(out, &value, 4); return;
+    case WeightDtype::bf16: { const std::uint16_t b = float_to_bf16(value); std::memcpy(out, &b, 2); return; }
+    case WeightDtype::f16: { const std::uint16_t b = float_to_f16(value); std::memcpy(out, &b, 2); return; }
+    case WeightDtype::fp8_e4m3: *static_cast<std::uint8_t*>(out) = float_to_fp8_e4m3(value); return;
+    case WeightDtype::int8:
+      *static_cast<std::int8_t*>(out) = static_cast<std::int8_t>(std::lround(std::clamp(value, -127.0f, 127.0f)));
+      return;
+  }
 }
 
 // One stored element of w (row n, column k) as fp32, before the row scale.

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""A Maverick-width MoE FFN on CPU, decode and prefill: PyTorch vs moeplan's kernels, timed in the same run.
+
+decode   the computation of BM_moe_layer_decode in bench/bench_cpu_kernels.cpp: one token, router (128 x 5120),
+         top-1 routed expert with the sigmoid weight scaling its input (Llama 4), gate_up [16384, 5120] -> SwiGLU ->
+         down [5120, 8192], plus the shared expert, BF16 weights, the routed expert cycling over 8 distinct experts
+         so its weights come from DRAM. PyTorch computes only the selected expert too.
+prefill  the computation of BM_moe_layer_prefill: 512 tokens through a 16-expert slice (router 16 x 5120, top-1,
+         token t to expert t % 16 so both sides do the same work), the routed rows of each expert gathered, scaled,
+         run through its FFN and added back with index_add_ (the loop of transformers' MoE blocks), plus the
+         shared expert over all 512 rows.
+PyTorch runs each with BF16 weights and BF16 activations, and prefill also with the weights upcast to fp32 (MKL's
+fp32 GEMM can beat a BF16 path on CPUs without native BF16 instructions); the ratio is taken against PyTorch's
+faster variant. Prints both times and the ratios.
+
+Run (needs torch; tools/setup_venv.sh makes tools/.venv):
+    tools/.venv/bin/python bench/torch/moe_layer.py [--bench build/bench/moeplan_bench_cpu_kernels] [--only decode]
+"""
+import argparse
+import json
+import os
+import subprocess
+import time
+
+import torch
+
+HIDDEN, INTER = 5120, 8192
+DECODE_EXPERTS, DECODE_ROUTER = 8, 128
+PREFILL_EXPERTS, PREFILL_TOKENS = 16, 512
+
+
+def timed_ms(step, seconds: float, warmup: int) -> float:
+    with torch.inference_mode():
+        for i in range(warmup):
+            step(i)
+        n, t0 = 0, time.perf_counter()
+        while n < 2 or time.perf_counter() - t0 < seconds:
+            step(n)
+            n += 1
+        return (time.perf_counter() - t0) / n * 1e3
+
+
+def expert_weights(experts: int, dtype):
+    """gate_up [2I, H] and down [H, I] for experts + 1 (the last is the shared expert), small random values."""
+    g = torch.Generator().manual_seed(0)
+    gate_up = [torch.randn(2 * INTER, HIDDEN, generator=g).mul_(0.01).to(dtype) for _ in range(experts + 1)]
+    down = [torch.randn(HIDDEN, INTER, generator=g).mul_(0.01).to(dtype) for _ in range(experts + 1)]
+    return gate_up, down
+
+
+def ffn(z, gate_up, down):
+    h = z @ gate_up.t()
+    return (torch.nn.functional.silu(h[:, :INTER]) * h[:, INTER:]) @ down.t()
+
+
+def torch_decode_ms(seconds: float) -> float:
+    gate_up, down = expert_weights(DECODE_EXPERTS, torch.bfloat16)
+    router = torch.randn(DECODE_ROUTER, HIDDEN).mul_(0.01).to(torch.bfloat16)
+    x = torch.randn(1, HIDDEN).to(torch.bfloat16)
+
+    def step(i):
+        logits = x @ router.t()
+        w, _ = torch.topk(logits, 1)
+        e = i % DECODE_EXPERTS  # random weights: round-robin experts, as the C++ benchmark does
+        return ffn(x * torch.sigmoid(w), gate_up[e], down[e]) + ffn(x, gate_up[-1], down[-1])
+
+    return timed_ms(step, seconds, warmup=3)
+
+
+def torch_prefill_ms(seconds: float, dtype) -> float:
+    gate_up, down = expert_weights(PREFILL_EXPERTS, dtype)
+    router = torch.randn(PREFILL_EXPERTS, HIDDEN).mul_(0.01).to(dtype)
+    x = torch.randn(PREFILL_TOKENS, HIDDEN).to(dtype)
+    ids = torch.arange(PREFILL_TOKENS) % PREFILL_EXPERTS  # the C++ benchmark's assignment
+
+    def step(_):
+        logits = x @ router.t()
+        top, _ = torch.topk(logits, 1, dim=-1)
+        weight = torch.sigmoid(top)  # [T, 1]
+        out = ffn(x, gate_up[-1], down[-1])
+        for e in range(PREFILL_EXPERTS):
+            rows = torch.nonzero(ids == e).squeeze(1)
+            out.index_add_(0, rows, ffn(x[rows] * weight[rows], gate_up[e], down[e]))
+        return out
+
+    return timed_ms(step, seconds, warmup=1)
+
+
+def moeplan_ms(bench: str, name: str) -> float:
+    out = subprocess.run([bench, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json"],
+                         check=True, capture_output=True, text=True).stdout
+    b = json.loads(out)["benchmarks"][0]
+    scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
+    return b["real_time"] * scale
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", default="build/bench/moeplan_bench_cpu_kernels")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per PyTorch measurement")
+    ap.add_argument("--only", choices=["decode", "prefill"])
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {a.threads} threads")
+    if a.only in (None, "decode"):
+        ours = moeplan_ms(a.bench, "BM_moe_layer_decode")
+        theirs = torch_decode_ms(a.seconds)
+        print(f"decode, 1 token:     moeplan {ours:8.2f} ms; PyTorch bf16 {theirs:8.2f} ms; "
+              f"moeplan is {theirs / ours:.2f}x faster")
+    if a.only in (None, "prefill"):
+        ours = moeplan_ms(a.bench, "BM_moe_layer_prefill")
+        bf16 = torch_prefill_ms(a.seconds, torch.bfloat16)
+        f32 = torch_prefill_ms(a.seconds, torch.float32)
+        best = min(bf16, f32)
+        print(f"prefill, 512 tokens: moeplan {ours:8.2f} ms; PyTorch bf16 {bf16:8.2f} ms, fp32 weights {f32:8.2f} ms; "
+              f"moeplan is {best / ours:.2f}x faster than the faster")
+
+
+if __name__ == "__main__":
+    main()
