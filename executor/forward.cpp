@@ -301,6 +301,16 @@ std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank, int dp) co
   return out;
 }
 
+// The lowest absolute position that a query at position `next` or later can see in a layer of this kind: chunked
+// layers see from the start of their chunk, sliding-window layers the last W positions, global layers everything.
+static std::int64_t first_needed_position(const model::LayerSpec& spec, std::int64_t next) {
+  if (spec.attention == model::AttentionKind::chunked)
+    return (next / spec.attention_window_tokens) * spec.attention_window_tokens;
+  if (spec.attention == model::AttentionKind::sliding) return std::max<std::int64_t>(next - spec.attention_window_tokens + 1, 0);
+  return 0;
+}
+
+
 Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm)
     : model_(std::move(model)), ctx_(ctx), comm_(comm), positions_(static_cast<std::size_t>(sequences), 0) {
   const Model::Sharding& sh = model_->sharding();
@@ -310,6 +320,7 @@ Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, st
   const std::size_t L = model_->layers.size();
   k_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
   v_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
+  kv_first_.assign(L, std::vector<std::int64_t>(static_cast<std::size_t>(sequences), 0));
   for (const auto& l : model_->layers)
     if (l.moe) routing_.emplace_back();
 }
@@ -319,15 +330,31 @@ void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64
   std::uint64_t state = seed;
   for (std::size_t li = 0; li < model_->layers.size(); ++li) {
     const std::int64_t row = model_->layers[li].k.rows;  // Hkv * D on this rank
-    for (std::size_t s = 0; s < positions_.size(); ++s)
+    // only the positions the next query can see, as a real prefill leaves a chunked or sliding-window layer
+    const std::int64_t first = first_needed_position(model_->config().layers[li], context);
+    for (std::size_t s = 0; s < positions_.size(); ++s) {
+      kv_first_[li][s] = first;
       for (auto* cache : {&k_[li][s], &v_[li][s]}) {
         cache->clear();
-        cache->reserve(static_cast<std::size_t>((context + reserve) * row));
-        cache->resize(static_cast<std::size_t>(context * row));
+        cache->reserve(static_cast<std::size_t>((context - first + reserve) * row));
+        cache->resize(static_cast<std::size_t>((context - first) * row));
         for (float& f : *cache) f = static_cast<float>(2.0 * splitmix64_unit(state) - 1.0);
       }
+    }
   }
   for (auto& p : positions_) p = context;
+}
+
+std::int64_t Session::cached_rows(std::size_t layer, std::int64_t seq) const {
+  return static_cast<std::int64_t>(k_.at(layer).at(static_cast<std::size_t>(seq)).size()) / model_->layers[layer].k.rows;
+}
+
+std::int64_t Session::kv_cache_bytes() const {
+  std::int64_t floats = 0;
+  for (std::size_t li = 0; li < k_.size(); ++li)
+    for (std::size_t s = 0; s < k_[li].size(); ++s)
+      floats += static_cast<std::int64_t>(k_[li][s].size() + v_[li][s].size());
+  return floats * static_cast<std::int64_t>(sizeof(float));
 }
 
 std::vector<float> Session::prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits) {
@@ -492,7 +519,17 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
         ap.mask = kernels::AttentionMask::sliding_window;
         ap.mask_tokens = spec.attention_window_tokens;
       }
+      std::int64_t& first = kv_first_[li][static_cast<std::size_t>(s)];
+      ap.kv_first_pos = first;
       kernels::attention(ctx_, ap, q.data() + t0 * Hq * D, pos_of.data() + t0, kc.data(), vc.data(), attn.data() + t0 * Hq * D);
+      // Drop the rows no later query can see once they outnumber the rows still needed (each row is moved at most
+      // once on average; a sliding-window cache holds at most 2 W rows, a chunked one at most its chunk).
+      const std::int64_t dead = first_needed_position(spec, pos_of[static_cast<std::size_t>(t1 - 1)] + 1) - first;
+      if (dead > 0 && dead >= ap.kv_tokens - dead) {
+        kc.erase(kc.begin(), kc.begin() + dead * Hkv * D);
+        vc.erase(vc.begin(), vc.begin() + dead * Hkv * D);
+        first += dead;
+      }
       t0 = t1;
     }
   }

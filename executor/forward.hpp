@@ -132,6 +132,11 @@ class Session {
   // Expert ids chosen per MoE layer for every token processed so far: [moe layer][token][k].
   const std::vector<std::vector<std::int32_t>>& routing() const { return routing_; }
   std::int64_t context(std::int64_t seq) const { return positions_[static_cast<std::size_t>(seq)]; }
+  // KV cache rows layer `layer` holds for a sequence: its whole context on global layers; on chunked layers the
+  // keys of the current chunk (at most C), on sliding-window layers at most 2 W (rows no query can see any more
+  // are dropped when they outnumber the rest). kv_cache_bytes: K and V of every layer and sequence on this rank.
+  std::int64_t cached_rows(std::size_t layer, std::int64_t seq) const;
+  std::int64_t kv_cache_bytes() const;
 
  private:
   // x: [T, H] for tokens of several sequences: seq_of[t], pos_of[t]. Returns the final hidden states [T, H].
@@ -156,7 +161,8 @@ class Session {
   Communicator* comm_ = nullptr;     // all tp * dp ranks (the MoE all-to-all)
   Communicator* tp_comm_ = nullptr;  // this replica's tp ranks (all-reduces, lm_head all-gather); null when tp = 1
   std::vector<std::int64_t> positions_;              // tokens in cache per sequence
-  std::vector<std::vector<std::vector<float>>> k_, v_;  // [layer][seq] -> [pos, Hkv, D]
+  std::vector<std::vector<std::vector<float>>> k_, v_;  // [layer][seq] -> [rows, Hkv, D], row 0 at kv_first_
+  std::vector<std::vector<std::int64_t>> kv_first_;     // [layer][seq]: absolute position of cache row 0
   std::vector<std::vector<std::int32_t>> routing_;
   OpTimes times_;
 };

@@ -93,6 +93,7 @@ RunResult run_model(const RunRequest& r) {
     std::vector<std::vector<std::int32_t>> tokens;
     OpTimes ops;
     std::vector<std::vector<std::int32_t>> routing;
+    std::int64_t kv_cache_bytes = 0;
   };
   std::vector<RankOut> outs(static_cast<std::size_t>(ranks));
   auto generate = [&](int rank) {
@@ -124,6 +125,7 @@ RunResult run_model(const RunRequest& r) {
     out.decode_s = since(t1);
     out.ops = s.op_times();
     out.routing = s.routing();
+    out.kv_cache_bytes = s.kv_cache_bytes();
   };
   std::vector<std::thread> others;
   std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
@@ -146,6 +148,7 @@ RunResult run_model(const RunRequest& r) {
   // Tokens and routing from the first rank of each replica (the tp ranks of a replica agree); times: the slowest rank;
   // per-op times: rank 0's.
   res.ops = outs[0].ops;
+  for (const RankOut& o : outs) res.kv_cache_bytes += o.kv_cache_bytes;
   res.routing.resize(outs[0].routing.size());
   for (int rank = 0; rank < ranks; rank += r.tp) {
     const RankOut& o = outs[static_cast<std::size_t>(rank)];

@@ -19,7 +19,8 @@ Report run_report(const executor::RunResult& r) {
             {"prefill s", format_fixed(r.prefill_s, 3)},
             {"decode s", format_fixed(r.decode_s, 3)},
             {"load s", format_fixed(r.load_s, 3)},
-            {"peak memory (RSS)", format_gb(static_cast<double>(r.peak_rss_bytes))}};
+            {"peak memory (RSS)", format_gb(static_cast<double>(r.peak_rss_bytes))},
+            {"KV cache at the end", format_gb(static_cast<double>(r.kv_cache_bytes))}};
   rep.tables.push_back(std::move(t));
   Table ops;
   ops.title = "per-op wall time (op names of the simulator's op graph)";
@@ -40,7 +41,8 @@ Report run_report(const executor::RunResult& r) {
               {"weight_bytes", r.weight_bytes}, {"tokens", r.tokens},
               {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_tokens_per_s", r.decode_tokens_per_s},
               {"prefill_s", r.prefill_s}, {"decode_s", r.decode_s}, {"load_s", r.load_s},
-              {"peak_rss_bytes", r.peak_rss_bytes}, {"ops", ops_json}};
+              {"peak_rss_bytes", r.peak_rss_bytes},
+              {"kv_cache_bytes", r.kv_cache_bytes}, {"ops", ops_json}};
   return rep;
 }
 

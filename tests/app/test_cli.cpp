@@ -171,6 +171,9 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
   CHECK(j.at("prefill_tokens_per_s").get<double>() > 0);
   CHECK(j.at("decode_tokens_per_s").get<double>() > 0);
   CHECK(j.at("ops").size() > 10);
+  // 2 sequences x 4 layers x 16 cached positions (12 prompt + 4 decode steps; all inside one 8192-token chunk)
+  // x K and V x 2 KV heads x head_dim 128 x 4 bytes
+  CHECK(j.at("kv_cache_bytes").get<std::int64_t>() == 2 * 4 * 16 * 2 * 2 * 128 * 4);
   // Same seed, same tokens: the random checkpoint and greedy decoding are deterministic.
   const auto again = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
                           "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
@@ -183,6 +186,7 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
                           "--format", "json"});
   REQUIRE(ranks.code == 0);
   CHECK(nlohmann::json::parse(ranks.out).at("tokens") == j.at("tokens"));
+  CHECK(nlohmann::json::parse(ranks.out).at("kv_cache_bytes") == j.at("kv_cache_bytes"));  // one KV head per rank
   // Two attention replicas of TP 2 (one sequence each) with the experts over all four ranks: the same tokens.
   const auto replicas = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
                              "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",

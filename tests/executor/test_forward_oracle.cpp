@@ -89,3 +89,63 @@ TEST_CASE("The executor times its ops under names the simulator's op graph uses"
   CHECK(s.routing().size() == 2);
   CHECK(s.routing()[0].size() == 8 + 2);                 // 8 prompt tokens + 2 decoded, top-1
 }
+
+TEST_CASE("Chunked and sliding-window layers keep only the keys later queries see, with a whole prefill's logits") {
+  // Llama 4 fixture: chunk 8 on three of four layers; Mixtral: sliding window 6 on all three. The prompt goes in as
+  // 3 prefilled tokens and 17 decode steps (crossing chunk boundaries at 8 and 16) and, in a second session, as one
+  // prefill whose cache holds every key while it runs; each position's logits must agree (they would not if a
+  // trimmed cache were read at the wrong positions).
+  for (const char* name : {"llama4_qknorm", "mixtral"}) {
+    INFO(name);
+    const auto dir = test::fixtures() / "oracle" / name;
+    const auto prompt = parse_json_file(dir / "expected.json").at("prompt").get<std::vector<std::int32_t>>();
+    REQUIRE(prompt.size() == 20);
+    const auto model = executor::Model::load(dir);
+    const auto& layers = model->config().layers;
+    const std::int64_t V = model->config().vocab;
+    executor::Session whole(model, kernels::default_cpu_context(), 1);
+    const auto want = whole.prefill({prompt}, true);
+
+    executor::Session stepped(model, kernels::default_cpu_context(), 1);
+    std::vector<float> got = stepped.prefill({{prompt.begin(), prompt.begin() + 3}});
+    double max_diff = 0;
+    int trimmed_layers = 0;
+    for (std::size_t t = 2; t < prompt.size(); ++t) {
+      if (t > 2) got = stepped.decode({prompt[t]});
+      for (std::int64_t j = 0; j < V; ++j)
+        max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[static_cast<std::size_t>(j)]) -
+                                                want[t * static_cast<std::size_t>(V) + static_cast<std::size_t>(j)]));
+      const auto context = static_cast<std::int64_t>(t + 1);
+      for (std::size_t li = 0; li < layers.size(); ++li) {
+        INFO("layer " << li << ", context " << context);
+        const std::int64_t rows = stepped.cached_rows(li, 0), window = layers[li].attention_window_tokens;
+        switch (layers[li].attention) {
+          case model::AttentionKind::chunked: CHECK(rows == context % window); break;
+          case model::AttentionKind::sliding:
+            CHECK(rows >= std::min(context, window - 1));
+            CHECK(rows <= 2 * window);
+            break;
+          default: CHECK(rows == context);
+        }
+        if (context == 20 && rows < context) ++trimmed_layers;
+      }
+    }
+    CHECK(max_diff < 1e-4);
+    CHECK(trimmed_layers == 3);
+    std::int64_t untrimmed_bytes = 0;  // K and V of 20 positions in every layer
+    for (const auto& l : model->layers) untrimmed_bytes += 2 * 20 * l.k.rows * static_cast<std::int64_t>(sizeof(float));
+    CHECK(stepped.kv_cache_bytes() < untrimmed_bytes);
+    CHECK(whole.kv_cache_bytes() == stepped.kv_cache_bytes());  // the whole prefill trimmed its cache too
+
+    // A synthetic context leaves the cache a prefill of that length would.
+    executor::Session filled(model, kernels::default_cpu_context(), 2);
+    filled.fill_cache(21, 4, 7);
+    for (std::size_t li = 0; li < layers.size(); ++li) {
+      const std::int64_t window = layers[li].attention_window_tokens;
+      const std::int64_t expect = layers[li].attention == model::AttentionKind::chunked   ? 21 % window
+                                  : layers[li].attention == model::AttentionKind::sliding ? window - 1
+                                                                                          : 21;
+      CHECK(filled.cached_rows(li, 1) == expect);
+    }
+  }
+}
