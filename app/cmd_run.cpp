@@ -22,6 +22,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   std::int64_t prompt_tokens = 0, gen_tokens = 0, batch = 0;
   std::int64_t layers = 0, experts = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, vocab = 0;
   float temperature = 0, top_p = 1;
+  bool bf16_activations = false;
   po::options_description d("run options");
   add_common_options(d, common);
   d.add_options()
@@ -31,6 +32,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("weights-out", po::value<std::string>(&weights_out), "where --random-weights writes (default: a temporary directory)")
       ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not built yet)")
       ("threads", po::value<int>(&threads)->default_value(0), "CPU threads (0: all)")
+      ("bf16-activations", po::bool_switch(&bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
       ("tp", po::value<int>(&tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")
       ("dp", po::value<int>(&dp), "attention data-parallel replicas of --tp ranks each, serving their own sequences (default: --ep when --tp is 1, else 1)")
       ("ep", po::value<int>(&ep)->default_value(1), "expert-parallel groups over all tp * dp ranks: routed experts split by id, each expert's intermediate tp * dp / ep ways")
@@ -52,7 +54,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("trace-routing", po::value<std::string>(&trace), "write the experts chosen per token and MoE layer (JSON)");
   po::variables_map vm;
   if (!parse("run",
-             "--model M (--weights DIR | --random-weights SEED) --device cpu [--threads N] --prompt-tokens L "
+             "--model M (--weights DIR | --random-weights SEED) --device cpu [--threads N] [--bf16-activations] --prompt-tokens L "
              "--gen-tokens L --batch B [--tp N --dp D --ep M] [--layers --experts --hidden --intermediate --heads --kv-heads --vocab]",
              args, d, vm, out))
     return kExitOk;
@@ -93,6 +95,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   q.config = config;
   q.name = vm.count("weights") ? std::filesystem::path(weights).filename().string() : model_name;
   q.threads = threads;
+  q.bf16_activations = bf16_activations;
   q.tp = tp;
   q.ep = ep;
   q.dp = dp;  // 0 when not given; the layout is checked against the model before any weights are written

@@ -2,6 +2,7 @@
 //   BM_triad            STREAM triad a = b + s * c over 3 x 256 MiB arrays (>> L3), all pool threads; bytes counted
 //                       as STREAM does: 12 bytes per element (read b and c, write a; write-allocate not counted).
 //   BM_peak_fma         register-resident FMA chains on every pool thread (fp32): the compute roof.
+//   BM_peak_amx_bf16    register-resident AMX BF16 tile products on every pool thread (skipped without AMX).
 //   BM_decode_gemv      Maverick widths, one token: x[1, 5120] · W[8192, 5120]^T (gate/up) and x[1, 8192] ·
 //                       W[5120, 8192]^T (down), BF16 / FP8 weights, cycling over 16 distinct matrices (16 experts'
 //                       worth, 0.6-1.3 GB) so every call streams its weights from DRAM. Bytes = weight bytes
@@ -11,7 +12,8 @@
 //   BM_moe_layer_prefill 512 prompt tokens through a 16-expert slice of that FFN (top-1, grouped expert GEMM, plus
 //                       the shared expert): the prefill side of the PyTorch comparison (bench/torch).
 //   BM_prefill_gemm     M = 512 tokens, K = 5120, N = 8192, BF16 (and fp32) weights: FLOP = 2 M N K;
-//                       flops_vs_peak = achieved / BM_peak_fma's rate.
+//                       flops_vs_peak = achieved / BM_peak_fma's rate. bf16_activations:1 rounds x to BF16 and
+//                       runs on AMX where the CPU has it (compare with BM_peak_amx_bf16).
 //   BM_attention_*      decode (1 query, 8192 keys, 40 / 8 heads, D 128) and prefill (512 x 512, causal).
 //   BM_rmsnorm, BM_rope, BM_silu_mul: the memory-bound elementwise ops at Maverick widths.
 // Ratios use the mean triad / FMA rates of the last run of their benchmarks in this process (measured on first use
@@ -220,6 +222,60 @@ void BM_peak_fma(benchmark::State& state) {
 }
 BENCHMARK(BM_peak_fma)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 
+// ---- Peak AMX BF16 rate: TDPBF16PS on tiles that never leave the registers (4 independent 16 x 16 accumulators),
+// every pool thread; skipped where the CPU has no usable AMX. FLOP = 16 * 16 * 32 * 2 per instruction.
+
+#if defined(__x86_64__) && defined(__linux__)
+struct alignas(64) AmxTileConfig {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  std::uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+__attribute__((target("amx-tile,amx-bf16"))) void amx_chains(std::int64_t iterations) {
+  static const AmxTileConfig cfg;
+  alignas(64) static const std::uint16_t ones[16 * 32] = {};
+  alignas(64) float out[16 * 16];
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (std::int64_t i = 0; i < iterations; ++i) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 64);
+  _tile_release();
+  benchmark::DoNotOptimize(out);
+}
+#endif
+
+void BM_peak_amx_bf16(benchmark::State& state) {
+#if defined(__x86_64__) && defined(__linux__)
+  if (!cpu_features().amx_bf16) {
+    state.SkipWithError("no usable AMX BF16 on this CPU");
+    return;
+  }
+  constexpr std::int64_t kIterations = 2'000'000;
+  ThreadPool& pool = *ctx().pool;
+  for (auto _ : state) pool.parallel_for(0, pool.size(), [](std::int64_t) { amx_chains(kIterations); });
+  const double flops = 4.0 * 16 * 16 * 32 * 2 * kIterations * pool.size();
+  state.counters["flops_per_s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["threads"] = pool.size();
+#else
+  state.SkipWithError("AMX is x86-64 Linux only");
+#endif
+}
+BENCHMARK(BM_peak_amx_bf16)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+
 // ---- Decode GEMV at Maverick widths over 16 distinct weight matrices.
 
 // bytes_per_second and bw_vs_triad (bytes per second against the triad's, both wall clock). A per-CPU-second
@@ -360,7 +416,8 @@ void BM_moe_layer_prefill(benchmark::State& state) {
     down_views.push_back(down.view(e));
   }
   const Rate peak = peak_flops();
-  const CpuContext c = ctx();
+  CpuContext c = ctx();
+  c.bf16_activations = state.range(0) != 0;  // 1: x rounded to BF16 on AMX tiles where the CPU has them
   const double c0 = process_cpu_s();
   for (auto _ : state) {
     matmul(c, x.data(), kTokens, router.view(0), logits.data());
@@ -384,9 +441,16 @@ void BM_moe_layer_prefill(benchmark::State& state) {
   state.counters["flops_per_s"] = benchmark::Counter(total, benchmark::Counter::kIsRate);
   state.counters["flops_vs_peak"] = benchmark::Counter(total / peak.per_wall_s(), benchmark::Counter::kIsRate);
   state.counters["flops_vs_peak_cpu"] = total / cpu / peak.per_cpu_s();
-  state.SetLabel(std::string("bf16 ") + cpu_path_name(ctx().path));
+  const bool amx = c.bf16_activations && c.path == CpuPath::avx512 && cpu_features().amx_bf16;
+  state.SetLabel(std::string("bf16 ") + cpu_path_name(ctx().path) + (amx ? ", x in bf16 on AMX" : ", x in fp32"));
 }
-BENCHMARK(BM_moe_layer_prefill)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
+BENCHMARK(BM_moe_layer_prefill)
+    ->ArgName("bf16_activations")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(4.0);
 
 // ---- Prefill GEMM: 512 tokens through a Maverick expert-width projection.
 
@@ -399,9 +463,11 @@ void BM_prefill_gemm(benchmark::State& state) {
   const auto x = random_floats(static_cast<std::size_t>(M * K), 2);
   std::vector<float> y(static_cast<std::size_t>(M * N));
   const Rate peak = peak_flops();
+  CpuContext c = ctx();
+  c.bf16_activations = state.range(4) != 0;
   const double c0 = process_cpu_s();
   for (auto _ : state) {
-    matmul(ctx(), x.data(), M, w, y.data());
+    matmul(c, x.data(), M, w, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   const double cpu = process_cpu_s() - c0;
@@ -413,12 +479,16 @@ void BM_prefill_gemm(benchmark::State& state) {
   // shared machine is the fairer comparison.
   state.counters["flops_vs_peak_cpu"] = total / cpu / peak.per_cpu_s();
   state.counters["peak_GFLOPs"] = peak.per_wall_s() / 1e9;
-  state.SetLabel(std::string(weight_dtype_name(dtype)) + " " + cpu_path_name(ctx().path));
+  const bool amx = c.bf16_activations && dtype == WeightDtype::bf16 && c.path == CpuPath::avx512 &&
+                   cpu_features().amx_bf16;
+  state.SetLabel(std::string(weight_dtype_name(dtype)) + " " + cpu_path_name(ctx().path) +
+                 (amx ? ", x in bf16 on AMX (flops_vs_peak: against the fp32 FMA peak)" : ""));
 }
 BENCHMARK(BM_prefill_gemm)
-    ->ArgNames({"dtype", "M", "N", "K"})
-    ->Args({static_cast<int>(WeightDtype::bf16), 512, 8192, 5120})
-    ->Args({static_cast<int>(WeightDtype::f32), 512, 8192, 5120})
+    ->ArgNames({"dtype", "M", "N", "K", "bf16_activations"})
+    ->Args({static_cast<int>(WeightDtype::bf16), 512, 8192, 5120, 0})
+    ->Args({static_cast<int>(WeightDtype::f32), 512, 8192, 5120, 0})
+    ->Args({static_cast<int>(WeightDtype::bf16), 512, 8192, 5120, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(2.0);

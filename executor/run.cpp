@@ -61,8 +61,10 @@ RunResult run_model(const RunRequest& r) {
   res.experts = model->config().num_experts;
 
   kernels::ThreadPool pool(r.threads);
-  kernels::CpuContext ctx{kernels::best_cpu_path(), &pool};
+  kernels::CpuContext ctx{kernels::best_cpu_path(), &pool, r.bf16_activations};
   res.cpu_path = kernels::cpu_path_name(ctx.path);
+  if (r.bf16_activations && ctx.path == kernels::CpuPath::avx512 && kernels::cpu_features().amx_bf16)
+    res.activations = "bf16-amx";
   res.threads = pool.size();
 
   // Prompts: the given ids, else seeded ids below the vocabulary (splitmix64).
@@ -99,7 +101,7 @@ RunResult run_model(const RunRequest& r) {
   auto generate = [&](int rank) {
     const int d = rank / r.tp;  // this rank's data-parallel replica
     const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
-    Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr}, n,
+    Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations}, n,
               ranks > 1 ? comms[static_cast<std::size_t>(rank)].get() : nullptr);
     // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
     std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));

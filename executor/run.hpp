@@ -20,6 +20,7 @@ struct RunRequest {
   std::optional<std::uint64_t> random_seed;
   std::filesystem::path weights_out;     // where random weights are written (default: a temporary directory)
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
+  bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
   // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp
   // tensor-parallel ranks each, routed experts split ep ways over all of them. dp = 0: ep when tp = 1 and ep > 1
   // (the earlier `--tp 1 --ep N`), else 1.
@@ -32,6 +33,7 @@ struct RunRequest {
 
 struct RunResult {
   std::string model, cpu_path;
+  std::string activations = "fp32";  // "fp32", or "bf16-amx" when BF16-weight matmuls ran on AMX with x in BF16
   int threads = 0;
   std::uint64_t weight_bytes = 0;
   double load_s = 0, prefill_s = 0, decode_s = 0;

@@ -16,7 +16,8 @@ struct CpuFeatures {
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512vl = false;
-  bool avx512_bf16 = false;  // reported only: the kernels keep activations in fp32 and do not use it
+  bool avx512_bf16 = false;  // used with AMX (CpuContext::bf16_activations), not by the fp32 paths
+  bool amx_bf16 = false;     // AMX-TILE + AMX-BF16 + AVX-512 BF16, OS tile state on, and Linux granted the tile data
 };
 
 // Detected once (CPUID + XGETBV on x86; all false elsewhere).
@@ -40,6 +41,10 @@ std::string cpu_path_description(CpuPath path);
 struct CpuContext {
   CpuPath path = CpuPath::scalar;
   ThreadPool* pool = nullptr;
+  // Let matmuls with BF16 weights and more rows than the GEMV handles round x to BF16 and run on AMX tiles where
+  // the CPU has them (cpu_features().amx_bf16; elsewhere the flag changes nothing). Products stay exact and sums
+  // fp32, as in PyTorch's bf16 matmul; the fp32 default keeps x as it is. Only on the avx512 path.
+  bool bf16_activations = false;
 };
 
 // The best supported path and a process-wide pool of hardware_concurrency() threads (created on first use).

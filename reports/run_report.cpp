@@ -8,7 +8,8 @@ namespace moeplan::reports {
 
 Report run_report(const executor::RunResult& r) {
   Report rep;
-  rep.header = {"run: " + r.model + " on cpu (" + r.cpu_path + ", " + std::to_string(r.threads) + " threads); weights " +
+  rep.header = {"run: " + r.model + " on cpu (" + r.cpu_path + ", " + std::to_string(r.threads) + " threads, " +
+                    (r.activations == "fp32" ? "fp32 activations" : "BF16 activations on AMX tiles") + "); weights " +
                 format_gb(static_cast<double>(r.weight_bytes)) + " from " + r.weights_dir.string()};
   Table t;
   t.title = "throughput";
@@ -38,6 +39,7 @@ Report run_report(const executor::RunResult& r) {
   }
   rep.tables.push_back(std::move(ops));
   rep.json = {{"model", r.model}, {"device", "cpu"}, {"cpu_path", r.cpu_path}, {"threads", r.threads},
+              {"activations", r.activations},
               {"weight_bytes", r.weight_bytes}, {"tokens", r.tokens},
               {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_tokens_per_s", r.decode_tokens_per_s},
               {"prefill_s", r.prefill_s}, {"decode_s", r.decode_s}, {"load_s", r.load_s},

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "kernels/cpu/amx.hpp"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define MOEPLAN_X86 1
@@ -46,6 +48,7 @@ CpuFeatures detect() {
     f.avx512vl = (ebx >> 31) & 1u;
     __cpuid_count(7, 1, eax, ebx, ecx, edx);
     f.avx512_bf16 = (eax >> 5) & 1u;
+    f.amx_bf16 = cpu::amx_bf16_usable();
   }
 #endif
   return f;
@@ -106,6 +109,7 @@ std::string cpu_path_description(CpuPath path) {
   add(f.avx512bw, "avx512bw");
   add(f.avx512vl, "avx512vl");
   add(f.avx512_bf16, "avx512_bf16");
+  add(f.amx_bf16, "amx_bf16");
   return std::string(cpu_path_name(path)) + " (cpu: " + (flags.empty() ? "no vector extensions" : flags) + ")";
 }
 

@@ -1,11 +1,12 @@
 // Fast matmul and grouped expert matmul: splits the output into (rows, columns) blocks, runs them on the thread
 // pool, and leaves each block to the instruction-set kernel of ctx.path (isa_kernels.inc: GEMV for small M,
-// packed GEMM otherwise).
+// packed GEMM otherwise), or, for BF16 weights when the context allows BF16 activations, to the AMX tiles (amx.hpp).
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/amx.hpp"
 #include "kernels/cpu/isa.hpp"
 #include "kernels/matmul.hpp"
 
@@ -17,6 +18,7 @@ namespace {
 struct Block {
   std::int64_t expert = 0;
   std::int64_t m0 = 0, m1 = 0, n0 = 0, n1 = 0;
+  bool gemm = false;  // the matrix (all its rows, not only this block's) has more rows than the GEMV takes
 };
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -54,7 +56,7 @@ void plan_blocks(const cpu::IsaKernels& isa, std::int64_t expert, std::int64_t M
   const std::int64_t height = round_up(ceil_div(M, row_parts), mr);
   for (std::int64_t n0 = 0; n0 < N; n0 += width)
     for (std::int64_t m0 = 0; m0 < M; m0 += height)
-      blocks.push_back({expert, m0, std::min(M, m0 + height), n0, std::min(N, n0 + width)});
+      blocks.push_back({expert, m0, std::min(M, m0 + height), n0, std::min(N, n0 + width), true});
 }
 
 void check_view(const WeightView& w, const char* what) {
@@ -63,15 +65,21 @@ void check_view(const WeightView& w, const char* what) {
 }
 
 // Run the blocks on the pool. x_rows[e], y_rows[e]: expert e's first row of x and of y; weights[e]: its W.
+// Blocks of BF16 matrices with more rows than the GEMV takes go to the AMX tiles when ctx.bf16_activations allows
+// it and this CPU has them (decided per matrix, so every row of a matmul is rounded alike however it is split).
 void run_blocks(const CpuContext& ctx, const cpu::IsaKernels& isa, const std::vector<Block>& blocks,
                 const float* const* x_rows, const WeightView* weights, float* const* y_rows, bool accumulate) {
+  const bool amx = ctx.bf16_activations && ctx.path == CpuPath::avx512 && cpu_features().amx_bf16;
   const auto run_one = [&](std::int64_t i) {
     const Block& b = blocks[static_cast<std::size_t>(i)];
     const WeightView& w = weights[b.expert];
     const float* xb = x_rows[b.expert] + b.m0 * w.cols;
     float* yb = y_rows[b.expert] + b.m0 * w.rows;
-    isa.matmul_block(xb, b.m1 - b.m0, w, b.n0, b.n1, yb, w.rows, accumulate,
-                     thread_scratch(isa.matmul_scratch_floats));
+    if (amx && b.gemm && w.dtype == WeightDtype::bf16)
+      cpu::amx_bf16_matmul_block(xb, b.m1 - b.m0, w, b.n0, b.n1, yb, w.rows, accumulate);
+    else
+      isa.matmul_block(xb, b.m1 - b.m0, w, b.n0, b.n1, yb, w.rows, accumulate,
+                       thread_scratch(isa.matmul_scratch_floats));
   };
   const auto count = static_cast<std::int64_t>(blocks.size());
   if (ctx.pool && count > 1)

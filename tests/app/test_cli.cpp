@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "app/cli.hpp"
+#include "kernels/cpu_features.hpp"
 
 using namespace moeplan;
 
@@ -187,6 +188,19 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
   REQUIRE(ranks.code == 0);
   CHECK(nlohmann::json::parse(ranks.out).at("tokens") == j.at("tokens"));
   CHECK(nlohmann::json::parse(ranks.out).at("kv_cache_bytes") == j.at("kv_cache_bytes"));  // one KV head per rank
+  CHECK(j.at("activations") == "fp32");
+  // --bf16-activations: AMX where the CPU has it (the 24-token prefill has more rows than the GEMV), else unchanged
+  const auto bf16 = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
+                         "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+                         "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--bf16-activations",
+                         "--format", "json"});
+  REQUIRE(bf16.code == 0);
+  const auto jb = nlohmann::json::parse(bf16.out);
+  const bool amx = kernels::cpu_features().amx_bf16 && kernels::best_cpu_path() == kernels::CpuPath::avx512;
+  CHECK(jb.at("activations") == (amx ? "bf16-amx" : "fp32"));
+  REQUIRE(jb.at("tokens").size() == 2);
+  CHECK(jb.at("tokens").at(1).size() == 5);
+  if (!amx) CHECK(jb.at("tokens") == j.at("tokens"));
   // Two attention replicas of TP 2 (one sequence each) with the experts over all four ranks: the same tokens.
   const auto replicas = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
                              "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",

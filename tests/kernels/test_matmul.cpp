@@ -187,3 +187,72 @@ TEST_CASE("matmul rejects an inconsistent weight view") {
   CHECK_THROWS_AS(matmul(moeplan::test::path_cases()[0].ctx, x, 1, no_data, y), std::invalid_argument);
   CHECK_THROWS_AS(matmul_ref(x, 1, no_data, y), std::invalid_argument);
 }
+
+// x rounded to BF16 as the AMX path rounds it (nearest even).
+static std::vector<float> round_to_bf16(const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_float(float_to_bf16(x[i]));
+  return out;
+}
+
+TEST_CASE("bf16_activations: BF16 weights above the GEMV rows run on AMX with x rounded to BF16") {
+  // Spec: matmul_ref of x rounded to BF16 (the products are then exact in fp32; only the order of the fp32 sums
+  // differs). Shapes cross every edge of the tiles: rows not a multiple of 16 or 32 and above the 128-row chunk,
+  // columns not a multiple of 16 or 32, K not a multiple of 32, and M = 16 (the GEMV, which keeps fp32 x).
+  const bool amx = cpu_features().amx_bf16;
+  if (!amx) WARN("this CPU has no usable AMX BF16: checking only that the flag leaves every path unchanged");
+  const std::vector<Shape> shapes = {{17, 40, 20},  {32, 64, 32},   {33, 100, 47},  {64, 96, 100},
+                                     {130, 70, 33}, {300, 520, 70}, {16, 300, 40},  {40, 1, 3},
+                                     {20, 5120, 48}, {45, 31, 530}};
+  std::uint32_t seed = 500;
+  for (const Shape& s : shapes) {
+    const bool scaled = (seed % 2) == 0;
+    const TestWeights weights(WeightDtype::bf16, s.N, s.K, seed++, scaled);
+    const WeightView w = weights.view();
+    const auto x = moeplan::test::random_floats(static_cast<std::size_t>(s.M * s.K), seed++);
+    const auto y0 = moeplan::test::random_floats(static_cast<std::size_t>(s.M * s.N), seed++);
+    const bool rounded = amx && s.M > 16;
+    const auto x_ref = rounded ? round_to_bf16(x) : x;
+    for (bool accumulate : {false, true}) {
+      std::vector<float> ref = y0;
+      matmul_ref(x_ref.data(), s.M, w, ref.data(), accumulate);
+      for (auto pc : moeplan::test::path_cases()) {
+        pc.ctx.bf16_activations = true;
+        std::vector<float> got = y0;
+        matmul(pc.ctx, x.data(), s.M, w, got.data(), accumulate);
+        const bool on_amx = rounded && pc.ctx.path == CpuPath::avx512;
+        INFO(pc.name << (on_amx ? " (AMX)" : "") << ": M=" << s.M << " K=" << s.K << " N=" << s.N
+                     << (accumulate ? " accumulate" : ""));
+        if (on_amx || !rounded) {
+          CHECK(moeplan::test::compare(got, ref, matmul_tolerance(s.K)) == "");
+        } else {  // a narrower path keeps fp32 x: compare with the unrounded reference
+          std::vector<float> exact = y0;
+          matmul_ref(x.data(), s.M, w, exact.data(), accumulate);
+          CHECK(moeplan::test::compare(got, exact, matmul_tolerance(s.K)) == "");
+        }
+      }
+    }
+  }
+  // Grouped: experts of 0, 20, 3 and 40 rows; the two above 16 rows take the tiles.
+  const std::vector<std::int64_t> offsets = {0, 0, 20, 23, 63};
+  const std::int64_t K = 70, N = 45, R = offsets.back();
+  std::vector<TestWeights> owned;
+  std::vector<WeightView> views;
+  for (std::uint32_t e = 0; e < 4; ++e) owned.emplace_back(WeightDtype::bf16, N, K, 900 + e, false);
+  for (const auto& tw : owned) views.push_back(tw.view());
+  const auto x = moeplan::test::random_floats(static_cast<std::size_t>(R * K), 77);
+  auto x_ref = x;
+  if (amx)
+    for (std::int64_t r = 0; r < R; ++r)
+      if (r < 20 || r >= 23)  // rows of the 20- and 40-row experts
+        for (std::int64_t k = 0; k < K; ++k) {
+          float& v = x_ref[static_cast<std::size_t>(r * K + k)];
+          v = bf16_to_float(float_to_bf16(v));
+        }
+  std::vector<float> ref(static_cast<std::size_t>(R * N));
+  grouped_matmul_ref(x_ref.data(), offsets.data(), 4, views.data(), ref.data());
+  CpuContext ctx{best_cpu_path(), &moeplan::test::test_pool(), true};
+  std::vector<float> got(ref.size());
+  grouped_matmul(ctx, x.data(), offsets.data(), 4, views.data(), got.data());
+  if (ctx.path == CpuPath::avx512 || !amx) CHECK(moeplan::test::compare(got, ref, matmul_tolerance(K)) == "");
+}
