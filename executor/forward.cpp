@@ -306,10 +306,10 @@ std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank, int dp) co
 static std::int64_t first_needed_position(const model::LayerSpec& spec, std::int64_t next) {
   if (spec.attention == model::AttentionKind::chunked)
     return (next / spec.attention_window_tokens) * spec.attention_window_tokens;
-  if (spec.attention == model::AttentionKind::sliding) return std::max<std::int64_t>(next - spec.attention_window_tokens + 1, 0);
+  if (spec.attention == model::AttentionKind::sliding)
+    return std::max<std::int64_t>(next - spec.attention_window_tokens + 1, 0);
   return 0;
 }
-
 
 Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm)
     : model_(std::move(model)), ctx_(ctx), comm_(comm), positions_(static_cast<std::size_t>(sequences), 0) {

@@ -108,3 +108,24 @@ TEST_CASE("vector conversions of every path equal the scalar spec for every bit 
     }
   }
 }
+
+TEST_CASE("encode_weight stores a value in each dtype's bytes, INT8 rounded and saturated") {
+  const auto stored = [](WeightDtype dtype, float value) {
+    std::uint8_t bytes[4] = {};
+    encode_weight(dtype, value, bytes);
+    const WeightView w{dtype, bytes, 1, 1, nullptr};
+    return weight_element(w, 0, 0);
+  };
+  for (WeightDtype d : {WeightDtype::f32, WeightDtype::bf16, WeightDtype::f16, WeightDtype::fp8_e4m3}) {
+    INFO(weight_dtype_name(d));
+    CHECK(stored(d, 0.375f) == 0.375f);  // exact in every float format
+    CHECK(stored(d, -6.0f) == -6.0f);
+  }
+  CHECK(stored(WeightDtype::f32, 0.1f) == 0.1f);
+  CHECK(stored(WeightDtype::bf16, 0.1f) == bf16_to_float(float_to_bf16(0.1f)));
+  CHECK(stored(WeightDtype::fp8_e4m3, 1000.0f) == 448.0f);
+  CHECK(stored(WeightDtype::int8, 2.6f) == 3.0f);
+  CHECK(stored(WeightDtype::int8, -41.4f) == -41.0f);
+  CHECK(stored(WeightDtype::int8, 300.0f) == 127.0f);
+  CHECK(stored(WeightDtype::int8, -300.0f) == -127.0f);
+}

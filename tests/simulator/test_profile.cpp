@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "common/error.hpp"
+#include "gpu_db/gpu_db.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/profile.hpp"
 #include "simulator/step_cost.hpp"
@@ -213,4 +214,22 @@ TEST_CASE("A step priced from a profile is the sum of FLOPs over the measured ra
   r.routing = RoutingModel::uniform(m.num_experts, m.experts_per_token, 1);
   const StepModel fp8(r);
   CHECK_THROWS_WITH(fp8.step_time_s(s), Catch::Contains("no measured rate for weights in 'fp8'"));
+}
+
+TEST_CASE("Every host in hosts.yaml that names a profile reads it, fitted and validated, and quotes its triad") {
+  const auto db = gpu_db::Database::load(test::data());
+  int measured = 0;
+  for (const auto& h : db.hosts()) {
+    if (h.profile.empty()) continue;
+    INFO(h.name << ": " << h.profile);
+    const HostProfile p = read_profile(test::data() / h.profile);
+    CHECK(p.fit.has_value());
+    CHECK(p.decode_residuals.has_value());
+    CHECK(p.prefill_residuals.has_value());
+    CHECK_FALSE(p.validation_summary.empty());
+    CHECK(h.mem_bandwidth_bytes_per_s == Approx(p.triad_bytes_per_s).epsilon(0.001));
+    CHECK(h.memory_bytes == Approx(p.memory_bytes).epsilon(0.001));
+    ++measured;
+  }
+  CHECK(measured >= 2);  // the AMD EPYC and Intel Sapphire Rapids VMs
 }
