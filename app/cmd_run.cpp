@@ -18,7 +18,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   std::string model_name, weights, device, shape, trace, prompt, weights_out;
   std::uint64_t random_seed = 0, seed = 1;
-  int threads = 0, tp = 1, ep = 1, dp = 0;
+  int threads = 0, tp = 1, ep = 1, dp = 0, pp = 1;
   std::int64_t prompt_tokens = 0, gen_tokens = 0, batch = 0;
   std::int64_t layers = 0, experts = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, vocab = 0;
   float temperature = 0, top_p = 1;
@@ -36,6 +36,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("tp", po::value<int>(&tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")
       ("dp", po::value<int>(&dp), "attention data-parallel replicas of --tp ranks each, serving their own sequences (default: --ep when --tp is 1, else 1)")
       ("ep", po::value<int>(&ep)->default_value(1), "expert-parallel groups over all tp * dp ranks: routed experts split by id, each expert's intermediate tp * dp / ep ways")
+      ("pp", po::value<int>(&pp)->default_value(1), "pipeline stages of tp * dp ranks each, layers split evenly (no micro-batches)")
       ("prompt-tokens", po::value<std::int64_t>(&prompt_tokens)->default_value(16), "prompt length (seeded random ids)")
       ("prompt", po::value<std::string>(&prompt), "explicit prompt ids, comma-separated (every sequence)")
       ("gen-tokens", po::value<std::int64_t>(&gen_tokens)->default_value(16), "tokens to generate per sequence")
@@ -55,10 +56,10 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   po::variables_map vm;
   if (!parse("run",
              "--model M (--weights DIR | --random-weights SEED) --device cpu [--threads N] [--bf16-activations] --prompt-tokens L "
-             "--gen-tokens L --batch B [--tp N --dp D --ep M] [--layers --experts --hidden --intermediate --heads --kv-heads --vocab]",
+             "--gen-tokens L --batch B [--tp N --dp D --ep M --pp P] [--layers --experts --hidden --intermediate --heads --kv-heads --vocab]",
              args, d, vm, out))
     return kExitOk;
-  for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp"}) require_positive(vm, name);
+  for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp", "pp"}) require_positive(vm, name);
   if (gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
   if (threads < 0) throw InputError("--threads must be 0 (all) or positive");
   if (device == "cuda")
@@ -99,6 +100,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   q.tp = tp;
   q.ep = ep;
   q.dp = dp;  // 0 when not given; the layout is checked against the model before any weights are written
+  q.pp = pp;
   q.batch = batch;
   q.prompt_tokens = prompt_tokens;
   q.gen_tokens = gen_tokens;

@@ -2,10 +2,13 @@
 #include "executor/comm.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace moeplan::executor {
@@ -20,6 +23,10 @@ struct Shared {
   // Rendezvous of the sub-groups [first, first + count), made by the first of their ranks to ask.
   std::mutex sub_groups_mutex;
   std::map<std::pair<int, int>, std::shared_ptr<Shared>> sub_groups;
+  // Point-to-point mailboxes keyed (from, to).
+  std::mutex mail_mutex;
+  std::condition_variable mail_arrived;
+  std::map<std::pair<int, int>, std::deque<std::vector<float>>> mail;
 };
 
 class InProcess final : public Communicator {
@@ -53,6 +60,28 @@ class InProcess final : public Communicator {
     return recv;
   }
   void barrier() override { s_->sync.arrive_and_wait(); }
+  void send(int to, const float* data, std::int64_t n) override {
+    check_peer(to, "send");
+    std::vector<float> message(data, data + n);
+    {
+      const std::lock_guard<std::mutex> lock(s_->mail_mutex);
+      s_->mail[{rank_, to}].push_back(std::move(message));
+    }
+    s_->mail_arrived.notify_all();
+  }
+  void recv(int from, float* data, std::int64_t n) override {
+    check_peer(from, "recv");
+    std::unique_lock<std::mutex> lock(s_->mail_mutex);
+    auto& box = s_->mail[{from, rank_}];
+    s_->mail_arrived.wait(lock, [&] { return !box.empty(); });
+    std::vector<float> message = std::move(box.front());
+    box.pop_front();
+    lock.unlock();
+    if (static_cast<std::int64_t>(message.size()) != n)
+      throw std::logic_error("recv: a message of " + std::to_string(message.size()) + " floats where " +
+                             std::to_string(n) + " were expected");
+    std::copy(message.begin(), message.end(), data);
+  }
   Communicator& sub_group(int first, int count) override {
     if (first < 0 || count < 1 || first + count > size() || rank_ < first || rank_ >= first + count)
       throw std::logic_error("sub_group: ranks [first, first + count) must lie in the group and include this rank");
@@ -75,6 +104,10 @@ class InProcess final : public Communicator {
   std::shared_ptr<Shared> s_;
   int rank_;
   std::map<std::pair<int, int>, std::unique_ptr<InProcess>> subs_;  // this rank's sub-group communicators
+  void check_peer(int peer, const char* what) const {
+    if (peer < 0 || peer >= size() || peer == rank_)
+      throw std::logic_error(std::string(what) + ": peer " + std::to_string(peer) + " is not another rank of the group");
+  }
 };
 
 }  // namespace

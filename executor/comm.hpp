@@ -21,6 +21,11 @@ class Communicator {
   // recv[r] <- rank r's send[rank()]; send: [size] buffers of any lengths (expert-parallel dispatch and combine).
   virtual std::vector<std::vector<float>> all_to_all(const std::vector<std::vector<float>>& send) = 0;
   virtual void barrier() = 0;
+  // Point to point (pipeline stages): send copies data[0..n) into rank `to`'s mailbox and returns; recv waits for
+  // the oldest message from rank `from` and copies it into data, which must hold exactly n floats (a message of
+  // another length is a logic error). Messages between two ranks arrive in the order they were sent.
+  virtual void send(int to, const float* data, std::int64_t n) = 0;
+  virtual void recv(int from, float* data, std::int64_t n) = 0;
   // The communicator of this group's ranks [first, first + count), which must include this rank (its rank there is
   // rank() - first): the tensor-parallel group of one attention replica. Every rank of the sub-group calls it
   // before using it, in any order; the sub-group lives as long as this communicator (ncclCommSplit under NCCL).

@@ -198,7 +198,8 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
 }
 
 void Model::count_weight_bytes() {
-  weight_bytes_ = embed.data.size() + (config_.tie_word_embeddings ? 0 : lm_head.data.size());
+  // a tied lm_head is the embedding's copy, counted once where both are held (not on a last pipeline stage alone)
+  weight_bytes_ = embed.data.size() + (config_.tie_word_embeddings && !embed.data.empty() ? 0 : lm_head.data.size());
   for (const Layer& L : layers) {
     for (const Matrix* m : {&L.q, &L.k, &L.v, &L.o, &L.router, &L.shared_gate, &L.shared_up, &L.shared_down, &L.dense_gate,
                             &L.dense_up, &L.dense_down})
@@ -239,23 +240,30 @@ std::pair<std::int64_t, std::int64_t> vocab_rows(std::int64_t vocab, int tp, int
   return {vocab * tp_index / tp, vocab * (tp_index + 1) / tp};
 }
 
-std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank, int dp) const {
+std::shared_ptr<const Model> Model::sharded(int tp, int ep, int world_rank, int dp, int pp) const {
   const model::ModelConfig& c = config_;
-  // The simulator's own check (pipeline stages are not executed: pp = 1), so both accept the same layouts.
-  model::validate_layout(c, model::ParallelLayout{.tp = tp, .ep = ep, .pp = 1, .dp = dp});
-  if (rank < 0 || rank >= tp * dp)
-    throw InputError("rank " + std::to_string(rank) + " is outside the " + std::to_string(tp * dp) + " ranks of tp * dp");
+  // The simulator's own check, so both accept the same layouts.
+  const model::ParallelLayout layout{.tp = tp, .ep = ep, .pp = pp, .dp = dp};
+  model::validate_layout(c, layout);
+  if (world_rank < 0 || world_rank >= pp * tp * dp)
+    throw InputError("rank " + std::to_string(world_rank) + " is outside the " + std::to_string(pp * tp * dp) +
+                     " ranks of pp * tp * dp");
+  if (sharding_.pp != 1 || sharding_.ranks() != 1) throw std::logic_error("Model::sharded: shard the whole model only");
+  const int stage = world_rank / (tp * dp), rank = world_rank % (tp * dp);
+  const auto [first_layer, last_layer] = model::stage_layers(c, layout, stage);
   // Built from this model's matrices, copying only the rows and columns the rank holds.
   auto out = std::shared_ptr<Model>(new Model());
   out->config_ = config_;
   out->params_ = params_;
-  out->final_norm = final_norm;
-  out->sharding_ = {tp, ep, dp, rank, 0, 0};
+  out->sharding_ = {tp, ep, dp, rank, 0, 0, pp, stage, first_layer};
+  const bool first = out->sharding_.first_stage(), last = out->sharding_.last_stage();
+  if (last) out->final_norm = final_norm;
   const int tp_rank = out->sharding_.tp_index(), moe_tp = out->sharding_.moe_tp();
-  // Vocabulary: rows [v0, v1) of the embedding and of the lm_head (a copy of the embedding when tied).
+  // Vocabulary: rows [v0, v1) of the embedding (first stage) and of the lm_head (last stage; a copy of the embedding
+  // when tied).
   const auto [v0, v1] = vocab_rows(c.vocab, tp, tp_rank);
-  out->embed = rows_of(embed, v0, v1);
-  out->lm_head = rows_of(lm_head, v0, v1);
+  if (first) out->embed = rows_of(embed, v0, v1);
+  if (last) out->lm_head = rows_of(lm_head, v0, v1);
   out->sharding_.vocab_begin = v0;
   // KV heads: split tp ways, or, with more ranks than KV heads, each rank keeps (a replica of) the one KV head its
   // query heads attend with: ranks [k * tp / kv, (k + 1) * tp / kv) share KV head k.
@@ -274,7 +282,8 @@ std::shared_ptr<const Model> Model::sharded(int tp, int ep, int rank, int dp) co
     u_out = rows_of(u, part * n, (part + 1) * n);
     d_out = cols_of(d, part * n, (part + 1) * n);
   };
-  for (const Layer& full : layers) {
+  for (int li = first_layer; li < last_layer; ++li) {
+    const Layer& full = layers[static_cast<std::size_t>(li)];
     Layer L;
     L.input_norm = full.input_norm;
     L.post_norm = full.post_norm;
@@ -311,11 +320,15 @@ static std::int64_t first_needed_position(const model::LayerSpec& spec, std::int
   return 0;
 }
 
-Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm)
-    : model_(std::move(model)), ctx_(ctx), comm_(comm), positions_(static_cast<std::size_t>(sequences), 0) {
+Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm,
+                 Communicator* pipe)
+    : model_(std::move(model)), ctx_(ctx), comm_(comm), pipe_(pipe), positions_(static_cast<std::size_t>(sequences), 0) {
   const Model::Sharding& sh = model_->sharding();
   if ((comm_ ? comm_->size() : 1) != sh.ranks() || (comm_ && comm_->rank() != sh.rank))
     throw std::logic_error("Session: the communicator's size and rank must be the model's tp * dp and rank");
+  if (sh.pp > 1 && (!pipe_ || pipe_->size() != sh.pp * sh.ranks() || pipe_->rank() != sh.world_rank()))
+    throw std::logic_error("Session: a pipeline stage needs the communicator of all pp * tp * dp ranks");
+  if (sh.pp == 1) pipe_ = nullptr;
   if (sh.tp > 1) tp_comm_ = sh.dp == 1 ? comm_ : &comm_->sub_group(sh.dp_index() * sh.tp, sh.tp);
   const std::size_t L = model_->layers.size();
   k_.assign(L, std::vector<std::vector<float>>(static_cast<std::size_t>(sequences)));
@@ -331,7 +344,8 @@ void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64
   for (std::size_t li = 0; li < model_->layers.size(); ++li) {
     const std::int64_t row = model_->layers[li].k.rows;  // Hkv * D on this rank
     // only the positions the next query can see, as a real prefill leaves a chunked or sliding-window layer
-    const std::int64_t first = first_needed_position(model_->config().layers[li], context);
+    const std::int64_t first =
+        first_needed_position(model_->config().layers[static_cast<std::size_t>(model_->sharding().first_layer) + li], context);
     for (std::size_t s = 0; s < positions_.size(); ++s) {
       kv_first_[li][s] = first;
       for (auto* cache : {&k_[li][s], &v_[li][s]}) {
@@ -385,24 +399,30 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
       ids.push_back(tokens[s][i]);
     }
   const std::int64_t T = static_cast<std::int64_t>(ids.size());
+  const Model::Sharding& sh = M.sharding();
   std::vector<float> x(static_cast<std::size_t>(T * H));
-  if (T == 0) {  // a data-parallel rank with no sequences still joins every MoE layer's all-to-all
+  if (T == 0 && !pipe_) {  // a data-parallel rank with no sequences still joins every MoE layer's all-to-all
     for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x, seq_of, pos_of);
     return {};
   }
-  {
-    // This rank's vocabulary rows [v0, v1) (all of them on one rank); the other ids' rows stay zero until the
-    // tensor-parallel all-reduce adds the rank that holds them.
-    Timer tm{times_, "embed"};
-    const std::int64_t v0 = M.sharding().vocab_begin, v1 = v0 + M.embed.rows;
-    for (std::int64_t t = 0; t < T; ++t) {
-      const std::int64_t id = ids[static_cast<std::size_t>(t)];
-      if (id >= v0 && id < v1) kernels::dequantize_rows(ctx_, M.embed.view(), id - v0, id - v0 + 1, x.data() + t * H);
+  const int stage_ranks = sh.ranks();
+  if (!sh.first_stage()) {  // the hidden states from the rank at this position in the stage before
+    pipe_->recv(sh.world_rank() - stage_ranks, x.data(), T * H);
+  } else {
+    {
+      // This rank's vocabulary rows [v0, v1) (all of them on one rank); the other ids' rows stay zero until the
+      // tensor-parallel all-reduce adds the rank that holds them.
+      Timer tm{times_, "embed"};
+      const std::int64_t v0 = sh.vocab_begin, v1 = v0 + M.embed.rows;
+      for (std::int64_t t = 0; t < T; ++t) {
+        const std::int64_t id = ids[static_cast<std::size_t>(t)];
+        if (id >= v0 && id < v1) kernels::dequantize_rows(ctx_, M.embed.view(), id - v0, id - v0 + 1, x.data() + t * H);
+      }
     }
-  }
-  if (tp_comm_) {
-    Timer tm{times_, "embed.all_reduce"};
-    tp_comm_->all_reduce_sum(x.data(), T * H);
+    if (tp_comm_ && T > 0) {
+      Timer tm{times_, "embed.all_reduce"};
+      tp_comm_->all_reduce_sum(x.data(), T * H);
+    }
   }
   for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x, seq_of, pos_of);
   for (std::size_t s = 0; s < tokens.size(); ++s) positions_[s] += static_cast<std::int64_t>(tokens[s].size());
@@ -411,6 +431,15 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
   std::vector<std::int64_t> rows;
   for (std::int64_t t = 0; t < T; ++t)
     if (all_logits || t + 1 == T || seq_of[static_cast<std::size_t>(t + 1)] != seq_of[static_cast<std::size_t>(t)]) rows.push_back(t);
+  if (!sh.last_stage()) {  // on to the next stage; the logits come back from the last one
+    {
+      Timer tm{times_, "pp.send"};
+      pipe_->send(sh.world_rank() + stage_ranks, x.data(), T * H);
+    }
+    std::vector<float> logits(rows.size() * static_cast<std::size_t>(V));
+    pipe_->recv((sh.pp - 1) * stage_ranks + sh.rank, logits.data(), static_cast<std::int64_t>(logits.size()));
+    return logits;
+  }
   std::vector<float> h(rows.size() * static_cast<std::size_t>(H));
   {
     Timer tm{times_, "final_norm"};
@@ -424,7 +453,7 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     Timer tm{times_, "lm_head"};
     kernels::matmul(ctx_, h.data(), N, M.lm_head.view(), mine.data());
   }
-  if (!tp_comm_) return mine;
+  if (!tp_comm_) return return_logits(std::move(mine));
   // All-gather the slices of the tp ranks as [N, slice] blocks, slice = ceil(V / tp) (a rank holding one row fewer
   // leaves its last column unused), then place rank r's columns at its vocabulary rows: logits [N, V].
   Timer tm{times_, "lm_head.all_gather"};
@@ -439,6 +468,14 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     for (std::int64_t n = 0; n < N; ++n)
       std::copy_n(gathered.data() + (r * N + n) * slice, r1 - r0, logits.data() + n * V + r0);
   }
+  return return_logits(std::move(logits));
+}
+
+std::vector<float> Session::return_logits(std::vector<float> logits) {
+  const Model::Sharding& sh = model_->sharding();
+  if (pipe_)
+    for (int stage = 0; stage + 1 < sh.pp; ++stage)
+      pipe_->send(stage * sh.ranks() + sh.rank, logits.data(), static_cast<std::int64_t>(logits.size()));
   return logits;
 }
 
@@ -448,7 +485,7 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
   const model::ModelConfig& c = M.config();
   const RuntimeParams& P = M.params();
   const Model::Layer& L = M.layers[li];
-  const model::LayerSpec& spec = c.layers[li];
+  const model::LayerSpec& spec = c.layers[static_cast<std::size_t>(M.sharding().first_layer) + li];
   const std::int64_t T = static_cast<std::int64_t>(seq_of.size()), H = c.hidden;
   const std::int64_t D = c.head_dim, Hq = L.q.rows / D, Hkv = L.k.rows / D;  // heads on this rank
   if (T == 0) {  // a replica with no sequences: only the all-to-all over all ranks involves it

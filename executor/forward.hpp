@@ -53,16 +53,24 @@ class Model {
   // lm_head (tied or not) split tp ways, o_proj and down projections split by input columns. Expert parallel `ep`
   // over all tp * dp ranks: routed experts split into ep contiguous ranges, each expert's intermediate split
   // moe_tp = tp * dp / ep ways. Router and norms stay whole on every rank.
+  // Pipeline stages `pp`: stage s holds layers model::stage_layers(s) only, the embedding only on stage 0, the final
+  // norm and lm_head only on the last; `rank` then counts all pp * tp * dp ranks, stage-major (rank = stage * tp *
+  // dp + the rank inside the stage, which Sharding::rank keeps).
   // Throws InputError (model::layout_problem's message) when the sizes do not divide, or the rank is out of range.
-  std::shared_ptr<const Model> sharded(int tp, int ep, int rank, int dp = 1) const;
+  std::shared_ptr<const Model> sharded(int tp, int ep, int rank, int dp = 1, int pp = 1) const;
   struct Sharding {
-    int tp = 1, ep = 1, dp = 1, rank = 0;
+    int tp = 1, ep = 1, dp = 1, rank = 0;  // rank: inside this pipeline stage, [0, tp * dp)
     std::int64_t expert_begin = 0;  // first routed expert this rank holds (it holds layers[..].expert_gate.size())
     std::int64_t vocab_begin = 0;   // first vocabulary row of embed and lm_head this rank holds (it holds embed.rows)
+    int pp = 1, stage = 0;
+    std::int64_t first_layer = 0;   // config layer of layers[0]
     int ranks() const { return tp * dp; }
     int tp_index() const { return rank % tp; }
     int dp_index() const { return rank / tp; }
     int moe_tp() const { return tp * dp / ep; }
+    int world_rank() const { return stage * tp * dp + rank; }
+    bool first_stage() const { return stage == 0; }
+    bool last_stage() const { return stage == pp - 1; }
   };
   const Sharding& sharding() const { return sharding_; }
 
@@ -113,9 +121,14 @@ struct OpTimes {
 // A batch of sequences being generated: per-layer KV caches and the tokens so far.
 class Session {
  public:
-  // `comm`: the communicator of all tp * dp ranks when `model` is a shard (Model::sharded), its rank the model's rank;
-  // nullptr for one rank. Collectives of the tensor-parallel group run on comm->sub_group (dp > 1).
-  Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm = nullptr);
+  // `comm`: the communicator of the tp * dp ranks of this pipeline stage when `model` is a shard (Model::sharded),
+  // its rank the model's Sharding::rank; nullptr for one rank. Collectives of the tensor-parallel group run on
+  // comm->sub_group (dp > 1). `pipe`: with pp > 1, the communicator of all pp * tp * dp ranks (rank =
+  // Sharding::world_rank()): each stage receives its hidden states from the rank at its position in the stage before
+  // and sends them on; the last stage sends the logits back to the ranks at its position in every earlier stage, so
+  // every stage's prefill and decode return them. Every rank runs the same calls with the same tokens.
+  Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm = nullptr,
+          Communicator* pipe = nullptr);
 
   // Run the prompts (one per sequence, any lengths); returns the logits of every prompt position when
   // `all_logits`, else of each sequence's last position: [rows, vocab] row-major, sequences in order.
@@ -143,6 +156,8 @@ class Session {
   void layer_forward(std::size_t li, std::vector<float>& x, const std::vector<std::int64_t>& seq_of,
                      const std::vector<std::int64_t>& pos_of);
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
+  // The last pipeline stage's logits, also sent to the ranks at its position in every earlier stage (pp > 1).
+  std::vector<float> return_logits(std::vector<float> logits);
   // This rank's routed experts on R rows grouped by expert (offsets: [experts on this rank + 1], local expert e's rows
   // at offsets[e] .. offsets[e+1]): row r is x[row_token[r]] scaled by in_scale[r], and its result, scaled by
   // out_scale[r], is added into y[row_token[r]] (null scales: 1). x, y: [*, H].
@@ -160,6 +175,7 @@ class Session {
   kernels::CpuContext ctx_;
   Communicator* comm_ = nullptr;     // all tp * dp ranks (the MoE all-to-all)
   Communicator* tp_comm_ = nullptr;  // this replica's tp ranks (all-reduces, lm_head all-gather); null when tp = 1
+  Communicator* pipe_ = nullptr;     // all pp * tp * dp ranks (stage-to-stage sends); null when pp = 1
   std::vector<std::int64_t> positions_;              // tokens in cache per sequence
   std::vector<std::vector<std::vector<float>>> k_, v_;  // [layer][seq] -> [rows, Hkv, D], row 0 at kv_first_
   std::vector<std::vector<std::int64_t>> kv_first_;     // [layer][seq]: absolute position of cache row 0

@@ -39,8 +39,8 @@ RunResult run_model(const RunRequest& r) {
   if (r.batch < 1 || r.gen_tokens < 0 || (r.prompt.empty() && r.prompt_tokens < 1))
     throw InputError("--batch and --prompt-tokens must be at least 1, --gen-tokens at least 0");
   const int dp = data_parallel(r);
-  if (r.tp < 1 || r.ep < 1 || dp < 1) throw InputError("--tp, --ep and --dp must be positive");
-  const model::ParallelLayout layout{.tp = r.tp, .ep = r.ep, .pp = 1, .dp = dp};
+  if (r.tp < 1 || r.ep < 1 || dp < 1 || r.pp < 1) throw InputError("--tp, --ep, --dp and --pp must be positive");
+  const model::ParallelLayout layout{.tp = r.tp, .ep = r.ep, .pp = r.pp, .dp = dp};
   RunResult res;
   res.model = r.name;
   const auto t_load = Clock::now();
@@ -83,13 +83,14 @@ RunResult run_model(const RunRequest& r) {
   for (const auto id : prompts.front())  // checked here, before any rank thread starts
     if (id < 0 || id >= V) throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
 
-  // Ranks: tp * dp threads, each replica of tp ranks serving a contiguous block of the sequences (as even as the
-  // batch allows; a replica with none still joins every all-to-all). Rank 0 runs here with the pool; the others on
-  // their own threads, single-threaded each.
-  const int ranks = r.tp * dp;
+  // Ranks: pp * tp * dp threads, stage-major; in each stage, each replica of tp ranks serves a contiguous block of
+  // the sequences (as even as the batch allows; a replica with none still joins every all-to-all), and every stage
+  // sees the same sequences. Rank 0 runs here with the pool; the others on their own threads, single-threaded each.
+  const int stage_ranks = r.tp * dp, ranks = r.pp * stage_ranks;
   std::vector<std::shared_ptr<const Model>> shards;
   auto comms = make_in_process_group(ranks);
-  for (int rank = 0; rank < ranks; ++rank) shards.push_back(ranks > 1 ? model->sharded(r.tp, r.ep, rank, dp) : model);
+  for (int rank = 0; rank < ranks; ++rank)
+    shards.push_back(ranks > 1 ? model->sharded(r.tp, r.ep, rank, dp, r.pp) : model);
   struct RankOut {
     double prefill_s = 0, decode_s = 0;
     std::vector<std::vector<std::int32_t>> tokens;
@@ -99,10 +100,14 @@ RunResult run_model(const RunRequest& r) {
   };
   std::vector<RankOut> outs(static_cast<std::size_t>(ranks));
   auto generate = [&](int rank) {
-    const int d = rank / r.tp;  // this rank's data-parallel replica
+    const int stage = rank / stage_ranks, d = rank % stage_ranks / r.tp;  // pipeline stage, data-parallel replica
     const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
+    Communicator& world = *comms[static_cast<std::size_t>(rank)];
+    Communicator* stage_comm = stage_ranks == 1 ? nullptr
+                               : r.pp == 1      ? &world
+                                                : &world.sub_group(stage * stage_ranks, stage_ranks);
     Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations}, n,
-              ranks > 1 ? comms[static_cast<std::size_t>(rank)].get() : nullptr);
+              stage_comm, r.pp > 1 ? &world : nullptr);
     // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
     std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
     for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
@@ -147,17 +152,24 @@ RunResult run_model(const RunRequest& r) {
   for (auto& t : others) t.join();
   for (const auto& f : failures)
     if (f) std::rethrow_exception(f);
-  // Tokens and routing from the first rank of each replica (the tp ranks of a replica agree); times: the slowest rank;
-  // per-op times: rank 0's.
-  res.ops = outs[0].ops;
+  // Tokens from the first rank of each replica of stage 0 (the tp ranks of a replica agree, and every stage returns
+  // the last stage's logits); routing from the first rank of each replica of every stage, its MoE layers after the
+  // earlier stages'; times: the slowest rank; per-op times: the first rank of each stage, summed (pp = 1: rank 0's).
   for (const RankOut& o : outs) res.kv_cache_bytes += o.kv_cache_bytes;
-  res.routing.resize(outs[0].routing.size());
-  for (int rank = 0; rank < ranks; rank += r.tp) {
-    const RankOut& o = outs[static_cast<std::size_t>(rank)];
-    res.prefill_s = std::max(res.prefill_s, o.prefill_s);
-    res.decode_s = std::max(res.decode_s, o.decode_s);
-    res.tokens.insert(res.tokens.end(), o.tokens.begin(), o.tokens.end());
-    for (std::size_t l = 0; l < o.routing.size(); ++l) res.routing[l].insert(res.routing[l].end(), o.routing[l].begin(), o.routing[l].end());
+  for (int stage = 0; stage < r.pp; ++stage) {
+    const std::size_t first_moe_layer = res.routing.size();
+    const RankOut& lead = outs[static_cast<std::size_t>(stage * stage_ranks)];
+    res.routing.resize(first_moe_layer + lead.routing.size());
+    for (const auto& [name, seconds] : lead.ops.seconds) res.ops.seconds[name] += seconds;
+    for (const auto& [name, calls] : lead.ops.calls) res.ops.calls[name] += calls;
+    for (int rank = stage * stage_ranks; rank < (stage + 1) * stage_ranks; rank += r.tp) {
+      const RankOut& o = outs[static_cast<std::size_t>(rank)];
+      res.prefill_s = std::max(res.prefill_s, o.prefill_s);
+      res.decode_s = std::max(res.decode_s, o.decode_s);
+      if (stage == 0) res.tokens.insert(res.tokens.end(), o.tokens.begin(), o.tokens.end());
+      for (std::size_t l = 0; l < o.routing.size(); ++l)
+        res.routing[first_moe_layer + l].insert(res.routing[first_moe_layer + l].end(), o.routing[l].begin(), o.routing[l].end());
+    }
   }
   res.prefill_tokens_per_s = static_cast<double>(r.batch * prompt_len) / res.prefill_s;
   res.decode_tokens_per_s = r.gen_tokens > 1 ? static_cast<double>(r.batch * (r.gen_tokens - 1)) / res.decode_s : 0;

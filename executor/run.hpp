@@ -23,8 +23,9 @@ struct RunRequest {
   bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
   // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp
   // tensor-parallel ranks each, routed experts split ep ways over all of them. dp = 0: ep when tp = 1 and ep > 1
-  // (the earlier `--tp 1 --ep N`), else 1.
-  int tp = 1, ep = 1, dp = 0;
+  // (the earlier `--tp 1 --ep N`), else 1. pp pipeline stages of tp * dp ranks each (layers split evenly, stage by
+  // stage, no micro-batches: a step passes through the stages one after the other).
+  int tp = 1, ep = 1, dp = 0, pp = 1;
   std::int64_t batch = 1, prompt_tokens = 16, gen_tokens = 16;
   std::vector<std::int32_t> prompt;      // explicit prompt (every sequence), else seeded random ids
   float temperature = 0, top_p = 1;

@@ -141,7 +141,7 @@ TEST_CASE("simulate on a host and with expert offload") {
   CHECK(nlohmann::json::parse(off.out).at("decode_tokens_per_s_per_user").get<double>() > 1);
 }
 
-TEST_CASE("plan --format json has the documented fields; an SLO nothing meets exits 0 with the closest") {
+TEST_CASE("plan --format json has the documented fields, an SLO nothing meets exits 0 with the closest") {
   const auto r = run({"plan", "--gpus", "h100-sxm,h200-sxm", "--format", "json"});
   REQUIRE(r.code == 0);
   const auto j = nlohmann::json::parse(r.out);
@@ -158,7 +158,7 @@ TEST_CASE("plan --format json has the documented fields; an SLO nothing meets ex
   CHECK(nlohmann::json::parse(api.out).at("breakeven_tokens_per_month").get<double>() > 0);
 }
 
-TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has tokens, rates and per-op times") {
+TEST_CASE("run executes a shrunk Maverick from seeded random weights, JSON has tokens, rates and per-op times") {
   const auto dir = std::filesystem::temp_directory_path() / "moeplan_cli_run_test";
   const auto trace = std::filesystem::temp_directory_path() / "moeplan_cli_run_trace.json";
   const auto r = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
@@ -201,6 +201,19 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
   REQUIRE(jb.at("tokens").size() == 2);
   CHECK(jb.at("tokens").at(1).size() == 5);
   if (!amx) CHECK(jb.at("tokens") == j.at("tokens"));
+  // Two pipeline stages of TP 2 (4 ranks) generate the same tokens; 3 stages do not divide 4 layers.
+  const auto pp = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
+                       "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
+                       "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--pp", "2", "--tp", "2",
+                       "--format", "json"});
+  REQUIRE(pp.code == 0);
+  CHECK(nlohmann::json::parse(pp.out).at("tokens") == j.at("tokens"));
+  CHECK(nlohmann::json::parse(pp.out).at("kv_cache_bytes") == j.at("kv_cache_bytes"));
+  const auto bad_pp = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts",
+                           "4", "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab",
+                           "512", "--pp", "3"});
+  CHECK(bad_pp.code == 2);
+  CHECK(bad_pp.err.find("--pp 3 does not divide the 4 layers") != std::string::npos);
   // Two attention replicas of TP 2 (one sequence each) with the experts over all four ranks: the same tokens.
   const auto replicas = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
                              "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
@@ -224,7 +237,7 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights; JSON has t
   std::filesystem::remove(trace);
 }
 
-TEST_CASE("simulate --profile prices from a measured profile with error bars; corrupt or oversized input exits 2") {
+TEST_CASE("simulate --profile prices from a measured profile with error bars, corrupt or oversized input exits 2") {
   const auto fixture = std::string(MOEPLAN_TEST_FIXTURES) + "/profiles/two-core-epyc.yaml";
   const auto r = run({"simulate", "--model", "llama3.1-8b", "--profile", fixture, "--precision", "bf16", "--input", "128",
                       "--output", "16", "--concurrency", "1", "--num-requests", "2", "--format", "json"});
@@ -257,7 +270,7 @@ TEST_CASE("simulate --profile prices from a measured profile with error bars; co
   CHECK(big.err.find("available") != std::string::npos);
 }
 
-TEST_CASE("plan --profile plans the measured host with error bars; without a price or with GPU options it exits 2") {
+TEST_CASE("plan --profile plans the measured host with error bars, without a price or with GPU options it exits 2") {
   const auto fixture = std::string(MOEPLAN_TEST_FIXTURES) + "/profiles/two-core-epyc.yaml";
   const auto r = run({"plan", "--model", "llama3.1-8b", "--profile", fixture, "--gpu-price", "0.1", "--tpot-ms", "10000",
                       "--input", "500", "--output", "200", "--format", "json"});
@@ -323,7 +336,7 @@ TEST_CASE("output file -o writes the file atomically and writes nothing on error
   CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator{}) == 1);
 }
 
-TEST_CASE("options can come from a YAML config file; the command line wins") {
+TEST_CASE("options can come from a YAML config file, the command line wins") {
   const auto file = std::filesystem::temp_directory_path() / "moeplan_opts.yaml";
   std::ofstream(file) << "model: llama4-maverick\ngpu: h200-sxm\nprecision: bf16\nformat: json\n";
   const auto r = run({"memory", "--config-file", file.string(), "--count", "8"});

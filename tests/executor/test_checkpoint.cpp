@@ -322,7 +322,7 @@ TEST_CASE("the loader names the tensor and file of a missing tensor, a wrong sha
   }
 }
 
-TEST_CASE("a multimodal Llama 4 checkpoint with a vision tower passes the check; the vision tensors are ignored") {
+TEST_CASE("a multimodal Llama 4 checkpoint with a vision tower passes the check, the vision tensors are ignored") {
   TempDir dir("mm");
   const auto config = model::parse_hf_config(tiny_maverick(), "m", "m");
   LayoutOptions mm;

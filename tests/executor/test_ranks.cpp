@@ -24,7 +24,7 @@ namespace {
 using Prompts = std::vector<std::vector<std::int32_t>>;
 
 struct Layout {
-  int tp = 1, ep = 1, dp = 1;
+  int tp = 1, ep = 1, dp = 1, pp = 1;
 };
 
 struct Generation {
@@ -34,8 +34,9 @@ struct Generation {
 };
 
 Generation generate(const std::shared_ptr<const executor::Model>& model, executor::Communicator* comm, const Prompts& prompts,
-                    int steps) {
-  executor::Session s(model, kernels::CpuContext{kernels::best_cpu_path(), nullptr}, static_cast<std::int64_t>(prompts.size()), comm);
+                    int steps, executor::Communicator* pipe = nullptr) {
+  executor::Session s(model, kernels::CpuContext{kernels::best_cpu_path(), nullptr}, static_cast<std::int64_t>(prompts.size()), comm,
+                      pipe);
   Generation g;
   g.prompt_logits = s.prefill(prompts, true);
   const std::int64_t V = model->config().vocab;
@@ -56,27 +57,37 @@ Generation generate(const std::shared_ptr<const executor::Model>& model, executo
   return g;
 }
 
-// Runs the tp * dp ranks of `layout` on threads, replica d serving the prompts [n * d / dp, n * (d + 1) / dp); checks
-// that the tp ranks of each replica agree exactly and returns the replicas' generations joined in sequence order
-// (ops: rank 0's). `per_rank`, when given, receives every rank's generation.
+// Runs the pp * tp * dp ranks of `layout` on threads (stage-major), replica d of every stage serving the prompts
+// [n * d / dp, n * (d + 1) / dp); checks that the tp ranks of each replica, and the ranks at the same position in
+// every stage, agree exactly and returns stage 0's replicas' generations joined in sequence order (ops: rank 0's).
+// `per_rank`, when given, receives every rank's generation.
 Generation generate_ranked(const executor::Model& full, Layout layout, const Prompts& prompts, int steps,
                            std::vector<Generation>* per_rank = nullptr) {
-  const int ranks = layout.tp * layout.dp;
+  const int stage_ranks = layout.tp * layout.dp, ranks = layout.pp * stage_ranks;
   auto comms = executor::make_in_process_group(ranks);
   std::vector<Generation> out(static_cast<std::size_t>(ranks));
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r)
     threads.emplace_back([&, r] {
-      const std::size_t d = static_cast<std::size_t>(r / layout.tp), dp = static_cast<std::size_t>(layout.dp);
+      const int stage = r / stage_ranks;
+      const std::size_t d = static_cast<std::size_t>(r % stage_ranks / layout.tp), dp = static_cast<std::size_t>(layout.dp);
       const Prompts mine(prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * d / dp),
                          prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * (d + 1) / dp));
-      out[static_cast<std::size_t>(r)] =
-          generate(full.sharded(layout.tp, layout.ep, r, layout.dp), comms[static_cast<std::size_t>(r)].get(), mine, steps);
+      executor::Communicator& world = *comms[static_cast<std::size_t>(r)];
+      executor::Communicator* stage_comm = stage_ranks == 1 ? nullptr
+                                           : layout.pp == 1 ? &world
+                                                            : &world.sub_group(stage * stage_ranks, stage_ranks);
+      out[static_cast<std::size_t>(r)] = generate(full.sharded(layout.tp, layout.ep, r, layout.dp, layout.pp), stage_comm,
+                                                  mine, steps, layout.pp > 1 ? &world : nullptr);
     });
   for (auto& t : threads) t.join();
+  for (int r = stage_ranks; r < ranks; ++r) {  // every stage returns the last stage's logits
+    CHECK(out[static_cast<std::size_t>(r)].prompt_logits == out[static_cast<std::size_t>(r % stage_ranks)].prompt_logits);
+    CHECK(out[static_cast<std::size_t>(r)].tokens == out[static_cast<std::size_t>(r % stage_ranks)].tokens);
+  }
   Generation joined;
   joined.ops = out[0].ops;
-  for (int r = 0; r < ranks; ++r) {
+  for (int r = 0; r < stage_ranks; ++r) {
     const Generation& g = out[static_cast<std::size_t>(r)];
     if (r % layout.tp != 0) {  // the tp ranks of a replica compute bit-identical logits
       const Generation& first = out[static_cast<std::size_t>(r - r % layout.tp)];
@@ -106,7 +117,8 @@ Prompts two_prompts(const std::filesystem::path& dir) {
 
 // `layout`'s logits and greedy tokens against one rank's.
 void check_layout(const executor::Model& model, const Generation& one, Layout layout, const Prompts& prompts, int steps) {
-  INFO("tp=" << layout.tp << " ep=" << layout.ep << " dp=" << layout.dp << " sequences=" << prompts.size());
+  INFO("tp=" << layout.tp << " ep=" << layout.ep << " dp=" << layout.dp << " pp=" << layout.pp << " sequences="
+              << prompts.size());
   const Generation ranked = generate_ranked(model, layout, prompts, steps);
   CHECK(max_abs_diff(ranked.prompt_logits, one.prompt_logits) < 1e-4);
   CHECK(ranked.tokens == one.tokens);
@@ -142,7 +154,32 @@ TEST_CASE("Attention data parallel, alone and with TP, equals one rank (all-to-a
   }
 }
 
-TEST_CASE("The vocabulary splits tp ways, unevenly when tp does not divide it; tied embeddings split with it") {
+TEST_CASE("Pipeline stages, alone and with TP, DP and EP, equal one rank (each stage holds only its layers)") {
+  for (const char* name : {"llama4_qknorm", "qwen3_moe", "llama4_fp8", "mixtral"}) {
+    INFO(name);
+    const auto dir = test::fixtures() / "oracle" / name;
+    const Prompts two = two_prompts(dir);
+    const auto model = executor::Model::load(dir);
+    const int layers = static_cast<int>(model->config().num_layers);  // 4, or 3 (mixtral)
+    const auto one = generate(model, nullptr, two, 5);
+    // every layer its own stage; 2 stages (where they divide the layers) alone, with TP x EP and with DP x EP
+    std::vector<Layout> layouts = {Layout{1, 1, 1, layers}};
+    if (layers % 2 == 0)
+      for (const Layout l : {Layout{1, 1, 1, 2}, Layout{2, 2, 1, 2}, Layout{1, 2, 2, 2}}) layouts.push_back(l);
+    for (const Layout& layout : layouts) check_layout(*model, one, layout, two, 5);
+    // a stage holds its layers' weights only, the embedding on the first stage and the lm_head on the last
+    const auto first = model->sharded(1, 1, 0, 1, layers), last = model->sharded(1, 1, layers - 1, 1, layers);
+    CHECK(first->layers.size() == 1);
+    CHECK(first->lm_head.rows == 0);
+    CHECK(first->embed.rows == model->config().vocab);
+    CHECK(last->embed.rows == 0);
+    CHECK(last->lm_head.rows == model->config().vocab);
+    CHECK(last->sharding().first_layer == layers - 1);
+    CHECK(first->weight_bytes() < model->weight_bytes());
+  }
+}
+
+TEST_CASE("The vocabulary splits tp ways, unevenly when tp does not divide it, tied embeddings split with it") {
   // A seeded random Qwen3-MoE of 203 tokens: ranks of TP=4 hold 50, 51, 51 and 51 rows.
   nlohmann::json config = parse_json_file(test::fixtures() / "oracle" / "qwen3_moe" / "config.json");
   config["vocab_size"] = 203;
@@ -174,25 +211,34 @@ TEST_CASE("The vocabulary splits tp ways, unevenly when tp does not divide it; t
 TEST_CASE("Ranked runs time their ops under the names of the simulator's op graph for the same layout") {
   const auto dir = test::fixtures() / "oracle" / "llama4_qknorm";
   const auto model = executor::Model::load(dir);
-  for (const Layout layout : {Layout{2, 2, 1}, Layout{2, 4, 2}, Layout{2, 2, 2}}) {
-    INFO("tp=" << layout.tp << " ep=" << layout.ep << " dp=" << layout.dp);
+  for (const Layout layout : {Layout{2, 2, 1}, Layout{2, 4, 2}, Layout{2, 2, 2}, Layout{2, 2, 1, 2}}) {
+    INFO("tp=" << layout.tp << " ep=" << layout.ep << " dp=" << layout.dp << " pp=" << layout.pp);
     model::OpGraphRequest req;
     req.model = &model->config();
     req.precision = model::resolve_precision("bf16", model->config(), test::precisions());
-    req.layout = model::ParallelLayout{.tp = layout.tp, .ep = layout.ep, .pp = 1, .dp = layout.dp};
-    std::set<std::string> names;
-    for (const auto& op : model::build_op_graph(req).ops) names.insert(op.name);
+    req.layout = model::ParallelLayout{.tp = layout.tp, .ep = layout.ep, .pp = layout.pp, .dp = layout.dp};
+    std::set<std::string> names;  // the ops of every stage's graph
+    for (int stage = 0; stage < layout.pp; ++stage) {
+      req.stage = stage;
+      for (const auto& op : model::build_op_graph(req).ops) names.insert(op.name);
+    }
     std::vector<Generation> ranks;
     generate_ranked(*model, layout, two_prompts(dir), 2, &ranks);
-    for (const Generation& g : ranks) {
+    for (std::size_t r = 0; r < ranks.size(); ++r) {
+      const Generation& g = ranks[r];
+      const int stage = static_cast<int>(r) / (layout.tp * layout.dp);
+      const bool first = stage == 0, last = stage == layout.pp - 1;
       for (const auto& [name, seconds] : g.ops.seconds) {
         INFO(name);
         CHECK(names.count(name) == 1);
       }
-      for (const char* name : {"embed.all_reduce", "attn.all_reduce", "moe.all_reduce", "lm_head.all_gather"}) {
+      for (const char* name : {"attn.all_reduce", "moe.all_reduce"}) {
         INFO(name);
         CHECK(g.ops.calls.count(name) == 1);
       }
+      CHECK(g.ops.calls.count("embed.all_reduce") == (first ? 1u : 0u));
+      CHECK(g.ops.calls.count("lm_head.all_gather") == (last ? 1u : 0u));
+      CHECK(g.ops.calls.count("pp.send") == (last ? 0u : 1u));
       CHECK(g.ops.calls.count("moe.dispatch") == (layout.dp > 1 ? 1u : 0u));
     }
   }
@@ -207,6 +253,28 @@ TEST_CASE("Layouts the sizes do not allow are refused") {
   CHECK_THROWS_AS(model->sharded(1, 3, 0, 3), InputError);  // 4 experts by 3
   CHECK_THROWS_AS(model->sharded(2, 2, 4, 2), InputError);  // rank 4 of 4
   CHECK(test::error_of([&] { model->sharded(2, 4, 0); }).find("must divide tp*dp") != std::string::npos);
+  CHECK_THROWS_AS(model->sharded(1, 1, 0, 1, 3), InputError);  // 4 layers by 3 stages
+  CHECK_THROWS_AS(model->sharded(1, 1, 2, 1, 2), InputError);  // rank 2 of pp 2 x 1
+}
+
+TEST_CASE("In-process send and recv deliver messages between two ranks in order, and refuse a wrong length") {
+  auto comms = executor::make_in_process_group(3);
+  std::vector<float> first(2), second(3);
+  std::thread sender([&] {
+    const float a[2] = {1, 2}, b[3] = {3, 4, 5};
+    comms[2]->send(0, a, 2);
+    comms[2]->send(0, b, 3);
+  });
+  comms[0]->recv(2, first.data(), 2);
+  comms[0]->recv(2, second.data(), 3);
+  sender.join();
+  CHECK(first == std::vector<float>{1, 2});
+  CHECK(second == std::vector<float>{3, 4, 5});
+  const float c[1] = {6};
+  comms[1]->send(0, c, 1);
+  CHECK_THROWS_AS(comms[0]->recv(1, second.data(), 3), std::logic_error);
+  CHECK_THROWS_AS(comms[0]->send(0, c, 1), std::logic_error);  // to itself
+  CHECK_THROWS_AS(comms[0]->send(3, c, 1), std::logic_error);  // outside the group
 }
 
 TEST_CASE("The in-process all-to-all delivers each rank's buffer for rank j to rank j") {

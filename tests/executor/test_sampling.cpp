@@ -11,7 +11,7 @@
 
 using namespace moeplan;
 
-TEST_CASE("Greedy sampling takes the largest logit; temperature sampling follows the softmax") {
+TEST_CASE("Greedy sampling takes the largest logit, temperature sampling follows the softmax") {
   const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f - static_cast<float>(std::log(3.0))};
   std::uint64_t rng = 7;
   CHECK(executor::sample(logits.data(), 4, 0, 1, rng) == 1);

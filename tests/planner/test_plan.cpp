@@ -73,7 +73,7 @@ TEST_CASE_METHOD(Fixture, "Costs follow from $/hour and tokens/s") {
   }
 }
 
-TEST_CASE_METHOD(Fixture, "SLOs and budgets hold for every ranked row; an impossible SLO names the closest miss") {
+TEST_CASE_METHOD(Fixture, "SLOs and budgets hold for every ranked row, an impossible SLO names the closest miss") {
   auto r = request();
   r.tpot_ms = 30;
   r.ttft_ms = 500;

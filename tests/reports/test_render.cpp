@@ -7,7 +7,7 @@
 using namespace moeplan;
 using namespace moeplan::reports;
 
-TEST_CASE("tables align columns; csv quotes; md escapes pipes") {
+TEST_CASE("tables align columns, csv quotes, md escapes pipes") {
   Report r;
   Table t;
   t.columns = {"name", "value"};

@@ -45,7 +45,7 @@ TEST_CASE_METHOD(Fixture, "Maverick BF16 does not fit on 8xH100 but does on 8xH2
   CHECK(h200.fits);
 }
 
-TEST_CASE_METHOD(Fixture, "EP splits experts, TP splits the rest; KV heads never drop below one per GPU") {
+TEST_CASE_METHOD(Fixture, "EP splits experts, TP splits the rest, KV heads never drop below one per GPU") {
   const auto tp8 = memory_breakdown(request(maverick, "bf16", "h200-sxm", {8, 1, 1, 1}));
   const auto ep8 = memory_breakdown(request(maverick, "bf16", "h200-sxm", {8, 8, 1, 1}));
   CHECK(ep8.weights.of(Module::routed_experts) == Approx(tp8.weights.of(Module::routed_experts)));
@@ -64,14 +64,14 @@ TEST_CASE_METHOD(Fixture, "EP splits experts, TP splits the rest; KV heads never
   CHECK(b.kv_bytes_per_sequence == Approx(126.0 * 2 * 1 * 128 * 2 * 1000));
 }
 
-TEST_CASE_METHOD(Fixture, "pipeline stages hold their layers; the first holds the embedding") {
+TEST_CASE_METHOD(Fixture, "pipeline stages hold their layers, the first holds the embedding") {
   const auto pp1 = memory_breakdown(request(maverick, "bf16", "h200-sxm", {4, 1, 1, 1}));
   const auto pp2 = memory_breakdown(request(maverick, "bf16", "h200-sxm", {4, 1, 2, 1}));
   CHECK(pp2.weights.total < pp1.weights.total * 0.51);
   CHECK(pp2.weights.total > pp1.weights.total * 0.49);
 }
 
-TEST_CASE_METHOD(Fixture, "concurrency uses the KV cache; max concurrency fills the free memory") {
+TEST_CASE_METHOD(Fixture, "concurrency uses the KV cache, max concurrency fills the free memory") {
   auto q = request(maverick, "fp8", "h100-sxm", {8, 1, 1, 1});
   q.context_tokens = 131072;
   const auto one = memory_breakdown(q);

@@ -71,7 +71,7 @@ TEST_CASE("Weight bytes read when every expert is touched equal the memory break
   CHECK(t.weight_bytes == Approx(w.total - w.of(Module::embedding)).epsilon(1e-6));
 }
 
-TEST_CASE("Tensor parallelism adds two all-reduces per layer; DP attention adds MoE all-to-all") {
+TEST_CASE("Tensor parallelism adds two all-reduces per layer, DP attention adds MoE all-to-all") {
   const auto m = test::load("qwen3-235b-a22b");
   auto count = [](const OpGraph& g, OpKind k) {
     int n = 0;
