@@ -167,6 +167,8 @@ TEST_CASE("Pipeline stages, alone and with TP, DP and EP, equal one rank (each s
     if (layers % 2 == 0)
       for (const Layout l : {Layout{1, 1, 1, 2}, Layout{2, 2, 1, 2}, Layout{1, 2, 2, 2}}) layouts.push_back(l);
     for (const Layout& layout : layouts) check_layout(*model, one, layout, two, 5);
+    // stages alone run the same kernels in the same order as one rank: the same logits to the bit
+    CHECK(generate_ranked(*model, Layout{1, 1, 1, layers}, two, 2).prompt_logits == one.prompt_logits);
     // a stage holds its layers' weights only, the embedding on the first stage and the lm_head on the last
     const auto first = model->sharded(1, 1, 0, 1, layers), last = model->sharded(1, 1, layers - 1, 1, layers);
     CHECK(first->layers.size() == 1);
