@@ -161,10 +161,16 @@ TEST_CASE("plan --format json has the documented fields, an SLO nothing meets ex
 TEST_CASE("run executes a shrunk Maverick from seeded random weights, JSON has tokens, rates and per-op times") {
   const auto dir = std::filesystem::temp_directory_path() / "moeplan_cli_run_test";
   const auto trace = std::filesystem::temp_directory_path() / "moeplan_cli_run_trace.json";
-  const auto r = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
-                      "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-                      "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--trace-routing", trace.string(),
-                      "--format", "json"});
+  // A 4-layer, 4-expert Maverick at hidden 128 from seed 3, 2 sequences of 12 prompt and 5 generated tokens, plus `extra`.
+  const auto small_run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4",
+                                     "--experts", "4", "--hidden", "128", "--intermediate", "256", "--heads", "4",
+                                     "--kv-heads", "2", "--vocab", "512", "--prompt-tokens", "12", "--gen-tokens", "5",
+                                     "--batch", "2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const auto r = small_run({"--trace-routing", trace.string(), "--format", "json"});
   REQUIRE(r.code == 0);
   const auto j = nlohmann::json::parse(r.out);
   REQUIRE(j.at("tokens").size() == 2);
@@ -176,24 +182,16 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights, JSON has t
   // x K and V x 2 KV heads x head_dim 128 x 4 bytes
   CHECK(j.at("kv_cache_bytes").get<std::int64_t>() == 2 * 4 * 16 * 2 * 2 * 128 * 4);
   // Same seed, same tokens: the random checkpoint and greedy decoding are deterministic.
-  const auto again = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
-                          "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-                          "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--format", "json"});
+  const auto again = small_run({"--format", "json"});
   CHECK(nlohmann::json::parse(again.out).at("tokens") == j.at("tokens"));
   // Two ranks (TP 2 with EP 2) generate the same greedy tokens.
-  const auto ranks = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
-                          "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-                          "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--tp", "2", "--ep", "2",
-                          "--format", "json"});
+  const auto ranks = small_run({"--tp", "2", "--ep", "2", "--format", "json"});
   REQUIRE(ranks.code == 0);
   CHECK(nlohmann::json::parse(ranks.out).at("tokens") == j.at("tokens"));
   CHECK(nlohmann::json::parse(ranks.out).at("kv_cache_bytes") == j.at("kv_cache_bytes"));  // one KV head per rank
   CHECK(j.at("activations") == "fp32");
   // --bf16-activations: AMX where the CPU has it (the 24-token prefill has more rows than the GEMV), else unchanged
-  const auto bf16 = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
-                         "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-                         "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--bf16-activations",
-                         "--format", "json"});
+  const auto bf16 = small_run({"--bf16-activations", "--format", "json"});
   REQUIRE(bf16.code == 0);
   const auto jb = nlohmann::json::parse(bf16.out);
   const bool amx = kernels::cpu_features().amx_bf16 && kernels::best_cpu_path() == kernels::CpuPath::avx512;
@@ -202,23 +200,15 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights, JSON has t
   CHECK(jb.at("tokens").at(1).size() == 5);
   if (!amx) CHECK(jb.at("tokens") == j.at("tokens"));
   // Two pipeline stages of TP 2 (4 ranks) generate the same tokens; 3 stages do not divide 4 layers.
-  const auto pp = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
-                       "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-                       "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--pp", "2", "--tp", "2",
-                       "--format", "json"});
+  const auto pp = small_run({"--pp", "2", "--tp", "2", "--format", "json"});
   REQUIRE(pp.code == 0);
   CHECK(nlohmann::json::parse(pp.out).at("tokens") == j.at("tokens"));
   CHECK(nlohmann::json::parse(pp.out).at("kv_cache_bytes") == j.at("kv_cache_bytes"));
-  const auto bad_pp = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts",
-                           "4", "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab",
-                           "512", "--pp", "3"});
+  const auto bad_pp = small_run({"--pp", "3"});
   CHECK(bad_pp.code == 2);
   CHECK(bad_pp.err.find("--pp 3 does not divide the 4 layers") != std::string::npos);
   // Two attention replicas of TP 2 (one sequence each) with the experts over all four ranks: the same tokens.
-  const auto replicas = run({"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4", "--experts", "4",
-                             "--hidden", "128", "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-                             "--prompt-tokens", "12", "--gen-tokens", "5", "--batch", "2", "--tp", "2", "--dp", "2", "--ep",
-                             "4", "--format", "json"});
+  const auto replicas = small_run({"--tp", "2", "--dp", "2", "--ep", "4", "--format", "json"});
   REQUIRE(replicas.code == 0);
   CHECK(nlohmann::json::parse(replicas.out).at("tokens") == j.at("tokens"));
   // The trace is an expert-load file: two MoE layers, four experts, (12 + 4) tokens x 2 sequences routed top-1.
