@@ -70,7 +70,8 @@ bool detect() {
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
 
-// x rows [0, rows) -> a [rows16, Kp] BF16 (round to nearest even), zero beyond rows and K.
+// x rows [0, rows) -> a [rows16, Kp] BF16 (round to nearest even; VCVTNEPS2BF16 reads subnormal inputs as zero, and
+// the scalar tail keeps them, a difference below 2^-126), zero beyond rows and K.
 AMX_FN void pack_a(const float* x, std::int64_t rows, std::int64_t K, std::int64_t rows16, std::int64_t Kp,
                    std::uint16_t* a) {
   for (std::int64_t m = 0; m < rows16; ++m) {
