@@ -34,7 +34,8 @@ struct RunRequest {
 
 struct RunResult {
   std::string model, cpu_path;
-  std::string activations = "fp32";  // "fp32", or "bf16-amx" when BF16-weight matmuls ran on AMX with x in BF16
+  std::string activations = "fp32";  // "fp32", or "bf16-amx" when the AMX path was on (it takes the BF16-weight
+                                     // matmuls of more than 16 rows; other dtypes keep fp32 x)
   int threads = 0;
   std::uint64_t weight_bytes = 0;
   double load_s = 0, prefill_s = 0, decode_s = 0;
