@@ -441,7 +441,7 @@ void BM_moe_layer_prefill(benchmark::State& state) {
   state.counters["flops_per_s"] = benchmark::Counter(total, benchmark::Counter::kIsRate);
   state.counters["flops_vs_peak"] = benchmark::Counter(total / peak.per_wall_s(), benchmark::Counter::kIsRate);
   state.counters["flops_vs_peak_cpu"] = total / cpu / peak.per_cpu_s();
-  const bool amx = c.bf16_activations && c.path == CpuPath::avx512 && cpu_features().amx_bf16;
+  const bool amx = amx_bf16_active(c);
   state.SetLabel(std::string("bf16 ") + cpu_path_name(ctx().path) + (amx ? ", x in bf16 on AMX" : ", x in fp32"));
 }
 BENCHMARK(BM_moe_layer_prefill)
@@ -479,8 +479,7 @@ void BM_prefill_gemm(benchmark::State& state) {
   // shared machine is the fairer comparison.
   state.counters["flops_vs_peak_cpu"] = total / cpu / peak.per_cpu_s();
   state.counters["peak_GFLOPs"] = peak.per_wall_s() / 1e9;
-  const bool amx = c.bf16_activations && dtype == WeightDtype::bf16 && c.path == CpuPath::avx512 &&
-                   cpu_features().amx_bf16;
+  const bool amx = amx_bf16_active(c) && dtype == WeightDtype::bf16;
   state.SetLabel(std::string(weight_dtype_name(dtype)) + " " + cpu_path_name(ctx().path) +
                  (amx ? ", x in bf16 on AMX (flops_vs_peak: against the fp32 FMA peak)" : ""));
 }

@@ -112,6 +112,12 @@ class InProcess final : public Communicator {
 
 }  // namespace
 
+Communicator* stage_group(Communicator& world, int stage_ranks) {
+  if (stage_ranks == 1) return nullptr;
+  if (stage_ranks == world.size()) return &world;
+  return &world.sub_group(world.rank() / stage_ranks * stage_ranks, stage_ranks);
+}
+
 std::vector<std::unique_ptr<Communicator>> make_in_process_group(int ranks) {
   auto shared = std::make_shared<Shared>(ranks);
   std::vector<std::unique_ptr<Communicator>> out;

@@ -35,4 +35,8 @@ class Communicator {
 // `ranks` communicators sharing one rendezvous; hand communicator r to the thread of rank r.
 std::vector<std::unique_ptr<Communicator>> make_in_process_group(int ranks);
 
+// The communicator of the pipeline stage that `world`'s rank belongs to, stages being consecutive blocks of
+// `stage_ranks` ranks: nullptr for a stage of one rank, `world` itself when it is one stage, else its sub-group.
+Communicator* stage_group(Communicator& world, int stage_ranks);
+
 }  // namespace moeplan::executor

@@ -344,8 +344,7 @@ void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64
   for (std::size_t li = 0; li < model_->layers.size(); ++li) {
     const std::int64_t row = model_->layers[li].k.rows;  // Hkv * D on this rank
     // only the positions the next query can see, as a real prefill leaves a chunked or sliding-window layer
-    const std::int64_t first =
-        first_needed_position(model_->config().layers[static_cast<std::size_t>(model_->sharding().first_layer) + li], context);
+    const std::int64_t first = first_needed_position(layer_spec(li), context);
     for (std::size_t s = 0; s < positions_.size(); ++s) {
       kv_first_[li][s] = first;
       for (auto* cache : {&k_[li][s], &v_[li][s]}) {
@@ -357,6 +356,10 @@ void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64
     }
   }
   for (auto& p : positions_) p = context;
+}
+
+const model::LayerSpec& Session::layer_spec(std::size_t li) const {
+  return model_->config().layers[static_cast<std::size_t>(model_->sharding().first_layer) + li];
 }
 
 std::int64_t Session::cached_rows(std::size_t layer, std::int64_t seq) const {
@@ -405,9 +408,8 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x, seq_of, pos_of);
     return {};
   }
-  const int stage_ranks = sh.ranks();
   if (!sh.first_stage()) {  // the hidden states from the rank at this position in the stage before
-    pipe_->recv(sh.world_rank() - stage_ranks, x.data(), T * H);
+    pipe_->recv(sh.rank_in_stage(sh.stage - 1), x.data(), T * H);
   } else {
     {
       // This rank's vocabulary rows [v0, v1) (all of them on one rank); the other ids' rows stay zero until the
@@ -434,10 +436,10 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
   if (!sh.last_stage()) {  // on to the next stage; the logits come back from the last one
     {
       Timer tm{times_, "pp.send"};
-      pipe_->send(sh.world_rank() + stage_ranks, x.data(), T * H);
+      pipe_->send(sh.rank_in_stage(sh.stage + 1), x.data(), T * H);
     }
     std::vector<float> logits(rows.size() * static_cast<std::size_t>(V));
-    pipe_->recv((sh.pp - 1) * stage_ranks + sh.rank, logits.data(), static_cast<std::int64_t>(logits.size()));
+    pipe_->recv(sh.rank_in_stage(sh.pp - 1), logits.data(), static_cast<std::int64_t>(logits.size()));
     return logits;
   }
   std::vector<float> h(rows.size() * static_cast<std::size_t>(H));
@@ -475,7 +477,7 @@ std::vector<float> Session::return_logits(std::vector<float> logits) {
   const Model::Sharding& sh = model_->sharding();
   if (pipe_)
     for (int stage = 0; stage + 1 < sh.pp; ++stage)
-      pipe_->send(stage * sh.ranks() + sh.rank, logits.data(), static_cast<std::int64_t>(logits.size()));
+      pipe_->send(sh.rank_in_stage(stage), logits.data(), static_cast<std::int64_t>(logits.size()));
   return logits;
 }
 
@@ -485,7 +487,7 @@ void Session::layer_forward(std::size_t li, std::vector<float>& x, const std::ve
   const model::ModelConfig& c = M.config();
   const RuntimeParams& P = M.params();
   const Model::Layer& L = M.layers[li];
-  const model::LayerSpec& spec = c.layers[static_cast<std::size_t>(M.sharding().first_layer) + li];
+  const model::LayerSpec& spec = layer_spec(li);
   const std::int64_t T = static_cast<std::int64_t>(seq_of.size()), H = c.hidden;
   const std::int64_t D = c.head_dim, Hq = L.q.rows / D, Hkv = L.k.rows / D;  // heads on this rank
   if (T == 0) {  // a replica with no sequences: only the all-to-all over all ranks involves it

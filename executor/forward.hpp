@@ -68,7 +68,8 @@ class Model {
     int tp_index() const { return rank % tp; }
     int dp_index() const { return rank / tp; }
     int moe_tp() const { return tp * dp / ep; }
-    int world_rank() const { return stage * tp * dp + rank; }
+    int rank_in_stage(int s) const { return s * tp * dp + rank; }  // the rank at this position in stage s
+    int world_rank() const { return rank_in_stage(stage); }
     bool first_stage() const { return stage == 0; }
     bool last_stage() const { return stage == pp - 1; }
   };
@@ -158,6 +159,8 @@ class Session {
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
   // The last pipeline stage's logits, also sent to the ranks at its position in every earlier stage (pp > 1).
   std::vector<float> return_logits(std::vector<float> logits);
+  // The config layer of this model's layer li (shifted by the first layer of its pipeline stage).
+  const model::LayerSpec& layer_spec(std::size_t li) const;
   // This rank's routed experts on R rows grouped by expert (offsets: [experts on this rank + 1], local expert e's rows
   // at offsets[e] .. offsets[e+1]): row r is x[row_token[r]] scaled by in_scale[r], and its result, scaled by
   // out_scale[r], is added into y[row_token[r]] (null scales: 1). x, y: [*, H].

@@ -63,8 +63,7 @@ RunResult run_model(const RunRequest& r) {
   kernels::ThreadPool pool(r.threads);
   kernels::CpuContext ctx{kernels::best_cpu_path(), &pool, r.bf16_activations};
   res.cpu_path = kernels::cpu_path_name(ctx.path);
-  if (r.bf16_activations && ctx.path == kernels::CpuPath::avx512 && kernels::cpu_features().amx_bf16)
-    res.activations = "bf16-amx";
+  if (kernels::amx_bf16_active(ctx)) res.activations = "bf16-amx";
   res.threads = pool.size();
 
   // Prompts: the given ids, else seeded ids below the vocabulary (splitmix64).
@@ -100,14 +99,11 @@ RunResult run_model(const RunRequest& r) {
   };
   std::vector<RankOut> outs(static_cast<std::size_t>(ranks));
   auto generate = [&](int rank) {
-    const int stage = rank / stage_ranks, d = rank % stage_ranks / r.tp;  // pipeline stage, data-parallel replica
+    const int d = rank % stage_ranks / r.tp;  // this rank's data-parallel replica (the same in every stage)
     const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
     Communicator& world = *comms[static_cast<std::size_t>(rank)];
-    Communicator* stage_comm = stage_ranks == 1 ? nullptr
-                               : r.pp == 1      ? &world
-                                                : &world.sub_group(stage * stage_ranks, stage_ranks);
     Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations}, n,
-              stage_comm, r.pp > 1 ? &world : nullptr);
+              stage_group(world, stage_ranks), r.pp > 1 ? &world : nullptr);
     // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
     std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
     for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));

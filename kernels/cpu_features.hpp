@@ -47,6 +47,10 @@ struct CpuContext {
   bool bf16_activations = false;
 };
 
+// Whether matmuls with `ctx` take the AMX path for BF16 weights: bf16_activations, the avx512 path and a CPU with
+// amx_bf16.
+bool amx_bf16_active(const CpuContext& ctx);
+
 // The best supported path and a process-wide pool of hardware_concurrency() threads (created on first use).
 CpuContext default_cpu_context();
 

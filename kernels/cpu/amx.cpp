@@ -26,7 +26,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,24 +51,6 @@ struct alignas(64) TileConfig {
   std::uint8_t rows[16] = {};
 };
 
-bool detect() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 0, eax, ebx, ecx, edx);
-  const bool amx_bf16 = (edx >> 22) & 1u, amx_tile = (edx >> 24) & 1u;
-  __cpuid_count(7, 1, eax, ebx, ecx, edx);
-  const bool avx512_bf16 = (eax >> 5) & 1u;
-  if (!amx_bf16 || !amx_tile || !avx512_bf16) return false;
-  __cpuid_count(1, 0, eax, ebx, ecx, edx);
-  if (!((ecx >> 27) & 1u)) return false;  // no OSXSAVE
-  std::uint32_t lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if ((lo & 0x60000u) != 0x60000u) return false;  // XTILECFG and XTILEDATA not enabled by the OS
-  if ((lo & 0xe6u) != 0xe6u) return false;        // AVX-512 state
-  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
-}
-
 // x rows [0, rows) -> a [rows16, Kp] BF16 (round to nearest even; VCVTNEPS2BF16 reads subnormal inputs as zero, and
 // the scalar tail keeps them, a difference below 2^-126), zero beyond rows and K.
 AMX_FN void pack_a(const float* x, std::int64_t rows, std::int64_t K, std::int64_t rows16, std::int64_t Kp,
@@ -82,8 +63,7 @@ AMX_FN void pack_a(const float* x, std::int64_t rows, std::int64_t K, std::int64
     }
     const float* in = x + m * K;
     std::int64_t k = 0;
-    for (; k + 16 <= K; k += 16)
-    {
+    for (; k + 16 <= K; k += 16) {
       const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(in + k));
       std::memcpy(out + k, &v, 32);
     }
@@ -105,7 +85,7 @@ AMX_FN void transpose16(__m512i* r) {
     r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
     r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
   }
-  // now r[4q + j] holds, in each 128-bit lane L, row (4L'...): finish with 128-bit lane shuffles
+  // now r[4q + j], lane L (128 bits) = column 4L + j of rows 4q .. 4q + 3: a 4 x 4 transpose of lanes finishes it
   for (int i = 0; i < 4; ++i) {
     t[i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0x88);
     t[4 + i] = _mm512_shuffle_i32x4(r[i], r[4 + i], 0xdd);
@@ -155,9 +135,9 @@ struct Scratch {
 
 }  // namespace
 
-bool amx_bf16_usable() {
-  static const bool usable = detect();
-  return usable;
+bool request_amx_tile_data() {
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 }
 
 AMX_FN void amx_bf16_matmul_block(const float* x, std::int64_t M, const WeightView& w, std::int64_t n0,
@@ -229,7 +209,7 @@ AMX_FN void amx_bf16_matmul_block(const float* x, std::int64_t M, const WeightVi
 
 #else
 
-bool amx_bf16_usable() { return false; }
+bool request_amx_tile_data() { return false; }
 
 void amx_bf16_matmul_block(const float*, std::int64_t, const WeightView&, std::int64_t, std::int64_t, float*,
                            std::int64_t, bool) {}

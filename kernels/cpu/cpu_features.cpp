@@ -46,9 +46,12 @@ CpuFeatures detect() {
     f.avx512f = (ebx >> 16) & 1u;
     f.avx512bw = (ebx >> 30) & 1u;
     f.avx512vl = (ebx >> 31) & 1u;
+    const bool amx_bf16 = (edx >> 22) & 1u, amx_tile = (edx >> 24) & 1u;
+    const bool tile_state = (xcr0 & 0x60000u) == 0x60000u;  // XTILECFG and XTILEDATA saved by the OS
     __cpuid_count(7, 1, eax, ebx, ecx, edx);
     f.avx512_bf16 = (eax >> 5) & 1u;
-    f.amx_bf16 = cpu::amx_bf16_usable();
+    // last, as it asks Linux for the tile data (once per process)
+    f.amx_bf16 = amx_bf16 && amx_tile && tile_state && f.avx512_bf16 && cpu::request_amx_tile_data();
   }
 #endif
   return f;
@@ -111,6 +114,10 @@ std::string cpu_path_description(CpuPath path) {
   add(f.avx512_bf16, "avx512_bf16");
   add(f.amx_bf16, "amx_bf16");
   return std::string(cpu_path_name(path)) + " (cpu: " + (flags.empty() ? "no vector extensions" : flags) + ")";
+}
+
+bool amx_bf16_active(const CpuContext& ctx) {
+  return ctx.bf16_activations && ctx.path == CpuPath::avx512 && cpu_features().amx_bf16;
 }
 
 CpuContext default_cpu_context() {

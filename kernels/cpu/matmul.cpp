@@ -69,7 +69,7 @@ void check_view(const WeightView& w, const char* what) {
 // it and this CPU has them (decided per matrix, so every row of a matmul is rounded alike however it is split).
 void run_blocks(const CpuContext& ctx, const cpu::IsaKernels& isa, const std::vector<Block>& blocks,
                 const float* const* x_rows, const WeightView* weights, float* const* y_rows, bool accumulate) {
-  const bool amx = ctx.bf16_activations && ctx.path == CpuPath::avx512 && cpu_features().amx_bf16;
+  const bool amx = amx_bf16_active(ctx);
   const auto run_one = [&](std::int64_t i) {
     const Block& b = blocks[static_cast<std::size_t>(i)];
     const WeightView& w = weights[b.expert];

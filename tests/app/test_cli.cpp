@@ -194,7 +194,7 @@ TEST_CASE("run executes a shrunk Maverick from seeded random weights, JSON has t
   const auto bf16 = small_run({"--bf16-activations", "--format", "json"});
   REQUIRE(bf16.code == 0);
   const auto jb = nlohmann::json::parse(bf16.out);
-  const bool amx = kernels::cpu_features().amx_bf16 && kernels::best_cpu_path() == kernels::CpuPath::avx512;
+  const bool amx = kernels::amx_bf16_active({kernels::best_cpu_path(), nullptr, true});
   CHECK(jb.at("activations") == (amx ? "bf16-amx" : "fp32"));
   REQUIRE(jb.at("tokens").size() == 2);
   CHECK(jb.at("tokens").at(1).size() == 5);

@@ -69,16 +69,13 @@ Generation generate_ranked(const executor::Model& full, Layout layout, const Pro
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r)
     threads.emplace_back([&, r] {
-      const int stage = r / stage_ranks;
       const std::size_t d = static_cast<std::size_t>(r % stage_ranks / layout.tp), dp = static_cast<std::size_t>(layout.dp);
       const Prompts mine(prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * d / dp),
                          prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * (d + 1) / dp));
       executor::Communicator& world = *comms[static_cast<std::size_t>(r)];
-      executor::Communicator* stage_comm = stage_ranks == 1 ? nullptr
-                                           : layout.pp == 1 ? &world
-                                                            : &world.sub_group(stage * stage_ranks, stage_ranks);
-      out[static_cast<std::size_t>(r)] = generate(full.sharded(layout.tp, layout.ep, r, layout.dp, layout.pp), stage_comm,
-                                                  mine, steps, layout.pp > 1 ? &world : nullptr);
+      out[static_cast<std::size_t>(r)] = generate(full.sharded(layout.tp, layout.ep, r, layout.dp, layout.pp),
+                                                  executor::stage_group(world, stage_ranks), mine, steps,
+                                                  layout.pp > 1 ? &world : nullptr);
     });
   for (auto& t : threads) t.join();
   for (int r = stage_ranks; r < ranks; ++r) {  // every stage returns the last stage's logits
