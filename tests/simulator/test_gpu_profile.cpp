@@ -99,14 +99,16 @@ TEST_CASE("GPU profile: header, curves, lookups by shape and log-log interpolati
                                                           "\n"
                                                           "table moe 1.0 collected=n.s.\n"
                                                           "gemm dtype=fp8 n=896 k=5120 kernel=a : 1 10 4 20   # tail\n"
-                                                          "gemm dtype=bf16 n=896 k=5120 kernel=a : 1 30 4 40\n");
+                                                          "gemm dtype=bf16 n=896 k=5120 kernel=a : 1 30 4 40\n"
+                                                          "moe dtype=aic:w4a8 hidden=8 : 1 5\n");
   const GpuProfile p = read_gpu_profile(path);
   CHECK(p.gpu == "h100-sxm");
   CHECK(p.engine == "trtllm");
   CHECK(p.engine_version == "1.0");
   CHECK(p.license == "Apache-2.0");
   REQUIRE(p.tables.size() == 1);
-  REQUIRE(p.curves.size() == 2);
+  REQUIRE(p.curves.size() == 3);
+  CHECK(p.find(GpuCurveKind::moe, {{"dtype", "aic:w4a8"}, {"hidden", "8"}}) == &p.curves[2]);
   const GpuCurve* c = p.find(GpuCurveKind::gemm, {{"dtype", "fp8"}, {"n", "896"}, {"k", "5120"}});
   REQUIRE(c);
   CHECK(c->line == 10);
@@ -129,7 +131,7 @@ TEST_CASE("GPU profile: malformed or truncated files name the file and line") {
   check_bad("empty.prof", "", 0, "empty file");
   check_bad("kind.prof", std::string(kHeader) + "gemmm dtype=fp8 : 1 2\n", 6, "unknown line kind 'gemmm'");
   check_bad("odd.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 : 1 2 4\n", 6, "truncated");
-  check_bad("colon.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 1 2\n", 6, "expected ':'");
+  check_bad("colon.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 1 2\n", 6, "expected ' : '");
   check_bad("order.prof", std::string(kHeader) + "gemm dtype=fp8 : 4 2 1 3\n", 6, "strictly ascending");
   check_bad("nan.prof", std::string(kHeader) + "gemm dtype=fp8 : 1 nan\n", 6, "not a number");
   check_bad("neg.prof", std::string(kHeader) + "gemm dtype=fp8 : 1 -2\n", 6, "positive");
