@@ -246,3 +246,34 @@ TEST_CASE("StepFormula prices a GPU profile's curves as StepModel does, inside a
   formula.step_times_s(points, got.size(), got.data());
   for (std::size_t k = 0; k < got.size(); ++k) CHECK(got[k] == Approx(want[k]).epsilon(1e-9));
 }
+
+TEST_CASE("Every shipped GPU op profile reads, names its GPU and engine, and its GPU is in the database") {
+  int files = 0;
+  for (const auto& dir : std::filesystem::directory_iterator(test::data() / "gpu_profiles")) {
+    if (!dir.is_directory()) continue;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+      if (f.path().extension() != ".prof") continue;
+      INFO(f.path());
+      const GpuProfile p = read_gpu_profile(f.path());
+      CHECK(p.gpu == dir.path().filename().string());
+      CHECK(p.engine == f.path().stem().string());
+      CHECK_NOTHROW(db().gpu(p.gpu));
+      CHECK_FALSE(p.license.empty());
+      CHECK_FALSE(p.source.empty());
+      CHECK(p.curves.size() > 100);
+      ++files;
+    }
+  }
+  CHECK(files >= 20);
+  // The shape the simulator prices Maverick's experts by on 8 H200s (tp 1, ep 8) under TensorRT-LLM is measured,
+  // flat from 128 to 2,048 tokens (bandwidth-bound at about 0.5 ms).
+  const auto p = shipped_gpu_profile(test::data(), "h200-sxm", "trtllm");
+  REQUIRE(p);
+  const GpuCurve* c = p->find(GpuCurveKind::moe, {{"dtype", "fp8"}, {"hidden", "5120"}, {"inter", "8192"},
+                                                   {"experts", "128"}, {"topk", "1"}, {"tp", "1"}, {"ep", "8"},
+                                                   {"dist", "balanced"}});
+  REQUIRE(c);
+  CHECK(c->seconds.at(128) == Approx(0.51e-3).epsilon(0.05));
+  CHECK(c->seconds.at(2048) == Approx(0.54e-3).epsilon(0.05));
+  CHECK(shipped_gpu_profile(test::data(), "mi300x", "trtllm") == nullptr);
+}
