@@ -7,6 +7,7 @@
 #include "common/files.hpp"
 #include "common/text.hpp"
 #include "reports/reports.hpp"
+#include "simulator/published.hpp"
 #include "simulator/simulate.hpp"
 
 namespace po = boost::program_options;
@@ -168,6 +169,11 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
 
   const auto result = simulator::simulate(q);
   reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w, c.profile};
+  if (!c.host_mode) {
+    s.engine = "trtllm";
+    const auto bars = data_dir() / "validation" / "error_bars.yaml";
+    if (std::filesystem::exists(bars)) s.published_bars = simulator::load_error_bars(bars);
+  }
   auto report = reports::simulate_report(s, result);
   for (const auto& n : notes) report.notes.push_back(n);
   emit(report, common, out);

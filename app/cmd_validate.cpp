@@ -17,7 +17,8 @@ namespace moeplan::app {
 
 namespace {
 
-int validate_published(const Common& common, const std::string& points_file, const std::vector<std::string>& only, std::ostream& out) {
+int validate_published(const Common& common, const std::string& points_file, const std::vector<std::string>& only,
+                       const std::string& bars_file, std::ostream& out) {
   const auto data = data_dir();
   const auto db = gpu_db::Database::load(data);
   const auto set = simulator::load_published(points_file.empty() ? data / "validation" / "public_points.yaml" : std::filesystem::path(points_file));
@@ -27,6 +28,11 @@ int validate_published(const Common& common, const std::string& points_file, con
     if (!known) throw InputError("--id " + id + ": no such row in the measurement file");
   }
   const auto summary = simulator::validate_published(set, db, data, only);
+  if (!bars_file.empty()) {
+    if (!only.empty()) throw InputError("--write-error-bars needs the whole set (drop --id)");
+    write_file_atomic(bars_file, simulator::error_bars_yaml(summary, points_file.empty() ? "data/validation/public_points.yaml"
+                                                                                          : points_file));
+  }
   emit(reports::published_report(summary, set), common, out);
   return kExitOk;
 }
@@ -35,7 +41,7 @@ int validate_published(const Common& common, const std::string& points_file, con
 
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
-  std::string points_file, device, model_name, profile;
+  std::string points_file, device, model_name, profile, bars_file;
   std::vector<std::string> only;
   calibrate::CpuValidateRequest q;
   po::options_description d("validate options");
@@ -55,13 +61,15 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
       ("seed", po::value<std::uint64_t>(&q.seed)->default_value(1), "--device: seed for weights, caches and prompts")
       ("published", "predict the published measurements and report the error per row and the median")
       ("points", po::value<std::string>(&points_file), "--published: measurement file (default data/validation/public_points.yaml)")
-      ("id", po::value<std::vector<std::string>>(&only)->multitoken(), "--published: only these row ids");
+      ("id", po::value<std::vector<std::string>>(&only)->multitoken(), "--published: only these row ids")
+      ("write-error-bars", po::value<std::string>(&bars_file),
+       "--published: write the error groups to FILE (data/validation/error_bars.yaml is one; simulate reads it)");
   po::variables_map vm;
   if (!parse("validate", "(--device cpu [--quick] [--profile FILE] [--model M] [grid options] | --published [--points FILE] [--id ID ...])",
              args, d, vm, out))
     return kExitOk;
   if (vm.count("published") && vm.count("device")) throw InputError("give one of --device cpu and --published");
-  if (vm.count("published")) return validate_published(common, points_file, only, out);
+  if (vm.count("published")) return validate_published(common, points_file, only, bars_file, out);
   if (!vm.count("device")) throw InputError("validate: give --device cpu (run the model here) or --published (published benchmarks)");
   if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
   if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");

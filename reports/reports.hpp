@@ -10,6 +10,7 @@
 #include "model/summary.hpp"
 #include "reports/render.hpp"
 #include "simulator/memory.hpp"
+#include "simulator/published.hpp"
 #include "executor/run.hpp"
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
@@ -34,6 +35,10 @@ struct SimulateSummary {
   model::ParallelLayout layout;
   simulator::Workload workload;
   std::shared_ptr<const simulator::HostProfile> profile;  // predictions from a measured profile get its error bars
+  // GPU predictions: the published set's error groups (data/validation/error_bars.yaml) and the engine whose
+  // groups give the error bars.
+  std::vector<simulator::ErrorGroup> published_bars;
+  std::string engine;
 };
 Report simulate_report(const SimulateSummary& summary, const simulator::SimulateResult& result);
 Report plan_report(const planner::PlanRequest& request, const planner::PlanResult& result,

@@ -158,6 +158,43 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
     }
   }
 
+  // GPU predictions: error bars from the published set's residuals for this engine (docs/simulator.md).
+  std::vector<std::string> bar_notes;
+  if (!q.profile && !q.published_bars.empty()) {
+    using simulator::find_error_group;
+    const auto* bar_thr = find_error_group(q.published_bars, "engine+phase", q.engine + "+throughput");
+    const auto* dec = find_error_group(q.published_bars, "engine+phase", q.engine + "+decode");
+    const auto* pre = find_error_group(q.published_bars, "engine+phase", q.engine + "+prefill");
+    if (!bar_thr && !dec) {
+      bar_notes.push_back("no error bars: the published set has fewer than 5 " + q.engine + " rows (moeplan validate --published)");
+    } else {
+      Table eb;
+      eb.title = "error bars (5th-95th percentile of the published set's residuals for " + q.engine +
+                 (bar_thr ? ": throughput n=" + std::to_string(bar_thr->n) : ":") + (dec ? ", decode n=" + std::to_string(dec->n) : "") +
+                 (pre ? ", prefill n=" + std::to_string(pre->n) : "") + ")";
+      eb.columns = {"metric", "predicted", "low", "high"};
+      eb.right_align = {false, true, true, true};
+      bars = json::object();
+      auto rate_row = [&](const std::string& name, const char* key, double v, const simulator::ErrorGroup& g, int digits) {
+        eb.rows.push_back({name, format_fixed(v, digits), format_fixed(v * (1 + g.q05), digits), format_fixed(v * (1 + g.q95), digits)});
+        bars[key] = json::array({v * (1 + g.q05), v * (1 + g.q95)});
+      };
+      auto latency_row = [&](const std::string& name, const char* key, double v, const simulator::ErrorGroup& g) {
+        eb.rows.push_back({name, format_fixed(v, 2), format_fixed(v / (1 + g.q95), 2), format_fixed(v / (1 + g.q05), 2)});
+        bars[key] = json::array({v / (1 + g.q95), v / (1 + g.q05)});
+      };
+      const auto& tg = bar_thr ? *bar_thr : *dec;
+      rate_row("output tokens/s", "output_tokens_per_s", s.output_tokens_per_s, tg, 1);
+      rate_row("output tokens/s per GPU", "output_tokens_per_s_per_gpu", s.output_tokens_per_s_per_gpu, tg, 1);
+      latency_row("TPOT mean ms", "tpot_ms_mean", s.tpot_ms.mean, dec ? *dec : tg);
+      if (pre) latency_row("TTFT mean ms", "ttft_ms_mean", s.ttft_ms.mean, *pre);
+      else bar_notes.push_back("TTFT has no error bar: fewer than 5 published " + q.engine + " prefill rows");
+      bars["method"] = "published set (data/validation/error_bars.yaml), engine " + q.engine +
+                       ": rates p in [p (1 + q05), p (1 + q95)], latencies l in [l / (1 + q95), l / (1 + q05)]";
+      rep.tables.push_back(std::move(eb));
+    }
+  }
+
   json breakdown = json::object();
   if (!r.prefill_ops.empty() || !r.decode_ops.empty()) {
     rep.tables.push_back(breakdown_table("prefill step of " + with_commas(r.prefill_step_tokens) + " tokens", r.prefill_ops,
@@ -172,6 +209,7 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
                            {"ops", breakdown_json(r.decode_ops, r.decode_values)}};
   }
   rep.notes = r.assumptions;
+  for (const auto& n : bar_notes) rep.notes.push_back(n);
   rep.notes.push_back("memory per GPU at the peak batch: weights " + format_gb(r.memory.weights.total) + ", KV " +
                       format_gb(r.memory.kv_bytes) + ", free " + format_gb(r.memory.free_bytes));
 

@@ -220,4 +220,57 @@ std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows) {
   return out;
 }
 
+std::string error_bars_yaml(const PublishedSummary& summary, const std::string& points_file) {
+  YAML::Emitter y;
+  y << YAML::Comment(
+      "Error of moeplan simulate on the published measurements, by group (moeplan validate --published "
+      "--write-error-bars). Residual r = measured/predicted - 1 for rates, predicted/measured - 1 for latencies; "
+      "simulate prints a rate p as [p (1 + q05), p (1 + q95)]. Nothing in the simulator is fitted to these rows, so "
+      "leave-one-out residuals equal these. docs/simulator.md");
+  y << YAML::BeginMap;
+  y << YAML::Key << "points" << YAML::Value << points_file;
+  y << YAML::Key << "groups" << YAML::Value << YAML::BeginSeq;
+  for (const ErrorGroup& g : summary.groups) {
+    y << YAML::Flow << YAML::BeginMap;
+    y << YAML::Key << "by" << YAML::Value << g.by << YAML::Key << "key" << YAML::Value << g.key;
+    y << YAML::Key << "rows" << YAML::Value << g.n;
+    for (const auto& [k, v] : {std::pair{"median_abs_error", g.median_abs}, std::pair{"p90_abs_error", g.p90_abs},
+                               std::pair{"q05", g.q05}, std::pair{"q95", g.q95}}) {
+      y << YAML::Key << k << YAML::Value << std::round(v * 1e4) / 1e4;
+    }
+    y << YAML::EndMap;
+  }
+  y << YAML::EndSeq << YAML::EndMap;
+  return std::string(y.c_str()) + "\n";
+}
+
+std::vector<ErrorGroup> load_error_bars(const std::filesystem::path& path) {
+  const YAML::Node root = parse_yaml_file(path);
+  const std::string file = path.string();
+  if (!root["groups"] || !root["groups"].IsSequence()) throw InputError(file + ": expected a 'groups' list");
+  std::vector<ErrorGroup> out;
+  for (const YAML::Node& n : root["groups"]) {
+    const std::string where = file + ":" + std::to_string(n.Mark().line + 1);
+    ErrorGroup g;
+    g.by = yaml_get<std::string>(n, "by", where);
+    g.key = yaml_get<std::string>(n, "key", where);
+    g.n = yaml_get<int>(n, "rows", where);
+    g.median_abs = yaml_get<double>(n, "median_abs_error", where);
+    g.p90_abs = yaml_get<double>(n, "p90_abs_error", where);
+    g.q05 = yaml_get<double>(n, "q05", where);
+    g.q95 = yaml_get<double>(n, "q95", where);
+    if (g.n < 1 || !(g.q05 > -1) || !(g.q95 >= g.q05) || !std::isfinite(g.q95))
+      throw InputError(where + ": rows must be positive and -1 < q05 <= q95");
+    out.push_back(g);
+  }
+  return out;
+}
+
+const ErrorGroup* find_error_group(const std::vector<ErrorGroup>& groups, const std::string& by, const std::string& key,
+                                   int min_rows) {
+  for (const ErrorGroup& g : groups)
+    if (g.by == by && g.key == key && g.n >= min_rows) return &g;
+  return nullptr;
+}
+
 }  // namespace moeplan::simulator

@@ -66,6 +66,14 @@ struct PublishedSummary {
 // The groups of PublishedSummary::groups for these rows.
 std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows);
 
+// The published set's error groups as a YAML file (data/validation/error_bars.yaml is one, written by
+// `moeplan validate --published --write-error-bars FILE`), and reading it back; InputError names file and field.
+std::string error_bars_yaml(const PublishedSummary& summary, const std::string& points_file);
+std::vector<ErrorGroup> load_error_bars(const std::filesystem::path& path);
+// The group `by`/`key` with at least `min_rows` rows, or nullptr.
+const ErrorGroup* find_error_group(const std::vector<ErrorGroup>& groups, const std::string& by, const std::string& key,
+                                   int min_rows = 5);
+
 // `only`: run just these ids (empty = all).
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only = {});
