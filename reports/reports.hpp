@@ -34,6 +34,7 @@ struct SimulateSummary {
   model::ParallelLayout layout;
   simulator::Workload workload;
   std::shared_ptr<const simulator::HostProfile> profile;  // predictions from a measured profile get its error bars
+  bool host = false;                                      // a CPU / unified-memory host, not GPUs
 };
 Report simulate_report(const SimulateSummary& summary, const simulator::SimulateResult& result);
 Report plan_report(const planner::PlanRequest& request, const planner::PlanResult& result,

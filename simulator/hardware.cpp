@@ -67,20 +67,37 @@ Efficiency host_efficiency() {
   return e;
 }
 
-Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops) {
+Efficiency unified_gpu_efficiency() {
+  Efficiency e;  // the GPU op-class terms (GEMM, experts, attention, tile fill, dequantisation)
+  e.op_overhead_us = 5.0;
+  e.step_overhead_us = 50;
+  e.comm_bandwidth = 1.0;
+  e.all_to_all_bandwidth = 1.0;
+  e.collective_base_us = 0;
+  e.source = "integrated-GPU defaults (docs/simulator.md)";
+  return e;
+}
+
+Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops, bool on_gpu) {
   Hardware h;
   h.name = host.name;
   h.host = true;
   h.memory_bytes = host.memory_bytes;
   h.mem_bandwidth_bytes_per_s = host.mem_bandwidth_bytes_per_s;
-  h.peak_flops = host.peak_flops_dense;
+  if (on_gpu && host.gpu_peak_flops_dense.empty())
+    throw InputError("host " + host.name + " has no integrated-GPU figure (gpu_tflops_dense) in data/hosts.yaml");
+  h.peak_flops = on_gpu ? host.gpu_peak_flops_dense : host.peak_flops_dense;
   if (h.peak_flops.empty()) {
     if (fallback_flops <= 0)
       throw InputError("host " + host.name + " has no compute peak in data/hosts.yaml; give --host-tflops");
     h.peak_flops["bf16"] = fallback_flops;
   }
   h.gpus_per_node = 1;
-  h.eff = host_efficiency();
+  h.eff = on_gpu ? unified_gpu_efficiency() : host_efficiency();
+  if (host.llamacpp_decode_bandwidth_share > 0) {
+    h.eff.memory = host.llamacpp_decode_bandwidth_share;
+    h.eff.source += ", memory = llama.cpp's decode share (data/hosts.yaml)";
+  }
   return h;
 }
 

@@ -57,10 +57,17 @@ struct Hardware {
 // From the database: a GPU with its intra-node link and the named inter-node link (default infiniband-ndr).
 Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link = "");
 // A CPU / unified-memory host. Without a compute peak in hosts.yaml, `fallback_flops` is used (0: throw).
-Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0);
+// `on_gpu`: price a unified-memory host on its integrated GPU (host.gpu_peak_flops_dense, GPU op-class
+// efficiencies), as llama.cpp runs it; otherwise on its CPU cores. The memory efficiency is
+// host.llamacpp_decode_bandwidth_share when set (docs/simulator.md "Hosts and offloading").
+Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0, bool on_gpu = false);
 // The host a profile describes: its RAM, measured triad bandwidth and large-M GEMM rates, and its curves.
 Hardware profile_hardware(std::shared_ptr<const HostProfile> profile);
-// Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md).
+// Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md). Hosts from
+// hosts.yaml replace `memory` with llama.cpp's measured decode share.
 Efficiency host_efficiency();
+// A unified-memory host's integrated GPU: the GPU op-class terms, the host's fixed costs (no CUDA graphs in
+// llama.cpp's Metal/Vulkan paths; assumption) and no collectives.
+Efficiency unified_gpu_efficiency();
 
 }  // namespace moeplan::simulator
