@@ -69,6 +69,9 @@ Efficiency host_efficiency() {
 
 Efficiency unified_gpu_efficiency() {
   Efficiency e;  // the GPU op-class terms (GEMM, experts, attention, tile fill, dequantisation)
+  // llama.cpp multiplies by matrix-vector kernels up to 8 rows (ggml-metal-ops.cpp: `ne11_mm_min = 8`, the
+  // break-even of its simdgroup-matrix kernel; the CUDA backend's mul_mat_vec_q likewise): a decode step fills no tiles.
+  e.gemv_max_rows = 8;
   e.op_overhead_us = 5.0;
   e.step_overhead_us = 50;
   e.comm_bandwidth = 1.0;

@@ -16,6 +16,8 @@ namespace moeplan::simulator {
 struct Efficiency {
   double gemm_compute = 0.70;          // large dense GEMM, share of the dense peak (cuBLAS on H100: ~0.7)
   double gemm_rows_half = 64;          // rows at which a GEMM reaches half of gemm_compute (tile fill)
+  double gemv_max_rows = 0;            // steps of at most this many rows run matrix-vector kernels: no tile-fill term
+                                       // (llama.cpp's GPU backends, 8; 0: always tiles. StepModel only, not StepFormula)
   double expert_compute = 0.175;       // the whole MoE expert block (routing, permute, grouped GEMMs, combine) at many
                                        // tokens per expert: fitted on the even rows of the published set (docs/simulator.md)
   double expert_rows_half = 64;        // tokens per expert for half of expert_compute
