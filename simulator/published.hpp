@@ -13,10 +13,16 @@ namespace moeplan::simulator {
 
 struct PublishedPoint {
   std::string id, model, gpu, precision, kv_dtype, source, metric, load;
+  std::string host;        // a host row (llama.cpp on a CPU or unified-memory machine): hosts.yaml name; gpu empty
+  std::string engine = "trtllm", engine_version, url;  // the engine that measured it, as the source states
+  std::string stat = "mean";  // ttft_ms / tpot_ms: mean, median, p90 or p99 of the source
   int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
   std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
   std::int64_t num_requests = 0;  // 0: the simulator's default
+  double request_rate = 0;  // load rate: Poisson arrivals per second
   double value = 0;        // measured, in the unit of `metric`
+  bool gpu_row() const { return host.empty(); }
+  std::string vendor;      // filled by validate_published: the GPU's vendor, or "host"
 };
 
 struct PublishedSet {
