@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gpu_db/gpu_db.hpp"
 #include "simulator/gpu_profile.hpp"
@@ -69,6 +70,18 @@ Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, co
 Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0, bool on_gpu = false);
 // The host a profile describes: its RAM, measured triad bandwidth and large-M GEMM rates, and its curves.
 Hardware profile_hardware(std::shared_ptr<const HostProfile> profile);
+// What the command line says about a host's rates (0: not given).
+struct HostFlags {
+  double bandwidth_gbps = 0;  // --mem-bandwidth-gbps
+  double tflops = 0;          // --host-tflops
+  int cores = 0;              // --host-cores
+};
+// A host from the database (or one made from --ram-gb) priced as llama.cpp runs it: a unified-memory host on its
+// integrated GPU, a CPU host (or an offload host, `cpu_only`) on cores x FP32 FLOP/cycle x clock (its own figures,
+// else hosts.yaml's default_cpu_host's), memory at llama.cpp's decode bandwidth share (the chip's row, else its class
+// median). `notes` receives one line per figure saying where it came from. simulate and validate --published use it.
+Hardware llamacpp_host(const gpu_db::Database& db, const gpu_db::HostSpec& host, const HostFlags& flags, bool cpu_only,
+                       std::vector<std::string>* notes = nullptr);
 // Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md). Hosts from
 // hosts.yaml replace `memory` with llama.cpp's measured decode share.
 Efficiency host_efficiency();
