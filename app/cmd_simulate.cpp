@@ -14,36 +14,13 @@ namespace po = boost::program_options;
 
 namespace moeplan::app {
 
-namespace {
-
-// A host from the database (or from --ram-gb), with --mem-bandwidth-gbps / --host-tflops overrides.
-simulator::Hardware host_device(const gpu_db::HostSpec& spec, double bandwidth_gbps, double tflops,
-                                std::vector<std::string>& notes) {
-  gpu_db::HostSpec h = spec;
-  if (bandwidth_gbps > 0) h.mem_bandwidth_bytes_per_s = bandwidth_gbps * 1e9;
-  if (h.mem_bandwidth_bytes_per_s <= 0)
-    throw InputError(h.name + ": no memory bandwidth known; give --mem-bandwidth-gbps (e.g. 89.6 for 2-channel DDR5-5600)");
-  if (tflops > 0) h.peak_flops_dense = {{"bf16", tflops * 1e12}};
-  double fallback = 0;
-  if (h.peak_flops_dense.empty()) {
-    // Two 256-bit FMA pipes per core (AVX2, Zen 2+ and Intel since Haswell): 32 FP32 FLOP/cycle at an assumed
-    // 2.5 GHz all-core clock. Only prefill (compute-bound) depends on it; --host-tflops replaces it.
-    const int cores = h.cores > 0 ? h.cores : 8;
-    fallback = cores * 32.0 * 2.5e9;
-    notes.push_back("host compute peak estimated as " + std::to_string(cores) + " cores x 32 FLOP/cycle x 2.5 GHz = " +
-                    format_fixed(fallback / 1e12, 2) + " TFLOP/s (give --host-tflops for a measured figure)");
-  }
-  return simulator::host_hardware(h, fallback);
-}
-
-}  // namespace
-
 int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   ConfigOptions o;
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
   std::string concurrency, internode, loads_file, offload_host, gpu_profile = "auto";
-  double rate = 0, zipf = 0, mem_bw_gbps = 0, host_tflops = 0;
+  double rate = 0, zipf = 0;
+  simulator::HostFlags hf;
   int prefill_replicas = 0, gpu_layers = -1;
   std::uint64_t seed = 1;
   po::options_description d("simulate options");
@@ -69,8 +46,10 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("offload-experts", "one GPU: routed experts stay in host RAM and run on the CPU (llama.cpp -ot exps=CPU)")
       ("gpu-layers", po::value<int>(&gpu_layers), "one GPU: layers [0, N) on the GPU, the rest on the host (llama.cpp -ngl N)")
       ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"), "host whose RAM holds offloaded weights")
-      ("mem-bandwidth-gbps", po::value<double>(&mem_bw_gbps), "host memory bandwidth in GB/s (overrides the host's)")
-      ("host-tflops", po::value<double>(&host_tflops), "host compute peak in TFLOP/s (overrides the host's)")
+      ("mem-bandwidth-gbps", po::value<double>(&hf.bandwidth_gbps), "host memory bandwidth in GB/s (overrides the host's)")
+      ("host-tflops", po::value<double>(&hf.tflops), "host compute peak in TFLOP/s (overrides the host's)")
+      ("host-cores", po::value<int>(&hf.cores),
+       "host CPU cores (x the FP32 FLOP/cycle and clock in data/hosts.yaml); default: the host's, else the default server's")
       ("gpu-profile", po::value<std::string>(&gpu_profile)->default_value("auto"),
        "measured kernel curves that price ops: auto (data/gpu_profiles/<gpu>/<engine>.prof when shipped), none, or a file")
       ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals");
@@ -80,7 +59,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
              "(--concurrency N|max | --request-rate R) [--breakdown]",
              args, d, vm, out))
     return kExitOk;
-  for (const char* name : {"input", "output", "max-batch", "request-rate", "static-batch", "zipf", "mem-bandwidth-gbps", "host-tflops"})
+  for (const char* name : {"input", "output", "max-batch", "request-rate", "static-batch", "zipf", "mem-bandwidth-gbps", "host-tflops", "host-cores"})
     require_positive(vm, name);
   if (num_requests < 0) throw InputError("--num-requests must be 0 (automatic) or positive");
   if (prefill_replicas < 0) throw InputError("--disaggregate must be 0 (off) or a number of prefill replicas");
@@ -140,13 +119,13 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
     if (vm.count("offload-experts") || vm.count("gpu-layers"))
       throw InputError("--offload-experts/--gpu-layers need a GPU; in host mode everything already runs on the host");
     if (c.profile) {
-      if (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops"))
-        throw InputError("--mem-bandwidth-gbps/--host-tflops: a measured profile already gives the host's rates");
+      if (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops") || vm.count("host-cores"))
+        throw InputError("--mem-bandwidth-gbps/--host-tflops/--host-cores: a measured profile already gives the host's rates");
       q.hardware = simulator::profile_hardware(c.profile);
       device = c.host->name + " (profile " + c.profile->file.string() + ", " + c.profile->date + ")";
       if (const std::string warn = simulator::profile_mismatch(*c.profile, 0); !warn.empty()) notes.push_back("warning: " + warn);
     } else {
-      q.hardware = host_device(*c.host, mem_bw_gbps, host_tflops, notes);
+      q.hardware = simulator::llamacpp_host(db, *c.host, hf, false, &notes);
       device = c.host->name;
     }
   } else {
@@ -158,24 +137,28 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
     if (q.offload.experts_on_host && !c.model.is_moe())
       throw InputError("--offload-experts: " + c.model.name + " has no routed experts (use --gpu-layers)");
     if (q.offload.active()) {
-      q.offload_host = host_device(db.host(offload_host), mem_bw_gbps, host_tflops, notes);
+      q.offload_host = simulator::llamacpp_host(db, db.host(offload_host), hf, true, &notes);
       device += " + " + offload_host + " RAM";
-    } else if (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops")) {
-      throw InputError("--mem-bandwidth-gbps/--host-tflops describe a host: use them with --host, --ram-gb or offloading");
+    } else if (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops") || vm.count("host-cores")) {
+      throw InputError("--mem-bandwidth-gbps/--host-tflops/--host-cores describe a host: use them with --host, --ram-gb or offloading");
     }
   }
-  if (c.host_mode && c.host->mem_bandwidth_bytes_per_s <= 0 && mem_bw_gbps <= 0)
+  if (c.host_mode && c.host->mem_bandwidth_bytes_per_s <= 0 && hf.bandwidth_gbps <= 0)
     throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
 
   const auto result = simulator::simulate(q);
-  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w, c.profile};
+  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w, c.profile,
+                                c.host_mode};
   if (!c.host_mode) {
     s.engine = "trtllm";
     const auto bars = data_dir() / "validation" / "error_bars.yaml";
     if (std::filesystem::exists(bars)) s.published_bars = simulator::load_error_bars(bars);
   }
   auto report = reports::simulate_report(s, result);
-  for (const auto& n : notes) report.notes.push_back(n);
+  for (const auto& n : notes) {
+    report.notes.push_back(n);
+    report.json["assumptions"].push_back(n);  // the host's figures and where they come from, for JSON readers too
+  }
   emit(report, common, out);
   return kExitOk;
 }

@@ -1,6 +1,8 @@
 // app/config_options: shared configuration options (see config_options.hpp).
 #include "app/config_options.hpp"
 
+#include <cmath>
+
 #include "common/error.hpp"
 #include "common/files.hpp"
 
@@ -14,7 +16,7 @@ void require_positive(const po::variables_map& vm, const char* name) {
   bool ok = true;
   if (const auto* i = boost::any_cast<std::int64_t>(&v)) ok = *i > 0;
   else if (const auto* n = boost::any_cast<int>(&v)) ok = *n > 0;
-  else if (const auto* x = boost::any_cast<double>(&v)) ok = *x > 0;
+  else if (const auto* x = boost::any_cast<double>(&v)) ok = *x > 0 && std::isfinite(*x);  // "nan" and "inf" parse as doubles
   if (!ok) throw InputError(std::string("--") + name + " must be positive");
 }
 

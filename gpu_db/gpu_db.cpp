@@ -132,7 +132,8 @@ Database Database::load(const std::filesystem::path& dir) {
     for (const auto& n : list_of(file, "hosts")) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
-                     "tflops_dense", "cores", "profile", "source", "date"});
+                     "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
+                     "llamacpp_decode_bandwidth_share", "profile", "source", "date"});
       HostSpec h;
       h.name = to_lower(e.get<std::string>("name"));
       h.display_name = e.get_or<std::string>("display_name", h.name);
@@ -144,6 +145,16 @@ Database Database::load(const std::filesystem::path& dir) {
       h.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_gb_s") * 1e9;
       h.peak_flops_dense = e.tflops("tflops_dense");
       h.cores = e.get_or<int>("cores", 0);
+      if (h.cores < 0) throw InputError(e.where() + ": key 'cores' must be positive");
+      if (e.has("clock_ghz")) h.clock_ghz = e.positive("clock_ghz");
+      if (e.has("fp32_flops_per_cycle")) h.fp32_flops_per_cycle = e.positive("fp32_flops_per_cycle");
+      h.gpu_peak_flops_dense = e.tflops("gpu_tflops_dense");
+      if (!h.gpu_peak_flops_dense.empty() && h.kind != "unified")
+        throw InputError(e.where() + ": gpu_tflops_dense is for unified-memory hosts (kind: unified)");
+      if (e.has("llamacpp_decode_bandwidth_share")) {
+        h.llamacpp_decode_bandwidth_share = e.positive("llamacpp_decode_bandwidth_share");
+        if (h.llamacpp_decode_bandwidth_share > 1) throw InputError(e.where() + ": llamacpp_decode_bandwidth_share is a fraction (at most 1)");
+      }
       h.profile = e.get_or<std::string>("profile", "");
       h.source = e.get<std::string>("source");
       h.date = e.get<std::string>("date");
@@ -151,6 +162,37 @@ Database Database::load(const std::filesystem::path& dir) {
       if (!names.insert(h.name).second) throw InputError(e.where() + ": host '" + h.name + "' is listed twice");
       db.hosts_.push_back(std::move(h));
     }
+    // The defaults: one share per class of host, and the server assumed for --ram-gb without a compute figure.
+    const YAML::Node root = parse_yaml_file(file);
+    const YAML::Node shares = root["llamacpp_decode_bandwidth_share"];
+    if (!shares || !shares.IsSequence()) throw InputError(file.string() + ": expected a top-level 'llamacpp_decode_bandwidth_share' list");
+    for (const auto& n : shares) {
+      const Entry e(n, file.string(), {"class", "share", "rows", "source"});
+      const std::string cls = e.get<std::string>("class");
+      const double v = e.positive("share");
+      if (v > 1) throw InputError(e.where() + ": share is a fraction (at most 1)");
+      if (cls == "cpu") {
+        db.host_defaults_.cpu_decode_bandwidth_share = v;
+        db.host_defaults_.cpu_share_source = e.get<std::string>("source");
+      } else if (cls == "unified_gpu") {
+        db.host_defaults_.unified_gpu_decode_bandwidth_share = v;
+        db.host_defaults_.unified_gpu_share_source = e.get<std::string>("source");
+      } else {
+        throw InputError(e.where() + ": class must be cpu or unified_gpu");
+      }
+    }
+    if (db.host_defaults_.cpu_decode_bandwidth_share <= 0 || db.host_defaults_.unified_gpu_decode_bandwidth_share <= 0)
+      throw InputError(file.string() + ": llamacpp_decode_bandwidth_share needs a cpu and a unified_gpu row");
+    if (!root["default_cpu_host"]) throw InputError(file.string() + ": expected a top-level 'default_cpu_host'");
+    db.host_defaults_.cpu_host = to_lower(root["default_cpu_host"].as<std::string>());
+    bool found = false;
+    for (const auto& h : db.hosts_) {
+      if (h.name != db.host_defaults_.cpu_host) continue;
+      found = true;
+      if (h.cores <= 0 || h.clock_ghz <= 0 || h.fp32_flops_per_cycle <= 0)
+        throw InputError(file.string() + ": default_cpu_host " + h.name + " needs cores, clock_ghz and fp32_flops_per_cycle");
+    }
+    if (!found) throw InputError(file.string() + ": default_cpu_host '" + db.host_defaults_.cpu_host + "' is not a listed host");
   }
   {
     const auto file = dir / "links.yaml";

@@ -38,8 +38,22 @@ struct HostSpec {
   double mem_bandwidth_bytes_per_s = 0;
   std::map<std::string, double> peak_flops_dense;
   int cores = 0;
+  double clock_ghz = 0;                // all-core clock the CPU compute figure uses (0: not in the data)
+  double fp32_flops_per_cycle = 0;     // per core (0: not in the data)
+  // Unified-memory hosts: the integrated GPU's dense FLOP/s by dtype (llama.cpp runs there: Metal, Vulkan, CUDA).
+  std::map<std::string, double> gpu_peak_flops_dense;
+  // llama.cpp's achieved share of mem_bandwidth in batch-1 decode measured on this very chip (0: the class default).
+  double llamacpp_decode_bandwidth_share = 0;
   std::string profile;  // a measured profile (moeplan calibrate), relative to data/, used when simulating this host
   std::string source, date, notes;
+};
+
+// hosts.yaml's defaults: llama.cpp's decode bandwidth share per class of host (from published llama-bench runs of
+// other models; the file's header shows the rows and the arithmetic) and the server assumed when only RAM is given.
+struct HostDefaults {
+  double cpu_decode_bandwidth_share = 0, unified_gpu_decode_bandwidth_share = 0;
+  std::string cpu_share_source, unified_gpu_share_source;
+  std::string cpu_host;  // a hosts.yaml entry with cores, clock and FLOP/cycle
 };
 
 struct LinkSpec {
@@ -69,6 +83,7 @@ class Database {
 
   const std::vector<GpuSpec>& gpus() const { return gpus_; }
   const std::vector<HostSpec>& hosts() const { return hosts_; }
+  const HostDefaults& host_defaults() const { return host_defaults_; }
   const std::vector<LinkSpec>& links() const { return links_; }
   const std::vector<GpuPrice>& gpu_prices() const { return gpu_prices_; }
   const std::vector<ApiPrice>& api_prices() const { return api_prices_; }
@@ -86,6 +101,7 @@ class Database {
  private:
   std::vector<GpuSpec> gpus_;
   std::vector<HostSpec> hosts_;
+  HostDefaults host_defaults_;
   std::vector<LinkSpec> links_;
   std::vector<GpuPrice> gpu_prices_;
   std::vector<ApiPrice> api_prices_;

@@ -35,6 +35,7 @@ struct SimulateSummary {
   model::ParallelLayout layout;
   simulator::Workload workload;
   std::shared_ptr<const simulator::HostProfile> profile;  // predictions from a measured profile get its error bars
+  bool host = false;                                      // a CPU / unified-memory host, not GPUs
   // GPU predictions: the published set's error groups (data/validation/error_bars.yaml) and the engine whose
   // groups give the error bars.
   std::vector<simulator::ErrorGroup> published_bars;

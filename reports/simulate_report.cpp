@@ -210,8 +210,18 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
   }
   rep.notes = r.assumptions;
   for (const auto& n : bar_notes) rep.notes.push_back(n);
-  rep.notes.push_back("memory per GPU at the peak batch: weights " + format_gb(r.memory.weights.total) + ", KV " +
-                      format_gb(r.memory.kv_bytes) + ", free " + format_gb(r.memory.free_bytes));
+  if (r.gpu_memory && r.host_memory) {
+    // Offloading: the GPU and the host RAM each hold their share; neither free figure is negative.
+    for (const simulator::DeviceMemory* dm : {&*r.gpu_memory, &*r.host_memory})
+      rep.notes.push_back(std::string(dm == &*r.gpu_memory ? "GPU" : "host") + " memory at the peak batch (" + dm->device +
+                          "): weights " + format_gb(dm->weights_bytes) + ", KV " + format_gb(dm->kv_bytes) + ", activations " +
+                          format_gb(dm->activation_bytes) + ", runtime " + format_gb(dm->overhead_bytes) + ", free " +
+                          format_gb(dm->free_bytes) + " of " + format_gb(dm->usable_bytes) + " usable" + (dm->fits ? "" : " (DOES NOT FIT)"));
+  } else {
+    rep.notes.push_back(std::string(q.host ? "memory of the host" : "memory per GPU") +
+                        " at the peak batch: weights " + format_gb(r.memory.weights.total) + ", KV " + format_gb(r.memory.kv_bytes) +
+                        ", free " + format_gb(std::max(0.0, r.memory.free_bytes)));
+  }
 
   rep.json = {{"model", q.model_name},
               {"device", q.device},
@@ -249,6 +259,18 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
               {"weights_bytes_per_gpu", r.memory.weights.total},
               {"routing", r.routing},
               {"assumptions", r.assumptions}};
+  if (r.gpu_memory && r.host_memory) {
+    auto mem_json = [](const simulator::DeviceMemory& dm) {
+      return json{{"device", dm.device}, {"capacity_bytes", dm.capacity_bytes}, {"usable_bytes", dm.usable_bytes},
+                  {"weights_bytes", dm.weights_bytes}, {"kv_bytes", dm.kv_bytes}, {"activation_bytes", dm.activation_bytes},
+                  {"overhead_bytes", dm.overhead_bytes}, {"free_bytes", dm.free_bytes}, {"fits", dm.fits}};
+    };
+    rep.json["gpu_memory"] = mem_json(*r.gpu_memory);
+    rep.json["host_memory"] = mem_json(*r.host_memory);
+    rep.json["vram_used_bytes_per_gpu"] = r.gpu_memory->weights_bytes + r.gpu_memory->kv_bytes + r.gpu_memory->activation_bytes +
+                                          r.gpu_memory->overhead_bytes;
+    rep.json["weights_bytes_per_gpu"] = r.gpu_memory->weights_bytes;
+  }
   if (!breakdown.empty()) rep.json["breakdown"] = breakdown;
   if (q.profile) rep.json["profile"] = q.profile->file.string();
   if (!bars.is_null()) rep.json["error_bars"] = bars;

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "common/error.hpp"
+#include "common/text.hpp"
 
 namespace moeplan::simulator {
 
@@ -69,21 +70,99 @@ Efficiency host_efficiency() {
   return e;
 }
 
-Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops) {
+Efficiency unified_gpu_efficiency() {
+  Efficiency e;  // the GPU op-class terms (GEMM, experts, attention, tile fill, dequantisation)
+  // llama.cpp multiplies by matrix-vector kernels up to 8 rows (ggml-metal-ops.cpp: `ne11_mm_min = 8`, the
+  // break-even of its simdgroup-matrix kernel; the CUDA backend's mul_mat_vec_q likewise): a decode step fills no tiles.
+  e.gemv_max_rows = 8;
+  e.op_overhead_us = 5.0;
+  e.step_overhead_us = 50;
+  e.comm_bandwidth = 1.0;
+  e.all_to_all_bandwidth = 1.0;
+  e.collective_base_us = 0;
+  e.source = "integrated-GPU defaults (docs/simulator.md)";
+  return e;
+}
+
+Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops, bool on_gpu) {
   Hardware h;
   h.name = host.name;
   h.host = true;
   h.memory_bytes = host.memory_bytes;
   h.mem_bandwidth_bytes_per_s = host.mem_bandwidth_bytes_per_s;
-  h.peak_flops = host.peak_flops_dense;
+  if (on_gpu && host.gpu_peak_flops_dense.empty())
+    throw InputError("host " + host.name + " has no integrated-GPU figure (gpu_tflops_dense) in data/hosts.yaml");
+  h.peak_flops = on_gpu ? host.gpu_peak_flops_dense : host.peak_flops_dense;
   if (h.peak_flops.empty()) {
     if (fallback_flops <= 0)
       throw InputError("host " + host.name + " has no compute peak in data/hosts.yaml; give --host-tflops");
     h.peak_flops["bf16"] = fallback_flops;
   }
   h.gpus_per_node = 1;
-  h.eff = host_efficiency();
+  h.eff = on_gpu ? unified_gpu_efficiency() : host_efficiency();
+  if (host.llamacpp_decode_bandwidth_share > 0) {
+    h.eff.memory = host.llamacpp_decode_bandwidth_share;
+    h.eff.source += ", memory = llama.cpp's decode share (data/hosts.yaml)";
+  }
   return h;
+}
+
+// A host from the database (or from --ram-gb), with the flags' overrides, priced as llama.cpp runs it: a
+// unified-memory host on its integrated GPU, a CPU host (or an offload host, `cpu_only`) on its cores. Every figure
+// comes from data/hosts.yaml or a flag, and a note says which (docs/simulator.md "Hosts and offloading").
+Hardware llamacpp_host(const gpu_db::Database& db, const gpu_db::HostSpec& spec, const HostFlags& f, bool cpu_only,
+                        std::vector<std::string>* notes) {
+  std::vector<std::string> discard;
+  std::vector<std::string>& note = notes ? *notes : discard;
+  gpu_db::HostSpec h = spec;
+  if (f.bandwidth_gbps > 0) h.mem_bandwidth_bytes_per_s = f.bandwidth_gbps * 1e9;
+  if (h.mem_bandwidth_bytes_per_s <= 0)
+    throw InputError(h.name + ": no memory bandwidth known; give --mem-bandwidth-gbps (e.g. 89.6 for 2-channel DDR5-5600)");
+  const gpu_db::HostDefaults& dflt = db.host_defaults();
+  const bool on_gpu = !cpu_only && f.tflops <= 0 && f.cores <= 0 && h.kind == "unified" && !h.gpu_peak_flops_dense.empty();
+  // llama.cpp's decode bandwidth share: the chip's own row, else its class's median (data/hosts.yaml header).
+  std::string share_from = "its own llama.cpp row in data/hosts.yaml";
+  if (!on_gpu && h.kind == "unified") h.llamacpp_decode_bandwidth_share = 0;  // its row is the GPU's
+  if (h.llamacpp_decode_bandwidth_share <= 0) {
+    h.llamacpp_decode_bandwidth_share = on_gpu ? dflt.unified_gpu_decode_bandwidth_share : dflt.cpu_decode_bandwidth_share;
+    share_from = std::string("the ") + (on_gpu ? "unified-GPU" : "CPU") + " median of published llama-bench runs (" +
+                 (on_gpu ? dflt.unified_gpu_share_source : dflt.cpu_share_source) + ")";
+  }
+  const std::string bw_note = "memory: " + format_fixed(h.mem_bandwidth_bytes_per_s / 1e9, 1) + " GB/s x " +
+                              format_fixed(h.llamacpp_decode_bandwidth_share, 3) + " = llama.cpp's decode share, from " + share_from;
+  double fallback = 0;
+  if (on_gpu) {
+    const double peak = h.gpu_peak_flops_dense.count("bf16") ? h.gpu_peak_flops_dense.at("bf16") : h.gpu_peak_flops_dense.begin()->second;
+    note.push_back("host compute: " + h.name + "'s integrated GPU, " + format_fixed(peak / 1e12, 1) +
+                    " TFLOP/s bf16 dense (data/hosts.yaml gpu_tflops_dense), as llama.cpp runs it (Metal/Vulkan/CUDA); "
+                    "--host-cores or --host-tflops price its CPU instead");
+  } else if (f.tflops > 0) {
+    h.peak_flops_dense = {{"bf16", f.tflops * 1e12}};
+    note.push_back("host compute: " + format_fixed(f.tflops, 2) + " TFLOP/s (--host-tflops)");
+  } else {
+    // cores x FP32 FLOP/cycle x clock: the host's own figures where hosts.yaml has them, else the default server's.
+    const gpu_db::HostSpec& server = db.host(dflt.cpu_host);
+    const bool own_rate = h.clock_ghz > 0 && h.fp32_flops_per_cycle > 0;
+    const double clock = own_rate ? h.clock_ghz : server.clock_ghz;
+    const double per_cycle = own_rate ? h.fp32_flops_per_cycle : server.fp32_flops_per_cycle;
+    std::string cores_from = "--host-cores";
+    int cores = f.cores;
+    if (cores <= 0 && h.cores > 0) {
+      cores = h.cores;
+      cores_from = h.name + " in data/hosts.yaml";
+    }
+    if (cores <= 0) {
+      cores = server.cores;
+      cores_from = "assumed: " + server.name + " (" + server.display_name + ") in data/hosts.yaml";
+    }
+    fallback = cores * per_cycle * clock * 1e9;
+    h.peak_flops_dense.clear();  // a unified host's tflops_dense would be its GPU's
+    note.push_back("host compute: " + std::to_string(cores) + " cores (" + cores_from + ") x " + format_fixed(per_cycle, 0) +
+                    " FP32 FLOP/cycle x " + format_fixed(clock, 2) + " GHz (" + (own_rate ? h.name : server.name) +
+                    " in data/hosts.yaml) = " + format_fixed(fallback / 1e12, 2) + " TFLOP/s; --host-cores or --host-tflops replace it");
+  }
+  note.push_back("host " + bw_note);
+  return host_hardware(h, fallback, on_gpu);
 }
 
 Hardware profile_hardware(std::shared_ptr<const HostProfile> profile) {

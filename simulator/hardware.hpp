@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gpu_db/gpu_db.hpp"
 #include "simulator/gpu_profile.hpp"
@@ -17,6 +18,8 @@ namespace moeplan::simulator {
 struct Efficiency {
   double gemm_compute = 0.70;          // large dense GEMM, share of the dense peak (cuBLAS on H100: ~0.7)
   double gemm_rows_half = 64;          // rows at which a GEMM reaches half of gemm_compute (tile fill)
+  double gemv_max_rows = 0;            // steps of at most this many rows run matrix-vector kernels: no tile-fill term
+                                       // (llama.cpp's GPU backends, 8; 0: always tiles. StepModel only, not StepFormula)
   // The routed-expert block (permute, grouped GEMMs, activation, un-permute) where no GPU op profile holds its
   // shape: fitted to measured grouped-MoE kernels, not to end-to-end rows (data/gpu_profiles/kernel_fits.yaml,
   // medians of the TensorRT-LLM bf16 and fp8 fits on H100, H200 and B200; docs/simulator.md).
@@ -65,10 +68,29 @@ struct Hardware {
 // From the database: a GPU with its intra-node link and the named inter-node link (default infiniband-ndr).
 Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link = "");
 // A CPU / unified-memory host. Without a compute peak in hosts.yaml, `fallback_flops` is used (0: throw).
-Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0);
+// `on_gpu`: price a unified-memory host on its integrated GPU (host.gpu_peak_flops_dense, GPU op-class
+// efficiencies), as llama.cpp runs it; otherwise on its CPU cores. The memory efficiency is
+// host.llamacpp_decode_bandwidth_share when set (docs/simulator.md "Hosts and offloading").
+Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops = 0, bool on_gpu = false);
 // The host a profile describes: its RAM, measured triad bandwidth and large-M GEMM rates, and its curves.
 Hardware profile_hardware(std::shared_ptr<const HostProfile> profile);
-// Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md).
+// What the command line says about a host's rates (0: not given).
+struct HostFlags {
+  double bandwidth_gbps = 0;  // --mem-bandwidth-gbps
+  double tflops = 0;          // --host-tflops
+  int cores = 0;              // --host-cores
+};
+// A host from the database (or one made from --ram-gb) priced as llama.cpp runs it: a unified-memory host on its
+// integrated GPU, a CPU host (or an offload host, `cpu_only`) on cores x FP32 FLOP/cycle x clock (its own figures,
+// else hosts.yaml's default_cpu_host's), memory at llama.cpp's decode bandwidth share (the chip's row, else its class
+// median). `notes` receives one line per figure saying where it came from. simulate and validate --published use it.
+Hardware llamacpp_host(const gpu_db::Database& db, const gpu_db::HostSpec& host, const HostFlags& flags, bool cpu_only,
+                       std::vector<std::string>* notes = nullptr);
+// Host efficiencies: memory 0.75 of peak (STREAM on DDR platforms reaches 70-90 %; docs/simulator.md). Hosts from
+// hosts.yaml replace `memory` with llama.cpp's measured decode share.
 Efficiency host_efficiency();
+// A unified-memory host's integrated GPU: the GPU op-class terms, the host's fixed costs (no CUDA graphs in
+// llama.cpp's Metal/Vulkan paths; assumption) and no collectives.
+Efficiency unified_gpu_efficiency();
 
 }  // namespace moeplan::simulator

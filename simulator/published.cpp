@@ -133,8 +133,8 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       } else {
         const gpu_db::HostSpec& h = db.host(p.host);
         r.point.vendor = "host";
-        // Hosts without a compute figure: cores x 32 FLOP/cycle x 2.5 GHz, as simulate assumes (docs/simulator.md).
-        q.hardware = host_hardware(h, h.cores > 0 ? h.cores * 32.0 * 2.5e9 : 8 * 32.0 * 2.5e9);
+        // Priced as simulate prices it: integrated GPU or cores x FLOP/cycle x clock, llama.cpp's decode share.
+        q.hardware = llamacpp_host(db, h, HostFlags{}, false);
       }
       q.limits.max_batch = p.max_batch;
       q.limits.max_num_batched_tokens = p.max_num_batched_tokens;

@@ -27,6 +27,23 @@ double offloaded_bytes(const model::ModelConfig& m, const model::Precision& p, c
   return bytes;
 }
 
+// Share of a sequence's KV bytes that lives in host RAM: with --gpu-layers N llama.cpp keeps each layer's KV with
+// the layer (layers [N, L) on the host); with --offload-experts attention and its KV stay on the GPU. Every layer of
+// the supported families stores the same bytes per kept token, so layers weigh by the tokens they keep.
+double kv_host_share(const model::OpGraph& g, const Offload& o, std::int64_t context) {
+  if (o.gpu_layers < 0) return 0;
+  double host = 0, all = 0;
+  for (const auto& cls : g.layer_classes) {
+    const bool window = cls.attention == model::AttentionKind::chunked || cls.attention == model::AttentionKind::sliding;
+    const double kept = window && g.window_tokens > 0 ? d(std::min(context, g.window_tokens)) : d(context);
+    for (int li : cls.layer_indices) {
+      all += kept;
+      if (li >= o.gpu_layers) host += kept;
+    }
+  }
+  return all > 0 ? host / all : 0;
+}
+
 }  // namespace
 
 SimulateResult simulate(const SimulateRequest& r) {
@@ -90,21 +107,31 @@ SimulateResult simulate(const SimulateRequest& r) {
   mr.overhead.gpu_memory_utilization = r.gpu_memory_utilization;
   MemoryBreakdown mem = memory_breakdown(mr);
   double weights_on_device = mem.weights.total;
+  double moved = 0, host_usable = 0, kv_share_host = 0;
   if (r.offload.active()) {
-    const double moved = offloaded_bytes(m, r.precision, r.offload);
+    moved = offloaded_bytes(m, r.precision, r.offload);
     weights_on_device -= moved;
-    if (moved > r.offload_host->memory_bytes * 0.95)
-      throw InputError("the offloaded weights need " + format_gb(moved) + " but " + r.offload_host->name + " has " +
-                       format_gb(r.offload_host->memory_bytes) + " of RAM: offload less or use a larger host");
+    host_usable = r.offload_host->memory_bytes * 0.95;  // 5 % left to the OS and llama.cpp's host buffers (assumption)
+    if (moved >= host_usable)
+      throw InputError(m.name + " in " + r.precision.spec + " does not fit: the offloaded weights need " + format_gb(moved) +
+                       " but " + r.offload_host->name + " has " + format_gb(host_usable) + " usable of " +
+                       format_gb(r.offload_host->memory_bytes) + " RAM; offload less or use a larger host");
+    kv_share_host = kv_host_share(step.graph(), r.offload, length);
     res.assumptions.push_back("offload: " + format_gb(moved) + " of weights in host RAM (" + r.offload_host->name +
-                              "), ops on them priced at host bandwidth");
+                              "), ops on them priced at host bandwidth" +
+                              (kv_share_host > 0 ? "; " + format_fixed(100 * kv_share_host, 0) + " % of the KV with the host's layers" : ""));
   }
   ServingLimits lim = r.limits;
-  lim.kv_capacity_bytes = mem.usable_bytes - weights_on_device - mem.activation_bytes - mem.overhead_bytes;
-  if (lim.kv_capacity_bytes <= 0)
+  const double device_free = mem.usable_bytes - weights_on_device - mem.activation_bytes - mem.overhead_bytes;
+  if (device_free <= 0)
     throw InputError(m.name + " in " + r.precision.spec + " does not fit on " + std::to_string(lay.gpus()) + " x " +
                      r.hardware.name + ": " + format_gb(weights_on_device) + " of weights per device and " +
-                     format_gb(mem.usable_bytes) + " usable; use more GPUs, a smaller precision or offloading");
+                     format_gb(mem.usable_bytes) + " usable" +
+                     (r.offload.active() ? " after offloading " + format_gb(moved) + "; keep fewer layers on the GPU (--gpu-layers)"
+                                         : "; use more GPUs, a smaller precision or offloading"));
+  // KV capacity counts whole sequences' KV: the GPU holds (1 - s) of it, the host s.
+  lim.kv_capacity_bytes = device_free / (1 - kv_share_host);
+  if (kv_share_host > 0) lim.kv_capacity_bytes = std::min(lim.kv_capacity_bytes, (host_usable - moved) / kv_share_host);
   lim.kv_bytes_per_token_full = d(step.graph().kv_bytes_per_token_full);
   lim.kv_bytes_per_token_window = d(step.graph().kv_bytes_per_token_window);
   lim.window_tokens = step.graph().window_tokens;
@@ -162,6 +189,30 @@ SimulateResult simulate(const SimulateRequest& r) {
   // Memory at the batch the simulation reached.
   mr.concurrency = std::max<std::int64_t>(1, res.serving.peak_batch * std::max(1, lay.dp));
   res.memory = memory_breakdown(mr);
+  if (r.offload.active()) {
+    DeviceMemory g;
+    g.device = r.hardware.name;
+    g.capacity_bytes = res.memory.capacity_bytes;
+    g.usable_bytes = res.memory.usable_bytes;
+    g.weights_bytes = weights_on_device;
+    g.kv_bytes = res.memory.kv_bytes * (1 - kv_share_host);
+    g.activation_bytes = res.memory.activation_bytes;
+    g.overhead_bytes = res.memory.overhead_bytes;
+    const double g_used = g.weights_bytes + g.kv_bytes + g.activation_bytes + g.overhead_bytes;
+    g.fits = g_used <= g.usable_bytes;
+    g.free_bytes = std::max(0.0, g.usable_bytes - g_used);
+    DeviceMemory h;
+    h.device = r.offload_host->name;
+    h.capacity_bytes = r.offload_host->memory_bytes;
+    h.usable_bytes = host_usable;
+    h.weights_bytes = moved;
+    h.kv_bytes = res.memory.kv_bytes * kv_share_host;
+    const double h_used = h.weights_bytes + h.kv_bytes;
+    h.fits = h_used <= h.usable_bytes;
+    h.free_bytes = std::max(0.0, h.usable_bytes - h_used);
+    res.gpu_memory = g;
+    res.host_memory = h;
+  }
 
   if (r.with_breakdown) {
     const model::AttentionKind wk = [&] {

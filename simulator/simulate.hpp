@@ -40,8 +40,18 @@ struct SimulateRequest {
   bool with_breakdown = false;
 };
 
+// What one device holds at the peak batch when a GPU offloads to host RAM (each side separately; free is never
+// negative: a layout that does not fit is refused before it is simulated).
+struct DeviceMemory {
+  std::string device;
+  double capacity_bytes = 0, usable_bytes = 0;
+  double weights_bytes = 0, kv_bytes = 0, activation_bytes = 0, overhead_bytes = 0, free_bytes = 0;
+  bool fits = true;
+};
+
 struct SimulateResult {
   MemoryBreakdown memory;          // at the workload's context, at the batch the simulation reached
+  std::optional<DeviceMemory> gpu_memory, host_memory;  // offloading only: the GPU's and the host's shares
   ServingResult serving;
   std::vector<OpTime> prefill_ops, decode_ops;  // breakdowns (when asked)
   double prefill_step_s = 0, decode_step_s = 0; // the two breakdown steps

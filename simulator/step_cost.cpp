@@ -419,8 +419,9 @@ double StepModel::roofline_time(const Priced& p, const model::StepValues& x, boo
   if (flops <= 0 && bytes <= 0 && kv <= 0) return 0;
   double compute = flops * (host ? p.inv_flops_host : p.inv_flops_gpu);
   const double half = host ? p.rows_half_host : p.rows_half_gpu;
-  if (half > 0) {
+  if (half > 0 && op.rows.at(x) > (host ? host_ : hw_).eff.gemv_max_rows) {
     // Small GEMMs fill few tiles: efficiency × rows/(rows + half). Expert GEMMs count rows per touched expert.
+    // (Up to gemv_max_rows rows the engine runs matrix-vector kernels, which have no tiles to fill.)
     double rows = op.rows.at(x);
     if (p.expert) rows /= std::max(1.0, x[ix(StepVar::experts_touched)]);
     if (rows > 0) compute *= (rows + half) / rows;
