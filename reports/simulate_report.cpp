@@ -26,6 +26,7 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
     bool host = false;
     simulator::Bound bound = simulator::Bound::memory;
     double bound_time = 0;
+    std::string source;  // roofline / profile / extrapolated; "mixed" when its layer classes differ
   };
   std::vector<std::string> order;
   std::map<std::string, Row> rows;
@@ -40,6 +41,7 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
     r.comm_s += o.comm_s;
     r.layers += o.op.repeat;
     r.host = o.on_host;
+    r.source = r.source.empty() || r.source == o.source ? o.source : "mixed";
     if (o.time_s > r.bound_time) {
       r.bound_time = o.time_s;
       r.bound = o.bound;
@@ -48,13 +50,13 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
   }
   Table t;
   t.title = title + " (" + format_fixed(step_s * 1e3, 3) + " ms per step; ops sum to " + format_fixed(total * 1e3, 3) + " ms)";
-  t.columns = {"op", "x", "time us", "share", "bound", "compute us", "memory us", "comm us"};
-  t.right_align = {false, true, true, true, false, true, true, true};
+  t.columns = {"op", "x", "time us", "share", "bound", "priced", "compute us", "memory us", "comm us"};
+  t.right_align = {false, true, true, true, false, false, true, true, true};
   for (const auto& key : order) {
     const Row& r = rows[key];
     t.rows.push_back({key, std::to_string(r.layers), format_fixed(r.time_s * 1e6, 1),
                       format_fixed(total > 0 ? 100.0 * r.time_s / total : 0, 1) + "%", simulator::bound_name(r.bound),
-                      format_fixed(r.compute_s * 1e6, 1), format_fixed(r.memory_s * 1e6, 1), format_fixed(r.comm_s * 1e6, 1)});
+                      r.source, format_fixed(r.compute_s * 1e6, 1), format_fixed(r.memory_s * 1e6, 1), format_fixed(r.comm_s * 1e6, 1)});
   }
   return t;
 }
@@ -71,7 +73,8 @@ json breakdown_json(const std::vector<simulator::OpTime>& ops, const model::Step
               {"compute_us", o.compute_s * 1e6},
               {"memory_us", o.memory_s * 1e6},
               {"comm_us", o.comm_s * 1e6},
-              {"bound", simulator::bound_name(o.bound)}};
+              {"bound", simulator::bound_name(o.bound)},
+              {"priced", o.source}};
     // Per invocation (one layer), at this step's values.
     j["flops"] = o.op.flops.at(x);
     j["weight_bytes"] = o.op.weight_bytes.at(x);
@@ -222,22 +225,35 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
   Report rep;
   rep.header = {"published measurements vs moeplan simulate (data/validation/public_points.yaml)"};
   Table t;
-  t.columns = {"id", "model", "GPUs", "layout", "precision", "KV", "in/out", "load", "metric", "measured", "predicted", "error"};
-  t.right_align = {false, false, false, false, false, false, true, false, false, true, true, true};
+  t.columns = {"id", "model", "engine", "hardware", "layout", "precision", "KV", "in/out", "load", "metric", "measured",
+               "predicted", "error"};
+  t.right_align = {false, false, false, false, false, false, false, true, false, false, true, true, true};
   json rows = json::array();
   for (const auto& r : s.rows) {
     const auto& p = r.point;
-    const std::string layout = "tp" + std::to_string(p.tp) + " dp" + std::to_string(p.dp) + " ep" + std::to_string(p.ep) +
-                               (p.pp > 1 ? " pp" + std::to_string(p.pp) : "");
-    const std::string load = p.load == "max" ? "max" : (p.load == "static" ? "b=" : "c=") + std::to_string(p.concurrency);
+    const std::string layout = !p.gpu_row() ? "-"
+                               : "tp" + std::to_string(p.tp) + " dp" + std::to_string(p.dp) + " ep" + std::to_string(p.ep) +
+                                     (p.pp > 1 ? " pp" + std::to_string(p.pp) : "");
+    const std::string load = p.load == "max"    ? "max"
+                             : p.load == "rate" ? format_fixed(p.request_rate, 2) + "/s"
+                                                : (p.load == "static" ? "b=" : "c=") + std::to_string(p.concurrency);
     const bool ok = r.failure.empty();
-    t.rows.push_back({p.id, p.model, std::to_string(p.count) + "x " + p.gpu, layout, p.precision, p.kv_dtype,
+    const std::string hardware = p.gpu_row() ? std::to_string(p.count) + "x " + p.gpu : p.host;
+    t.rows.push_back({p.id, p.model, p.engine, hardware, layout, p.precision, p.kv_dtype,
                       std::to_string(p.input) + "/" + std::to_string(p.output), load, p.metric, format_fixed(p.value, 1),
                       ok ? format_fixed(r.predicted, 1) : "-", ok ? format_fixed(100.0 * r.error, 1) + "%" : "refused"});
-    json j = {{"id", p.id}, {"model", p.model}, {"gpu", p.gpu}, {"count", p.count}, {"tp", p.tp}, {"dp", p.dp},
-              {"ep", p.ep}, {"pp", p.pp}, {"precision", p.precision}, {"kv_dtype", p.kv_dtype}, {"input_tokens", p.input},
-              {"output_tokens", p.output}, {"load", p.load}, {"concurrency", p.concurrency}, {"metric", p.metric},
-              {"measured", p.value}, {"source", p.source}};
+    json j = {{"id", p.id}, {"model", p.model}, {"engine", p.engine}, {"engine_version", p.engine_version},
+              {"precision", p.precision}, {"kv_dtype", p.kv_dtype}, {"input_tokens", p.input},
+              {"output_tokens", p.output}, {"load", p.load}, {"metric", p.metric}, {"phase", simulator::metric_phase(p.metric)},
+              {"measured", p.value}, {"source", p.source}, {"url", p.url}, {"vendor", p.vendor}};
+    if (p.gpu_row()) {
+      j.update({{"gpu", p.gpu}, {"count", p.count}, {"tp", p.tp}, {"dp", p.dp}, {"ep", p.ep}, {"pp", p.pp}});
+    } else {
+      j["host"] = p.host;
+    }
+    if (p.load == "rate") j["request_rate"] = p.request_rate;
+    else if (p.load != "max") j["concurrency"] = p.concurrency;
+    if (!simulator::metric_is_rate(p.metric)) j["stat"] = p.stat;
     if (ok) {
       j["predicted"] = r.predicted;
       j["error"] = r.error;
@@ -248,6 +264,20 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
     rows.push_back(std::move(j));
   }
   rep.tables.push_back(std::move(t));
+  Table g;
+  g.title = "error by group (residual quantiles in rate form: a predicted rate p lies in [p (1 + q05), p (1 + q95)] for "
+            "90 % of the group's rows)";
+  g.columns = {"by", "group", "rows", "median |error|", "p90 |error|", "q05", "q95"};
+  g.right_align = {false, false, true, true, true, true, true};
+  json groups = json::array();
+  for (const auto& e : s.groups) {
+    g.rows.push_back({e.by, e.key, std::to_string(e.n), format_fixed(100.0 * e.median_abs, 1) + "%",
+                      format_fixed(100.0 * e.p90_abs, 1) + "%", format_fixed(100.0 * e.q05, 1) + "%",
+                      format_fixed(100.0 * e.q95, 1) + "%"});
+    groups.push_back({{"by", e.by}, {"key", e.key}, {"rows", e.n}, {"median_abs_error", e.median_abs},
+                      {"p90_abs_error", e.p90_abs}, {"q05", e.q05}, {"q95", e.q95}});
+  }
+  rep.tables.push_back(std::move(g));
   rep.notes.push_back("median absolute error " + format_fixed(100.0 * s.median_abs_error, 1) + "%, p90 " +
                       format_fixed(100.0 * s.p90_abs_error, 1) + "%, within 25%: " + std::to_string(s.within_25_percent) +
                       " of " + std::to_string(s.rows.size()));
@@ -256,6 +286,7 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
               {"median_abs_error", s.median_abs_error},
               {"p90_abs_error", s.p90_abs_error},
               {"within_25_percent", s.within_25_percent},
+              {"groups", groups},
               {"excluded", json::array()}};
   for (const auto& [id, reason] : set.excluded) rep.json["excluded"].push_back({{"id", id}, {"reason", reason}});
   return rep;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
@@ -22,21 +23,36 @@ PublishedSet load_published(const std::filesystem::path& path) {
     PublishedPoint p;
     p.id = yaml_get<std::string>(n, "id", where);
     p.model = yaml_get<std::string>(n, "model", where);
-    p.gpu = yaml_get<std::string>(n, "gpu", where);
+    if (n["host"]) {
+      p.host = yaml_get<std::string>(n, "host", where);
+      for (const char* k : {"gpu", "count", "tp", "dp", "ep", "pp"})
+        if (n[k]) throw InputError(where + ": a host row takes no '" + k + "'");
+    } else {
+      p.gpu = yaml_get<std::string>(n, "gpu", where);
+    }
+    if (n["engine"]) p.engine = yaml_get<std::string>(n, "engine", where);
+    if (n["engine_version"]) p.engine_version = yaml_get<std::string>(n, "engine_version", where);
+    if (n["url"]) p.url = yaml_get<std::string>(n, "url", where);
+    if (n["stat"]) p.stat = yaml_get<std::string>(n, "stat", where);
+    if (p.stat != "mean" && p.stat != "median" && p.stat != "p90" && p.stat != "p99")
+      throw InputError(where + ": stat must be mean, median, p90 or p99");
     p.precision = yaml_get<std::string>(n, "precision", where);
     p.kv_dtype = yaml_get<std::string>(n, "kv_dtype", where);
     p.source = yaml_get<std::string>(n, "source", where);
     p.metric = yaml_get<std::string>(n, "metric", where);
     p.load = yaml_get<std::string>(n, "load", where);
-    p.count = yaml_get<int>(n, "count", where);
-    p.tp = yaml_get<int>(n, "tp", where);
-    p.dp = yaml_get<int>(n, "dp", where);
-    p.ep = yaml_get<int>(n, "ep", where);
-    if (n["pp"]) p.pp = yaml_get<int>(n, "pp", where);
+    if (p.gpu_row()) {
+      p.count = yaml_get<int>(n, "count", where);
+      p.tp = yaml_get<int>(n, "tp", where);
+      p.dp = yaml_get<int>(n, "dp", where);
+      p.ep = yaml_get<int>(n, "ep", where);
+      if (n["pp"]) p.pp = yaml_get<int>(n, "pp", where);
+    }
     p.input = yaml_get<std::int64_t>(n, "input", where);
     p.output = yaml_get<std::int64_t>(n, "output", where);
     if (p.load == "closed" || p.load == "static") p.concurrency = yaml_get<std::int64_t>(n, "concurrency", where);
-    else if (p.load != "max") throw InputError(where + ": load must be max, closed or static");
+    else if (p.load == "rate") p.request_rate = yaml_get<double>(n, "request_rate", where);
+    else if (p.load != "max") throw InputError(where + ": load must be max, closed, static or rate");
     const YAML::Node& mb = n["max_batch"] ? n : defaults;
     p.max_batch = yaml_get<std::int64_t>(mb, "max_batch", where);
     const YAML::Node& mt = n["max_num_batched_tokens"] ? n : defaults;
@@ -45,7 +61,8 @@ PublishedSet load_published(const std::filesystem::path& path) {
     p.value = yaml_get<double>(n, "value", where);
     if (!(p.value > 0)) throw InputError(where + ": value must be positive");
     static const std::vector<std::string> kMetrics = {"output_tokens_per_s", "output_tokens_per_s_per_gpu",
-                                                      "output_tokens_per_s_per_user", "ttft_ms", "tpot_ms"};
+                                                      "output_tokens_per_s_per_user", "ttft_ms", "tpot_ms",
+                                                      "decode_tokens_per_s", "prefill_tokens_per_s"};
     if (std::find(kMetrics.begin(), kMetrics.end(), p.metric) == kMetrics.end())
       throw InputError(where + ": unknown metric '" + p.metric + "'");
     set.points.push_back(std::move(p));
@@ -55,6 +72,29 @@ PublishedSet load_published(const std::filesystem::path& path) {
       set.excluded.emplace_back(yaml_get<std::string>(n, "id", file), yaml_get<std::string>(n, "reason", file));
   return set;
 }
+
+namespace {
+double median_of_sorted(const std::vector<double>& v) {
+  const std::size_t n = v.size();
+  if (n == 0) return 0;
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Nearest-rank quantile of sorted values.
+double nearest_rank(const std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  const std::size_t n = v.size();
+  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
+  return v[std::min(n - 1, rank > 0 ? rank - 1 : 0)];
+}
+
+double stat_of(const Percentiles& p, const std::string& stat) {
+  if (stat == "median") return p.p50;
+  if (stat == "p90") return p.p90;
+  if (stat == "p99") return p.p99;
+  return p.mean;
+}
+}  // namespace
 
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only) {
@@ -73,21 +113,39 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.layout = {p.tp, p.ep, p.pp, p.dp};
       if (q.layout.gpus() != p.count) throw InputError("count " + std::to_string(p.count) + " is not tp x dp x pp");
       q.kv_dtype = model::parse_kv_dtype(p.kv_dtype);
-      q.hardware = gpu_hardware(db, db.gpu(p.gpu));
+      if (p.gpu_row()) {
+        const gpu_db::GpuSpec& g = db.gpu(p.gpu);
+        r.point.vendor = g.vendor;
+        q.hardware = gpu_hardware(db, g);
+        // The engine's measured kernel tables for this GPU, where the project ships them (docs/gpu_profiles.md).
+        q.hardware.gpu_profile = shipped_gpu_profile(data_dir, g.name, p.engine);
+      } else {
+        const gpu_db::HostSpec& h = db.host(p.host);
+        r.point.vendor = "host";
+        // Hosts without a compute figure: cores x 32 FLOP/cycle x 2.5 GHz, as simulate assumes (docs/simulator.md).
+        q.hardware = host_hardware(h, h.cores > 0 ? h.cores * 32.0 * 2.5e9 : 8 * 32.0 * 2.5e9);
+      }
       q.limits.max_batch = p.max_batch;
       q.limits.max_num_batched_tokens = p.max_num_batched_tokens;
       q.workload.input_tokens = p.input;
       q.workload.output_tokens = p.output;
-      q.workload.mode = p.load == "max" ? LoadMode::max : p.load == "static" ? LoadMode::static_batch : LoadMode::closed;
+      q.workload.mode = p.load == "max"      ? LoadMode::max
+                        : p.load == "static" ? LoadMode::static_batch
+                        : p.load == "rate"   ? LoadMode::poisson
+                                             : LoadMode::closed;
       q.workload.concurrency = p.concurrency;
+      q.workload.request_rate_per_s = p.request_rate;
       q.workload.num_requests = p.num_requests;
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;
       else if (p.metric == "output_tokens_per_s_per_gpu") r.predicted = v.output_tokens_per_s_per_gpu;
       else if (p.metric == "output_tokens_per_s_per_user") r.predicted = v.output_tokens_per_s_per_user;
-      else if (p.metric == "ttft_ms") r.predicted = v.ttft_ms.mean;
-      else r.predicted = v.tpot_ms.mean;
+      else if (p.metric == "ttft_ms") r.predicted = stat_of(v.ttft_ms, p.stat);
+      else if (p.metric == "tpot_ms") r.predicted = stat_of(v.tpot_ms, p.stat);
+      // llama-bench tgN: tokens generated per second of one sequence; ppN: prompt tokens per second of prefill.
+      else if (p.metric == "decode_tokens_per_s") r.predicted = v.decode_tokens_per_s_per_user;
+      else r.predicted = v.ttft_ms.mean > 0 ? static_cast<double>(p.input) / (v.ttft_ms.mean * 1e-3) : 0;
       r.error = (r.predicted - p.value) / p.value;
       errors.push_back(std::fabs(r.error));
       if (std::fabs(r.error) <= 0.25) ++s.within_25_percent;
@@ -98,11 +156,57 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
   }
   if (!errors.empty()) {
     std::sort(errors.begin(), errors.end());
-    const std::size_t n = errors.size();
-    s.median_abs_error = n % 2 ? errors[n / 2] : 0.5 * (errors[n / 2 - 1] + errors[n / 2]);
-    s.p90_abs_error = errors[std::min(n - 1, static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n))) - 1)];
+    s.median_abs_error = median_of_sorted(errors);
+    s.p90_abs_error = nearest_rank(errors, 0.9);
   }
+  s.groups = error_groups(s.rows);
   return s;
+}
+
+std::string metric_phase(const std::string& metric) {
+  if (metric == "ttft_ms" || metric == "prefill_tokens_per_s") return "prefill";
+  if (metric == "tpot_ms" || metric == "decode_tokens_per_s" || metric == "output_tokens_per_s_per_user") return "decode";
+  return "throughput";
+}
+
+bool metric_is_rate(const std::string& metric) { return metric != "ttft_ms" && metric != "tpot_ms"; }
+
+std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows) {
+  // Rows that ran, keyed each way; std::map keeps the keys sorted.
+  std::map<std::pair<std::string, std::string>, std::vector<const PublishedResult*>> by;
+  for (const auto& r : rows) {
+    if (!r.failure.empty()) continue;
+    const std::string phase = metric_phase(r.point.metric);
+    by[{"all", "all"}].push_back(&r);
+    by[{"engine", r.point.engine}].push_back(&r);
+    by[{"vendor", r.point.vendor}].push_back(&r);
+    by[{"phase", phase}].push_back(&r);
+    by[{"engine+phase", r.point.engine + "+" + phase}].push_back(&r);
+  }
+  std::vector<ErrorGroup> out;
+  for (const char* dim : {"all", "engine", "vendor", "phase", "engine+phase"})
+    for (const auto& [key, members] : by) {
+      if (key.first != dim) continue;
+      ErrorGroup g;
+      g.by = key.first;
+      g.key = key.second;
+      g.n = static_cast<int>(members.size());
+      std::vector<double> abs_err, resid;
+      for (const PublishedResult* r : members) {
+        abs_err.push_back(std::fabs(r->error));
+        // Rate form: measured/predicted − 1 for rates; predicted/measured − 1 for latencies.
+        const double ratio = 1.0 + r->error;  // predicted / measured
+        resid.push_back(metric_is_rate(r->point.metric) ? 1.0 / ratio - 1.0 : ratio - 1.0);
+      }
+      std::sort(abs_err.begin(), abs_err.end());
+      std::sort(resid.begin(), resid.end());
+      g.median_abs = median_of_sorted(abs_err);
+      g.p90_abs = nearest_rank(abs_err, 0.9);
+      g.q05 = nearest_rank(resid, 0.05);
+      g.q95 = nearest_rank(resid, 0.95);
+      out.push_back(g);
+    }
+  return out;
 }
 
 }  // namespace moeplan::simulator

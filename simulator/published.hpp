@@ -13,10 +13,16 @@ namespace moeplan::simulator {
 
 struct PublishedPoint {
   std::string id, model, gpu, precision, kv_dtype, source, metric, load;
+  std::string host;        // a host row (llama.cpp on a CPU or unified-memory machine): hosts.yaml name; gpu empty
+  std::string engine = "trtllm", engine_version, url;  // the engine that measured it, as the source states
+  std::string stat = "mean";  // ttft_ms / tpot_ms: mean, median, p90 or p99 of the source
   int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
   std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
   std::int64_t num_requests = 0;  // 0: the simulator's default
+  double request_rate = 0;  // load rate: Poisson arrivals per second
   double value = 0;        // measured, in the unit of `metric`
+  bool gpu_row() const { return host.empty(); }
+  std::string vendor;      // filled by validate_published: the GPU's vendor, or "host"
 };
 
 struct PublishedSet {
@@ -34,12 +40,31 @@ struct PublishedResult {
   std::string failure;     // when the simulator refused the configuration (the message)
 };
 
+// The phase a metric measures: "throughput" (output tokens/s of a loaded server), "decode" (TPOT, per-user and
+// llama-bench tgN rates) or "prefill" (TTFT, ppN rates).
+std::string metric_phase(const std::string& metric);
+// Whether larger is better for the metric (rates) or smaller (latencies).
+bool metric_is_rate(const std::string& metric);
+
+// Errors of a group of rows: |error| median and p90, and the quantiles of the residual
+// r = (measured − predicted) / predicted in the metric's rate form (latencies inverted), so a predicted rate p has
+// the error bar [p (1 + q05), p (1 + q95)] and a predicted latency l has [l / (1 + q95), l / (1 + q05)].
+struct ErrorGroup {
+  std::string by, key;  // by: "all", "engine", "vendor", "phase", "engine+phase"; key: e.g. "trtllm"
+  int n = 0;
+  double median_abs = 0, p90_abs = 0, q05 = 0, q95 = 0;
+};
+
 struct PublishedSummary {
   std::vector<PublishedResult> rows;
   double median_abs_error = 0;  // over rows that ran
   double p90_abs_error = 0;
   int within_25_percent = 0;
+  std::vector<ErrorGroup> groups;  // by engine, vendor, phase and engine+phase, in that order
 };
+
+// The groups of PublishedSummary::groups for these rows.
+std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows);
 
 // `only`: run just these ids (empty = all).
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
