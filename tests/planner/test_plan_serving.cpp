@@ -113,7 +113,7 @@ TEST_CASE("The printed simulate command reproduces the first row") {
   CHECK(row.output_tokens_per_s == Approx(s.at("output_tokens_per_s").get<double>()).epsilon(0.05));
 }
 
-TEST_CASE("--ttft-ms holds at p90: a row whose p50 meets the limit and whose p90 does not is not ranked") {
+TEST_CASE("A TTFT SLO holds at p90: a row whose p50 meets the limit and whose p90 does not is not ranked") {
   const auto maverick = test::load("llama4-maverick");
   auto r = request(maverick, {"b200"}, {"nvfp4"});
   r.counts = {8};
