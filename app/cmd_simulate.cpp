@@ -41,7 +41,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   ConfigOptions o;
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
-  std::string concurrency, internode, loads_file, offload_host;
+  std::string concurrency, internode, loads_file, offload_host, gpu_profile = "auto";
   double rate = 0, zipf = 0, mem_bw_gbps = 0, host_tflops = 0;
   int prefill_replicas = 0, gpu_layers = -1;
   std::uint64_t seed = 1;
@@ -70,6 +70,8 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"), "host whose RAM holds offloaded weights")
       ("mem-bandwidth-gbps", po::value<double>(&mem_bw_gbps), "host memory bandwidth in GB/s (overrides the host's)")
       ("host-tflops", po::value<double>(&host_tflops), "host compute peak in TFLOP/s (overrides the host's)")
+      ("gpu-profile", po::value<std::string>(&gpu_profile)->default_value("auto"),
+       "measured kernel curves that price ops: auto (data/gpu_profiles/<gpu>/<engine>.prof when shipped), none, or a file")
       ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals");
   po::variables_map vm;
   if (!parse("simulate",
@@ -148,6 +150,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
     }
   } else {
     q.hardware = simulator::gpu_hardware(db, *c.gpu, internode);
+    q.hardware.gpu_profile = simulator::choose_gpu_profile(data_dir(), c.gpu->name, "trtllm", gpu_profile, &notes);
     device = std::to_string(c.layout.gpus()) + " x " + c.gpu->name;
     q.offload.experts_on_host = vm.count("offload-experts") > 0;
     if (vm.count("gpu-layers")) q.offload.gpu_layers = gpu_layers;
