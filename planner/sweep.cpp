@@ -216,6 +216,8 @@ std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int6
   if (r.max_num_batched_tokens != 8192) c += " --max-num-batched-tokens " + std::to_string(r.max_num_batched_tokens);
   if (r.gpu_memory_utilization != 0.90) c += " --gpu-memory-utilization " + format_fixed(r.gpu_memory_utilization, 4);
   if (!r.internode_link.empty() && r.internode_link != "infiniband-ndr") c += " --internode " + r.internode_link;
+  // The sweep and the check price ops by the roofline; simulate would pick a shipped kernel profile for some GPUs.
+  c += " --gpu-profile none";
   const std::int64_t concurrency = batch * l.dp;
   c += " --concurrency " + std::to_string(concurrency) + " --max-batch " + std::to_string(batch) + " --num-requests " +
        std::to_string(concurrency * r.serving_requests_per_slot);
