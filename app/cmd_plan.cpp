@@ -35,7 +35,7 @@ struct PlanOptions {
   std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile;
   std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
   double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
-  int top = 0;
+  int top = 0, slo_percentile = 0;
 };
 
 void add_plan_options(po::options_description& d, PlanOptions& o) {
@@ -51,7 +51,9 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
       ("ttft-ms", po::value<double>(&o.ttft), "SLO: time to first token, ms")
       ("tpot-ms", po::value<double>(&o.tpot)->default_value(50),
        "SLO: time per output token, ms (default 50 = 20 tok/s per user, DeepSeek's production figure)")
-      ("min-tokens-per-s-per-user", po::value<double>(&o.min_user), "SLO: decode speed each user sees")
+      ("min-tokens-per-s-per-user", po::value<double>(&o.min_user), "SLO: decode speed each user sees (1000 / TPOT)")
+      ("slo-percentile", po::value<int>(&o.slo_percentile)->default_value(90),
+       "percentile of TTFT and TPOT (simulate's serving loop) that the SLOs hold: 50, 90 or 99")
       ("budget-per-month", po::value<double>(&o.budget_month), "USD per month for the GPUs (730 h)")
       ("budget-per-hour", po::value<double>(&o.budget_hour), "USD per hour for the GPUs")
       ("gpu-price", po::value<double>(&o.gpu_price), "USD per GPU-hour for every GPU (instead of data/prices)")
@@ -175,6 +177,9 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.utilization = o.utilization;
   q.objective = planner::parse_objective(o.objective);
   q.internode_link = o.internode;
+  q.slo_percentile = o.slo_percentile;
+  q.serving_rows = o.top;  // the rows shown are the rows checked by the serving loop
+  q.model_arg = o.model_name;
   p.result = planner::plan(q, db);
   p.result.notes.insert(p.result.notes.end(), notes.begin(), notes.end());
   return p;

@@ -3,7 +3,8 @@
 //   - the reference sweep (plan_reference: a StepModel per configuration, every batch priced op by op), and
 //   - a naive version that re-derives the model (parse config.json, count, build) for every (GPU, count, precision)
 //     cell and plans that cell alone,
-// with the ratio of each to the sweep per configuration. A configuration is one (GPU, count, precision, layout)
+// with the ratio of each to the sweep per configuration, and the whole plan: the sweep and the serving check of its
+// first 10 rows (`moeplan plan`'s default). A configuration is one (GPU, count, precision, layout)
 // that `plan --verbose` counts as evaluated. The machine is shared: run with --benchmark_repetitions=10 and read
 // the medians (docs/planner.md "Speed and a peer").
 #include <benchmark/benchmark.h>
@@ -20,9 +21,11 @@ using namespace moeplan;
 
 namespace {
 using bench::data;
-// The default sweep's request: Maverick, every GPU, bf16/fp8/nvfp4, the default counts, SLO and batches.
-planner::PlanRequest default_request() {
+// The default sweep's request: Maverick, every GPU, bf16/fp8/nvfp4, the default counts, SLO and batches; the sweep
+// alone (no serving check) unless `serving_rows` says how many rows to check.
+planner::PlanRequest default_request(int serving_rows = 0) {
   planner::PlanRequest r;
+  r.serving_rows = serving_rows;
   r.model = &data().maverick;
   r.precisions = &data().precisions;
   r.precision_specs = {"bf16", "fp8", "nvfp4"};
@@ -37,8 +40,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // Runs a whole sweep per iteration and reports its rates; returns seconds per configuration.
 template <class Sweep>
-double sweep_benchmark(benchmark::State& state, Sweep sweep) {
-  const auto r = default_request();
+double sweep_benchmark(benchmark::State& state, Sweep sweep, int serving_rows = 0) {
+  const auto r = default_request(serving_rows);
   planner::PlanResult res;
   double seconds = 0;
   for (auto _ : state) {
@@ -63,6 +66,12 @@ static void BM_default_sweep(benchmark::State& state) {
   g_sweep_s_per_config = sweep_benchmark(state, planner::plan);
 }
 BENCHMARK(BM_default_sweep)->Unit(benchmark::kMillisecond);
+
+// The plan as `moeplan plan` runs it: the sweep, then its first 10 rows through the serving loop.
+static void BM_default_plan_with_serving_check(benchmark::State& state) {
+  sweep_benchmark(state, planner::plan, 10);
+}
+BENCHMARK(BM_default_plan_with_serving_check)->Unit(benchmark::kMillisecond);
 
 // The same sweep priced op by op: a StepModel per configuration (the implementation plan() replaced).
 static void BM_reference_sweep(benchmark::State& state) {

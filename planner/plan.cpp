@@ -3,6 +3,7 @@
 // (precision, layout), and per layout the plane point of every batch (its steady step and MoE routing). Each
 // (graph, GPU) is collapsed into a StepFormula (simulator/step_formula.hpp); a configuration's batches are then
 // priced in one pass over it, a few dozen multiply-adds each, and the decode-only step only for the rows kept.
+// The best rows are then checked by the serving loop (detail::check_serving).
 // plan_reference.cpp prices the same sweep op by op.
 #include "planner/plan.hpp"
 
@@ -354,7 +355,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
     }
   }
 
-  detail::rank_rows(res, r);
+  detail::check_serving(res, r, db, window_kind);
   res.sweep_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

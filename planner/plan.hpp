@@ -55,6 +55,13 @@ struct PlanRequest {
   Objective objective = Objective::usd_per_m_tokens;
   std::string internode_link;                    // for multi-node candidates (default infiniband-ndr)
   std::optional<HostCandidate> host;             // set: plan this host instead of `gpus` and `counts`
+  // The serving check (docs/planner.md "Operating point"): the best rows' operating points are run through
+  // simulate's serving loop (a closed loop at batch x dp requests in flight); TTFT and TPOT are then that loop's
+  // percentiles, and --ttft-ms/--tpot-ms/--min-tokens-per-s-per-user hold at `slo_percentile`.
+  int slo_percentile = 90;                       // 50, 90 or 99
+  int serving_rows = 10;                         // rows checked, best first (plan --top); 0: none (the formula only)
+  std::int64_t serving_requests_per_slot = 4;    // requests simulated = this x the concurrency (simulate's default)
+  std::string model_arg;                         // --model of the printed simulate command (default: the model's name)
 };
 
 // A prediction's interval from a measured profile's held-out residuals (docs/validation.md "Error bars").
@@ -69,6 +76,19 @@ struct RowErrorBars {
   int decode_n = 0, prefill_n = 0;       // held-out rows behind them
 };
 
+// A row's operating point as simulate's serving loop runs it: a closed loop of `concurrency` = batch x dp requests
+// in flight, `num_requests` in all, max batch = the row's batch per attention group.
+struct ServingCheck {
+  std::int64_t concurrency = 0, num_requests = 0;
+  double ttft_ms_p50 = 0, ttft_ms_p90 = 0, ttft_ms_p99 = 0;
+  double tpot_ms_p50 = 0, tpot_ms_p90 = 0, tpot_ms_p99 = 0;
+  double output_tokens_per_s = 0;
+  // The steady-state formula at the same batch (every slot busy, no queueing): what the sweep ranked by.
+  double steady_ttft_ms = 0, steady_tpot_ms = 0, steady_output_tokens_per_s = 0;
+  std::int64_t formula_batch = 0;        // the sweep's batch; larger than `batch` when the check stepped down
+  std::string simulate_command;          // `moeplan simulate ...` that prints these figures
+};
+
 // One configuration at its operating point.
 struct PlanRow {
   const gpu_db::GpuSpec* gpu = nullptr;
@@ -79,7 +99,9 @@ struct PlanRow {
   std::int64_t batch = 0;                // sequences per attention group at the operating point
   std::int64_t kv_limited_batch = 0;
   double output_tokens_per_s = 0;        // the replica (all its GPUs)
-  double output_tokens_per_s_per_user = 0;
+  double output_tokens_per_s_per_user = 0;  // 1000 / tpot_ms
+  // With `serving`: the serving loop's figures, TTFT and TPOT at the request's SLO percentile. Without: the
+  // steady-state formula (no queueing).
   double ttft_ms = 0, tpot_ms = 0;
   double vram_used_bytes_per_gpu = 0;
   double usd_per_gpu_hour = 0, usd_per_hour = 0, usd_per_month = 0;
@@ -91,6 +113,7 @@ struct PlanRow {
   double usd_per_m_output_tokens_batch1 = 0;  // the same GPUs serving one sequence at a time (calculator figure)
   double output_tokens_per_s_batch1 = 0;
   std::optional<RowErrorBars> error_bars;  // planned on a measured host whose profile has held-out residuals
+  std::optional<ServingCheck> serving;     // checked by the serving simulation
 };
 
 // The closest miss of an SLO: the candidate that came nearest, and by how much.
@@ -107,6 +130,8 @@ struct PlanResult {
   std::int64_t operating_points = 0;     // (…, batch) evaluated
   ClosestMiss closest;                   // when the SLO removed candidates
   double sweep_seconds = 0;
+  std::int64_t serving_simulations = 0;  // serving-loop runs of the check (a row stepping down a batch runs again)
+  std::int64_t serving_rejected = 0;     // rows the check removed (counted in `rejected` under their SLO)
   std::vector<std::string> notes;        // e.g. a profile measured on another machine
 };
 

@@ -189,7 +189,7 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
     }
   }
 
-  detail::rank_rows(res, r);
+  detail::check_serving(res, r, db, window_kind);
   res.sweep_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

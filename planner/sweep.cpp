@@ -8,6 +8,8 @@
 #include "common/error.hpp"
 #include "common/text.hpp"
 #include "planner/cost.hpp"
+#include "simulator/hardware.hpp"
+#include "simulator/simulate.hpp"
 
 namespace moeplan::planner::detail {
 
@@ -26,6 +28,9 @@ Setup check_request(const PlanRequest& r) {
                    r.gpu_price_usd_per_hour})
     if (v < 0 || !std::isfinite(v)) throw InputError("SLO, budget and price values must be positive numbers");
   if (!(r.utilization > 0 && r.utilization <= 1)) throw InputError("--utilization must be in (0, 1] (e.g. 0.6 for 60 %)");
+  if (r.slo_percentile != 50 && r.slo_percentile != 90 && r.slo_percentile != 99)
+    throw InputError("--slo-percentile must be 50, 90 or 99");
+  if (r.serving_rows < 0 || r.serving_requests_per_slot < 1) throw std::logic_error("plan: bad serving check settings");
   Setup s;
   for (const auto& spec : r.precision_specs) s.precisions.push_back(model::resolve_precision(spec, m, *r.precisions));
   for (const auto& l : m.layers)
@@ -117,14 +122,10 @@ Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, 
   return op;
 }
 
-void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double price, const std::string& price_source,
-               const PlanRequest& r, const Operating& one) {
-  row.vram_used_bytes_per_gpu =
-      mem.weights.total + mem.activation_bytes + mem.overhead_bytes + mem.kv_bytes_per_sequence * d(row.batch);
-  row.usd_per_gpu_hour = price;
-  row.price_source = price_source;
-  row.usd_per_hour = usd_per_hour(price, row.count);
-  row.usd_per_month = usd_per_month(price, row.count);
+namespace {
+
+// The cost fields of a row from its $/hour, tokens/s, prefill share and batch-1 tokens/s.
+void price_tokens(PlanRow& row, const PlanRequest& r) {
   const double hours_cost = row.usd_per_hour / r.utilization;  // idle hours are paid too
   const double out_per_hour = row.output_tokens_per_s * 3600.0;
   const double in_per_hour = out_per_hour * d(r.input_tokens) / d(r.output_tokens);
@@ -133,8 +134,21 @@ void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double price
   row.usd_per_m_blended_tokens = hours_cost / (out_per_hour + in_per_hour) * 1e6;
   const std::array<double, 3> sizes = {500, 2000, 8000};
   for (std::size_t i = 0; i < 3; ++i) row.usd_per_1000_requests[i] = 1000.0 * sizes[i] * row.usd_per_m_blended_tokens / 1e6;
-  row.output_tokens_per_s_batch1 = one.output_per_step / one.step_s;
   row.usd_per_m_output_tokens_batch1 = hours_cost / (row.output_tokens_per_s_batch1 * 3600.0) * 1e6;
+}
+
+}  // namespace
+
+void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double price, const std::string& price_source,
+               const PlanRequest& r, const Operating& one) {
+  row.vram_used_bytes_per_gpu =
+      mem.weights.total + mem.activation_bytes + mem.overhead_bytes + mem.kv_bytes_per_sequence * d(row.batch);
+  row.usd_per_gpu_hour = price;
+  row.price_source = price_source;
+  row.usd_per_hour = usd_per_hour(price, row.count);
+  row.usd_per_month = usd_per_month(price, row.count);
+  row.output_tokens_per_s_batch1 = one.output_per_step / one.step_s;
+  price_tokens(row, r);
 }
 
 std::optional<RowErrorBars> error_bars(const PlanRow& row, const simulator::HostProfile& profile) {
@@ -155,6 +169,7 @@ std::optional<RowErrorBars> error_bars(const PlanRow& row, const simulator::Host
 
 void rank_rows(PlanResult& res, const PlanRequest& r) {
   std::vector<PlanRow>& rows = res.rows;
+  for (PlanRow& row : rows) row.pareto = false;
   // Pareto front of (blended $/M ↓, tokens/s per user ↑): cheapest first, keep each row faster than all cheaper ones.
   std::vector<std::size_t> by_cost(rows.size());
   std::iota(by_cost.begin(), by_cost.end(), std::size_t{0});
@@ -186,6 +201,155 @@ void rank_rows(PlanResult& res, const PlanRequest& r) {
   sorted.reserve(rows.size());
   for (std::size_t i : order) sorted.push_back(std::move(rows[i]));
   rows = std::move(sorted);
+}
+
+std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int64_t batch) {
+  const model::ParallelLayout& l = row.layout;
+  std::string c = "moeplan simulate --model " + (r.model_arg.empty() ? r.model->name : r.model_arg) + " --gpu " +
+                  row.gpu->name + " --count " + std::to_string(row.count) + " --precision " + row.precision + " --tp " +
+                  std::to_string(l.tp);
+  if (l.ep > 1) c += " --ep " + std::to_string(l.ep);
+  if (l.pp > 1) c += " --pp " + std::to_string(l.pp);
+  if (l.dp > 1) c += " --dp " + std::to_string(l.dp);
+  c += " --input " + std::to_string(r.input_tokens) + " --output " + std::to_string(r.output_tokens);
+  if (r.kv_dtype != model::KvDtype::bf16) c += std::string(" --kv-dtype ") + model::kv_dtype_name(r.kv_dtype);
+  if (r.max_num_batched_tokens != 8192) c += " --max-num-batched-tokens " + std::to_string(r.max_num_batched_tokens);
+  if (r.gpu_memory_utilization != 0.90) c += " --gpu-memory-utilization " + format_fixed(r.gpu_memory_utilization, 4);
+  if (!r.internode_link.empty() && r.internode_link != "infiniband-ndr") c += " --internode " + r.internode_link;
+  // The sweep and the check price ops by the roofline; simulate would pick a shipped kernel profile for some GPUs.
+  c += " --gpu-profile none";
+  const std::int64_t concurrency = batch * l.dp;
+  c += " --concurrency " + std::to_string(concurrency) + " --max-batch " + std::to_string(batch) + " --num-requests " +
+       std::to_string(concurrency * r.serving_requests_per_slot);
+  return c;
+}
+
+namespace {
+
+double at_percentile(const simulator::Percentiles& p, int q) { return q == 50 ? p.p50 : q == 99 ? p.p99 : p.p90; }
+
+// Runs a row's operating point at `batch` through the serving check; false when it misses the SLO at every batch
+// tried down to 1 (then counted as rejected, and as the closest miss when it is nearest).
+bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind,
+               PlanRow& row) {
+  const model::ModelConfig& m = *r.model;
+  simulator::SimulateRequest q;
+  q.model = &m;
+  q.precision = model::resolve_precision(row.precision, m, *r.precisions);
+  q.layout = row.layout;
+  q.kv_dtype = r.kv_dtype;
+  q.hardware = simulator::gpu_hardware(db, *row.gpu, r.internode_link);
+  q.limits.max_num_batched_tokens = r.max_num_batched_tokens;
+  q.gpu_memory_utilization = r.gpu_memory_utilization;
+  q.workload.input_tokens = r.input_tokens;
+  q.workload.output_tokens = r.output_tokens;
+  q.workload.mode = simulator::LoadMode::closed;
+  q.workload.groups_alike = true;  // one attention group stands for all dp: within 1 % of simulating each
+  const std::vector<std::int64_t> batches = batches_up_to(std::min(r.max_batch, row.kv_limited_batch));
+
+  ServingCheck check;
+  check.formula_batch = row.batch;
+  check.steady_ttft_ms = row.ttft_ms;
+  check.steady_tpot_ms = row.tpot_ms;
+  check.steady_output_tokens_per_s = row.output_tokens_per_s;
+  double prefill_share = row.prefill_time_share;
+  std::int64_t batch = row.batch;
+  const int pct = r.slo_percentile;
+  for (;;) {
+    q.limits.max_batch = batch;
+    q.workload.concurrency = batch * row.layout.dp;
+    q.workload.num_requests = q.workload.concurrency * r.serving_requests_per_slot;
+    const simulator::SimulateResult sim = simulator::simulate(q);
+    ++res.serving_simulations;
+    const simulator::ServingResult& s = sim.serving;
+    const double ttft = at_percentile(s.ttft_ms, pct);
+    // One output token has no TPOT: the steady step stands for it.
+    const double tpot = r.output_tokens > 1 ? at_percentile(s.tpot_ms, pct) : check.steady_tpot_ms;
+    const double per_user = 1e3 / tpot;
+    const double over_ttft = r.ttft_ms > 0 ? ttft / r.ttft_ms : 0;
+    const double over_tpot = r.tpot_ms > 0 ? tpot / r.tpot_ms : 0;
+    const double over_user = r.min_tokens_per_s_per_user > 0 ? r.min_tokens_per_s_per_user / per_user : 0;
+    const double worst = std::max({over_ttft, over_tpot, over_user});
+
+    const std::int64_t dropped = row.batch - batch;  // fewer sequences hold KV than the sweep's row
+    row.vram_used_bytes_per_gpu -= sim.memory.kv_bytes_per_sequence * d(dropped);
+    row.batch = batch;
+    row.ttft_ms = ttft;
+    row.tpot_ms = tpot;
+    row.output_tokens_per_s_per_user = per_user;
+    row.output_tokens_per_s = s.output_tokens_per_s;
+    row.prefill_time_share = prefill_share;
+    price_tokens(row, r);
+    check.concurrency = q.workload.concurrency;
+    check.num_requests = q.workload.num_requests;
+    check.ttft_ms_p50 = s.ttft_ms.p50;
+    check.ttft_ms_p90 = s.ttft_ms.p90;
+    check.ttft_ms_p99 = s.ttft_ms.p99;
+    check.tpot_ms_p50 = s.tpot_ms.p50;
+    check.tpot_ms_p90 = s.tpot_ms.p90;
+    check.tpot_ms_p99 = s.tpot_ms.p99;
+    check.output_tokens_per_s = s.output_tokens_per_s;
+    check.simulate_command = simulate_command(r, row, batch);
+    row.serving = check;
+    if (worst <= 1) return true;
+
+    // Missed: the largest listed batch below this one that the miss scales to (TTFT in a burst of arrivals and TPOT
+    // both grow with the batch), else the next smaller one; none below 1.
+    std::int64_t next = 0;
+    for (std::int64_t b : batches)
+      if (b < batch && (next == 0 || d(b) <= d(batch) / worst)) next = b;
+    if (next == 0) {
+      const Reject why = over_ttft == worst ? Reject::ttft_slo : over_tpot == worst ? Reject::tpot_slo : Reject::user_speed_slo;
+      ++res.rejected[static_cast<std::size_t>(why)];
+      ++res.serving_rejected;
+      const std::string constraint = why == Reject::ttft_slo   ? "--ttft-ms"
+                                     : why == Reject::tpot_slo ? "--tpot-ms"
+                                                               : "--min-tokens-per-s-per-user";
+      const double value = why == Reject::ttft_slo ? ttft : why == Reject::tpot_slo ? tpot : per_user;
+      const double limit = why == Reject::ttft_slo ? r.ttft_ms : why == Reject::tpot_slo ? r.tpot_ms : r.min_tokens_per_s_per_user;
+      double closest = 1e300;
+      if (res.closest.row && res.closest.value > 0 && res.closest.limit > 0)
+        closest = res.closest.constraint == "--min-tokens-per-s-per-user" ? res.closest.limit / res.closest.value
+                                                                          : res.closest.value / res.closest.limit;
+      if (worst < closest) {
+        res.closest.row = row;
+        res.closest.constraint = constraint;
+        res.closest.value = value;
+        res.closest.limit = limit;
+      }
+      return false;
+    }
+    // The steady figures at the new batch, for its prefill share (the cost split).
+    simulator::StepModelRequest sr;
+    sr.graph.model = &m;
+    sr.graph.precision = q.precision;
+    sr.graph.layout = row.layout;
+    sr.graph.kv_dtype = r.kv_dtype;
+    sr.hardware = q.hardware;
+    sr.routing = simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, row.layout.ep);
+    const Operating op = operating_point(simulator::StepModel(sr), r, next, window_kind);
+    prefill_share = op.step_s > 0 ? std::max(0.0, (op.step_s - op.decode_only_s) / op.step_s) : 0;
+    check.steady_ttft_ms = op.ttft_s * 1e3;
+    check.steady_tpot_ms = op.step_s * 1e3;
+    check.steady_output_tokens_per_s = op.output_per_step * row.layout.dp / op.step_s;
+    batch = next;
+  }
+}
+
+}  // namespace
+
+void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind) {
+  rank_rows(res, r);
+  if (r.host || r.serving_rows <= 0) return;
+  const std::size_t want = static_cast<std::size_t>(r.serving_rows);
+  for (;;) {
+    const std::size_t top = std::min(want, res.rows.size());
+    std::size_t i = 0;
+    while (i < top && res.rows[i].serving) ++i;
+    if (i == top) break;
+    if (!serve_row(res, r, db, window_kind, res.rows[i])) res.rows.erase(res.rows.begin() + static_cast<std::ptrdiff_t>(i));
+    rank_rows(res, r);
+  }
 }
 
 }  // namespace moeplan::planner::detail

@@ -59,4 +59,14 @@ std::optional<RowErrorBars> error_bars(const PlanRow& row, const simulator::Host
 // Marks the Pareto front and sorts the rows by the objective (stable).
 void rank_rows(PlanResult& res, const PlanRequest& r);
 
+// The serving check (docs/planner.md "Operating point"), after the sweep: ranks the rows, then runs the best
+// `serving_rows` rows' operating points through simulate's serving loop, best first, re-ranking after each. A row
+// whose TTFT/TPOT at the SLO percentile misses the SLO steps down to a smaller batch of the list and runs again, or
+// is rejected under that SLO when none meets it. Rows below the checked ones keep the formula's figures. A host
+// plan keeps the formula (its prompts run in their own passes, which the serving loop does not model).
+void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind);
+
+// The `moeplan simulate` command line of a row's operating point at `batch` per attention group.
+std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int64_t batch);
+
 }  // namespace moeplan::planner::detail

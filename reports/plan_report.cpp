@@ -39,6 +39,17 @@ json row_json(const planner::PlanRow& r) {
           {"prefill_time_share", r.prefill_time_share}, {"pareto", r.pareto},
           {"output_tokens_per_s_batch1", r.output_tokens_per_s_batch1},
           {"usd_per_m_output_tokens_batch1", r.usd_per_m_output_tokens_batch1}};
+  j["simulated"] = r.serving.has_value();
+  if (r.serving) {
+    const auto& c = *r.serving;
+    j["serving"] = {{"concurrency", c.concurrency}, {"num_requests", c.num_requests},
+                    {"ttft_ms", {{"p50", c.ttft_ms_p50}, {"p90", c.ttft_ms_p90}, {"p99", c.ttft_ms_p99}}},
+                    {"tpot_ms", {{"p50", c.tpot_ms_p50}, {"p90", c.tpot_ms_p90}, {"p99", c.tpot_ms_p99}}},
+                    {"output_tokens_per_s", c.output_tokens_per_s},
+                    {"steady_ttft_ms", c.steady_ttft_ms}, {"steady_tpot_ms", c.steady_tpot_ms},
+                    {"steady_output_tokens_per_s", c.steady_output_tokens_per_s}, {"formula_batch", c.formula_batch},
+                    {"simulate_command", c.simulate_command}};
+  }
   if (r.error_bars) {
     const auto& e = *r.error_bars;
     auto pair = [](const planner::Interval& i) { return json::array({i.low, i.high}); };
@@ -53,11 +64,16 @@ json row_json(const planner::PlanRow& r) {
   return j;
 }
 
+// The serving check runs for GPU plans; a host plan keeps the steady-state formula (docs/planner.md).
+bool checked(const planner::PlanRequest& q) { return !q.host && q.serving_rows > 0; }
+// "p90 " when TTFT and TPOT are the serving loop's percentile, "" for the formula.
+std::string pct(const planner::PlanRequest& q) { return checked(q) ? "p" + std::to_string(q.slo_percentile) + " " : ""; }
+
 std::string workload_line(const planner::PlanRequest& q) {
   std::string s = with_commas(q.input_tokens) + " in / " + with_commas(q.output_tokens) + " out tokens";
   std::vector<std::string> slo;
-  if (q.ttft_ms > 0) slo.push_back("TTFT <= " + format_fixed(q.ttft_ms, 0) + " ms");
-  if (q.tpot_ms > 0) slo.push_back("TPOT <= " + format_fixed(q.tpot_ms, 1) + " ms");
+  if (q.ttft_ms > 0) slo.push_back("TTFT " + pct(q) + "<= " + format_fixed(q.ttft_ms, 0) + " ms");
+  if (q.tpot_ms > 0) slo.push_back("TPOT " + pct(q) + "<= " + format_fixed(q.tpot_ms, 1) + " ms");
   if (q.min_tokens_per_s_per_user > 0) slo.push_back(">= " + format_fixed(q.min_tokens_per_s_per_user, 1) + " tok/s per user");
   if (q.budget_usd_per_month > 0) slo.push_back("<= $" + with_commas(static_cast<std::int64_t>(q.budget_usd_per_month)) + "/month");
   if (q.budget_usd_per_hour > 0) slo.push_back("<= $" + format_fixed(q.budget_usd_per_hour, 2) + "/hour");
@@ -75,8 +91,15 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                 "ranked by " + std::string(planner::objective_name(q.objective)) + "; utilization " +
                     format_fixed(100.0 * q.utilization, 0) + " % of hours at the operating point" +
                     (q.utilization >= 1 ? " (the default; --utilization changes it)" : "")};
+  if (checked(q))
+    rep.header.push_back("operating point: a closed loop of batch x dp requests in flight (simulate --concurrency), " +
+                         std::to_string(q.serving_requests_per_slot) + "x that many requests; TTFT and TPOT are p" +
+                         std::to_string(q.slo_percentile) + " of simulate's serving loop, queueing included (--slo-percentile)");
+  else
+    rep.header.push_back("operating point: steady state, every slot busy; TTFT and TPOT from the step formula, no queueing");
   Table t;
-  t.columns = {"#", "GPUs", "precision", "layout", "batch", "tok/s", "tok/s/user", "TTFT ms", "TPOT ms", "$/hour",
+  t.columns = {"#", "GPUs", "precision", "layout", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
+               "TPOT " + pct(q) + "ms", "$/hour",
                "$/M in", "$/M out", "$/M blend", "vs API", "pareto"};
   t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true, true, true, false};
   // "vs API": the row's blended $/M over the cheapest API's for this model and workload (< 1: self-hosting is cheaper).
@@ -125,6 +148,19 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   }
   rep.notes.push_back(with_commas(static_cast<std::int64_t>(res.rows.size())) + " configurations meet the constraints" +
                       (removed.empty() ? "" : "; removed: " + join(removed, ", ")));
+  if (checked(q) && !res.rows.empty()) {
+    std::int64_t simulated = 0, leading = 0, stepped = 0;
+    for (const auto& r : res.rows) {
+      simulated += r.serving ? 1 : 0;
+      stepped += r.serving && r.serving->formula_batch != r.batch ? 1 : 0;
+    }
+    while (leading < static_cast<std::int64_t>(res.rows.size()) && res.rows[static_cast<std::size_t>(leading)].serving) ++leading;
+    rep.notes.push_back("serving check: the first " + with_commas(leading) + " rows" +
+                        (simulated > leading ? " and " + with_commas(simulated - leading) + " that fell below them" : "") +
+                        " ran in simulate's serving loop (" + with_commas(res.serving_simulations) + " runs; " +
+                        with_commas(stepped) + " stepped down to a smaller batch, " + with_commas(res.serving_rejected) +
+                        " removed); the other rows are the steady-state formula's, without queueing (JSON \"simulated\": false)");
+  }
   if (res.rows.empty()) {
     std::string why = "no configuration meets the constraints";
     if (res.closest.row) {
@@ -136,6 +172,11 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     rep.notes.push_back(why);
   } else {
     const auto& b = res.rows.front();
+    if (b.serving)
+      rep.notes.push_back("#1 reproduced by: " + b.serving->simulate_command + "   # TTFT/TPOT p" +
+                          std::to_string(q.slo_percentile) + ", output tok/s; steady state without queueing: TTFT " +
+                          format_fixed(b.serving->steady_ttft_ms, 0) + " ms, TPOT " +
+                          format_fixed(b.serving->steady_tpot_ms, 1) + " ms");
     rep.notes.push_back("$/M in and $/M out split the GPU time by the prefill share of each step (" +
                         format_fixed(100.0 * b.prefill_time_share, 0) + " % for #1); $/M blend is GPU cost / all tokens; per 1000 requests of 500 / 2000 / 8000 tokens at #1: $" +
                         money(b.usd_per_1000_requests[0]) + " / $" + money(b.usd_per_1000_requests[1]) + " / $" +
@@ -166,12 +207,17 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   rep.notes.insert(rep.notes.end(), res.notes.begin(), res.notes.end());
   if (verbose)
     rep.notes.push_back("evaluated " + with_commas(res.configurations) + " configurations and " +
-                        with_commas(res.operating_points) + " operating points in " + format_fixed(res.sweep_seconds, 3) + " s");
+                        with_commas(res.operating_points) + " operating points in " + format_fixed(res.sweep_seconds, 3) + " s" +
+                        (res.serving_simulations > 0 ? " (with the serving check's " + with_commas(res.serving_simulations) + " runs)" : ""));
   rep.json = {{"model", q.model->name},
               {"input_tokens", q.input_tokens},
               {"output_tokens", q.output_tokens},
               {"objective", planner::objective_name(q.objective)},
               {"utilization", q.utilization},
+              {"slo_percentile", q.slo_percentile},
+              {"operating_point", checked(q) ? "closed loop of batch x dp requests in flight; TTFT/TPOT at slo_percentile "
+                                               "of simulate's serving loop for rows with \"simulated\": true"
+                                             : "steady state, every slot busy; no queueing"},
               {"configurations", rows},
               {"rejected", rejected},
               {"configurations_evaluated", res.configurations},

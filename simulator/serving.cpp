@@ -27,6 +27,13 @@ struct Request {
 // Uniform in (0, 1] from 53 random bits (the same on every standard library, unlike std::*_distribution).
 double unit(std::mt19937_64& rng) { return (static_cast<double>(rng() >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
 
+bool same_shape(const StepShape& a, const StepShape& b) {
+  return a.decode_tokens == b.decode_tokens && a.prefill_tokens == b.prefill_tokens && a.logit_tokens == b.logit_tokens &&
+         a.pairs_decode_full == b.pairs_decode_full && a.pairs_decode_window == b.pairs_decode_window &&
+         a.pairs_prefill_full == b.pairs_prefill_full && a.pairs_prefill_window == b.pairs_prefill_window &&
+         a.kv_read_full == b.kv_read_full && a.kv_read_window == b.kv_read_window;
+}
+
 }  // namespace
 
 Percentiles weighted_percentiles(std::vector<std::pair<double, double>> samples) {
@@ -64,6 +71,8 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
       if (c.attention == model::AttentionKind::sliding) return model::AttentionKind::sliding;
     return model::AttentionKind::chunked;
   }();
+  const bool has_window = model.graph().has_window;
+  const std::int64_t window_tokens = model.graph().window_tokens;
 
   // KV reserved per request for its whole prompt + output, on one GPU of its attention group.
   const std::int64_t length = w.input_tokens + w.output_tokens;
@@ -95,6 +104,13 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
     throw InputError("--request-rate must be a positive number of requests per second");
   if (explicit_arrivals && w.arrive_prefilled && w.output_tokens == 1)
     throw InputError("disaggregated serving needs --output of at least 2 tokens (the prefill pool makes the first)");
+  // Groups alike: a closed loop spread evenly over the groups is simulated on one group, the others its copies.
+  const std::int64_t copies = w.groups_alike && w.mode == LoadMode::closed && !explicit_arrivals &&
+                                      w.concurrency % dp == 0 && n % dp == 0
+                                  ? dp
+                                  : 1;
+  const std::int64_t n_all = n, concurrency = w.concurrency / copies;
+  n /= copies;
   const bool static_batch = w.mode == LoadMode::static_batch && !explicit_arrivals;
 
   std::vector<Request> reqs(static_cast<std::size_t>(n));
@@ -122,13 +138,13 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
     StepShape shape;
     std::int64_t decoding = 0;
   };
-  std::vector<Group> groups(static_cast<std::size_t>(dp));
-  std::vector<std::int64_t> still, order(static_cast<std::size_t>(dp));
+  std::vector<Group> groups(static_cast<std::size_t>(dp / copies));
+  std::vector<std::int64_t> still, order(groups.size());
   std::deque<std::int64_t> waiting;
   std::int64_t next = 0, completed = 0;
   const bool timed = explicit_arrivals || w.mode == LoadMode::poisson;
   if (!timed) {
-    const std::int64_t first = w.mode == LoadMode::max ? n : std::min(n, w.concurrency);
+    const std::int64_t first = w.mode == LoadMode::max ? n : std::min(n, concurrency);
     for (; next < first; ++next) waiting.push_back(next);
   }
   res.first_token_times_s.assign(reqs.size(), 0.0);
@@ -168,13 +184,23 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
       g.shape = StepShape{};
       g.decoding = 0;
       std::int64_t budget = lim.max_num_batched_tokens;
+      // Decoding sequences: their shapes summed as integers (keys and cached tokens), then one shape: the same sums
+      // as adding a one-sequence shape per request, without the per-request shape arithmetic.
+      double keys_full = 0, keys_window = 0;
       for (std::int64_t id : g.running) {
         Request& r = reqs[static_cast<std::size_t>(id)];
         r.chunk = 0;
         if (r.prefilled == w.input_tokens) {
-          g.shape += decode_shape(1, w.input_tokens + r.generated, model.graph(), window_kind);
+          const std::int64_t context = w.input_tokens + r.generated;
+          keys_full += d(context);
+          if (has_window) keys_window += window_keys(context, window_tokens, window_kind);
           ++g.decoding;
         }
+      }
+      if (g.decoding > 0) {
+        g.shape.decode_tokens = g.shape.logit_tokens = d(g.decoding);
+        g.shape.pairs_decode_full = g.shape.kv_read_full = keys_full;
+        g.shape.pairs_decode_window = g.shape.kv_read_window = keys_window;
       }
       budget -= g.decoding;
       for (std::int64_t id : g.running) {  // partial prefills continue in admission order
@@ -215,6 +241,7 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
       total_tokens += g.shape.tokens();
       any_running = any_running || !g.running.empty();
     }
+    total_tokens *= d(copies);  // the copies' tokens meet this group's in every MoE layer
 
     if (total_tokens <= 0) {  // idle: wait for the next arrival
       if (any_running) continue;  // only KV hand-overs were admitted: they decode from the next step
@@ -226,14 +253,20 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
     }
     double dt = 0;
     std::int64_t decoding = 0;
+    const StepShape* priced = nullptr;  // attention groups in lock-step have equal shapes: priced once
+    double priced_s = 0;
     for (const Group& g : groups) {
-      dt = std::max(dt, model.step_time_s(g.shape, total_tokens));
+      if (!priced || !same_shape(*priced, g.shape)) {
+        priced = &g.shape;
+        priced_s = model.step_time_s(g.shape, total_tokens);
+      }
+      dt = std::max(dt, priced_s);
       decoding += g.decoding;
       res.peak_batch = std::max(res.peak_batch, static_cast<std::int64_t>(g.running.size()));
     }
     t += dt;
     ++res.steps;
-    batch_time += d(decoding) / dp * dt;
+    batch_time += d(decoding) / d(static_cast<std::int64_t>(groups.size())) * dt;
     if (res.steps > 200000000) throw std::logic_error("serving loop: too many steps");
 
     for (Group& g : groups) {
@@ -275,7 +308,7 @@ ServingResult simulate_serving(const StepModel& model, const ServingLimits& lim,
   res.e2e_ms = weighted_percentiles(std::move(e2e));
   res.output_tokens_per_s_per_user = weighted_percentiles(std::move(per_user)).mean;
   res.decode_tokens_per_s_per_user = weighted_percentiles(std::move(decode_speed)).mean;
-  res.requests = n;
+  res.requests = n_all;
   res.duration_s = t - first_arrival;
   res.requests_per_s = d(res.requests) / res.duration_s;
   res.output_tokens_per_s = d(res.requests * w.output_tokens) / res.duration_s;

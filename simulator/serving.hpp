@@ -28,6 +28,10 @@ struct Workload {
   std::int64_t concurrency = 0;    // closed loop: requests in flight; static: batch size (per attention group)
   double request_rate_per_s = 0;   // poisson: arrivals per second (over all DP ranks)
   std::uint64_t seed = 1;
+  // Closed loop only: simulate one attention group and take the other dp - 1 as its copies, when the concurrency and
+  // the request count divide evenly over them. Started together, a closed loop keeps the groups in lock-step up to
+  // the order of the last refills; plan's serving check uses it (docs/planner.md "Operating point").
+  bool groups_alike = false;
   // Disaggregated decode pool: requests arrive with their prompt already in the cache and one token generated
   // (KV handed over from a prefill pool). Arrival times are given per request of this attention group, together
   // with each request's original arrival and first-token time (for TTFT/E2E).

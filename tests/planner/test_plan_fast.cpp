@@ -66,6 +66,16 @@ std::string row_difference(const PlanRow& a, const PlanRow& b) {
   for (const auto& [field, v] : numbers)
     if (!close(v.first, v.second))
       return identity(a) + ": " + field + " " + std::to_string(v.first) + " vs " + std::to_string(v.second);
+  // The serving check ran on the same rows, at the same batches, with the same command.
+  if (a.serving.has_value() != b.serving.has_value()) return identity(a) + ": serving check on one side only";
+  if (a.serving) {
+    const ServingCheck &x = *a.serving, &y = *b.serving;
+    if (x.simulate_command != y.simulate_command || x.formula_batch != y.formula_batch || x.num_requests != y.num_requests)
+      return identity(a) + ": serving check " + x.simulate_command + " vs " + y.simulate_command;
+    for (auto [p, q] : {std::pair{x.ttft_ms_p50, y.ttft_ms_p50}, {x.ttft_ms_p99, y.ttft_ms_p99}, {x.tpot_ms_p90, y.tpot_ms_p90},
+                        {x.steady_ttft_ms, y.steady_ttft_ms}, {x.steady_output_tokens_per_s, y.steady_output_tokens_per_s}})
+      if (!close(p, q)) return identity(a) + ": serving check figures " + std::to_string(p) + " vs " + std::to_string(q);
+  }
   return "";
 }
 
@@ -88,6 +98,8 @@ void check_same(const PlanRequest& r) {
   CHECK(fast.configurations == ref.configurations);
   CHECK(fast.operating_points == ref.operating_points);
   CHECK(fast.rejected == ref.rejected);
+  CHECK(fast.serving_simulations == ref.serving_simulations);
+  CHECK(fast.serving_rejected == ref.serving_rejected);
   REQUIRE(fast.rows.size() == ref.rows.size());
   std::map<std::string, std::size_t> where;
   for (std::size_t i = 0; i < ref.rows.size(); ++i) where[identity(ref.rows[i])] = i;
