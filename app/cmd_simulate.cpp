@@ -7,6 +7,7 @@
 #include "common/files.hpp"
 #include "common/text.hpp"
 #include "reports/reports.hpp"
+#include "simulator/engine.hpp"
 #include "simulator/simulate.hpp"
 
 namespace po = boost::program_options;
@@ -41,7 +42,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   ConfigOptions o;
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
-  std::string concurrency, internode, loads_file, offload_host;
+  std::string concurrency, internode, loads_file, offload_host, engine_name;
   double rate = 0, zipf = 0, mem_bw_gbps = 0, host_tflops = 0;
   int prefill_replicas = 0, gpu_layers = -1;
   std::uint64_t seed = 1;
@@ -70,7 +71,10 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"), "host whose RAM holds offloaded weights")
       ("mem-bandwidth-gbps", po::value<double>(&mem_bw_gbps), "host memory bandwidth in GB/s (overrides the host's)")
       ("host-tflops", po::value<double>(&host_tflops), "host compute peak in TFLOP/s (overrides the host's)")
-      ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals");
+      ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals")
+      ("engine", po::value<std::string>(&engine_name)->default_value("generic"),
+       "serving engine whose defaults apply (data/engines.yaml): trtllm, vllm, sglang, llamacpp, generic (the plain "
+       "roofline), or default (the vendor's: NVIDIA trtllm, AMD vllm, hosts llamacpp)");
   po::variables_map vm;
   if (!parse("simulate",
              "--model M --gpu G --count N --precision P [--tp --ep --dp --pp] --input L --output L "
@@ -163,8 +167,25 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   if (c.host_mode && c.host->mem_bandwidth_bytes_per_s <= 0 && mem_bw_gbps <= 0)
     throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
 
+  // The engine: its step and kernel overheads, and its max batch, tokens per step and KV dtype where not given.
+  const auto engines = gpu_db::EngineTable::load(data_dir() / "engines.yaml");
+  const std::string want = to_lower(engine_name);
+  const gpu_db::EngineSpec* engine = nullptr;
+  if (want == "default" || want == "auto") {
+    engine = c.host_mode ? &engines.host_default() : &engines.vendor_default(*c.gpu);
+  } else {
+    engine = &engines.engine(engine_name);
+    if (c.host_mode) engines.require_runs_on_hosts(*engine);
+    else engines.require_runs_on(*engine, *c.gpu);
+  }
+  simulator::EngineChoices given;
+  given.max_batch = !vm["max-batch"].defaulted();
+  given.max_num_batched_tokens = !vm["max-num-batched-tokens"].defaulted();
+  given.kv_dtype = !vm["kv-dtype"].defaulted();
+  simulator::apply_engine(q, *engine, given);
+
   const auto result = simulator::simulate(q);
-  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w, c.profile};
+  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(q.kv_dtype), c.layout, w, c.profile};
   auto report = reports::simulate_report(s, result);
   for (const auto& n : notes) report.notes.push_back(n);
   emit(report, common, out);

@@ -98,7 +98,8 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
     case simulator::LoadMode::poisson: load = "Poisson arrivals, " + format_fixed(q.workload.request_rate_per_s, 2) + " req/s"; break;
     case simulator::LoadMode::static_batch: load = "static batches of " + with_commas(q.workload.concurrency); break;
   }
-  rep.header = {"simulate: " + q.model_name + " on " + q.device + ", precision " + q.precision + ", KV " + q.kv_dtype,
+  rep.header = {"simulate: " + q.model_name + " on " + q.device + ", precision " + q.precision + ", KV " + q.kv_dtype +
+                    (r.engine.empty() || r.engine == "generic" ? std::string() : ", engine " + r.engine),
                 "layout tp=" + std::to_string(l.tp) + " ep=" + std::to_string(l.ep) + " pp=" + std::to_string(l.pp) +
                     " dp=" + std::to_string(l.dp) + "; " + with_commas(q.workload.input_tokens) + " in / " +
                     with_commas(q.workload.output_tokens) + " out tokens; " + load + "; " + with_commas(s.requests) + " requests"};
@@ -177,6 +178,8 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
               {"gpus", r.gpus},
               {"precision", q.precision},
               {"kv_dtype", q.kv_dtype},
+              {"engine", r.engine},
+              {"engine_version", r.engine_version},
               {"tp", l.tp}, {"ep", l.ep}, {"pp", l.pp}, {"dp", l.dp},
               {"input_tokens", q.workload.input_tokens},
               {"output_tokens", q.workload.output_tokens},
@@ -224,6 +227,12 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
   Table t;
   t.columns = {"id", "model", "GPUs", "layout", "precision", "KV", "in/out", "load", "metric", "measured", "predicted", "error"};
   t.right_align = {false, false, false, false, false, false, true, false, false, true, true, true};
+  bool engines = false;  // an engine column when any row ran with one
+  for (const auto& r : s.rows) engines = engines || (!r.engine.empty() && r.engine != "generic");
+  if (engines) {
+    t.columns.insert(t.columns.begin() + 3, "engine");
+    t.right_align.insert(t.right_align.begin() + 3, false);
+  }
   json rows = json::array();
   for (const auto& r : s.rows) {
     const auto& p = r.point;
@@ -234,10 +243,14 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
     t.rows.push_back({p.id, p.model, std::to_string(p.count) + "x " + p.gpu, layout, p.precision, p.kv_dtype,
                       std::to_string(p.input) + "/" + std::to_string(p.output), load, p.metric, format_fixed(p.value, 1),
                       ok ? format_fixed(r.predicted, 1) : "-", ok ? format_fixed(100.0 * r.error, 1) + "%" : "refused"});
+    if (engines) t.rows.back().insert(t.rows.back().begin() + 3, r.engine.empty() ? "generic" : r.engine);
     json j = {{"id", p.id}, {"model", p.model}, {"gpu", p.gpu}, {"count", p.count}, {"tp", p.tp}, {"dp", p.dp},
               {"ep", p.ep}, {"pp", p.pp}, {"precision", p.precision}, {"kv_dtype", p.kv_dtype}, {"input_tokens", p.input},
               {"output_tokens", p.output}, {"load", p.load}, {"concurrency", p.concurrency}, {"metric", p.metric},
-              {"measured", p.value}, {"source", p.source}};
+              {"measured", p.value}, {"source", p.source}, {"engine", r.engine.empty() ? "generic" : r.engine}};
+    if (!p.engine_version.empty()) j["engine_version"] = p.engine_version;
+    if (!p.url.empty()) j["url"] = p.url;
+    if (!p.stat.empty()) j["stat"] = p.stat;
     if (ok) {
       j["predicted"] = r.predicted;
       j["error"] = r.error;

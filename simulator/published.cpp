@@ -8,6 +8,7 @@
 #include "common/files.hpp"
 #include "model/config.hpp"
 #include "model/precision.hpp"
+#include "simulator/engine.hpp"
 
 namespace moeplan::simulator {
 
@@ -42,6 +43,10 @@ PublishedSet load_published(const std::filesystem::path& path) {
     const YAML::Node& mt = n["max_num_batched_tokens"] ? n : defaults;
     p.max_num_batched_tokens = yaml_get<std::int64_t>(mt, "max_num_batched_tokens", where);
     if (n["num_requests"]) p.num_requests = yaml_get<std::int64_t>(n, "num_requests", where);
+    if (n["engine"]) p.engine = yaml_get<std::string>(n, "engine", where);
+    if (n["engine_version"]) p.engine_version = yaml_get<std::string>(n, "engine_version", where);
+    if (n["url"]) p.url = yaml_get<std::string>(n, "url", where);
+    if (n["stat"]) p.stat = yaml_get<std::string>(n, "stat", where);
     p.value = yaml_get<double>(n, "value", where);
     if (!(p.value > 0)) throw InputError(where + ": value must be positive");
     static const std::vector<std::string> kMetrics = {"output_tokens_per_s", "output_tokens_per_s_per_gpu",
@@ -57,8 +62,13 @@ PublishedSet load_published(const std::filesystem::path& path) {
 }
 
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
-                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only) {
+                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only,
+                                    const std::string& engine_override) {
   const auto precisions = model::PrecisionTable::load(data_dir / "precisions.yaml");
+  const auto engines = gpu_db::EngineTable::load(data_dir / "engines.yaml");
+  if (!engine_override.empty()) engines.engine(engine_override);  // an unknown --engine is bad input, not a row failure
+  for (const PublishedPoint& p : set.points)
+    if (!p.engine.empty()) engines.engine(p.engine);
   PublishedSummary s;
   std::vector<double> errors;
   for (const PublishedPoint& p : set.points) {
@@ -81,6 +91,11 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.workload.mode = p.load == "max" ? LoadMode::max : p.load == "static" ? LoadMode::static_batch : LoadMode::closed;
       q.workload.concurrency = p.concurrency;
       q.workload.num_requests = p.num_requests;
+      // The row states its batch, token budget and KV dtype: only the engine's overheads apply.
+      const gpu_db::EngineSpec& e = engines.engine(!engine_override.empty() ? engine_override : p.engine.empty() ? "generic" : p.engine);
+      r.engine = e.name;
+      engines.require_runs_on(e, db.gpu(p.gpu));
+      apply_engine(q, e, EngineChoices{true, true, true});
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;

@@ -13,6 +13,7 @@ namespace moeplan::simulator {
 
 struct PublishedPoint {
   std::string id, model, gpu, precision, kv_dtype, source, metric, load;
+  std::string engine, engine_version, url, stat;  // optional: the engine measured (data/engines.yaml), where, which statistic
   int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
   std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
   std::int64_t num_requests = 0;  // 0: the simulator's default
@@ -29,6 +30,7 @@ PublishedSet load_published(const std::filesystem::path& yaml_path);
 
 struct PublishedResult {
   PublishedPoint point;
+  std::string engine;      // the engine it was simulated with
   double predicted = 0;
   double error = 0;        // (predicted − measured) / measured
   std::string failure;     // when the simulator refused the configuration (the message)
@@ -41,8 +43,10 @@ struct PublishedSummary {
   int within_25_percent = 0;
 };
 
-// `only`: run just these ids (empty = all).
+// `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml; generic when
+// it names none), or with `engine` when that is given; a row whose GPU the engine does not run on fails with the reason.
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
-                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only = {});
+                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only = {},
+                                    const std::string& engine = "");
 
 }  // namespace moeplan::simulator

@@ -38,6 +38,9 @@ struct SimulateRequest {
   // and hands the KV over `--internode` to the decode pool (0: aggregated serving on one pool).
   int prefill_replicas = 0;
   bool with_breakdown = false;
+  // The serving engine (data/engines.yaml; simulator/engine.hpp applies its defaults): carried so results name it and
+  // engine-specific kernel tables can be chosen by it. "generic": the plain roofline.
+  std::string engine = "generic", engine_version, engine_source;
 };
 
 struct SimulateResult {
@@ -51,6 +54,7 @@ struct SimulateResult {
   int gpus = 0;                    // GPUs in the replica (both pools when disaggregated)
   std::vector<std::string> assumptions;
   std::string routing;
+  std::string engine, engine_version;  // from the request
 };
 
 // Throws InputError for impossible configurations (layout, lengths, memory).
