@@ -2,12 +2,15 @@
 #include "planner/sweep.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "common/error.hpp"
 #include "common/text.hpp"
 #include "planner/cost.hpp"
+#include "simulator/engine.hpp"
 
 namespace moeplan::planner::detail {
 
@@ -186,6 +189,88 @@ void rank_rows(PlanResult& res, const PlanRequest& r) {
   sorted.reserve(rows.size());
   for (std::size_t i : order) sorted.push_back(std::move(rows[i]));
   rows = std::move(sorted);
+}
+
+simulator::Hardware engine_hardware(simulator::Hardware hw, const PlanRequest& r) {
+  if (r.engine) hw.eff = simulator::engine_efficiency(hw.eff, *r.engine, hw.host);
+  return hw;
+}
+
+bool engine_loads(const PlanRequest& r, const model::Precision& p) {
+  return !r.engine || r.engine->loads(p.format ? p.format->name : "bf16");
+}
+
+bool engine_runs_layout(const PlanRequest& r, const model::ParallelLayout& l, const gpu_db::GpuSpec& gpu) {
+  if (!r.engine) return true;
+  if (!r.engine->expert_parallel && (l.ep > 1 || l.dp > 1)) return false;
+  if (!r.engine->multi_node && l.gpus() > gpu.gpus_per_node) return false;
+  return true;
+}
+
+namespace {
+
+// How far a closest miss is from its limit (> 1), to pick the nearest across engines.
+double miss_ratio(const ClosestMiss& c) {
+  if (!c.row || c.limit <= 0 || c.value <= 0) return 1e300;
+  return c.constraint == "--min-tokens-per-s-per-user" ? c.limit / c.value : c.value / c.limit;
+}
+
+}  // namespace
+
+PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFunction core) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PlanResult out;
+  bool any = false;
+  for (const gpu_db::EngineSpec* e : r.engines) {
+    PlanRequest sub = r;
+    sub.engines.clear();
+    sub.engine = e;
+    if (r.host) {
+      if (!e->hosts) continue;
+    } else {
+      sub.gpus.clear();
+      for (const gpu_db::GpuSpec* g : r.gpus)
+        if (e->runs_on(*g) && (!r.vendor_defaults || &r.vendor_defaults->vendor_default(*g) == e)) sub.gpus.push_back(g);
+      if (sub.gpus.empty()) continue;
+    }
+    if (r.engine_max_batch) sub.max_batch = e->max_batch;
+    if (r.engine_max_num_batched_tokens) sub.max_num_batched_tokens = e->max_num_batched_tokens;
+    // The engine's KV dtype follows the checkpoint (FP8 KV for ModelOpt FP8/NVFP4 on TensorRT-LLM): one sweep per
+    // KV dtype over the precisions that use it.
+    std::map<model::KvDtype, std::vector<std::string>> by_kv;
+    if (r.engine_kv_dtype) {
+      if (!r.model || !r.precisions) throw std::logic_error("plan: no model");
+      for (const auto& spec : r.precision_specs)
+        by_kv[simulator::engine_kv_dtype(*e, model::resolve_precision(spec, *r.model, *r.precisions))].push_back(spec);
+    } else {
+      by_kv[r.kv_dtype] = r.precision_specs;
+    }
+    for (const auto& [kv, specs] : by_kv) {
+      sub.kv_dtype = kv;
+      sub.precision_specs = specs;
+      PlanResult part = core(sub, db);
+      any = true;
+      for (auto& row : part.rows) {
+        row.engine = e;
+        row.kv_dtype = model::kv_dtype_name(kv);
+        out.rows.push_back(std::move(row));
+      }
+      for (std::size_t i = 0; i < out.rejected.size(); ++i) out.rejected[i] += part.rejected[i];
+      out.configurations += part.configurations;
+      out.operating_points += part.operating_points;
+      if (part.closest.row) {
+        part.closest.row->engine = e;
+        if (miss_ratio(part.closest) < miss_ratio(out.closest)) out.closest = std::move(part.closest);
+      }
+      for (auto& n : part.notes)
+        if (std::find(out.notes.begin(), out.notes.end(), n) == out.notes.end()) out.notes.push_back(std::move(n));
+    }
+  }
+  if (!any) throw InputError("no selected engine runs on the selected GPUs (data/engines.yaml lists where each runs)");
+  for (auto& row : out.rows) row.pareto = false;
+  rank_rows(out, r);
+  out.sweep_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
 }
 
 }  // namespace moeplan::planner::detail
