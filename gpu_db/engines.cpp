@@ -154,7 +154,9 @@ const EngineSpec& EngineTable::engine(const std::string& name_in) const {
     for (const auto& a : e.aliases)
       if (a == name) return e;
   }
-  throw InputError(unknown_name_message("engine", name_in, names(),
+  std::vector<std::string> candidates = names();
+  for (const auto& e : engines_) candidates.insert(candidates.end(), e.aliases.begin(), e.aliases.end());
+  throw InputError(unknown_name_message("engine", name_in, candidates,
                                         "engines: " + join(names(), ", ") + ", or auto / default (data/engines.yaml)"));
 }
 
