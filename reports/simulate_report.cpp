@@ -26,6 +26,7 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
     bool host = false;
     simulator::Bound bound = simulator::Bound::memory;
     double bound_time = 0;
+    std::string source;  // roofline / profile / extrapolated; "mixed" when its layer classes differ
   };
   std::vector<std::string> order;
   std::map<std::string, Row> rows;
@@ -40,6 +41,7 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
     r.comm_s += o.comm_s;
     r.layers += o.op.repeat;
     r.host = o.on_host;
+    r.source = r.source.empty() || r.source == o.source ? o.source : "mixed";
     if (o.time_s > r.bound_time) {
       r.bound_time = o.time_s;
       r.bound = o.bound;
@@ -48,13 +50,13 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
   }
   Table t;
   t.title = title + " (" + format_fixed(step_s * 1e3, 3) + " ms per step; ops sum to " + format_fixed(total * 1e3, 3) + " ms)";
-  t.columns = {"op", "x", "time us", "share", "bound", "compute us", "memory us", "comm us"};
-  t.right_align = {false, true, true, true, false, true, true, true};
+  t.columns = {"op", "x", "time us", "share", "bound", "priced", "compute us", "memory us", "comm us"};
+  t.right_align = {false, true, true, true, false, false, true, true, true};
   for (const auto& key : order) {
     const Row& r = rows[key];
     t.rows.push_back({key, std::to_string(r.layers), format_fixed(r.time_s * 1e6, 1),
                       format_fixed(total > 0 ? 100.0 * r.time_s / total : 0, 1) + "%", simulator::bound_name(r.bound),
-                      format_fixed(r.compute_s * 1e6, 1), format_fixed(r.memory_s * 1e6, 1), format_fixed(r.comm_s * 1e6, 1)});
+                      r.source, format_fixed(r.compute_s * 1e6, 1), format_fixed(r.memory_s * 1e6, 1), format_fixed(r.comm_s * 1e6, 1)});
   }
   return t;
 }
@@ -71,7 +73,8 @@ json breakdown_json(const std::vector<simulator::OpTime>& ops, const model::Step
               {"compute_us", o.compute_s * 1e6},
               {"memory_us", o.memory_s * 1e6},
               {"comm_us", o.comm_s * 1e6},
-              {"bound", simulator::bound_name(o.bound)}};
+              {"bound", simulator::bound_name(o.bound)},
+              {"priced", o.source}};
     // Per invocation (one layer), at this step's values.
     j["flops"] = o.op.flops.at(x);
     j["weight_bytes"] = o.op.weight_bytes.at(x);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gpu_db/gpu_db.hpp"
+#include "simulator/gpu_profile.hpp"
 #include "simulator/profile.hpp"
 
 namespace moeplan::simulator {
@@ -49,6 +50,9 @@ struct Hardware {
   // A measured profile of this host (moeplan calibrate): when set, ops are priced from its curves
   // (simulator/profile.hpp) instead of peaks × eff, and in-process collectives cost what it measured.
   std::shared_ptr<const HostProfile> profile;
+  // Measured kernel times of this GPU under one serving engine (simulator/gpu_profile.hpp): ops whose shape it
+  // holds are priced from its curves, the rest by the roofline.
+  std::shared_ptr<const GpuProfile> gpu_profile;
 
   // FLOP/s peak for a compute dtype, and the dtype actually used (bf16 when the hardware lacks it).
   double peak_for(const std::string& dtype, std::string* used = nullptr) const;

@@ -23,34 +23,46 @@ PublishedSet load_published(const std::filesystem::path& path) {
     PublishedPoint p;
     p.id = yaml_get<std::string>(n, "id", where);
     p.model = yaml_get<std::string>(n, "model", where);
-    p.gpu = yaml_get<std::string>(n, "gpu", where);
+    if (n["host"]) {
+      p.host = yaml_get<std::string>(n, "host", where);
+      for (const char* k : {"gpu", "count", "tp", "dp", "ep", "pp"})
+        if (n[k]) throw InputError(where + ": a host row takes no '" + k + "'");
+    } else {
+      p.gpu = yaml_get<std::string>(n, "gpu", where);
+    }
+    if (n["engine"]) p.engine = yaml_get<std::string>(n, "engine", where);
+    if (n["engine_version"]) p.engine_version = yaml_get<std::string>(n, "engine_version", where);
+    if (n["url"]) p.url = yaml_get<std::string>(n, "url", where);
+    if (n["stat"]) p.stat = yaml_get<std::string>(n, "stat", where);
+    if (p.stat != "mean" && p.stat != "median" && p.stat != "p90" && p.stat != "p99")
+      throw InputError(where + ": stat must be mean, median, p90 or p99");
     p.precision = yaml_get<std::string>(n, "precision", where);
     p.kv_dtype = yaml_get<std::string>(n, "kv_dtype", where);
     p.source = yaml_get<std::string>(n, "source", where);
     p.metric = yaml_get<std::string>(n, "metric", where);
     p.load = yaml_get<std::string>(n, "load", where);
-    p.count = yaml_get<int>(n, "count", where);
-    p.tp = yaml_get<int>(n, "tp", where);
-    p.dp = yaml_get<int>(n, "dp", where);
-    p.ep = yaml_get<int>(n, "ep", where);
-    if (n["pp"]) p.pp = yaml_get<int>(n, "pp", where);
+    if (p.gpu_row()) {
+      p.count = yaml_get<int>(n, "count", where);
+      p.tp = yaml_get<int>(n, "tp", where);
+      p.dp = yaml_get<int>(n, "dp", where);
+      p.ep = yaml_get<int>(n, "ep", where);
+      if (n["pp"]) p.pp = yaml_get<int>(n, "pp", where);
+    }
     p.input = yaml_get<std::int64_t>(n, "input", where);
     p.output = yaml_get<std::int64_t>(n, "output", where);
     if (p.load == "closed" || p.load == "static") p.concurrency = yaml_get<std::int64_t>(n, "concurrency", where);
-    else if (p.load != "max") throw InputError(where + ": load must be max, closed or static");
+    else if (p.load == "rate") p.request_rate = yaml_get<double>(n, "request_rate", where);
+    else if (p.load != "max") throw InputError(where + ": load must be max, closed, static or rate");
     const YAML::Node& mb = n["max_batch"] ? n : defaults;
     p.max_batch = yaml_get<std::int64_t>(mb, "max_batch", where);
     const YAML::Node& mt = n["max_num_batched_tokens"] ? n : defaults;
     p.max_num_batched_tokens = yaml_get<std::int64_t>(mt, "max_num_batched_tokens", where);
     if (n["num_requests"]) p.num_requests = yaml_get<std::int64_t>(n, "num_requests", where);
-    if (n["engine"]) p.engine = yaml_get<std::string>(n, "engine", where);
-    if (n["engine_version"]) p.engine_version = yaml_get<std::string>(n, "engine_version", where);
-    if (n["url"]) p.url = yaml_get<std::string>(n, "url", where);
-    if (n["stat"]) p.stat = yaml_get<std::string>(n, "stat", where);
     p.value = yaml_get<double>(n, "value", where);
     if (!(p.value > 0)) throw InputError(where + ": value must be positive");
     static const std::vector<std::string> kMetrics = {"output_tokens_per_s", "output_tokens_per_s_per_gpu",
-                                                      "output_tokens_per_s_per_user", "ttft_ms", "tpot_ms"};
+                                                      "output_tokens_per_s_per_user", "ttft_ms", "tpot_ms",
+                                                      "decode_tokens_per_s", "prefill_tokens_per_s"};
     if (std::find(kMetrics.begin(), kMetrics.end(), p.metric) == kMetrics.end())
       throw InputError(where + ": unknown metric '" + p.metric + "'");
     set.points.push_back(std::move(p));
@@ -60,6 +72,15 @@ PublishedSet load_published(const std::filesystem::path& path) {
       set.excluded.emplace_back(yaml_get<std::string>(n, "id", file), yaml_get<std::string>(n, "reason", file));
   return set;
 }
+
+namespace {
+double stat_of(const Percentiles& p, const std::string& stat) {
+  if (stat == "median") return p.p50;
+  if (stat == "p90") return p.p90;
+  if (stat == "p99") return p.p99;
+  return p.mean;
+}
+}  // namespace
 
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only,
@@ -83,26 +104,47 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.layout = {p.tp, p.ep, p.pp, p.dp};
       if (q.layout.gpus() != p.count) throw InputError("count " + std::to_string(p.count) + " is not tp x dp x pp");
       q.kv_dtype = model::parse_kv_dtype(p.kv_dtype);
-      q.hardware = gpu_hardware(db, db.gpu(p.gpu));
+      // The row's engine (--engine overrides it): its overheads, and its kernel tables where the project ships them.
+      const gpu_db::EngineSpec& e =
+          engines.engine(!engine_override.empty() ? engine_override : p.engine.empty() ? "generic" : p.engine);
+      r.engine = e.name;
+      if (p.gpu_row()) {
+        const gpu_db::GpuSpec& g = db.gpu(p.gpu);
+        engines.require_runs_on(e, g);
+        r.point.vendor = g.vendor;
+        q.hardware = gpu_hardware(db, g);
+        // The engine's measured kernel tables for this GPU, where the project ships them (docs/gpu_profiles.md).
+        q.hardware.gpu_profile = shipped_gpu_profile(data_dir, g.name, e.name);
+      } else {
+        engines.require_runs_on_hosts(e);
+        const gpu_db::HostSpec& h = db.host(p.host);
+        r.point.vendor = "host";
+        // Hosts without a compute figure: cores x 32 FLOP/cycle x 2.5 GHz, as simulate assumes (docs/simulator.md).
+        q.hardware = host_hardware(h, h.cores > 0 ? h.cores * 32.0 * 2.5e9 : 8 * 32.0 * 2.5e9);
+      }
       q.limits.max_batch = p.max_batch;
       q.limits.max_num_batched_tokens = p.max_num_batched_tokens;
       q.workload.input_tokens = p.input;
       q.workload.output_tokens = p.output;
-      q.workload.mode = p.load == "max" ? LoadMode::max : p.load == "static" ? LoadMode::static_batch : LoadMode::closed;
+      q.workload.mode = p.load == "max"      ? LoadMode::max
+                        : p.load == "static" ? LoadMode::static_batch
+                        : p.load == "rate"   ? LoadMode::poisson
+                                             : LoadMode::closed;
       q.workload.concurrency = p.concurrency;
+      q.workload.request_rate_per_s = p.request_rate;
       q.workload.num_requests = p.num_requests;
       // The row states its batch, token budget and KV dtype: only the engine's overheads apply.
-      const gpu_db::EngineSpec& e = engines.engine(!engine_override.empty() ? engine_override : p.engine.empty() ? "generic" : p.engine);
-      r.engine = e.name;
-      engines.require_runs_on(e, db.gpu(p.gpu));
       apply_engine(q, e, EngineChoices{true, true, true});
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;
       else if (p.metric == "output_tokens_per_s_per_gpu") r.predicted = v.output_tokens_per_s_per_gpu;
       else if (p.metric == "output_tokens_per_s_per_user") r.predicted = v.output_tokens_per_s_per_user;
-      else if (p.metric == "ttft_ms") r.predicted = v.ttft_ms.mean;
-      else r.predicted = v.tpot_ms.mean;
+      else if (p.metric == "ttft_ms") r.predicted = stat_of(v.ttft_ms, p.stat);
+      else if (p.metric == "tpot_ms") r.predicted = stat_of(v.tpot_ms, p.stat);
+      // llama-bench tgN: tokens generated per second of one sequence; ppN: prompt tokens per second of prefill.
+      else if (p.metric == "decode_tokens_per_s") r.predicted = v.decode_tokens_per_s_per_user;
+      else r.predicted = v.ttft_ms.mean > 0 ? static_cast<double>(p.input) / (v.ttft_ms.mean * 1e-3) : 0;
       r.error = (r.predicted - p.value) / p.value;
       errors.push_back(std::fabs(r.error));
       if (std::fabs(r.error) <= 0.25) ++s.within_25_percent;

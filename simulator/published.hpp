@@ -13,11 +13,16 @@ namespace moeplan::simulator {
 
 struct PublishedPoint {
   std::string id, model, gpu, precision, kv_dtype, source, metric, load;
-  std::string engine, engine_version, url, stat;  // optional: the engine measured (data/engines.yaml), where, which statistic
+  std::string host;        // a host row (llama.cpp on a CPU or unified-memory machine): hosts.yaml name; gpu empty
+  std::string engine = "trtllm", engine_version, url;  // the engine that measured it (data/engines.yaml), as the source states
+  std::string stat = "mean";  // ttft_ms / tpot_ms: mean, median, p90 or p99 of the source
   int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
   std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
   std::int64_t num_requests = 0;  // 0: the simulator's default
+  double request_rate = 0;  // load rate: Poisson arrivals per second
   double value = 0;        // measured, in the unit of `metric`
+  bool gpu_row() const { return host.empty(); }
+  std::string vendor;      // filled by validate_published: the GPU's vendor, or "host"
 };
 
 struct PublishedSet {
@@ -43,8 +48,8 @@ struct PublishedSummary {
   int within_25_percent = 0;
 };
 
-// `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml; generic when
-// it names none), or with `engine` when that is given; a row whose GPU the engine does not run on fails with the reason.
+// `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml: its step and
+// kernel overheads; trtllm when the row names none), or with `engine` when that is given; a row whose GPU the engine does not run on fails with the reason.
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only = {},
                                     const std::string& engine = "");

@@ -264,10 +264,49 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
     priced_.push_back(p);
   }
 
+  if (hw_.gpu_profile && !curves_) attach_gpu_profile(m);
+
   // Pipeline hand-off between stages: one activation row per token over the link between stage groups.
   const CollectiveRates p2p = pipeline_rates(hw_, layout_, r.graph.activation_bytes, m.hidden);
   p2p_fixed_s_ = p2p.fixed_s;
   p2p_per_token_s_ = p2p.per_byte_s;
+}
+
+void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
+  const GpuProfile& prof = *hw_.gpu_profile;
+  // The routed-expert block: one curve by its whole shape on this layout (docs/gpu_profiles.md: the engine's fused
+  // MoE kernel, from permute to finalize, on one EP rank).
+  const GpuCurve* block = nullptr;
+  for (Priced& p : priced_) {
+    const model::Op& op = *p.op;
+    if (p.repeat_gpu <= 0) continue;
+    if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head) {
+      p.curve = prof.find(GpuCurveKind::gemm, {{"dtype", gpu_profile_dtype(op.weight_format)},
+                                               {"n", std::to_string(op.n)},
+                                               {"k", std::to_string(op.k)}});
+    } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
+      block = prof.find(GpuCurveKind::moe, {{"dtype", gpu_profile_dtype(op.weight_format)},
+                                            {"hidden", std::to_string(m.hidden)},
+                                            {"inter", std::to_string(m.moe_intermediate)},
+                                            {"experts", std::to_string(m.num_experts)},
+                                            {"topk", std::to_string(m.experts_per_token)},
+                                            {"tp", std::to_string(layout_.moe_tp())},
+                                            {"ep", std::to_string(layout_.ep)},
+                                            {"dist", "balanced"}});
+      p.curve = block;
+      p.curve_block = block != nullptr;
+    }
+  }
+  if (!block) return;
+  for (Priced& p : priced_)
+    if (!p.curve_block && (p.op->kind == OpKind::expert_gemm || std::string(p.op->name) == "moe.experts.act"))
+      p.block_curve = block;
+}
+
+double StepModel::curve_x(const Priced& p, const model::StepValues& x) const {
+  if (p.curve_block || p.block_curve)
+    return x[ix(StepVar::expert_assignments)] * layout_.ep / static_cast<double>(std::max<std::int64_t>(1, top_k_));
+  return p.op->rows.at(x);
 }
 
 model::StepValues StepModel::values(const StepShape& s) const { return values(s, s.tokens() * layout_.dp); }
@@ -315,6 +354,28 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     }
     return t;
   }
+  if (!host && (p.curve || p.block_curve)) {
+    const GpuCurve& c = p.curve ? *p.curve : *p.block_curve;
+    const double cx = curve_x(p, x);
+    if (cx > 0 && cx >= c.x_min() && cx <= c.x_max()) {
+      // Measured: the curve's time per call (the block's whole time on its first op, 0 on the others).
+      const double t = p.block_curve ? 0.0 : repeat * c.seconds.at(cx);
+      if (out) {  // the roofline's terms say which side binds; the time is the measurement
+        roofline_time(p, x, host, out);
+        out->source = "profile";
+      }
+      return t;
+    }
+    const double t = roofline_time(p, x, host, out);
+    if (out && cx > 0) out->source = "extrapolated";
+    return t;
+  }
+  return roofline_time(p, x, host, out);
+}
+
+double StepModel::roofline_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const {
+  const model::Op& op = *p.op;
+  const double repeat = host ? p.repeat_host : p.repeat_gpu;
   if (p.comm_per_byte_s > 0 || p.comm_fixed_s > 0) {
     const double bytes = op.comm_bytes.at(x);
     if (bytes <= 0) return 0;

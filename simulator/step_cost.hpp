@@ -47,6 +47,9 @@ struct OpTime {
   bool on_host = false;    // priced on the offload host
   std::string compute_dtype;  // dtype whose peak priced it (after the hardware fallback); breakdowns only
   Bound bound = Bound::memory;
+  // How it was priced: "roofline"; "profile" (a measured kernel curve of the GPU profile, interpolated); or
+  // "extrapolated" (the profile holds the shape but not this size, so the roofline priced it).
+  const char* source = "roofline";
 };
 
 // Where ops run when a GPU offloads part of the model to host RAM (llama.cpp -ngl / --override-tensor exps=CPU).
@@ -124,9 +127,19 @@ class StepModel {
     bool expert = false;
     double scale_prefill = 1, scale_decode = 1;  // a profile's fitted corrections for this op: scale · tokens^slope
     double slope_prefill = 0, slope_decode = 0;
+    // GPU op profile: the measured curve that prices this op (a dense GEMM by rows; the routed-expert block by
+    // tokens, on its first op) and, for the block, the ops it stands for, priced by it and so skipped.
+    const GpuCurve* curve = nullptr;
+    bool curve_block = false;             // the curve prices the whole routed-expert block
+    const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
   };
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
   double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
+  double roofline_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
+  // The curve's x for this op at step values x: GEMM rows, or the expert block's tokens on the busiest rank
+  // expressed as balanced tokens (assignments × ep / top-k, the profile's num_tokens).
+  double curve_x(const Priced& p, const model::StepValues& x) const;
+  void attach_gpu_profile(const model::ModelConfig& m);
 
   std::shared_ptr<const model::OpGraph> graph_;
   Hardware hw_, host_;

@@ -85,7 +85,8 @@ void PlanePoints::push_back(const PlaneVector& s) {
 
 StepPlane::StepPlane(const model::ModelConfig& m, const model::ParallelLayout& layout, const RoutingModel& routing,
                      const StepShape& unit_a, const StepShape& unit_b)
-    : layout_(layout), routing_(routing), unit_a_(unit_a), unit_b_(unit_b), hidden_(m.hidden) {
+    : layout_(layout), routing_(routing), unit_a_(unit_a), unit_b_(unit_b), hidden_(m.hidden),
+      moe_intermediate_(m.moe_intermediate), num_experts_(m.num_experts), top_k_(m.experts_per_token) {
   moe_ = m.is_moe() && m.num_experts / layout.ep > 0;  // the graph's experts_per_rank > 0
   per_a_ = linear_values(unit_a, layout, moe_, m.experts_per_token);
   per_b_ = linear_values(unit_b, layout, moe_, m.experts_per_token);
@@ -137,7 +138,8 @@ const OpRates& DeviceRates::compute(int id) {
 }
 
 PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignatures& signatures, double activation_bytes)
-    : layout_(plane.layout()), activation_bytes_(activation_bytes), hidden_(plane.hidden()) {
+    : layout_(plane.layout()), moe_intermediate_(plane.moe_intermediate()), num_experts_(plane.num_experts()),
+      top_k_(plane.top_k()), activation_bytes_(activation_bytes), hidden_(plane.hidden()) {
   stage_tokens_[1] = plane.per_a()[ix(StepVar::tokens)];
   stage_tokens_[2] = plane.per_b()[ix(StepVar::tokens)];
   auto terms = [](const PlaneVector& f) {
@@ -156,6 +158,10 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
     e.group_ranks = op.group_ranks;
     e.repeat = op.repeat;
     e.collective = model::is_collective(op.kind);
+    e.name = op.name;
+    e.weight_format = op.weight_format;
+    e.n = op.n;
+    e.k = op.k;
     PlaneVector rows{};
     if (e.collective) {
       e.bytes = project(op.comm_bytes, plane);
@@ -168,6 +174,7 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       project_into(e.bytes, op.act_bytes, plane);
       e.kv = project(op.kv_bytes, plane);
       rows = project(op.rows, plane);
+      e.rows = rows;
       exact_ = exact_ && non_negative(e.flops) && non_negative(e.bytes) && non_negative(e.kv) && non_negative(rows);
       PlaneVector cost = e.flops;
       for (int j = 0; j < kPlaneTerms; ++j) cost[at(j)] += e.bytes[at(j)] + e.kv[at(j)];
@@ -197,7 +204,8 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       Entry& o = ops_[i];
       const model::Op& a = *first[i];
       if (o.kind != e.kind || o.group_ranks != e.group_ranks || o.flops != e.flops || o.bytes != e.bytes ||
-          o.kv != e.kv || o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row)
+          o.kv != e.kv || o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row || o.n != e.n ||
+          o.k != e.k)
         continue;
       if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) continue;
       o.repeat += e.repeat;
@@ -271,6 +279,84 @@ void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {
   p2p_fixed_s_ = p2p.fixed_s;
   p2p_per_token_s_ = p2p.per_byte_s;
   step_overhead_s_ = hw.eff.step_overhead_us * 1e-6;
+  curve_ops_.clear();
+  curved_.assign(ops.ops_.size(), 0);
+  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile);
+}
+
+// The lookups StepModel::attach_gpu_profile makes, on the merged entries.
+void StepFormula::attach_curves(const GpuProfile& prof) {
+  const PlaneOps& ops = *ops_;
+  const model::ParallelLayout& l = ops.layout_;
+  const GpuCurve* block = nullptr;
+  CurveOp block_op;
+  for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
+    const PlaneOps::Entry& e = ops.ops_[i];
+    if (e.collective || e.repeat <= 0) continue;
+    if (e.kind == OpKind::gemm || e.kind == OpKind::lm_head) {
+      const GpuCurve* c = prof.find(GpuCurveKind::gemm, {{"dtype", gpu_profile_dtype(e.weight_format)},
+                                                         {"n", std::to_string(e.n)},
+                                                         {"k", std::to_string(e.k)}});
+      if (!c) continue;
+      CurveOp co;
+      co.curve = c;
+      co.x = e.rows;
+      co.repeat = e.repeat;
+      co.entries = {i};
+      curve_ops_.push_back(co);
+      curved_[i] = 1;
+    } else if (e.expert && std::string(e.name) == "moe.experts.gate_up") {
+      const GpuCurve* c = prof.find(GpuCurveKind::moe, {{"dtype", gpu_profile_dtype(e.weight_format)},
+                                                        {"hidden", std::to_string(ops.hidden_)},
+                                                        {"inter", std::to_string(ops.moe_intermediate_)},
+                                                        {"experts", std::to_string(ops.num_experts_)},
+                                                        {"topk", std::to_string(ops.top_k_)},
+                                                        {"tp", std::to_string(l.moe_tp())},
+                                                        {"ep", std::to_string(l.ep)},
+                                                        {"dist", "balanced"}});
+      if (!c || (block && c != block)) continue;
+      block = c;
+      block_op.curve = c;
+      block_op.block = true;
+      block_op.repeat += e.repeat;
+      block_op.x = {};
+      block_op.x[5] = d(l.ep) / d(std::max<std::int64_t>(1, ops.top_k_));
+    }
+  }
+  if (!block) return;
+  // The block's other ops (down projection, activation) are priced by its curve too.
+  for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
+    const PlaneOps::Entry& e = ops.ops_[i];
+    const std::string name = e.name;
+    if (!e.collective && (name == "moe.experts.gate_up" || name == "moe.experts.down" || name == "moe.experts.act")) {
+      block_op.entries.push_back(i);
+      curved_[i] = 1;
+    }
+  }
+  curve_ops_.push_back(block_op);
+}
+
+double StepFormula::entry_roofline_s(std::size_t i, const PlaneVector& s) const {
+  const PlaneOps::Entry& e = ops_->ops_[i];
+  const Priced& p = priced_[i];
+  if (!p.runs || !(e.cost_terms & pattern(s))) return 0;
+  const double memory = dot(p.memory, s);
+  double compute = dot(p.compute, s);
+  if (p.half_s > 0 && (e.row_terms & pattern(s))) compute += p.half_s * (e.expert ? s[4] : 1.0);
+  return std::max(compute, memory) + p.overhead_s;
+}
+
+double StepFormula::curve_time_s(const PlaneVector& s) const {
+  double t = 0;
+  for (const CurveOp& c : curve_ops_) {
+    const double x = dot(c.x, s);
+    if (x > 0 && x >= c.curve->x_min() && x <= c.curve->x_max()) {
+      t += c.repeat * c.curve->seconds.at(x);
+    } else {
+      for (std::size_t i : c.entries) t += entry_roofline_s(i, s);
+    }
+  }
+  return t;
 }
 
 unsigned StepFormula::group_of(const PlaneVector& o) {
@@ -302,7 +388,7 @@ void StepFormula::compile(unsigned mask) {
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
     const PlaneOps::Entry& e = ops.ops_[i];
     const Priced& p = priced_[i];
-    if (!p.runs || !(e.cost_terms & mask)) continue;  // the op does nothing in these steps
+    if (!p.runs || curved_[i] || !(e.cost_terms & mask)) continue;  // does nothing here, or a curve prices it
     base[0] += p.overhead_s;
     if (p.half_s > 0 && e.row_terms && !(e.row_terms & mask)) {
       // No rows in these steps, so no tile fill: classify again without it, on the terms present.
@@ -384,12 +470,13 @@ double StepFormula::direct_time_s(const PlaneVector& s, unsigned mask) const {
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
     const PlaneOps::Entry& e = ops.ops_[i];
     const Priced& p = priced_[i];
-    if (!p.runs || !(e.cost_terms & mask)) continue;  // the op does nothing in these steps
+    if (!p.runs || curved_[i] || !(e.cost_terms & mask)) continue;  // does nothing here, or a curve prices it
     const double memory = dot(p.memory, s);
     double compute = e.collective ? 0.0 : dot(p.compute, s);
     if (p.half_s > 0 && (e.row_terms & mask)) compute += p.half_s * (e.expert ? s[4] : 1.0);
     stage += std::max(compute, memory) + p.overhead_s;
   }
+  if (!curve_ops_.empty()) stage += curve_time_s(s);
   const double pp = ops.layout_.pp;
   if (pp > 1) stage = pp * (stage + p2p_fixed_s_ + p2p_per_token_s_ * dot(ops.stage_tokens_, s));
   return stage + step_overhead_s_;
@@ -413,6 +500,7 @@ double StepFormula::step_time_s(const PlaneVector& s) {
   for (std::size_t k = 0; k < n; ++k)
     t += std::max(0.0, c[k] * s[0] + c[n + k] * s[1] + c[2 * n + k] * s[2] + c[3 * n + k] * s[3] + c[4 * n + k] * s[4] +
                            c[5 * n + k] * s[5]);
+  if (!curve_ops_.empty()) t += std::max(1, ops_->layout_.pp) * curve_time_s(s);
   return t;
 }
 
@@ -453,6 +541,8 @@ void StepFormula::step_times_s(const PlanePoints& points, std::size_t n, double*
     for (std::size_t i = 0; i < n; ++i)
       out[i] += std::max(0.0, c0 * x[0][i] + c1 * x[1][i] + c2 * x[2][i] + c3 * x[3][i] + c4 * x[4][i] + c5 * x[5][i]);
   }
+  if (!curve_ops_.empty())
+    for (std::size_t i = 0; i < n; ++i) out[i] += std::max(1, ops_->layout_.pp) * curve_time_s(point(i));
 }
 
 std::size_t StepFormula::open_terms(const PlaneVector& s) {

@@ -50,6 +50,10 @@ class StepPlane {
   const model::StepValues& per_b() const { return per_b_; }
   bool moe() const { return moe_; }
   std::int64_t hidden() const { return hidden_; }
+  // The routed-expert shape a GPU op profile's MoE curves are keyed by.
+  std::int64_t moe_intermediate() const { return moe_intermediate_; }
+  std::int64_t num_experts() const { return num_experts_; }
+  std::int64_t top_k() const { return top_k_; }
 
  private:
   model::ParallelLayout layout_;
@@ -57,7 +61,7 @@ class StepPlane {
   StepShape unit_a_, unit_b_;
   model::StepValues per_a_{}, per_b_{};
   bool moe_ = false;
-  std::int64_t hidden_ = 0;
+  std::int64_t hidden_ = 0, moe_intermediate_ = 0, num_experts_ = 0, top_k_ = 0;
 };
 
 // Ops that share kind, compute dtype and weight format share OpRates on every device (op_rates reads nothing
@@ -116,8 +120,14 @@ class PlaneOps {
     double flops_per_row = 0;       // FLOPs = flops_per_row × rows (GEMMs)
     unsigned cost_terms = 0;        // terms with a positive coefficient in FLOPs, bytes or KV bytes
     unsigned row_terms = 0;         //   and in rows
+    // For a GPU op profile's lookup: the op's name, weight format, GEMM shape and rows per invocation.
+    const char* name = "";
+    std::string weight_format;
+    std::int64_t n = 0, k = 0;
+    PlaneVector rows{};
   };
   model::ParallelLayout layout_;
+  std::int64_t moe_intermediate_ = 0, num_experts_ = 0, top_k_ = 0;
   std::vector<Entry> ops_;
   PlaneVector stage_tokens_{};      // tokens of one stage's micro-batch (pipeline hand-off)
   double activation_bytes_ = 2;
@@ -158,6 +168,22 @@ class StepFormula {
     // by term binds on any subset of the terms too, so every pattern can use it.
     enum class Binds : unsigned char { memory, compute, neither } binds = Binds::memory;
   };
+  // Ops a GPU op profile prices from a measured curve: a dense GEMM by its rows, or the routed-expert block by its
+  // balanced tokens (StepModel::curve_x). They stay out of the compiled forms and are summed per point: inside the
+  // curve's range from the curve, outside it by the roofline of the entries they stand for.
+  struct CurveOp {
+    const GpuCurve* curve = nullptr;
+    bool block = false;
+    PlaneVector x{};                  // x = x·s (GEMM rows; the block: expert assignments × ep / top-k)
+    double repeat = 0;
+    std::vector<std::size_t> entries;  // in ops_->ops_
+  };
+  void attach_curves(const GpuProfile& profile);
+  double curve_time_s(const PlaneVector& s) const;       // Σ over curve ops, one stage
+  double entry_roofline_s(std::size_t i, const PlaneVector& s) const;
+  std::vector<CurveOp> curve_ops_;
+  std::vector<char> curved_;  // per entry: priced by a curve op, left out of the compiled forms
+
   // Adds an op's share to `base`, and its open term to scratch_ (compute and memory masked to the pattern).
   void add_op(const PlaneVector& compute, const PlaneVector& memory, PlaneVector& base);
   static unsigned pattern(const PlaneVector& s);  // bit j: s[j] > 0; throws for a negative term

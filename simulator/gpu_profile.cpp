@@ -1,0 +1,188 @@
+// simulator/gpu_profile: the GPU op-profile reader and lookups (see gpu_profile.hpp; grammar in docs/gpu_profiles.md).
+#include "simulator/gpu_profile.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <mutex>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+
+namespace moeplan::simulator {
+
+namespace {
+constexpr const char* kMagic = "moeplan-gpu-profile 1";
+
+struct KindName {
+  GpuCurveKind kind;
+  const char* name;
+};
+constexpr KindName kKinds[] = {
+    {GpuCurveKind::moe, "moe"},
+    {GpuCurveKind::gemm, "gemm"},
+    {GpuCurveKind::attn_prefill, "attn_prefill"},
+    {GpuCurveKind::attn_decode, "attn_decode"},
+    {GpuCurveKind::all_reduce, "all_reduce"},
+    {GpuCurveKind::all_gather, "all_gather"},
+    {GpuCurveKind::alltoall, "alltoall"},
+    {GpuCurveKind::reduce_scatter, "reduce_scatter"},
+};
+
+// Splits on runs of spaces/tabs.
+std::vector<std::string_view> words(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+    const std::size_t j = i;
+    while (i < s.size() && s[i] != ' ' && s[i] != '\t') ++i;
+    if (i > j) out.push_back(s.substr(j, i - j));
+  }
+  return out;
+}
+
+double number(std::string_view w, const std::string& where) {
+  double v = 0;
+  const auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), v);
+  if (ec != std::errc() || p != w.data() + w.size() || !std::isfinite(v))
+    throw InputError(where + ": '" + std::string(w) + "' is not a number");
+  return v;
+}
+
+std::string index_key(GpuCurveKind kind, const std::string& dtype) {
+  return std::string(gpu_curve_kind_name(kind)) + " " + dtype;
+}
+
+// One curve line: kind key=value ... : x y x y ...
+GpuCurve parse_curve(GpuCurveKind kind, std::string_view rest, const std::string& where) {
+  GpuCurve c;
+  c.kind = kind;
+  const std::size_t colon = rest.find(':');
+  if (colon == std::string_view::npos) throw InputError(where + ": expected ':' between the shape and the points");
+  for (std::string_view f : words(rest.substr(0, colon))) {
+    const std::size_t eq = f.find('=');
+    if (eq == std::string_view::npos || eq == 0 || eq + 1 == f.size())
+      throw InputError(where + ": shape field '" + std::string(f) + "' is not key=value");
+    c.fields[std::string(f.substr(0, eq))] = std::string(f.substr(eq + 1));
+  }
+  const auto pts = words(rest.substr(colon + 1));
+  if (pts.empty() || pts.size() % 2 != 0)
+    throw InputError(where + ": expected x y pairs after ':' (got " + std::to_string(pts.size()) + " numbers; truncated?)");
+  for (std::size_t i = 0; i < pts.size(); i += 2) {
+    const double x = number(pts[i], where), us = number(pts[i + 1], where);
+    if (!(x > 0) || !(us > 0)) throw InputError(where + ": sizes and times must be positive");
+    if (!c.seconds.x.empty() && !(x > c.seconds.x.back()))
+      throw InputError(where + ": sizes must be strictly ascending (" + std::string(pts[i]) + " after " +
+                       std::string(pts[i - 2]) + ")");
+    c.seconds.x.push_back(x);
+    c.seconds.y.push_back(us * 1e-6);
+  }
+  return c;
+}
+}  // namespace
+
+const char* gpu_curve_kind_name(GpuCurveKind k) {
+  for (const auto& kn : kKinds)
+    if (kn.kind == k) return kn.name;
+  return "?";
+}
+
+GpuProfile read_gpu_profile(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
+  const std::string file = path.string();
+  GpuProfile p;
+  p.file = path;
+  std::size_t pos = 0;
+  int line_no = 0;
+  bool magic = false;
+  std::map<std::string, std::string*> header = {{"gpu", &p.gpu},         {"engine", &p.engine},
+                                                {"engine_version", &p.engine_version},
+                                                {"source", &p.source},   {"license", &p.license},
+                                                {"exported", &p.exported}};
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    const std::string where = file + ":" + std::to_string(line_no);
+    if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty()) continue;
+    if (!magic) {
+      if (line != kMagic) throw InputError(where + ": not a GPU op profile (the first line must be '" + kMagic + "')");
+      magic = true;
+      continue;
+    }
+    const std::size_t sp = line.find_first_of(" \t");
+    const std::string head(line.substr(0, sp));
+    const std::string_view rest = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+    if (const auto h = header.find(head); h != header.end()) {
+      std::string v(rest);
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.erase(v.begin());
+      if (v.empty()) throw InputError(where + ": '" + head + "' has no value");
+      *h->second = v;
+      continue;
+    }
+    if (head == "table") {
+      p.tables.emplace_back(rest);
+      continue;
+    }
+    const KindName* kind = nullptr;
+    for (const auto& kn : kKinds)
+      if (head == kn.name) kind = &kn;
+    if (!kind) throw InputError(where + ": unknown line kind '" + head + "'");
+    GpuCurve c = parse_curve(kind->kind, rest, where);
+    c.line = line_no;
+    p.curves.push_back(std::move(c));
+  }
+  if (!magic) throw InputError(file + ": empty file, not a GPU op profile");
+  for (const char* key : {"gpu", "engine"})
+    if (header[key]->empty()) throw InputError(file + ": the header has no '" + key + "' line (truncated?)");
+  for (std::size_t i = 0; i < p.curves.size(); ++i) {
+    const auto dt = p.curves[i].fields.find("dtype");
+    p.index_.emplace(index_key(p.curves[i].kind, dt == p.curves[i].fields.end() ? "" : dt->second), i);
+  }
+  return p;
+}
+
+const GpuCurve* GpuProfile::find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const {
+  const auto dt = want.find("dtype");
+  const auto [lo, hi] = index_.equal_range(index_key(kind, dt == want.end() ? "" : dt->second));
+  for (auto it = lo; it != hi; ++it) {
+    const GpuCurve& c = curves[it->second];
+    bool match = true;
+    for (const auto& [k, v] : want) {
+      const auto f = c.fields.find(k);
+      if (f == c.fields.end() || f->second != v) {
+        match = false;
+        break;
+      }
+    }
+    if (match) return &c;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,
+                                                      const std::string& engine) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<const GpuProfile>> cache;
+  const std::filesystem::path path = data_dir / "gpu_profiles" / gpu / (engine + ".prof");
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string key = path.string();
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  std::shared_ptr<const GpuProfile> p;
+  if (std::filesystem::exists(path)) p = std::make_shared<const GpuProfile>(read_gpu_profile(path));
+  cache[key] = p;
+  return p;
+}
+
+std::string gpu_profile_dtype(const std::string& f) {
+  if (f.empty()) return "bf16";
+  const std::size_t colon = f.find(':');
+  return colon == std::string::npos ? f : f.substr(0, colon);
+}
+
+}  // namespace moeplan::simulator

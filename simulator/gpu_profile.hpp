@@ -1,0 +1,71 @@
+// simulator/gpu_profile: measured kernel times of one GPU under one serving engine (a "GPU op profile"), read from
+// data/gpu_profiles/<gpu>/<engine>.prof, and the lookups the step pricing makes in it. A profile holds curves: time
+// as a function of one size (tokens, rows, context, message bytes) for one fixed shape of an op kind. Between
+// measured points a curve is interpolated log-log; beyond its ends the op is priced by the roofline anchored at the
+// nearest measured point, and marked extrapolated. File grammar, units and sources: docs/gpu_profiles.md.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "simulator/profile.hpp"
+
+namespace moeplan::simulator {
+
+// Kinds of curve a profile holds, by the file's first word on a curve line.
+enum class GpuCurveKind { moe, gemm, attn_prefill, attn_decode, all_reduce, all_gather, alltoall, reduce_scatter };
+const char* gpu_curve_kind_name(GpuCurveKind k);
+
+struct GpuCurve {
+  GpuCurveKind kind = GpuCurveKind::gemm;
+  std::map<std::string, std::string> fields;  // the shape: dtype=fp8 hidden=5120 ...
+  Curve seconds;                              // x: tokens / rows / context / bytes; y: seconds per call
+  int line = 0;                               // where it was read
+  double x_min() const { return seconds.x.front(); }
+  double x_max() const { return seconds.x.back(); }
+};
+
+struct GpuProfile {
+  std::string gpu, engine, engine_version, source, license, exported;
+  std::vector<std::string> tables;  // provenance line of each op table ("moe 1.3.0rc20 collected=...")
+  std::vector<GpuCurve> curves;
+  std::filesystem::path file;
+
+  // The curve of `kind` whose fields include every (key, value) of `want` (fields the curve lacks do not match);
+  // nullptr when there is none.
+  const GpuCurve* find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const;
+
+ private:
+  friend GpuProfile read_gpu_profile(const std::filesystem::path& path);
+  std::multimap<std::string, std::size_t> index_;  // "kind dtype" → curve, to keep lookups short
+};
+
+// Reads a profile; throws InputError naming the file and line for anything malformed or truncated.
+GpuProfile read_gpu_profile(const std::filesystem::path& path);
+
+// The profile of `gpu` under `engine` from `data_dir`/gpu_profiles, read once per process; nullptr when the
+// project ships none for that pair.
+std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,
+                                                      const std::string& engine);
+
+// A profile's weight-dtype key for a moeplan weight format ("fp8-block" stays, "fp8:experts" → "fp8").
+std::string gpu_profile_dtype(const std::string& weight_format);
+
+// Time of one call at size x on a curve: interpolated inside the measured range; outside it the curve's end value
+// times roofline(x) / roofline(end) (the roofline's shape, anchored to the measurement). `roofline_s` gives the
+// roofline time at a size. Sets *extrapolated when x is outside the range.
+template <class Roofline>
+double curve_seconds(const GpuCurve& c, double x, Roofline roofline_s, bool* extrapolated) {
+  const double lo = c.x_min(), hi = c.x_max();
+  if (x >= lo && x <= hi) return c.seconds.at(x);
+  if (extrapolated) *extrapolated = true;
+  const double end = x < lo ? lo : hi;
+  const double r_end = roofline_s(end);
+  if (!(r_end > 0)) return c.seconds.at(end);
+  return c.seconds.at(end) * roofline_s(x) / r_end;
+}
+
+}  // namespace moeplan::simulator

@@ -1,0 +1,233 @@
+// GPU op profiles: the reader and its errors, pricing ops from measured curves (inside their range) and by the
+// roofline (outside it, marked extrapolated), the planner's collapsed formula agreeing with StepModel, and every
+// shipped profile reading cleanly.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "gpu_db/gpu_db.hpp"
+#include "simulator/gpu_profile.hpp"
+#include "simulator/step_cost.hpp"
+#include "simulator/step_formula.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+using namespace moeplan::simulator;
+
+namespace {
+
+const gpu_db::Database& db() {
+  static const auto d = gpu_db::Database::load(test::data());
+  return d;
+}
+
+std::filesystem::path write_temp(const std::string& name, const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / ("moeplan_test_" + name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+constexpr const char* kHeader =
+    "moeplan-gpu-profile 1\n"
+    "gpu h100-sxm\n"
+    "engine trtllm\n"
+    "engine_version 1.0\n"
+    "source test\n";
+
+// Expects read_gpu_profile to throw an InputError whose message names the file and `line`.
+void check_bad(const std::string& name, const std::string& text, int line, const std::string& says) {
+  const auto path = write_temp(name, text);
+  try {
+    read_gpu_profile(path);
+    FAIL("no error for " << name);
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find(path.string() + (line > 0 ? ":" + std::to_string(line) : "")) != std::string::npos);
+    CHECK(msg.find(says) != std::string::npos);
+  }
+}
+
+struct Setup {
+  model::ModelConfig m;
+  StepModelRequest request;
+  std::shared_ptr<const model::OpGraph> graph;
+};
+
+// Maverick FP8 on 8 H100s, tp 8 / ep 8 (dp 1): one decode-sized GEMM curve for attn.qkv's shape and one expert-block
+// curve, both measured over x in [1, 64] only, so larger steps fall outside them.
+void maverick(Setup& s) {
+  s.m = test::load("llama4-maverick");
+  s.request.graph.model = &s.m;
+  s.request.graph.precision = model::resolve_precision("fp8", s.m, test::precisions());
+  s.request.graph.layout = {8, 8, 1, 1};
+  s.request.hardware = gpu_hardware(db(), db().gpu("h100-sxm"));
+  s.request.routing = RoutingModel::uniform(s.m.num_experts, s.m.experts_per_token, 8);
+  s.graph = std::make_shared<const model::OpGraph>(model::build_op_graph(s.request.graph));
+}
+
+const model::Op& op_named(const model::OpGraph& g, const std::string& name) {
+  for (const auto& op : g.ops)
+    if (name == op.name) return op;
+  FAIL("no op " << name);
+  return g.ops.front();
+}
+
+// gemm curve: 10 us at 1 row rising to 40 us at 64 rows; block curve: 100 us at 1 token, 400 us at 64.
+std::string maverick_profile(const Setup& s) {
+  const model::Op& qkv = op_named(*s.graph, "attn.qkv");
+  const model::Op& up = op_named(*s.graph, "moe.experts.gate_up");
+  std::ostringstream o;
+  o << kHeader << "table gemm 1.0\n"
+    << "gemm dtype=" << gpu_profile_dtype(qkv.weight_format) << " n=" << qkv.n << " k=" << qkv.k
+    << " kernel=test : 1 10 8 20 64 40\n"
+    << "moe dtype=" << gpu_profile_dtype(up.weight_format) << " hidden=5120 inter=8192 experts=128 topk=1 tp=1 ep=8"
+    << " dist=balanced kernel=test : 1 100 8 200 64 400\n";
+  return o.str();
+}
+
+}  // namespace
+
+TEST_CASE("GPU profile: header, curves, lookups by shape and log-log interpolation") {
+  const auto path = write_temp("gpu_profile_ok.prof", std::string(kHeader) +
+                                                          "license Apache-2.0\n"
+                                                          "# a comment line\n"
+                                                          "\n"
+                                                          "table moe 1.0 collected=n.s.\n"
+                                                          "gemm dtype=fp8 n=896 k=5120 kernel=a : 1 10 4 20   # tail\n"
+                                                          "gemm dtype=bf16 n=896 k=5120 kernel=a : 1 30 4 40\n");
+  const GpuProfile p = read_gpu_profile(path);
+  CHECK(p.gpu == "h100-sxm");
+  CHECK(p.engine == "trtllm");
+  CHECK(p.engine_version == "1.0");
+  CHECK(p.license == "Apache-2.0");
+  REQUIRE(p.tables.size() == 1);
+  REQUIRE(p.curves.size() == 2);
+  const GpuCurve* c = p.find(GpuCurveKind::gemm, {{"dtype", "fp8"}, {"n", "896"}, {"k", "5120"}});
+  REQUIRE(c);
+  CHECK(c->line == 10);
+  CHECK(c->seconds.at(1) == Approx(10e-6));
+  CHECK(c->seconds.at(2) == Approx(std::sqrt(10e-6 * 20e-6)));  // halfway in log x: geometric mean in y
+  CHECK(p.find(GpuCurveKind::gemm, {{"dtype", "fp8"}, {"n", "897"}, {"k", "5120"}}) == nullptr);
+  CHECK(p.find(GpuCurveKind::moe, {{"dtype", "fp8"}}) == nullptr);
+  CHECK(p.find(GpuCurveKind::gemm, {{"dtype", "bf16"}, {"n", "896"}})->seconds.at(4) == Approx(40e-6));
+  // Outside the range: the roofline's shape anchored at the end point, flagged.
+  bool extrapolated = false;
+  CHECK(curve_seconds(*c, 8, [](double x) { return x * 1e-6; }, &extrapolated) == Approx(40e-6));
+  CHECK(extrapolated);
+  extrapolated = false;
+  CHECK(curve_seconds(*c, 2, [](double x) { return x; }, &extrapolated) == Approx(std::sqrt(200.0) * 1e-6));
+  CHECK_FALSE(extrapolated);
+}
+
+TEST_CASE("GPU profile: malformed or truncated files name the file and line") {
+  check_bad("magic.prof", "moeplan-gpu-profile 2\n", 1, "not a GPU op profile");
+  check_bad("empty.prof", "", 0, "empty file");
+  check_bad("kind.prof", std::string(kHeader) + "gemmm dtype=fp8 : 1 2\n", 6, "unknown line kind 'gemmm'");
+  check_bad("odd.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 : 1 2 4\n", 6, "truncated");
+  check_bad("colon.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 1 2\n", 6, "expected ':'");
+  check_bad("order.prof", std::string(kHeader) + "gemm dtype=fp8 : 4 2 1 3\n", 6, "strictly ascending");
+  check_bad("nan.prof", std::string(kHeader) + "gemm dtype=fp8 : 1 nan\n", 6, "not a number");
+  check_bad("neg.prof", std::string(kHeader) + "gemm dtype=fp8 : 1 -2\n", 6, "positive");
+  check_bad("field.prof", std::string(kHeader) + "gemm dtype : 1 2\n", 6, "key=value");
+  check_bad("header.prof", "moeplan-gpu-profile 1\ngpu h100-sxm\n", 0, "no 'engine' line");
+}
+
+TEST_CASE("GPU profile prices the expert block and GEMMs from its curves, and extrapolates by the roofline") {
+  Setup s;
+  maverick(s);
+  const auto roofline = StepModel(s.request, s.graph);
+  s.request.hardware.gpu_profile =
+      std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick.prof", maverick_profile(s))));
+  const StepModel profiled(s.request, s.graph);
+  model::AttentionKind chunked = model::AttentionKind::chunked;
+
+  // Decode of 8 sequences: 8 tokens; on ep 8 the busiest rank's assignments × 8 / top-1 is the curve's x.
+  const StepShape small = decode_shape(8, 2000, *s.graph, chunked);
+  const auto x = profiled.values(small);
+  const double block_tokens = x[static_cast<std::size_t>(model::StepVar::expert_assignments)] * 8;
+  REQUIRE(block_tokens >= 1);
+  REQUIRE(block_tokens <= 64);
+  const GpuProfile& prof = *s.request.hardware.gpu_profile;
+  const GpuCurve& block = prof.curves[1];
+  const GpuCurve& gemm = prof.curves[0];
+  double up_s = 0, qkv_s = 0, down_s = 0;
+  int moe_layers = 0, layers = 0;
+  for (const OpTime& o : profiled.breakdown(small)) {
+    const std::string name = o.op.name;
+    if (name == "moe.experts.gate_up") {
+      CHECK(std::string(o.source) == "profile");
+      up_s += o.time_s;
+      moe_layers += o.op.repeat;
+    } else if (name == "moe.experts.down") {
+      down_s += o.time_s;
+    } else if (name == "attn.qkv") {
+      CHECK(std::string(o.source) == "profile");
+      qkv_s += o.time_s;
+      layers += o.op.repeat;
+    } else if (name == "attn.o") {
+      CHECK(std::string(o.source) == "roofline");  // no curve for its shape
+    }
+  }
+  CHECK(moe_layers == 24);
+  CHECK(layers == 48);
+  CHECK(up_s == Approx(24 * block.seconds.at(block_tokens)));
+  CHECK(down_s == 0);  // the block's curve covers it
+  CHECK(qkv_s == Approx(48 * gemm.seconds.at(8)));
+  // The step differs from the roofline's by exactly the priced ops' difference.
+  double roof_block = 0, roof_qkv = 0;
+  for (const OpTime& o : roofline.breakdown(small)) {
+    const std::string name = o.op.name;
+    if (name == "moe.experts.gate_up" || name == "moe.experts.down" || name == "moe.experts.act") roof_block += o.time_s;
+    if (name == "attn.qkv") roof_qkv += o.time_s;
+  }
+  CHECK(profiled.step_time_s(small) - roofline.step_time_s(small) ==
+        Approx(up_s + qkv_s - roof_block - roof_qkv).epsilon(1e-9));
+
+  // 512 sequences: beyond both curves; every op is the roofline's, marked extrapolated.
+  const StepShape big = decode_shape(512, 2000, *s.graph, chunked);
+  CHECK(profiled.step_time_s(big) == Approx(roofline.step_time_s(big)).epsilon(1e-12));
+  bool saw = false;
+  for (const OpTime& o : profiled.breakdown(big))
+    if (std::string(o.op.name) == "moe.experts.gate_up" || std::string(o.op.name) == "attn.qkv") {
+      CHECK(std::string(o.source) == "extrapolated");
+      saw = true;
+    }
+  CHECK(saw);
+}
+
+TEST_CASE("StepFormula prices a GPU profile's curves as StepModel does, inside and outside their ranges") {
+  Setup s;
+  maverick(s);
+  s.request.hardware.gpu_profile =
+      std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick_f.prof", maverick_profile(s))));
+  const StepModel sm(s.request, s.graph);
+  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing,
+                        decode_shape(1, 3000, *s.graph, model::AttentionKind::chunked),
+                        prefill_shape(2000, 0, true, *s.graph, model::AttentionKind::chunked));
+  OpSignatures signatures;
+  const PlaneOps ops(*s.graph, plane, signatures);
+  REQUIRE(ops.exact());
+  DeviceRates rates(s.request.hardware, signatures);
+  StepFormula formula;
+  formula.assign(ops, rates);
+  PlanePoints points;
+  std::vector<double> want;
+  for (double a : {1.0, 3.0, 8.0, 40.0, 64.0, 300.0, 2000.0})
+    for (double b : {0.0, 0.001, 0.5}) {
+      const double w = sm.step_time_s(plane.shape(a, b));
+      INFO("a = " << a << ", b = " << b);
+      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(w).epsilon(1e-9));
+      if (b > 0) {
+        points.push_back(plane.point(a, b));
+        want.push_back(w);
+      }
+    }
+  std::vector<double> got(points.size());
+  formula.step_times_s(points, got.size(), got.data());
+  for (std::size_t k = 0; k < got.size(); ++k) CHECK(got[k] == Approx(want[k]).epsilon(1e-9));
+}
