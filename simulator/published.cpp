@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
@@ -74,6 +75,20 @@ PublishedSet load_published(const std::filesystem::path& path) {
 }
 
 namespace {
+double median_of_sorted(const std::vector<double>& v) {
+  const std::size_t n = v.size();
+  if (n == 0) return 0;
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Nearest-rank quantile of sorted values.
+double nearest_rank(const std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  const std::size_t n = v.size();
+  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
+  return v[std::min(n - 1, rank > 0 ? rank - 1 : 0)];
+}
+
 double stat_of(const Percentiles& p, const std::string& stat) {
   if (stat == "median") return p.p50;
   if (stat == "p90") return p.p90;
@@ -155,11 +170,57 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
   }
   if (!errors.empty()) {
     std::sort(errors.begin(), errors.end());
-    const std::size_t n = errors.size();
-    s.median_abs_error = n % 2 ? errors[n / 2] : 0.5 * (errors[n / 2 - 1] + errors[n / 2]);
-    s.p90_abs_error = errors[std::min(n - 1, static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n))) - 1)];
+    s.median_abs_error = median_of_sorted(errors);
+    s.p90_abs_error = nearest_rank(errors, 0.9);
   }
+  s.groups = error_groups(s.rows);
   return s;
+}
+
+std::string metric_phase(const std::string& metric) {
+  if (metric == "ttft_ms" || metric == "prefill_tokens_per_s") return "prefill";
+  if (metric == "tpot_ms" || metric == "decode_tokens_per_s" || metric == "output_tokens_per_s_per_user") return "decode";
+  return "throughput";
+}
+
+bool metric_is_rate(const std::string& metric) { return metric != "ttft_ms" && metric != "tpot_ms"; }
+
+std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows) {
+  // Rows that ran, keyed each way; std::map keeps the keys sorted.
+  std::map<std::pair<std::string, std::string>, std::vector<const PublishedResult*>> by;
+  for (const auto& r : rows) {
+    if (!r.failure.empty()) continue;
+    const std::string phase = metric_phase(r.point.metric);
+    by[{"all", "all"}].push_back(&r);
+    by[{"engine", r.point.engine}].push_back(&r);
+    by[{"vendor", r.point.vendor}].push_back(&r);
+    by[{"phase", phase}].push_back(&r);
+    by[{"engine+phase", r.point.engine + "+" + phase}].push_back(&r);
+  }
+  std::vector<ErrorGroup> out;
+  for (const char* dim : {"all", "engine", "vendor", "phase", "engine+phase"})
+    for (const auto& [key, members] : by) {
+      if (key.first != dim) continue;
+      ErrorGroup g;
+      g.by = key.first;
+      g.key = key.second;
+      g.n = static_cast<int>(members.size());
+      std::vector<double> abs_err, resid;
+      for (const PublishedResult* r : members) {
+        abs_err.push_back(std::fabs(r->error));
+        // Rate form: measured/predicted − 1 for rates; predicted/measured − 1 for latencies.
+        const double ratio = 1.0 + r->error;  // predicted / measured
+        resid.push_back(metric_is_rate(r->point.metric) ? 1.0 / ratio - 1.0 : ratio - 1.0);
+      }
+      std::sort(abs_err.begin(), abs_err.end());
+      std::sort(resid.begin(), resid.end());
+      g.median_abs = median_of_sorted(abs_err);
+      g.p90_abs = nearest_rank(abs_err, 0.9);
+      g.q05 = nearest_rank(resid, 0.05);
+      g.q95 = nearest_rank(resid, 0.95);
+      out.push_back(g);
+    }
+  return out;
 }
 
 }  // namespace moeplan::simulator

@@ -41,15 +41,35 @@ struct PublishedResult {
   std::string failure;     // when the simulator refused the configuration (the message)
 };
 
+// The phase a metric measures: "throughput" (output tokens/s of a loaded server), "decode" (TPOT, per-user and
+// llama-bench tgN rates) or "prefill" (TTFT, ppN rates).
+std::string metric_phase(const std::string& metric);
+// Whether larger is better for the metric (rates) or smaller (latencies).
+bool metric_is_rate(const std::string& metric);
+
+// Errors of a group of rows: |error| median and p90, and the quantiles of the residual
+// r = (measured − predicted) / predicted in the metric's rate form (latencies inverted), so a predicted rate p has
+// the error bar [p (1 + q05), p (1 + q95)] and a predicted latency l has [l / (1 + q95), l / (1 + q05)].
+struct ErrorGroup {
+  std::string by, key;  // by: "all", "engine", "vendor", "phase", "engine+phase"; key: e.g. "trtllm"
+  int n = 0;
+  double median_abs = 0, p90_abs = 0, q05 = 0, q95 = 0;
+};
+
 struct PublishedSummary {
   std::vector<PublishedResult> rows;
   double median_abs_error = 0;  // over rows that ran
   double p90_abs_error = 0;
   int within_25_percent = 0;
+  std::vector<ErrorGroup> groups;  // by engine, vendor, phase and engine+phase, in that order
 };
 
+// The groups of PublishedSummary::groups for these rows.
+std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows);
+
 // `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml: its step and
-// kernel overheads; trtllm when the row names none), or with `engine` when that is given; a row whose GPU the engine does not run on fails with the reason.
+// kernel overheads; trtllm when the row names none), or with `engine` when that is given; a row whose GPU the engine
+// does not run on fails with the reason.
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only = {},
                                     const std::string& engine = "");

@@ -298,9 +298,32 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
     }
   }
   if (!block) return;
+  auto in_block = [](const model::Op& op) {
+    const std::string name = op.name;
+    return name == "moe.experts.gate_up" || name == "moe.experts.down" || name == "moe.experts.act";
+  };
   for (Priced& p : priced_)
-    if (!p.curve_block && (p.op->kind == OpKind::expert_gemm || std::string(p.op->name) == "moe.experts.act"))
-      p.block_curve = block;
+    if (!p.curve_block && in_block(*p.op)) p.block_curve = block;
+  for (Priced& lead : priced_) {
+    if (!lead.curve_block) continue;
+    for (std::size_t i = 0; i < priced_.size(); ++i)
+      if (in_block(*priced_[i].op) && priced_[i].op->layer_class == lead.op->layer_class) lead.block_ops.push_back(i);
+  }
+}
+
+double StepModel::block_routing_ratio(const Priced& p, const model::StepValues& x) const {
+  // The curve was measured with a balanced router: its A assignments on a rank touch min(E_rank, A) experts. This
+  // step's routing touches experts_touched (fewer, from the routing model) with the same A; the roofline of the
+  // block's ops at both says how much fewer weight bytes that reads (docs/gpu_profiles.md).
+  model::StepValues balanced = x;
+  const double a = x[ix(StepVar::expert_assignments)];
+  balanced[ix(StepVar::experts_touched)] = std::min(static_cast<double>(graph_->experts_per_rank), a);
+  double actual_s = 0, balanced_s = 0;
+  for (std::size_t i : p.block_ops) {
+    actual_s += roofline_time(priced_[i], x, false, nullptr);
+    balanced_s += roofline_time(priced_[i], balanced, false, nullptr);
+  }
+  return balanced_s > 0 && actual_s > 0 ? actual_s / balanced_s : 1.0;
 }
 
 double StepModel::curve_x(const Priced& p, const model::StepValues& x) const {
@@ -359,7 +382,8 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     const double cx = curve_x(p, x);
     if (cx > 0 && cx >= c.x_min() && cx <= c.x_max()) {
       // Measured: the curve's time per call (the block's whole time on its first op, 0 on the others).
-      const double t = p.block_curve ? 0.0 : repeat * c.seconds.at(cx);
+      const double t = p.block_curve ? 0.0
+                       : repeat * c.seconds.at(cx) * (p.curve_block ? block_routing_ratio(p, x) : 1.0);
       if (out) {  // the roofline's terms say which side binds; the time is the measurement
         roofline_time(p, x, host, out);
         out->source = "profile";

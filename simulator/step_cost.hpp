@@ -132,6 +132,7 @@ class StepModel {
     const GpuCurve* curve = nullptr;
     bool curve_block = false;             // the curve prices the whole routed-expert block
     const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
+    std::vector<std::size_t> block_ops;   // on the block's first op: the block's ops of its layer class, in priced_
   };
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
   double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
@@ -139,6 +140,8 @@ class StepModel {
   // The curve's x for this op at step values x: GEMM rows, or the expert block's tokens on the busiest rank
   // expressed as balanced tokens (assignments × ep / top-k, the profile's num_tokens).
   double curve_x(const Priced& p, const model::StepValues& x) const;
+  // The block curve's time scaled by the roofline of this step's routing over that of the curve's balanced one.
+  double block_routing_ratio(const Priced& p, const model::StepValues& x) const;
   void attach_gpu_profile(const model::ModelConfig& m);
 
   std::shared_ptr<const model::OpGraph> graph_;

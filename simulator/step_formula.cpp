@@ -351,7 +351,19 @@ double StepFormula::curve_time_s(const PlaneVector& s) const {
   for (const CurveOp& c : curve_ops_) {
     const double x = dot(c.x, s);
     if (x > 0 && x >= c.curve->x_min() && x <= c.curve->x_max()) {
-      t += c.repeat * c.curve->seconds.at(x);
+      double ratio = 1;
+      if (c.block) {  // StepModel::block_routing_ratio: this routing's roofline over the curve's balanced router's
+        PlaneVector balanced = s;
+        balanced[3] = std::min(d(ops_->num_experts_ / std::max(1, ops_->layout_.ep)), s[5]);
+        balanced[4] = std::max(1.0, balanced[3]);
+        double actual_s = 0, balanced_s = 0;
+        for (std::size_t i : c.entries) {
+          actual_s += entry_roofline_s(i, s);
+          balanced_s += entry_roofline_s(i, balanced);
+        }
+        if (actual_s > 0 && balanced_s > 0) ratio = actual_s / balanced_s;
+      }
+      t += c.repeat * c.curve->seconds.at(x) * ratio;
     } else {
       for (std::size_t i : c.entries) t += entry_roofline_s(i, s);
     }
