@@ -83,11 +83,11 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   const bool engines = !q.engines.empty();
   if (engines) {
     std::vector<std::string> names;
-    for (const auto* e : q.engines) names.push_back(e->name + " " + e->versions);
+    for (const auto* e : q.engines) names.push_back(e->name + " " + e->versions.substr(0, e->versions.find(" (")));
     rep.header.push_back("engines evaluated: " + join(names, ", ") +
                          (q.vendor_defaults ? ", each GPU with its vendor's default (NVIDIA trtllm, AMD/Intel vllm)"
                                             : ", each on the GPUs it runs on") +
-                         " (data/engines.yaml; --engine X for one, --engine generic for the plain roofline)");
+                         " (--engine X for one, generic for the plain roofline)");
   } else if (!q.host) {
     rep.header.push_back("engine: generic (the plain roofline; --engine auto plans every serving engine)");
   }
