@@ -42,7 +42,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   ConfigOptions o;
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
-  std::string concurrency, internode, loads_file, offload_host, engine_name;
+  std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto";
   double rate = 0, zipf = 0, mem_bw_gbps = 0, host_tflops = 0;
   int prefill_replicas = 0, gpu_layers = -1;
   std::uint64_t seed = 1;
@@ -71,6 +71,9 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"), "host whose RAM holds offloaded weights")
       ("mem-bandwidth-gbps", po::value<double>(&mem_bw_gbps), "host memory bandwidth in GB/s (overrides the host's)")
       ("host-tflops", po::value<double>(&host_tflops), "host compute peak in TFLOP/s (overrides the host's)")
+      ("gpu-profile", po::value<std::string>(&gpu_profile)->default_value("auto"),
+       "measured kernel curves that price ops: auto (data/gpu_profiles/<gpu>/<engine>.prof when shipped, for --engine), "
+       "none, or a file")
       ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals")
       ("engine", po::value<std::string>(&engine_name)->default_value("generic"),
        "serving engine whose defaults apply (data/engines.yaml): trtllm, vllm, sglang, llamacpp, generic (the plain "
@@ -119,6 +122,17 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
 
   const auto db = gpu_db::Database::load(data_dir());
   const ResolvedConfig c = resolve_config(o, vm, db);
+  // The engine: its step and kernel overheads, and its max batch, tokens per step and KV dtype where not given.
+  const auto engines = gpu_db::EngineTable::load(data_dir() / "engines.yaml");
+  const std::string want = to_lower(engine_name);
+  const gpu_db::EngineSpec* engine = nullptr;
+  if (want == "default" || want == "auto") {
+    engine = c.host_mode ? &engines.host_default() : &engines.vendor_default(*c.gpu);
+  } else {
+    engine = &engines.engine(engine_name);
+    if (c.host_mode) engines.require_runs_on_hosts(*engine);
+    else engines.require_runs_on(*engine, *c.gpu);
+  }
   simulator::SimulateRequest q;
   q.model = &c.model;
   q.precision = c.precision;
@@ -152,6 +166,9 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
     }
   } else {
     q.hardware = simulator::gpu_hardware(db, *c.gpu, internode);
+    // The engine's kernel tables; generic keeps the TensorRT-LLM tables simulate used before engines.
+    q.hardware.gpu_profile = simulator::choose_gpu_profile(data_dir(), c.gpu->name,
+                                                           engine->generic() ? "trtllm" : engine->name, gpu_profile, &notes);
     device = std::to_string(c.layout.gpus()) + " x " + c.gpu->name;
     q.offload.experts_on_host = vm.count("offload-experts") > 0;
     if (vm.count("gpu-layers")) q.offload.gpu_layers = gpu_layers;
@@ -167,17 +184,6 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   if (c.host_mode && c.host->mem_bandwidth_bytes_per_s <= 0 && mem_bw_gbps <= 0)
     throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
 
-  // The engine: its step and kernel overheads, and its max batch, tokens per step and KV dtype where not given.
-  const auto engines = gpu_db::EngineTable::load(data_dir() / "engines.yaml");
-  const std::string want = to_lower(engine_name);
-  const gpu_db::EngineSpec* engine = nullptr;
-  if (want == "default" || want == "auto") {
-    engine = c.host_mode ? &engines.host_default() : &engines.vendor_default(*c.gpu);
-  } else {
-    engine = &engines.engine(engine_name);
-    if (c.host_mode) engines.require_runs_on_hosts(*engine);
-    else engines.require_runs_on(*engine, *c.gpu);
-  }
   simulator::EngineChoices given;
   given.max_batch = !vm["max-batch"].defaulted();
   given.max_num_batched_tokens = !vm["max-num-batched-tokens"].defaulted();

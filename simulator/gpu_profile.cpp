@@ -57,8 +57,17 @@ std::string index_key(GpuCurveKind kind, const std::string& dtype) {
 GpuCurve parse_curve(GpuCurveKind kind, std::string_view rest, const std::string& where) {
   GpuCurve c;
   c.kind = kind;
-  const std::size_t colon = rest.find(':');
-  if (colon == std::string_view::npos) throw InputError(where + ": expected ':' between the shape and the points");
+  // The separator is ':' standing alone (field values may hold a colon, e.g. dtype=aic:w4a8_mxfp4_mxfp8).
+  std::size_t colon = std::string_view::npos;
+  for (std::size_t i = rest.find(':'); i != std::string_view::npos; i = rest.find(':', i + 1)) {
+    const bool left = i == 0 || rest[i - 1] == ' ' || rest[i - 1] == '\t';
+    const bool right = i + 1 == rest.size() || rest[i + 1] == ' ' || rest[i + 1] == '\t';
+    if (left && right) {
+      colon = i;
+      break;
+    }
+  }
+  if (colon == std::string_view::npos) throw InputError(where + ": expected ' : ' between the shape and the points");
   for (std::string_view f : words(rest.substr(0, colon))) {
     const std::size_t eq = f.find('=');
     if (eq == std::string_view::npos || eq == 0 || eq + 1 == f.size())
@@ -179,10 +188,41 @@ std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::pat
   return p;
 }
 
+std::shared_ptr<const GpuProfile> choose_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,
+                                                     const std::string& engine, const std::string& choice,
+                                                     std::vector<std::string>* notes) {
+  std::shared_ptr<const GpuProfile> p;
+  if (choice == "none") {
+    if (notes) notes->push_back("GPU op profile: none (--gpu-profile none); every op priced by the roofline");
+    return p;
+  }
+  if (choice.empty() || choice == "auto") {
+    p = shipped_gpu_profile(data_dir, gpu, engine);
+    if (notes && !p)
+      notes->push_back("GPU op profile: none shipped for " + gpu + " under " + engine + "; every op priced by the roofline");
+  } else {
+    if (!std::filesystem::exists(choice)) throw InputError("--gpu-profile " + choice + ": no such file (or use auto / none)");
+    p = std::make_shared<const GpuProfile>(read_gpu_profile(choice));
+    if (notes && (p->gpu != gpu || p->engine != engine))
+      notes->push_back("warning: --gpu-profile " + choice + " describes " + p->gpu + " under " + p->engine + ", not " + gpu +
+                       " under " + engine + "; its curves price this run as given");
+  }
+  if (notes && p)
+    notes->push_back("GPU op profile: " + p->file.string() + " (" + p->engine + " " + p->engine_version + "; " + p->source +
+                     "); ops it holds are priced from measured kernels, the rest by the roofline (column 'priced')");
+  return p;
+}
+
 std::string gpu_profile_dtype(const std::string& f) {
   if (f.empty()) return "bf16";
   const std::size_t colon = f.find(':');
   return colon == std::string::npos ? f : f.substr(0, colon);
+}
+
+std::vector<std::string> gpu_profile_expert_dtypes(const std::string& weight_format, bool fp4_tensor_cores) {
+  const std::string own = gpu_profile_dtype(weight_format);
+  if (own == "mxfp4" && fp4_tensor_cores) return {"aic:w4a8_mxfp4_mxfp8", own};
+  return {own};
 }
 
 }  // namespace moeplan::simulator

@@ -51,8 +51,19 @@ GpuProfile read_gpu_profile(const std::filesystem::path& path);
 std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,
                                                       const std::string& engine);
 
+// The profile a command prices `gpu` under `engine` with. `choice`: "auto" (the shipped profile for the pair, or
+// none), "none" (the roofline alone), or a profile file (read strictly; a profile of another GPU or engine is used
+// with a warning naming both). Appends one line saying what was used to `notes`.
+std::shared_ptr<const GpuProfile> choose_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,
+                                                     const std::string& engine, const std::string& choice,
+                                                     std::vector<std::string>* notes);
+
 // A profile's weight-dtype key for a moeplan weight format ("fp8-block" stays, "fp8:experts" → "fp8").
 std::string gpu_profile_dtype(const std::string& weight_format);
+// The dtype keys to look a routed-expert block up by, in order: MXFP4 experts on GPUs with FP4 tensor cores run
+// the W4A8 MXFP4 x MXFP8 grouped GEMM (AIConfigurator measures gpt-oss's experts with it on Blackwell), else the
+// format's own key.
+std::vector<std::string> gpu_profile_expert_dtypes(const std::string& weight_format, bool fp4_tensor_cores);
 
 // Time of one call at size x on a curve: interpolated inside the measured range; outside it the curve's end value
 // times roofline(x) / roofline(end) (the roofline's shape, anchored to the measurement). `roofline_s` gives the

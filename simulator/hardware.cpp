@@ -53,6 +53,8 @@ Efficiency host_efficiency() {
   e.gemm_rows_half = 0;         // no tensor-core tiles to fill: a CPU GEMV runs at the memory rate
   e.expert_compute = 0.50;
   e.expert_rows_half = 0;
+  e.expert_memory = 0.75;       // experts stream like any other weight on a host
+  e.expert_block_us = 0;
   e.attention_compute = 0.40;
   e.memory = 0.75;              // STREAM reaches 70-90 % of DDR peak (hosts.yaml header); token generation ~75 %
   e.kv_memory = 0.70;

@@ -17,9 +17,13 @@ namespace moeplan::simulator {
 struct Efficiency {
   double gemm_compute = 0.70;          // large dense GEMM, share of the dense peak (cuBLAS on H100: ~0.7)
   double gemm_rows_half = 64;          // rows at which a GEMM reaches half of gemm_compute (tile fill)
-  double expert_compute = 0.175;       // the whole MoE expert block (routing, permute, grouped GEMMs, combine) at many
-                                       // tokens per expert: fitted on the even rows of the published set (docs/simulator.md)
-  double expert_rows_half = 64;        // tokens per expert for half of expert_compute
+  // The routed-expert block (permute, grouped GEMMs, activation, un-permute) where no GPU op profile holds its
+  // shape: fitted to measured grouped-MoE kernels, not to end-to-end rows (data/gpu_profiles/kernel_fits.yaml,
+  // medians of the TensorRT-LLM bf16 and fp8 fits on H100, H200 and B200; docs/simulator.md).
+  double expert_compute = 0.517;       // share of the dense peak at many tokens per expert
+  double expert_rows_half = 146;       // tokens per expert for half of expert_compute
+  double expert_memory = 0.72;         // share of peak bandwidth reading the touched experts' weights
+  double expert_block_us = 38;         // fixed time of one block (routing, permute, launches), split over its 2 GEMMs
   double attention_compute = 0.55;     // FlashAttention-class prefill, share of the bf16 peak
   double memory = 0.80;                // weight and activation streaming, share of peak memory bandwidth
   double kv_memory = 0.70;             // paged KV reads in decode attention

@@ -89,6 +89,13 @@ double nearest_rank(const std::vector<double>& v, double q) {
   return v[std::min(n - 1, rank > 0 ? rank - 1 : 0)];
 }
 
+// "n.s." or empty: the row does not say, taken as the current release line.
+bool same_release_line(const std::string& row_version, const std::string& profile_version) {
+  if (row_version.empty() || row_version == "n.s.") return true;
+  auto major = [](const std::string& v) { return v.substr(0, v.find('.')); };
+  return major(row_version) == major(profile_version);
+}
+
 double stat_of(const Percentiles& p, const std::string& stat) {
   if (stat == "median") return p.p50;
   if (stat == "p90") return p.p90;
@@ -130,6 +137,10 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
         q.hardware = gpu_hardware(db, g);
         // The engine's measured kernel tables for this GPU, where the project ships them (docs/gpu_profiles.md).
         q.hardware.gpu_profile = shipped_gpu_profile(data_dir, g.name, e.name);
+        // A profile describes one engine release line: a row measured with another major version (TensorRT-LLM
+        // 0.9's TensorRT engines against a 1.x profile) is priced by the roofline.
+        if (q.hardware.gpu_profile && !same_release_line(p.engine_version, q.hardware.gpu_profile->engine_version))
+          q.hardware.gpu_profile.reset();
       } else {
         engines.require_runs_on_hosts(e);
         const gpu_db::HostSpec& h = db.host(p.host);

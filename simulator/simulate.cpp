@@ -197,7 +197,8 @@ SimulateResult simulate(const SimulateRequest& r) {
                                          : "; no validate fit yet (per-op corrections 1, no step remainder)"));
   } else {
     res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + format_fixed(e.gemm_compute, 2) + " of peak, experts " +
-                            format_fixed(e.expert_compute, 3) + ", attention " + format_fixed(e.attention_compute, 2) +
+                            format_fixed(e.expert_compute, 3) + " of peak (half at " + format_fixed(e.expert_rows_half, 0) +
+                            " tokens/expert) and " + format_fixed(e.expert_memory, 2) + " of bandwidth, attention " + format_fixed(e.attention_compute, 2) +
                             ", memory " + format_fixed(e.memory, 2) + ", KV " + format_fixed(e.kv_memory, 2) +
                             ", links " + format_fixed(e.comm_bandwidth, 2) + "; " + format_fixed(e.op_overhead_us, 1) +
                             " us per op, " + format_fixed(e.step_overhead_us, 0) + " us per step");

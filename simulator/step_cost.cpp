@@ -139,9 +139,9 @@ OpRates op_rates(const model::Op& op, const Hardware& h) {
   const bool gemm_like = op.kind == OpKind::gemm || op.kind == OpKind::lm_head || expert;
   const bool elementwise = !gemm_like && op.kind != OpKind::attention_prefill && op.kind != OpKind::attention_decode;
   p.rows_half = gemm_like ? (expert ? ef.expert_rows_half : ef.gemm_rows_half) : 0;
-  p.inv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * (elementwise ? ef.elementwise_memory : ef.memory));
+  p.inv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * (elementwise ? ef.elementwise_memory : expert ? ef.expert_memory : ef.memory));
   p.inv_kv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * ef.kv_memory);
-  p.overhead_s = ef.op_overhead_us * 1e-6;
+  p.overhead_s = (expert ? std::max(ef.op_overhead_us, 0.5 * ef.expert_block_us) : ef.op_overhead_us) * 1e-6;
   return p;
 }
 
@@ -285,14 +285,17 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
                                                {"n", std::to_string(op.n)},
                                                {"k", std::to_string(op.k)}});
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
-      block = prof.find(GpuCurveKind::moe, {{"dtype", gpu_profile_dtype(op.weight_format)},
-                                            {"hidden", std::to_string(m.hidden)},
-                                            {"inter", std::to_string(m.moe_intermediate)},
-                                            {"experts", std::to_string(m.num_experts)},
-                                            {"topk", std::to_string(m.experts_per_token)},
-                                            {"tp", std::to_string(layout_.moe_tp())},
-                                            {"ep", std::to_string(layout_.ep)},
-                                            {"dist", "balanced"}});
+      for (const std::string& dtype : gpu_profile_expert_dtypes(op.weight_format, hw_.peak_flops.count("fp4") > 0)) {
+        block = prof.find(GpuCurveKind::moe, {{"dtype", dtype},
+                                              {"hidden", std::to_string(m.hidden)},
+                                              {"inter", std::to_string(m.moe_intermediate)},
+                                              {"experts", std::to_string(m.num_experts)},
+                                              {"topk", std::to_string(m.experts_per_token)},
+                                              {"tp", std::to_string(layout_.moe_tp())},
+                                              {"ep", std::to_string(layout_.ep)},
+                                              {"dist", "balanced"}});
+        if (block) break;
+      }
       p.curve = block;
       p.curve_block = block != nullptr;
     }

@@ -281,11 +281,11 @@ void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {
   step_overhead_s_ = hw.eff.step_overhead_us * 1e-6;
   curve_ops_.clear();
   curved_.assign(ops.ops_.size(), 0);
-  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile);
+  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile, hw.peak_flops.count("fp4") > 0);
 }
 
 // The lookups StepModel::attach_gpu_profile makes, on the merged entries.
-void StepFormula::attach_curves(const GpuProfile& prof) {
+void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
   const PlaneOps& ops = *ops_;
   const model::ParallelLayout& l = ops.layout_;
   const GpuCurve* block = nullptr;
@@ -306,14 +306,18 @@ void StepFormula::attach_curves(const GpuProfile& prof) {
       curve_ops_.push_back(co);
       curved_[i] = 1;
     } else if (e.expert && std::string(e.name) == "moe.experts.gate_up") {
-      const GpuCurve* c = prof.find(GpuCurveKind::moe, {{"dtype", gpu_profile_dtype(e.weight_format)},
-                                                        {"hidden", std::to_string(ops.hidden_)},
-                                                        {"inter", std::to_string(ops.moe_intermediate_)},
-                                                        {"experts", std::to_string(ops.num_experts_)},
-                                                        {"topk", std::to_string(ops.top_k_)},
-                                                        {"tp", std::to_string(l.moe_tp())},
-                                                        {"ep", std::to_string(l.ep)},
-                                                        {"dist", "balanced"}});
+      const GpuCurve* c = nullptr;
+      for (const std::string& dtype : gpu_profile_expert_dtypes(e.weight_format, fp4_tensor_cores)) {
+        c = prof.find(GpuCurveKind::moe, {{"dtype", dtype},
+                                          {"hidden", std::to_string(ops.hidden_)},
+                                          {"inter", std::to_string(ops.moe_intermediate_)},
+                                          {"experts", std::to_string(ops.num_experts_)},
+                                          {"topk", std::to_string(ops.top_k_)},
+                                          {"tp", std::to_string(l.moe_tp())},
+                                          {"ep", std::to_string(l.ep)},
+                                          {"dist", "balanced"}});
+        if (c) break;
+      }
       if (!c || (block && c != block)) continue;
       block = c;
       block_op.curve = c;

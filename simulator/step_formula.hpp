@@ -178,7 +178,7 @@ class StepFormula {
     double repeat = 0;
     std::vector<std::size_t> entries;  // in ops_->ops_
   };
-  void attach_curves(const GpuProfile& profile);
+  void attach_curves(const GpuProfile& profile, bool fp4_tensor_cores);
   double curve_time_s(const PlaneVector& s) const;       // Σ over curve ops, one stage
   double entry_roofline_s(std::size_t i, const PlaneVector& s) const;
   std::vector<CurveOp> curve_ops_;

@@ -99,14 +99,16 @@ TEST_CASE("GPU profile: header, curves, lookups by shape and log-log interpolati
                                                           "\n"
                                                           "table moe 1.0 collected=n.s.\n"
                                                           "gemm dtype=fp8 n=896 k=5120 kernel=a : 1 10 4 20   # tail\n"
-                                                          "gemm dtype=bf16 n=896 k=5120 kernel=a : 1 30 4 40\n");
+                                                          "gemm dtype=bf16 n=896 k=5120 kernel=a : 1 30 4 40\n"
+                                                          "moe dtype=aic:w4a8 hidden=8 : 1 5\n");
   const GpuProfile p = read_gpu_profile(path);
   CHECK(p.gpu == "h100-sxm");
   CHECK(p.engine == "trtllm");
   CHECK(p.engine_version == "1.0");
   CHECK(p.license == "Apache-2.0");
   REQUIRE(p.tables.size() == 1);
-  REQUIRE(p.curves.size() == 2);
+  REQUIRE(p.curves.size() == 3);
+  CHECK(p.find(GpuCurveKind::moe, {{"dtype", "aic:w4a8"}, {"hidden", "8"}}) == &p.curves[2]);
   const GpuCurve* c = p.find(GpuCurveKind::gemm, {{"dtype", "fp8"}, {"n", "896"}, {"k", "5120"}});
   REQUIRE(c);
   CHECK(c->line == 10);
@@ -129,7 +131,7 @@ TEST_CASE("GPU profile: malformed or truncated files name the file and line") {
   check_bad("empty.prof", "", 0, "empty file");
   check_bad("kind.prof", std::string(kHeader) + "gemmm dtype=fp8 : 1 2\n", 6, "unknown line kind 'gemmm'");
   check_bad("odd.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 : 1 2 4\n", 6, "truncated");
-  check_bad("colon.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 1 2\n", 6, "expected ':'");
+  check_bad("colon.prof", std::string(kHeader) + "gemm dtype=fp8 n=1 k=1 1 2\n", 6, "expected ' : '");
   check_bad("order.prof", std::string(kHeader) + "gemm dtype=fp8 : 4 2 1 3\n", 6, "strictly ascending");
   check_bad("nan.prof", std::string(kHeader) + "gemm dtype=fp8 : 1 nan\n", 6, "not a number");
   check_bad("neg.prof", std::string(kHeader) + "gemm dtype=fp8 : 1 -2\n", 6, "positive");
@@ -243,4 +245,35 @@ TEST_CASE("StepFormula prices a GPU profile's curves as StepModel does, inside a
   std::vector<double> got(points.size());
   formula.step_times_s(points, got.size(), got.data());
   for (std::size_t k = 0; k < got.size(); ++k) CHECK(got[k] == Approx(want[k]).epsilon(1e-9));
+}
+
+TEST_CASE("Every shipped GPU op profile reads, names its GPU and engine, and its GPU is in the database") {
+  int files = 0;
+  for (const auto& dir : std::filesystem::directory_iterator(test::data() / "gpu_profiles")) {
+    if (!dir.is_directory()) continue;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+      if (f.path().extension() != ".prof") continue;
+      INFO(f.path());
+      const GpuProfile p = read_gpu_profile(f.path());
+      CHECK(p.gpu == dir.path().filename().string());
+      CHECK(p.engine == f.path().stem().string());
+      CHECK_NOTHROW(db().gpu(p.gpu));
+      CHECK_FALSE(p.license.empty());
+      CHECK_FALSE(p.source.empty());
+      CHECK(p.curves.size() > 100);
+      ++files;
+    }
+  }
+  CHECK(files >= 20);
+  // The shape the simulator prices Maverick's experts by on 8 H200s (tp 1, ep 8) under TensorRT-LLM is measured,
+  // flat from 128 to 2,048 tokens (bandwidth-bound at about 0.5 ms).
+  const auto p = shipped_gpu_profile(test::data(), "h200-sxm", "trtllm");
+  REQUIRE(p);
+  const GpuCurve* c = p->find(GpuCurveKind::moe, {{"dtype", "fp8"}, {"hidden", "5120"}, {"inter", "8192"},
+                                                   {"experts", "128"}, {"topk", "1"}, {"tp", "1"}, {"ep", "8"},
+                                                   {"dist", "balanced"}});
+  REQUIRE(c);
+  CHECK(c->seconds.at(128) == Approx(0.51e-3).epsilon(0.05));
+  CHECK(c->seconds.at(2048) == Approx(0.54e-3).epsilon(0.05));
+  CHECK(shipped_gpu_profile(test::data(), "mi300x", "trtllm") == nullptr);
 }
