@@ -1,5 +1,6 @@
 // `moeplan plan`: rank every configuration for a model, workload, SLO and budget. `moeplan compare-api`: the best
 // self-hosted configuration against every API price for the model, with the break-even volume.
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
@@ -11,6 +12,7 @@
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
 #include "reports/reports.hpp"
+#include "simulator/engine.hpp"
 #include "simulator/profile.hpp"
 
 namespace po = boost::program_options;
@@ -32,7 +34,8 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 struct PlanOptions {
-  std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile;
+  std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile, engine,
+      gpu_profile = "auto";
   std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
   double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
   int top = 0, slo_percentile = 0;
@@ -69,7 +72,12 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
       ("host", po::value<std::string>(&o.host),
        "plan this CPU host instead of GPUs: a hosts.yaml entry with a measured profile (needs --gpu-price per host-hour)")
       ("profile", po::value<std::string>(&o.profile),
-       "plan the host a measured profile describes (moeplan calibrate/validate): rows get error bars from its residuals");
+       "plan the host a measured profile describes (moeplan calibrate/validate): rows get error bars from its residuals")
+      ("gpu-profile", po::value<std::string>(&o.gpu_profile)->default_value("auto"),
+       "auto: price ops from each engine's shipped GPU op profile (data/gpu_profiles) where it holds them; none: roofline")
+      ("engine", po::value<std::string>(&o.engine)->default_value("auto"),
+       "serving engines to plan (data/engines.yaml): auto (every engine on the GPUs it runs on), default (each "
+       "vendor's: NVIDIA trtllm, AMD/Intel vllm), one of trtllm, vllm, sglang, llamacpp, or generic (the plain roofline)");
 }
 
 // plan --host/--profile: the host as the one device, its measured profile's rank counts as the layouts.
@@ -111,6 +119,7 @@ planner::HostCandidate host_candidate(const PlanOptions& o, const po::variables_
 struct Planned {
   model::ModelConfig model;
   std::shared_ptr<const model::PrecisionTable> precisions;
+  std::shared_ptr<const gpu_db::EngineTable> engines;
   planner::PlanRequest request;
   planner::PlanResult result;
 };
@@ -124,7 +133,8 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   if (o.utilization > 1) throw InputError("--utilization must be at most 1 (a fraction, e.g. 0.6)");
   const auto data = data_dir();
   Planned p{model::load_model(o.model_name, data),
-            std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml")), {}, {}};
+            std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml")),
+            std::make_shared<const gpu_db::EngineTable>(gpu_db::EngineTable::load(data / "engines.yaml")), {}, {}};
   auto& q = p.request;
   q.model = &p.model;
   q.precisions = p.precisions.get();
@@ -180,6 +190,30 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.slo_percentile = o.slo_percentile;
   q.serving_rows = o.top;  // the rows shown are the rows checked by the serving loop
   q.model_arg = o.model_name;
+  // Engines: auto = every engine (not the plain roofline) on the GPUs it runs on; a named one must run on every GPU
+  // named by --gpus. Their max batch, tokens per step and KV dtype apply where the options were not given.
+  const std::string engine = to_lower(o.engine);
+  if (q.host) {
+    if (!vm["engine"].defaulted() && engine != "generic" && engine != "auto")
+      throw InputError("plan --host/--profile prices the measured host itself: drop --engine");
+  } else if (engine == "auto" || engine == "default") {
+    for (const auto& e : p.engines->engines())
+      if (!e.generic()) q.engines.push_back(&e);
+    if (engine == "default") q.vendor_defaults = p.engines.get();
+  } else {
+    const gpu_db::EngineSpec& e = p.engines->engine(o.engine);
+    if (!e.generic()) {
+      if (vm.count("gpus"))
+        for (const gpu_db::GpuSpec* g : q.gpus) p.engines->require_runs_on(e, *g);
+      q.engines.push_back(&e);
+    }
+  }
+  if (o.gpu_profile != "auto" && o.gpu_profile != "none")
+    throw InputError("--gpu-profile " + o.gpu_profile + ": plan takes auto or none (a profile file is for simulate)");
+  q.gpu_profiles = o.gpu_profile == "auto";
+  q.engine_max_batch = vm["max-batch"].defaulted();
+  q.engine_max_num_batched_tokens = vm["max-num-batched-tokens"].defaulted();
+  q.engine_kv_dtype = vm["kv-dtype"].defaulted();
   p.result = planner::plan(q, db);
   p.result.notes.insert(p.result.notes.end(), notes.begin(), notes.end());
   return p;
@@ -206,9 +240,28 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
   std::optional<planner::ApiComparison> api;
   if (!p.result.rows.empty()) {
     const auto& best = p.result.rows.front();
-    if (!p.request.host)  // the engines' launch commands are for GPUs
-      launch = planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output,
-                                        p.request.kv_dtype, o.mem_util);
+    if (!p.request.host) {  // the engines' launch commands are for GPUs
+      if (p.request.engines.empty()) {
+        launch = planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output,
+                                          p.request.kv_dtype, o.mem_util);
+      } else {
+        // The first shown row of each engine gets that engine's command (its own KV dtype).
+        std::vector<const gpu_db::EngineSpec*> done;
+        const auto& rows = p.result.rows;
+        for (std::size_t i = 0; i < rows.size() && static_cast<int>(i) < o.top; ++i) {
+          if (std::find(done.begin(), done.end(), rows[i].engine) != done.end()) continue;
+          done.push_back(rows[i].engine);
+          model::KvDtype kv = p.request.kv_dtype;
+          if (p.request.engine_kv_dtype && rows[i].engine)
+            kv = simulator::engine_kv_dtype(*rows[i].engine, model::resolve_precision(rows[i].precision, p.model, *p.precisions));
+          for (auto& l : planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, rows[i], o.input + o.output,
+                                                  kv, o.mem_util)) {
+            l.row = static_cast<int>(i) + 1;
+            launch.push_back(std::move(l));
+          }
+        }
+      }
+    }
     try {
       api = planner::compare_api(db, p.model.name, best, o.input, o.output);
     } catch (const InputError&) {

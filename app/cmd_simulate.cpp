@@ -8,6 +8,7 @@
 #include "common/text.hpp"
 #include "reports/reports.hpp"
 #include "simulator/published.hpp"
+#include "simulator/engine.hpp"
 #include "simulator/simulate.hpp"
 
 namespace po = boost::program_options;
@@ -18,7 +19,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   ConfigOptions o;
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
-  std::string concurrency, internode, loads_file, offload_host, gpu_profile = "auto";
+  std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto";
   double rate = 0, zipf = 0;
   simulator::HostFlags hf;
   int prefill_replicas = 0, gpu_layers = -1;
@@ -51,8 +52,12 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("host-cores", po::value<int>(&hf.cores),
        "host CPU cores (x the FP32 FLOP/cycle and clock in data/hosts.yaml); default: the host's, else the default server's")
       ("gpu-profile", po::value<std::string>(&gpu_profile)->default_value("auto"),
-       "measured kernel curves that price ops: auto (data/gpu_profiles/<gpu>/<engine>.prof when shipped), none, or a file")
-      ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals");
+       "measured kernel curves that price ops: auto (data/gpu_profiles/<gpu>/<engine>.prof when shipped, for --engine), "
+       "none, or a file")
+      ("seed", po::value<std::uint64_t>(&seed)->default_value(1), "seed for Poisson arrivals")
+      ("engine", po::value<std::string>(&engine_name)->default_value("generic"),
+       "serving engine whose defaults apply (data/engines.yaml): trtllm, vllm, sglang, llamacpp, generic (the plain "
+       "roofline), or default (the vendor's: NVIDIA trtllm, AMD vllm, hosts llamacpp)");
   po::variables_map vm;
   if (!parse("simulate",
              "--model M --gpu G --count N --precision P [--tp --ep --dp --pp] --input L --output L "
@@ -97,6 +102,17 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
 
   const auto db = gpu_db::Database::load(data_dir());
   const ResolvedConfig c = resolve_config(o, vm, db);
+  // The engine: its step and kernel overheads, and its max batch, tokens per step and KV dtype where not given.
+  const auto engines = gpu_db::EngineTable::load(data_dir() / "engines.yaml");
+  const std::string want = to_lower(engine_name);
+  const gpu_db::EngineSpec* engine = nullptr;
+  if (want == "default" || want == "auto") {
+    engine = c.host_mode ? &engines.host_default() : &engines.vendor_default(*c.gpu);
+  } else {
+    engine = &engines.engine(engine_name);
+    if (c.host_mode) engines.require_runs_on_hosts(*engine);
+    else engines.require_runs_on(*engine, *c.gpu);
+  }
   simulator::SimulateRequest q;
   q.model = &c.model;
   q.precision = c.precision;
@@ -130,7 +146,9 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
     }
   } else {
     q.hardware = simulator::gpu_hardware(db, *c.gpu, internode);
-    q.hardware.gpu_profile = simulator::choose_gpu_profile(data_dir(), c.gpu->name, "trtllm", gpu_profile, &notes);
+    // The engine's kernel tables; generic keeps the TensorRT-LLM tables simulate used before engines.
+    q.hardware.gpu_profile = simulator::choose_gpu_profile(data_dir(), c.gpu->name,
+                                                           engine->generic() ? "trtllm" : engine->name, gpu_profile, &notes);
     device = std::to_string(c.layout.gpus()) + " x " + c.gpu->name;
     q.offload.experts_on_host = vm.count("offload-experts") > 0;
     if (vm.count("gpu-layers")) q.offload.gpu_layers = gpu_layers;
@@ -146,11 +164,17 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   if (c.host_mode && c.host->mem_bandwidth_bytes_per_s <= 0 && hf.bandwidth_gbps <= 0)
     throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
 
+  simulator::EngineChoices given;
+  given.max_batch = !vm["max-batch"].defaulted();
+  given.max_num_batched_tokens = !vm["max-num-batched-tokens"].defaulted();
+  given.kv_dtype = !vm["kv-dtype"].defaulted();
+  simulator::apply_engine(q, *engine, given);
+
   const auto result = simulator::simulate(q);
-  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(c.kv_dtype), c.layout, w, c.profile,
+  reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(q.kv_dtype), c.layout, w, c.profile,
                                 c.host_mode};
   if (!c.host_mode) {
-    s.engine = "trtllm";
+    s.engine = engine->name;
     const auto bars = data_dir() / "validation" / "error_bars.yaml";
     if (std::filesystem::exists(bars)) s.published_bars = simulator::load_error_bars(bars);
   }

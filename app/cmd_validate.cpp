@@ -18,7 +18,7 @@ namespace moeplan::app {
 namespace {
 
 int validate_published(const Common& common, const std::string& points_file, const std::vector<std::string>& only,
-                       const std::string& bars_file, std::ostream& out) {
+                       const std::string& bars_file, const std::string& engine, std::ostream& out) {
   const auto data = data_dir();
   const auto db = gpu_db::Database::load(data);
   const auto set = simulator::load_published(points_file.empty() ? data / "validation" / "public_points.yaml" : std::filesystem::path(points_file));
@@ -27,7 +27,7 @@ int validate_published(const Common& common, const std::string& points_file, con
     for (const auto& p : set.points) known = known || p.id == id;
     if (!known) throw InputError("--id " + id + ": no such row in the measurement file");
   }
-  const auto summary = simulator::validate_published(set, db, data, only);
+  const auto summary = simulator::validate_published(set, db, data, only, engine);
   if (!bars_file.empty()) {
     if (!only.empty()) throw InputError("--write-error-bars needs the whole set (drop --id)");
     write_file_atomic(bars_file, simulator::error_bars_yaml(summary, points_file.empty() ? "data/validation/public_points.yaml"
@@ -41,7 +41,7 @@ int validate_published(const Common& common, const std::string& points_file, con
 
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
-  std::string points_file, device, model_name, profile, bars_file;
+  std::string points_file, device, model_name, profile, bars_file, engine;
   std::vector<std::string> only;
   calibrate::CpuValidateRequest q;
   po::options_description d("validate options");
@@ -63,13 +63,17 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
       ("points", po::value<std::string>(&points_file), "--published: measurement file (default data/validation/public_points.yaml)")
       ("id", po::value<std::vector<std::string>>(&only)->multitoken(), "--published: only these row ids")
       ("write-error-bars", po::value<std::string>(&bars_file),
-       "--published: write the error groups to FILE (data/validation/error_bars.yaml is one; simulate reads it)");
+       "--published: write the error groups to FILE (data/validation/error_bars.yaml is one; simulate reads it)")
+      ("engine", po::value<std::string>(&engine),
+       "--published: simulate every row with this engine (data/engines.yaml) instead of each row's `engine:` (generic when "
+       "a row names none)");
   po::variables_map vm;
   if (!parse("validate", "(--device cpu [--quick] [--profile FILE] [--model M] [grid options] | --published [--points FILE] [--id ID ...])",
              args, d, vm, out))
     return kExitOk;
   if (vm.count("published") && vm.count("device")) throw InputError("give one of --device cpu and --published");
-  if (vm.count("published")) return validate_published(common, points_file, only, bars_file, out);
+  if (vm.count("engine") && !vm.count("published")) throw InputError("--engine is for validate --published");
+  if (vm.count("published")) return validate_published(common, points_file, only, bars_file, engine, out);
   if (!vm.count("device")) throw InputError("validate: give --device cpu (run the model here) or --published (published benchmarks)");
   if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
   if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");

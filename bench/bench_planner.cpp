@@ -3,8 +3,9 @@
 //   - the reference sweep (plan_reference: a StepModel per configuration, every batch priced op by op), and
 //   - a naive version that re-derives the model (parse config.json, count, build) for every (GPU, count, precision)
 //     cell and plans that cell alone,
-// with the ratio of each to the sweep per configuration, and the whole plan: the sweep and the serving check of its
-// first 10 rows (`moeplan plan`'s default). A configuration is one (GPU, count, precision, layout)
+// with the ratio of each to the sweep per configuration, the sweep over every serving engine (plan's default), and the
+// whole plan: the sweep and the serving check of its first 10 rows (`moeplan plan`'s default). A configuration is one
+// (GPU, count, precision, layout)
 // that `plan --verbose` counts as evaluated. The machine is shared: run with --benchmark_repetitions=10 and read
 // the medians (docs/planner.md "Speed and a peer").
 #include <benchmark/benchmark.h>
@@ -13,6 +14,7 @@
 
 #include "bench/bench_data.hpp"
 #include "common/files.hpp"
+#include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
 #include "planner/plan.hpp"
@@ -72,6 +74,18 @@ static void BM_default_plan_with_serving_check(benchmark::State& state) {
   sweep_benchmark(state, planner::plan, 10);
 }
 BENCHMARK(BM_default_plan_with_serving_check)->Unit(benchmark::kMillisecond);
+// The sweep `moeplan plan` runs by default (--engine auto): every engine of data/engines.yaml on the GPUs it runs on,
+// with its own max batch, tokens per step and KV dtype, ranked together. Its rates count every engine's configurations.
+static void BM_default_sweep_all_engines(benchmark::State& state) {
+  static const auto engines = gpu_db::EngineTable::load(data().dir / "engines.yaml");
+  sweep_benchmark(state, [](planner::PlanRequest r, const gpu_db::Database& db) {
+    for (const auto& e : engines.engines())
+      if (!e.generic()) r.engines.push_back(&e);
+    r.engine_max_batch = r.engine_max_num_batched_tokens = r.engine_kv_dtype = true;
+    return planner::plan(r, db);
+  });
+}
+BENCHMARK(BM_default_sweep_all_engines)->Unit(benchmark::kMillisecond);
 
 // The same sweep priced op by op: a StepModel per configuration (the implementation plan() replaced).
 static void BM_reference_sweep(benchmark::State& state) {

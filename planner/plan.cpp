@@ -103,6 +103,7 @@ const char* reject_name(Reject r) {
 }
 
 PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
+  if (!r.engines.empty()) return detail::plan_engines(r, db, &plan);
   // A host is a handful of configurations, and a measured profile's curves are not linear in the step variables
   // that StepFormula collapses: price it op by op.
   if (r.host) return plan_reference(r, db);
@@ -148,7 +149,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
         price_source = p->provider + " " + p->date;
       }
     }
-    const simulator::Hardware hw = simulator::gpu_hardware(db, *gpu, r.internode_link);
+    const simulator::Hardware hw = detail::engine_hardware(simulator::gpu_hardware(db, *gpu, r.internode_link), r);
     simulator::DeviceRates rates(hw, signatures);
     const double usable = gpu->memory_bytes * r.gpu_memory_utilization;
     for (std::size_t pi = 0; pi < precisions.size(); ++pi) {
@@ -157,7 +158,8 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
       const bool native = !prec.format || !prec.format->quantised() || gpu->has_dtype(dtype);
       // NVFP4 needs FP4 tensor cores (no engine dequantises it elsewhere); other formats fall back to
       // weight-only kernels (FP8 Marlin on Ampere, MXFP4 through Triton on Hopper, int4/GGUF everywhere).
-      const bool unsupported = prec.format && prec.format->name == "nvfp4" && !gpu->has_dtype("fp4");
+      const bool unsupported =
+          (prec.format && prec.format->name == "nvfp4" && !gpu->has_dtype("fp4")) || !detail::engine_loads(r, prec);
       for (std::size_t ci = 0; ci < r.counts.size(); ++ci) {
         const int count = r.counts[ci];
         for (std::size_t li = first_layout[ci]; li < first_layout[ci + 1]; ++li) {
@@ -167,7 +169,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
             reject(Reject::unsupported_dtype);
             continue;
           }
-          if (!lc.valid) {
+          if (!lc.valid || !detail::engine_runs_layout(r, layout, *gpu)) {
             reject(Reject::invalid_layout);
             continue;
           }

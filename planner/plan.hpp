@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
 #include "model/precision.hpp"
@@ -62,6 +63,16 @@ struct PlanRequest {
   int serving_rows = 10;                         // rows checked, best first (plan --top); 0: none (the formula only)
   std::int64_t serving_requests_per_slot = 4;    // requests simulated = this x the concurrency (simulate's default)
   std::string model_arg;                         // --model of the printed simulate command (default: the model's name)
+  // Serving engines to evaluate (data/engines.yaml). Empty: the plain roofline, rows name no engine (as before
+  // engines). Otherwise each engine is planned on the GPUs it runs on, with its step and kernel overheads, and rows
+  // carry it; the engine_* flags take max_batch, max_num_batched_tokens and kv_dtype from each engine instead.
+  std::vector<const gpu_db::EngineSpec*> engines;
+  // Price ops from the engine's shipped GPU op profile where one holds their shape (data/gpu_profiles), as simulate
+  // does by default; false: the roofline alone (plan --gpu-profile none).
+  bool gpu_profiles = true;
+  bool engine_max_batch = false, engine_max_num_batched_tokens = false, engine_kv_dtype = false;
+  const gpu_db::EngineSpec* engine = nullptr;    // the one engine of a sweep (set by plan() per engine)
+  const gpu_db::EngineTable* vendor_defaults = nullptr;  // set: each GPU only with its vendor's default engine
 };
 
 // A prediction's interval from a measured profile's held-out residuals (docs/validation.md "Error bars").
@@ -92,6 +103,8 @@ struct ServingCheck {
 // One configuration at its operating point.
 struct PlanRow {
   const gpu_db::GpuSpec* gpu = nullptr;
+  const gpu_db::EngineSpec* engine = nullptr;  // the serving engine (null: the plain roofline)
+  std::string kv_dtype;                        // the engine's KV cache dtype (set with an engine)
   int count = 0;
   std::string precision;                 // canonical spec
   bool weight_only = false;              // computed in bf16/fp8 with dequantisation (no native tensor cores)

@@ -21,6 +21,7 @@ namespace moeplan::planner {
 using detail::d;
 
 PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
+  if (!r.engines.empty()) return detail::plan_engines(r, db, &plan_reference);
   const auto t0 = std::chrono::steady_clock::now();
   const detail::Setup setup = detail::check_request(r);
   const model::ModelConfig& m = *r.model;
@@ -49,14 +50,16 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
         price_source = p->provider + " " + p->date;
       }
     }
-    const simulator::Hardware hw = r.host ? r.host->hardware : simulator::gpu_hardware(db, *gpu, r.internode_link);
+    const simulator::Hardware hw =
+        r.host ? r.host->hardware : detail::engine_hardware(simulator::gpu_hardware(db, *gpu, r.internode_link), r);
     for (std::size_t pi = 0; pi < precisions.size(); ++pi) {
       const model::Precision& prec = precisions[pi];
       const std::string dtype = prec.format ? prec.format->compute_dtype : "bf16";
       const bool native = !prec.format || !prec.format->quantised() || gpu->has_dtype(dtype);
       // NVFP4 needs FP4 tensor cores (no engine dequantises it elsewhere); other formats fall back to
       // weight-only kernels (FP8 Marlin on Ampere, MXFP4 through Triton on Hopper, int4/GGUF everywhere).
-      const bool unsupported = prec.format && prec.format->name == "nvfp4" && !gpu->has_dtype("fp4");
+      const bool unsupported =
+          (prec.format && prec.format->name == "nvfp4" && !gpu->has_dtype("fp4")) || !detail::engine_loads(r, prec);
       for (int count : counts) {
         for (const auto& layout : r.host ? detail::host_layouts(m, r.host->ranks) : detail::layouts_for(m, count)) {
           if (unsupported) {
@@ -66,6 +69,10 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
           try {
             model::validate_layout(m, layout);
           } catch (const InputError&) {
+            reject(Reject::invalid_layout);
+            continue;
+          }
+          if (!r.host && !detail::engine_runs_layout(r, layout, *gpu)) {
             reject(Reject::invalid_layout);
             continue;
           }

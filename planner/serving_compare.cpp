@@ -77,6 +77,22 @@ std::vector<LaunchCommand> launch_commands(const std::filesystem::path& checkpoi
   if (l.dp > 1) trt_note += "; add `enable_attention_dp: true` to --extra_llm_api_options";
   if (kv == "fp8") trt_note += "; `kv_cache_config: {dtype: fp8}` there for the FP8 KV cache";
   out.push_back({"TensorRT-LLM", trt, trt_note});
+  const std::string engine = row.engine ? row.engine->name : "generic";
+  if (engine == "llamacpp") {
+    // llama-server: one slot per sequence, the context shared by the slots; layers (pp) or rows (tp) split the GPUs.
+    std::string ll = "llama-server -hf " + repo + " -ngl 999 -np " + std::to_string(row.batch) + " -c " +
+                     std::to_string(max_model_len * row.batch) + " --cont-batching";
+    if (l.gpus() > 1) ll += l.tp > 1 ? " --split-mode row" : " --split-mode layer";
+    if (kv == "fp8") ll += " --cache-type-k q8_0 --cache-type-v q8_0";
+    out = {{"llama.cpp", ll, "llama.cpp loads GGUF: convert the checkpoint with convert_hf_to_gguf.py if " + repo +
+                                 " has no GGUF files; -c is the context shared by the -np slots"}};
+  } else if (engine != "generic") {
+    const std::string display = row.engine->display_name;
+    std::vector<LaunchCommand> one;
+    for (auto& c : out)
+      if (c.engine == display) one.push_back(std::move(c));
+    out = std::move(one);
+  }
   if (!note.empty())
     for (auto& c : out) c.note = note + "; " + c.note;
   return out;

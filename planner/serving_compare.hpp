@@ -30,9 +30,12 @@ ApiComparison compare_api(const gpu_db::Database& db, const std::string& model_n
 
 struct LaunchCommand {
   std::string engine, command, note;
+  int row = 0;  // the plan row (1-based rank) it launches; 0: the plan's #1 without engines
 };
 
-// Suggested launch commands; `checkpoints_yaml` maps (model, format) to a published repository.
+// Suggested launch commands; `checkpoints_yaml` maps (model, format) to a published repository. A row planned for an
+// engine gets that engine's command only; a row of the plain roofline (no engine) gets vLLM's, SGLang's and
+// TensorRT-LLM's.
 std::vector<LaunchCommand> launch_commands(const std::filesystem::path& checkpoints_yaml, const std::string& model_name,
                                            const PlanRow& row, std::int64_t max_model_len, model::KvDtype kv_dtype,
                                            double gpu_memory_utilization);

@@ -2,12 +2,17 @@
 #include "planner/sweep.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "common/error.hpp"
+#include "common/files.hpp"
 #include "common/text.hpp"
 #include "planner/cost.hpp"
+#include "simulator/engine.hpp"
+#include "simulator/gpu_profile.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/simulate.hpp"
 
@@ -216,8 +221,8 @@ std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int6
   if (r.max_num_batched_tokens != 8192) c += " --max-num-batched-tokens " + std::to_string(r.max_num_batched_tokens);
   if (r.gpu_memory_utilization != 0.90) c += " --gpu-memory-utilization " + format_fixed(r.gpu_memory_utilization, 4);
   if (!r.internode_link.empty() && r.internode_link != "infiniband-ndr") c += " --internode " + r.internode_link;
-  // The sweep and the check price ops by the roofline; simulate would pick a shipped kernel profile for some GPUs.
-  c += " --gpu-profile none";
+  if (r.engine) c += " --engine " + r.engine->name;
+  if (!r.gpu_profiles) c += " --gpu-profile none";
   const std::int64_t concurrency = batch * l.dp;
   c += " --concurrency " + std::to_string(concurrency) + " --max-batch " + std::to_string(batch) + " --num-requests " +
        std::to_string(concurrency * r.serving_requests_per_slot);
@@ -238,7 +243,7 @@ bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db
   q.precision = model::resolve_precision(row.precision, m, *r.precisions);
   q.layout = row.layout;
   q.kv_dtype = r.kv_dtype;
-  q.hardware = simulator::gpu_hardware(db, *row.gpu, r.internode_link);
+  q.hardware = engine_hardware(simulator::gpu_hardware(db, *row.gpu, r.internode_link), r);
   q.limits.max_num_batched_tokens = r.max_num_batched_tokens;
   q.gpu_memory_utilization = r.gpu_memory_utilization;
   q.workload.input_tokens = r.input_tokens;
@@ -338,6 +343,18 @@ bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db
 
 }  // namespace
 
+// The request a row was planned under: its engine's limits and KV dtype where the engine set them.
+PlanRequest row_request(const PlanRequest& r, const PlanRow& row) {
+  PlanRequest e = r;
+  if (!row.engine) return e;
+  e.engines.clear();
+  e.engine = row.engine;
+  if (r.engine_max_batch) e.max_batch = row.engine->max_batch;
+  if (r.engine_max_num_batched_tokens) e.max_num_batched_tokens = row.engine->max_num_batched_tokens;
+  if (!row.kv_dtype.empty()) e.kv_dtype = model::parse_kv_dtype(row.kv_dtype);
+  return e;
+}
+
 void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind) {
   rank_rows(res, r);
   if (r.host || r.serving_rows <= 0) return;
@@ -347,9 +364,98 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
     std::size_t i = 0;
     while (i < top && res.rows[i].serving) ++i;
     if (i == top) break;
-    if (!serve_row(res, r, db, window_kind, res.rows[i])) res.rows.erase(res.rows.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!serve_row(res, row_request(r, res.rows[i]), db, window_kind, res.rows[i]))
+      res.rows.erase(res.rows.begin() + static_cast<std::ptrdiff_t>(i));
     rank_rows(res, r);
   }
 }
+
+simulator::Hardware engine_hardware(simulator::Hardware hw, const PlanRequest& r) {
+  if (r.engine) hw.eff = simulator::engine_efficiency(hw.eff, *r.engine, hw.host);
+  // The engine's measured kernel curves for this GPU, as simulate --gpu-profile auto takes them (generic: TensorRT-LLM's).
+  if (!hw.host && r.gpu_profiles)
+    hw.gpu_profile = simulator::shipped_gpu_profile(data_dir(), hw.name, r.engine && !r.engine->generic() ? r.engine->name : "trtllm");
+  return hw;
+}
+
+bool engine_loads(const PlanRequest& r, const model::Precision& p) {
+  return !r.engine || r.engine->loads(p.format ? p.format->name : "bf16");
+}
+
+bool engine_runs_layout(const PlanRequest& r, const model::ParallelLayout& l, const gpu_db::GpuSpec& gpu) {
+  if (!r.engine) return true;
+  if (!r.engine->expert_parallel && (l.ep > 1 || l.dp > 1)) return false;
+  if (!r.engine->multi_node && l.gpus() > gpu.gpus_per_node) return false;
+  return true;
+}
+
+namespace {
+
+// How far a closest miss is from its limit (> 1), to pick the nearest across engines.
+double miss_ratio(const ClosestMiss& c) {
+  if (!c.row || c.limit <= 0 || c.value <= 0) return 1e300;
+  return c.constraint == "--min-tokens-per-s-per-user" ? c.limit / c.value : c.value / c.limit;
+}
+
+}  // namespace
+
+PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFunction core) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PlanResult out;
+  bool any = false;
+  for (const gpu_db::EngineSpec* e : r.engines) {
+    PlanRequest sub = r;
+    sub.engines.clear();
+    sub.engine = e;
+    sub.serving_rows = 0;  // the serving check runs once, on the merged ranking below
+    if (r.host) {
+      if (!e->hosts) continue;
+    } else {
+      sub.gpus.clear();
+      for (const gpu_db::GpuSpec* g : r.gpus)
+        if (e->runs_on(*g) && (!r.vendor_defaults || &r.vendor_defaults->vendor_default(*g) == e)) sub.gpus.push_back(g);
+      if (sub.gpus.empty()) continue;
+    }
+    if (r.engine_max_batch) sub.max_batch = e->max_batch;
+    if (r.engine_max_num_batched_tokens) sub.max_num_batched_tokens = e->max_num_batched_tokens;
+    // The engine's KV dtype follows the checkpoint (FP8 KV for ModelOpt FP8/NVFP4 on TensorRT-LLM): one sweep per
+    // KV dtype over the precisions that use it.
+    std::map<model::KvDtype, std::vector<std::string>> by_kv;
+    if (r.engine_kv_dtype) {
+      if (!r.model || !r.precisions) throw std::logic_error("plan: no model");
+      for (const auto& spec : r.precision_specs)
+        by_kv[simulator::engine_kv_dtype(*e, model::resolve_precision(spec, *r.model, *r.precisions))].push_back(spec);
+    } else {
+      by_kv[r.kv_dtype] = r.precision_specs;
+    }
+    for (const auto& [kv, specs] : by_kv) {
+      sub.kv_dtype = kv;
+      sub.precision_specs = specs;
+      PlanResult part = core(sub, db);
+      any = true;
+      for (auto& row : part.rows) {
+        row.engine = e;
+        row.kv_dtype = model::kv_dtype_name(kv);
+        out.rows.push_back(std::move(row));
+      }
+      for (std::size_t i = 0; i < out.rejected.size(); ++i) out.rejected[i] += part.rejected[i];
+      out.configurations += part.configurations;
+      out.operating_points += part.operating_points;
+      if (part.closest.row) {
+        part.closest.row->engine = e;
+        if (miss_ratio(part.closest) < miss_ratio(out.closest)) out.closest = std::move(part.closest);
+      }
+      for (auto& n : part.notes)
+        if (std::find(out.notes.begin(), out.notes.end(), n) == out.notes.end()) out.notes.push_back(std::move(n));
+    }
+  }
+  if (!any) throw InputError("no selected engine runs on the selected GPUs (data/engines.yaml lists where each runs)");
+  for (auto& row : out.rows) row.pareto = false;
+  if (r.host) rank_rows(out, r);
+  else check_serving(out, r, db, check_request(r).window_kind);  // ranks, then checks the best rows of all engines
+  out.sweep_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
 
 }  // namespace moeplan::planner::detail

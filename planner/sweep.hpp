@@ -68,5 +68,14 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
 
 // The `moeplan simulate` command line of a row's operating point at `batch` per attention group.
 std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int64_t batch);
+// Engines (docs/planner.md "Engines"). The GPU's hardware with the sweep's engine overheads (unchanged without one).
+simulator::Hardware engine_hardware(simulator::Hardware hw, const PlanRequest& r);
+// Whether the sweep's engine loads this weight format and runs this layout on this GPU (true without an engine).
+bool engine_loads(const PlanRequest& r, const model::Precision& p);
+bool engine_runs_layout(const PlanRequest& r, const model::ParallelLayout& l, const gpu_db::GpuSpec& gpu);
+// request.engines set: one sweep by `core` per engine (and per KV dtype the engine uses across the precisions), on
+// the GPUs it runs on, merged and ranked together; counts add up, the closest miss is the nearest of all.
+using PlanFunction = PlanResult (*)(const PlanRequest&, const gpu_db::Database&);
+PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFunction core);
 
 }  // namespace moeplan::planner::detail

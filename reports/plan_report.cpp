@@ -50,6 +50,11 @@ json row_json(const planner::PlanRow& r) {
                     {"steady_output_tokens_per_s", c.steady_output_tokens_per_s}, {"formula_batch", c.formula_batch},
                     {"simulate_command", c.simulate_command}};
   }
+  if (r.engine) {
+    j["engine"] = r.engine->name;
+    j["engine_version"] = r.engine->generic() ? "" : r.engine->versions;
+    j["kv_dtype"] = r.kv_dtype;
+  }
   if (r.error_bars) {
     const auto& e = *r.error_bars;
     auto pair = [](const planner::Interval& i) { return json::array({i.low, i.high}); };
@@ -97,11 +102,26 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                          std::to_string(q.slo_percentile) + " of simulate's serving loop, queueing included (--slo-percentile)");
   else
     rep.header.push_back("operating point: steady state, every slot busy; TTFT and TPOT from the step formula, no queueing");
+  const bool engines = !q.engines.empty();
+  if (engines) {
+    std::vector<std::string> names;
+    for (const auto* e : q.engines) names.push_back(e->name + " " + e->versions.substr(0, e->versions.find(" (")));
+    rep.header.push_back("engines evaluated: " + join(names, ", ") +
+                         (q.vendor_defaults ? ", each GPU with its vendor's default (NVIDIA trtllm, AMD/Intel vllm)"
+                                            : ", each on the GPUs it runs on") +
+                         " (--engine X for one, generic for the plain roofline)");
+  } else if (!q.host) {
+    rep.header.push_back("engine: generic (the plain roofline; --engine auto plans every serving engine)");
+  }
   Table t;
   t.columns = {"#", "GPUs", "precision", "layout", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
                "TPOT " + pct(q) + "ms", "$/hour",
                "$/M in", "$/M out", "$/M blend", "vs API", "pareto"};
   t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true, true, true, false};
+  if (engines) {
+    t.columns.insert(t.columns.begin() + 2, "engine");
+    t.right_align.insert(t.right_align.begin() + 2, false);
+  }
   // "vs API": the row's blended $/M over the cheapest API's for this model and workload (< 1: self-hosting is cheaper).
   const double api_blend = api ? api->offers.front().usd_per_m_blended : 0;
   json rows = json::array();
@@ -116,6 +136,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                       format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour),
                       money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
                       api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : ""});
+    if (engines) t.rows.back().insert(t.rows.back().begin() + 2, r.engine ? r.engine->name : "generic");
   }
   rep.tables.push_back(std::move(t));
 
@@ -165,7 +186,8 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     std::string why = "no configuration meets the constraints";
     if (res.closest.row) {
       const auto& c = *res.closest.row;
-      why += "; closest: " + std::to_string(c.count) + "x " + c.gpu->name + " " + c.precision + " " + layout_text(c.layout) +
+      why += "; closest: " + std::to_string(c.count) + "x " + c.gpu->name + (c.engine ? " on " + c.engine->name : "") + " " +
+             c.precision + " " + layout_text(c.layout) +
              " at batch " + std::to_string(c.batch) + " misses " + res.closest.constraint + " " +
              format_fixed(res.closest.limit, 1) + " with " + format_fixed(res.closest.value, 1);
     }
@@ -193,7 +215,9 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                           " B tokens/month = " + format_fixed(100.0 * api->breakeven_utilization, 0) +
                           " % of #1's capacity (moeplan compare-api)");
     }
-    for (const auto& l : launch) rep.notes.push_back(l.engine + ": " + l.command + (l.note.empty() ? "" : "   # " + l.note));
+    for (const auto& l : launch)
+      rep.notes.push_back((l.row > 0 ? "#" + std::to_string(l.row) + " " : std::string()) + l.engine + ": " + l.command +
+                          (l.note.empty() ? "" : "   # " + l.note));
     for (const auto& r : res.rows)
       if (r.price_source != "--gpu-price") {
         rep.notes.push_back("GPU prices: cheapest on-demand row per GPU in data/prices/gpu_hourly.yaml (#1: " + r.price_source + ")");
@@ -218,6 +242,11 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
               {"operating_point", checked(q) ? "closed loop of batch x dp requests in flight; TTFT/TPOT at slo_percentile "
                                                "of simulate's serving loop for rows with \"simulated\": true"
                                              : "steady state, every slot busy; no queueing"},
+              {"engines", [&] {
+                 json a = json::array();
+                 for (const auto* e : q.engines) a.push_back(e->name);
+                 return a;
+               }()},
               {"configurations", rows},
               {"rejected", rejected},
               {"configurations_evaluated", res.configurations},
@@ -229,7 +258,10 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   }
   if (!launch.empty()) {
     rep.json["launch"] = json::array();
-    for (const auto& l : launch) rep.json["launch"].push_back({{"engine", l.engine}, {"command", l.command}, {"note", l.note}});
+    for (const auto& l : launch) {
+      rep.json["launch"].push_back({{"engine", l.engine}, {"command", l.command}, {"note", l.note}});
+      if (l.row > 0) rep.json["launch"].back()["row"] = l.row;
+    }
   }
   return rep;
 }
@@ -238,6 +270,7 @@ Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow&
   Report rep;
   rep.header = {"compare-api: " + q.model->name + "; " + workload_line(q),
                 "self-hosted: " + std::to_string(self.count) + "x " + self.gpu->name + " " + self.precision + " " +
+                    (self.engine ? "on " + self.engine->name + " " : std::string()) +
                     layout_text(self.layout) + " at batch " + with_commas(self.batch) + ", $" + money(self.usd_per_hour) +
                     "/hour, utilization " + format_fixed(100.0 * q.utilization, 0) + " %"};
   Table t;

@@ -101,7 +101,8 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
     case simulator::LoadMode::poisson: load = "Poisson arrivals, " + format_fixed(q.workload.request_rate_per_s, 2) + " req/s"; break;
     case simulator::LoadMode::static_batch: load = "static batches of " + with_commas(q.workload.concurrency); break;
   }
-  rep.header = {"simulate: " + q.model_name + " on " + q.device + ", precision " + q.precision + ", KV " + q.kv_dtype,
+  rep.header = {"simulate: " + q.model_name + " on " + q.device + ", precision " + q.precision + ", KV " + q.kv_dtype +
+                    (r.engine.empty() || r.engine == "generic" ? std::string() : ", engine " + r.engine),
                 "layout tp=" + std::to_string(l.tp) + " ep=" + std::to_string(l.ep) + " pp=" + std::to_string(l.pp) +
                     " dp=" + std::to_string(l.dp) + "; " + with_commas(q.workload.input_tokens) + " in / " +
                     with_commas(q.workload.output_tokens) + " out tokens; " + load + "; " + with_commas(s.requests) + " requests"};
@@ -228,6 +229,8 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
               {"gpus", r.gpus},
               {"precision", q.precision},
               {"kv_dtype", q.kv_dtype},
+              {"engine", r.engine},
+              {"engine_version", r.engine_version},
               {"tp", l.tp}, {"ep", l.ep}, {"pp", l.pp}, {"dp", l.dp},
               {"input_tokens", q.workload.input_tokens},
               {"output_tokens", q.workload.output_tokens},
@@ -299,10 +302,11 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
                                                 : (p.load == "static" ? "b=" : "c=") + std::to_string(p.concurrency);
     const bool ok = r.failure.empty();
     const std::string hardware = p.gpu_row() ? std::to_string(p.count) + "x " + p.gpu : p.host;
-    t.rows.push_back({p.id, p.model, p.engine, hardware, layout, p.precision, p.kv_dtype,
+    const std::string engine = r.engine.empty() ? p.engine : r.engine;  // the engine simulated (--engine may override)
+    t.rows.push_back({p.id, p.model, engine, hardware, layout, p.precision, p.kv_dtype,
                       std::to_string(p.input) + "/" + std::to_string(p.output), load, p.metric, format_fixed(p.value, 1),
                       ok ? format_fixed(r.predicted, 1) : "-", ok ? format_fixed(100.0 * r.error, 1) + "%" : "refused"});
-    json j = {{"id", p.id}, {"model", p.model}, {"engine", p.engine}, {"engine_version", p.engine_version},
+    json j = {{"id", p.id}, {"model", p.model}, {"engine", engine}, {"engine_version", p.engine_version},
               {"precision", p.precision}, {"kv_dtype", p.kv_dtype}, {"input_tokens", p.input},
               {"output_tokens", p.output}, {"load", p.load}, {"metric", p.metric}, {"phase", simulator::metric_phase(p.metric)},
               {"measured", p.value}, {"source", p.source}, {"url", p.url}, {"vendor", p.vendor}};
@@ -314,6 +318,7 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
     if (p.load == "rate") j["request_rate"] = p.request_rate;
     else if (p.load != "max") j["concurrency"] = p.concurrency;
     if (!simulator::metric_is_rate(p.metric)) j["stat"] = p.stat;
+    if (engine != p.engine) j["measured_engine"] = p.engine;  // --engine simulated another engine than the row's
     if (ok) {
       j["predicted"] = r.predicted;
       j["error"] = r.error;

@@ -49,42 +49,55 @@ double number(std::string_view w, const std::string& where) {
   return v;
 }
 
+// The dtype of a shape (" dtype=fp8 ..."), for the index.
+std::string shape_dtype(const std::string& shape) {
+  const std::size_t at = shape.find(" dtype=");
+  if (at == std::string::npos) return "";
+  const std::size_t from = at + 7;
+  return shape.substr(from, shape.find(' ', from) - from);
+}
+
 std::string index_key(GpuCurveKind kind, const std::string& dtype) {
   return std::string(gpu_curve_kind_name(kind)) + " " + dtype;
 }
 
-// One curve line: kind key=value ... : x y x y ...
-GpuCurve parse_curve(GpuCurveKind kind, std::string_view rest, const std::string& where) {
-  GpuCurve c;
-  c.kind = kind;
-  // The separator is ':' standing alone (field values may hold a colon, e.g. dtype=aic:w4a8_mxfp4_mxfp8).
-  std::size_t colon = std::string_view::npos;
+// The separator between shape and points is ':' standing alone (values may hold a colon: dtype=aic:w4a8_...).
+std::size_t separator(std::string_view rest) {
   for (std::size_t i = rest.find(':'); i != std::string_view::npos; i = rest.find(':', i + 1)) {
     const bool left = i == 0 || rest[i - 1] == ' ' || rest[i - 1] == '\t';
     const bool right = i + 1 == rest.size() || rest[i + 1] == ' ' || rest[i + 1] == '\t';
-    if (left && right) {
-      colon = i;
-      break;
-    }
+    if (left && right) return i;
   }
-  if (colon == std::string_view::npos) throw InputError(where + ": expected ' : ' between the shape and the points");
-  for (std::string_view f : words(rest.substr(0, colon))) {
+  return std::string_view::npos;
+}
+
+// The shape of one curve line, normalised to " k=v k=v " (single spaces).
+std::string parse_shape(std::string_view fields, const std::string& where) {
+  std::string shape = " ";
+  for (std::string_view f : words(fields)) {
     const std::size_t eq = f.find('=');
     if (eq == std::string_view::npos || eq == 0 || eq + 1 == f.size())
       throw InputError(where + ": shape field '" + std::string(f) + "' is not key=value");
-    c.fields[std::string(f.substr(0, eq))] = std::string(f.substr(eq + 1));
+    shape.append(f).push_back(' ');
   }
-  const auto pts = words(rest.substr(colon + 1));
+  return shape;
+}
+
+Curve parse_points(std::string_view text, const std::string& where) {
+  Curve c;
+  const auto pts = words(text);
   if (pts.empty() || pts.size() % 2 != 0)
     throw InputError(where + ": expected x y pairs after ':' (got " + std::to_string(pts.size()) + " numbers; truncated?)");
+  c.x.reserve(pts.size() / 2);
+  c.y.reserve(pts.size() / 2);
   for (std::size_t i = 0; i < pts.size(); i += 2) {
     const double x = number(pts[i], where), us = number(pts[i + 1], where);
     if (!(x > 0) || !(us > 0)) throw InputError(where + ": sizes and times must be positive");
-    if (!c.seconds.x.empty() && !(x > c.seconds.x.back()))
+    if (!c.x.empty() && !(x > c.x.back()))
       throw InputError(where + ": sizes must be strictly ascending (" + std::string(pts[i]) + " after " +
                        std::string(pts[i - 2]) + ")");
-    c.seconds.x.push_back(x);
-    c.seconds.y.push_back(us * 1e-6);
+    c.x.push_back(x);
+    c.y.push_back(us * 1e-6);
   }
   return c;
 }
@@ -96,8 +109,16 @@ const char* gpu_curve_kind_name(GpuCurveKind k) {
   return "?";
 }
 
-GpuProfile read_gpu_profile(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
+const Curve& GpuCurve::seconds() const {
+  if (!parsed_) {
+    seconds_ = parse_points(std::string_view(*text_).substr(points_at_, points_len_), where_);
+    parsed_ = true;
+  }
+  return seconds_;
+}
+
+GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy) {
+  const auto text = std::make_shared<const std::string>(read_text_file(path));
   const std::string file = path.string();
   GpuProfile p;
   p.file = path;
@@ -108,67 +129,79 @@ GpuProfile read_gpu_profile(const std::filesystem::path& path) {
                                                 {"engine_version", &p.engine_version},
                                                 {"source", &p.source},   {"license", &p.license},
                                                 {"exported", &p.exported}};
-  while (pos < text.size()) {
-    std::size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
+  while (pos < text->size()) {
+    std::size_t end = text->find('\n', pos);
+    if (end == std::string::npos) end = text->size();
+    std::string_view line(text->data() + pos, end - pos);
     pos = end + 1;
     ++line_no;
-    const std::string where = file + ":" + std::to_string(line_no);
     if (const std::size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) line.remove_suffix(1);
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
     if (line.empty()) continue;
+    const auto where = [&] { return file + ":" + std::to_string(line_no); };
     if (!magic) {
-      if (line != kMagic) throw InputError(where + ": not a GPU op profile (the first line must be '" + kMagic + "')");
+      if (line != kMagic) throw InputError(where() + ": not a GPU op profile (the first line must be '" + kMagic + "')");
       magic = true;
       continue;
     }
     const std::size_t sp = line.find_first_of(" \t");
-    const std::string head(line.substr(0, sp));
+    const std::string_view head = line.substr(0, sp);
     const std::string_view rest = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
-    if (const auto h = header.find(head); h != header.end()) {
-      std::string v(rest);
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.erase(v.begin());
-      if (v.empty()) throw InputError(where + ": '" + head + "' has no value");
-      *h->second = v;
-      continue;
-    }
-    if (head == "table") {
-      p.tables.emplace_back(rest);
-      continue;
-    }
     const KindName* kind = nullptr;
     for (const auto& kn : kKinds)
       if (head == kn.name) kind = &kn;
-    if (!kind) throw InputError(where + ": unknown line kind '" + head + "'");
-    GpuCurve c = parse_curve(kind->kind, rest, where);
-    c.line = line_no;
-    p.curves.push_back(std::move(c));
+    if (kind) {
+      const std::size_t colon = separator(rest);
+      if (colon == std::string_view::npos) throw InputError(where() + ": expected ' : ' between the shape and the points");
+      GpuCurve c;
+      c.kind = kind->kind;
+      c.line = line_no;
+      c.shape = parse_shape(rest.substr(0, colon), where());
+      c.where_ = where();
+      c.points_at_ = static_cast<std::size_t>(rest.data() - text->data()) + colon + 1;
+      c.points_len_ = rest.size() - colon - 1;
+      if (lazy) {
+        c.text_ = text;
+      } else {
+        c.seconds_ = parse_points(rest.substr(colon + 1), c.where_);
+        c.parsed_ = true;
+      }
+      p.curves.push_back(std::move(c));
+      continue;
+    }
+    const std::string key(head);
+    if (const auto h = header.find(key); h != header.end()) {
+      std::string v(rest);
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.erase(v.begin());
+      if (v.empty()) throw InputError(where() + ": '" + key + "' has no value");
+      *h->second = v;
+      continue;
+    }
+    if (key == "table") {
+      p.tables.emplace_back(rest);
+      continue;
+    }
+    throw InputError(where() + ": unknown line kind '" + key + "'");
   }
   if (!magic) throw InputError(file + ": empty file, not a GPU op profile");
   for (const char* key : {"gpu", "engine"})
     if (header[key]->empty()) throw InputError(file + ": the header has no '" + key + "' line (truncated?)");
-  for (std::size_t i = 0; i < p.curves.size(); ++i) {
-    const auto dt = p.curves[i].fields.find("dtype");
-    p.index_.emplace(index_key(p.curves[i].kind, dt == p.curves[i].fields.end() ? "" : dt->second), i);
-  }
+  for (std::size_t i = 0; i < p.curves.size(); ++i)
+    p.index_.emplace(index_key(p.curves[i].kind, shape_dtype(p.curves[i].shape)), i);
   return p;
 }
 
 const GpuCurve* GpuProfile::find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const {
   const auto dt = want.find("dtype");
   const auto [lo, hi] = index_.equal_range(index_key(kind, dt == want.end() ? "" : dt->second));
+  std::vector<std::string> needles;
+  needles.reserve(want.size());
+  for (const auto& [k, v] : want) needles.push_back(" " + k + "=" + v + " ");
   for (auto it = lo; it != hi; ++it) {
     const GpuCurve& c = curves[it->second];
     bool match = true;
-    for (const auto& [k, v] : want) {
-      const auto f = c.fields.find(k);
-      if (f == c.fields.end() || f->second != v) {
-        match = false;
-        break;
-      }
-    }
+    for (const std::string& n : needles) match = match && c.shape.find(n) != std::string::npos;
     if (match) return &c;
   }
   return nullptr;
@@ -183,7 +216,7 @@ std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::pat
   const std::string key = path.string();
   if (const auto it = cache.find(key); it != cache.end()) return it->second;
   std::shared_ptr<const GpuProfile> p;
-  if (std::filesystem::exists(path)) p = std::make_shared<const GpuProfile>(read_gpu_profile(path));
+  if (std::filesystem::exists(path)) p = std::make_shared<const GpuProfile>(read_gpu_profile(path, /*lazy=*/true));
   cache[key] = p;
   return p;
 }

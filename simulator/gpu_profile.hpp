@@ -19,13 +19,26 @@ namespace moeplan::simulator {
 enum class GpuCurveKind { moe, gemm, attn_prefill, attn_decode, all_reduce, all_gather, alltoall, reduce_scatter };
 const char* gpu_curve_kind_name(GpuCurveKind k);
 
+struct GpuProfile;
+GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
+
 struct GpuCurve {
   GpuCurveKind kind = GpuCurveKind::gemm;
-  std::map<std::string, std::string> fields;  // the shape: dtype=fp8 hidden=5120 ...
-  Curve seconds;                              // x: tokens / rows / context / bytes; y: seconds per call
-  int line = 0;                               // where it was read
-  double x_min() const { return seconds.x.front(); }
-  double x_max() const { return seconds.x.back(); }
+  std::string shape;   // the shape fields as written: " dtype=fp8 hidden=5120 ... " (spaced at both ends)
+  int line = 0;        // where it was read
+  // x: tokens / rows / context / bytes; y: seconds per call. A shipped profile parses a curve's points when it is
+  // first asked for (plan reads every GPU's profiles and uses a few curves of each).
+  const Curve& seconds() const;
+  double x_min() const { return seconds().x.front(); }
+  double x_max() const { return seconds().x.back(); }
+
+ private:
+  friend GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
+  std::shared_ptr<const std::string> text_;  // the file, while points are unparsed
+  std::size_t points_at_ = 0, points_len_ = 0;
+  std::string where_;
+  mutable Curve seconds_;
+  mutable bool parsed_ = false;
 };
 
 struct GpuProfile {
@@ -39,12 +52,14 @@ struct GpuProfile {
   const GpuCurve* find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const;
 
  private:
-  friend GpuProfile read_gpu_profile(const std::filesystem::path& path);
+  friend GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
   std::multimap<std::string, std::size_t> index_;  // "kind dtype" → curve, to keep lookups short
 };
 
-// Reads a profile; throws InputError naming the file and line for anything malformed or truncated.
-GpuProfile read_gpu_profile(const std::filesystem::path& path);
+// Reads a profile; throws InputError naming the file and line for anything malformed or truncated. `lazy`: check
+// the header and every curve's shape now, and a curve's points when first used (the error names the line then).
+GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
+inline GpuProfile read_gpu_profile(const std::filesystem::path& path) { return read_gpu_profile(path, false); }
 
 // The profile of `gpu` under `engine` from `data_dir`/gpu_profiles, read once per process; nullptr when the
 // project ships none for that pair.
@@ -71,12 +86,12 @@ std::vector<std::string> gpu_profile_expert_dtypes(const std::string& weight_for
 template <class Roofline>
 double curve_seconds(const GpuCurve& c, double x, Roofline roofline_s, bool* extrapolated) {
   const double lo = c.x_min(), hi = c.x_max();
-  if (x >= lo && x <= hi) return c.seconds.at(x);
+  if (x >= lo && x <= hi) return c.seconds().at(x);
   if (extrapolated) *extrapolated = true;
   const double end = x < lo ? lo : hi;
   const double r_end = roofline_s(end);
-  if (!(r_end > 0)) return c.seconds.at(end);
-  return c.seconds.at(end) * roofline_s(x) / r_end;
+  if (!(r_end > 0)) return c.seconds().at(end);
+  return c.seconds().at(end) * roofline_s(x) / r_end;
 }
 
 }  // namespace moeplan::simulator

@@ -9,6 +9,7 @@
 #include "common/files.hpp"
 #include "model/config.hpp"
 #include "model/precision.hpp"
+#include "simulator/engine.hpp"
 
 namespace moeplan::simulator {
 
@@ -104,8 +105,13 @@ double stat_of(const Percentiles& p, const std::string& stat) {
 }  // namespace
 
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
-                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only) {
+                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only,
+                                    const std::string& engine_override) {
   const auto precisions = model::PrecisionTable::load(data_dir / "precisions.yaml");
+  const auto engines = gpu_db::EngineTable::load(data_dir / "engines.yaml");
+  if (!engine_override.empty()) engines.engine(engine_override);  // an unknown --engine is bad input, not a row failure
+  for (const PublishedPoint& p : set.points)
+    if (!p.engine.empty()) engines.engine(p.engine);
   PublishedSummary s;
   std::vector<double> errors;
   for (const PublishedPoint& p : set.points) {
@@ -120,17 +126,23 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.layout = {p.tp, p.ep, p.pp, p.dp};
       if (q.layout.gpus() != p.count) throw InputError("count " + std::to_string(p.count) + " is not tp x dp x pp");
       q.kv_dtype = model::parse_kv_dtype(p.kv_dtype);
+      // The row's engine (--engine overrides it): its overheads, and its kernel tables where the project ships them.
+      const gpu_db::EngineSpec& e =
+          engines.engine(!engine_override.empty() ? engine_override : p.engine.empty() ? "generic" : p.engine);
+      r.engine = e.name;
       if (p.gpu_row()) {
         const gpu_db::GpuSpec& g = db.gpu(p.gpu);
+        engines.require_runs_on(e, g);
         r.point.vendor = g.vendor;
         q.hardware = gpu_hardware(db, g);
         // The engine's measured kernel tables for this GPU, where the project ships them (docs/gpu_profiles.md).
-        q.hardware.gpu_profile = shipped_gpu_profile(data_dir, g.name, p.engine);
+        q.hardware.gpu_profile = shipped_gpu_profile(data_dir, g.name, e.name);
         // A profile describes one engine release line: a row measured with another major version (TensorRT-LLM
         // 0.9's TensorRT engines against a 1.x profile) is priced by the roofline.
         if (q.hardware.gpu_profile && !same_release_line(p.engine_version, q.hardware.gpu_profile->engine_version))
           q.hardware.gpu_profile.reset();
       } else {
+        engines.require_runs_on_hosts(e);
         const gpu_db::HostSpec& h = db.host(p.host);
         r.point.vendor = "host";
         // Priced as simulate prices it: integrated GPU or cores x FLOP/cycle x clock, llama.cpp's decode share.
@@ -147,6 +159,8 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.workload.concurrency = p.concurrency;
       q.workload.request_rate_per_s = p.request_rate;
       q.workload.num_requests = p.num_requests;
+      // The row states its batch, token budget and KV dtype: only the engine's overheads apply.
+      apply_engine(q, e, EngineChoices{true, true, true});
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;

@@ -14,7 +14,7 @@ namespace moeplan::simulator {
 struct PublishedPoint {
   std::string id, model, gpu, precision, kv_dtype, source, metric, load;
   std::string host;        // a host row (llama.cpp on a CPU or unified-memory machine): hosts.yaml name; gpu empty
-  std::string engine = "trtllm", engine_version, url;  // the engine that measured it, as the source states
+  std::string engine = "trtllm", engine_version, url;  // the engine that measured it (data/engines.yaml), as the source states
   std::string stat = "mean";  // ttft_ms / tpot_ms: mean, median, p90 or p99 of the source
   int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
   std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
@@ -35,6 +35,7 @@ PublishedSet load_published(const std::filesystem::path& yaml_path);
 
 struct PublishedResult {
   PublishedPoint point;
+  std::string engine;      // the engine it was simulated with
   double predicted = 0;
   double error = 0;        // (predicted − measured) / measured
   std::string failure;     // when the simulator refused the configuration (the message)
@@ -75,7 +76,11 @@ const ErrorGroup* find_error_group(const std::vector<ErrorGroup>& groups, const 
                                    int min_rows = 5);
 
 // `only`: run just these ids (empty = all).
+// `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml: its step and
+// kernel overheads; trtllm when the row names none), or with `engine` when that is given; a row whose GPU the engine
+// does not run on fails with the reason.
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
-                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only = {});
+                                    const std::filesystem::path& data_dir, const std::vector<std::string>& only = {},
+                                    const std::string& engine = "");
 
 }  // namespace moeplan::simulator

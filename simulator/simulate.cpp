@@ -67,6 +67,8 @@ SimulateResult simulate(const SimulateRequest& r) {
 
   SimulateResult res;
   res.gpus = lay.gpus() * (1 + std::max(0, r.prefill_replicas));
+  res.engine = r.engine;
+  res.engine_version = r.engine_version;
 
   // Step model: op graph priced on this hardware, with the routing model.
   StepModelRequest sr;
@@ -234,6 +236,11 @@ SimulateResult simulate(const SimulateRequest& r) {
   }
 
   const Efficiency& e = r.hardware.eff;
+  if (r.engine == "generic")
+    res.assumptions.push_back("engine: generic (the plain roofline; --engine trtllm|vllm|sglang|llamacpp applies an engine's defaults)");
+  else
+    res.assumptions.push_back("engine: " + r.engine + " " + r.engine_version + " (data/engines.yaml); step overhead: " +
+                              r.engine_source);
   if (const auto& prof = r.hardware.profile) {
     res.assumptions.push_back("ops priced from the measured curves of " + prof->file.string() + " (" + prof->cpu_model + ", " +
                               std::to_string(prof->threads) + " threads, " + prof->date + ")" +

@@ -38,6 +38,9 @@ struct SimulateRequest {
   // and hands the KV over `--internode` to the decode pool (0: aggregated serving on one pool).
   int prefill_replicas = 0;
   bool with_breakdown = false;
+  // The serving engine (data/engines.yaml; simulator/engine.hpp applies its defaults): carried so results name it and
+  // engine-specific kernel tables can be chosen by it. "generic": the plain roofline.
+  std::string engine = "generic", engine_version, engine_source;
 };
 
 // What one device holds at the peak batch when a GPU offloads to host RAM (each side separately; free is never
@@ -61,6 +64,7 @@ struct SimulateResult {
   int gpus = 0;                    // GPUs in the replica (both pools when disaggregated)
   std::vector<std::string> assumptions;
   std::string routing;
+  std::string engine, engine_version;  // from the request
 };
 
 // Throws InputError for impossible configurations (layout, lengths, memory).

@@ -386,7 +386,7 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     if (cx > 0 && cx >= c.x_min() && cx <= c.x_max()) {
       // Measured: the curve's time per call (the block's whole time on its first op, 0 on the others).
       const double t = p.block_curve ? 0.0
-                       : repeat * c.seconds.at(cx) * (p.curve_block ? block_routing_ratio(p, x) : 1.0);
+                       : repeat * c.seconds().at(cx) * (p.curve_block ? block_routing_ratio(p, x) : 1.0);
       if (out) {  // the roofline's terms say which side binds; the time is the measurement
         roofline_time(p, x, host, out);
         out->source = "profile";

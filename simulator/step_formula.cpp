@@ -367,7 +367,7 @@ double StepFormula::curve_time_s(const PlaneVector& s) const {
         }
         if (actual_s > 0 && balanced_s > 0) ratio = actual_s / balanced_s;
       }
-      t += c.repeat * c.curve->seconds.at(x) * ratio;
+      t += c.repeat * c.curve->seconds().at(x) * ratio;
     } else {
       for (std::size_t i : c.entries) t += entry_roofline_s(i, s);
     }

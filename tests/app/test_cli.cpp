@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "app/cli.hpp"
@@ -101,6 +102,13 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
       {"plan", "--objective", "cheapest"},
       {"plan", "--counts", "8,x"},
       {"compare-api", "--model", "llama3.1-8b", "--gpus", "h100-sxm", "--tpot-ms", "0.01"},
+      {"simulate", "--engine", "vlm"},
+      {"simulate", "--engine", "trtllm", "--gpu", "mi300x"},
+      {"simulate", "--engine", "sglang", "--host", "ddr5-desktop-2ch", "--model", "llama3.1-8b"},
+      {"plan", "--engine", "trtllm", "--gpus", "mi300x"},
+      {"plan", "--engine", "nope"},
+      {"compare-api", "--engine", "trtllm", "--gpus", "h100-sxm,mi300x"},
+      {"validate", "--published", "--engine", "nope"},
   };
   for (const auto& args : cases) {
     INFO(args[0] << " " << (args.size() > 1 ? args[1] : "") << " " << (args.size() > 2 ? args[2] : ""));
@@ -109,6 +117,64 @@ TEST_CASE("every bad input is one line on stderr and exit code 2") {
     CHECK(one_line(r.err));
     CHECK(r.err.rfind("moeplan: error: ", 0) == 0);
   }
+}
+
+TEST_CASE("an engine that does not run on the GPU exits 2 naming the engines that do, unknown engines list them") {
+  const auto r = run({"simulate", "--engine", "trtllm", "--gpu", "mi300x", "--model", "llama3.1-8b", "--count", "1"});
+  CHECK(r.code == 2);
+  CHECK(one_line(r.err));
+  CHECK(r.err.find("mi300x") != std::string::npos);
+  CHECK(r.err.find("vllm") != std::string::npos);
+  CHECK(r.err.find("sglang") != std::string::npos);
+  const auto p = run({"plan", "--engine", "trtllm", "--gpus", "h100-sxm,mi300x"});
+  CHECK(p.code == 2);
+  CHECK(p.err.find("engines that do: ") != std::string::npos);
+  const auto u = run({"simulate", "--engine", "tensorrt"});
+  CHECK(u.code == 2);
+  for (const char* name : {"trtllm", "vllm", "sglang", "llamacpp", "generic"}) CHECK(u.err.find(name) != std::string::npos);
+}
+
+TEST_CASE("simulate and plan name the engine, plan rows and launch commands follow it") {
+  const auto s = run({"simulate", "--model", "llama3.1-8b", "--gpu", "h100-sxm", "--count", "1", "--engine", "vllm",
+                      "--concurrency", "4", "--format", "json"});
+  REQUIRE(s.code == 0);
+  const auto sj = nlohmann::json::parse(s.out);
+  CHECK(sj["engine"] == "vllm");
+  CHECK(sj["engine_version"].get<std::string>().find("0.1") != std::string::npos);
+  bool sourced = false;
+  for (const auto& a : sj["assumptions"]) sourced = sourced || a.get<std::string>().find("engine: vllm") != std::string::npos;
+  CHECK(sourced);
+  const auto g = run({"simulate", "--model", "llama3.1-8b", "--gpu", "h100-sxm", "--count", "1", "--format", "json"});
+  REQUIRE(g.code == 0);
+  CHECK(nlohmann::json::parse(g.out)["engine"] == "generic");
+
+  const auto p = run({"plan", "--model", "llama3.1-8b", "--gpus", "h100-sxm,mi300x", "--counts", "1,2", "--format", "json"});
+  REQUIRE(p.code == 0);
+  const auto pj = nlohmann::json::parse(p.out);
+  CHECK(pj["engines"].size() == 4);
+  std::set<std::string> engines;
+  for (const auto& row : pj["configurations"]) {
+    engines.insert(row["engine"].get<std::string>());
+    CHECK_FALSE((row["engine"] == "trtllm" && row["gpu"] == "mi300x"));
+  }
+  CHECK(engines.count("trtllm"));
+  CHECK(engines.count("vllm"));
+  REQUIRE(pj.contains("launch"));
+  const auto& rows = pj["configurations"];
+  for (const auto& l : pj["launch"]) {
+    const std::string engine = rows[l["row"].get<int>() - 1]["engine"];
+    const std::string cmd = l["command"];
+    if (engine == "trtllm") CHECK(cmd.rfind("trtllm-serve", 0) == 0);
+    if (engine == "vllm") CHECK(cmd.rfind("vllm serve", 0) == 0);
+    if (engine == "sglang") CHECK(cmd.find("sglang.launch_server") != std::string::npos);
+    if (engine == "llamacpp") CHECK(cmd.rfind("llama-server", 0) == 0);
+  }
+  const auto t = run({"plan", "--model", "llama3.1-8b", "--gpus", "mi300x", "--counts", "1", "--engine", "sglang"});
+  REQUIRE(t.code == 0);
+  CHECK(t.out.find("engines evaluated: sglang") != std::string::npos);
+  CHECK(t.out.find("python -m sglang.launch_server") != std::string::npos);
+  CHECK(t.out.find("vllm serve") == std::string::npos);
+  CHECK(t.out.find("trtllm-serve") == std::string::npos);
 }
 
 TEST_CASE("simulate --format json has the documented fields, with sub-fields") {

@@ -1,0 +1,64 @@
+// gpu_db/engines: serving engines (TensorRT-LLM, vLLM, SGLang, llama.cpp, and the plain roofline `generic`) as data,
+// from data/engines.yaml. Every value keeps its source and the date it was read; nothing is computed here.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+
+namespace moeplan::gpu_db {
+
+struct EngineSource {
+  std::string source, read;  // URL / file at a version / measurement / "assumption: ...", and the date read
+};
+
+struct EngineSpec {
+  std::string name, display_name;
+  std::vector<std::string> aliases;
+  std::string versions;
+  std::vector<std::string> vendors, architectures;  // "any" in architectures: every architecture of those vendors
+  bool hosts = false;                               // runs on CPU / unified-memory hosts
+  std::string kv_dtype_modelopt;                    // KV cache dtype for FP8/NVFP4 ModelOpt checkpoints
+  std::int64_t max_batch = 0, max_num_batched_tokens = 0;
+  bool chunked_prefill = false, cuda_graphs = false;
+  std::int64_t cuda_graph_max_batch = 0;
+  std::string scheduler, moe_kernels;
+  double step_overhead_us = 0, op_overhead_us = 0, op_overhead_eager_us = 0;
+  std::vector<std::string> formats;                 // weight formats it loads (empty: every format)
+  bool expert_parallel = true, multi_node = true;
+  std::map<std::string, EngineSource> sources;      // field -> where its value comes from
+
+  bool generic() const { return name == "generic"; }
+  bool runs_on(const GpuSpec& gpu) const;
+  bool loads(const std::string& format) const;
+  // The fixed cost per kernel the engine pays: with CUDA graphs when it captures them.
+  double kernel_overhead_us() const { return cuda_graphs ? op_overhead_us : op_overhead_eager_us; }
+  std::string label() const { return generic() ? name : name + " " + versions; }
+};
+
+class EngineTable {
+ public:
+  // Throws InputError naming file:line and the field for every read error.
+  static EngineTable load(const std::filesystem::path& yaml_path);
+
+  const std::vector<EngineSpec>& engines() const { return engines_; }
+  // By name or alias (case-insensitive); unknown names throw InputError with suggestions and the list.
+  const EngineSpec& engine(const std::string& name) const;
+  std::vector<std::string> names() const;
+  // Engines that run on this GPU (generic included), in file order.
+  std::vector<const EngineSpec*> supporting(const GpuSpec& gpu) const;
+  std::vector<const EngineSpec*> supporting_hosts() const;
+  // The engine one would deploy on this GPU's vendor: NVIDIA trtllm, AMD and Intel vllm (docs/simulator.md "Engines").
+  const EngineSpec& vendor_default(const GpuSpec& gpu) const;
+  const EngineSpec& host_default() const { return engine("llamacpp"); }
+  // Throws InputError (exit 2) naming the engines that do run on the GPU, when `e` does not.
+  void require_runs_on(const EngineSpec& e, const GpuSpec& gpu) const;
+  void require_runs_on_hosts(const EngineSpec& e) const;
+
+ private:
+  std::vector<EngineSpec> engines_;
+};
+
+}  // namespace moeplan::gpu_db

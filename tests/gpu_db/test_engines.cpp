@@ -1,0 +1,105 @@
+// data/engines.yaml: every engine loads with a source and a date for every value, runs where its docs say, and
+// malformed files are refused naming file:line and the field.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.hpp"
+#include "gpu_db/engines.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+
+namespace {
+std::string load_error(const std::string& yaml) {
+  const auto path = std::filesystem::temp_directory_path() / "moeplan_test_engines.yaml";
+  std::ofstream(path) << yaml;
+  try {
+    gpu_db::EngineTable::load(path);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("engines.yaml loads, and every engine states every value with a source and the date read") {
+  const auto t = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  REQUIRE(t.engines().size() >= 5);
+  for (const char* name : {"generic", "trtllm", "vllm", "sglang", "llamacpp"}) CHECK_NOTHROW(t.engine(name));
+  const std::vector<std::string> fields = {
+      "versions", "vendors", "architectures", "hosts", "kv_dtype_modelopt", "max_batch", "max_num_batched_tokens",
+      "chunked_prefill", "cuda_graphs", "cuda_graph_max_batch", "scheduler", "moe_kernels", "step_overhead_us",
+      "op_overhead_us", "op_overhead_eager_us"};
+  for (const auto& e : t.engines()) {
+    INFO(e.name);
+    for (const auto& f : fields) {
+      INFO(f);
+      REQUIRE(e.sources.count(f) == 1);
+      CHECK(e.sources.at(f).source.size() > 10);
+      CHECK(e.sources.at(f).read == "2026-12-02");
+    }
+    CHECK(e.max_batch > 0);
+    CHECK(e.step_overhead_us >= 0);
+  }
+  // generic is today's Efficiency defaults exactly (simulator/hardware.hpp).
+  const auto& g = t.engine("generic");
+  CHECK(g.step_overhead_us == 30);
+  CHECK(g.kernel_overhead_us() == 2.0);
+  CHECK(g.max_batch == 1024);
+  CHECK(g.max_num_batched_tokens == 8192);
+  CHECK(g.kv_dtype_modelopt == "bf16");
+  CHECK(t.engine("TensorRT-LLM").name == "trtllm");  // aliases, case-insensitive
+  CHECK(t.engine("llama.cpp").name == "llamacpp");
+}
+
+TEST_CASE("engines run on the vendors and architectures their docs list") {
+  const auto db = gpu_db::Database::load(test::data());
+  const auto t = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  const auto& trt = t.engine("trtllm");
+  CHECK(trt.runs_on(db.gpu("h100-sxm")));
+  CHECK(trt.runs_on(db.gpu("a100-80gb-sxm")));
+  CHECK_FALSE(trt.runs_on(db.gpu("v100-sxm2-32gb")));  // Ampere and later
+  CHECK_FALSE(trt.runs_on(db.gpu("mi300x")));
+  CHECK(t.engine("vllm").runs_on(db.gpu("mi300x")));
+  CHECK(t.engine("sglang").runs_on(db.gpu("mi355x")));
+  CHECK(t.engine("llamacpp").hosts);
+  CHECK_FALSE(trt.hosts);
+  CHECK(t.vendor_default(db.gpu("b200")).name == "trtllm");
+  CHECK(t.vendor_default(db.gpu("mi300x")).name == "vllm");
+  CHECK(t.host_default().name == "llamacpp");
+  for (const auto* e : t.supporting(db.gpu("mi300x"))) CHECK(e->name != "trtllm");
+  try {
+    t.require_runs_on(trt, db.gpu("mi300x"));
+    FAIL("trtllm accepted on mi300x");
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("vllm") != std::string::npos);
+    CHECK(m.find("sglang") != std::string::npos);
+    CHECK(m.find("trtllm,") == std::string::npos);
+  }
+  try {
+    t.engine("vlm");
+    FAIL("unknown engine accepted");
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("vllm") != std::string::npos);
+    CHECK(m.find("llamacpp") != std::string::npos);
+  }
+}
+
+TEST_CASE("a malformed engines file names file:line and the field") {
+  const std::string head = "engines:\n  - name: generic\n";
+  const std::string m1 = load_error(head + "    versions: {value: \"-\", source: \"x\"}\n");
+  CHECK(m1.find("moeplan_test_engines.yaml:3") != std::string::npos);
+  CHECK(m1.find("versions") != std::string::npos);
+  CHECK(m1.find("read") != std::string::npos);
+  const std::string m2 = load_error(head + "    versions: {value: \"-\", source: \"x\", read: 2026-12-02}\n    speed: 3\n");
+  CHECK(m2.find(":4") != std::string::npos);
+  CHECK(m2.find("speed") != std::string::npos);
+  const std::string m3 = load_error(head + "    versions: {value: \"-\", source: \"x\", read: 2026-12-02}\n");
+  CHECK(m3.find("vendors") != std::string::npos);  // a missing field, named
+  const std::string m4 = load_error("engines: 3\n");
+  CHECK(m4.find("'engines' list") != std::string::npos);
+}

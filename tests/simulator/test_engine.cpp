@@ -1,0 +1,121 @@
+// An engine applied to a simulate request: generic reproduces today's numbers exactly, an engine's fixed cost per step
+// moves batch-1 TPOT by that cost, and its defaults fill only what the caller left out.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.hpp"
+
+#include "gpu_db/engines.hpp"
+#include "simulator/engine.hpp"
+#include "simulator/published.hpp"
+#include "simulator/simulate.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+using namespace moeplan::simulator;
+
+namespace {
+struct Fixture {
+  gpu_db::Database db = gpu_db::Database::load(test::data());
+  gpu_db::EngineTable engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  model::ModelConfig m = test::load("qwen3-30b-a3b");
+  SimulateRequest request(std::int64_t concurrency) {
+    SimulateRequest q;
+    q.model = &m;
+    q.precision = model::resolve_precision("fp8", m, test::precisions());
+    q.layout = {1, 1, 1, 1};
+    q.hardware = gpu_hardware(db, db.gpu("h100-sxm"));
+    q.limits.max_batch = 1024;
+    q.limits.max_num_batched_tokens = 8192;
+    q.workload.input_tokens = 500;
+    q.workload.output_tokens = 200;
+    q.workload.mode = LoadMode::closed;
+    q.workload.concurrency = concurrency;
+    q.workload.num_requests = 20;
+    return q;
+  }
+};
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "generic reproduces the simulator's own defaults exactly") {
+  for (std::int64_t c : {1, 16}) {
+    const SimulateResult today = simulate(request(c));
+    SimulateRequest q = request(c);
+    apply_engine(q, engines.engine("generic"), EngineChoices{});
+    CHECK(q.limits.max_batch == 1024);
+    CHECK(q.limits.max_num_batched_tokens == 8192);
+    CHECK(q.kv_dtype == model::KvDtype::bf16);
+    const SimulateResult g = simulate(q);
+    CHECK(g.serving.tpot_ms.mean == today.serving.tpot_ms.mean);
+    CHECK(g.serving.ttft_ms.mean == today.serving.ttft_ms.mean);
+    CHECK(g.serving.output_tokens_per_s == today.serving.output_tokens_per_s);
+    CHECK(g.engine == "generic");
+  }
+}
+
+TEST_CASE_METHOD(Fixture, "an engine's step overhead changes batch-1 TPOT by that overhead") {
+  const SimulateResult generic = simulate(request(1));
+  for (const char* name : {"vllm", "sglang"}) {  // same kernel overhead as generic with CUDA graphs, other step costs
+    const auto& e = engines.engine(name);
+    REQUIRE(e.kernel_overhead_us() == 2.0);
+    SimulateRequest q = request(1);
+    apply_engine(q, e, EngineChoices{true, true, true});
+    const SimulateResult r = simulate(q);
+    INFO(name);
+    CHECK(r.engine == name);
+    CHECK(r.serving.tpot_ms.mean - generic.serving.tpot_ms.mean == Approx((e.step_overhead_us - 30) * 1e-3).margin(1e-6));
+  }
+}
+
+TEST_CASE_METHOD(Fixture, "an engine's defaults fill only what the caller did not give") {
+  const auto& trt = engines.engine("trtllm");
+  SimulateRequest q = request(1);
+  apply_engine(q, trt, EngineChoices{});
+  CHECK(q.limits.max_batch == trt.max_batch);
+  CHECK(q.limits.max_num_batched_tokens == trt.max_num_batched_tokens);
+  CHECK(q.kv_dtype == model::KvDtype::fp8);  // ModelOpt FP8 checkpoint: TensorRT-LLM reads kv_cache_quant_algo FP8
+  CHECK(q.hardware.eff.step_overhead_us == trt.step_overhead_us);
+  SimulateRequest given = request(1);
+  apply_engine(given, trt, EngineChoices{true, true, true});
+  CHECK(given.limits.max_batch == 1024);
+  CHECK(given.kv_dtype == model::KvDtype::bf16);
+  SimulateRequest v = request(1);
+  apply_engine(v, engines.engine("vllm"), EngineChoices{});
+  CHECK(v.kv_dtype == model::KvDtype::bf16);  // --kv-cache-dtype auto
+  const auto r = simulate(q);
+  bool named = false;
+  for (const auto& a : r.assumptions) named = named || a.find("engine: trtllm") != std::string::npos;
+  CHECK(named);
+}
+
+TEST_CASE_METHOD(Fixture, "validate --published uses each row's engine, and --engine overrides it") {
+  const auto path = std::filesystem::temp_directory_path() / "moeplan_test_points_engine.yaml";
+  std::ofstream(path) << R"(defaults: {max_batch: 2048, max_num_batched_tokens: 8192}
+points:
+  - {id: E-1, model: gpt-oss-20b, gpu: h100-nvl, count: 1, tp: 1, dp: 1, ep: 1, precision: auto, kv_dtype: bf16, input: 1000, output: 1000, load: closed, concurrency: 1, num_requests: 5, metric: tpot_ms, value: 5, source: S2, engine: vllm, engine_version: "0.11.0", url: "https://example.org/run", stat: median}
+  - {id: E-2, model: gpt-oss-20b, gpu: h100-nvl, count: 1, tp: 1, dp: 1, ep: 1, precision: auto, kv_dtype: bf16, input: 1000, output: 1000, load: closed, concurrency: 1, num_requests: 5, metric: tpot_ms, value: 5, source: S2}
+  - {id: E-3, model: gpt-oss-20b, gpu: mi300x, count: 1, tp: 1, dp: 1, ep: 1, precision: auto, kv_dtype: bf16, input: 1000, output: 1000, load: closed, concurrency: 1, num_requests: 5, metric: tpot_ms, value: 5, source: S2, engine: trtllm}
+)";
+  const auto set = load_published(path);
+  REQUIRE(set.points.size() == 3);
+  CHECK(set.points[0].engine == "vllm");
+  CHECK(set.points[0].engine_version == "0.11.0");
+  CHECK(set.points[0].url == "https://example.org/run");
+  CHECK(set.points[0].stat == "median");
+  const auto s = validate_published(set, db, test::data());
+  REQUIRE(s.rows.size() == 3);
+  CHECK(s.rows[0].engine == "vllm");
+  CHECK(s.rows[1].engine == "trtllm");  // a row naming no engine is TensorRT-LLM's (the file's sources)
+  CHECK(s.rows[0].predicted - s.rows[1].predicted == Approx(0.150).margin(1e-6));  // 160 us against 10 us per step
+  CHECK(s.rows[2].failure.find("engines that do") != std::string::npos);            // trtllm on AMD
+  const auto gen = validate_published(set, db, test::data(), {"E-1"}, "generic");
+  REQUIRE(gen.rows.size() == 1);
+  CHECK(s.rows[0].predicted - gen.rows[0].predicted == Approx(0.130).margin(1e-6));  // 160 us against 30 us per step
+  const auto o = validate_published(set, db, test::data(), {"E-1", "E-2"}, "sglang");
+  REQUIRE(o.rows.size() == 2);
+  CHECK(o.rows[0].engine == "sglang");
+  CHECK(o.rows[0].predicted == Approx(o.rows[1].predicted));
+  CHECK_THROWS_AS(validate_published(set, db, test::data(), {}, "nope"), InputError);
+}
