@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 bash scripts/install-deps.sh
+# ccache keys on paths relative to the checkout, so a fresh clone elsewhere (CI) reuses earlier builds' objects.
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 
 run_build() {  # name, compiler, cuda
   local dir=build-test-$1

@@ -236,11 +236,12 @@ std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows) {
 
 std::string error_bars_yaml(const PublishedSummary& summary, const std::string& points_file) {
   YAML::Emitter y;
+  y.SetDoublePrecision(4);
   y << YAML::Comment(
       "Error of moeplan simulate on the published measurements, by group (moeplan validate --published "
       "--write-error-bars). Residual r = measured/predicted - 1 for rates, predicted/measured - 1 for latencies; "
-      "simulate prints a rate p as [p (1 + q05), p (1 + q95)]. Nothing in the simulator is fitted to these rows, so "
-      "leave-one-out residuals equal these. docs/simulator.md");
+      "simulate prints a rate p as [p (1 + q05), p (1 + q95)]. No constant of the simulator is fitted to these rows, "
+      "so leave-one-out residuals equal these. docs/simulator.md");
   y << YAML::BeginMap;
   y << YAML::Key << "points" << YAML::Value << points_file;
   y << YAML::Key << "groups" << YAML::Value << YAML::BeginSeq;
@@ -250,7 +251,7 @@ std::string error_bars_yaml(const PublishedSummary& summary, const std::string& 
     y << YAML::Key << "rows" << YAML::Value << g.n;
     for (const auto& [k, v] : {std::pair{"median_abs_error", g.median_abs}, std::pair{"p90_abs_error", g.p90_abs},
                                std::pair{"q05", g.q05}, std::pair{"q95", g.q95}}) {
-      y << YAML::Key << k << YAML::Value << std::round(v * 1e4) / 1e4;
+      y << YAML::Key << k << YAML::Value << v;
     }
     y << YAML::EndMap;
   }

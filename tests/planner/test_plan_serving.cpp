@@ -7,6 +7,7 @@
 #include "app/cli.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "planner/plan.hpp"
+#include "simulator/gpu_profile.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/simulate.hpp"
 #include "tests/test_util.hpp"
@@ -38,6 +39,8 @@ simulator::ServingResult simulate_row(const PlanRequest& r, const PlanRow& row) 
   q.layout = row.layout;
   q.kv_dtype = r.kv_dtype;
   q.hardware = simulator::gpu_hardware(db(), *row.gpu);
+  // As simulate --gpu-profile auto: the shipped kernel curves (TensorRT-LLM's for the plain roofline's engine).
+  q.hardware.gpu_profile = simulator::shipped_gpu_profile(test::data(), row.gpu->name, "trtllm");
   q.limits.max_batch = row.batch;
   q.limits.max_num_batched_tokens = r.max_num_batched_tokens;
   q.workload.input_tokens = r.input_tokens;

