@@ -172,7 +172,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
 
   const auto result = simulator::simulate(q);
   reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(q.kv_dtype), c.layout, w, c.profile,
-                                c.host_mode};
+                                c.host_mode, {}, ""};
   if (!c.host_mode) {
     s.engine = engine->name;
     const auto bars = data_dir() / "validation" / "error_bars.yaml";
