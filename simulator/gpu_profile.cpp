@@ -258,4 +258,23 @@ std::vector<std::string> gpu_profile_expert_dtypes(const std::string& weight_for
   return {own};
 }
 
+const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_format, std::int64_t n, std::int64_t k) {
+  return p.find(GpuCurveKind::gemm,
+                {{"dtype", gpu_profile_dtype(weight_format)}, {"n", std::to_string(n)}, {"k", std::to_string(k)}});
+}
+
+const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& b) {
+  for (const std::string& dtype : gpu_profile_expert_dtypes(b.weight_format, b.fp4_tensor_cores))
+    if (const GpuCurve* c = p.find(GpuCurveKind::moe, {{"dtype", dtype},
+                                                       {"hidden", std::to_string(b.hidden)},
+                                                       {"inter", std::to_string(b.inter)},
+                                                       {"experts", std::to_string(b.experts)},
+                                                       {"topk", std::to_string(b.top_k)},
+                                                       {"tp", std::to_string(b.moe_tp)},
+                                                       {"ep", std::to_string(b.ep)},
+                                                       {"dist", "balanced"}}))
+      return c;
+  return nullptr;
+}
+
 }  // namespace moeplan::simulator

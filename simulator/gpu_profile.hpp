@@ -75,6 +75,17 @@ std::shared_ptr<const GpuProfile> choose_gpu_profile(const std::filesystem::path
 
 // A profile's weight-dtype key for a moeplan weight format ("fp8-block" stays, "fp8:experts" → "fp8").
 std::string gpu_profile_dtype(const std::string& weight_format);
+// The two lookups the step pricing makes (StepModel and StepFormula alike): a dense GEMM's curve by weight format and
+// shape, and the routed-expert block's by its whole shape on a layout (balanced router); nullptr when not measured.
+struct ExpertBlockShape {
+  std::string weight_format;
+  std::int64_t hidden = 0, inter = 0, experts = 0, top_k = 0;
+  int moe_tp = 1, ep = 1;
+  bool fp4_tensor_cores = false;
+};
+const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_format, std::int64_t n, std::int64_t k);
+const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& shape);
+
 // The dtype keys to look a routed-expert block up by, in order: MXFP4 experts on GPUs with FP4 tensor cores run
 // the W4A8 MXFP4 x MXFP8 grouped GEMM (AIConfigurator measures gpt-oss's experts with it on Blackwell), else the
 // format's own key.

@@ -281,21 +281,11 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
     const model::Op& op = *p.op;
     if (p.repeat_gpu <= 0) continue;
     if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head) {
-      p.curve = prof.find(GpuCurveKind::gemm, {{"dtype", gpu_profile_dtype(op.weight_format)},
-                                               {"n", std::to_string(op.n)},
-                                               {"k", std::to_string(op.k)}});
+      p.curve = find_gemm_curve(prof, op.weight_format, op.n, op.k);
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
-      for (const std::string& dtype : gpu_profile_expert_dtypes(op.weight_format, hw_.peak_flops.count("fp4") > 0)) {
-        block = prof.find(GpuCurveKind::moe, {{"dtype", dtype},
-                                              {"hidden", std::to_string(m.hidden)},
-                                              {"inter", std::to_string(m.moe_intermediate)},
-                                              {"experts", std::to_string(m.num_experts)},
-                                              {"topk", std::to_string(m.experts_per_token)},
-                                              {"tp", std::to_string(layout_.moe_tp())},
-                                              {"ep", std::to_string(layout_.ep)},
-                                              {"dist", "balanced"}});
-        if (block) break;
-      }
+      block = find_expert_block_curve(prof, {op.weight_format, m.hidden, m.moe_intermediate, m.num_experts,
+                                             m.experts_per_token, layout_.moe_tp(), layout_.ep,
+                                             hw_.peak_flops.count("fp4") > 0});
       p.curve = block;
       p.curve_block = block != nullptr;
     }

@@ -294,9 +294,7 @@ void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
     const PlaneOps::Entry& e = ops.ops_[i];
     if (e.collective || e.repeat <= 0) continue;
     if (e.kind == OpKind::gemm || e.kind == OpKind::lm_head) {
-      const GpuCurve* c = prof.find(GpuCurveKind::gemm, {{"dtype", gpu_profile_dtype(e.weight_format)},
-                                                         {"n", std::to_string(e.n)},
-                                                         {"k", std::to_string(e.k)}});
+      const GpuCurve* c = find_gemm_curve(prof, e.weight_format, e.n, e.k);
       if (!c) continue;
       CurveOp co;
       co.curve = c;
@@ -306,18 +304,9 @@ void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
       curve_ops_.push_back(co);
       curved_[i] = 1;
     } else if (e.expert && std::string(e.name) == "moe.experts.gate_up") {
-      const GpuCurve* c = nullptr;
-      for (const std::string& dtype : gpu_profile_expert_dtypes(e.weight_format, fp4_tensor_cores)) {
-        c = prof.find(GpuCurveKind::moe, {{"dtype", dtype},
-                                          {"hidden", std::to_string(ops.hidden_)},
-                                          {"inter", std::to_string(ops.moe_intermediate_)},
-                                          {"experts", std::to_string(ops.num_experts_)},
-                                          {"topk", std::to_string(ops.top_k_)},
-                                          {"tp", std::to_string(l.moe_tp())},
-                                          {"ep", std::to_string(l.ep)},
-                                          {"dist", "balanced"}});
-        if (c) break;
-      }
+      const GpuCurve* c = find_expert_block_curve(prof, {e.weight_format, ops.hidden_, ops.moe_intermediate_,
+                                                         ops.num_experts_, ops.top_k_, l.moe_tp(), l.ep,
+                                                         fp4_tensor_cores});
       if (!c || (block && c != block)) continue;
       block = c;
       block_op.curve = c;
