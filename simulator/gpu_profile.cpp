@@ -258,6 +258,11 @@ std::vector<std::string> gpu_profile_expert_dtypes(const std::string& weight_for
   return {own};
 }
 
+bool is_expert_block_op(const char* op_name) {
+  const std::string_view n = op_name;
+  return n == "moe.experts.gate_up" || n == "moe.experts.act" || n == "moe.experts.down";
+}
+
 const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_format, std::int64_t n, std::int64_t k) {
   return p.find(GpuCurveKind::gemm,
                 {{"dtype", gpu_profile_dtype(weight_format)}, {"n", std::to_string(n)}, {"k", std::to_string(k)}});

@@ -86,6 +86,10 @@ struct ExpertBlockShape {
 const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_format, std::int64_t n, std::int64_t k);
 const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& shape);
 
+// Whether an op is one of the routed-expert block's (moe.experts.gate_up, .act, .down), which a block curve prices
+// as one.
+bool is_expert_block_op(const char* op_name);
+
 // The dtype keys to look a routed-expert block up by, in order: MXFP4 experts on GPUs with FP4 tensor cores run
 // the W4A8 MXFP4 x MXFP8 grouped GEMM (AIConfigurator measures gpt-oss's experts with it on Blackwell), else the
 // format's own key.

@@ -48,8 +48,21 @@ Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, co
   return h;
 }
 
+namespace {
+// What a single host pays outside its kernels, whether its CPU or its integrated GPU computes: one device, no
+// collectives, a step and op dispatch through llama.cpp's host loop.
+void host_fixed_costs(Efficiency& e) {
+  e.comm_bandwidth = 1.0;
+  e.all_to_all_bandwidth = 1.0;
+  e.op_overhead_us = 5.0;       // thread-pool fork/join per op
+  e.collective_base_us = 0;
+  e.step_overhead_us = 50;
+}
+}  // namespace
+
 Efficiency host_efficiency() {
   Efficiency e;
+  host_fixed_costs(e);
   e.gemm_compute = 0.60;        // blocked BF16/FP32 GEMM on AVX-512/AVX2 cores (llama.cpp, oneDNN: 50-70 %)
   e.gemm_rows_half = 0;         // no tensor-core tiles to fill: a CPU GEMV runs at the memory rate
   e.expert_compute = 0.50;
@@ -60,12 +73,7 @@ Efficiency host_efficiency() {
   e.memory = 0.75;              // STREAM reaches 70-90 % of DDR peak (hosts.yaml header); token generation ~75 %
   e.kv_memory = 0.70;
   e.elementwise_memory = 0.60;
-  e.comm_bandwidth = 1.0;
-  e.all_to_all_bandwidth = 1.0;
   e.dequant_compute = 0.50;
-  e.op_overhead_us = 5.0;       // thread-pool fork/join per op
-  e.collective_base_us = 0;
-  e.step_overhead_us = 50;
   e.source = "host defaults (docs/simulator.md)";
   return e;
 }
@@ -75,11 +83,7 @@ Efficiency unified_gpu_efficiency() {
   // llama.cpp multiplies by matrix-vector kernels up to 8 rows (ggml-metal-ops.cpp: `ne11_mm_min = 8`, the
   // break-even of its simdgroup-matrix kernel; the CUDA backend's mul_mat_vec_q likewise): a decode step fills no tiles.
   e.gemv_max_rows = 8;
-  e.op_overhead_us = 5.0;
-  e.step_overhead_us = 50;
-  e.comm_bandwidth = 1.0;
-  e.all_to_all_bandwidth = 1.0;
-  e.collective_base_us = 0;
+  host_fixed_costs(e);
   e.source = "integrated-GPU defaults (docs/simulator.md)";
   return e;
 }

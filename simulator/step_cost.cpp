@@ -291,16 +291,13 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
     }
   }
   if (!block) return;
-  auto in_block = [](const model::Op& op) {
-    const std::string name = op.name;
-    return name == "moe.experts.gate_up" || name == "moe.experts.down" || name == "moe.experts.act";
-  };
   for (Priced& p : priced_)
-    if (!p.curve_block && in_block(*p.op)) p.block_curve = block;
+    if (!p.curve_block && is_expert_block_op(p.op->name)) p.block_curve = block;
   for (Priced& lead : priced_) {
     if (!lead.curve_block) continue;
     for (std::size_t i = 0; i < priced_.size(); ++i)
-      if (in_block(*priced_[i].op) && priced_[i].op->layer_class == lead.op->layer_class) lead.block_ops.push_back(i);
+      if (is_expert_block_op(priced_[i].op->name) && priced_[i].op->layer_class == lead.op->layer_class)
+        lead.block_ops.push_back(i);
   }
 }
 

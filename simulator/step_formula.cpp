@@ -319,9 +319,7 @@ void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
   if (!block) return;
   // The block's other ops (down projection, activation) are priced by its curve too.
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
-    const PlaneOps::Entry& e = ops.ops_[i];
-    const std::string name = e.name;
-    if (!e.collective && (name == "moe.experts.gate_up" || name == "moe.experts.down" || name == "moe.experts.act")) {
+    if (!ops.ops_[i].collective && is_expert_block_op(ops.ops_[i].name)) {
       block_op.entries.push_back(i);
       curved_[i] = 1;
     }
@@ -329,13 +327,13 @@ void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
   curve_ops_.push_back(block_op);
 }
 
-double StepFormula::entry_roofline_s(std::size_t i, const PlaneVector& s) const {
+double StepFormula::entry_roofline_s(std::size_t i, const PlaneVector& s, unsigned mask) const {
   const PlaneOps::Entry& e = ops_->ops_[i];
   const Priced& p = priced_[i];
-  if (!p.runs || !(e.cost_terms & pattern(s))) return 0;
+  if (!p.runs || !(e.cost_terms & mask)) return 0;  // the op does nothing in these steps
   const double memory = dot(p.memory, s);
-  double compute = dot(p.compute, s);
-  if (p.half_s > 0 && (e.row_terms & pattern(s))) compute += p.half_s * (e.expert ? s[4] : 1.0);
+  double compute = e.collective ? 0.0 : dot(p.compute, s);
+  if (p.half_s > 0 && (e.row_terms & mask)) compute += p.half_s * (e.expert ? s[4] : 1.0);
   return std::max(compute, memory) + p.overhead_s;
 }
 
@@ -351,14 +349,14 @@ double StepFormula::curve_time_s(const PlaneVector& s) const {
         balanced[4] = std::max(1.0, balanced[3]);
         double actual_s = 0, balanced_s = 0;
         for (std::size_t i : c.entries) {
-          actual_s += entry_roofline_s(i, s);
-          balanced_s += entry_roofline_s(i, balanced);
+          actual_s += entry_roofline_s(i, s, pattern(s));
+          balanced_s += entry_roofline_s(i, balanced, pattern(balanced));
         }
         if (actual_s > 0 && balanced_s > 0) ratio = actual_s / balanced_s;
       }
       t += c.repeat * c.curve->seconds().at(x) * ratio;
     } else {
-      for (std::size_t i : c.entries) t += entry_roofline_s(i, s);
+      for (std::size_t i : c.entries) t += entry_roofline_s(i, s, pattern(s));
     }
   }
   return t;
@@ -472,15 +470,8 @@ const StepFormula::Variant& StepFormula::variant(unsigned mask) {
 double StepFormula::direct_time_s(const PlaneVector& s, unsigned mask) const {
   const PlaneOps& ops = *ops_;
   double stage = 0;
-  for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
-    const PlaneOps::Entry& e = ops.ops_[i];
-    const Priced& p = priced_[i];
-    if (!p.runs || curved_[i] || !(e.cost_terms & mask)) continue;  // does nothing here, or a curve prices it
-    const double memory = dot(p.memory, s);
-    double compute = e.collective ? 0.0 : dot(p.compute, s);
-    if (p.half_s > 0 && (e.row_terms & mask)) compute += p.half_s * (e.expert ? s[4] : 1.0);
-    stage += std::max(compute, memory) + p.overhead_s;
-  }
+  for (std::size_t i = 0; i < ops.ops_.size(); ++i)
+    if (!curved_[i]) stage += entry_roofline_s(i, s, mask);  // ops a curve prices are summed below
   if (!curve_ops_.empty()) stage += curve_time_s(s);
   const double pp = ops.layout_.pp;
   if (pp > 1) stage = pp * (stage + p2p_fixed_s_ + p2p_per_token_s_ * dot(ops.stage_tokens_, s));

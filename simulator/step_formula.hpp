@@ -180,7 +180,8 @@ class StepFormula {
   };
   void attach_curves(const GpuProfile& profile, bool fp4_tensor_cores);
   double curve_time_s(const PlaneVector& s) const;       // Σ over curve ops, one stage
-  double entry_roofline_s(std::size_t i, const PlaneVector& s) const;
+  // One entry's roofline time at s (its zero pattern `mask`): max(compute, memory) + overhead, 0 when idle.
+  double entry_roofline_s(std::size_t i, const PlaneVector& s, unsigned mask) const;
   std::vector<CurveOp> curve_ops_;
   std::vector<char> curved_;  // per entry: priced by a curve op, left out of the compiled forms
 
