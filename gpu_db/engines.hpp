@@ -28,6 +28,9 @@ struct EngineSpec {
   double step_overhead_us = 0, op_overhead_us = 0, op_overhead_eager_us = 0;
   std::vector<std::string> formats;                 // weight formats it loads (empty: every format)
   bool expert_parallel = true, multi_node = true;
+  // Kernel choices that change the roofline (0: the generic assumption of docs/simulator.md stays):
+  std::int64_t gemv_max_rows = 0;       // steps of at most this many tokens run matrix-vector kernels (no tile fill)
+  double dequant_compute = 0;           // weight-only GEMMs on a GPU at this share of the fp16 tensor-core rate
   std::map<std::string, EngineSource> sources;      // field -> where its value comes from
 
   bool generic() const { return name == "generic"; }

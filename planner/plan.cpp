@@ -64,7 +64,7 @@ struct LayoutCell {
 struct GraphCell {  // one (precision, layout)
   std::optional<simulator::MemoryBreakdown> mem;
   std::unique_ptr<simulator::PlaneOps> ops;     // its op graph collapsed on the layout's plane
-  std::shared_ptr<const model::OpGraph> graph;  // kept only where that collapse is not exact: StepModel prices it
+  std::shared_ptr<const model::OpGraph> graph;  // kept where that collapse is not exact (or not linear): StepModel prices it
 };
 
 }  // namespace
@@ -211,7 +211,10 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
 
           // The op graph depends on (precision, layout): built once, collapsed into linear forms on the layout's
           // plane, then priced on each GPU.
-          if (!gc.ops) {
+          // An engine whose small steps run matrix-vector kernels (no tile fill up to gemv_max_rows tokens) is not
+          // linear on the plane either: StepModel prices it (such engines plan a few small batches).
+          const bool by_op = hw.eff.gemv_max_rows > 0;
+          if (!gc.ops || (by_op && !gc.graph)) {
             model::OpGraphRequest gr;
             gr.model = &m;
             gr.precision = prec;
@@ -226,8 +229,8 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
               lc.has_window = graph->has_window;
               lc.window_tokens = graph->window_tokens;
             }
-            gc.ops = std::make_unique<simulator::PlaneOps>(*graph, *lc.plane, signatures);
-            if (!gc.ops->exact() || lc.has_window != graph->has_window || lc.window_tokens != graph->window_tokens)
+            if (!gc.ops) gc.ops = std::make_unique<simulator::PlaneOps>(*graph, *lc.plane, signatures);
+            if (by_op || !gc.ops->exact() || lc.has_window != graph->has_window || lc.window_tokens != graph->window_tokens)
               gc.graph = std::move(graph);
           }
           // Where the collapse is not exact (a form it cannot split), price op by op as plan_reference does.

@@ -371,7 +371,7 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
 }
 
 simulator::Hardware engine_hardware(simulator::Hardware hw, const PlanRequest& r) {
-  if (r.engine) hw.eff = simulator::engine_efficiency(hw.eff, *r.engine, hw.host);
+  if (r.engine) hw.eff = simulator::engine_efficiency(hw.eff, *r.engine, hw);
   // The engine's measured kernel curves for this GPU, as simulate --gpu-profile auto takes them (generic: TensorRT-LLM's).
   if (!hw.host && r.gpu_profiles)
     hw.gpu_profile = simulator::shipped_gpu_profile(data_dir(), hw.name, r.engine && !r.engine->generic() ? r.engine->name : "trtllm");

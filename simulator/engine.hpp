@@ -17,8 +17,9 @@ struct EngineChoices {
 // else the generic default (bf16; llama.cpp keeps f16).
 model::KvDtype engine_kv_dtype(const gpu_db::EngineSpec& e, const model::Precision& precision);
 
-// The efficiency terms with the engine's step and kernel overheads (GPUs; a host keeps its own op overhead).
-Efficiency engine_efficiency(Efficiency base, const gpu_db::EngineSpec& e, bool host);
+// The efficiency terms with the engine's step and kernel overheads (GPUs; a host keeps its own op overhead), and
+// where the engine states them, its GPU kernels' matrix-vector threshold and weight-only GEMM rate (not on CPU cores).
+Efficiency engine_efficiency(Efficiency base, const gpu_db::EngineSpec& e, const Hardware& hw);
 
 // Sets q.engine / q.engine_version / q.engine_source, the overheads, and the defaults the caller did not give.
 void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineChoices& given);

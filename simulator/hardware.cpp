@@ -103,6 +103,7 @@ Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops, bool
     h.peak_flops["bf16"] = fallback_flops;
   }
   h.gpus_per_node = 1;
+  h.integrated_gpu = on_gpu;
   h.eff = on_gpu ? unified_gpu_efficiency() : host_efficiency();
   if (host.llamacpp_decode_bandwidth_share > 0) {
     h.eff.memory = host.llamacpp_decode_bandwidth_share;

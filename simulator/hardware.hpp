@@ -44,6 +44,7 @@ struct Efficiency {
 struct Hardware {
   std::string name;
   bool host = false;                           // CPU or unified-memory host: no collectives, no CUDA overhead
+  bool integrated_gpu = false;                 // a unified-memory host priced on its integrated GPU, not its cores
   double memory_bytes = 0;                     // per device
   double mem_bandwidth_bytes_per_s = 0;        // peak
   std::map<std::string, double> peak_flops;    // dense FLOP/s by dtype: bf16, fp16, fp8, int8, fp4

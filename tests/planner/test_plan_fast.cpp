@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "planner/plan.hpp"
 #include "simulator/step_cost.hpp"
@@ -186,6 +187,29 @@ TEST_CASE("Fast sweep equals the reference: Qwen3-235B, DeepSeek-V3 (MLA), gpt-o
   l.counts = {1, 2, 4, 8};
   l.objective = Objective::fewest_gpus;
   check_same(l);
+}
+
+TEST_CASE("Fast sweep equals the reference: llama.cpp on GPUs, whose small steps run matrix-vector kernels") {
+  // llama.cpp's gemv_max_rows makes a step's cost non-linear in the batch, so plan() prices it op by op: the rows must
+  // still be the reference's, and they must differ from a plan without that term (else the test proves nothing).
+  const auto engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  const auto m = test::load("llama3.1-8b");
+  auto r = request(m, {"q4_k_m", "bf16"});
+  r.gpus = {&db().gpu("rtx-4090"), &db().gpu("rtx-3090")};
+  r.counts = {1, 2};
+  r.engines = {&engines.engine("llamacpp")};
+  check_same(r);
+  const PlanResult with = plan(r, db());
+  gpu_db::EngineSpec tiled = engines.engine("llamacpp");
+  tiled.gemv_max_rows = 0;
+  r.engines = {&tiled};
+  const PlanResult without = plan(r, db());
+  REQUIRE(!with.rows.empty());
+  REQUIRE(with.rows.size() == without.rows.size());
+  bool faster = false;
+  for (std::size_t i = 0; i < with.rows.size(); ++i)
+    faster = faster || with.rows[i].output_tokens_per_s_batch1 > 1.5 * without.rows[i].output_tokens_per_s_batch1;
+  CHECK(faster);
 }
 
 TEST_CASE("StepFormula gives StepModel's step time anywhere on the plane, zero terms included") {

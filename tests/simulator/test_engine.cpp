@@ -119,3 +119,38 @@ points:
   CHECK(o.rows[0].predicted == Approx(o.rows[1].predicted));
   CHECK_THROWS_AS(validate_published(set, db, test::data(), {}, "nope"), InputError);
 }
+
+TEST_CASE_METHOD(Fixture, "llama.cpp's GPU kernels: matrix-vector decode and no dequantisation penalty, CPU cores keep theirs") {
+  const auto& cpp = engines.engine("llamacpp");
+  REQUIRE(cpp.gemv_max_rows == 8);
+  REQUIRE(cpp.dequant_compute == 1.0);
+  const Hardware gpu = gpu_hardware(db, db.gpu("rtx-4090"));
+  const Efficiency e = engine_efficiency(gpu.eff, cpp, gpu);
+  CHECK(e.gemv_max_rows == 8);
+  CHECK(e.dequant_compute == 1.0);
+  CHECK(engine_efficiency(gpu.eff, engines.engine("trtllm"), gpu).gemv_max_rows == 0);  // others keep the tiles
+  const Hardware cpu = host_hardware(db.host(db.host_defaults().cpu_host), 10e12);
+  const Efficiency c = engine_efficiency(cpu.eff, cpp, cpu);
+  CHECK(c.dequant_compute == cpu.eff.dequant_compute);
+  CHECK(c.gemv_max_rows == cpu.eff.gemv_max_rows);
+  // Batch-1 decode of a Q4_K_M 8B model on one RTX 4090 is bound by reading its weights, not by 64-row tiles.
+  const auto llama = test::load("llama3.1-8b");
+  SimulateRequest q = request(1);
+  q.model = &llama;
+  q.precision = model::resolve_precision("q4_k_m", llama, test::precisions());
+  q.hardware = gpu;
+  q.workload.input_tokens = 1;
+  q.workload.output_tokens = 64;
+  q.workload.num_requests = 1;
+  SimulateRequest tiled = q;
+  apply_engine(q, cpp, EngineChoices{true, true, true});
+  gpu_db::EngineSpec no_gemv = cpp;
+  no_gemv.gemv_max_rows = 0;
+  apply_engine(tiled, no_gemv, EngineChoices{true, true, true});
+  const double weight_bytes = 4.9e9;  // Llama 3.1 8B in Q4_K_M (moeplan memory: 4.91 GB), all read once per token
+  const double bound_ms = weight_bytes / gpu.mem_bandwidth_bytes_per_s * 1e3;
+  const SimulateResult r = simulate(q), t = simulate(tiled);
+  CHECK(r.serving.tpot_ms.mean > bound_ms);
+  CHECK(r.serving.tpot_ms.mean < 2.0 * bound_ms + cpp.step_overhead_us * 1e-3);
+  CHECK(t.serving.tpot_ms.mean > 1.2 * r.serving.tpot_ms.mean);  // 64-row tiles at 1 row: compute-bound
+}
