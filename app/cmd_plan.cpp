@@ -1,6 +1,8 @@
 // `moeplan plan`: rank every configuration for a model, workload, SLO and budget. `moeplan compare-api`: the best
 // self-hosted configuration against every API price for the model, with the break-even volume.
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -14,6 +16,7 @@
 #include "reports/reports.hpp"
 #include "simulator/engine.hpp"
 #include "simulator/profile.hpp"
+#include "simulator/published.hpp"
 
 namespace po = boost::program_options;
 
@@ -38,7 +41,8 @@ struct PlanOptions {
       gpu_profile = "auto";
   std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
   double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
-  int top = 0, slo_percentile = 0;
+  double network_price = -1;
+  int top = 0, slo_percentile = 0, nics_per_node = 0;
 };
 
 void add_plan_options(po::options_description& d, PlanOptions& o) {
@@ -68,7 +72,14 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
       ("max-batch", po::value<std::int64_t>(&o.max_batch)->default_value(1024), "largest batch per attention group")
       ("max-num-batched-tokens", po::value<std::int64_t>(&o.max_batched)->default_value(8192), "tokens per step")
       ("gpu-memory-utilization", po::value<double>(&o.mem_util)->default_value(0.90), "share of GPU memory the engine uses")
-      ("internode", po::value<std::string>(&o.internode)->default_value("infiniband-ndr"), "link between nodes")
+      ("internode", po::value<std::string>(&o.internode)->default_value("infiniband-ndr"),
+       "link between nodes (data/links.yaml inter-node entries: infiniband-ndr, infiniband-xdr, roce-400g, ...)")
+      ("nics-per-node", po::value<int>(&o.nics_per_node),
+       "NIC ports of --internode per node, for every GPU (default from data/network.yaml: one per GPU on SXM/OAM "
+       "boards, one per 2 GPUs in PCIe servers)")
+      ("network-price", po::value<double>(&o.network_price),
+       "USD per NIC port-hour added to multi-node rows whose GPU price does not include the network (default from "
+       "data/network.yaml; 0: none)")
       ("host", po::value<std::string>(&o.host),
        "plan this CPU host instead of GPUs: a hosts.yaml entry with a measured profile (needs --gpu-price per host-hour)")
       ("profile", po::value<std::string>(&o.profile),
@@ -127,8 +138,10 @@ struct Planned {
 Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
                            "budget-per-hour", "gpu-price", "utilization", "top", "max-batch", "max-num-batched-tokens",
-                           "gpu-memory-utilization"})
+                           "gpu-memory-utilization", "nics-per-node"})
     require_positive(vm, name);
+  if (vm.count("network-price") && !(o.network_price >= 0 && std::isfinite(o.network_price)))
+    throw InputError("--network-price must be 0 or a positive USD per NIC port-hour");
   if (o.mem_util > 1) throw InputError("--gpu-memory-utilization must be at most 1");
   if (o.utilization > 1) throw InputError("--utilization must be at most 1 (a fraction, e.g. 0.6)");
   const auto data = data_dir();
@@ -187,6 +200,21 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.utilization = o.utilization;
   q.objective = planner::parse_objective(o.objective);
   q.internode_link = o.internode;
+  q.nics_per_node = o.nics_per_node;
+  if (vm.count("network-price")) {
+    q.network_usd_per_port_hour = o.network_price;
+    q.network_price_source = "--network-price";
+  } else {
+    const auto& port = db.network_port_price();
+    q.network_usd_per_port_hour = port.usd_per_port_hour();
+    q.network_price_source = "data/network.yaml: $" + with_commas(static_cast<std::int64_t>(std::llround(port.usd_per_port))) +
+                             " per port over " + format_fixed(port.amortisation_years, 0) + " years, " + port.date;
+  }
+  // The published set's range: rows outside it say so (docs/validation.md "What the set covers").
+  if (!q.host) {
+    const auto points = data / "validation" / "public_points.yaml";
+    if (std::filesystem::exists(points)) q.validated = simulator::validated_range(simulator::load_published(points), db);
+  }
   q.slo_percentile = o.slo_percentile;
   q.serving_rows = o.top;  // the rows shown are the rows checked by the serving loop
   q.model_arg = o.model_name;

@@ -1,4 +1,5 @@
 // `moeplan simulate`: predict TTFT, TPOT, ITL, E2E and throughput of one serving configuration under a load.
+#include <filesystem>
 #include <iostream>
 
 #include "app/cli.hpp"
@@ -22,7 +23,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto";
   double rate = 0, zipf = 0;
   simulator::HostFlags hf;
-  int prefill_replicas = 0, gpu_layers = -1;
+  int prefill_replicas = 0, gpu_layers = -1, nics_per_node = 0;
   std::uint64_t seed = 1;
   po::options_description d("simulate options");
   add_common_options(d, common);
@@ -42,6 +43,9 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("zipf", po::value<double>(&zipf), "skewed router: expert popularity ~ rank^-ALPHA (default uniform)")
       ("expert-loads", po::value<std::string>(&loads_file), "measured per-layer expert loads (JSON, docs/simulator.md)")
       ("internode", po::value<std::string>(&internode)->default_value("infiniband-ndr"), "inter-node link (data/links.yaml)")
+      ("nics-per-node", po::value<int>(&nics_per_node),
+       "NIC ports of --internode per node (default from data/network.yaml: one per GPU on SXM/OAM boards, one per 2 GPUs "
+       "in PCIe servers)")
       ("disaggregate", po::value<int>(&prefill_replicas)->default_value(0),
        "prefill/decode disaggregation: this many prefill replicas of the same layout feed one decode replica")
       ("offload-experts", "one GPU: routed experts stay in host RAM and run on the CPU (llama.cpp -ot exps=CPU)")
@@ -64,7 +68,8 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
              "(--concurrency N|max | --request-rate R) [--breakdown]",
              args, d, vm, out))
     return kExitOk;
-  for (const char* name : {"input", "output", "max-batch", "request-rate", "static-batch", "zipf", "mem-bandwidth-gbps", "host-tflops", "host-cores"})
+  for (const char* name : {"input", "output", "max-batch", "request-rate", "static-batch", "zipf", "mem-bandwidth-gbps", "host-tflops",
+                           "host-cores", "nics-per-node"})
     require_positive(vm, name);
   if (num_requests < 0) throw InputError("--num-requests must be 0 (automatic) or positive");
   if (prefill_replicas < 0) throw InputError("--disaggregate must be 0 (off) or a number of prefill replicas");
@@ -145,7 +150,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       device = c.host->name;
     }
   } else {
-    q.hardware = simulator::gpu_hardware(db, *c.gpu, internode);
+    q.hardware = simulator::gpu_hardware(db, *c.gpu, internode, nics_per_node);
     // The engine's kernel tables; generic keeps the TensorRT-LLM tables simulate used before engines.
     q.hardware.gpu_profile = simulator::choose_gpu_profile(data_dir(), c.gpu->name,
                                                            engine->generic() ? "trtllm" : engine->name, gpu_profile, &notes);
@@ -172,9 +177,15 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
 
   const auto result = simulator::simulate(q);
   reports::SimulateSummary s{c.model.name, device, c.precision.spec, model::kv_dtype_name(q.kv_dtype), c.layout, w, c.profile,
-                                c.host_mode, {}, ""};
+                                c.host_mode, {}, "", "", {}};
   if (!c.host_mode) {
     s.engine = engine->name;
+    s.network = simulator::network_assumption(q.hardware, c.layout.gpus(), vm.count("nics-per-node") > 0);
+    // Outside the published set's range: the prediction extrapolates (docs/validation.md "What the set covers").
+    const auto points = data_dir() / "validation" / "public_points.yaml";
+    if (std::filesystem::exists(points))
+      s.beyond_validated = simulator::beyond_validated(simulator::validated_range(simulator::load_published(points), db),
+                                                       *c.gpu, c.layout.gpus(), c.layout);
     const auto bars = data_dir() / "validation" / "error_bars.yaml";
     if (std::filesystem::exists(bars)) s.published_bars = simulator::load_error_bars(bars);
   }

@@ -1,5 +1,7 @@
 #include "gpu_db/gpu_db.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <yaml-cpp/yaml.h>
@@ -198,9 +200,11 @@ Database Database::load(const std::filesystem::path& dir) {
     const auto file = dir / "links.yaml";
     for (const auto& n : list_of(file, "links")) {
       const Entry e(n, file.string(),
-                    {"name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source", "date"});
+                    {"name", "short_name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source",
+                     "date"});
       LinkSpec l;
       l.name = to_lower(e.get<std::string>("name"));
+      l.short_name = e.get_or<std::string>("short_name", l.name);
       l.display_name = e.get_or<std::string>("display_name", l.name);
       l.scope = e.get<std::string>("scope");
       if (l.scope != "intra-node" && l.scope != "inter-node") throw InputError(e.where() + ": scope must be intra-node or inter-node");
@@ -218,9 +222,40 @@ Database Database::load(const std::filesystem::path& dir) {
       throw InputError((dir / "gpus.yaml").string() + ": GPU '" + g.name + "' names interconnect '" + g.interconnect +
                        "', which links.yaml does not define");
   {
+    // The scale-out network: NIC ports per node by form factor, and the fabric's price per port.
+    const auto file = dir / "network.yaml";
+    std::set<std::string> covered;
+    for (const auto& n : list_of(file, "nics")) {
+      const Entry e(n, file.string(), {"form_factors", "nics_per_gpu", "source", "date"});
+      NicRule r;
+      for (const auto& f : e.get<std::vector<std::string>>("form_factors")) {
+        r.form_factors.push_back(to_lower(f));
+        if (!covered.insert(r.form_factors.back()).second)
+          throw InputError(e.where() + ": form factor '" + f + "' has a NIC rule already");
+      }
+      r.nics_per_gpu = e.positive("nics_per_gpu");
+      r.source = e.get<std::string>("source");
+      r.date = e.get<std::string>("date");
+      r.notes = e.get_or<std::string>("notes", "");
+      db.nic_rules_.push_back(std::move(r));
+    }
+    for (const auto& g : db.gpus_)
+      if (!covered.count(g.form_factor))
+        throw InputError(file.string() + ": no NIC rule for form factor '" + g.form_factor + "' (GPU " + g.name + ")");
+    const YAML::Node root = parse_yaml_file(file);
+    const YAML::Node price = root["port_price"];
+    if (!price) throw InputError(file.string() + ": expected a top-level 'port_price'");
+    const Entry e(price, file.string(), {"usd_per_port", "amortisation_years", "source", "date"});
+    db.port_price_.usd_per_port = e.positive("usd_per_port");
+    db.port_price_.amortisation_years = e.positive("amortisation_years");
+    db.port_price_.source = e.get<std::string>("source");
+    db.port_price_.date = e.get<std::string>("date");
+    db.port_price_.notes = e.get_or<std::string>("notes", "");
+  }
+  {
     const auto file = dir / "prices" / "gpu_hourly.yaml";
     for (const auto& n : list_of(file, "prices")) {
-      const Entry e(n, file.string(), {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source"});
+      const Entry e(n, file.string(), {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source", "network_included"});
       GpuPrice p;
       p.provider = e.get<std::string>("provider");
       p.gpu = to_lower(e.get<std::string>("gpu"));
@@ -229,6 +264,7 @@ Database Database::load(const std::filesystem::path& dir) {
       p.date = e.get<std::string>("date");
       p.source = e.get<std::string>("source");
       p.notes = e.get_or<std::string>("notes", "");
+      p.network_included = e.get_or<bool>("network_included", false);
       p.gpu = db.gpu(p.gpu).name;  // must name a GPU in gpus.yaml
       db.gpu_prices_.push_back(std::move(p));
     }
@@ -290,6 +326,18 @@ std::vector<std::string> Database::host_names() const {
   std::vector<std::string> out;
   for (const auto& h : hosts_) out.push_back(h.name);
   return out;
+}
+
+const NicRule& Database::nic_rule(const GpuSpec& gpu) const {
+  for (const auto& r : nic_rules_)
+    for (const auto& f : r.form_factors)
+      if (f == gpu.form_factor) return r;
+  throw InputError("data/network.yaml: no NIC rule for form factor '" + gpu.form_factor + "' (GPU " + gpu.name + ")");
+}
+
+int Database::default_nics_per_node(const GpuSpec& gpu) const {
+  const double ports = std::round(std::max(1, gpu.gpus_per_node) * nic_rule(gpu).nics_per_gpu);
+  return std::max(1, static_cast<int>(ports));
 }
 
 std::optional<GpuPrice> Database::cheapest_on_demand(const std::string& gpu_name) const {

@@ -1,5 +1,6 @@
-// gpu_db: hardware and prices as data. Loads data/gpus.yaml, hosts.yaml, links.yaml, prices/gpu_hourly.yaml and
-// prices/api.yaml into plain structs; every entry keeps its source and date. No performance is computed here.
+// gpu_db: hardware and prices as data. Loads data/gpus.yaml, hosts.yaml, links.yaml, network.yaml,
+// prices/gpu_hourly.yaml and prices/api.yaml into plain structs; every entry keeps its source and date. No performance
+// is computed here.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -58,6 +59,7 @@ struct HostDefaults {
 
 struct LinkSpec {
   std::string name, display_name, scope;    // scope: intra-node | inter-node
+  std::string short_name;                   // label in plan rows (the name when the data gives none)
   double bandwidth_bytes_per_s_per_direction = 0;
   double latency_s = 0;
   std::string source, date, notes;
@@ -66,6 +68,21 @@ struct LinkSpec {
 struct GpuPrice {
   std::string provider, gpu, tier, date, source, notes;
   double usd_per_gpu_hour = 0;
+  bool network_included = false;  // the instance comes with a scale-out fabric (e.g. EFA, InfiniBand cluster network)
+};
+
+// data/network.yaml: the scale-out network's default NIC ports per node and its price per port (docs/planner.md
+// "Cost", docs/simulator.md "Collectives").
+struct NicRule {
+  std::vector<std::string> form_factors;    // gpus.yaml form_factor values it covers
+  double nics_per_gpu = 1;                  // ports of the --internode link per GPU (a node has at least one)
+  std::string source, date, notes;
+};
+struct NetworkPortPrice {
+  double usd_per_port = 0;                  // switch ports, cables and optics per NIC port
+  double amortisation_years = 0;
+  std::string source, date, notes;
+  double usd_per_port_hour() const { return usd_per_port / (amortisation_years * 8760.0); }
 };
 
 struct ApiPrice {
@@ -85,6 +102,8 @@ class Database {
   const std::vector<HostSpec>& hosts() const { return hosts_; }
   const HostDefaults& host_defaults() const { return host_defaults_; }
   const std::vector<LinkSpec>& links() const { return links_; }
+  const std::vector<NicRule>& nic_rules() const { return nic_rules_; }
+  const NetworkPortPrice& network_port_price() const { return port_price_; }
   const std::vector<GpuPrice>& gpu_prices() const { return gpu_prices_; }
   const std::vector<ApiPrice>& api_prices() const { return api_prices_; }
 
@@ -95,6 +114,11 @@ class Database {
   std::vector<std::string> gpu_names() const;
   std::vector<std::string> host_names() const;
 
+  // The NIC rule for a GPU's form factor (network.yaml; every form factor in gpus.yaml has one), and the default NIC
+  // ports per node it gives: round(gpus_per_node x nics_per_gpu), at least 1.
+  const NicRule& nic_rule(const GpuSpec& gpu) const;
+  int default_nics_per_node(const GpuSpec& gpu) const;
+
   // Lowest on-demand price for a GPU, if any source lists one.
   std::optional<GpuPrice> cheapest_on_demand(const std::string& gpu_name) const;
 
@@ -103,6 +127,8 @@ class Database {
   std::vector<HostSpec> hosts_;
   HostDefaults host_defaults_;
   std::vector<LinkSpec> links_;
+  std::vector<NicRule> nic_rules_;
+  NetworkPortPrice port_price_;
   std::vector<GpuPrice> gpu_prices_;
   std::vector<ApiPrice> api_prices_;
 };

@@ -141,15 +141,9 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
 
   for (const gpu_db::GpuSpec* gpu : r.gpus) {
     // Price once per GPU.
-    double price = r.gpu_price_usd_per_hour;
-    std::string price_source = "--gpu-price";
-    if (price <= 0) {
-      if (auto p = db.cheapest_on_demand(gpu->name)) {
-        price = p->usd_per_gpu_hour;
-        price_source = p->provider + " " + p->date;
-      }
-    }
-    const simulator::Hardware hw = detail::engine_hardware(simulator::gpu_hardware(db, *gpu, r.internode_link), r);
+    const detail::GpuPricing pricing = detail::gpu_pricing(r, db, *gpu);
+    const simulator::Hardware hw =
+        detail::engine_hardware(simulator::gpu_hardware(db, *gpu, r.internode_link, r.nics_per_node), r);
     simulator::DeviceRates rates(hw, signatures);
     const double usable = gpu->memory_bytes * r.gpu_memory_utilization;
     for (std::size_t pi = 0; pi < precisions.size(); ++pi) {
@@ -199,12 +193,12 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
             reject(Reject::does_not_fit);
             continue;
           }
-          if (price <= 0) {
+          if (pricing.usd_per_gpu_hour <= 0) {
             reject(Reject::no_price);
             continue;
           }
-          if ((r.budget_usd_per_hour > 0 && usd_per_hour(price, count) > r.budget_usd_per_hour) ||
-              (r.budget_usd_per_month > 0 && usd_per_month(price, count) > r.budget_usd_per_month)) {
+          const detail::Placement where = detail::placement(r, db, hw, pricing, count);
+          if (!detail::within_budget(r, where.usd_per_hour(pricing, count))) {
             reject(Reject::over_budget);
             continue;
           }
@@ -353,7 +347,7 @@ PlanResult plan(const PlanRequest& r, const gpu_db::Database& db) {
           const bool one_listed = !batch_list.empty() && batch_list[0] == 1 && listed > 0;
           const BatchPoint one = one_listed ? lc.points[0] : batch_point(*lc.plane, r, 1);
           const detail::Operating batch1 = price_point(one, one_listed && !slow ? &step_times[0] : nullptr);
-          detail::price_row(row, mem, price, price_source, r, batch1);
+          detail::price_row(row, mem, pricing, where, r, batch1);
           res.rows.push_back(std::move(row));
         }
       }

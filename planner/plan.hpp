@@ -15,6 +15,7 @@
 #include "model/precision.hpp"
 #include "model/shard.hpp"
 #include "simulator/hardware.hpp"
+#include "simulator/published.hpp"
 
 namespace moeplan::planner {
 
@@ -55,6 +56,12 @@ struct PlanRequest {
   double utilization = 1.0;                      // share of hours serving at the operating point
   Objective objective = Objective::usd_per_m_tokens;
   std::string internode_link;                    // for multi-node candidates (default infiniband-ndr)
+  int nics_per_node = 0;                         // ports of internode_link per node; 0: data/network.yaml's per GPU
+  double network_usd_per_port_hour = -1;         // < 0: data/network.yaml's port price (plan --network-price)
+  std::string network_price_source;              // where network_usd_per_port_hour came from, for reports
+  // The published set's range (data/validation/public_points.yaml): set, rows outside it say why
+  // (PlanRow::beyond_validated).
+  std::optional<simulator::ValidatedRange> validated;
   std::optional<HostCandidate> host;             // set: plan this host instead of `gpus` and `counts`
   // The serving check (docs/planner.md "Operating point"): the best rows' operating points are run through
   // simulate's serving loop (a closed loop at batch x dp requests in flight); TTFT and TPOT are then that loop's
@@ -117,7 +124,15 @@ struct PlanRow {
   // steady-state formula (no queueing).
   double ttft_ms = 0, tpot_ms = 0;
   double vram_used_bytes_per_gpu = 0;
+  // Where the GPUs sit: nodes of gpus_per_node, the link within a node and, over several nodes, nics_per_node ports
+  // of the inter-node link (links.yaml short names).
+  int nodes = 1, gpus_per_node = 1, nics_per_node = 0;
+  std::string intra_link, inter_link;
+  // usd_per_hour = usd_per_gpu_hour × count + network_usd_per_hour: the scale-out network (nodes × nics_per_node ×
+  // the port price) for a multi-node row whose price source does not include it (docs/planner.md "Cost").
   double usd_per_gpu_hour = 0, usd_per_hour = 0, usd_per_month = 0;
+  double network_usd_per_hour = 0;
+  bool network_in_price = false;         // the GPU price source includes a scale-out fabric (gpu_hourly.yaml)
   std::string price_source;              // provider and date, or "--gpu-price"
   double prefill_time_share = 0;         // share of GPU time spent on prefill at the operating point
   double usd_per_m_input_tokens = 0, usd_per_m_output_tokens = 0, usd_per_m_blended_tokens = 0;
@@ -125,6 +140,7 @@ struct PlanRow {
   bool pareto = false;                   // not dominated in (blended $/M, tokens/s per user)
   double usd_per_m_output_tokens_batch1 = 0;  // the same GPUs serving one sequence at a time (calculator figure)
   double output_tokens_per_s_batch1 = 0;
+  std::vector<std::string> beyond_validated;  // why the row is outside the published set's range (empty: inside)
   std::optional<RowErrorBars> error_bars;  // planned on a measured host whose profile has held-out residuals
   std::optional<ServingCheck> serving;     // checked by the serving simulation
 };

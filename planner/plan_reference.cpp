@@ -42,16 +42,10 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
 
   for (const gpu_db::GpuSpec* gpu : devices) {
     // Price once per GPU.
-    double price = r.gpu_price_usd_per_hour;
-    std::string price_source = "--gpu-price";
-    if (price <= 0) {
-      if (auto p = db.cheapest_on_demand(gpu->name)) {
-        price = p->usd_per_gpu_hour;
-        price_source = p->provider + " " + p->date;
-      }
-    }
+    const detail::GpuPricing pricing = detail::gpu_pricing(r, db, *gpu);
     const simulator::Hardware hw =
-        r.host ? r.host->hardware : detail::engine_hardware(simulator::gpu_hardware(db, *gpu, r.internode_link), r);
+        r.host ? r.host->hardware
+               : detail::engine_hardware(simulator::gpu_hardware(db, *gpu, r.internode_link, r.nics_per_node), r);
     for (std::size_t pi = 0; pi < precisions.size(); ++pi) {
       const model::Precision& prec = precisions[pi];
       const std::string dtype = prec.format ? prec.format->compute_dtype : "bf16";
@@ -110,13 +104,12 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
             reject(Reject::does_not_fit);
             continue;
           }
-          if (price <= 0) {
+          if (pricing.usd_per_gpu_hour <= 0) {
             reject(Reject::no_price);
             continue;
           }
-          const double usd_per_hour_total = usd_per_hour(price, count);
-          if ((r.budget_usd_per_hour > 0 && usd_per_hour_total > r.budget_usd_per_hour) ||
-              (r.budget_usd_per_month > 0 && usd_per_month(price, count) > r.budget_usd_per_month)) {
+          const detail::Placement where = detail::placement(r, db, hw, pricing, count);
+          if (!detail::within_budget(r, where.usd_per_hour(pricing, count))) {
             reject(Reject::over_budget);
             continue;
           }
@@ -188,7 +181,7 @@ PlanResult plan_reference(const PlanRequest& r, const gpu_db::Database& db) {
           }
           // Price the operating point (docs/planner.md "Cost").
           PlanRow& row = *best;
-          detail::price_row(row, mem, price, price_source, r, detail::operating_point(sm, r, 1, window_kind));
+          detail::price_row(row, mem, pricing, where, r, detail::operating_point(sm, r, 1, window_kind));
           if (profile) row.error_bars = detail::error_bars(row, *profile);
           res.rows.push_back(std::move(row));
         }

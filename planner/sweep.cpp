@@ -36,6 +36,8 @@ Setup check_request(const PlanRequest& r) {
   if (r.slo_percentile != 50 && r.slo_percentile != 90 && r.slo_percentile != 99)
     throw InputError("--slo-percentile must be 50, 90 or 99");
   if (r.serving_rows < 0 || r.serving_requests_per_slot < 1) throw std::logic_error("plan: bad serving check settings");
+  if (r.nics_per_node < 0) throw InputError("--nics-per-node must be a positive number of NIC ports per node");
+  if (!std::isfinite(r.network_usd_per_port_hour)) throw InputError("--network-price must be a number of USD per NIC port-hour");
   Setup s;
   for (const auto& spec : r.precision_specs) s.precisions.push_back(model::resolve_precision(spec, m, *r.precisions));
   for (const auto& l : m.layers)
@@ -144,15 +146,62 @@ void price_tokens(PlanRow& row, const PlanRequest& r) {
 
 }  // namespace
 
-void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double price, const std::string& price_source,
+GpuPricing gpu_pricing(const PlanRequest& r, const gpu_db::Database& db, const gpu_db::GpuSpec& gpu) {
+  GpuPricing p;
+  if (r.gpu_price_usd_per_hour > 0) {
+    p.usd_per_gpu_hour = r.gpu_price_usd_per_hour;
+    p.source = "--gpu-price";  // a GPU price alone: the network is added for multi-node rows (--network-price 0: none)
+  } else if (auto c = db.cheapest_on_demand(gpu.name)) {
+    p.usd_per_gpu_hour = c->usd_per_gpu_hour;
+    p.source = c->provider + " " + c->date;
+    p.network_included = c->network_included;
+  }
+  return p;
+}
+
+double Placement::usd_per_hour(const GpuPricing& p, int count) const {
+  return planner::usd_per_hour(p.usd_per_gpu_hour, count) + network_usd_per_hour;
+}
+
+Placement placement(const PlanRequest& r, const gpu_db::Database& db, const simulator::Hardware& hw, const GpuPricing& p,
+                    int count) {
+  Placement w;
+  w.gpus_per_node = std::max(1, hw.gpus_per_node);
+  w.nodes = (count + w.gpus_per_node - 1) / w.gpus_per_node;
+  w.nics_per_node = hw.nics_per_node;
+  w.intra_link = hw.intra_label.empty() ? hw.intra_link : hw.intra_label;
+  w.inter_link = hw.inter_label.empty() ? hw.inter_link : hw.inter_label;
+  if (w.nodes > 1) {
+    w.network_in_price = p.network_included;
+    const double port_hour = r.network_usd_per_port_hour >= 0 ? r.network_usd_per_port_hour
+                                                              : db.network_port_price().usd_per_port_hour();
+    if (!w.network_in_price) w.network_usd_per_hour = d(w.nodes) * d(w.nics_per_node) * port_hour;
+  }
+  return w;
+}
+
+bool within_budget(const PlanRequest& r, double usd_per_hour) {
+  return !((r.budget_usd_per_hour > 0 && usd_per_hour > r.budget_usd_per_hour) ||
+           (r.budget_usd_per_month > 0 && usd_per_hour * kHoursPerMonth > r.budget_usd_per_month));
+}
+
+void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, const GpuPricing& pricing, const Placement& where,
                const PlanRequest& r, const Operating& one) {
   row.vram_used_bytes_per_gpu =
       mem.weights.total + mem.activation_bytes + mem.overhead_bytes + mem.kv_bytes_per_sequence * d(row.batch);
-  row.usd_per_gpu_hour = price;
-  row.price_source = price_source;
-  row.usd_per_hour = usd_per_hour(price, row.count);
-  row.usd_per_month = usd_per_month(price, row.count);
+  row.nodes = where.nodes;
+  row.gpus_per_node = where.gpus_per_node;
+  row.nics_per_node = where.nics_per_node;
+  row.intra_link = where.intra_link;
+  row.inter_link = where.inter_link;
+  row.usd_per_gpu_hour = pricing.usd_per_gpu_hour;
+  row.price_source = pricing.source;
+  row.network_usd_per_hour = where.network_usd_per_hour;
+  row.network_in_price = where.network_in_price;
+  row.usd_per_hour = where.usd_per_hour(pricing, row.count);
+  row.usd_per_month = row.usd_per_hour * kHoursPerMonth;
   row.output_tokens_per_s_batch1 = one.output_per_step / one.step_s;
+  if (r.validated && row.gpu) row.beyond_validated = simulator::beyond_validated(*r.validated, *row.gpu, row.count, row.layout);
   price_tokens(row, r);
 }
 
@@ -221,6 +270,7 @@ std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int6
   if (r.max_num_batched_tokens != 8192) c += " --max-num-batched-tokens " + std::to_string(r.max_num_batched_tokens);
   if (r.gpu_memory_utilization != 0.90) c += " --gpu-memory-utilization " + format_fixed(r.gpu_memory_utilization, 4);
   if (!r.internode_link.empty() && r.internode_link != "infiniband-ndr") c += " --internode " + r.internode_link;
+  if (r.nics_per_node > 0) c += " --nics-per-node " + std::to_string(r.nics_per_node);
   if (r.engine) c += " --engine " + r.engine->name;
   if (!r.gpu_profiles) c += " --gpu-profile none";
   const std::int64_t concurrency = batch * l.dp;
@@ -243,7 +293,7 @@ bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db
   q.precision = model::resolve_precision(row.precision, m, *r.precisions);
   q.layout = row.layout;
   q.kv_dtype = r.kv_dtype;
-  q.hardware = engine_hardware(simulator::gpu_hardware(db, *row.gpu, r.internode_link), r);
+  q.hardware = engine_hardware(simulator::gpu_hardware(db, *row.gpu, r.internode_link, r.nics_per_node), r);
   q.limits.max_num_batched_tokens = r.max_num_batched_tokens;
   q.gpu_memory_utilization = r.gpu_memory_utilization;
   q.workload.input_tokens = r.input_tokens;

@@ -49,9 +49,31 @@ struct Operating {
 Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
                           model::AttentionKind window_kind);
 
+// A GPU's price (docs/planner.md "Cost"): --gpu-price, else the cheapest on-demand row of data/prices/gpu_hourly.yaml
+// (usd_per_gpu_hour 0: none), and whether that source includes a scale-out network.
+struct GpuPricing {
+  double usd_per_gpu_hour = 0;
+  std::string source;
+  bool network_included = false;
+};
+GpuPricing gpu_pricing(const PlanRequest& r, const gpu_db::Database& db, const gpu_db::GpuSpec& gpu);
+// Where `count` GPUs of `hw` sit, and the hourly price of the network between their nodes: nodes × nics_per_node ×
+// the port price when they span nodes and the price source does not include it, else 0.
+struct Placement {
+  int nodes = 1, gpus_per_node = 1, nics_per_node = 0;
+  std::string intra_link, inter_link;
+  double network_usd_per_hour = 0;
+  bool network_in_price = false;
+  double usd_per_hour(const GpuPricing& p, int count) const;  // GPUs and network
+};
+Placement placement(const PlanRequest& r, const gpu_db::Database& db, const simulator::Hardware& hw, const GpuPricing& p,
+                    int count);
+// Whether a configuration's $/hour and $/month pass the request's budgets.
+bool within_budget(const PlanRequest& r, double usd_per_hour);
+
 // Fills the cost fields of a chosen row (docs/planner.md "Cost"); `batch1` is the same GPUs at batch 1.
-void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, double usd_per_gpu_hour,
-               const std::string& price_source, const PlanRequest& r, const Operating& batch1);
+void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, const GpuPricing& pricing, const Placement& where,
+               const PlanRequest& r, const Operating& batch1);
 
 // A priced row's intervals from a profile's held-out residuals; nullopt when the profile has none yet.
 std::optional<RowErrorBars> error_bars(const PlanRow& row, const simulator::HostProfile& profile);

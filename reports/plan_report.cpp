@@ -1,4 +1,6 @@
 // reports/plan_report: `moeplan plan` and `moeplan compare-api` as tables and JSON (fields in README "JSON").
+#include <algorithm>
+
 #include "common/text.hpp"
 #include "planner/cost.hpp"
 #include "reports/reports.hpp"
@@ -20,6 +22,29 @@ std::string layout_text(const model::ParallelLayout& l) {
   return s;
 }
 
+// "1 node, nvlink4" or "16 nodes, pcie5 + 2x ib-ndr400": where the GPUs sit and the links between them.
+std::string links_text(const planner::PlanRow& r) {
+  if (r.nodes <= 1) return "1 node" + (r.intra_link.empty() ? std::string() : ", " + r.intra_link);
+  return std::to_string(r.nodes) + " nodes, " + (r.gpus_per_node > 1 ? r.intra_link + " + " : std::string()) +
+         std::to_string(r.nics_per_node) + "x " + r.inter_link;
+}
+
+// The network's share of $/hour: "-" on one node, "in price" where the GPU price source includes it.
+std::string network_text(const planner::PlanRow& r) {
+  if (r.nodes <= 1) return "-";
+  if (r.network_in_price) return "in price";
+  return money(r.network_usd_per_hour);
+}
+
+void drop_column(Table& t, const std::string& name) {
+  const auto it = std::find(t.columns.begin(), t.columns.end(), name);
+  if (it == t.columns.end()) return;
+  const auto i = it - t.columns.begin();
+  t.columns.erase(it);
+  t.right_align.erase(t.right_align.begin() + i);
+  for (auto& row : t.rows) row.erase(row.begin() + i);
+}
+
 constexpr const char* kErrorBarMethod =
     "times x (1 + q05 .. 1 + q95) of the profile's held-out (measured - predicted) / predicted; TTFT from prefill, "
     "the rest from decode; rates divide by those factors";
@@ -28,7 +53,11 @@ json row_json(const planner::PlanRow& r) {
   json j = {{"gpu", r.gpu->name}, {"count", r.count}, {"precision", r.precision}, {"weight_only", r.weight_only},
           {"tp", r.layout.tp}, {"ep", r.layout.ep}, {"pp", r.layout.pp}, {"dp", r.layout.dp}, {"batch", r.batch},
           {"kv_limited_batch", r.kv_limited_batch},
+          {"nodes", r.nodes}, {"gpus_per_node", r.gpus_per_node}, {"nics_per_node", r.nics_per_node},
+          {"intra_link", r.intra_link}, {"inter_link", r.nodes > 1 ? json(r.inter_link) : json(nullptr)},
+          {"links", links_text(r)},
           {"usd_per_gpu_hour", r.usd_per_gpu_hour}, {"price_source", r.price_source},
+          {"network_usd_per_hour", r.network_usd_per_hour}, {"network_in_price", r.network_in_price},
           {"usd_per_hour", r.usd_per_hour}, {"usd_per_month", r.usd_per_month},
           {"usd_per_m_input_tokens", r.usd_per_m_input_tokens}, {"usd_per_m_output_tokens", r.usd_per_m_output_tokens},
           {"usd_per_m_blended_tokens", r.usd_per_m_blended_tokens},
@@ -38,7 +67,8 @@ json row_json(const planner::PlanRow& r) {
           {"ttft_ms", r.ttft_ms}, {"tpot_ms", r.tpot_ms}, {"vram_used_bytes_per_gpu", r.vram_used_bytes_per_gpu},
           {"prefill_time_share", r.prefill_time_share}, {"pareto", r.pareto},
           {"output_tokens_per_s_batch1", r.output_tokens_per_s_batch1},
-          {"usd_per_m_output_tokens_batch1", r.usd_per_m_output_tokens_batch1}};
+          {"usd_per_m_output_tokens_batch1", r.usd_per_m_output_tokens_batch1},
+          {"beyond_validated", r.beyond_validated}};
   j["simulated"] = r.serving.has_value();
   if (r.serving) {
     const auto& c = *r.serving;
@@ -113,11 +143,22 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   } else if (!q.host) {
     rep.header.push_back("engine: generic (the plain roofline; --engine auto plans every serving engine)");
   }
+  if (!q.host) {
+    const std::string port_price = q.network_usd_per_port_hour >= 0
+                                       ? "$" + money(q.network_usd_per_port_hour) +
+                                             (q.network_price_source.empty() ? "" : " (" + q.network_price_source + ")")
+                                       : std::string("data/network.yaml's port price");
+    rep.header.push_back("network: --internode " + (q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link) +
+                         ", " + (q.nics_per_node > 0 ? std::to_string(q.nics_per_node) + " NIC ports per node (--nics-per-node)"
+                                                     : std::string("NIC ports per node from data/network.yaml (one per GPU on "
+                                                                   "SXM/OAM boards, one per 2 GPUs in PCIe servers; --nics-per-node)")) +
+                         "; a multi-node row pays " + port_price + " per port-hour unless its price source includes the network");
+  }
   Table t;
-  t.columns = {"#", "GPUs", "precision", "layout", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
-               "TPOT " + pct(q) + "ms", "$/hour",
-               "$/M in", "$/M out", "$/M blend", "vs API", "pareto"};
-  t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true, true, true, false};
+  t.columns = {"#", "GPUs", "precision", "layout", "nodes, links", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
+               "TPOT " + pct(q) + "ms", "$/hour", "net $/h",
+               "$/M in", "$/M out", "$/M blend", "vs API", "pareto", "beyond validated"};
+  t.right_align = {true, false, false, false, false, true, true, true, true, true, true, true, true, true, true, true, false, false};
   if (engines) {
     t.columns.insert(t.columns.begin() + 2, "engine");
     t.right_align.insert(t.right_align.begin() + 2, false);
@@ -131,14 +172,35 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     if (api_blend > 0) rows.back()["vs_cheapest_api"] = r.usd_per_m_blended_tokens / api_blend;
     if (static_cast<int>(i) >= top) continue;
     t.rows.push_back({std::to_string(i + 1), std::to_string(r.count) + "x " + r.gpu->name,
-                      r.precision + (r.weight_only ? " (w-only)" : ""), layout_text(r.layout), with_commas(r.batch),
-                      rate(r.output_tokens_per_s), format_fixed(r.output_tokens_per_s_per_user, 1),
-                      format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour),
+                      r.precision + (r.weight_only ? " (w-only)" : ""), layout_text(r.layout), links_text(r),
+                      with_commas(r.batch), rate(r.output_tokens_per_s), format_fixed(r.output_tokens_per_s_per_user, 1),
+                      format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour), network_text(r),
                       money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
-                      api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : ""});
+                      api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : "",
+                      join(r.beyond_validated, ", ")});
     if (engines) t.rows.back().insert(t.rows.back().begin() + 2, r.engine ? r.engine->name : "generic");
   }
+  // A host is one machine: no nodes, network or published range to show.
+  if (q.host)
+    for (const char* name : {"nodes, links", "net $/h", "beyond validated"}) drop_column(t, name);
   rep.tables.push_back(std::move(t));
+  const std::size_t shown = std::min(res.rows.size(), static_cast<std::size_t>(std::max(0, top)));
+  bool paid_network = false, flagged = false;
+  for (std::size_t i = 0; i < shown; ++i) {
+    paid_network = paid_network || res.rows[i].network_usd_per_hour > 0;
+    flagged = flagged || !res.rows[i].beyond_validated.empty();
+  }
+  if (paid_network)
+    rep.notes.push_back("net $/h: the scale-out network of a multi-node row, nodes x NIC ports x the port price, included in "
+                        "$/hour and $/M (\"in price\": the GPU price source includes it; docs/planner.md \"Cost\")");
+  if (q.validated && (flagged || verbose)) {
+    const auto& v = *q.validated;
+    rep.notes.push_back("beyond validated: outside what data/validation/public_points.yaml covers (at most " +
+                        std::to_string(v.max_gpus) + " GPUs in a row; EP " +
+                        (v.max_ep_pcie > 0 ? "up to " + std::to_string(v.max_ep_pcie) : std::string("never")) +
+                        " on PCIe-only cards; rows for " + join(v.gpus, ", ") +
+                        "): such rows extrapolate the model (docs/validation.md)");
+  }
 
   // Error bars (a measured host): the same rows' intervals from the profile's held-out residuals.
   if (!res.rows.empty() && res.rows.front().error_bars) {
@@ -252,6 +314,14 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
               {"configurations_evaluated", res.configurations},
               {"operating_points_evaluated", res.operating_points},
               {"sweep_seconds", res.sweep_seconds}};
+  if (!q.host)
+    rep.json["network"] = {{"internode", q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link},
+                           {"nics_per_node", q.nics_per_node > 0 ? json(q.nics_per_node) : json("data/network.yaml")},
+                           {"usd_per_port_hour", q.network_usd_per_port_hour >= 0 ? json(q.network_usd_per_port_hour) : json(nullptr)},
+                           {"price_source", q.network_price_source}};
+  if (q.validated)
+    rep.json["validated_range"] = {{"max_gpus", q.validated->max_gpus}, {"max_ep_on_pcie", q.validated->max_ep_pcie},
+                                   {"gpus", q.validated->gpus}, {"file", "data/validation/public_points.yaml"}};
   if (res.rows.empty() && res.closest.row) {
     rep.json["closest"] = row_json(*res.closest.row);
     rep.json["closest"]["missed"] = res.closest.constraint;

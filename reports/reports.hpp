@@ -40,6 +40,8 @@ struct SimulateSummary {
   // groups give the error bars.
   std::vector<simulator::ErrorGroup> published_bars;
   std::string engine;
+  std::string network;                          // GPU runs: nodes, links and NICs (simulator::network_assumption)
+  std::vector<std::string> beyond_validated;    // why the configuration is outside the published set's range
 };
 Report simulate_report(const SimulateSummary& summary, const simulator::SimulateResult& result);
 Report plan_report(const planner::PlanRequest& request, const planner::PlanResult& result,

@@ -106,6 +106,10 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
                 "layout tp=" + std::to_string(l.tp) + " ep=" + std::to_string(l.ep) + " pp=" + std::to_string(l.pp) +
                     " dp=" + std::to_string(l.dp) + "; " + with_commas(q.workload.input_tokens) + " in / " +
                     with_commas(q.workload.output_tokens) + " out tokens; " + load + "; " + with_commas(s.requests) + " requests"};
+  if (!q.network.empty()) rep.header.push_back(q.network);
+  if (!q.beyond_validated.empty())
+    rep.header.push_back("beyond validated: " + join(q.beyond_validated, ", ") +
+                         " (outside what data/validation/public_points.yaml covers; the prediction extrapolates)");
 
   Table thr;
   thr.title = "throughput";
@@ -262,6 +266,8 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
               {"weights_bytes_per_gpu", r.memory.weights.total},
               {"routing", r.routing},
               {"assumptions", r.assumptions}};
+  if (!q.network.empty()) rep.json["network"] = q.network;
+  if (!q.host) rep.json["beyond_validated"] = q.beyond_validated;
   if (r.gpu_memory && r.host_memory) {
     auto mem_json = [](const simulator::DeviceMemory& dm) {
       return json{{"device", dm.device}, {"capacity_bytes", dm.capacity_bytes}, {"usable_bytes", dm.usable_bytes},

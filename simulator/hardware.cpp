@@ -1,6 +1,7 @@
 // simulator/hardware: Hardware from the database entries (see hardware.hpp; sources in docs/simulator.md).
 #include "simulator/hardware.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "common/error.hpp"
@@ -24,7 +25,8 @@ double Hardware::peak_for(const std::string& dtype, std::string* used) const {
   throw InputError(name + ": no FLOP/s peak for " + dtype + " or bf16 in the hardware data");
 }
 
-Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link) {
+Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link,
+                      int nics_per_node) {
   Hardware h;
   h.name = gpu.name;
   h.memory_bytes = gpu.memory_bytes;
@@ -34,6 +36,7 @@ Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, co
   h.gpus_per_node = gpu.gpus_per_node > 0 ? gpu.gpus_per_node : 8;
   if (const gpu_db::LinkSpec* l = db.link(gpu.interconnect)) {
     h.intra_link = l->name;
+    h.intra_label = l->short_name;
     h.intra_bandwidth_bytes_per_s = l->bandwidth_bytes_per_s_per_direction;
     h.intra_latency_s = l->latency_s;
   }
@@ -42,10 +45,27 @@ Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, co
   if (!l) throw InputError("--internode " + inter + ": not in data/links.yaml (try infiniband-ndr, infiniband-xdr, roce-400g)");
   if (l->scope != "inter-node")
     throw InputError("--internode " + inter + ": is an intra-node link; name an inter-node one (infiniband-ndr, roce-400g, ...)");
+  if (nics_per_node < 0) throw InputError("--nics-per-node must be a positive number of NIC ports per node");
   h.inter_link = l->name;
-  h.inter_bandwidth_bytes_per_s = l->bandwidth_bytes_per_s_per_direction;
+  h.inter_label = l->short_name;
+  h.nics_per_node = nics_per_node > 0 ? nics_per_node : db.default_nics_per_node(gpu);
+  h.nic_bandwidth_bytes_per_s = l->bandwidth_bytes_per_s_per_direction;
+  h.inter_bandwidth_bytes_per_s = h.node_nic_bandwidth_bytes_per_s() / h.gpus_per_node;
   h.inter_latency_s = l->latency_s;
   return h;
+}
+
+std::string network_assumption(const Hardware& hw, int gpus, bool nics_given) {
+  const int gpn = std::max(1, hw.gpus_per_node);
+  const int nodes = (std::max(1, gpus) + gpn - 1) / gpn;
+  auto gb = [](double bytes_per_s) { return format_fixed(bytes_per_s / 1e9, bytes_per_s < 100e9 ? 1 : 0) + " GB/s"; };
+  std::string s = "network: " + std::to_string(nodes) + (nodes == 1 ? " node" : " nodes") + " of " + std::to_string(gpn) +
+                  " GPUs; " + hw.intra_link + " (" + gb(hw.intra_bandwidth_bytes_per_s) + ") within a node; " +
+                  std::to_string(hw.nics_per_node) + " x " + hw.inter_link + " (" + gb(hw.nic_bandwidth_bytes_per_s) +
+                  ") per node = " + gb(hw.inter_bandwidth_bytes_per_s) + " per GPU between nodes";
+  if (nodes == 1) s += " (unused)";
+  s += nics_given ? " (--nics-per-node)" : " (NICs per node: data/network.yaml; --nics-per-node, --internode change them)";
+  return s;
 }
 
 namespace {

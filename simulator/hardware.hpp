@@ -49,11 +49,17 @@ struct Hardware {
   double mem_bandwidth_bytes_per_s = 0;        // peak
   std::map<std::string, double> peak_flops;    // dense FLOP/s by dtype: bf16, fp16, fp8, int8, fp4
   std::string fp4_format;                      // nvfp4 / mxfp4 when the hardware has FP4 tensor cores
-  // Links: intra-node (NVLink / PCIe) and inter-node (InfiniBand / RoCE), per GPU and per direction.
+  // Links: intra-node (NVLink / PCIe) and inter-node (InfiniBand / RoCE), per GPU and per direction. The inter-node
+  // figure is this GPU's share of its node's NICs: nics_per_node x nic bandwidth / gpus_per_node.
   double intra_bandwidth_bytes_per_s = 0, intra_latency_s = 0;
   double inter_bandwidth_bytes_per_s = 0, inter_latency_s = 0;
   int gpus_per_node = 8;
+  int nics_per_node = 0;                       // ports of inter_link per node (data/network.yaml or --nics-per-node)
+  double nic_bandwidth_bytes_per_s = 0;        // one port, per direction
   std::string intra_link, inter_link;
+  std::string intra_label, inter_label;        // short names for plan rows (links.yaml short_name)
+  // All of a node's NIC ports together, per direction: what a ring collective spanning nodes crosses each boundary with.
+  double node_nic_bandwidth_bytes_per_s() const { return nics_per_node * nic_bandwidth_bytes_per_s; }
   Efficiency eff;
   // A measured profile of this host (moeplan calibrate): when set, ops are priced from its curves
   // (simulator/profile.hpp) instead of peaks × eff, and in-process collectives cost what it measured.
@@ -66,8 +72,14 @@ struct Hardware {
   double peak_for(const std::string& dtype, std::string* used = nullptr) const;
 };
 
-// From the database: a GPU with its intra-node link and the named inter-node link (default infiniband-ndr).
-Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link = "");
+// From the database: a GPU with its intra-node link and the named inter-node link (default infiniband-ndr), with
+// `nics_per_node` ports of it per node (0: the default for the GPU's form factor in data/network.yaml).
+Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link = "",
+                      int nics_per_node = 0);
+// One header line on where `gpus` GPUs sit and the links between them: "network: 16 nodes of 4 GPUs; pcie5 (63 GB/s)
+// within a node; 2 x infiniband-ndr (50 GB/s) per node = 25 GB/s per GPU between nodes (...)". `nics_given`: the
+// NIC count came from --nics-per-node rather than data/network.yaml.
+std::string network_assumption(const Hardware& hw, int gpus, bool nics_given);
 // A CPU / unified-memory host. Without a compute peak in hosts.yaml, `fallback_flops` is used (0: throw).
 // `on_gpu`: price a unified-memory host on its integrated GPU (host.gpu_peak_flops_dense, GPU op-class
 // efficiencies), as llama.cpp runs it; otherwise on its CPU cores. The memory efficiency is

@@ -74,6 +74,30 @@ PublishedSet load_published(const std::filesystem::path& path) {
   return set;
 }
 
+ValidatedRange validated_range(const PublishedSet& set, const gpu_db::Database& db) {
+  ValidatedRange v;
+  for (const PublishedPoint& p : set.points) {
+    if (!p.gpu_row()) continue;
+    const gpu_db::GpuSpec& g = db.gpu(p.gpu);
+    v.max_gpus = std::max(v.max_gpus, p.count);
+    if (pcie_only(g) && p.ep > 1) v.max_ep_pcie = std::max(v.max_ep_pcie, p.ep);
+    if (std::find(v.gpus.begin(), v.gpus.end(), g.name) == v.gpus.end()) v.gpus.push_back(g.name);
+  }
+  std::sort(v.gpus.begin(), v.gpus.end());
+  return v;
+}
+
+bool pcie_only(const gpu_db::GpuSpec& gpu) { return gpu.interconnect.rfind("pcie", 0) == 0; }
+
+std::vector<std::string> beyond_validated(const ValidatedRange& v, const gpu_db::GpuSpec& gpu, int count,
+                                          const model::ParallelLayout& layout) {
+  std::vector<std::string> out;
+  if (count > v.max_gpus) out.push_back("> " + std::to_string(v.max_gpus) + " GPUs");
+  if (layout.ep > 1 && pcie_only(gpu) && layout.ep > v.max_ep_pcie) out.push_back("EP" + std::to_string(layout.ep) + " over PCIe");
+  if (!std::binary_search(v.gpus.begin(), v.gpus.end(), gpu.name)) out.push_back("GPU without rows");
+  return out;
+}
+
 namespace {
 double median_of_sorted(const std::vector<double>& v) {
   const std::size_t n = v.size();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gpu_db/gpu_db.hpp"
+#include "model/shard.hpp"
 #include "simulator/simulate.hpp"
 
 namespace moeplan::simulator {
@@ -75,7 +76,21 @@ std::vector<ErrorGroup> load_error_bars(const std::filesystem::path& path);
 const ErrorGroup* find_error_group(const std::vector<ErrorGroup>& groups, const std::string& by, const std::string& key,
                                    int min_rows = 5);
 
-// `only`: run just these ids (empty = all).
+// What the published set's GPU rows cover, computed from the file: a configuration outside it is an extrapolation
+// (plan marks its rows "beyond validated"; docs/validation.md).
+struct ValidatedRange {
+  int max_gpus = 0;                 // the most GPUs in one row
+  int max_ep_pcie = 0;              // the largest EP degree on a PCIe-only card (0: no such row)
+  std::vector<std::string> gpus;    // GPU names (gpus.yaml) with a row, sorted
+};
+ValidatedRange validated_range(const PublishedSet& set, const gpu_db::Database& db);
+// A card whose only GPU-to-GPU path is PCIe (gpus.yaml interconnect pcie*).
+bool pcie_only(const gpu_db::GpuSpec& gpu);
+// Why `count` GPUs of `gpu` in `layout` lie outside the range (e.g. "> 8 GPUs", "EP16 over PCIe", "GPU without
+// rows"); empty inside it.
+std::vector<std::string> beyond_validated(const ValidatedRange& range, const gpu_db::GpuSpec& gpu, int count,
+                                          const model::ParallelLayout& layout);
+
 // `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml: its step and
 // kernel overheads; trtllm when the row names none), or with `engine` when that is given; a row whose GPU the engine
 // does not run on fails with the reason.

@@ -104,19 +104,35 @@ StepModel::StepModel(const StepModelRequest& r)
     : StepModel(r, std::make_shared<const model::OpGraph>(model::build_op_graph(r.graph))) {}
 
 namespace {
-// The link a collective over `ranks` GPUs uses: NVLink/PCIe inside a node, the inter-node link beyond it.
-void link_for(const Hardware& hw, int ranks, double* bw, double* alpha) {
-  const int gpn = std::max(1, hw.gpus_per_node);
-  if (ranks > gpn && hw.inter_bandwidth_bytes_per_s > 0) {
+// The link a point-to-point hand-off uses: NVLink/PCIe inside a node, the GPU's share of the NICs beyond it.
+void link_for(const Hardware& hw, bool off_node, double* bw, double* alpha) {
+  if (off_node && hw.inter_bandwidth_bytes_per_s > 0) {
     *bw = hw.inter_bandwidth_bytes_per_s;
     *alpha = hw.inter_latency_s;
   } else {
     *bw = hw.intra_bandwidth_bytes_per_s;
     *alpha = hw.intra_latency_s;
   }
-  if (*bw <= 0) throw InputError(hw.name + ": no interconnect bandwidth in data/links.yaml for a " + std::to_string(ranks) + "-GPU collective");
+  if (*bw <= 0) throw InputError(hw.name + ": no interconnect bandwidth in data/links.yaml for a transfer " +
+                                 (off_node ? "between nodes" : "inside a node"));
+}
+
+void need_links(const Hardware& hw, const GroupSpan& s) {
+  if (hw.intra_bandwidth_bytes_per_s <= 0 && s.per_node > 1)
+    throw InputError(hw.name + ": no interconnect bandwidth in data/links.yaml for a " + std::to_string(s.ranks) + "-GPU collective");
+  if (s.nodes > 1 && hw.inter_bandwidth_bytes_per_s <= 0)
+    throw InputError(hw.name + ": no inter-node bandwidth for a " + std::to_string(s.ranks) + "-GPU collective over " +
+                     std::to_string(s.nodes) + " nodes (--internode, --nics-per-node)");
 }
 }  // namespace
+
+GroupSpan group_span(const Hardware& hw, int ranks) {
+  GroupSpan s;
+  s.ranks = std::max(1, ranks);
+  s.per_node = std::min(s.ranks, std::max(1, hw.gpus_per_node));
+  s.nodes = (s.ranks + s.per_node - 1) / s.per_node;
+  return s;
+}
 
 OpRates op_rates(const model::Op& op, const Hardware& h) {
   const Efficiency& ef = h.eff;
@@ -145,6 +161,7 @@ OpRates op_rates(const model::Op& op, const Hardware& h) {
   return p;
 }
 
+// Every formula here is derived in docs/simulator.md "Collectives".
 CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hardware& hw, const model::ParallelLayout& layout) {
   CollectiveRates c;
   const int n = group_ranks;
@@ -152,32 +169,41 @@ CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hard
   const Efficiency& e = hw.eff;
   const int gpn = std::max(1, hw.gpus_per_node);
   const double base = e.collective_base_us * 1e-6;
-  double bw = 0, alpha = 0;
   c.runs = true;
   if (kind == OpKind::send_recv) {
-    link_for(hw, layout.tp * layout.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
+    double bw = 0, alpha = 0;
+    link_for(hw, layout.tp * layout.dp >= gpn, &bw, &alpha);
     c.fixed_s = base + alpha;
     c.per_byte_s = 1.0 / (bw * e.comm_bandwidth);
-  } else if (kind == OpKind::all_to_all) {
-    link_for(hw, n, &bw, &alpha);
-    c.fixed_s = base + alpha;
-    if (n > gpn && hw.inter_bandwidth_bytes_per_s > 0 && hw.intra_bandwidth_bytes_per_s > 0) {
-      // Peers off the node take (n − gpn)/(n − 1) of the traffic over the NIC, the rest over NVLink, in parallel.
-      const double off = d(n - gpn) / d(n - 1);
-      c.per_byte_s = std::max((1 - off) / hw.intra_bandwidth_bytes_per_s, off / hw.inter_bandwidth_bytes_per_s) /
-                     e.all_to_all_bandwidth;
-    } else {
-      c.per_byte_s = 1.0 / (bw * e.all_to_all_bandwidth);
-    }
-  } else if (kind == OpKind::all_reduce) {
-    // Ring all-reduce: 2(n−1) steps, each moving 1/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
-    link_for(hw, n, &bw, &alpha);
-    c.fixed_s = base + 2.0 * (n - 1) * alpha;
-    c.per_byte_s = 2.0 * (n - 1) / n / (bw * e.comm_bandwidth);
-  } else {  // all_gather: n−1 steps, each GPU receives the n−1 other pieces
-    link_for(hw, n, &bw, &alpha);
-    c.fixed_s = base + (n - 1) * alpha;
-    c.per_byte_s = d(n - 1) / (bw * e.comm_bandwidth);
+    return c;
+  }
+  const GroupSpan s = group_span(hw, n);
+  need_links(hw, s);
+  const int g = s.per_node, nodes = s.nodes;
+  if (kind == OpKind::all_to_all) {
+    // One message to each of the g − 1 peers on the node (NVLink/PCIe) and one per other node over the NIC, messages
+    // to remote peers aggregated per node as DeepEP's and NCCL's PXN paths do. The bytes split by where the peers
+    // are: (n − g)/(n − 1) of them leave the node through this GPU's NIC share, the rest cross NVLink/PCIe, in parallel.
+    c.fixed_s = base + (g - 1) * hw.intra_latency_s + (nodes - 1) * hw.inter_latency_s;
+    const double off = d(n - g) / d(n - 1);
+    const double on_s = off < 1 ? (1 - off) / hw.intra_bandwidth_bytes_per_s : 0;
+    const double off_s = off > 0 ? off / hw.inter_bandwidth_bytes_per_s : 0;
+    c.per_byte_s = std::max(on_s, off_s) / e.all_to_all_bandwidth;
+    return c;
+  }
+  // Rings (NCCL's Ring algorithm): of the steps, those that cross a node boundary pay the NIC's latency (all-reduce
+  // 2(nodes − 1) of 2(n − 1), all-gather nodes − 1 of n − 1; NCCL tuning.cc). Each boundary is crossed by every
+  // channel's ring through the node's NICs together, so the bus bandwidth is min(intra-node link, all of a node's NICs).
+  const double nics = hw.node_nic_bandwidth_bytes_per_s();
+  const double bus = nodes == 1 ? hw.intra_bandwidth_bytes_per_s : g > 1 ? std::min(hw.intra_bandwidth_bytes_per_s, nics) : nics;
+  const int steps = kind == OpKind::all_reduce ? 2 * (n - 1) : n - 1;
+  const int inter_steps = nodes > 1 ? (kind == OpKind::all_reduce ? 2 * (nodes - 1) : nodes - 1) : 0;
+  c.fixed_s = base + (steps - inter_steps) * hw.intra_latency_s + inter_steps * hw.inter_latency_s;
+  if (kind == OpKind::all_reduce) {
+    // Ring all-reduce: each GPU sends 2(n−1)/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
+    c.per_byte_s = 2.0 * (n - 1) / n / (bus * e.comm_bandwidth);
+  } else {  // all_gather: each GPU receives the n−1 other pieces
+    c.per_byte_s = d(n - 1) / (bus * e.comm_bandwidth);
   }
   return c;
 }
@@ -189,7 +215,7 @@ CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& 
   if (layout.pp <= 1 || hw.host) return c;
   const int gpn = std::max(1, hw.gpus_per_node);
   double bw = 0, alpha = 0;
-  link_for(hw, layout.tp * layout.dp >= gpn ? gpn + 1 : 1, &bw, &alpha);
+  link_for(hw, layout.tp * layout.dp >= gpn, &bw, &alpha);
   c.runs = true;
   c.fixed_s = hw.eff.collective_base_us * 1e-6 + alpha;
   c.per_byte_s = activation_bytes * d(hidden) / (bw * hw.eff.comm_bandwidth);

@@ -77,6 +77,11 @@ struct CollectiveRates {
   double fixed_s = 0, per_byte_s = 0;
 };
 CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hardware& hw, const model::ParallelLayout& layout);
+// Where a group of `ranks` GPUs sits: per_node = min(ranks, gpus_per_node) of them on each of `nodes` nodes.
+struct GroupSpan {
+  int ranks = 1, per_node = 1, nodes = 1;
+};
+GroupSpan group_span(const Hardware& hw, int ranks);
 // The pipeline hand-off between stages: fixed_s + tokens × per_byte_s (per_byte_s is per token here); zero for pp = 1.
 CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& layout, double activation_bytes,
                                std::int64_t hidden);

@@ -177,6 +177,81 @@ TEST_CASE("simulate and plan name the engine, plan rows and launch commands foll
   CHECK(t.out.find("trtllm-serve") == std::string::npos);
 }
 
+TEST_CASE("a --nics-per-node of 0, negative or not a number is one line naming the option, exit 2") {
+  for (const char* cmd : {"plan", "simulate"}) {
+    for (const char* v : {"0", "-2", "abc", "1.5"}) {
+      INFO(cmd << " --nics-per-node " << v);
+      const bool plan = std::string(cmd) == "plan";
+      const auto s = run({cmd, plan ? "--gpus" : "--gpu", "h200-sxm", "--nics-per-node", v});
+      CHECK(s.code == 2);
+      CHECK(one_line(s.err));
+      CHECK(s.err.rfind("moeplan: error: ", 0) == 0);
+      CHECK(s.err.find("--nics-per-node") != std::string::npos);
+    }
+  }
+  for (const char* v : {"-1", "nan", "x"}) {
+    INFO("--network-price " << v);
+    const auto r = run({"plan", "--gpus", "h200-sxm", "--network-price", v});
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+    CHECK(r.err.find("--network-price") != std::string::npos);
+  }
+}
+
+TEST_CASE("plan rows print their nodes, links and network price, simulate prints the NIC assumption") {
+  const auto t = run({"plan", "--model", "llama4-maverick", "--gpus", "h200-sxm", "--precisions", "fp8", "--counts", "8,16",
+                      "--engine", "generic", "--top", "20"});
+  REQUIRE(t.code == 0);
+  CHECK(t.out.find("network: --internode infiniband-ndr") != std::string::npos);
+  CHECK(t.out.find("nodes, links") != std::string::npos);
+  CHECK(t.out.find("1 node, nvlink4") != std::string::npos);
+  CHECK(t.out.find("2 nodes, nvlink4 + 8x ib-ndr400") != std::string::npos);
+  CHECK(t.out.find("net $/h") != std::string::npos);
+  CHECK(t.out.find("beyond validated") != std::string::npos);
+  CHECK(t.out.find("> 8 GPUs") != std::string::npos);
+  const auto j = run({"plan", "--model", "llama4-maverick", "--gpus", "h200-sxm", "--precisions", "fp8", "--counts", "8,16",
+                      "--engine", "generic", "--nics-per-node", "4", "--format", "json"});
+  REQUIRE(j.code == 0);
+  const auto pj = nlohmann::json::parse(j.out);
+  CHECK(pj.at("network").at("nics_per_node") == 4);
+  CHECK(pj.at("validated_range").at("max_gpus").get<int>() >= 8);
+  bool two = false;
+  for (const auto& row : pj.at("configurations")) {
+    const int count = row.at("count");
+    CHECK(row.at("nodes") == (count + 7) / 8);
+    CHECK(row.at("links").get<std::string>().find(count > 8 ? "2 nodes" : "1 node") == 0);
+    CHECK(row.at("usd_per_hour").get<double>() ==
+          Approx(row.at("usd_per_gpu_hour").get<double>() * count + row.at("network_usd_per_hour").get<double>()));
+    if (count == 16) {
+      two = true;
+      CHECK(row.at("nics_per_node") == 4);
+      CHECK(row.at("inter_link") == "ib-ndr400");
+      CHECK(row.at("beyond_validated").size() >= 1);
+    } else {
+      CHECK(row.at("beyond_validated").empty());
+      CHECK(row.at("network_usd_per_hour") == 0);
+    }
+  }
+  CHECK(two);
+  const auto csv = run({"plan", "--model", "llama4-maverick", "--gpus", "h200-sxm", "--precisions", "fp8", "--counts", "16",
+                        "--engine", "generic", "--format", "csv"});
+  REQUIRE(csv.code == 0);
+  CHECK(csv.out.find("nodes, links") != std::string::npos);
+  CHECK(csv.out.find("2 nodes, nvlink4 + 8x ib-ndr400") != std::string::npos);
+  const auto sim = run({"simulate", "--model", "llama4-maverick", "--gpu", "rtx-pro-6000", "--count", "16", "--precision",
+                        "nvfp4", "--tp", "1", "--ep", "16", "--dp", "16", "--concurrency", "64", "--num-requests", "64",
+                        "--input", "200", "--output", "20"});
+  REQUIRE(sim.code == 0);
+  CHECK(sim.out.find("network: 4 nodes of 4 GPUs") != std::string::npos);
+  CHECK(sim.out.find("2 x infiniband-ndr") != std::string::npos);
+  CHECK(sim.out.find("beyond validated: > 8 GPUs, EP16 over PCIe") != std::string::npos);
+  const auto sim2 = run({"simulate", "--model", "llama4-maverick", "--gpu", "rtx-pro-6000", "--count", "16", "--precision",
+                         "nvfp4", "--tp", "1", "--ep", "16", "--dp", "16", "--concurrency", "64", "--num-requests", "64",
+                         "--input", "200", "--output", "20", "--nics-per-node", "4", "--format", "json"});
+  REQUIRE(sim2.code == 0);
+  CHECK(nlohmann::json::parse(sim2.out).at("network").get<std::string>().find("4 x infiniband-ndr") != std::string::npos);
+}
+
 TEST_CASE("simulate --format json has the documented fields, with sub-fields") {
   const auto r = run({"simulate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--count", "2", "--precision", "fp8",
                       "--input", "256", "--output", "32", "--concurrency", "4", "--num-requests", "8", "--breakdown",

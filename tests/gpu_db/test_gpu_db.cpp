@@ -54,6 +54,34 @@ TEST_CASE("hosts, links and prices load with sources") {
   CHECK(price->usd_per_gpu_hour < 10);
 }
 
+TEST_CASE("the network file: a NIC rule for every form factor, a sourced port price, links with labels") {
+  const auto db = Database::load(test::data());
+  for (const auto& r : db.nic_rules()) {
+    CHECK_FALSE(r.source.empty());
+    CHECK_FALSE(r.date.empty());
+    CHECK(r.nics_per_gpu > 0);
+  }
+  for (const auto& g : db.gpus()) {
+    INFO(g.name);
+    CHECK(db.default_nics_per_node(g) >= 1);
+  }
+  // HGX boards: one port per GPU; PCIe servers: one per 2 GPUs; a 4-card workstation node: 2.
+  CHECK(db.default_nics_per_node(db.gpu("h100-sxm")) == 8);
+  CHECK(db.default_nics_per_node(db.gpu("l40s")) == 4);
+  CHECK(db.default_nics_per_node(db.gpu("rtx-pro-6000")) == 2);
+  CHECK(db.default_nics_per_node(db.gpu("gh200")) == 1);
+  const auto& port = db.network_port_price();
+  CHECK_FALSE(port.source.empty());
+  CHECK_FALSE(port.date.empty());
+  CHECK(port.usd_per_port_hour() == Approx(port.usd_per_port / (port.amortisation_years * 8760)));
+  CHECK(db.link("infiniband-ndr")->short_name == "ib-ndr400");
+  CHECK(db.link("nvlink4")->short_name == "nvlink4");  // the name when the data gives no label
+  // Price rows say whether their instances come with a scale-out fabric.
+  bool some = false;
+  for (const auto& p : db.gpu_prices()) some = some || p.network_included;
+  CHECK(some);
+}
+
 TEST_CASE("unknown GPU names suggest the closest ones") {
   const auto db = Database::load(test::data());
   CHECK_THROWS_WITH(db.gpu("h100-sx"), Catch::Contains("unknown GPU 'h100-sx'") && Catch::Contains("h100-sxm"));
@@ -84,4 +112,13 @@ TEST_CASE("bad data files are reported with file and line") {
       Database::load(data_with("prices/gpu_hourly.yaml",
                                "prices:\n  - {provider: p, gpu: h100-sxm, usd_per_gpu_hour: -1, tier: on-demand, date: d, source: s}\n")),
       Catch::Contains("must be positive"));
+  CHECK_THROWS_WITH(Database::load(data_with("network.yaml",
+                                             "nics:\n  - {form_factors: [sxm], nics_per_gpu: 1, source: s, date: d}\n"
+                                             "port_price: {usd_per_port: 1, amortisation_years: 4, source: s, date: d}\n")),
+                    Catch::Contains("network.yaml") && Catch::Contains("no NIC rule for form factor"));
+  CHECK_THROWS_WITH(Database::load(data_with("network.yaml",
+                                             "nics:\n  - {form_factors: [sxm, oam, superchip, pcie, card], nics_per_gpu: 0, "
+                                             "source: s, date: d}\nport_price: {usd_per_port: 1, amortisation_years: 4, "
+                                             "source: s, date: d}\n")),
+                    Catch::Contains("network.yaml:2") && Catch::Contains("must be positive"));
 }

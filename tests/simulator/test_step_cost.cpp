@@ -1,8 +1,10 @@
 // Step pricing: roofline bounds, routing statistics, attention pair counts and collectives.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
+#include "common/error.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "simulator/routing.hpp"
 #include "simulator/step_cost.hpp"
@@ -117,4 +119,114 @@ TEST_CASE("Ring all-reduce: alpha-beta with 2(n-1) steps over NVLink 4") {
     const double per_layer = 6.6e-6 + 14 * 0.6e-6 + 2.0 * 7 / 8 * (1024.0 * 8192 * 2) / (450e9 * 0.8);
     CHECK(o.time_s == Approx(80 * per_layer).epsilon(1e-6));
   }
+}
+
+namespace {
+const gpu_db::Database& database() {
+  static const auto db = gpu_db::Database::load(test::data());
+  return db;
+}
+// The time of one collective of `bytes` per GPU over `ranks` GPUs.
+double collective_s(model::OpKind kind, int ranks, double bytes, const Hardware& hw) {
+  const CollectiveRates c = collective_rates(kind, ranks, hw, model::ParallelLayout{1, ranks, 1, ranks});
+  return c.fixed_s + bytes * c.per_byte_s;
+}
+}  // namespace
+
+TEST_CASE("NICs per node: a GPU's share of the node's NIC ports, from data/network.yaml or given") {
+  const auto& db = database();
+  // HGX H200: one 400 Gb/s port per GPU; a 4-card RTX PRO 6000 workstation node: one per 2 cards.
+  const Hardware h200 = gpu_hardware(db, db.gpu("h200-sxm"));
+  CHECK(h200.nics_per_node == 8);
+  CHECK(h200.inter_bandwidth_bytes_per_s == Approx(50e9));
+  const Hardware pro = gpu_hardware(db, db.gpu("rtx-pro-6000"));
+  CHECK(pro.gpus_per_node == 4);
+  CHECK(pro.nics_per_node == 2);
+  CHECK(pro.inter_bandwidth_bytes_per_s == Approx(2 * 50e9 / 4));
+  // --nics-per-node and --internode change it.
+  const Hardware pro4 = gpu_hardware(db, db.gpu("rtx-pro-6000"), "infiniband-xdr", 4);
+  CHECK(pro4.nics_per_node == 4);
+  CHECK(pro4.inter_bandwidth_bytes_per_s == Approx(4 * 100e9 / 4));
+  CHECK(network_assumption(pro, 64, false).find("16 nodes of 4 GPUs") != std::string::npos);
+  CHECK(network_assumption(pro, 64, false).find("2 x infiniband-ndr") != std::string::npos);
+  CHECK_THROWS_AS(gpu_hardware(db, db.gpu("h200-sxm"), "", -1), InputError);
+}
+
+TEST_CASE("All-to-all: one message per peer on the node and per other node, bytes split by where the peers are") {
+  const auto& db = database();
+  const Hardware h200 = gpu_hardware(db, db.gpu("h200-sxm"));
+  const double mb = 16e6;
+  // By hand, 16 GPUs over 2 HGX nodes: 6.6 us + 7 x 0.6 us (NVLink peers) + 1 x 2.7 us (the other node); 8/15 of the
+  // bytes leave through the GPU's 50 GB/s NIC share, 7/15 cross NVLink 4 (450 GB/s), in parallel, at 0.6 of the links.
+  const double fixed = 6.6e-6 + 7 * 0.6e-6 + 2.7e-6;
+  const double per_byte = std::max(7.0 / 15 / 450e9, 8.0 / 15 / 50e9) / 0.6;
+  CHECK(collective_s(model::OpKind::all_to_all, 16, mb, h200) == Approx(fixed + mb * per_byte).epsilon(1e-12));
+  // One node: every peer on NVLink.
+  CHECK(collective_s(model::OpKind::all_to_all, 8, mb, h200) ==
+        Approx(6.6e-6 + 7 * 0.6e-6 + mb / (450e9 * 0.6)).epsilon(1e-12));
+
+  SECTION("the time grows with the number of peers") {
+    double last = 0;
+    for (int n : {2, 4, 8, 16, 32, 64}) {
+      const double t = collective_s(model::OpKind::all_to_all, n, 0, h200);  // latency alone
+      CHECK(t > last);
+      last = t;
+    }
+    const Hardware pro = gpu_hardware(db, db.gpu("rtx-pro-6000"));
+    last = 0;
+    for (int n : {2, 4, 8, 16, 32, 64}) {
+      const double t = collective_s(model::OpKind::all_to_all, n, mb, pro);  // and with bytes
+      CHECK(t > last);
+      last = t;
+    }
+  }
+  SECTION("the time grows with the share of peers off the node") {
+    // 16 peers, nodes of 16, 8, 4 and 2 GPUs with one NIC per GPU: 0, 8/15, 12/15, 14/15 of the bytes off the node.
+    double last = 0;
+    for (int gpn : {16, 8, 4, 2}) {
+      Hardware hw = h200;
+      hw.gpus_per_node = gpn;
+      hw.nics_per_node = gpn;
+      hw.inter_bandwidth_bytes_per_s = hw.node_nic_bandwidth_bytes_per_s() / gpn;
+      const double t = collective_s(model::OpKind::all_to_all, 16, mb, hw);
+      INFO(gpn << " GPUs per node: " << t * 1e6 << " us");
+      CHECK(t > last);
+      last = t;
+    }
+  }
+  SECTION("fewer NICs per node: slower once peers are off the node, unchanged inside it") {
+    const Hardware half = gpu_hardware(db, db.gpu("h200-sxm"), "", 4);
+    CHECK(collective_s(model::OpKind::all_to_all, 16, mb, half) > collective_s(model::OpKind::all_to_all, 16, mb, h200));
+    CHECK(collective_s(model::OpKind::all_to_all, 8, mb, half) == collective_s(model::OpKind::all_to_all, 8, mb, h200));
+  }
+}
+
+TEST_CASE("Ring all-reduce over nodes: 2(nodes-1) of its steps at the NIC's latency, all of a node's NICs per boundary") {
+  const auto& db = database();
+  const Hardware h200 = gpu_hardware(db, db.gpu("h200-sxm"));
+  const double mb = 16e6;
+  // 16 GPUs, 2 nodes: 30 steps, 2 of them between nodes; bus bandwidth min(450, 8 x 50) = 400 GB/s.
+  const double t = 6.6e-6 + 28 * 0.6e-6 + 2 * 2.7e-6 + 2.0 * 15 / 16 * mb / (400e9 * 0.8);
+  CHECK(collective_s(model::OpKind::all_reduce, 16, mb, h200) == Approx(t).epsilon(1e-12));
+  // A 4-card PCIe node with 2 NICs: min(PCIe 5 63 GB/s, 2 x 50) = 63 GB/s.
+  const Hardware pro = gpu_hardware(db, db.gpu("rtx-pro-6000"));
+  const double tp = 6.6e-6 + 12 * 1.0e-6 + 2 * 2.7e-6 + 2.0 * 7 / 8 * mb / (63e9 * 0.8);
+  CHECK(collective_s(model::OpKind::all_reduce, 8, mb, pro) == Approx(tp).epsilon(1e-12));
+  // All-gather: nodes - 1 boundary steps.
+  CHECK(collective_s(model::OpKind::all_gather, 16, mb, h200) ==
+        Approx(6.6e-6 + 14 * 0.6e-6 + 2.7e-6 + 15 * mb / (400e9 * 0.8)).epsilon(1e-12));
+}
+
+TEST_CASE("A DEP step over two nodes spends more in its all-to-alls than over one, per GPU") {
+  const auto m = test::load("llama4-maverick");
+  StepShape s;
+  s.decode_tokens = 64;
+  s.logit_tokens = 64;
+  auto a2a_s = [&](int n) {
+    double t = 0;
+    for (const auto& o : step_model(m, "fp8", "h200-sxm", {1, n, 1, n}).breakdown(s))
+      if (o.op.kind == model::OpKind::all_to_all) t += o.time_s;
+    return t;
+  };
+  CHECK(a2a_s(16) > 1.5 * a2a_s(8));
 }
