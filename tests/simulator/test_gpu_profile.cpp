@@ -318,6 +318,13 @@ TEST_CASE("The MI300X profiles from published kernel timings price Llama 3.1 70B
   CHECK(up->x_max() == 16384);
   CHECK(find_gemm_curve(*prof, "int8", 7168, 8192) != nullptr);  // the measured int8 curve, same numbers
   CHECK(find_gemm_curve(*prof, "bf16", 7168, 8192) == nullptr);  // no published bf16 timings
+  // MI355X (aiter's gfx950 table): the same shape, 19.0 us at m = 1 and 30.3 us at m = 256.
+  const auto mi355x = shipped_gpu_profile(test::data(), "mi355x", "vllm");
+  REQUIRE(mi355x);
+  const GpuCurve* up355 = find_gemm_curve(*mi355x, "fp8", 7168, 8192);
+  REQUIRE(up355);
+  CHECK(up355->seconds().at(1) == Approx(19.0e-6).epsilon(0.01));
+  CHECK(up355->seconds().at(256) == Approx(30.3e-6).epsilon(0.01));
 
   const model::ModelConfig m = test::load("llama3.1-70b");
   StepModelRequest q;
