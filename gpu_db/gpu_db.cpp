@@ -94,7 +94,8 @@ Database Database::load(const std::filesystem::path& dir) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
                      "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
-                     "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date"});
+                     "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date",
+                     "measured"});
       GpuSpec g;
       g.name = to_lower(e.get<std::string>("name"));
       g.display_name = e.get_or<std::string>("display_name", g.name);
@@ -121,6 +122,25 @@ Database Database::load(const std::filesystem::path& dir) {
       g.source = e.get<std::string>("source");
       g.date = e.get<std::string>("date");
       g.notes = e.get_or<std::string>("notes", "");
+      if (e.has("measured")) {
+        const YAML::Node mn = n["measured"];
+        const Entry me(mn, file.string(), {"gemm_tflops", "stream_tb_s", "source", "date"});
+        g.measured_gemm_flops = me.tflops("gemm_tflops");
+        for (const auto& [dtype, flops] : g.measured_gemm_flops) {
+          const auto peak = g.peak_flops_dense.find(dtype);
+          if (peak == g.peak_flops_dense.end())
+            throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " has no tflops_dense peak to compare with");
+          if (flops > peak->second)
+            throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " exceeds the dense peak");
+        }
+        if (me.has("stream_tb_s")) {
+          g.measured_stream_bytes_per_s = me.positive("stream_tb_s") * 1e12;
+          if (g.measured_stream_bytes_per_s > g.mem_bandwidth_bytes_per_s)
+            throw InputError(me.where() + ": measured.stream_tb_s exceeds mem_bandwidth_tb_s");
+        }
+        g.measured_source = me.get<std::string>("source");
+        (void)me.get<std::string>("date");  // required: the day the sources were read
+      }
       std::vector<std::string> all_ids = g.aliases;
       all_ids.push_back(g.name);
       for (const auto& id : all_ids)

@@ -28,6 +28,12 @@ struct GpuSpec {
   int gpus_per_node = 8;
   double tdp_w = 0;
   std::string confidence, source, date, notes;
+  // Published microbenchmarks of the GPU (gpus.yaml `measured`, each with its source): the large dense GEMM rate a
+  // vendor library reaches, by dtype (FLOP/s), and STREAM-class memory bandwidth (bytes/s). Empty / 0 where none
+  // is recorded; the roofline then keeps its generic efficiency shares (simulator/hardware.cpp).
+  std::map<std::string, double> measured_gemm_flops;
+  double measured_stream_bytes_per_s = 0;
+  std::string measured_source;
 
   bool has_dtype(const std::string& dtype) const { return peak_flops_dense.count(dtype) > 0; }
 };

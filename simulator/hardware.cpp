@@ -34,6 +34,11 @@ Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, co
   h.peak_flops = gpu.peak_flops_dense;
   h.fp4_format = gpu.fp4_format;
   h.gpus_per_node = gpu.gpus_per_node > 0 ? gpu.gpus_per_node : 8;
+  // Published microbenchmarks of this GPU replace the generic shares: the large-GEMM rate per dtype and STREAM.
+  for (const auto& [dtype, flops] : gpu.measured_gemm_flops) h.eff.gemm_compute_measured[dtype] = flops / h.peak_flops.at(dtype);
+  if (gpu.measured_stream_bytes_per_s > 0) h.eff.memory = gpu.measured_stream_bytes_per_s / h.mem_bandwidth_bytes_per_s;
+  if (!gpu.measured_gemm_flops.empty() || gpu.measured_stream_bytes_per_s > 0)
+    h.eff.source += ", measured shares of " + gpu.name + " (data/gpus.yaml)";
   if (const gpu_db::LinkSpec* l = db.link(gpu.interconnect)) {
     h.intra_link = l->name;
     h.intra_label = l->short_name;

@@ -17,6 +17,9 @@ namespace moeplan::simulator {
 // for CPUs. A calibration profile replaces these with measured values.
 struct Efficiency {
   double gemm_compute = 0.70;          // large dense GEMM, share of the dense peak (cuBLAS on H100: ~0.7)
+  // The same share measured on this GPU, by compute dtype (gpus.yaml `measured.gemm_tflops` / dense peak); a dtype
+  // listed here replaces gemm_compute for dense GEMMs and lm_head.
+  std::map<std::string, double> gemm_compute_measured;
   double gemm_rows_half = 64;          // rows at which a GEMM reaches half of gemm_compute (tile fill)
   double gemv_max_rows = 0;            // steps of at most this many rows run matrix-vector kernels: no tile-fill term
                                        // (llama.cpp's GPU backends, 8; 0: always tiles. StepModel only, not StepFormula)
@@ -28,7 +31,8 @@ struct Efficiency {
   double expert_memory = 0.72;         // share of peak bandwidth reading the touched experts' weights
   double expert_block_us = 38;         // fixed time of one block (routing, permute, launches), split over its 2 GEMMs
   double attention_compute = 0.55;     // FlashAttention-class prefill, share of the bf16 peak
-  double memory = 0.80;                // weight and activation streaming, share of peak memory bandwidth
+  double memory = 0.80;                // weight and activation streaming, share of peak memory bandwidth (a GPU's
+                                       // measured STREAM share where gpus.yaml records one)
   double kv_memory = 0.70;             // paged KV reads in decode attention
   double elementwise_memory = 0.60;    // norms, rope, activations (small, launch-dominated kernels)
   double comm_bandwidth = 0.80;        // NCCL bus bandwidth / link bandwidth (all-reduce, all-gather)
@@ -38,6 +42,12 @@ struct Efficiency {
   double collective_base_us = 6.6;     // NCCL base latency per collective call (tuning.cc, LL protocol)
   double step_overhead_us = 30;        // per forward step: scheduler, sampling, host-device sync
   std::string source = "defaults (docs/simulator.md)";
+
+  // The share of the dense peak a dense GEMM computing in `dtype` reaches: measured where recorded, else gemm_compute.
+  double gemm_share(const std::string& dtype) const {
+    const auto it = gemm_compute_measured.find(dtype);
+    return it == gemm_compute_measured.end() ? gemm_compute : it->second;
+  }
 };
 
 // One device type and the fabric between its copies.

@@ -247,7 +247,13 @@ SimulateResult simulate(const SimulateRequest& r) {
                               (prof->fit ? ", with per-op corrections fitted by moeplan validate on " + std::to_string(prof->fit->configurations) + " runs"
                                          : "; no validate fit yet (per-op corrections 1, no step remainder)"));
   } else {
-    res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + format_fixed(e.gemm_compute, 2) + " of peak, experts " +
+    std::string gemm = format_fixed(e.gemm_compute, 2) + " of peak";
+    if (!e.gemm_compute_measured.empty()) {
+      std::string by;
+      for (const auto& [dtype, share] : e.gemm_compute_measured) by += (by.empty() ? "" : ", ") + format_fixed(share, 2) + " " + dtype;
+      gemm = by + " of peak (measured), " + gemm + " otherwise";
+    }
+    res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + gemm + ", experts " +
                             format_fixed(e.expert_compute, 3) + " of peak (half at " + format_fixed(e.expert_rows_half, 0) +
                             " tokens/expert) and " + format_fixed(e.expert_memory, 2) + " of bandwidth, attention " + format_fixed(e.attention_compute, 2) +
                             ", memory " + format_fixed(e.memory, 2) + ", KV " + format_fixed(e.kv_memory, 2) +

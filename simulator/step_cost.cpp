@@ -145,6 +145,7 @@ OpRates op_rates(const model::Op& op, const Hardware& h) {
   if (want == "fp4" && !h.peak_flops.count("fp4")) want = "fp8";  // w4a8 kernels on FP8 hardware (Hopper)
   std::string used;
   const double peak = h.peak_for(want, &used);
+  if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head) class_eff = ef.gemm_share(used);
   // Weights stored in a format the tensor cores cannot consume (int4/GGUF on any GPU, fp8 on Ampere, fp4 on
   // Hopper) are dequantised in the GEMM's main loop, which costs compute-pipe time.
   const bool quantised = !op.weight_format.empty() && op.weight_format != "bf16" && op.weight_format != "fp16" &&

@@ -25,6 +25,14 @@ TEST_CASE("the GPU database has at least 45 accelerators with dense datasheet pe
   const auto& mi300x = db.gpu("mi300x");
   CHECK(mi300x.memory_gb_marketed == 192);  // 8 HBM3 stacks of 24 GiB: data says GiB
   CHECK(mi300x.peak_flops_dense.at("bf16") == Approx(1307.4e12).epsilon(0.001));
+  // Published microbenchmarks (AMD's max-achievable FLOPs blog; Azure's BabelStream run), with their sources.
+  CHECK(mi300x.measured_gemm_flops.at("fp8") == Approx(1223.6e12));
+  CHECK(mi300x.measured_gemm_flops.at("bf16") == Approx(708e12));
+  CHECK(mi300x.measured_stream_bytes_per_s == Approx(4.10e12));
+  CHECK(mi300x.measured_source.find("rocm.blogs.amd.com") != std::string::npos);
+  CHECK(db.gpu("mi325x").measured_gemm_flops.size() == 2);
+  CHECK(h100.measured_gemm_flops.empty());
+  CHECK(h100.measured_stream_bytes_per_s == 0);
   // Every GPU says where its numbers come from.
   for (const auto& g : db.gpus()) {
     INFO(g.name);
@@ -102,6 +110,17 @@ std::filesystem::path data_with(const std::string& relative, const std::string& 
 TEST_CASE("bad data files are reported with file and line") {
   CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", "gpus:\n  - name: x\n    memory_gb: [80\n")),
                     Catch::Contains("gpus.yaml:") && Catch::Contains("malformed YAML"));
+  const std::string gpu =
+      "gpus:\n  - {name: x, vendor: amd, memory_gb: 80, mem_bandwidth_tb_s: 2, tflops_dense: {bf16: 100}, source: s, date: d,\n"
+      "     measured: ";
+  CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", gpu + "{gemm_tflops: {bf16: 120}, source: s, date: d}}\n")),
+                    Catch::Contains("gpus.yaml:") && Catch::Contains("exceeds the dense peak"));
+  CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", gpu + "{gemm_tflops: {fp8: 50}, source: s, date: d}}\n")),
+                    Catch::Contains("no tflops_dense peak"));
+  CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", gpu + "{stream_tb_s: 3, source: s, date: d}}\n")),
+                    Catch::Contains("exceeds mem_bandwidth_tb_s"));
+  CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", gpu + "{stream_tb_s: 1.5, date: d}}\n")),
+                    Catch::Contains("missing key 'source'"));
   CHECK_THROWS_WITH(Database::load(data_with("links.yaml", "links:\n  - name: x\n    bogus: 1\n")),
                     Catch::Contains("links.yaml:2") && Catch::Contains("unknown key 'bogus'"));
   CHECK_THROWS_WITH(

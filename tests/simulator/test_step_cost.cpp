@@ -107,6 +107,35 @@ TEST_CASE("Prefill of 8192 tokens is compute-bound and its GEMMs run near the FP
   CHECK(gemm_flops / gemm_s / 1e12 == Approx(1979 * 0.70 * 8192 / 8256).epsilon(0.02));
 }
 
+TEST_CASE("A GPU's published GEMM and STREAM measurements replace the generic shares in the roofline") {
+  // MI300X (data/gpus.yaml measured): hipBLASLt reaches 1223.6 FP8 and 708 BF16 TFLOP/s, BabelStream triad 4.10 TB/s.
+  const auto m = test::load("llama3.1-70b");
+  const auto fp8 = step_model(m, "fp8", "mi300x", {8, 1, 1, 1});
+  CHECK(fp8.hardware().eff.gemm_share("fp8") == Approx(1223.6 / 2614.9));
+  CHECK(fp8.hardware().eff.gemm_share("bf16") == Approx(708 / 1307.4));
+  CHECK(fp8.hardware().eff.memory == Approx(4.10 / 5.3));
+  const auto shape = prefill_shape(8192, 0, true, fp8.graph(), model::AttentionKind::chunked);
+  const auto x = fp8.values(shape);
+  double gemm_s = 0, gemm_flops = 0;
+  for (const auto& o : fp8.breakdown(shape)) {
+    if (o.op.kind != model::OpKind::gemm) continue;
+    gemm_s += o.time_s;
+    gemm_flops += o.op.repeat * o.op.flops.at(x);
+  }
+  CHECK(gemm_flops / gemm_s / 1e12 == Approx(1223.6 * 8192 / 8256).epsilon(0.02));
+  // Bandwidth-bound batch-1 decode reads the weights at the measured share of 5.3 TB/s.
+  for (const auto& o : fp8.breakdown(decode_shape(1, 1000, fp8.graph(), model::AttentionKind::chunked)))
+    if (std::string(o.op.name) == "mlp.gate_up")
+      CHECK(o.memory_s == Approx(o.op.repeat * o.op.weight_bytes.at(fp8.values(decode_shape(1, 1000, fp8.graph(),
+                                                                                         model::AttentionKind::chunked))) /
+                                 4.10e12)
+                              .epsilon(0.01));
+  // A GPU without measurements keeps the generic 0.70 and 0.80.
+  const auto h100 = step_model(m, "fp8", "h100-sxm", {8, 1, 1, 1});
+  CHECK(h100.hardware().eff.gemm_share("fp8") == Approx(0.70));
+  CHECK(h100.hardware().eff.memory == Approx(0.80));
+}
+
 TEST_CASE("Ring all-reduce: alpha-beta with 2(n-1) steps over NVLink 4") {
   const auto m = test::load("llama3.1-70b");
   const auto sm = step_model(m, "bf16", "h100-sxm", {8, 1, 1, 1});

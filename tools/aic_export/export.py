@@ -827,8 +827,10 @@ def main(argv=None) -> int:
 
     # write
     out_dir.mkdir(parents=True, exist_ok=True)
+    aic_gpus = {g for g in SYSTEM_TO_GPU.values() if g}
     for old in out_dir.glob("*/*.prof"):
-        old.unlink()
+        if old.parent.name in aic_gpus:  # other GPUs' files (AMD: tools/amd_profiles) are not AIC's to remove
+            old.unlink()
     gpu_to_system = {g: s for s, g in SYSTEM_TO_GPU.items() if g}
     meta = {"package": pkg_version, "date": date}
     order = ("moe", "gemm", "attn_prefill", "attn_decode", "nccl", "custom_allreduce")
