@@ -17,6 +17,17 @@ std::string read_text_file(const std::filesystem::path& path) {
     throw InputError("cannot read " + path.string() + ": it is a directory, expected a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError("cannot read " + path.string() + ": no such file or not readable");
+  // A regular file is read in one piece at its size; anything else (a pipe) through the stream buffer.
+  const auto size = std::filesystem::is_regular_file(path, ec) ? std::filesystem::file_size(path, ec) : 0;
+  if (!ec && size > 0) {
+    std::string text(static_cast<std::size_t>(size), '\0');
+    in.read(text.data(), static_cast<std::streamsize>(size));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    if (in.gcount() == static_cast<std::streamsize>(size) && in.peek() == std::char_traits<char>::eof()) return text;
+    std::ostringstream rest;  // the file grew while read: take the rest too
+    rest << in.rdbuf();
+    return text + rest.str();
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

@@ -2,10 +2,14 @@
 #include "planner/sweep.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <map>
 #include <numeric>
+#include <system_error>
+#include <thread>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
@@ -283,10 +287,42 @@ namespace {
 
 double at_percentile(const simulator::Percentiles& p, int q) { return q == 50 ? p.p50 : q == 99 ? p.p99 : p.p90; }
 
-// Runs a row's operating point at `batch` through the serving check; false when it misses the SLO at every batch
-// tried down to 1 (then counted as rejected, and as the closest miss when it is nearest).
-bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind,
-               PlanRow& row) {
+// Runs f(0) … f(n − 1) on up to hardware_concurrency threads (each index once, in no particular order).
+template <typename F>
+void for_each_parallel(std::size_t n, F f) {
+  const std::size_t threads = std::min<std::size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 1) {
+    for (std::size_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < n; i = next++) f(i);
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  try {
+    for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No more threads to be had (a process or address-space limit): the ones started and this one do the rest.
+  }
+  work();
+  for (auto& t : pool) t.join();
+}
+
+// What one row's serving check found: kept, or missed at every batch down to 1 (with the SLO that missed worst).
+struct ServeOutcome {
+  bool kept = true;
+  std::int64_t simulations = 0;
+  Reject why = Reject::ttft_slo;
+  std::string constraint;
+  double value = 0, limit = 0, worst = 0;
+};
+
+// Runs a row's operating point at `batch` through the serving check, updating the row to what the serving loop
+// gives; touches nothing but the row, so rows are checked in parallel (check_serving applies the outcomes in order).
+ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind, PlanRow& row) {
+  ServeOutcome out;
   const model::ModelConfig& m = *r.model;
   simulator::SimulateRequest q;
   q.model = &m;
@@ -315,7 +351,7 @@ bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db
     q.workload.concurrency = batch * row.layout.dp;
     q.workload.num_requests = q.workload.concurrency * r.serving_requests_per_slot;
     const simulator::SimulateResult sim = simulator::simulate(q);
-    ++res.serving_simulations;
+    ++out.simulations;
     const simulator::ServingResult& s = sim.serving;
     const double ttft = at_percentile(s.ttft_ms, pct);
     // One output token has no TPOT: the steady step stands for it.
@@ -346,7 +382,7 @@ bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db
     check.output_tokens_per_s = s.output_tokens_per_s;
     check.simulate_command = simulate_command(r, row, batch);
     row.serving = check;
-    if (worst <= 1) return true;
+    if (worst <= 1) return out;
 
     // Missed: the largest listed batch below this one that the miss scales to (TTFT in a burst of arrivals and TPOT
     // both grow with the batch), else the next smaller one; none below 1.
@@ -354,25 +390,15 @@ bool serve_row(PlanResult& res, const PlanRequest& r, const gpu_db::Database& db
     for (std::int64_t b : batches)
       if (b < batch && (next == 0 || d(b) <= d(batch) / worst)) next = b;
     if (next == 0) {
-      const Reject why = over_ttft == worst ? Reject::ttft_slo : over_tpot == worst ? Reject::tpot_slo : Reject::user_speed_slo;
-      ++res.rejected[static_cast<std::size_t>(why)];
-      ++res.serving_rejected;
-      const std::string constraint = why == Reject::ttft_slo   ? "--ttft-ms"
-                                     : why == Reject::tpot_slo ? "--tpot-ms"
-                                                               : "--min-tokens-per-s-per-user";
-      const double value = why == Reject::ttft_slo ? ttft : why == Reject::tpot_slo ? tpot : per_user;
-      const double limit = why == Reject::ttft_slo ? r.ttft_ms : why == Reject::tpot_slo ? r.tpot_ms : r.min_tokens_per_s_per_user;
-      double closest = 1e300;
-      if (res.closest.row && res.closest.value > 0 && res.closest.limit > 0)
-        closest = res.closest.constraint == "--min-tokens-per-s-per-user" ? res.closest.limit / res.closest.value
-                                                                          : res.closest.value / res.closest.limit;
-      if (worst < closest) {
-        res.closest.row = row;
-        res.closest.constraint = constraint;
-        res.closest.value = value;
-        res.closest.limit = limit;
-      }
-      return false;
+      out.kept = false;
+      out.why = over_ttft == worst ? Reject::ttft_slo : over_tpot == worst ? Reject::tpot_slo : Reject::user_speed_slo;
+      out.constraint = out.why == Reject::ttft_slo   ? "--ttft-ms"
+                       : out.why == Reject::tpot_slo ? "--tpot-ms"
+                                                     : "--min-tokens-per-s-per-user";
+      out.value = out.why == Reject::ttft_slo ? ttft : out.why == Reject::tpot_slo ? tpot : per_user;
+      out.limit = out.why == Reject::ttft_slo ? r.ttft_ms : out.why == Reject::tpot_slo ? r.tpot_ms : r.min_tokens_per_s_per_user;
+      out.worst = worst;
+      return out;
     }
     // The steady figures at the new batch, for its prefill share (the cost split).
     simulator::StepModelRequest sr;
@@ -410,12 +436,45 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
   if (r.host || r.serving_rows <= 0) return;
   const std::size_t want = static_cast<std::size_t>(r.serving_rows);
   for (;;) {
+    // The unchecked rows among the first `want`, checked at once. A row checked here stays among the first `want`
+    // whatever the others' checks do (a row that misses moves down or leaves), so this checks the rows checking one
+    // at a time and re-ranking would; outcomes are applied in rank order, as that would.
     const std::size_t top = std::min(want, res.rows.size());
-    std::size_t i = 0;
-    while (i < top && res.rows[i].serving) ++i;
-    if (i == top) break;
-    if (!serve_row(res, row_request(r, res.rows[i]), db, window_kind, res.rows[i]))
-      res.rows.erase(res.rows.begin() + static_cast<std::ptrdiff_t>(i));
+    std::vector<std::size_t> todo;
+    for (std::size_t i = 0; i < top; ++i)
+      if (!res.rows[i].serving) todo.push_back(i);
+    if (todo.empty()) break;
+    std::vector<ServeOutcome> outcomes(todo.size());
+    std::vector<std::exception_ptr> errors(todo.size());
+    for_each_parallel(todo.size(), [&](std::size_t k) {
+      try {
+        outcomes[k] = serve_row(row_request(r, res.rows[todo[k]]), db, window_kind, res.rows[todo[k]]);
+      } catch (...) {
+        errors[k] = std::current_exception();
+      }
+    });
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    std::vector<std::size_t> missed;
+    for (std::size_t k = 0; k < todo.size(); ++k) {
+      const ServeOutcome& o = outcomes[k];
+      res.serving_simulations += o.simulations;
+      if (o.kept) continue;
+      ++res.rejected[static_cast<std::size_t>(o.why)];
+      ++res.serving_rejected;
+      double closest = 1e300;
+      if (res.closest.row && res.closest.value > 0 && res.closest.limit > 0)
+        closest = res.closest.constraint == "--min-tokens-per-s-per-user" ? res.closest.limit / res.closest.value
+                                                                          : res.closest.value / res.closest.limit;
+      if (o.worst < closest) {
+        res.closest.row = res.rows[todo[k]];
+        res.closest.constraint = o.constraint;
+        res.closest.value = o.value;
+        res.closest.limit = o.limit;
+      }
+      missed.push_back(todo[k]);
+    }
+    for (auto it = missed.rbegin(); it != missed.rend(); ++it) res.rows.erase(res.rows.begin() + static_cast<std::ptrdiff_t>(*it));
     rank_rows(res, r);
   }
 }

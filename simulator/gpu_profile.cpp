@@ -110,9 +110,13 @@ const char* gpu_curve_kind_name(GpuCurveKind k) {
 }
 
 const Curve& GpuCurve::seconds() const {
-  if (!parsed_) {
-    seconds_ = parse_points(std::string_view(*text_).substr(points_at_, points_len_), where_);
-    parsed_ = true;
+  if (!parsed_.set.load(std::memory_order_acquire)) {
+    static std::mutex mu;
+    std::lock_guard<std::mutex> lock(mu);
+    if (!parsed_.set.load(std::memory_order_relaxed)) {
+      seconds_ = parse_points(std::string_view(*text_).substr(points_at_, points_len_), where_);
+      parsed_.set.store(true, std::memory_order_release);
+    }
   }
   return seconds_;
 }
@@ -165,7 +169,7 @@ GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy) {
         c.text_ = text;
       } else {
         c.seconds_ = parse_points(rest.substr(colon + 1), c.where_);
-        c.parsed_ = true;
+        c.parsed_.set = true;
       }
       p.curves.push_back(std::move(c));
       continue;
@@ -194,17 +198,26 @@ GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy) {
 
 const GpuCurve* GpuProfile::find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const {
   const auto dt = want.find("dtype");
-  const auto [lo, hi] = index_.equal_range(index_key(kind, dt == want.end() ? "" : dt->second));
+  const std::string key = index_key(kind, dt == want.end() ? "" : dt->second);
   std::vector<std::string> needles;
   needles.reserve(want.size());
-  for (const auto& [k, v] : want) needles.push_back(" " + k + "=" + v + " ");
-  for (auto it = lo; it != hi; ++it) {
+  std::string memo_key = key;
+  for (const auto& [k, v] : want) {
+    needles.push_back(" " + k + "=" + v + " ");
+    memo_key += needles.back();
+  }
+  std::lock_guard<std::mutex> lock(memo_->mu);
+  if (const auto m = memo_->found.find(memo_key); m != memo_->found.end()) return m->second;
+  const GpuCurve* hit = nullptr;
+  const auto [lo, hi] = index_.equal_range(key);
+  for (auto it = lo; it != hi && !hit; ++it) {
     const GpuCurve& c = curves[it->second];
     bool match = true;
     for (const std::string& n : needles) match = match && c.shape.find(n) != std::string::npos;
-    if (match) return &c;
+    if (match) hit = &c;
   }
-  return nullptr;
+  memo_->found.emplace(std::move(memo_key), hit);
+  return hit;
 }
 
 std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,

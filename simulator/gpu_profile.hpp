@@ -4,11 +4,14 @@
 // measured points a curve is interpolated log-log; beyond its ends the op is priced by the roofline anchored at the
 // nearest measured point, and marked extrapolated. File grammar, units and sources: docs/gpu_profiles.md.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "simulator/profile.hpp"
@@ -37,8 +40,18 @@ struct GpuCurve {
   std::shared_ptr<const std::string> text_;  // the file, while points are unparsed
   std::size_t points_at_ = 0, points_len_ = 0;
   std::string where_;
+  // Parsed once, by whichever thread asks first (the planner's serving checks run in parallel).
+  struct Flag {
+    std::atomic<bool> set{false};
+    Flag() = default;
+    Flag(const Flag& o) : set(o.set.load()) {}
+    Flag& operator=(const Flag& o) {
+      set = o.set.load();
+      return *this;
+    }
+  };
   mutable Curve seconds_;
-  mutable bool parsed_ = false;
+  mutable Flag parsed_;
 };
 
 struct GpuProfile {
@@ -54,6 +67,12 @@ struct GpuProfile {
  private:
   friend GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
   std::multimap<std::string, std::size_t> index_;  // "kind dtype" → curve, to keep lookups short
+  // Answers already given (the planner asks the same shapes for every layout and precision), shared by copies.
+  struct Memo {
+    std::mutex mu;
+    std::unordered_map<std::string, const GpuCurve*> found;
+  };
+  std::shared_ptr<Memo> memo_ = std::make_shared<Memo>();
 };
 
 // Reads a profile; throws InputError naming the file and line for anything malformed or truncated. `lazy`: check

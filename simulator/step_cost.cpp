@@ -48,12 +48,6 @@ StepShape StepShape::scaled(double f) const {
   return s;
 }
 
-double window_keys(std::int64_t position, std::int64_t window, model::AttentionKind kind) {
-  if (window <= 0) return d(position);
-  if (kind == model::AttentionKind::chunked) return d((position - 1) % window + 1);
-  return d(std::min(position, window));
-}
-
 StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& g, model::AttentionKind window_kind) {
   StepShape s;
   s.decode_tokens = seqs;

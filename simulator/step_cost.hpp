@@ -4,6 +4,7 @@
 // The op costs are precomputed per configuration, so one step estimate is a few hundred multiply-adds.
 // Derivations and sources: docs/simulator.md.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,7 +36,11 @@ StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& 
 StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chunk, const model::OpGraph& g,
                         model::AttentionKind window_kind);
 // Keys a query at 1-based position p attends: full p; chunked (p−1) mod C + 1; sliding min(p, W).
-double window_keys(std::int64_t position, std::int64_t window, model::AttentionKind kind);
+inline double window_keys(std::int64_t position, std::int64_t window, model::AttentionKind kind) {
+  if (window <= 0) return static_cast<double>(position);
+  if (kind == model::AttentionKind::chunked) return static_cast<double>((position - 1) % window + 1);
+  return static_cast<double>(std::min(position, window));
+}
 
 enum class Bound { compute, memory, comm, overhead };
 const char* bound_name(Bound b);
