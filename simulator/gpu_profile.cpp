@@ -41,11 +41,17 @@ std::vector<std::string_view> words(std::string_view s) {
   return out;
 }
 
-double number(std::string_view w, const std::string& where) {
+}  // namespace
+
+std::string GpuCurve::Where::str() const { return (file ? *file : std::string("?")) + ":" + std::to_string(line); }
+
+namespace {
+
+double number(std::string_view w, const GpuCurve::Where& where) {
   double v = 0;
   const auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), v);
   if (ec != std::errc() || p != w.data() + w.size() || !std::isfinite(v))
-    throw InputError(where + ": '" + std::string(w) + "' is not a number");
+    throw InputError(where.str() + ": '" + std::string(w) + "' is not a number");
   return v;
 }
 
@@ -72,29 +78,29 @@ std::size_t separator(std::string_view rest) {
 }
 
 // The shape of one curve line, normalised to " k=v k=v " (single spaces).
-std::string parse_shape(std::string_view fields, const std::string& where) {
+std::string parse_shape(std::string_view fields, const GpuCurve::Where& where) {
   std::string shape = " ";
   for (std::string_view f : words(fields)) {
     const std::size_t eq = f.find('=');
     if (eq == std::string_view::npos || eq == 0 || eq + 1 == f.size())
-      throw InputError(where + ": shape field '" + std::string(f) + "' is not key=value");
+      throw InputError(where.str() + ": shape field '" + std::string(f) + "' is not key=value");
     shape.append(f).push_back(' ');
   }
   return shape;
 }
 
-Curve parse_points(std::string_view text, const std::string& where) {
+Curve parse_points(std::string_view text, const GpuCurve::Where& where) {
   Curve c;
   const auto pts = words(text);
   if (pts.empty() || pts.size() % 2 != 0)
-    throw InputError(where + ": expected x y pairs after ':' (got " + std::to_string(pts.size()) + " numbers; truncated?)");
+    throw InputError(where.str() + ": expected x y pairs after ':' (got " + std::to_string(pts.size()) + " numbers; truncated?)");
   c.x.reserve(pts.size() / 2);
   c.y.reserve(pts.size() / 2);
   for (std::size_t i = 0; i < pts.size(); i += 2) {
     const double x = number(pts[i], where), us = number(pts[i + 1], where);
-    if (!(x > 0) || !(us > 0)) throw InputError(where + ": sizes and times must be positive");
+    if (!(x > 0) || !(us > 0)) throw InputError(where.str() + ": sizes and times must be positive");
     if (!c.x.empty() && !(x > c.x.back()))
-      throw InputError(where + ": sizes must be strictly ascending (" + std::string(pts[i]) + " after " +
+      throw InputError(where.str() + ": sizes must be strictly ascending (" + std::string(pts[i]) + " after " +
                        std::string(pts[i - 2]) + ")");
     c.x.push_back(x);
     c.y.push_back(us * 1e-6);
@@ -124,6 +130,7 @@ const Curve& GpuCurve::seconds() const {
 GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy) {
   const auto text = std::make_shared<const std::string>(read_text_file(path));
   const std::string file = path.string();
+  const auto file_name = std::make_shared<const std::string>(file);
   GpuProfile p;
   p.file = path;
   std::size_t pos = 0;
@@ -161,8 +168,8 @@ GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy) {
       GpuCurve c;
       c.kind = kind->kind;
       c.line = line_no;
-      c.shape = parse_shape(rest.substr(0, colon), where());
-      c.where_ = where();
+      c.where_ = {file_name, line_no};
+      c.shape = parse_shape(rest.substr(0, colon), c.where_);
       c.points_at_ = static_cast<std::size_t>(rest.data() - text->data()) + colon + 1;
       c.points_len_ = rest.size() - colon - 1;
       if (lazy) {

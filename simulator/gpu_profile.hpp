@@ -29,6 +29,12 @@ struct GpuCurve {
   GpuCurveKind kind = GpuCurveKind::gemm;
   std::string shape;   // the shape fields as written: " dtype=fp8 hidden=5120 ... " (spaced at both ends)
   int line = 0;        // where it was read
+  // file:line for messages, formatted only when one is thrown.
+  struct Where {
+    std::shared_ptr<const std::string> file;
+    int line = 0;
+    std::string str() const;
+  };
   // x: tokens / rows / context / bytes; y: seconds per call. A shipped profile parses a curve's points when it is
   // first asked for (plan reads every GPU's profiles and uses a few curves of each).
   const Curve& seconds() const;
@@ -39,7 +45,7 @@ struct GpuCurve {
   friend GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
   std::shared_ptr<const std::string> text_;  // the file, while points are unparsed
   std::size_t points_at_ = 0, points_len_ = 0;
-  std::string where_;
+  Where where_;
   // Parsed once, by whichever thread asks first (the planner's serving checks run in parallel).
   struct Flag {
     std::atomic<bool> set{false};
