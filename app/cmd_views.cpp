@@ -64,9 +64,10 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
   const std::string usage =
       "--model M [--context C] [--concurrency B] [--precisions list] [--gpus list] [--format ...] [-o FILE]\n\n"
       "For each GPU x precision: the smallest GPU count whose memory per GPU (as moeplan memory computes it) holds "
-      "the weights, the KV cache of B sequences of C tokens, activations and runtime overhead. Counts within one "
-      "node use tensor parallelism over that many GPUs; beyond a node (gpus_per_node in data/gpus.yaml) pipeline "
-      "stages of the widest tensor-parallel group.\nheadroom at that count, " +
+      "the weights, the KV cache of B sequences of C tokens, activations and runtime overhead. Layout at a count: "
+      "tp = count when it fits in one node (gpus_per_node in data/gpus.yaml) and divides the model; else the widest "
+      "such tensor-parallel group x pipeline stages (across nodes beyond one); else tp = count across nodes.\n"
+      "headroom at that count, " +
       simulator::headroom_bounds_text();
   if (!parse("fit-matrix", usage, args, d, vm, out)) return kExitOk;
   for (const char* name : {"context", "concurrency", "max-gpus", "max-num-batched-tokens", "gpu-memory-utilization"})

@@ -34,8 +34,8 @@ Report fit_matrix_report(const simulator::FitMatrixRequest& q, const simulator::
                   with_commas(q.context_tokens) + " tokens of context, KV " + model::kv_dtype_name(q.kv_dtype) + " (" +
                   model::kv_mode_name(q.kv_mode) + "), usable memory " +
                   format_fixed(100.0 * q.gpu_memory_utilization, 0) + " % of each GPU",
-              "count: the smallest that fits; one node: tp = count; beyond a node: tp = the node's widest tensor "
-              "parallel group, pipeline stages across nodes (up to " + std::to_string(q.max_gpus) + " GPUs)"};
+              "GPUs: the smallest count that fits (up to " + std::to_string(q.max_gpus) + "); layout: tp = count, or "
+              "the widest tensor-parallel group in a node x pipeline stages, or tp across nodes (docs/views.md)"};
   Table t;
   t.columns = {"gpu", "precision", "GPUs", "layout", "nodes", "weights GB/GPU", "used GB/GPU", "usable GB/GPU",
                "free", "headroom", "max concurrency", "note"};

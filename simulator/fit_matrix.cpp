@@ -49,20 +49,23 @@ std::string headroom_bounds_text() {
 }
 
 std::vector<model::ParallelLayout> fit_layouts(const model::ModelConfig& m, int gpus_per_node, int max_gpus) {
-  std::vector<model::ParallelLayout> out;
   const int node = std::max(1, gpus_per_node);
+  const auto valid = [&](const model::ParallelLayout& l) { return model::layout_problem(m, l).empty(); };
+  // The widest tensor-parallel group inside one node that divides the model.
   int widest_tp = 0;
-  for (int n = 1; n <= std::min(node, max_gpus); ++n) {
-    const model::ParallelLayout l{n, 1, 1, 1};
-    if (!model::layout_problem(m, l).empty()) continue;
-    out.push_back(l);
-    widest_tp = n;
-  }
+  for (int n = 1; n <= node; ++n)
+    if (valid({n, 1, 1, 1})) widest_tp = n;
+  std::vector<model::ParallelLayout> out;
   if (widest_tp == 0) return out;
-  for (int pp = 2; widest_tp * pp <= max_gpus && pp <= m.num_layers; ++pp) {
-    const model::ParallelLayout l{widest_tp, 1, pp, 1};
-    if (widest_tp * pp <= static_cast<int>(out.back().gpus())) continue;  // keep counts ascending
-    if (model::layout_problem(m, l).empty()) out.push_back(l);
+  for (int count = 1; count <= max_gpus; ++count) {
+    const model::ParallelLayout plain{count, 1, 1, 1};
+    if (count <= node && valid(plain)) {
+      out.push_back(plain);  // moeplan memory's default: tp = count
+    } else if (count % widest_tp == 0 && valid({widest_tp, 1, count / widest_tp, 1})) {
+      out.push_back({widest_tp, 1, count / widest_tp, 1});  // tensor parallel in a node, pipeline stages across
+    } else if (count > node && valid(plain)) {
+      out.push_back(plain);  // tensor parallel across nodes, where no even pipeline split exists
+    }
   }
   return out;
 }

@@ -64,9 +64,10 @@ struct FitMatrix {
   std::vector<FitCell> cells;     // gpu-major, in request order
 };
 
-// The counts tried for one GPU, ascending: tp = n on one node for every n <= gpus_per_node whose layout divides the
-// model (as `moeplan memory --count n`); then the largest such tp with pp = 2, 3, ... pipeline stages (each stage a
-// tensor-parallel group; pp divides the layers), up to max_gpus.
+// The counts tried for one GPU, ascending, each with one layout: within a node tp = count (as `moeplan memory
+// --count n`) when that divides the model; otherwise the widest tensor-parallel group that fits in a node and
+// divides the model, times pp pipeline stages (pp divides the layers); otherwise, beyond a node, tp = count across
+// nodes (models whose layer count allows no even pipeline split). Counts with none of these are skipped.
 std::vector<model::ParallelLayout> fit_layouts(const model::ModelConfig& model, int gpus_per_node, int max_gpus);
 
 // Throws InputError for impossible requests (context above the model's limit, non-positive numbers).

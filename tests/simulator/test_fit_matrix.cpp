@@ -136,6 +136,20 @@ TEST_CASE("fit-matrix: the layout ladder is tp within a node, then pipeline stag
   }
   // tp 3, 5, 6, 7 do not divide 40 heads / 8 KV heads; pp 5 and 7 do not divide 48 layers.
   CHECK(counts == std::vector<int>{1, 2, 4, 8, 16, 24, 32, 48, 64});
+  // DeepSeek-V3's 61 layers allow no even pipeline split: beyond a node, tp spans the nodes.
+  const ModelConfig deepseek = test::load("deepseek-v3");
+  std::vector<int> ds_counts;
+  for (const auto& l : fit_layouts(deepseek, 8, 32)) {
+    CHECK(layout_problem(deepseek, l).empty());
+    CHECK(l.pp == 1);
+    ds_counts.push_back(l.gpus());
+  }
+  CHECK(ds_counts == std::vector<int>{1, 2, 4, 8, 16, 32});
+  // A 72-GPU NVLink domain: tp 8 with pipeline stages inside the node.
+  const auto nvl72 = fit_layouts(m, 72, 72);
+  REQUIRE(nvl72.size() > 5);
+  CHECK(nvl72[4].tp == 8);
+  CHECK(nvl72[4].pp == 2);
   // One GPU per node (GH200): every count beyond one is pipeline stages.
   const auto single = fit_layouts(m, 1, 4);
   REQUIRE(single.size() == 4);
