@@ -27,6 +27,8 @@ const std::vector<Subcommand>& subcommands() {
       {"models", "list built-in models: layers, experts, attention, parameters, KV bytes", cmd_models},
       {"gpus", "list the hardware database (--hosts for CPU hosts, --local for this machine's GPUs)", cmd_gpus},
       {"memory", "memory per GPU: weights, KV cache, activations, overhead, fit, largest concurrency", cmd_memory},
+      {"fit-matrix", "every GPU x precision: smallest GPU count that fits, headroom class, largest concurrency", cmd_fit_matrix},
+      {"claims", "recorded claims about a model (layers, KV bytes per token, heads, ...) against its config", cmd_claims},
       {"simulate", "predict TTFT, TPOT, ITL, E2E and tokens/s of one configuration under a load (--breakdown: per op)", cmd_simulate},
       {"plan", "rank GPU x count x precision x layout for a workload, SLO and budget, with $/M tokens", cmd_plan},
       {"compare-api", "the cheapest self-hosted configuration against API prices, with the break-even volume", cmd_compare_api},
@@ -92,6 +94,18 @@ bool parse(const std::string& command, const std::string& usage, const std::vect
     throw InputError("moeplan " + command + ": " + e.what() + " (see moeplan " + command + " --help)");
   }
   return true;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
 }
 
 void emit(const reports::Report& report, const Common& common, std::ostream& out) {

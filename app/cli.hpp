@@ -34,9 +34,14 @@ bool parse(const std::string& command, const std::string& usage, const std::vect
 
 void emit(const reports::Report& report, const Common& common, std::ostream& out);
 
+// "a, b,c" -> {"a", "b", "c"} (blank items dropped): the list options (--gpus, --precisions, ...).
+std::vector<std::string> split_list(const std::string& s);
+
 int cmd_models(const std::vector<std::string>& args, std::ostream& out);
 int cmd_gpus(const std::vector<std::string>& args, std::ostream& out);
 int cmd_memory(const std::vector<std::string>& args, std::ostream& out);
+int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out);
+int cmd_claims(const std::vector<std::string>& args, std::ostream& out);
 int cmd_simulate(const std::vector<std::string>& args, std::ostream& out);
 int cmd_plan(const std::vector<std::string>& args, std::ostream& out);
 int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out);

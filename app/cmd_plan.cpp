@@ -24,18 +24,6 @@ namespace moeplan::app {
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 struct PlanOptions {
   std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile, engine,
       gpu_profile = "auto";

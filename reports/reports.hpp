@@ -6,9 +6,11 @@
 #include "calibrate/validate.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "kernels/device_query.hpp"
+#include "model/claims.hpp"
 #include "model/config.hpp"
 #include "model/summary.hpp"
 #include "reports/render.hpp"
+#include "simulator/fit_matrix.hpp"
 #include "simulator/memory.hpp"
 #include "simulator/published.hpp"
 #include "executor/run.hpp"
@@ -28,6 +30,12 @@ Report hosts_report(const std::vector<gpu_db::HostSpec>& hosts);
 Report local_gpus_report(const kernels::DeviceQuery& devices);
 
 Report memory_report(const simulator::MemoryRequest& request, const simulator::MemoryBreakdown& result);
+// `moeplan fit-matrix`: one row per GPU x precision.
+Report fit_matrix_report(const simulator::FitMatrixRequest& request, const simulator::FitMatrix& result);
+// `moeplan claims`: each recorded claim about the model against its config; `file` names the claims file.
+Report claims_report(const model::ModelConfig& model, const std::string& file, const std::vector<model::ClaimCheck>& checks);
+// `moeplan claims --quantities`: the quantities a claim may name and how each is computed.
+Report claim_quantities_report();
 
 // What a simulate report names besides the result.
 struct SimulateSummary {
