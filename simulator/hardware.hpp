@@ -22,7 +22,8 @@ struct Efficiency {
   std::map<std::string, double> gemm_compute_measured;
   double gemm_rows_half = 64;          // rows at which a GEMM reaches half of gemm_compute (tile fill)
   double gemv_max_rows = 0;            // steps of at most this many rows run matrix-vector kernels: no tile-fill term
-                                       // (llama.cpp's GPU backends, 8; 0: always tiles. StepModel only, not StepFormula)
+                                       // (llama.cpp's GPU kernels, 8; 0: always tiles. Not linear in the batch:
+                                       // the planner prices hardware with it by StepModel, not StepFormula)
   // The routed-expert block (permute, grouped GEMMs, activation, un-permute) where no GPU op profile holds its
   // shape: fitted to measured grouped-MoE kernels, not to end-to-end rows (data/gpu_profiles/kernel_fits.yaml,
   // medians of the TensorRT-LLM bf16 and fp8 fits on H100, H200 and B200; docs/simulator.md).
