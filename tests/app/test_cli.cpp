@@ -8,21 +8,14 @@
 #include <sstream>
 
 #include "app/cli.hpp"
+#include "tests/app/cli_run.hpp"
 #include "kernels/cpu_features.hpp"
 
 using namespace moeplan;
 
 namespace {
-struct Result {
-  int code;
-  std::string out, err;
-};
-Result run(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  const int code = app::run(args, out, err);
-  return {code, out.str(), err.str()};
-}
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == s.size() - 1; }
+using test::one_line;
+using test::run;
 }  // namespace
 
 TEST_CASE("memory --format json has the documented fields") {

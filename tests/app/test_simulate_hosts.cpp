@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "app/cli.hpp"
+#include "tests/app/cli_run.hpp"
 #include "common/files.hpp"
 #include "gpu_db/gpu_db.hpp"
 
@@ -15,16 +16,8 @@ using namespace moeplan;
 using nlohmann::json;
 
 namespace {
-struct Result {
-  int code;
-  std::string out, err;
-};
-Result run(std::vector<std::string> args) {
-  std::ostringstream out, err;
-  const int code = app::run(args, out, err);
-  return {code, out.str(), err.str()};
-}
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == s.size() - 1; }
+using test::one_line;
+using test::run;
 
 // Maverick Q4_K_M on a 12-channel DDR5-6400 server given only by its RAM and bandwidth (the command).
 std::vector<std::string> maverick_on_ram(std::vector<std::string> extra) {
