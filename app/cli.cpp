@@ -117,8 +117,9 @@ void emit(const reports::Report& report, const Common& common, std::ostream& out
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      print_usage(out);
-      return args.empty() ? kExitBadInput : kExitOk;
+      print_usage(out);  // moeplan alone: the usage, and on stderr the one line that says what was missing
+      if (args.empty()) throw InputError("no command given: name one of those listed above (moeplan COMMAND --help)");
+      return kExitOk;
     }
     if (args[0] == "--version") {
       out << "moeplan " << MOEPLAN_VERSION << " (CUDA kernels " << (MOEPLAN_HAVE_CUDA ? "ON" : "OFF") << ")\n";

@@ -484,3 +484,14 @@ TEST_CASE("models and gpus list in every format") {
   CHECK(local.code == 0);
   CHECK(nlohmann::json::parse(local.out).contains("gpus"));
 }
+
+TEST_CASE("moeplan alone: the usage on stdout, one line on stderr naming what is missing, exit 2") {
+  const auto r = run({});
+  CHECK(r.code == 2);
+  CHECK(r.out.find("usage: moeplan COMMAND") != std::string::npos);
+  CHECK(one_line(r.err));
+  CHECK(r.err.find("no command given") != std::string::npos);
+  const auto h = run({"--help"});
+  CHECK(h.code == 0);
+  CHECK(h.err.empty());
+}
