@@ -136,7 +136,7 @@ EngineTable EngineTable::load(const std::filesystem::path& path) {
     s.dequant_compute = e.sourced_or<double>("dequant_compute", 0, s);
     if (s.gemv_max_rows < 0 || s.gemv_max_rows > 1024)
       throw InputError(e.where() + ": gemv_max_rows must be 0 to 1024");
-    if (!(s.dequant_compute >= 0 && s.dequant_compute <= 1))
+    if (e.has("dequant_compute") && !(s.dequant_compute > 0 && s.dequant_compute <= 1))
       throw InputError(e.where() + ": dequant_compute must be in (0, 1] (or absent)");
     if (s.max_batch < 1 || s.max_num_batched_tokens < 1 || s.cuda_graph_max_batch < 0)
       throw InputError(e.where() + ": max_batch and max_num_batched_tokens must be positive");

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "common/error.hpp"
 #include "gpu_db/engines.hpp"
@@ -102,4 +103,22 @@ TEST_CASE("a malformed engines file names file:line and the field") {
   CHECK(m3.find("vendors") != std::string::npos);  // a missing field, named
   const std::string m4 = load_error("engines: 3\n");
   CHECK(m4.find("'engines' list") != std::string::npos);
+}
+
+TEST_CASE("an engine's kernel terms, when given, are in range") {
+  std::ifstream in(test::data() / "engines.yaml");
+  const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string field = "dequant_compute: {value: 1.0,";
+  REQUIRE(shipped.find(field) != std::string::npos);
+  for (const char* bad : {"0", "1.5", "-1"}) {
+    std::string text = shipped;
+    text.replace(text.find(field), field.size(), std::string("dequant_compute: {value: ") + bad + ",");
+    INFO(bad);
+    CHECK(load_error(text).find("dequant_compute must be in (0, 1]") != std::string::npos);
+  }
+  const std::string rows = "gemv_max_rows: {value: 8,";
+  REQUIRE(shipped.find(rows) != std::string::npos);
+  std::string text = shipped;
+  text.replace(text.find(rows), rows.size(), "gemv_max_rows: {value: -1,");
+  CHECK(load_error(text).find("gemv_max_rows must be 0 to 1024") != std::string::npos);
 }
