@@ -297,6 +297,7 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
         op.heads = q_heads;
         op.kv_heads = 1;
         op.head_dim = a.kv_lora_rank + a.qk_rope_head_dim;
+        op.kv_dtype = kv_dtype_name(req.kv_dtype);
         op.compute_dtype = "bf16";
         op.flops.add(pre ? V::pairs_prefill_full : V::pairs_decode_full, per_pair);
         // Both read the cache of their sequence (prefill: the latents of its own chunk) and write the new latents.
@@ -320,6 +321,8 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
         op.heads = q_heads;
         op.kv_heads = kv_heads;
         op.head_dim = m.head_dim;
+        op.window = window ? l0.attention_window_tokens : 0;
+        op.kv_dtype = kv_dtype_name(req.kv_dtype);
         op.compute_dtype = "bf16";
         const V pairs = pre ? (window ? V::pairs_prefill_window : V::pairs_prefill_full)
                             : (window ? V::pairs_decode_window : V::pairs_decode_full);

@@ -78,6 +78,8 @@ struct Op {
   // attention: heads, kv_heads, head_dim; collectives: n = elements per token.
   std::int64_t n = 0, k = 0;
   std::int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  std::int64_t window = 0;    // attention: the chunk or sliding window of its layers (0: full context)
+  std::string kv_dtype;       // attention: the KV cache's dtype name ("bf16", "fp16", "fp8"); "" for other ops
   std::string weight_format;  // precision format of the weights ("bf16", "fp8", "mxfp4", ...); "" when none
   std::string compute_dtype;  // dtype whose FLOP peak applies ("bf16", "fp8", "fp4", "int8")
   // Per invocation, linear in the step variables:

@@ -1,12 +1,15 @@
 // simulator/gpu_profile: the GPU op-profile reader and lookups (see gpu_profile.hpp; grammar in docs/gpu_profiles.md).
 #include "simulator/gpu_profile.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <mutex>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "simulator/step_cost.hpp"
 
 namespace moeplan::simulator {
 
@@ -203,28 +206,50 @@ GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy) {
   return p;
 }
 
-const GpuCurve* GpuProfile::find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const {
+namespace {
+// "kind dtype" (the index key), then " key=value " per wanted field: the needles a curve's shape must contain.
+std::string wanted_fields(const std::map<std::string, std::string>& want) {
+  std::string out;
+  for (const auto& [k, v] : want) out += " " + k + "=" + v + " ";
+  return out;
+}
+std::string dtype_wanted(const std::map<std::string, std::string>& want) {
   const auto dt = want.find("dtype");
-  const std::string key = index_key(kind, dt == want.end() ? "" : dt->second);
-  std::vector<std::string> needles;
-  needles.reserve(want.size());
-  std::string memo_key = key;
-  for (const auto& [k, v] : want) {
-    needles.push_back(" " + k + "=" + v + " ");
-    memo_key += needles.back();
-  }
-  std::lock_guard<std::mutex> lock(memo_->mu);
-  if (const auto m = memo_->found.find(memo_key); m != memo_->found.end()) return m->second;
-  const GpuCurve* hit = nullptr;
-  const auto [lo, hi] = index_.equal_range(key);
-  for (auto it = lo; it != hi && !hit; ++it) {
+  return dt == want.end() ? "" : dt->second;
+}
+}  // namespace
+
+std::vector<const GpuCurve*> GpuProfile::scan(GpuCurveKind kind, const std::map<std::string, std::string>& want,
+                                              std::size_t limit) const {
+  std::vector<const GpuCurve*> hits;
+  const auto [lo, hi] = index_.equal_range(index_key(kind, dtype_wanted(want)));
+  for (auto it = lo; it != hi && hits.size() < limit; ++it) {
     const GpuCurve& c = curves[it->second];
     bool match = true;
-    for (const std::string& n : needles) match = match && c.shape.find(n) != std::string::npos;
-    if (match) hit = &c;
+    for (const auto& [k, v] : want) match = match && c.shape.find(" " + k + "=" + v + " ") != std::string::npos;
+    if (match) hits.push_back(&c);
   }
-  memo_->found.emplace(std::move(memo_key), hit);
+  return hits;
+}
+
+const GpuCurve* GpuProfile::find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const {
+  std::string key = index_key(kind, dtype_wanted(want)) + wanted_fields(want);
+  std::lock_guard<std::mutex> lock(memo_->mu);
+  if (const auto m = memo_->found.find(key); m != memo_->found.end()) return m->second;
+  const std::vector<const GpuCurve*> hits = scan(kind, want, 1);
+  const GpuCurve* hit = hits.empty() ? nullptr : hits.front();
+  memo_->found.emplace(std::move(key), hit);
   return hit;
+}
+
+std::vector<const GpuCurve*> GpuProfile::find_all(GpuCurveKind kind,
+                                                  const std::map<std::string, std::string>& want) const {
+  std::string key = index_key(kind, dtype_wanted(want)) + wanted_fields(want);
+  std::lock_guard<std::mutex> lock(memo_->mu);
+  if (const auto m = memo_->found_all.find(key); m != memo_->found_all.end()) return m->second;
+  std::vector<const GpuCurve*> hits = scan(kind, want, static_cast<std::size_t>(-1));
+  memo_->found_all.emplace(std::move(key), hits);
+  return hits;
 }
 
 std::shared_ptr<const GpuProfile> shipped_gpu_profile(const std::filesystem::path& data_dir, const std::string& gpu,
@@ -300,6 +325,88 @@ const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockSh
                                                        {"dist", "balanced"}}))
       return c;
   return nullptr;
+}
+
+namespace {
+// The value of `key` in a curve's shape (" key=value "), "" when absent.
+std::string shape_field(const std::string& shape, const std::string& key) {
+  const std::string needle = " " + key + "=";
+  const std::size_t at = shape.find(needle);
+  if (at == std::string::npos) return "";
+  const std::size_t from = at + needle.size();
+  return shape.substr(from, shape.find(' ', from) - from);
+}
+}  // namespace
+
+DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+                                                   model::AttentionKind window_kind) {
+  const std::vector<const GpuCurve*> all = p.find_all(GpuCurveKind::attn_decode,
+                                                      {{"dtype", "bf16"},
+                                                       {"kv", shape.kv_dtype},
+                                                       {"heads", std::to_string(shape.heads)},
+                                                       {"kv_heads", std::to_string(shape.kv_heads)},
+                                                       {"head_dim", std::to_string(shape.head_dim)},
+                                                       {"window", std::to_string(shape.window)}});
+  // One kernel: the one measured at the most batch sizes (first in the file on a tie).
+  std::vector<std::pair<std::string, std::size_t>> kernels;
+  for (const GpuCurve* c : all) {
+    const std::string k = shape_field(c->shape, "kernel");
+    auto it = std::find_if(kernels.begin(), kernels.end(), [&](const auto& e) { return e.first == k; });
+    if (it == kernels.end()) kernels.emplace_back(k, 1);
+    else ++it->second;
+  }
+  DecodeAttentionCurves out;
+  if (kernels.empty()) return out;
+  const auto best = std::max_element(kernels.begin(), kernels.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+  out.kernel_ = best->first;
+  out.window_ = shape.window;
+  out.window_kind_ = window_kind;
+  for (const GpuCurve* c : all) {
+    if (shape_field(c->shape, "kernel") != out.kernel_) continue;
+    const double batch = std::atof(shape_field(c->shape, "batch").c_str());
+    if (batch >= 1) out.by_batch_.emplace_back(batch, c);
+  }
+  std::sort(out.by_batch_.begin(), out.by_batch_.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+double DecodeAttentionCurves::at_batch(std::size_t i, double position, double keys, double s_per_key,
+                                       bool* extrapolated) const {
+  const auto& [batch, curve] = by_batch_[i];
+  const Curve& c = curve->seconds();
+  if (position < c.x.front()) {
+    if (extrapolated) *extrapolated = true;
+    return c.y.front();
+  }
+  if (position <= c.x.back()) return c.at(position);
+  if (extrapolated) *extrapolated = true;
+  // Beyond the last measured position: that time plus the KV read of the keys the curve did not cover.
+  const auto last = static_cast<std::int64_t>(c.x.back());
+  const double keys_last = window_ > 0 ? window_keys(last, window_, window_kind_) : static_cast<double>(last);
+  return c.y.back() + batch * std::max(0.0, keys - keys_last) * s_per_key;
+}
+
+double DecodeAttentionCurves::seconds(double batch, double position, double keys, double s_per_key,
+                                      bool* extrapolated) const {
+  const std::size_t n = by_batch_.size();
+  if (n == 0 || !(batch > 0)) return 0;
+  if (batch <= by_batch_.front().first) {
+    if (batch < by_batch_.front().first && extrapolated) *extrapolated = true;
+    return at_batch(0, position, keys, s_per_key, extrapolated);
+  }
+  if (batch >= by_batch_.back().first) {
+    if (batch > by_batch_.back().first && extrapolated) *extrapolated = true;
+    return at_batch(n - 1, position, keys, s_per_key, extrapolated) * batch / by_batch_.back().first;
+  }
+  std::size_t hi = 1;
+  while (by_batch_[hi].first < batch) ++hi;
+  const double b0 = by_batch_[hi - 1].first, b1 = by_batch_[hi].first;
+  const double t0 = at_batch(hi - 1, position, keys, s_per_key, extrapolated);
+  const double t1 = at_batch(hi, position, keys, s_per_key, extrapolated);
+  const double f = std::log(batch / b0) / std::log(b1 / b0);
+  return t0 > 0 && t1 > 0 ? t0 * std::pow(t1 / t0, f) : t0 + (t1 - t0) * f;
 }
 
 }  // namespace moeplan::simulator

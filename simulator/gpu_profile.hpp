@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/config.hpp"
 #include "simulator/profile.hpp"
 
 namespace moeplan::simulator {
@@ -69,14 +70,20 @@ struct GpuProfile {
   // The curve of `kind` whose fields include every (key, value) of `want` (fields the curve lacks do not match);
   // nullptr when there is none.
   const GpuCurve* find(GpuCurveKind kind, const std::map<std::string, std::string>& want) const;
+  // Every such curve, in file order.
+  std::vector<const GpuCurve*> find_all(GpuCurveKind kind, const std::map<std::string, std::string>& want) const;
 
  private:
   friend GpuProfile read_gpu_profile(const std::filesystem::path& path, bool lazy);
   std::multimap<std::string, std::size_t> index_;  // "kind dtype" → curve, to keep lookups short
+  // The curves matching `want`, at most `limit`, in file order (find and find_all memoise its answers).
+  std::vector<const GpuCurve*> scan(GpuCurveKind kind, const std::map<std::string, std::string>& want,
+                                    std::size_t limit) const;
   // Answers already given (the planner asks the same shapes for every layout and precision), shared by copies.
   struct Memo {
     std::mutex mu;
     std::unordered_map<std::string, const GpuCurve*> found;
+    std::unordered_map<std::string, std::vector<const GpuCurve*>> found_all;
   };
   std::shared_ptr<Memo> memo_ = std::make_shared<Memo>();
 };
@@ -110,6 +117,43 @@ struct ExpertBlockShape {
 };
 const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_format, std::int64_t n, std::int64_t k);
 const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& shape);
+
+// Decode attention of one shape, measured at several batch sizes: AIConfigurator's generation tables hold one curve
+// per batch (sequences), with x = the sequence position (keys attended, window included) and y = one layer's time.
+struct DecodeAttentionShape {
+  std::string kv_dtype;  // "bf16", "fp16", "fp8"
+  std::int64_t heads = 0, kv_heads = 0, head_dim = 0;  // on one GPU
+  std::int64_t window = 0;                              // chunk or sliding window; 0 = full attention
+};
+class DecodeAttentionCurves {
+ public:
+  bool empty() const { return by_batch_.empty(); }
+  std::size_t size() const { return by_batch_.size(); }
+  const std::string& kernel() const { return kernel_; }
+  // Seconds of one call for `batch` sequences at mean position `position`, each attending `keys` keys on average
+  // (the window applied). Inside the measured batches and positions: the curves at the two batches around `batch`,
+  // each interpolated log-log at `position`, then log-log in batch. A position beyond a curve's last point adds
+  // batch × (keys − keys at that point) × `s_per_key` (the roofline's seconds per sequence and key) to the last
+  // point's time: decode attention is a fixed cost per call and per sequence plus a KV read per key, and the
+  // measured fixed part stays. A batch beyond the largest measured one scales that curve's time by the batch ratio
+  // (sequences are independent work); below the smallest, its time stays (the fixed cost per call). Sets
+  // *extrapolated when any of these leaves the measured range. docs/gpu_profiles.md "Decode attention".
+  double seconds(double batch, double position, double keys, double s_per_key, bool* extrapolated) const;
+
+ private:
+  friend DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+                                                            model::AttentionKind window_kind);
+  double at_batch(std::size_t i, double position, double keys, double s_per_key, bool* extrapolated) const;
+  std::vector<std::pair<double, const GpuCurve*>> by_batch_;  // ascending batch
+  std::string kernel_;
+  std::int64_t window_ = 0;
+  model::AttentionKind window_kind_ = model::AttentionKind::global;
+};
+// The decode-attention curves of a shape (compute dtype bf16, as the profiles measure it); empty when the profile
+// has none. Where a profile holds several kernels for the shape (vLLM and SGLang tables), the one measured at the
+// most batch sizes, the first in the file on a tie.
+DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+                                                   model::AttentionKind window_kind);
 
 // Whether an op is one of the routed-expert block's (moe.experts.gate_up, .act, .down), which a block curve prices
 // as one.

@@ -203,6 +203,31 @@ CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hard
   return c;
 }
 
+std::optional<DecodeAttentionOp> decode_attention_op(const model::Op& op, model::AttentionKind layer_window_kind) {
+  if (op.kind != OpKind::attention_decode || op.kv_dtype.empty()) return std::nullopt;
+  DecodeAttentionOp a;
+  a.shape = {op.kv_dtype, op.heads, op.kv_heads, op.head_dim, op.window};
+  a.window_kind = op.window > 0 ? layer_window_kind : model::AttentionKind::global;
+  a.kv_bytes_per_key = op.kv_bytes.coefficient(a.window() ? StepVar::kv_read_window : StepVar::kv_read_full);
+  a.flops_per_key = op.flops.coefficient(a.window() ? StepVar::pairs_decode_window : StepVar::pairs_decode_full);
+  return a;
+}
+
+MeasuredDecodeAttention measured_decode_attention(const GpuProfile& profile, const DecodeAttentionOp& op,
+                                                  const OpRates& r) {
+  MeasuredDecodeAttention a;
+  a.curves = find_decode_attention_curves(profile, op.shape, op.window_kind);
+  a.s_per_key = std::max(op.kv_bytes_per_key * r.inv_kv_bw, op.flops_per_key * r.inv_flops);
+  a.window = op.window();
+  return a;
+}
+
+double measured_decode_attention_s(const MeasuredDecodeAttention& a, double repeat, double batch, double keys_full,
+                                   double keys_attended, bool* extrapolated) {
+  if (!(batch > 0) || repeat <= 0) return 0;
+  return repeat * a.curves.seconds(batch, keys_full / batch, keys_attended / batch, a.s_per_key, extrapolated);
+}
+
 CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& layout, double activation_bytes,
                                std::int64_t hidden) {
   // One activation row per token over the link between stage groups.
@@ -303,6 +328,8 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
     if (p.repeat_gpu <= 0) continue;
     if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head) {
       p.curve = find_gemm_curve(prof, op.weight_format, op.n, op.k);
+    } else if (const auto a = decode_attention_op(op, window_kind_)) {
+      p.attention = measured_decode_attention(prof, *a, op_rates(op, hw_));
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
       block = find_expert_block_curve(prof, {op.weight_format, m.hidden, m.moe_intermediate, m.num_experts,
                                              m.experts_per_token, layout_.moe_tp(), layout_.ep,
@@ -388,6 +415,7 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     }
     return t;
   }
+  if (!host && !p.attention.curves.empty()) return measured_attention_time(p, x, out);
   if (!host && (p.curve || p.block_curve)) {
     const GpuCurve& c = p.curve ? *p.curve : *p.block_curve;
     const double cx = curve_x(p, x);
@@ -406,6 +434,18 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     return t;
   }
   return roofline_time(p, x, host, out);
+}
+
+double StepModel::measured_attention_time(const Priced& p, const model::StepValues& x, OpTime* out) const {
+  bool extrapolated = false;
+  const double keys = x[ix(p.attention.window ? StepVar::pairs_decode_window : StepVar::pairs_decode_full)];
+  const double t = measured_decode_attention_s(p.attention, p.repeat_gpu, x[ix(StepVar::decode_tokens)],
+                                               x[ix(StepVar::pairs_decode_full)], keys, &extrapolated);
+  if (out && t > 0) {  // the roofline's terms say which side binds; the time is the measurement's
+    roofline_time(p, x, false, out);
+    out->source = extrapolated ? "extrapolated" : "profile";
+  }
+  return t;
 }
 
 double StepModel::roofline_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,32 @@ struct OpRates {
 };
 OpRates op_rates(const model::Op& op, const Hardware& hw);
 
+// What pricing a decode-attention op from a GPU op profile needs of the op: its shape on one GPU (kv dtype, heads,
+// window), and the KV bytes and FLOPs one more key costs per sequence (the roofline's slope).
+struct DecodeAttentionOp {
+  DecodeAttentionShape shape;
+  model::AttentionKind window_kind = model::AttentionKind::global;  // of the window, when shape.window > 0
+  double kv_bytes_per_key = 0, flops_per_key = 0;
+  bool window() const { return shape.window > 0; }  // its keys: the pairs_decode_window variable
+};
+// Of a decode-attention op (layer_window_kind: how the graph's windowed layers attend); nullopt for other ops.
+std::optional<DecodeAttentionOp> decode_attention_op(const model::Op& op, model::AttentionKind layer_window_kind);
+
+// That op on one profile and device: the curves of its shape (empty when the profile lacks it) and the roofline's
+// seconds per (sequence, key) at rates r, the KV bytes or the FLOPs of one more key, whichever binds: the slope the
+// curves are extended by beyond their last measured position (docs/gpu_profiles.md "Decode attention").
+struct MeasuredDecodeAttention {
+  DecodeAttentionCurves curves;
+  double s_per_key = 0;
+  bool window = false;
+};
+MeasuredDecodeAttention measured_decode_attention(const GpuProfile& profile, const DecodeAttentionOp& op,
+                                                  const OpRates& r);
+// Seconds of all `repeat` calls for `batch` decoding sequences with `keys_full` keys summed over them (their
+// positions) and `keys_attended` keys they attend (the window applied).
+double measured_decode_attention_s(const MeasuredDecodeAttention& a, double repeat, double batch, double keys_full,
+                                   double keys_attended, bool* extrapolated);
+
 // Alpha-beta price of one collective: time = fixed_s + bytes × per_byte_s. `runs` is false where no collective
 // runs (one rank, or a host). Throws InputError when the link it needs has no bandwidth.
 struct CollectiveRates {
@@ -142,6 +169,7 @@ class StepModel {
     const GpuCurve* curve = nullptr;
     bool curve_block = false;             // the curve prices the whole routed-expert block
     const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
+    MeasuredDecodeAttention attention;    // decode attention priced from measured curves (when they hold its shape)
     std::vector<std::size_t> block_ops;   // on the block's first op: the block's ops of its layer class, in priced_
   };
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
@@ -153,6 +181,7 @@ class StepModel {
   // The block curve's time scaled by the roofline of this step's routing over that of the curve's balanced one.
   double block_routing_ratio(const Priced& p, const model::StepValues& x) const;
   void attach_gpu_profile(const model::ModelConfig& m);
+  double measured_attention_time(const Priced& p, const model::StepValues& x, OpTime* out) const;
 
   std::shared_ptr<const model::OpGraph> graph_;
   Hardware hw_, host_;

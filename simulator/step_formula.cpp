@@ -180,6 +180,15 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       for (int j = 0; j < kPlaneTerms; ++j) cost[at(j)] += e.bytes[at(j)] + e.kv[at(j)];
       e.cost_terms = terms(cost);
       e.row_terms = terms(rows);
+      if (op.layer_class >= 0) e.attention = decode_attention_op(op, graph.layer_classes[at(op.layer_class)].attention);
+      if (e.attention) {
+        const StepVar attended = e.attention->window() ? StepVar::pairs_decode_window : StepVar::pairs_decode_full;
+        for (const auto& [j, per] : {std::pair{1, &plane.per_a()}, std::pair{2, &plane.per_b()}}) {
+          e.sequences[at(j)] = (*per)[ix(StepVar::decode_tokens)];
+          e.keys_full[at(j)] = (*per)[ix(StepVar::pairs_decode_full)];
+          e.keys_attended[at(j)] = (*per)[ix(attended)];
+        }
+      }
       if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head || e.expert) {
         // The tile-fill factor needs FLOPs = c × rows, term by term.
         int big = 0;
@@ -205,7 +214,8 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       const model::Op& a = *first[i];
       if (o.kind != e.kind || o.group_ranks != e.group_ranks || o.flops != e.flops || o.bytes != e.bytes ||
           o.kv != e.kv || o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row || o.n != e.n ||
-          o.k != e.k)
+          o.k != e.k || o.attention.has_value() != e.attention.has_value() ||
+          (e.attention && o.attention->shape.window != e.attention->shape.window))
         continue;
       if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) continue;
       o.repeat += e.repeat;
@@ -281,11 +291,11 @@ void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {
   step_overhead_s_ = hw.eff.step_overhead_us * 1e-6;
   curve_ops_.clear();
   curved_.assign(ops.ops_.size(), 0);
-  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile, hw.peak_flops.count("fp4") > 0);
+  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile, hw.peak_flops.count("fp4") > 0, rates);
 }
 
 // The lookups StepModel::attach_gpu_profile makes, on the merged entries.
-void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
+void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores, DeviceRates& rates) {
   const PlaneOps& ops = *ops_;
   const model::ParallelLayout& l = ops.layout_;
   const GpuCurve* block = nullptr;
@@ -293,7 +303,15 @@ void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores) {
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
     const PlaneOps::Entry& e = ops.ops_[i];
     if (e.collective || e.repeat <= 0) continue;
-    if (e.kind == OpKind::gemm || e.kind == OpKind::lm_head) {
+    if (e.attention) {
+      CurveOp co;
+      co.attention = measured_decode_attention(prof, *e.attention, rates.of(e.signature));
+      if (co.attention.curves.empty()) continue;
+      co.repeat = e.repeat;
+      co.entries = {i};
+      curve_ops_.push_back(co);
+      curved_[i] = 1;
+    } else if (e.kind == OpKind::gemm || e.kind == OpKind::lm_head) {
       const GpuCurve* c = find_gemm_curve(prof, e.weight_format, e.n, e.k);
       if (!c) continue;
       CurveOp co;
@@ -340,6 +358,12 @@ double StepFormula::entry_roofline_s(std::size_t i, const PlaneVector& s, unsign
 double StepFormula::curve_time_s(const PlaneVector& s) const {
   double t = 0;
   for (const CurveOp& c : curve_ops_) {
+    if (!c.curve) {  // decode attention: StepModel::measured_attention_time
+      const PlaneOps::Entry& e = ops_->ops_[c.entries.front()];
+      t += measured_decode_attention_s(c.attention, c.repeat, dot(e.sequences, s), dot(e.keys_full, s),
+                                       dot(e.keys_attended, s), nullptr);
+      continue;
+    }
     const double x = dot(c.x, s);
     if (x > 0 && x >= c.curve->x_min() && x <= c.curve->x_max()) {
       double ratio = 1;

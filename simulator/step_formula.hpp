@@ -14,6 +14,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "model/op_graph.hpp"
@@ -125,6 +126,10 @@ class PlaneOps {
     std::string weight_format;
     std::int64_t n = 0, k = 0;
     PlaneVector rows{};
+    // Decode attention, for a profile's measured curves: the op, and per plane term its decoding sequences, their
+    // summed positions and the keys they attend (per invocation; not scaled by repeat).
+    std::optional<DecodeAttentionOp> attention;
+    PlaneVector sequences{}, keys_full{}, keys_attended{};
   };
   model::ParallelLayout layout_;
   std::int64_t moe_intermediate_ = 0, num_experts_ = 0, top_k_ = 0;
@@ -173,12 +178,13 @@ class StepFormula {
   // curve's range from the curve, outside it by the roofline of the entries they stand for.
   struct CurveOp {
     const GpuCurve* curve = nullptr;
+    MeasuredDecodeAttention attention;  // or decode attention's curves (curve is then null)
     bool block = false;
     PlaneVector x{};                  // x = x·s (GEMM rows; the block: expert assignments × ep / top-k)
     double repeat = 0;
     std::vector<std::size_t> entries;  // in ops_->ops_
   };
-  void attach_curves(const GpuProfile& profile, bool fp4_tensor_cores);
+  void attach_curves(const GpuProfile& profile, bool fp4_tensor_cores, DeviceRates& rates);
   double curve_time_s(const PlaneVector& s) const;       // Σ over curve ops, one stage
   // One entry's roofline time at s (its zero pattern `mask`): max(compute, memory) + overhead, 0 when idle.
   double entry_roofline_s(std::size_t i, const PlaneVector& s, unsigned mask) const;

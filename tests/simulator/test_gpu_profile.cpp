@@ -369,3 +369,93 @@ TEST_CASE("The MI300X profiles from published kernel timings price Llama 3.1 70B
     }
   CHECK(saw);
 }
+
+namespace {
+// Decode-attention curves for Maverick on tp 8 (5 query heads, 1 KV head of 128 on a GPU, bf16 KV), full and
+// chunked (8192) layers: batch 1 from 10 us (position 2) to 20 us (position 4096); batch 64 from 100 us to 120 us at
+// position 128, its last point.
+std::string maverick_attention_profile() {
+  std::ostringstream o;
+  o << kHeader << "table attn_decode 1.0\n";
+  for (const char* window : {"0", "8192"}) {
+    const std::string shape = std::string("dtype=bf16 kv=bf16 heads=5 kv_heads=1 head_dim=128 window=") + window;
+    o << "attn_decode " << shape << " batch=1 kernel=k : 2 10 4096 20\n"
+      << "attn_decode " << shape << " batch=64 kernel=k : 2 100 128 120\n"
+      << "attn_decode " << shape << " batch=8 kernel=other : 2 1 4096 1\n";  // another kernel, fewer batches
+  }
+  return o.str();
+}
+}  // namespace
+
+TEST_CASE("Decode attention from measured curves: log-log in position and batch, extended by the KV read beyond") {
+  const GpuProfile p = read_gpu_profile(write_temp("attn.prof", maverick_attention_profile()));
+  const DecodeAttentionCurves c =
+      find_decode_attention_curves(p, {"bf16", 5, 1, 128, 0}, model::AttentionKind::global);
+  REQUIRE(c.size() == 2);  // kernel k: measured at two batches; "other" at one
+  CHECK(c.kernel() == "k");
+  CHECK(find_decode_attention_curves(p, {"fp8", 5, 1, 128, 0}, model::AttentionKind::global).empty());
+  const double per_key = 1e-9;
+  bool ex = false;
+  // Batch 1 inside its range: the curve.
+  CHECK(c.seconds(1, 64, 64, per_key, &ex) == Approx(p.curves[0].seconds().at(64)));
+  CHECK_FALSE(ex);
+  // Batch 8 between the measured 1 and 64 at position 100: log-log between the two curves' values there.
+  const double t1 = p.curves[0].seconds().at(100), t64 = p.curves[1].seconds().at(100);
+  CHECK(c.seconds(8, 100, 100, per_key, &ex) == Approx(t1 * std::pow(t64 / t1, std::log(8.0) / std::log(64.0))));
+  CHECK_FALSE(ex);
+  // Batch 64 at position 1128, beyond its last point (128): 120 us plus 64 sequences × 1000 keys × 1 ns.
+  CHECK(c.seconds(64, 1128, 1128, per_key, &ex) == Approx(120e-6 + 64 * 1000 * 1e-9));
+  CHECK(ex);
+  // Batch 256, beyond the largest measured batch: batch 64's time × 4.
+  ex = false;
+  CHECK(c.seconds(256, 100, 100, per_key, &ex) == Approx(4 * p.curves[1].seconds().at(100)));
+  CHECK(ex);
+  // A chunked layer attends at most 8192 keys: beyond the last point only keys past those the curve saw count.
+  const DecodeAttentionCurves w =
+      find_decode_attention_curves(p, {"bf16", 5, 1, 128, 8192}, model::AttentionKind::chunked);
+  REQUIRE(w.size() == 2);
+  CHECK(w.seconds(64, 9000, 50, per_key, &ex) == Approx(120e-6));  // fewer keys attended than at position 128
+}
+
+TEST_CASE("StepModel and StepFormula price decode attention from a profile's curves alike") {
+  Setup s;
+  maverick(s);
+  const auto roofline = StepModel(s.request, s.graph);
+  s.request.hardware.gpu_profile =
+      std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick_attn.prof", maverick_attention_profile())));
+  const StepModel sm(s.request, s.graph);
+  const model::AttentionKind chunked = model::AttentionKind::chunked;
+  // 8 sequences at 2000 tokens: inside the batch range and inside batch 1's positions, beyond batch 64's.
+  const StepShape step = decode_shape(8, 2000, *s.graph, chunked);
+  double attn_s = 0, roof_attn_s = 0;
+  int layers = 0;
+  for (const OpTime& o : sm.breakdown(step))
+    if (std::string(o.op.name) == "attn.decode") {
+      CHECK(std::string(o.source) == "extrapolated");
+      attn_s += o.time_s;
+      layers += o.op.repeat;
+    }
+  for (const OpTime& o : roofline.breakdown(step))
+    if (std::string(o.op.name) == "attn.decode") roof_attn_s += o.time_s;
+  CHECK(layers == 48);
+  CHECK(attn_s > 48 * 10e-6);
+  CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(attn_s - roof_attn_s).epsilon(1e-9));
+  // One sequence at 2000 tokens: batch 1's curve, measured.
+  for (const OpTime& o : sm.breakdown(decode_shape(1, 2000, *s.graph, chunked)))
+    if (std::string(o.op.name) == "attn.decode") CHECK(std::string(o.source) == "profile");
+
+  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, chunked),
+                        prefill_shape(2000, 0, true, *s.graph, chunked));
+  OpSignatures signatures;
+  const PlaneOps ops(*s.graph, plane, signatures);
+  REQUIRE(ops.exact());
+  DeviceRates rates(s.request.hardware, signatures);
+  StepFormula formula;
+  formula.assign(ops, rates);
+  for (double a : {0.0, 1.0, 3.0, 64.0, 300.0, 2000.0})
+    for (double b : {0.0, 0.5}) {
+      if (a == 0 && b == 0) continue;
+      INFO("a = " << a << ", b = " << b);
+      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
+    }
+}

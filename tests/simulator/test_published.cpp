@@ -25,11 +25,11 @@ TEST_CASE("Published measurements: every row runs, errors within the documented 
     if (r.failure.empty()) CHECK(std::isfinite(r.predicted));
   }
   CHECK(refused == 0);
-  // Levels measured 2026-12-02 (docs/simulator.md "Accuracy"), with a little room for compiler rounding.
-  CHECK(s.median_abs_error < 0.24);
+  // Levels measured 2026-12-03 (docs/simulator.md "Accuracy"), with a little room for compiler rounding.
+  CHECK(s.median_abs_error < 0.225);
   const auto* trt = simulator::find_error_group(s.groups, "engine", "trtllm");
   REQUIRE(trt);
-  CHECK(trt->median_abs < 0.215);
+  CHECK(trt->median_abs < 0.19);  // 20.0 % before decode attention was priced from measured curves
   // vLLM on 8 MI300X, priced from AMD's published GEMM timings (data/gpu_profiles/mi300x): 55 % before them.
   const auto* vllm = simulator::find_error_group(s.groups, "engine", "vllm");
   REQUIRE(vllm);
