@@ -161,9 +161,11 @@ __device__ void store_tile(const GemmArgs& a, const gpu::ExpertTile& tile, long 
 
 template <Operand OP, Scales SC, bool FUSE>
 __global__ void __launch_bounds__(THREADS) grouped_gemm_kernel(GemmArgs a) {
-  __shared__ __align__(16) __nv_bfloat16 sa[BLOCK_M][SMEM_LD];
-  __shared__ __align__(16) __nv_bfloat16 sb[BLOCK_N][SMEM_LD];
-  __shared__ __align__(16) float sc[BLOCK_M][C_LD];
+  // WMMA loads and stores need 256-bit aligned addresses: the bases are, and every fragment offset is a multiple
+  // of 32 bytes (16 rows of 80 or 272 bytes; 16 BF16 or 16 / 32 floats across)
+  __shared__ __align__(32) __nv_bfloat16 sa[BLOCK_M][SMEM_LD];
+  __shared__ __align__(32) __nv_bfloat16 sb[BLOCK_N][SMEM_LD];
+  __shared__ __align__(32) float sc[BLOCK_M][C_LD];
   __shared__ long long tile_shared[3];  // expert, row_begin, row_end (a plain array: no constructor in shared memory)
   // 1. which expert and rows this block's M tile covers
   if (threadIdx.x == 0) {

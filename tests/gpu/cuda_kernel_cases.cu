@@ -223,15 +223,15 @@ std::string case_prefill(AttentionMask mask, std::int64_t mask_tokens, std::int6
 }
 
 // cuBLASLt against the grouped reference with one expert (= a dense matmul).
-std::string case_dense(DenseGemmDtype dtype, int cc_major, int cc_minor) {
-  if (dtype == DenseGemmDtype::fp8_e4m3 && cc_major * 10 + cc_minor < 89) return "skip: FP8 needs sm_89+";
+std::string case_dense(cuda::DenseGemmDtype dtype, int cc_major, int cc_minor) {
+  if (dtype == cuda::DenseGemmDtype::fp8_e4m3 && cc_major * 10 + cc_minor < 89) return "skip: FP8 needs sm_89+";
   const std::int64_t m = 33, n = 256, k = 512;
   const std::vector<std::int64_t> offsets = {0, m};
   const GroupedGemmShape s{m, 1, n, k, false};
   std::vector<float> ref(m * n);
   cuda::DenseGemm gemm;
   DeviceBuffer<float> dy(ref.size());
-  if (dtype == DenseGemmDtype::bf16) {
+  if (dtype == cuda::DenseGemmDtype::bf16) {
     const auto x = bf16_of(random_floats(m * k, 23)), w = bf16_of(random_floats(n * k, 24, -0.05f, 0.05f));
     grouped_gemm_bf16_ref(x.data(), w.data(), offsets.data(), s, ref.data());
     DeviceBuffer<std::uint16_t> dx(x), dw(w);
@@ -293,9 +293,9 @@ int run_cuda_kernel_cases(int sm_count, int cc_major, int cc_minor) {
       {"prefill sliding window 16, D 64", [] { return case_prefill(AttentionMask::sliding_window, 16, 64, 0); }},
       {"prefill causal D 256", [] { return case_prefill(AttentionMask::causal, 0, 256, 0); }},
       {"dense gemm cuBLASLt bf16 33 x 256 x 512",
-       [=] { return case_dense(DenseGemmDtype::bf16, cc_major, cc_minor); }},
+       [=] { return case_dense(cuda::DenseGemmDtype::bf16, cc_major, cc_minor); }},
       {"dense gemm cuBLASLt fp8 (per-tensor scales)",
-       [=] { return case_dense(DenseGemmDtype::fp8_e4m3, cc_major, cc_minor); }},
+       [=] { return case_dense(cuda::DenseGemmDtype::fp8_e4m3, cc_major, cc_minor); }},
   };
   int failed = 0;
   for (const auto& [name, run] : cases) {
