@@ -21,7 +21,8 @@ namespace moeplan::kernels {
 // pairs = tokens * k; pair i is (token i / k, slot i % k) of router_topk's output.
 //   ids, weights: [pairs]; expert_offsets: [experts + 1]; row_token, row_weight: [pairs] (row order: by expert, then
 //   pair order); pair_row: [pairs], the sorted row of each pair. workspace: permute_workspace_bytes(pairs, experts).
-// Throws std::invalid_argument (reference) on an id outside [0, experts); the kernel drops such pairs.
+// Throws std::invalid_argument (reference) on an id outside [0, experts); the kernel drops such pairs (no row,
+// pair_row -1, which moe_combine skips).
 void moe_permute_ref(const std::int32_t* ids, const float* weights, std::int64_t pairs, std::int64_t k,
                      std::int64_t experts, void* workspace, std::int64_t* expert_offsets, std::int32_t* row_token,
                      float* row_weight, std::int32_t* pair_row);
@@ -32,7 +33,7 @@ void moe_gather_ref(const float* x, std::int64_t hidden, const std::int32_t* row
                     std::int64_t rows, float* x_sorted);
 
 // y[t, :] += sum over slots s of y_sorted[pair_row[t k + s], :] * (pair_weight ? pair_weight[t k + s] : 1), the
-// slots added in order (deterministic; no atomics).
+// slots added in order (deterministic; no atomics); pairs with pair_row -1 are skipped.
 //   y_sorted: [tokens * k, hidden]; pair_row, pair_weight: [tokens * k]; y: [tokens, hidden]
 void moe_combine_ref(const float* y_sorted, std::int64_t hidden, const std::int32_t* pair_row,
                      const float* pair_weight, std::int64_t tokens, std::int64_t k, float* y);
@@ -89,7 +90,8 @@ namespace cuda {
 
 using Stream = void*;  // a cudaStream_t
 
-// kernels/cuda/norm.cu: rmsnorm_ref's shapes.
+// kernels/cuda/norm.cu: rmsnorm_ref's shapes; w = nullptr is the weightless form rms_normalize_ref (Llama 4's
+// qk-norm, rows = tokens x heads).
 void rmsnorm(const float* x, const float* w, float* y, std::int64_t tokens, std::int64_t hidden, float eps,
              Stream stream);
 // kernels/cuda/rope.cu: rope_ref's shapes (in place); positions on the device.

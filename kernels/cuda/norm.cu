@@ -1,5 +1,5 @@
 // CUDA RMSNorm: one block per token; threads stride over the hidden dimension, a shared-memory tree reduction
-// forms the mean square. Twin: rmsnorm_ref (kernels/ref/norm.cpp); checked in tests/gpu.
+// forms the mean square. Twins: rmsnorm_ref, and rms_normalize_ref when w is null (kernels/ref/norm.cpp).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -14,7 +14,7 @@ namespace {
 
 constexpr int BLOCK_THREADS = 256;
 
-// x: [tokens, hidden], w: [hidden], y: [tokens, hidden]
+// x: [tokens, hidden], w: [hidden] or nullptr (all ones), y: [tokens, hidden]
 __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
                                long long hidden, float eps) {
   __shared__ float partial[BLOCK_THREADS];
@@ -31,7 +31,7 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
   }
   // 3. scale every element
   const float inv_rms = rsqrtf(partial[0] / static_cast<float>(hidden) + eps);
-  for (long long i = threadIdx.x; i < hidden; i += blockDim.x) y[blockIdx.x * hidden + i] = row[i] * inv_rms * w[i];
+  for (long long i = threadIdx.x; i < hidden; i += blockDim.x) y[blockIdx.x * hidden + i] = row[i] * inv_rms * (w ? w[i] : 1.f);
 }
 
 }  // namespace

@@ -70,7 +70,11 @@ __global__ void scatter_kernel(const std::int32_t* __restrict__ ids, const float
   chunk_ids[threadIdx.x] = i < pairs ? ids[i] : -1;
   __syncthreads();
   const std::int32_t e = chunk_ids[threadIdx.x];
-  if (i >= pairs || e < 0 || e >= experts) return;
+  if (i >= pairs) return;
+  if (e < 0 || e >= experts) {  // dropped: no row, and combine skips it
+    pair_row[i] = -1;
+    return;
+  }
   // 1. rank among the earlier pairs of this chunk routed to the same expert
   int rank = 0;
   for (int j = 0; j < static_cast<int>(threadIdx.x); ++j) rank += chunk_ids[j] == e;
@@ -98,8 +102,9 @@ __global__ void combine_kernel(const float* __restrict__ y_sorted, long long hid
   for (long long c = threadIdx.x; c < hidden; c += blockDim.x) {
     float sum = y[t * hidden + c];
     for (int s = 0; s < k; ++s) {
-      const float w = pair_weight ? pair_weight[t * k + s] : 1.0f;
-      sum += y_sorted[pair_row[t * k + s] * hidden + c] * w;
+      const std::int32_t row = pair_row[t * k + s];
+      if (row < 0) continue;  // a pair moe_permute dropped
+      sum += y_sorted[row * hidden + c] * (pair_weight ? pair_weight[t * k + s] : 1.0f);
     }
     y[t * hidden + c] = sum;
   }

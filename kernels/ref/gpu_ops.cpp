@@ -61,8 +61,9 @@ void moe_combine_ref(const float* y_sorted, std::int64_t hidden, const std::int3
       // the token's k expert outputs, slot by slot, added to what y holds (the residual or the shared expert)
       float sum = y[t * hidden + c];
       for (std::int64_t s = 0; s < k; ++s) {
-        const float w = pair_weight ? pair_weight[t * k + s] : 1.0f;
-        sum += y_sorted[pair_row[t * k + s] * hidden + c] * w;
+        const std::int32_t row = pair_row[t * k + s];
+        if (row < 0) continue;  // a dropped pair
+        sum += y_sorted[row * hidden + c] * (pair_weight ? pair_weight[t * k + s] : 1.0f);
       }
       y[t * hidden + c] = sum;
     }

@@ -55,6 +55,16 @@ std::string case_rmsnorm() {
   return compare(dy.download(), ref, kFp32Elementwise);
 }
 
+std::string case_qk_norm() {
+  const std::int64_t rows = 9 * 40, dim = 128;  // 9 tokens x 40 query heads, head_dim 128
+  const auto x = random_floats(rows * dim, 27, -3.f, 3.f);
+  std::vector<float> ref(x.size());
+  rms_normalize_ref(x.data(), ref.data(), rows, dim, 1e-5f);
+  DeviceBuffer<float> dx(x), dy(x.size());
+  cuda::rmsnorm(dx.get(), nullptr, dy.get(), rows, dim, 1e-5f, nullptr);
+  return compare(dy.download(), ref, kFp32Elementwise);
+}
+
 std::string case_rope(RopeLayout layout) {
   const std::int64_t tokens = 9, heads = 40, D = 128;
   auto x = random_floats(tokens * heads * D, 3);
@@ -260,6 +270,7 @@ int run_cuda_kernel_cases(int sm_count, int cc_major, int cc_minor) {
   using L = gpu::Fp8ScaleLayout;
   const std::vector<std::pair<const char*, std::function<std::string()>>> cases = {
       {"rmsnorm 7 x 5120", [] { return case_rmsnorm(); }},
+      {"rmsnorm without weight = qk-norm (Llama 4), 360 x 128", [] { return case_qk_norm(); }},
       {"rope interleaved (Llama 4), 9 tokens x 40 heads x 128", [] { return case_rope(RopeLayout::interleaved); }},
       {"rope half (Llama 3 / Qwen3)", [] { return case_rope(RopeLayout::half); }},
       {"router sigmoid top-1 of 128 (Llama 4)", [] { return case_router(RouterScoring::sigmoid_topk, 128, 1); }},

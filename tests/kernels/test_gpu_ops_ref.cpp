@@ -82,6 +82,13 @@ TEST_CASE("moe_gather_ref then moe_combine_ref add each token's weighted copies 
     for (std::int64_t c = 0; c < hidden; ++c) expected[t * hidden + c] = 1.0f + x[t * hidden + c] * w_sum;
   }
   CHECK(compare(y, expected, {1e-6, 1e-6}).empty());
+  // a dropped pair (pair_row -1) adds nothing: token 4 gets only its other two slots
+  auto dropped = pair_row;
+  dropped[4 * k + 1] = -1;
+  std::fill(y.begin(), y.end(), 1.0f);
+  moe_combine_ref(x_sorted.data(), hidden, dropped.data(), weights.data(), tokens, k, y.data());
+  CHECK(y[4 * hidden + 2] == Approx(1.0f + x[4 * hidden + 2] * (weights[4 * k] + weights[4 * k + 2])).epsilon(1e-6));
+  CHECK(y[5 * hidden + 2] == Approx(expected[5 * hidden + 2]).epsilon(1e-6));
   // the row scale multiplies the gathered copy (Llama 4 scales the expert input)
   moe_gather_ref(x.data(), hidden, row_token.data(), row_weight.data(), pairs, x_sorted.data());
   CHECK(x_sorted[5 * hidden + 3] == x[row_token[5] * hidden + 3] * row_weight[5]);
