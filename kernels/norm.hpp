@@ -24,10 +24,6 @@ void rmsnorm(const CpuContext& ctx, const float* x, const float* w, float* y, st
 void rms_normalize_ref(const float* x, float* y, std::int64_t rows, std::int64_t dim, float eps);
 void rms_normalize(const CpuContext& ctx, const float* x, float* y, std::int64_t rows, std::int64_t dim, float eps);
 
-#if MOEPLAN_HAVE_CUDA
-// CUDA version (kernels/cuda/norm.cu). Host pointers in and out: it copies to the device, runs one block per
-// token, and copies back; for tests and calibration, not for the executor's hot path.
-void rmsnorm_cuda_host(const float* x, const float* w, float* y, std::int64_t tokens, std::int64_t hidden, float eps);
-#endif
+// The CUDA version (device pointers, a stream) is kernels::cuda::rmsnorm in kernels/gpu_ops.hpp.
 
 }  // namespace moeplan::kernels

@@ -21,6 +21,15 @@ inline std::vector<float> random_floats(std::size_t n, std::uint32_t seed, float
   return v;
 }
 
+// n seeded integers uniform in [0, bound): expert ids of a routing.
+inline std::vector<std::int32_t> random_ids(std::size_t n, std::int64_t bound, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int32_t> dist(0, static_cast<std::int32_t>(bound - 1));
+  std::vector<std::int32_t> ids(n);
+  for (auto& id : ids) id = dist(rng);
+  return ids;
+}
+
 struct Tolerance {
   double abs = 0;
   double rel = 0;
