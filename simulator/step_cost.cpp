@@ -222,6 +222,37 @@ MeasuredDecodeAttention measured_decode_attention(const GpuProfile& profile, con
   return a;
 }
 
+MeasuredCollective measured_all_reduce(const GpuProfile& profile, const Hardware& hw, int ranks,
+                                       const CollectiveRates& rates) {
+  MeasuredCollective c;
+  if (!rates.runs || group_span(hw, ranks).nodes > 1) return c;
+  c.rates = rates;
+  // Message bytes are bytes whatever the element type the table names (AIC's NCCL tables say fp16, its custom
+  // all-reduce bf16, RCCL's fp32); int8 curves are quantised all-reduces, which no engine here runs on activations.
+  for (const char* dtype : {"bf16", "fp16", "fp32"})
+    for (const GpuCurve* curve :
+         profile.find_all(GpuCurveKind::all_reduce, {{"dtype", dtype}, {"ranks", std::to_string(ranks)}}))
+      c.curves.push_back(curve);
+  return c;
+}
+
+double measured_collective_s(const MeasuredCollective& c, double repeat, double bytes, bool* extrapolated) {
+  if (!(bytes > 0) || repeat <= 0 || c.curves.empty()) return 0;
+  const auto alpha_beta = [&](double b) { return c.rates.fixed_s + b * c.rates.per_byte_s; };
+  double best = 0;
+  bool best_extrapolated = false;
+  for (const GpuCurve* curve : c.curves) {
+    bool ex = false;
+    const double t = curve_seconds(*curve, bytes, alpha_beta, &ex);
+    if (best == 0 || t < best) {
+      best = t;
+      best_extrapolated = ex;
+    }
+  }
+  if (extrapolated && best_extrapolated) *extrapolated = true;
+  return repeat * best;
+}
+
 double measured_decode_attention_s(const MeasuredDecodeAttention& a, double repeat, double batch, double keys_full,
                                    double keys_attended, bool* extrapolated) {
   if (!(batch > 0) || repeat <= 0) return 0;
@@ -328,6 +359,8 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
     if (p.repeat_gpu <= 0) continue;
     if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head) {
       p.curve = find_gemm_curve(prof, op.weight_format, op.n, op.k);
+    } else if (op.kind == OpKind::all_reduce && (p.comm_fixed_s > 0 || p.comm_per_byte_s > 0)) {
+      p.collective = measured_all_reduce(prof, hw_, op.group_ranks, {true, p.comm_fixed_s, p.comm_per_byte_s});
     } else if (const auto a = decode_attention_op(op, window_kind_)) {
       p.attention = measured_decode_attention(prof, *a, op_rates(op, hw_));
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
@@ -416,6 +449,16 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     return t;
   }
   if (!host && !p.attention.curves.empty()) return measured_attention_time(p, x, out);
+  if (!host && !p.collective.curves.empty()) {
+    bool extrapolated = false;
+    const double t = measured_collective_s(p.collective, repeat, op.comm_bytes.at(x), &extrapolated);
+    if (out && t > 0) {
+      out->comm_s = t;
+      out->bound = Bound::comm;
+      out->source = extrapolated ? "extrapolated" : "profile";
+    }
+    return t;
+  }
   if (!host && (p.curve || p.block_curve)) {
     const GpuCurve& c = p.curve ? *p.curve : *p.block_curve;
     const double cx = curve_x(p, x);

@@ -97,6 +97,7 @@ struct MeasuredDecodeAttention {
 };
 MeasuredDecodeAttention measured_decode_attention(const GpuProfile& profile, const DecodeAttentionOp& op,
                                                   const OpRates& r);
+
 // Seconds of all `repeat` calls for `batch` decoding sequences with `keys_full` keys summed over them (their
 // positions) and `keys_attended` keys they attend (the window applied).
 double measured_decode_attention_s(const MeasuredDecodeAttention& a, double repeat, double batch, double keys_full,
@@ -117,6 +118,19 @@ GroupSpan group_span(const Hardware& hw, int ranks);
 // The pipeline hand-off between stages: fixed_s + tokens × per_byte_s (per_byte_s is per token here); zero for pp = 1.
 CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& layout, double activation_bytes,
                                std::int64_t hidden);
+
+// An all-reduce over `ranks` GPUs of one node priced from a profile's measured curves (NCCL/RCCL and the engine's
+// custom all-reduce): per call, the fastest implementation measured at that message size, as the engines pick
+// one by size; beyond a curve's range its end point scaled by the alpha-beta price `rates` (curve_seconds). Empty
+// when the profile has no all-reduce of that many ranks or the group spans nodes (the curves are one node's).
+struct MeasuredCollective {
+  std::vector<const GpuCurve*> curves;
+  CollectiveRates rates;
+};
+MeasuredCollective measured_all_reduce(const GpuProfile& profile, const Hardware& hw, int ranks,
+                                       const CollectiveRates& rates);
+// Seconds of `repeat` calls of `bytes` each.
+double measured_collective_s(const MeasuredCollective& c, double repeat, double bytes, bool* extrapolated);
 
 struct StepModelRequest {
   model::OpGraphRequest graph;
@@ -170,6 +184,7 @@ class StepModel {
     bool curve_block = false;             // the curve prices the whole routed-expert block
     const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
     MeasuredDecodeAttention attention;    // decode attention priced from measured curves (when they hold its shape)
+    MeasuredCollective collective;        // an all-reduce priced from measured curves (when they hold its ranks)
     std::vector<std::size_t> block_ops;   // on the block's first op: the block's ops of its layer class, in priced_
   };
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;

@@ -291,18 +291,31 @@ void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {
   step_overhead_s_ = hw.eff.step_overhead_us * 1e-6;
   curve_ops_.clear();
   curved_.assign(ops.ops_.size(), 0);
-  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile, hw.peak_flops.count("fp4") > 0, rates);
+  if (hw.gpu_profile && !hw.host) attach_curves(*hw.gpu_profile, hw, rates);
 }
 
 // The lookups StepModel::attach_gpu_profile makes, on the merged entries.
-void StepFormula::attach_curves(const GpuProfile& prof, bool fp4_tensor_cores, DeviceRates& rates) {
+void StepFormula::attach_curves(const GpuProfile& prof, const Hardware& hw, DeviceRates& rates) {
   const PlaneOps& ops = *ops_;
   const model::ParallelLayout& l = ops.layout_;
+  const bool fp4_tensor_cores = hw.peak_flops.count("fp4") > 0;
   const GpuCurve* block = nullptr;
   CurveOp block_op;
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
     const PlaneOps::Entry& e = ops.ops_[i];
-    if (e.collective || e.repeat <= 0) continue;
+    if (e.repeat <= 0) continue;
+    if (e.collective) {  // StepModel::attach_gpu_profile's all-reduce lookup
+      if (e.kind != OpKind::all_reduce || !priced_[i].runs) continue;
+      CurveOp co;
+      co.collective = measured_all_reduce(prof, hw, e.group_ranks, collective_rates(e.kind, e.group_ranks, hw, l));
+      if (co.collective.curves.empty()) continue;
+      for (int j = 0; j < kPlaneTerms; ++j) co.x[at(j)] = e.bytes[at(j)] / e.repeat;
+      co.repeat = e.repeat;
+      co.entries = {i};
+      curve_ops_.push_back(co);
+      curved_[i] = 1;
+      continue;
+    }
     if (e.attention) {
       CurveOp co;
       co.attention = measured_decode_attention(prof, *e.attention, rates.of(e.signature));
@@ -358,6 +371,10 @@ double StepFormula::entry_roofline_s(std::size_t i, const PlaneVector& s, unsign
 double StepFormula::curve_time_s(const PlaneVector& s) const {
   double t = 0;
   for (const CurveOp& c : curve_ops_) {
+    if (!c.collective.curves.empty()) {
+      t += measured_collective_s(c.collective, c.repeat, dot(c.x, s), nullptr);
+      continue;
+    }
     if (!c.curve) {  // decode attention: StepModel::measured_attention_time
       const PlaneOps::Entry& e = ops_->ops_[c.entries.front()];
       t += measured_decode_attention_s(c.attention, c.repeat, dot(e.sequences, s), dot(e.keys_full, s),

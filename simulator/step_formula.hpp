@@ -178,13 +178,14 @@ class StepFormula {
   // curve's range from the curve, outside it by the roofline of the entries they stand for.
   struct CurveOp {
     const GpuCurve* curve = nullptr;
-    MeasuredDecodeAttention attention;  // or decode attention's curves (curve is then null)
+    MeasuredDecodeAttention attention;  // or decode attention's curves (curve is then null),
+    MeasuredCollective collective;      //   or an all-reduce's (x: its message bytes per call)
     bool block = false;
     PlaneVector x{};                  // x = x·s (GEMM rows; the block: expert assignments × ep / top-k)
     double repeat = 0;
     std::vector<std::size_t> entries;  // in ops_->ops_
   };
-  void attach_curves(const GpuProfile& profile, bool fp4_tensor_cores, DeviceRates& rates);
+  void attach_curves(const GpuProfile& profile, const Hardware& hw, DeviceRates& rates);
   double curve_time_s(const PlaneVector& s) const;       // Σ over curve ops, one stage
   // One entry's roofline time at s (its zero pattern `mask`): max(compute, memory) + overhead, 0 when idle.
   double entry_roofline_s(std::size_t i, const PlaneVector& s, unsigned mask) const;

@@ -459,3 +459,46 @@ TEST_CASE("StepModel and StepFormula price decode attention from a profile's cur
       CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
     }
 }
+
+TEST_CASE("All-reduces priced from measured curves: the faster implementation per size, formula and model alike") {
+  Setup s;
+  maverick(s);
+  const auto roofline = StepModel(s.request, s.graph);
+  // Custom all-reduce: 5 us up to 64 KiB, 100 us at 16 MiB; NCCL: 20 us at 1 KiB, 60 us at 16 MiB.
+  const std::string text = std::string(kHeader) + "table custom_allreduce 1.0\n" +
+                           "all_reduce dtype=bf16 ranks=8 impl=custom kernel=k : 1024 5 65536 5 16777216 100\n" +
+                           "all_reduce dtype=fp16 ranks=8 impl=nccl : 1024 20 16777216 60\n" +
+                           "all_reduce dtype=int8 ranks=8 impl=nccl : 1024 1 16777216 1\n";  // quantised: not used
+  s.request.hardware.gpu_profile = std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("ar.prof", text)));
+  const GpuProfile& prof = *s.request.hardware.gpu_profile;
+  const StepModel sm(s.request, s.graph);
+  const model::AttentionKind chunked = model::AttentionKind::chunked;
+  for (double seqs : {8.0, 512.0}) {  // 80 KiB and 5 MiB messages: inside both curves
+    const StepShape step = decode_shape(seqs, 2000, *s.graph, chunked);
+    double ar_s = 0, roof_ar_s = 0, want_s = 0;
+    for (const OpTime& o : sm.breakdown(step))
+      if (o.op.kind == model::OpKind::all_reduce) {
+        CHECK(std::string(o.source) == "profile");
+        ar_s += o.time_s;
+        const double bytes = o.op.comm_bytes.at(sm.values(step));
+        want_s += o.op.repeat * std::min(prof.curves[0].seconds().at(bytes), prof.curves[1].seconds().at(bytes));
+      }
+    for (const OpTime& o : roofline.breakdown(step))
+      if (o.op.kind == model::OpKind::all_reduce) roof_ar_s += o.time_s;
+    INFO("sequences " << seqs);
+    CHECK(ar_s == Approx(want_s));
+    CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(ar_s - roof_ar_s).epsilon(1e-9));
+  }
+  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, chunked),
+                        prefill_shape(2000, 0, true, *s.graph, chunked));
+  OpSignatures signatures;
+  const PlaneOps ops(*s.graph, plane, signatures);
+  DeviceRates rates(s.request.hardware, signatures);
+  StepFormula formula;
+  formula.assign(ops, rates);
+  for (double a : {1.0, 64.0, 2000.0, 20000.0})
+    for (double b : {0.0, 0.5}) {
+      INFO("a = " << a << ", b = " << b);
+      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
+    }
+}
