@@ -28,6 +28,7 @@ const std::vector<Subcommand>& subcommands() {
       {"gpus", "list the hardware database (--hosts for CPU hosts, --local for this machine's GPUs)", cmd_gpus},
       {"memory", "memory per GPU: weights, KV cache, activations, overhead, fit, largest concurrency", cmd_memory},
       {"fit-matrix", "every GPU x precision: smallest GPU count that fits, headroom class, largest concurrency", cmd_fit_matrix},
+      {"hosts", "CPU / unified-memory hosts and one-GPU offload: RAM needed, fits, recommended RAM, llama.cpp tok/s", cmd_hosts},
       {"claims", "recorded claims about a model (layers, KV bytes per token, heads, ...) against its config", cmd_claims},
       {"simulate", "predict TTFT, TPOT, ITL, E2E and tokens/s of one configuration under a load (--breakdown: per op)", cmd_simulate},
       {"plan", "rank GPU x count x precision x layout for a workload, SLO and budget, with $/M tokens", cmd_plan},

@@ -41,6 +41,7 @@ int cmd_models(const std::vector<std::string>& args, std::ostream& out);
 int cmd_gpus(const std::vector<std::string>& args, std::ostream& out);
 int cmd_memory(const std::vector<std::string>& args, std::ostream& out);
 int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out);
+int cmd_hosts(const std::vector<std::string>& args, std::ostream& out);
 int cmd_claims(const std::vector<std::string>& args, std::ostream& out);
 int cmd_simulate(const std::vector<std::string>& args, std::ostream& out);
 int cmd_plan(const std::vector<std::string>& args, std::ostream& out);

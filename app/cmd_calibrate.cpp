@@ -6,6 +6,7 @@
 #include "calibrate/calibrate.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/progress.hpp"
 #include "reports/reports.hpp"
 
 namespace po = boost::program_options;
@@ -38,12 +39,16 @@ int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
   q.quick = vm.count("quick") > 0;
   if (!vm.count("passes")) q.passes = q.quick ? 1 : 3;
   if (!vm.count("dtypes")) q.dtypes = q.quick ? std::vector<std::string>{"bf16"} : std::vector<std::string>{"bf16", "f16", "fp8", "int8", "f32"};
-  q.progress = [](const std::string& s) { std::cerr << "calibrate: " << s << "\n"; };
+  // On a terminal a progress bar names each group; elsewhere (logs) one line per group.
+  Progress bar("calibrate", 0, std::cerr, stderr_is_terminal());
+  if (stderr_is_terminal()) q.bar = &bar;
+  else q.progress = [](const std::string& s) { std::cerr << "calibrate: " << s << "\n"; };
   const std::filesystem::path path = profile.empty() ? default_profile_path() : std::filesystem::path(profile);
   if (path.has_parent_path() && !std::filesystem::is_directory(path.parent_path()))
     throw InputError("--profile " + path.string() + ": directory " + path.parent_path().string() + " does not exist");
   const auto t0 = std::chrono::steady_clock::now();
   auto p = calibrate::calibrate_host(q);
+  bar.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_file_atomic(path, simulator::profile_yaml(p));
   p.file = path;

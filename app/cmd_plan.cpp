@@ -10,6 +10,7 @@
 #include "app/config_options.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/progress.hpp"
 #include "common/text.hpp"
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
@@ -30,6 +31,7 @@ struct PlanOptions {
   std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
   double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
   double network_price = -1;
+  double tokens_per_month = 0;  // 0: not given
   int top = 0, slo_percentile = 0, nics_per_node = 0;
 };
 
@@ -68,6 +70,9 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
       ("network-price", po::value<double>(&o.network_price),
        "USD per NIC port-hour added to multi-node rows whose GPU price does not include the network (default from "
        "data/network.yaml; 0: none)")
+      ("tokens-per-month", po::value<double>(&o.tokens_per_month),
+       "input + output tokens served per month: each API's and the self-hosted row's monthly bill at that volume "
+       "(self-hosted: whole replicas rented for the month, at least one)")
       ("host", po::value<std::string>(&o.host),
        "plan this CPU host instead of GPUs: a hosts.yaml entry with a measured profile (needs --gpu-price per host-hour)")
       ("profile", po::value<std::string>(&o.profile),
@@ -122,6 +127,14 @@ struct Planned {
   planner::PlanRequest request;
   planner::PlanResult result;
 };
+
+// --tokens-per-month, when given, must be a positive finite volume; checked before the plan runs.
+void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
+  if (!vm.count("tokens-per-month") || (o.tokens_per_month > 0 && std::isfinite(o.tokens_per_month))) return;
+  std::ostringstream given;
+  given << o.tokens_per_month;
+  throw InputError("--tokens-per-month " + given.str() + ": must be a positive, finite number of tokens per month");
+}
 
 Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
@@ -230,7 +243,11 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.engine_max_batch = vm["max-batch"].defaulted();
   q.engine_max_num_batched_tokens = vm["max-num-batched-tokens"].defaulted();
   q.engine_kv_dtype = vm["kv-dtype"].defaulted();
+  Progress bar("plan: serving checks", 0, std::cerr, stderr_is_terminal());
+  q.progress = &bar;
   p.result = planner::plan(q, db);
+  bar.finish();
+  q.progress = nullptr;
   p.result.notes.insert(p.result.notes.end(), notes.begin(), notes.end());
   return p;
 }
@@ -250,6 +267,7 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
              "[--budget-per-month $ | --budget-per-hour $] [--gpus list] [--precisions list] [--top K]",
              args, d, vm, out))
     return kExitOk;
+  check_tokens_per_month(vm, o);
   const auto db = gpu_db::Database::load(data_dir());
   const Planned p = run_plan(o, vm, db);
   std::vector<planner::LaunchCommand> launch;
@@ -279,7 +297,7 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
       }
     }
     try {
-      api = planner::compare_api(db, p.model.name, best, o.input, o.output);
+      api = planner::compare_api(db, p.model.name, best, o.input, o.output, o.tokens_per_month);
     } catch (const InputError&) {
       // no API prices for this model: the plan stands without the column
     }
@@ -297,6 +315,7 @@ int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out) {
   po::variables_map vm;
   if (!parse("compare-api", "--model M [--input L --output L] [SLO, budget and GPU options of plan]", args, d, vm, out))
     return kExitOk;
+  check_tokens_per_month(vm, o);
   const auto db = gpu_db::Database::load(data_dir());
   Planned p = run_plan(o, vm, db);
   if (p.result.rows.empty())
@@ -306,7 +325,7 @@ int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out) {
   const planner::PlanRow* cheapest = &p.result.rows.front();
   for (const auto& r : p.result.rows)
     if (r.usd_per_m_blended_tokens < cheapest->usd_per_m_blended_tokens) cheapest = &r;
-  const auto cmp = planner::compare_api(db, p.model.name, *cheapest, o.input, o.output);
+  const auto cmp = planner::compare_api(db, p.model.name, *cheapest, o.input, o.output, o.tokens_per_month);
   emit(reports::compare_api_report(p.request, *cheapest, cmp), common, out);
   return kExitOk;
 }

@@ -6,6 +6,7 @@
 #include "app/config_options.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/progress.hpp"
 #include "executor/run.hpp"
 #include "model/shape_override.hpp"
 #include "reports/reports.hpp"
@@ -118,7 +119,10 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       }
     }
   }
+  Progress bar("run: generated tokens", q.gen_tokens, std::cerr, stderr_is_terminal());
+  q.progress = &bar;
   const auto result = executor::run_model(q);
+  bar.finish();
   if (!trace.empty()) write_file_atomic(trace, executor::routing_trace_json(result).dump() + "\n");
   emit(reports::run_report(result), common, out);
   return kExitOk;

@@ -51,10 +51,6 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("offload-experts", "one GPU: routed experts stay in host RAM and run on the CPU (llama.cpp -ot exps=CPU)")
       ("gpu-layers", po::value<int>(&gpu_layers), "one GPU: layers [0, N) on the GPU, the rest on the host (llama.cpp -ngl N)")
       ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"), "host whose RAM holds offloaded weights")
-      ("mem-bandwidth-gbps", po::value<double>(&hf.bandwidth_gbps), "host memory bandwidth in GB/s (overrides the host's)")
-      ("host-tflops", po::value<double>(&hf.tflops), "host compute peak in TFLOP/s (overrides the host's)")
-      ("host-cores", po::value<int>(&hf.cores),
-       "host CPU cores (x the FP32 FLOP/cycle and clock in data/hosts.yaml); default: the host's, else the default server's")
       ("gpu-profile", po::value<std::string>(&gpu_profile)->default_value("auto"),
        "measured kernel curves that price ops: auto (data/gpu_profiles/<gpu>/<engine>.prof when shipped, for --engine), "
        "none, or a file")
@@ -62,6 +58,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       ("engine", po::value<std::string>(&engine_name)->default_value("generic"),
        "serving engine whose defaults apply (data/engines.yaml): trtllm, vllm, sglang, llamacpp, generic (the plain "
        "roofline), or default (the vendor's: NVIDIA trtllm, AMD vllm, hosts llamacpp)");
+  add_host_flag_options(d, hf);
   po::variables_map vm;
   if (!parse("simulate",
              "--model M --gpu G --count N --precision P [--tp --ep --dp --pp] --input L --output L "

@@ -7,6 +7,7 @@
 #include "calibrate/validate.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/progress.hpp"
 #include "model/config.hpp"
 #include "reports/reports.hpp"
 #include "simulator/published.hpp"
@@ -89,8 +90,12 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   q.model_name = m.name;
   q.quick = vm.count("quick") > 0;
   q.grid.skewed = !vm.count("no-skew");
-  q.progress = [](const std::string& s) { std::cerr << "validate: " << s << "\n"; };
+  // On a terminal a progress bar names each step; elsewhere (logs) one line per step.
+  Progress bar("validate", 0, std::cerr, stderr_is_terminal());
+  if (stderr_is_terminal()) q.bar = &bar;
+  else q.progress = [](const std::string& s) { std::cerr << "validate: " << s << "\n"; };
   const auto v = calibrate::validate_cpu(q);
+  bar.finish();
   const bool write = !vm.count("no-write");
   if (write) write_file_atomic(path, simulator::profile_yaml(v.fitted));
   emit(reports::cpu_validation_report(v, path.string(), write), common, out);

@@ -1,4 +1,6 @@
 // `moeplan fit-matrix`: every GPU x precision, the smallest count that fits, its headroom and largest concurrency.
+// `moeplan hosts`: per CPU / unified-memory host x precision the RAM needed, fit, recommended RAM and llama.cpp
+// speeds, and one-GPU rows with the experts in host RAM.
 // `moeplan claims`: the claims recorded in data/claims.yaml about a model against what its config implies.
 #include <iostream>
 
@@ -11,6 +13,8 @@
 #include "model/claims.hpp"
 #include "reports/reports.hpp"
 #include "simulator/fit_matrix.hpp"
+#include "simulator/gpu_profile.hpp"
+#include "simulator/host_view.hpp"
 
 namespace po = boost::program_options;
 
@@ -19,19 +23,12 @@ namespace moeplan::app {
 namespace {
 
 // bf16, fp8, the model's 4-bit float format (its checkpoint's mxfp4, else nvfp4), int4-awq, and the checkpoint's own
-// precision; duplicates (after resolving each to the model's usual policy) once.
+// precision.
 std::vector<model::Precision> default_precisions(const model::ModelConfig& m, const model::PrecisionTable& table) {
   const model::Precision own = model::resolve_precision("auto", m, table);
   const std::string own_format = own.format ? own.format->name : "bf16";
   const std::string fp4 = own_format == "mxfp4" ? "mxfp4" : "nvfp4";
-  std::vector<model::Precision> out;
-  for (const std::string& spec : {std::string("bf16"), std::string("fp8"), fp4, std::string("int4-awq"), own.spec}) {
-    model::Precision p = model::resolve_precision(spec, m, table);
-    bool seen = false;
-    for (const auto& q : out) seen = seen || q.spec == p.spec;
-    if (!seen) out.push_back(p);
-  }
-  return out;
+  return precision_list(join({"bf16", "fp8", fp4, "int4-awq", own.spec}, ","), m, table);
 }
 
 }  // namespace
@@ -81,12 +78,7 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
 
   simulator::FitMatrixRequest q;
   q.model = &m;
-  if (vm.count("precisions")) {
-    for (const auto& spec : split_list(precisions)) q.precisions.push_back(model::resolve_precision(spec, m, table));
-    if (q.precisions.empty()) throw InputError("--precisions '" + precisions + "' names no precision (e.g. bf16,fp8)");
-  } else {
-    q.precisions = default_precisions(m, table);
-  }
+  q.precisions = vm.count("precisions") ? precision_list(precisions, m, table) : default_precisions(m, table);
   if (vm.count("gpus")) {
     for (const auto& g : split_list(gpus)) q.gpus.push_back(&db.gpu(g));
     if (q.gpus.empty()) throw InputError("--gpus '" + gpus + "' names no GPU (`moeplan gpus` lists them)");
@@ -103,6 +95,101 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
   q.gpu_memory_utilization = utilization;
   q.max_gpus = max_gpus;
   emit(reports::fit_matrix_report(q, simulator::fit_matrix(q)), common, out);
+  return kExitOk;
+}
+
+int cmd_hosts(const std::vector<std::string>& args, std::ostream& out) {
+  Common common;
+  std::string model_name, precisions, hosts, kv_dtype, kv_mode, offload_gpus, offload_host;
+  std::int64_t context = 0, concurrency = 0, output = 0;
+  double ram_gb = 0, utilization = 0;
+  simulator::HostFlags hf;
+  po::options_description d("hosts options");
+  add_common_options(d, common);
+  d.add_options()
+      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
+      ("precisions", po::value<std::string>(&precisions)->default_value("q4_k_m,q8_0,auto"),
+       "comma-separated precisions (data/precisions.yaml; auto = the checkpoint's own); a bare format takes the model "
+       "family's usual policy, as in moeplan memory")
+      ("hosts", po::value<std::string>(&hosts), "comma-separated hosts (default: every host in data/hosts.yaml; none: only --ram-gb's)")
+      ("context", po::value<std::int64_t>(&context)->default_value(8192), "tokens of context per sequence (prompt + output)")
+      ("concurrency", po::value<std::int64_t>(&concurrency)->default_value(1), "sequences resident at once")
+      ("output", po::value<std::int64_t>(&output)->default_value(128),
+       "generated tokens per sequence (llama-bench's tg128); the prompt is context - output tokens")
+      ("kv-dtype", po::value<std::string>(&kv_dtype), "KV cache dtype: bf16, fp16, fp8 (default: llama.cpp's f16)")
+      ("kv-mode", po::value<std::string>(&kv_mode)->default_value("model-aware"),
+       "model-aware (chunked/sliding layers keep only their chunk/window) or full-length")
+      ("ram-gb", po::value<double>(&ram_gb), "add a host with this much RAM (GB; with --mem-bandwidth-gbps); it also holds the offloaded experts")
+      ("offload-gpus", po::value<std::string>(&offload_gpus)->default_value("rtx-4090,rtx-5090"),
+       "GPUs for the one-GPU rows with the routed experts in host RAM (none: no such rows)")
+      ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"),
+       "host whose RAM holds the offloaded experts (as moeplan simulate --offload-host); --ram-gb's host when given")
+      ("gpu-memory-utilization", po::value<double>(&utilization)->default_value(0.90),
+       "offload rows: share of GPU memory usable");
+  add_host_flag_options(d, hf);
+  po::variables_map vm;
+  const std::string usage =
+      "--model M [--precisions list] [--hosts list] [--context C] [--concurrency B] [--ram-gb X --mem-bandwidth-gbps Y] "
+      "[--offload-gpus list] [--format ...] [-o FILE]\n\n"
+      "For each CPU / unified-memory host x precision: the RAM needed for B sequences of C tokens (moeplan memory "
+      "--host), whether it fits, the smallest standard RAM size that holds it with 5 % left to the OS, and decode and "
+      "prompt tokens/s as moeplan simulate --engine llamacpp computes them; then one GPU with the routed experts in "
+      "host RAM (moeplan simulate --offload-experts), GPU and host memory apart.";
+  if (!parse("hosts", usage, args, d, vm, out)) return kExitOk;
+  for (const char* name : {"context", "concurrency", "output", "ram-gb", "gpu-memory-utilization", "mem-bandwidth-gbps",
+                           "host-tflops", "host-cores"})
+    require_positive(vm, name);
+  if (utilization > 1) throw InputError("--gpu-memory-utilization must be at most 1 (a fraction, e.g. 0.9)");
+  if (vm.count("ram-gb") && !vm.count("mem-bandwidth-gbps")) throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
+  if (!vm.count("ram-gb") && (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops") || vm.count("host-cores")))
+    throw InputError("--mem-bandwidth-gbps/--host-tflops/--host-cores describe the --ram-gb host: give --ram-gb too");
+
+  const auto data = data_dir();
+  const auto db = gpu_db::Database::load(data);
+  const auto engines = gpu_db::EngineTable::load(data / "engines.yaml");
+  const model::ModelConfig m = model::load_model(model_name, data);
+  const auto table = model::PrecisionTable::load(data / "precisions.yaml");
+
+  simulator::HostViewRequest q;
+  q.model = &m;
+  q.engine = &engines.host_default();
+  q.precisions = precision_list(precisions, m, table);
+  q.context_tokens = context;
+  q.concurrency = concurrency;
+  q.output_tokens = output;
+  if (vm.count("kv-dtype")) q.kv_dtype = model::parse_kv_dtype(kv_dtype);
+  if (kv_mode == "model-aware") q.kv_mode = model::KvMode::model_aware;
+  else if (kv_mode == "full-length") q.kv_mode = model::KvMode::full_length;
+  else throw InputError("unknown --kv-mode '" + kv_mode + "' (use model-aware or full-length)");
+  q.gpu_memory_utilization = utilization;
+  const simulator::HostFlags none;
+  if (!vm.count("hosts")) {
+    for (const auto& h : db.hosts()) q.hosts.push_back(simulator::host_target(db, data, h, none));
+  } else if (to_lower(hosts) != "none") {
+    for (const auto& name : split_list(hosts)) q.hosts.push_back(simulator::host_target(db, data, db.host(name), none));
+  }
+  std::optional<simulator::HostTarget> user;
+  if (vm.count("ram-gb")) {
+    user = simulator::host_target(db, data, ram_gb_host(ram_gb), hf);
+    q.hosts.push_back(*user);
+  }
+  if (q.hosts.empty()) throw InputError("--hosts none leaves no host: give --ram-gb or name hosts");
+  if (to_lower(offload_gpus) != "none") {
+    for (const auto& name : split_list(offload_gpus)) {
+      const gpu_db::GpuSpec& g = db.gpu(name);
+      engines.require_runs_on(*q.engine, g);
+      simulator::Hardware hw = simulator::gpu_hardware(db, g);
+      hw.gpu_profile = simulator::choose_gpu_profile(data, g.name, q.engine->name, "auto", nullptr);
+      q.offload_gpus.push_back(hw);
+    }
+    if (user && !vm["offload-host"].defaulted()) throw InputError("give --offload-host or --ram-gb, not both (--ram-gb's host holds the experts)");
+    simulator::HostTarget holder;
+    holder.host = user ? user->host : db.host(offload_host);
+    // Its CPU cores run the experts, as moeplan simulate --offload-host prices it.
+    holder.hardware = simulator::llamacpp_host(db, holder.host, user ? hf : none, true, &holder.notes);
+    q.offload_host = holder;
+  }
+  emit(reports::host_view_report(q, simulator::host_view(q)), common, out);
   return kExitOk;
 }
 

@@ -5,6 +5,8 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/text.hpp"
+#include "app/cli.hpp"
 
 namespace po = boost::program_options;
 
@@ -45,6 +47,37 @@ void add_config_options(po::options_description& d, ConfigOptions& o) {
        "price ops from a measured host profile (moeplan calibrate; host mode): predictions get error bars from its held-out residuals");
 }
 
+// --precisions: each resolved to the model family's usual policy (as moeplan memory --precision does); a precision
+// named twice (after resolving) once.
+std::vector<model::Precision> precision_list(const std::string& list, const model::ModelConfig& m,
+                                             const model::PrecisionTable& table) {
+  std::vector<model::Precision> out;
+  for (const auto& spec : split_list(list)) {
+    model::Precision p = model::resolve_precision(spec, m, table);
+    bool seen = false;
+    for (const auto& q : out) seen = seen || q.spec == p.spec;
+    if (!seen) out.push_back(p);
+  }
+  if (out.empty()) throw InputError("--precisions '" + list + "' names no precision (e.g. bf16,fp8)");
+  return out;
+}
+
+void add_host_flag_options(po::options_description& d, simulator::HostFlags& hf) {
+  d.add_options()
+      ("mem-bandwidth-gbps", po::value<double>(&hf.bandwidth_gbps), "host memory bandwidth in GB/s (overrides the host's)")
+      ("host-tflops", po::value<double>(&hf.tflops), "host compute peak in TFLOP/s (overrides the host's)")
+      ("host-cores", po::value<int>(&hf.cores),
+       "host CPU cores (x the FP32 FLOP/cycle and clock in data/hosts.yaml); default: the host's, else the default server's");
+}
+
+gpu_db::HostSpec ram_gb_host(double ram_gb) {
+  gpu_db::HostSpec h;
+  h.name = "host with " + std::to_string(static_cast<long long>(ram_gb)) + " GB RAM";
+  h.kind = "cpu";
+  h.memory_bytes = ram_gb * 1e9;
+  return h;
+}
+
 ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   for (const char* name : {"count", "tp", "ep", "pp", "dp", "max-num-batched-tokens", "gpu-memory-utilization", "ram-gb"})
     require_positive(vm, name);
@@ -83,11 +116,7 @@ ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& v
         c.host = h;
       }
     } else if (vm.count("ram-gb")) {
-      gpu_db::HostSpec h;
-      h.name = "host with " + std::to_string(static_cast<long long>(o.ram_gb)) + " GB RAM";
-      h.kind = "cpu";
-      h.memory_bytes = o.ram_gb * 1e9;
-      c.host = h;
+      c.host = ram_gb_host(o.ram_gb);
     }
     return c;
   }

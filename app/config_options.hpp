@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/program_options.hpp>
 
@@ -13,6 +14,7 @@
 #include "model/kv_cache.hpp"
 #include "model/precision.hpp"
 #include "model/shard.hpp"
+#include "simulator/hardware.hpp"
 #include "simulator/profile.hpp"
 
 namespace moeplan::app {
@@ -46,6 +48,16 @@ struct ResolvedConfig {
 // `db` must outlive the result (gpu points into it).
 ResolvedConfig resolve_config(const ConfigOptions& o, const boost::program_options::variables_map& vm,
                               const gpu_db::Database& db);
+
+// --precisions "a,b": each resolved to the model family's usual policy (as --precision is); a precision named twice
+// (after resolving) once; an empty list is an InputError.
+std::vector<model::Precision> precision_list(const std::string& list, const model::ModelConfig& m,
+                                             const model::PrecisionTable& table);
+
+// --mem-bandwidth-gbps, --host-tflops, --host-cores: a host's rates given on the command line (simulate, hosts).
+void add_host_flag_options(boost::program_options::options_description& d, simulator::HostFlags& flags);
+// The host --ram-gb describes: a CPU host with that much RAM and no rates of its own.
+gpu_db::HostSpec ram_gb_host(double ram_gb);
 
 // Throws InputError when a numeric option is present and not > 0.
 void require_positive(const boost::program_options::variables_map& vm, const char* name);

@@ -382,7 +382,11 @@ HostProfile calibrate_host(const CalibrateRequest& r) {
   for (const auto& d : r.dtypes) weight_dtype(d);  // validates
   auto say = [&](const std::string& s) {
     if (r.progress) r.progress(s);
+    if (r.bar) r.bar->step("calibrate: " + s);
   };
+  // The groups say() announces: memory, then per rank layout and pass two per dtype, attention, elementwise.
+  if (r.bar)
+    r.bar->set_total(1 + static_cast<std::int64_t>(r.ranks.size()) * passes * (2 * static_cast<std::int64_t>(r.dtypes.size()) + 2));
 
   HostProfile p;
   p.host = simulator::this_host_name();
@@ -465,6 +469,7 @@ HostProfile calibrate_host(const CalibrateRequest& r) {
       for (const auto& [d, c] : out.gemm_flops_per_s) p.peak_flops[d] = *std::max_element(c.y.begin(), c.y.end()) * ranks;
     p.layouts.push_back(std::move(out));
   }
+  if (r.bar) r.bar->advance();  // the last group announced is done
   return p;
 }
 

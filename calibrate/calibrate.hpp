@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/progress.hpp"
 #include "simulator/profile.hpp"
 
 namespace moeplan::calibrate {
@@ -28,6 +29,7 @@ struct CalibrateRequest {
   // longer than one point's repetitions, so repeating the whole sweep, not the point, is what gets past it.
   int passes = 1;
   std::function<void(const std::string&)> progress;  // one line per measurement group (may be empty)
+  Progress* bar = nullptr;  // stepped once per measurement group, its total set here (may be null)
 };
 
 simulator::HostProfile calibrate_host(const CalibrateRequest& request);

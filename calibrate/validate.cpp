@@ -356,6 +356,7 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
   const auto t_start = Clock::now();
   auto say = [&](const std::string& s) {
     if (r.progress) r.progress(s);
+    if (r.bar) r.bar->step("validate: " + s);
   };
   const simulator::HostProfile& prof = r.profile;
   for (int n : r.grid.ranks)
@@ -489,6 +490,8 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     for (const auto& o : groups) later = later || (o.experts == g.experts && o.model == nullptr && &o != &g && o.measured.front().samples.empty());
     if (!later) bases.erase(g.experts);
   };
+  // The steps say() announces: one checkpoint per expert count, one round per group.
+  if (r.bar) r.bar->set_total(static_cast<std::int64_t>(configs.size() + groups.size() * rounds));
   if (together) {
     for (auto& g : groups) prepare(g);
     for (int round = 0; round < rounds; ++round)
@@ -500,6 +503,7 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
       release(g);
     }
   }
+  if (r.bar) r.bar->advance();  // the last round announced is done
   std::vector<Run> runs;
   for (auto& g : groups)
     for (std::size_t i = 0; i < g.points.size(); ++i) {

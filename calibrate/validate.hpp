@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/progress.hpp"
+
 #include "simulator/profile.hpp"
 
 namespace moeplan::calibrate {
@@ -39,6 +41,7 @@ struct CpuValidateRequest {
   std::uint64_t seed = 1;
   std::filesystem::path work_dir;          // seeded random checkpoints are written here (default: temp dir)
   std::function<void(const std::string&)> progress;
+  Progress* bar = nullptr;  // advanced once per point measured in a round, its total set here (may be null)
 };
 
 struct ValidationRow {

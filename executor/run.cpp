@@ -120,10 +120,13 @@ RunResult run_model(const RunRequest& r) {
       }
     };
     if (r.gen_tokens > 0) pick();
+    const bool report = rank == 0 && r.progress;
+    if (report) r.progress->advance();  // the first token comes from the prefill
     const auto t1 = Clock::now();
     for (std::int64_t i = 1; i < r.gen_tokens; ++i) {
       logits = s.decode(next);
       pick();
+      if (report) r.progress->advance();
     }
     out.decode_s = since(t1);
     out.ops = s.op_times();

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/progress.hpp"
 #include "executor/forward.hpp"
 
 namespace moeplan::executor {
@@ -30,6 +31,7 @@ struct RunRequest {
   std::vector<std::int32_t> prompt;      // explicit prompt (every sequence), else seeded random ids
   float temperature = 0, top_p = 1;
   std::uint64_t seed = 1;
+  Progress* progress = nullptr;          // advanced per generated token (of rank 0), total gen_tokens (may be null)
 };
 
 struct RunResult {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/progress.hpp"
 #include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -69,6 +70,7 @@ struct PlanRequest {
   int slo_percentile = 90;                       // 50, 90 or 99
   int serving_rows = 10;                         // rows checked, best first (plan --top); 0: none (the formula only)
   std::int64_t serving_requests_per_slot = 4;    // requests simulated = this x the concurrency (simulate's default)
+  Progress* progress = nullptr;                  // advanced per serving check (may be null; thread-safe)
   std::string model_arg;                         // --model of the printed simulate command (default: the model's name)
   // Serving engines to evaluate (data/engines.yaml). Empty: the plain roofline, rows name no engine (as before
   // engines). Otherwise each engine is planned on the GPUs it runs on, with its step and kernel overheads, and rows

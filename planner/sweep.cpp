@@ -446,12 +446,15 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
     if (todo.empty()) break;
     std::vector<ServeOutcome> outcomes(todo.size());
     std::vector<std::exception_ptr> errors(todo.size());
+    // A row that misses brings the next one in: the total grows by each round's rows.
+    if (r.progress) r.progress->set_total(r.progress->done() + static_cast<std::int64_t>(todo.size()));
     for_each_parallel(todo.size(), [&](std::size_t k) {
       try {
         outcomes[k] = serve_row(row_request(r, res.rows[todo[k]]), db, window_kind, res.rows[todo[k]]);
       } catch (...) {
         errors[k] = std::current_exception();
       }
+      if (r.progress) r.progress->advance();
     });
     for (const auto& e : errors)
       if (e) std::rethrow_exception(e);

@@ -118,6 +118,25 @@ std::string workload_line(const planner::PlanRequest& q) {
 
 }  // namespace
 
+namespace {
+
+// Whole dollars with thousands separators from $100 up (monthly bills), else as money().
+std::string dollars(double usd) { return usd >= 100 ? with_commas(static_cast<std::int64_t>(std::llround(usd))) : money(usd); }
+
+// The monthly bills at --tokens-per-month and the rule the self-hosted one follows (docs/planner.md "Cost").
+std::string monthly_bill_text(const planner::PlanRow& self, const planner::ApiComparison& c) {
+  const auto& api = c.offers.front();
+  return "$/month at " + format_fixed(c.tokens_per_month / 1e9, 2) + " B tokens/month (--tokens-per-month): an API bills " +
+         "volume x $/M blend (cheapest, " + api.price.provider + ": $" + dollars(api.usd_per_month) + "); self-hosted needs " +
+         with_commas(static_cast<std::int64_t>(std::llround(c.month.gpu_hours_needed))) + " GPU-hours at the row's " +
+         "throughput, but its " + std::to_string(self.count) + " GPUs are rented by the month (730 h), so it pays whole " +
+         "replicas, at least one: " + std::to_string(c.month.replicas) + " x $" + dollars(self.usd_per_month) + " = $" +
+         dollars(c.month.usd) + " for " + with_commas(static_cast<std::int64_t>(std::llround(c.month.gpu_hours_billed))) +
+         " GPU-hours";
+}
+
+}  // namespace
+
 Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res,
                    const std::vector<planner::LaunchCommand>& launch, const std::optional<planner::ApiComparison>& api,
                    int top, bool verbose) {
@@ -156,9 +175,9 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   }
   Table t;
   t.columns = {"#", "GPUs", "precision", "layout", "nodes, links", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
-               "TPOT " + pct(q) + "ms", "$/hour", "net $/h",
+               "TPOT " + pct(q) + "ms", "$/hour", "$/month", "net $/h",
                "$/M in", "$/M out", "$/M blend", "vs API", "pareto", "beyond validated"};
-  t.right_align = {true, false, false, false, false, true, true, true, true, true, true, true, true, true, true, true, false, false};
+  t.right_align = {true, false, false, false, false, true, true, true, true, true, true, true, true, true, true, true, true, false, false};
   if (engines) {
     t.columns.insert(t.columns.begin() + 2, "engine");
     t.right_align.insert(t.right_align.begin() + 2, false);
@@ -174,7 +193,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     t.rows.push_back({std::to_string(i + 1), std::to_string(r.count) + "x " + r.gpu->name,
                       r.precision + (r.weight_only ? " (w-only)" : ""), layout_text(r.layout), links_text(r),
                       with_commas(r.batch), rate(r.output_tokens_per_s), format_fixed(r.output_tokens_per_s_per_user, 1),
-                      format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour), network_text(r),
+                      format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour), dollars(r.usd_per_month), network_text(r),
                       money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
                       api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : "",
                       join(r.beyond_validated, ", ")});
@@ -276,6 +295,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                           "/M; break-even at " + format_fixed(api->breakeven_tokens_per_month / 1e9, 2) +
                           " B tokens/month = " + format_fixed(100.0 * api->breakeven_utilization, 0) +
                           " % of #1's capacity (moeplan compare-api)");
+      if (api->tokens_per_month > 0) rep.notes.push_back("#1 " + monthly_bill_text(b, *api));
     }
     for (const auto& l : launch)
       rep.notes.push_back((l.row > 0 ? "#" + std::to_string(l.row) + " " : std::string()) + l.engine + ": " + l.command +
@@ -344,26 +364,39 @@ Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow&
                     layout_text(self.layout) + " at batch " + with_commas(self.batch) + ", $" + money(self.usd_per_hour) +
                     "/hour, utilization " + format_fixed(100.0 * q.utilization, 0) + " %"};
   Table t;
-  t.columns = {"provider", "variant", "$/M in", "$/M out", "$/M blend", "date", "vs self-hosted"};
-  t.right_align = {false, false, true, true, true, false, true};
+  const bool monthly = c.tokens_per_month > 0;
+  t.columns = {"provider", "variant", "$/M in", "$/M out", "$/M blend", "$/1000 req", "date", "vs self-hosted"};
+  t.right_align = {false, false, true, true, true, true, false, true};
+  if (monthly) {
+    t.columns.insert(t.columns.begin() + 6, "$/month");
+    t.right_align.insert(t.right_align.begin() + 6, true);
+  }
   json offers = json::array();
   for (const auto& o : c.offers) {
     t.rows.push_back({o.price.provider, o.price.model_variant, money(o.price.usd_per_m_input_tokens),
-                      money(o.price.usd_per_m_output_tokens), money(o.usd_per_m_blended), o.price.date,
-                      format_fixed(o.usd_per_m_blended / c.self_usd_per_m_blended, 2) + "x"});
+                      money(o.price.usd_per_m_output_tokens), money(o.usd_per_m_blended), money(o.usd_per_1000_requests),
+                      o.price.date, format_fixed(o.usd_per_m_blended / c.self_usd_per_m_blended, 2) + "x"});
+    if (monthly) t.rows.back().insert(t.rows.back().begin() + 6, dollars(o.usd_per_month));
     offers.push_back({{"provider", o.price.provider}, {"model_variant", o.price.model_variant},
                       {"usd_per_m_input_tokens", o.price.usd_per_m_input_tokens},
                       {"usd_per_m_output_tokens", o.price.usd_per_m_output_tokens},
-                      {"usd_per_m_blended_tokens", o.usd_per_m_blended}, {"date", o.price.date}, {"source", o.price.source}});
+                      {"usd_per_m_blended_tokens", o.usd_per_m_blended}, {"usd_per_1000_requests", o.usd_per_1000_requests},
+                      {"usd_per_month", monthly ? json(o.usd_per_month) : json()}, {"date", o.price.date},
+                      {"source", o.price.source}});
   }
   t.rows.push_back({"self-hosted (this plan)", std::to_string(self.count) + "x " + self.gpu->name, money(self.usd_per_m_input_tokens),
-                    money(self.usd_per_m_output_tokens), money(self.usd_per_m_blended_tokens), "-", "1.00x"});
+                    money(self.usd_per_m_output_tokens), money(self.usd_per_m_blended_tokens),
+                    money(c.self_usd_per_1000_requests), "-", "1.00x"});
+  if (monthly) t.rows.back().insert(t.rows.back().begin() + 6, dollars(c.month.usd));
   rep.tables.push_back(std::move(t));
+  rep.notes.push_back("$/1000 req: 1000 requests of " + with_commas(q.input_tokens) + " in + " + with_commas(q.output_tokens) +
+                      " out tokens (--input, --output) at each row's $/M in and out");
+
   const auto& cheapest = c.offers.front();
   rep.notes.push_back("cheapest API: " + cheapest.price.provider + " at $" + money(cheapest.usd_per_m_blended) +
                       "/M blended for this input:output ratio");
-  rep.notes.push_back("self-hosting rents " + std::to_string(self.count) + " GPUs for $" +
-                      with_commas(static_cast<std::int64_t>(c.self_usd_per_month)) + "/month and serves up to " +
+  rep.notes.push_back("self-hosting rents " + std::to_string(self.count) + " GPUs for $" + dollars(c.self_usd_per_month) +
+                      "/month and serves up to " +
                       format_fixed(c.self_capacity_tokens_per_month / 1e9, 2) + " B tokens/month at the operating point");
   if (c.breakeven_utilization <= 1)
     rep.notes.push_back("break-even: above " + format_fixed(c.breakeven_tokens_per_month / 1e9, 2) +
@@ -373,6 +406,7 @@ Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow&
     rep.notes.push_back("break-even would need " + format_fixed(c.breakeven_tokens_per_month / 1e9, 2) +
                         " B tokens/month, " + format_fixed(c.breakeven_utilization, 1) +
                         "x what one replica serves: at these prices the cheapest API stays cheaper");
+  if (monthly) rep.notes.push_back(monthly_bill_text(self, c));
   rep.json = {{"model", q.model->name}, {"input_tokens", q.input_tokens}, {"output_tokens", q.output_tokens},
               {"self_hosted", row_json(self)}, {"api", offers},
               {"cheapest_api", cheapest.price.provider},
@@ -381,7 +415,12 @@ Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow&
               {"self_usd_per_month", c.self_usd_per_month},
               {"self_capacity_tokens_per_month", c.self_capacity_tokens_per_month},
               {"breakeven_tokens_per_month", c.breakeven_tokens_per_month},
-              {"breakeven_utilization", c.breakeven_utilization}};
+              {"breakeven_utilization", c.breakeven_utilization},
+              {"self_usd_per_1000_requests", c.self_usd_per_1000_requests},
+              {"tokens_per_month", monthly ? json(c.tokens_per_month) : json()}};
+  if (monthly)
+    rep.json["self_month"] = {{"usd", c.month.usd}, {"replicas", c.month.replicas}, {"gpu_hours_needed", c.month.gpu_hours_needed},
+                              {"gpu_hours_billed", c.month.gpu_hours_billed}};
   return rep;
 }
 

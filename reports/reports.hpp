@@ -11,7 +11,9 @@
 #include "model/summary.hpp"
 #include "reports/render.hpp"
 #include "simulator/fit_matrix.hpp"
+#include "simulator/host_view.hpp"
 #include "simulator/memory.hpp"
+#include "simulator/memory_sweep.hpp"
 #include "simulator/published.hpp"
 #include "executor/run.hpp"
 #include "planner/plan.hpp"
@@ -30,8 +32,12 @@ Report hosts_report(const std::vector<gpu_db::HostSpec>& hosts);
 Report local_gpus_report(const kernels::DeviceQuery& devices);
 
 Report memory_report(const simulator::MemoryRequest& request, const simulator::MemoryBreakdown& result);
+// `moeplan memory --sweep context|concurrency`: GB per GPU (and GPUs to fit) per value x precision.
+Report memory_sweep_report(const simulator::MemorySweepRequest& request, const simulator::MemorySweep& result);
 // `moeplan fit-matrix`: one row per GPU x precision.
 Report fit_matrix_report(const simulator::FitMatrixRequest& request, const simulator::FitMatrix& result);
+// `moeplan hosts`: RAM needed, fit, recommended RAM and llama.cpp speeds per host x precision; one-GPU offload rows.
+Report host_view_report(const simulator::HostViewRequest& request, const simulator::HostView& result);
 // `moeplan claims`: each recorded claim about the model against its config; `file` names the claims file.
 Report claims_report(const model::ModelConfig& model, const std::string& file, const std::vector<model::ClaimCheck>& checks);
 // `moeplan claims --quantities`: the quantities a claim may name and how each is computed.

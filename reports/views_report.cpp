@@ -1,5 +1,5 @@
-// reports: `moeplan fit-matrix` (GPU x precision: smallest count that fits, headroom) and `moeplan claims` (recorded
-// claims against the config).
+// reports: `moeplan fit-matrix` (GPU x precision: smallest count that fits, headroom), `moeplan hosts` (RAM needed,
+// fit and llama.cpp speeds per host, one-GPU offload rows) and `moeplan claims` (recorded claims against the config).
 #include <cmath>
 
 #include "common/text.hpp"
@@ -97,6 +97,158 @@ Report fit_matrix_report(const simulator::FitMatrixRequest& q, const simulator::
   r.notes.push_back("headroom, " + simulator::headroom_bounds_text());
   r.notes.push_back("bytes per GPU as moeplan memory computes them (weights + KV + activations + runtime overhead); "
                     "max concurrency: sequences of this context that fit on that count");
+  return r;
+}
+
+namespace {
+
+std::string rate_text(double tokens_per_s) { return tokens_per_s > 0 ? format_fixed(tokens_per_s, tokens_per_s < 10 ? 2 : 1) : "-"; }
+
+json device_memory_json(const simulator::DeviceMemory& d) {
+  return {{"device", d.device},           {"capacity_bytes", d.capacity_bytes}, {"usable_bytes", d.usable_bytes},
+          {"weights_bytes", d.weights_bytes}, {"kv_bytes", d.kv_bytes},       {"activation_bytes", d.activation_bytes},
+          {"overhead_bytes", d.overhead_bytes}, {"free_bytes", d.free_bytes}, {"fits", d.fits}};
+}
+
+json host_row_json(const simulator::HostRow& row) {
+  json j = {{"device", row.device},
+            {"kind", row.kind},
+            {"precision", row.precision},
+            {"kv_dtype", row.kv_dtype},
+            {"offload", row.offload},
+            {"ram_capacity_bytes", row.ram_capacity_bytes},
+            {"ram_needed_bytes", row.ram_needed_bytes},
+            {"ram_free_bytes", row.ram_free_bytes},
+            {"weights_bytes", row.weights_bytes},
+            {"kv_bytes", row.kv_bytes},
+            {"recommended_ram_gb", row.recommended ? json(row.recommended->gb) : json()},
+            {"recommended_ram_reason", row.recommended ? json(row.recommended->reason) : json()},
+            {"fits", row.fits},
+            {"why_not", row.why_not},
+            {"simulated", row.decode_tokens_per_s > 0},
+            {"decode_tokens_per_s", row.decode_tokens_per_s > 0 ? json(row.decode_tokens_per_s) : json()},
+            {"prompt_tokens_per_s", row.prompt_tokens_per_s > 0 ? json(row.prompt_tokens_per_s) : json()},
+            {"prompt_tokens", row.prompt_tokens}};
+  if (row.gpu_memory) j["gpu_memory"] = device_memory_json(*row.gpu_memory);
+  if (row.host_memory) j["host_memory"] = device_memory_json(*row.host_memory);
+  return j;
+}
+
+std::string recommended_text(const simulator::HostRow& row) {
+  return row.recommended ? format_fixed(row.recommended->gb, 0) + " GB" : "above " +
+      format_fixed(simulator::standard_ram_sizes().back().gb, 0) + " GB";
+}
+
+}  // namespace
+
+Report host_view_report(const simulator::HostViewRequest& q, const simulator::HostView& v) {
+  const model::ModelConfig& m = *q.model;
+  Report r;
+  r.header = {"hosts: " + m.name + ", " + with_commas(q.concurrency) + " sequence(s) x " + with_commas(q.context_tokens) +
+                  " tokens of context (" + with_commas(q.context_tokens - q.output_tokens) + " prompt + " +
+                  with_commas(q.output_tokens) + " generated), KV " + model::kv_mode_name(q.kv_mode) + ", engine " +
+                  q.engine->display_name + " (its KV dtype and token budget unless given)",
+              "RAM needed: weights + KV cache + activations, as moeplan memory --host computes them; decode tok/s (per "
+              "sequence, 1 / mean TPOT) and prompt tok/s (prompt tokens / mean TTFT) as moeplan simulate --engine "
+              "llamacpp computes them"};
+  Table t;
+  t.columns = {"host", "kind", "precision", "RAM GB", "needed GB", "fits", "free GB", "recommended RAM", "decode tok/s",
+               "prompt tok/s", "note"};
+  t.right_align = {false, false, false, true, true, false, true, true, true, true, false};
+  Table o;
+  o.title = "one GPU, routed experts in host RAM (llama.cpp -ot exps=CPU; moeplan simulate --offload-experts)";
+  o.columns = {"gpu + host", "precision", "GPU usable GB", "GPU used GB", "GPU free GB", "RAM GB", "experts in RAM GB",
+               "RAM free GB", "fits", "recommended RAM", "decode tok/s", "prompt tok/s", "note"};
+  o.right_align = {false, false, true, true, true, true, true, true, false, true, true, true, false};
+  r.json = {{"model", m.name},
+            {"context_tokens", q.context_tokens},
+            {"concurrency", q.concurrency},
+            {"prompt_tokens", q.context_tokens - q.output_tokens},
+            {"output_tokens", q.output_tokens},
+            {"kv_mode", model::kv_mode_name(q.kv_mode)},
+            {"engine", q.engine->name},
+            {"host_usable_share", simulator::kHostUsableShare},
+            {"rows", json::array()},
+            {"standard_ram_gb", json::array()},
+            {"assumptions", v.notes}};
+  for (const auto& s : simulator::standard_ram_sizes()) r.json["standard_ram_gb"].push_back({{"gb", s.gb}, {"reason", s.reason}});
+  for (const auto& row : v.rows) {
+    r.json["rows"].push_back(host_row_json(row));
+    const std::string fits = row.fits ? "yes" : "no";
+    if (!row.offload) {
+      t.rows.push_back({row.device, row.kind, row.precision, gb(row.ram_capacity_bytes), gb(row.ram_needed_bytes), fits,
+                        gb(row.ram_free_bytes), recommended_text(row), rate_text(row.decode_tokens_per_s),
+                        rate_text(row.prompt_tokens_per_s), row.why_not});
+    } else {
+      const auto& g = *row.gpu_memory;
+      const auto& h = *row.host_memory;
+      const double g_used = g.weights_bytes + g.kv_bytes + g.activation_bytes + g.overhead_bytes;
+      o.rows.push_back({row.device, row.precision, gb(g.usable_bytes), gb(g_used), gb(g.free_bytes), gb(h.capacity_bytes),
+                        gb(h.weights_bytes), gb(h.free_bytes), fits, recommended_text(row), rate_text(row.decode_tokens_per_s),
+                        rate_text(row.prompt_tokens_per_s), row.why_not});
+    }
+  }
+  r.tables.push_back(std::move(t));
+  if (!o.rows.empty()) r.tables.push_back(std::move(o));
+  r.notes.push_back("recommended RAM: the smallest standard size (DIMM count x DIMM size; docs/views.md) whose " +
+                    format_fixed(100 * simulator::kHostUsableShare, 0) +
+                    " % holds the RAM needed (the rest left to the OS and llama.cpp's buffers, as simulate assumes for "
+                    "offload hosts); GB = 1e9 bytes");
+  r.notes.push_back("free: never below 0; a row that does not fit says what it needs and is not simulated. Each host's "
+                    "rates and their sources: --format json \"assumptions\" (docs/simulator.md \"Hosts and offloading\")");
+  return r;
+}
+
+Report memory_sweep_report(const simulator::MemorySweepRequest& q, const simulator::MemorySweep& sweep) {
+  const simulator::MemoryRequest& b = q.base;
+  const model::ModelConfig& m = *b.model;
+  const bool by_context = q.axis == simulator::SweepAxis::context;
+  const std::string where = b.host_mode ? b.device_name : std::to_string(b.layout.gpus()) + " x " + b.device_name;
+  Report r;
+  r.header = {"memory per " + std::string(b.host_mode ? "host" : "GPU") + " against " + simulator::sweep_axis_name(q.axis) +
+                  ": " + m.name + " on " + where + " (" + layout_text(b.layout) +
+                  (b.layout.ep > 1 ? " ep" + std::to_string(b.layout.ep) : "") +
+                  (b.layout.dp > 1 ? " dp" + std::to_string(b.layout.dp) : "") + "), KV " + model::kv_dtype_name(b.kv_dtype) +
+                  " (" + model::kv_mode_name(b.kv_mode) + "), " +
+                  (by_context ? with_commas(b.concurrency) + " sequence(s)" : with_commas(b.context_tokens) + " tokens of context"),
+              "GB per " + std::string(b.host_mode ? "host" : "GPU") + ": weights + KV + activations + overhead, as moeplan memory "
+              "computes them; (over): above the usable " + gb(sweep.cells.empty() ? 0 : sweep.cells[0][0].memory.usable_bytes) +
+              " GB" + (q.fit_gpu ? "; GPUs: the smallest count of " + q.fit_gpu->name + " that holds it (moeplan fit-matrix's layouts, up to " +
+                                       std::to_string(q.max_gpus) + ")" : "")};
+  Table t;
+  t.columns = {by_context ? "context" : "concurrency"};
+  for (const auto& p : q.precisions) {
+    t.columns.push_back(p.spec + " GB");
+    if (q.fit_gpu) t.columns.push_back(p.spec + " GPUs");
+  }
+  t.right_align.assign(t.columns.size(), true);
+  r.json = {{"model", m.name}, {"device", b.device_name}, {"host_mode", b.host_mode}, {"gpus", b.host_mode ? 0 : b.layout.gpus()},
+            {"tp", b.layout.tp}, {"ep", b.layout.ep}, {"pp", b.layout.pp}, {"dp", b.layout.dp},
+            {"kv_dtype", model::kv_dtype_name(b.kv_dtype)}, {"kv_mode", model::kv_mode_name(b.kv_mode)},
+            {"sweep", simulator::sweep_axis_name(q.axis)},
+            {by_context ? "concurrency" : "context_tokens", by_context ? b.concurrency : b.context_tokens},
+            {"fit_gpu", q.fit_gpu ? json(q.fit_gpu->name) : json()}, {"rows", json::array()}};
+  for (std::size_t i = 0; i < sweep.values.size(); ++i) {
+    std::vector<std::string> row = {with_commas(sweep.values[i])};
+    json cells = json::array();
+    for (std::size_t k = 0; k < q.precisions.size(); ++k) {
+      const auto& c = sweep.cells[i][k];
+      row.push_back(gb(c.memory.total_bytes) + (c.memory.fits ? "" : " (over)"));
+      if (q.fit_gpu) row.push_back(c.gpus_to_fit > 0 ? std::to_string(c.gpus_to_fit) : "-");
+      json cell = {{"precision", q.precisions[k].spec}, {"total_bytes", c.memory.total_bytes},
+                   {"weights_bytes", c.memory.weights.total}, {"kv_bytes", c.memory.kv_bytes},
+                   {"activation_bytes", c.memory.activation_bytes}, {"overhead_bytes", c.memory.overhead_bytes},
+                   {"usable_bytes", c.memory.usable_bytes}, {"fits", c.memory.fits}};
+      if (q.fit_gpu) cell["gpus_to_fit"] = c.gpus_to_fit > 0 ? json(c.gpus_to_fit) : json();
+      cells.push_back(cell);
+    }
+    t.rows.push_back(std::move(row));
+    r.json["rows"].push_back({{by_context ? "context_tokens" : "concurrency", sweep.values[i]}, {"cells", cells}});
+  }
+  r.tables.push_back(std::move(t));
+  if (by_context)
+    r.notes.push_back("contexts: 1,024 x 2^k up to " + with_commas(sweep.values.empty() ? 0 : sweep.values.back()) +
+                      " (the model's max_position_embeddings, at most 1,048,576)");
   return r;
 }
 

@@ -14,19 +14,6 @@ namespace {
 
 double d(std::int64_t v) { return static_cast<double>(v); }
 
-// Weight bytes the offload moves to host memory (per GPU view: the replica is one GPU when offloading).
-double offloaded_bytes(const model::ModelConfig& m, const model::Precision& p, const Offload& o) {
-  double bytes = 0;
-  for (const auto& layer : m.layers) {
-    const bool layer_on_host = o.gpu_layers >= 0 && layer.index >= o.gpu_layers;
-    for (const auto& w : layer.weights) {
-      if (layer_on_host || (o.experts_on_host && w.module == model::Module::routed_experts))
-        bytes += model::weight_group_bytes(w, p, layer.index, static_cast<int>(m.num_layers));
-    }
-  }
-  return bytes;
-}
-
 // Share of a sequence's KV bytes that lives in host RAM: with --gpu-layers N llama.cpp keeps each layer's KV with
 // the layer (layers [N, L) on the host); with --offload-experts attention and its KV stay on the GPU. Every layer of
 // the supported families stores the same bytes per kept token, so layers weigh by the tokens they keep.
@@ -45,6 +32,18 @@ double kv_host_share(const model::OpGraph& g, const Offload& o, std::int64_t con
 }
 
 }  // namespace
+
+double offloaded_bytes(const model::ModelConfig& m, const model::Precision& p, const Offload& o) {
+  double bytes = 0;
+  for (const auto& layer : m.layers) {
+    const bool layer_on_host = o.gpu_layers >= 0 && layer.index >= o.gpu_layers;
+    for (const auto& w : layer.weights) {
+      if (layer_on_host || (o.experts_on_host && w.module == model::Module::routed_experts))
+        bytes += model::weight_group_bytes(w, p, layer.index, static_cast<int>(m.num_layers));
+    }
+  }
+  return bytes;
+}
 
 SimulateResult simulate(const SimulateRequest& r) {
   if (!r.model) throw std::logic_error("simulate: no model");
@@ -113,7 +112,7 @@ SimulateResult simulate(const SimulateRequest& r) {
   if (r.offload.active()) {
     moved = offloaded_bytes(m, r.precision, r.offload);
     weights_on_device -= moved;
-    host_usable = r.offload_host->memory_bytes * 0.95;  // 5 % left to the OS and llama.cpp's host buffers (assumption)
+    host_usable = r.offload_host->memory_bytes * kHostUsableShare;
     if (moved >= host_usable)
       throw InputError(m.name + " in " + r.precision.spec + " does not fit: the offloaded weights need " + format_gb(moved) +
                        " but " + r.offload_host->name + " has " + format_gb(host_usable) + " usable of " +

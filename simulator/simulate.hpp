@@ -70,4 +70,10 @@ struct SimulateResult {
 // Throws InputError for impossible configurations (layout, lengths, memory).
 SimulateResult simulate(const SimulateRequest& request);
 
+// Share of an offload host's RAM that holds offloaded weights and KV: 5 % is left to the OS and llama.cpp's host
+// buffers (assumption).
+inline constexpr double kHostUsableShare = 0.95;
+// Weight bytes an offload moves to host memory (the replica is one GPU when offloading).
+double offloaded_bytes(const model::ModelConfig& m, const model::Precision& p, const Offload& o);
+
 }  // namespace moeplan::simulator
