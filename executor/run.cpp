@@ -89,7 +89,7 @@ RunResult run_model(const RunRequest& r) {
   std::vector<std::shared_ptr<const Model>> shards;
   auto comms = make_in_process_group(ranks);
   for (int rank = 0; rank < ranks; ++rank)
-    shards.push_back(ranks > 1 ? model->sharded(r.tp, r.ep, rank, dp, r.pp) : model);
+    shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
   struct RankOut {
     double prefill_s = 0, decode_s = 0;
     std::vector<std::vector<std::int32_t>> tokens;
