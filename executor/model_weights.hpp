@@ -49,16 +49,16 @@ class Model {
   // over all tp * dp ranks: routed experts split into ep contiguous ranges, each expert's intermediate split
   // moe_tp = tp * dp / ep ways. Router and norms stay whole on every rank.
   // Pipeline stages `pp`: stage s holds layers model::stage_layers(s) only, the embedding only on stage 0, the final
-  // norm and lm_head only on the last; `rank` then counts all pp * tp * dp ranks, stage-major (rank = stage * tp *
-  // dp + the rank inside the stage, which Sharding::rank keeps).
+  // norm and lm_head only on the last; `world_rank` counts all pp * tp * dp ranks (layout.gpus()), stage-major
+  // (world_rank = stage * tp * dp + the rank inside the stage, which Sharding::rank keeps).
   // Throws InputError (model::layout_problem's message) when the sizes do not divide, or the rank is out of range.
-  // `world_rank` counts all layout.gpus() ranks.
   std::shared_ptr<const Model> sharded(const model::ParallelLayout& layout, int world_rank) const;
+  // The same with the layout's sizes one by one.
   std::shared_ptr<const Model> sharded(int tp, int ep, int rank, int dp = 1, int pp = 1) const {
     return sharded(model::ParallelLayout{.tp = tp, .ep = ep, .pp = pp, .dp = dp}, rank);
   }
   struct Sharding {
-    model::ParallelLayout layout;  // the whole model: one rank
+    model::ParallelLayout layout;   // all ranks of the run (the whole model: one rank)
     int rank = 0;                   // inside this pipeline stage, [0, tp * dp)
     std::int64_t expert_begin = 0;  // first routed expert this rank holds (it holds layers[..].expert_gate.size())
     std::int64_t vocab_begin = 0;   // first vocabulary row of embed and lm_head this rank holds (it holds embed.rows)
