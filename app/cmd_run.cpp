@@ -7,6 +7,7 @@
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
+#include "executor/devices.hpp"
 #include "executor/run.hpp"
 #include "model/shape_override.hpp"
 #include "reports/reports.hpp"
@@ -31,7 +32,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("weights", po::value<std::string>(&weights), "checkpoint directory (config.json + safetensors)")
       ("random-weights", po::value<std::uint64_t>(&random_seed), "write a seeded random checkpoint in the HF layout and run it")
       ("weights-out", po::value<std::string>(&weights_out), "where --random-weights writes (default: a temporary directory)")
-      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not built yet)")
+      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not available yet; it says why)")
       ("threads", po::value<int>(&threads)->default_value(0), "CPU threads (0: all)")
       ("bf16-activations", po::bool_switch(&bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
       ("tp", po::value<int>(&tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")
@@ -63,8 +64,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp", "pp"}) require_positive(vm, name);
   if (gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
   if (threads < 0) throw InputError("--threads must be 0 (all) or positive");
-  if (device == "cuda")
-    throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
+  if (device == "cuda") throw InputError(executor::cuda_executor_unavailable(executor::query_gpus()));
   if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
   if (vm.count("weights") == vm.count("random-weights"))
     throw InputError("give --weights DIR or --random-weights SEED (one of them)");

@@ -15,4 +15,9 @@ struct CpuInfo {
 CpuInfo query_cpu();
 kernels::DeviceQuery query_gpus();
 
+// Why `run --device cuda` cannot run on this machine with this build, as one line naming the fix: a build without
+// CUDA, no visible device (the query's status), or the CUDA backend of executor/backend.hpp not being part of
+// the executor yet. The caller throws it as an InputError (exit 2).
+std::string cuda_executor_unavailable(const kernels::DeviceQuery& gpus);
+
 }  // namespace moeplan::executor

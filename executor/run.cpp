@@ -85,11 +85,11 @@ RunResult run_model(const RunRequest& r) {
   // Ranks: pp * tp * dp threads, stage-major; in each stage, each replica of tp ranks serves a contiguous block of
   // the sequences (as even as the batch allows; a replica with none still joins every all-to-all), and every stage
   // sees the same sequences. Rank 0 runs here with the pool; the others on their own threads, single-threaded each.
-  const int stage_ranks = r.tp * dp, ranks = r.pp * stage_ranks;
+  const int stage_ranks = layout.tp * layout.dp, ranks = layout.gpus();
   std::vector<std::shared_ptr<const Model>> shards;
   auto comms = make_in_process_group(ranks);
   for (int rank = 0; rank < ranks; ++rank)
-    shards.push_back(ranks > 1 ? model->sharded(r.tp, r.ep, rank, dp, r.pp) : model);
+    shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
   struct RankOut {
     double prefill_s = 0, decode_s = 0;
     std::vector<std::vector<std::int32_t>> tokens;
@@ -99,11 +99,11 @@ RunResult run_model(const RunRequest& r) {
   };
   std::vector<RankOut> outs(static_cast<std::size_t>(ranks));
   auto generate = [&](int rank) {
-    const int d = rank % stage_ranks / r.tp;  // this rank's data-parallel replica (the same in every stage)
+    const int d = rank % stage_ranks / layout.tp;  // this rank's data-parallel replica (the same in every stage)
     const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
     Communicator& world = *comms[static_cast<std::size_t>(rank)];
     Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations}, n,
-              stage_group(world, stage_ranks), r.pp > 1 ? &world : nullptr);
+              stage_group(world, stage_ranks), layout.pp > 1 ? &world : nullptr);
     // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
     std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
     for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
@@ -155,13 +155,13 @@ RunResult run_model(const RunRequest& r) {
   // the last stage's logits); routing from the first rank of each replica of every stage, its MoE layers after the
   // earlier stages'; times: the slowest rank; per-op times: the first rank of each stage, summed (pp = 1: rank 0's).
   for (const RankOut& o : outs) res.kv_cache_bytes += o.kv_cache_bytes;
-  for (int stage = 0; stage < r.pp; ++stage) {
+  for (int stage = 0; stage < layout.pp; ++stage) {
     const std::size_t first_moe_layer = res.routing.size();
     const RankOut& lead = outs[static_cast<std::size_t>(stage * stage_ranks)];
     res.routing.resize(first_moe_layer + lead.routing.size());
     for (const auto& [name, seconds] : lead.ops.seconds) res.ops.seconds[name] += seconds;
     for (const auto& [name, calls] : lead.ops.calls) res.ops.calls[name] += calls;
-    for (int rank = stage * stage_ranks; rank < (stage + 1) * stage_ranks; rank += r.tp) {
+    for (int rank = stage * stage_ranks; rank < (stage + 1) * stage_ranks; rank += layout.tp) {
       const RankOut& o = outs[static_cast<std::size_t>(rank)];
       res.prefill_s = std::max(res.prefill_s, o.prefill_s);
       res.decode_s = std::max(res.decode_s, o.decode_s);

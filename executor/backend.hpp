@@ -1,0 +1,125 @@
+// executor/backend: the compute interface between the forward pass (executor/session.*) and the kernels: a device,
+// memory that lives on it, and the ops the op graph of model/op_graph.hpp names. The CPU backend (backend_cpu.*)
+// is always built and is the oracle: it calls the fast kernels of kernels/cpu with the same arguments the forward
+// pass always gave them, so its results are bit-identical to calling them directly. A CUDA backend implements the
+// same ops on one GPU stream.
+//
+// Memory and ordering. Every pointer an op takes points into this backend's memory (host memory for the CPU
+// backend, device memory for CUDA), except where a comment says "host". Ops run in call order on the backend's one
+// stream (the CPU backend runs them at once, on the calling thread and its pool): an op sees the results of every
+// op issued before it. `download` waits for the stream; `synchronize` waits without copying (timers call it).
+// Communicators (executor/comm.hpp) take pointers into the same memory as the backend the session uses.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "kernels/attention.hpp"
+#include "kernels/rope.hpp"
+#include "kernels/router.hpp"
+#include "kernels/weights.hpp"
+
+namespace moeplan::executor {
+
+enum class DeviceKind { cpu, cuda };
+const char* device_kind_name(DeviceKind kind);  // "cpu", "cuda"
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceKind kind() const = 0;
+  virtual std::string description() const = 0;  // e.g. "cpu avx2, 2 threads"
+
+  // ---- memory (bytes). allocate returns zero-filled memory (nullptr for 0 bytes); release takes what allocate gave.
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;    // host -> device
+  virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;  // device -> host; waits
+  // device -> device; the ranges may overlap (memmove).
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void synchronize() = 0;  // every op issued so far has finished
+
+  // Weights: the view of a host matrix (kernels::WeightView of host memory that outlives the backend's use of it)
+  // in this device's memory: the view itself on the CPU; on a GPU, a copy uploaded on first use and kept.
+  virtual kernels::WeightView resident(const kernels::WeightView& host) = 0;
+
+  // ---- ops, under the op graph's names (model/op_graph.hpp). Shapes as the kernels/ headers state them.
+  // matmul (attn.qkv, attn.o, mlp.*, moe.router, moe.shared.*, lm_head), by the weight's dtype:
+  // y[M, N] (+)= x[M, K] · dequant(w)^T.
+  virtual void matmul(const float* x, std::int64_t M, const kernels::WeightView& w, float* y, bool accumulate) = 0;
+  // moe.experts.*: rows of x_sorted [R, K] grouped by expert (expert_offsets: host, [experts + 1]) times each
+  // expert's weights (host array of `experts` resident views); y_sorted [R, N].
+  virtual void grouped_matmul(const float* x_sorted, const std::int64_t* expert_offsets, std::int64_t experts,
+                              const kernels::WeightView* weights, float* y_sorted) = 0;
+  // attn.prefill / attn.decode: one sequence's queries q [Tq, Hq, D] at positions q_pos [Tq] against its cache
+  // k, v [Tk, Hkv, D] (row 0 at p.kv_first_pos), causal, chunked or sliding-window mask; out [Tq, Hq, D].
+  virtual void attention(const kernels::AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
+                         const float* v, float* out) = 0;
+  // attn.norm, mlp.norm, final_norm, attn.qk_norm (Qwen3): y [tokens, hidden] = RMSNorm(x) * w.
+  virtual void rmsnorm(const float* x, const float* w, float* y, std::int64_t tokens, std::int64_t hidden, float eps) = 0;
+  // attn.qk_norm (Llama 4): the weightless form over rows of `dim`.
+  virtual void rms_normalize(const float* x, float* y, std::int64_t rows, std::int64_t dim, float eps) = 0;
+  // attn.rope: x [tokens, heads, head_dim] in place; positions [tokens]; inv_freq [head_dim / 2].
+  virtual void rope(float* x, std::int64_t tokens, std::int64_t heads, std::int64_t head_dim, const std::int64_t* positions,
+                    const float* inv_freq, kernels::RopeLayout layout) = 0;
+  // moe.topk: logits [tokens, experts] -> ids, weights [tokens, k].
+  virtual void router_topk(const float* logits, std::int64_t tokens, std::int64_t experts, std::int64_t k,
+                           kernels::RouterScoring scoring, std::int32_t* ids, float* weights) = 0;
+  // *.act: out[i] = silu(gate[i]) * up[i].
+  virtual void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) = 0;
+  // Residual add: out = a + b.
+  virtual void add(const float* a, const float* b, float* out, std::int64_t n) = 0;
+  // x[r, :] *= row_scale[r] for r < rows (Llama 4's query temperature on NoPE layers); x: [rows, cols].
+  virtual void scale_rows(float* x, std::int64_t rows, std::int64_t cols, const float* row_scale) = 0;
+  // Permute by expert (kernels::gather_rows): x_sorted[r] = x[row_token[r]] * (row_scale ? row_scale[r] : 1).
+  virtual void permute(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
+                       std::int64_t rows, float* x_sorted) = 0;
+  // Un-permute (kernels::scatter_add_rows): y[row_token[r]] += y_sorted[r] * (row_scale ? row_scale[r] : 1), in
+  // row order.
+  virtual void unpermute_add(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
+                             const float* row_scale, std::int64_t rows, float* y) = 0;
+  // embed: out[t] = dequant(table)[ids[t] - first_row] for the ids in [first_row, first_row + table.rows), zeros
+  // for the others (their rows live on another tensor-parallel rank). ids: host, [tokens]; out: [tokens, table.cols].
+  virtual void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids,
+                     std::int64_t tokens, float* out) = 0;
+};
+
+// An array of T in a backend's memory: zero-filled at construction, released at destruction. Move-only.
+template <class T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(Backend& backend, std::int64_t count)
+      : backend_(&backend), data_(static_cast<T*>(backend.allocate(static_cast<std::size_t>(count) * sizeof(T)))), size_(count) {}
+  // A copy of host[0..count) on `backend`.
+  DeviceArray(Backend& backend, const T* host, std::int64_t count) : DeviceArray(backend, count) {
+    if (count > 0) backend.upload(data_, host, bytes());
+  }
+  DeviceArray(DeviceArray&& o) noexcept { swap(o); }
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    DeviceArray(std::move(o)).swap(*this);
+    return *this;
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() {
+    if (backend_) backend_->release(data_);
+  }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  std::int64_t size() const { return size_; }
+  std::size_t bytes() const { return static_cast<std::size_t>(size_) * sizeof(T); }
+  void swap(DeviceArray& o) noexcept {
+    std::swap(backend_, o.backend_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+  }
+
+ private:
+  Backend* backend_ = nullptr;
+  T* data_ = nullptr;
+  std::int64_t size_ = 0;
+};
+
+}  // namespace moeplan::executor

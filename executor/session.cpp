@@ -1,0 +1,561 @@
+// executor/session: the forward pass of one rank on a compute backend (see session.hpp; semantics in
+// tests/fixtures/oracle/README.md): a step's tokens through the embedding, every layer (attention with the KV cache,
+// dense MLP or MoE), the final norm and the lm_head, with the collectives of its parallel layout.
+#include "executor/session.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "common/error.hpp"
+#include "common/splitmix.hpp"
+#include "executor/backend_cpu.hpp"
+#include "executor/expert_dispatch.hpp"
+#include "executor/paged_kv.hpp"
+
+namespace moeplan::executor {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double d(std::int64_t v) { return static_cast<double>(v); }
+
+// Adds the wall time of its scope, after the backend has finished the ops issued in it, to times[name].
+struct Timer {
+  Backend& backend;
+  OpTimes& times;
+  const char* name;
+  Clock::time_point t0 = Clock::now();
+  ~Timer() {
+    backend.synchronize();
+    times.seconds[name] += std::chrono::duration<double>(Clock::now() - t0).count();
+    ++times.calls[name];
+  }
+};
+
+std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
+
+}  // namespace
+
+Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm,
+                 Communicator* pipe)
+    : Session(std::move(model), std::shared_ptr<Backend>(make_cpu_backend(ctx)), sequences, comm, pipe) {}
+
+Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> backend, std::int64_t sequences,
+                 Communicator* comm, Communicator* pipe)
+    : model_(std::move(model)), backend_(std::move(backend)), comm_(comm), pipe_(pipe),
+      positions_(static_cast<std::size_t>(sequences), 0) {
+  const Model::Sharding& sh = model_->sharding();
+  if ((comm_ ? comm_->size() : 1) != sh.ranks() || (comm_ && comm_->rank() != sh.rank))
+    throw std::logic_error("Session: the communicator's size and rank must be the model's tp * dp and rank");
+  if (sh.pp() > 1 && (!pipe_ || pipe_->size() != sh.layout.gpus() || pipe_->rank() != sh.world_rank()))
+    throw std::logic_error("Session: a pipeline stage needs the communicator of all pp * tp * dp ranks");
+  if (sh.pp() == 1) pipe_ = nullptr;
+  if (sh.tp() > 1) tp_comm_ = sh.dp() == 1 ? comm_ : &comm_->sub_group(sh.dp_index() * sh.tp(), sh.tp());
+  kv_.resize(model_->layers.size());
+  for (auto& layer : kv_) layer.resize(static_cast<std::size_t>(sequences));
+  for (const auto& l : model_->layers)
+    if (l.moe) routing_.emplace_back();
+}
+
+const float* Session::resident(const std::vector<float>& host) {
+  const kernels::WeightView view{kernels::WeightDtype::f32, host.data(), 1, static_cast<std::int64_t>(host.size()), nullptr};
+  return static_cast<const float*>(backend_->resident(view).data);
+}
+
+void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64_t seed) {
+  if (context < 0 || reserve < 0) throw InputError("fill_cache: context and reserve must be 0 or more");
+  std::uint64_t state = seed;
+  for (std::size_t li = 0; li < model_->layers.size(); ++li) {
+    const std::int64_t row = model_->layers[li].k.rows;  // Hkv * D on this rank
+    // only the positions the next query can see, as a real prefill leaves a chunked or sliding-window layer
+    const std::int64_t first = first_visible_position(layer_spec(li), context), rows = context - first;
+    for (KvRows& kv : kv_[li]) {
+      kv.first = first;
+      kv.rows = rows;
+      for (auto* cache : {&kv.k, &kv.v}) {
+        std::vector<float> host(static_cast<std::size_t>(rows * row));
+        for (float& f : host) f = static_cast<float>(2.0 * splitmix64_unit(state) - 1.0);
+        *cache = DeviceArray<float>(*backend_, (rows + reserve) * row);
+        backend_->upload(cache->data(), host.data(), float_bytes(rows * row));
+      }
+    }
+  }
+  for (auto& p : positions_) p = context;
+}
+
+const model::LayerSpec& Session::layer_spec(std::size_t li) const {
+  return model_->config().layers[static_cast<std::size_t>(model_->sharding().first_layer) + li];
+}
+
+std::int64_t Session::cached_rows(std::size_t layer, std::int64_t seq) const {
+  return kv_.at(layer).at(static_cast<std::size_t>(seq)).rows;
+}
+
+std::int64_t Session::kv_cache_bytes() const {
+  std::int64_t floats = 0;
+  for (std::size_t li = 0; li < kv_.size(); ++li)
+    for (const KvRows& kv : kv_[li]) floats += 2 * kv.rows * model_->layers[li].k.rows;
+  return floats * static_cast<std::int64_t>(sizeof(float));
+}
+
+std::vector<float> Session::prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits) {
+  if (prompts.size() != positions_.size()) throw InputError("prefill: one prompt per sequence");
+  return run(prompts, all_logits);
+}
+
+std::vector<float> Session::decode(const std::vector<std::int32_t>& tokens) {
+  if (tokens.size() != positions_.size()) throw InputError("decode: one token per sequence");
+  std::vector<std::vector<std::int32_t>> step;
+  for (auto t : tokens) step.push_back({t});
+  return run(step, false);
+}
+
+Session::Step Session::make_step(const std::vector<std::vector<std::int32_t>>& tokens) {
+  const std::int64_t V = model_->config().vocab;
+  Step step;
+  for (std::size_t s = 0; s < tokens.size(); ++s)
+    for (std::size_t i = 0; i < tokens[s].size(); ++i) {
+      if (tokens[s][i] < 0 || tokens[s][i] >= V)
+        throw InputError("token id " + std::to_string(tokens[s][i]) + " is outside the vocabulary of " + std::to_string(V));
+      step.seq_of.push_back(static_cast<std::int64_t>(s));
+      step.pos_of.push_back(positions_[s] + static_cast<std::int64_t>(i));
+      step.ids.push_back(tokens[s][i]);
+    }
+  step.pos = DeviceArray<std::int64_t>(*backend_, step.pos_of.data(), step.tokens());
+  step.prefill = step.tokens() > static_cast<std::int64_t>(positions_.size()) ||
+                 std::adjacent_find(step.seq_of.begin(), step.seq_of.end()) != step.seq_of.end();
+  return step;
+}
+
+std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits) {
+  const Model& M = *model_;
+  const std::int64_t H = M.config().hidden, V = M.config().vocab;
+  const Step step = make_step(tokens);
+  const std::int64_t T = step.tokens();
+  const Model::Sharding& sh = M.sharding();
+  DeviceArray<float> x(*backend_, T * H);  // [T, H] with the step's tokens grouped by sequence
+  if (T == 0 && !pipe_) {  // a data-parallel rank with no sequences still joins every MoE layer's all-to-all
+    for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x.data(), step);
+    return {};
+  }
+  embed_tokens(step, x.data());
+  for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x.data(), step);
+  for (std::size_t s = 0; s < tokens.size(); ++s) positions_[s] += static_cast<std::int64_t>(tokens[s].size());
+
+  // Rows whose logits are wanted: all, or each sequence's last token.
+  std::vector<std::int64_t> rows;
+  for (std::int64_t t = 0; t < T; ++t)
+    if (all_logits || t + 1 == T || step.seq_of[static_cast<std::size_t>(t + 1)] != step.seq_of[static_cast<std::size_t>(t)])
+      rows.push_back(t);
+  if (!sh.last_stage()) {  // on to the next stage; the logits come back from the last one
+    {
+      Timer tm{*backend_, times_, "pp.send"};
+      pipe_->send(sh.rank_in_stage(sh.stage + 1), x.data(), T * H);
+    }
+    DeviceArray<float> logits(*backend_, static_cast<std::int64_t>(rows.size()) * V);
+    pipe_->recv(sh.rank_in_stage(sh.pp() - 1), logits.data(), logits.size());
+    std::vector<float> host(static_cast<std::size_t>(logits.size()));
+    backend_->download(host.data(), logits.data(), logits.bytes());
+    return host;
+  }
+  return return_logits(logits_of(x.data(), rows));
+}
+
+void Session::embed_tokens(const Step& step, float* x) {
+  const Model& M = *model_;
+  const Model::Sharding& sh = M.sharding();
+  const std::int64_t T = step.tokens(), H = M.config().hidden;
+  if (!sh.first_stage()) {  // the hidden states from the rank at this position in the stage before
+    pipe_->recv(sh.rank_in_stage(sh.stage - 1), x, T * H);
+    return;
+  }
+  {
+    // This rank's vocabulary rows (all of them on one rank); the other ids' rows stay zero until the
+    // tensor-parallel all-reduce adds the rank that holds them.
+    Timer tm{*backend_, times_, "embed"};
+    backend_->embed(resident(M.embed), sh.vocab_begin, step.ids.data(), T, x);
+  }
+  if (tp_comm_ && T > 0) {
+    Timer tm{*backend_, times_, "embed.all_reduce"};
+    tp_comm_->all_reduce_sum(x, T * H);
+  }
+}
+
+std::vector<float> Session::logits_of(const float* x, const std::vector<std::int64_t>& rows) {
+  const Model& M = *model_;
+  const std::int64_t H = M.config().hidden, V = M.config().vocab;
+  const std::int64_t N = static_cast<std::int64_t>(rows.size()), Vr = M.lm_head.rows;
+  DeviceArray<float> h(*backend_, N * H);
+  {
+    Timer tm{*backend_, times_, "final_norm"};
+    const float* w = resident(M.final_norm);
+    for (std::int64_t r = 0; r < N; ++r)
+      backend_->rmsnorm(x + rows[static_cast<std::size_t>(r)] * H, w, h.data() + r * H, 1, H, M.params().rms_eps);
+  }
+  // This rank's vocabulary slice of the logits: [N, Vr], Vr = lm_head.rows (V on one rank).
+  DeviceArray<float> mine(*backend_, N * Vr);
+  {
+    Timer tm{*backend_, times_, "lm_head"};
+    backend_->matmul(h.data(), N, resident(M.lm_head), mine.data(), false);
+  }
+  if (!tp_comm_) {
+    std::vector<float> logits(static_cast<std::size_t>(N * Vr));
+    backend_->download(logits.data(), mine.data(), mine.bytes());
+    return logits;
+  }
+  // All-gather the slices of the tp ranks as [N, slice] blocks, slice = ceil(V / tp) (a rank holding one row fewer
+  // leaves its last column unused), then place rank r's columns at its vocabulary rows: logits [N, V].
+  Timer tm{*backend_, times_, "lm_head.all_gather"};
+  const int tp = M.sharding().tp();
+  const std::int64_t slice = (V + tp - 1) / tp;
+  DeviceArray<float> block(*backend_, N * slice), gathered(*backend_, tp * N * slice);
+  for (std::int64_t n = 0; n < N; ++n) backend_->copy(block.data() + n * slice, mine.data() + n * Vr, float_bytes(Vr));
+  tp_comm_->all_gather(block.data(), N * slice, gathered.data());
+  std::vector<float> all(static_cast<std::size_t>(gathered.size())), logits(static_cast<std::size_t>(N * V));
+  backend_->download(all.data(), gathered.data(), gathered.bytes());
+  for (int r = 0; r < tp; ++r) {
+    const auto [r0, r1] = vocab_rows(V, tp, r);
+    for (std::int64_t n = 0; n < N; ++n) std::copy_n(all.data() + (r * N + n) * slice, r1 - r0, logits.data() + n * V + r0);
+  }
+  return logits;
+}
+
+std::vector<float> Session::return_logits(std::vector<float> logits) {
+  const Model::Sharding& sh = model_->sharding();
+  if (!pipe_) return logits;
+  const DeviceArray<float> sent(*backend_, logits.data(), static_cast<std::int64_t>(logits.size()));
+  for (int stage = 0; stage + 1 < sh.pp(); ++stage) pipe_->send(sh.rank_in_stage(stage), sent.data(), sent.size());
+  return logits;
+}
+
+void Session::layer_forward(std::size_t li, float* x, const Step& step) {
+  const Model::Layer& L = model_->layers[li];
+  if (step.tokens() == 0) {  // a replica with no sequences: only the all-to-all over all ranks involves it
+    if (L.moe && model_->sharding().dp() > 1) moe_all_to_all(L, nullptr, nullptr, nullptr, 0, nullptr);
+    return;
+  }
+  attention_block(li, x, step);
+  mlp_block(li, x, step);
+}
+
+void Session::attention_block(std::size_t li, float* x, const Step& step) {
+  const Model& M = *model_;
+  const RuntimeParams& P = M.params();
+  const Model::Layer& L = M.layers[li];
+  const model::LayerSpec& spec = layer_spec(li);
+  const std::int64_t T = step.tokens(), H = M.config().hidden;
+  const std::int64_t D = M.config().head_dim, Hq = L.q.rows / D, Hkv = L.k.rows / D;  // heads on this rank
+  Backend& b = *backend_;
+  DeviceArray<float> xn(b, T * H);
+  {
+    Timer tm{b, times_, "attn.norm"};
+    b.rmsnorm(x, resident(L.input_norm), xn.data(), T, H, P.rms_eps);
+  }
+  DeviceArray<float> q(b, T * Hq * D), k(b, T * Hkv * D), v(b, T * Hkv * D);
+  {
+    Timer tm{b, times_, "attn.qkv"};
+    b.matmul(xn.data(), T, resident(L.q), q.data(), false);
+    b.matmul(xn.data(), T, resident(L.k), k.data(), false);
+    b.matmul(xn.data(), T, resident(L.v), v.data(), false);
+  }
+  if (P.qk_norm_weighted_before_rope) {  // Qwen3: RMSNorm with weights over head_dim, before RoPE
+    Timer tm{b, times_, "attn.qk_norm"};
+    b.rmsnorm(q.data(), resident(L.q_norm), q.data(), T * Hq, D, P.rms_eps);
+    b.rmsnorm(k.data(), resident(L.k_norm), k.data(), T * Hkv, D, P.rms_eps);
+  }
+  if (spec.rope) {
+    Timer tm{b, times_, "attn.rope"};
+    b.rope(q.data(), T, Hq, D, step.pos.data(), resident(P.inv_freq), P.rope_layout);
+    b.rope(k.data(), T, Hkv, D, step.pos.data(), resident(P.inv_freq), P.rope_layout);
+  }
+  if (P.qk_norm_weightless_after_rope && spec.rope) {  // Llama 4: weightless L2 norm after RoPE, RoPE layers only
+    Timer tm{b, times_, "attn.qk_norm"};
+    b.rms_normalize(q.data(), q.data(), T * Hq, D, P.rms_eps);
+    b.rms_normalize(k.data(), k.data(), T * Hkv, D, P.rms_eps);
+  }
+  DeviceArray<float> attn(b, q.size());
+  attend(li, q.data(), k.data(), v.data(), attn.data(), step);
+  DeviceArray<float> o(b, T * H);
+  {
+    Timer tm{b, times_, "attn.o"};
+    b.matmul(attn.data(), T, resident(L.o), o.data(), false);
+  }
+  if (tp_comm_) {  // each rank of the replica holds a partial sum over its heads
+    Timer tm{b, times_, "attn.all_reduce"};
+    tp_comm_->all_reduce_sum(o.data(), T * H);
+  }
+  b.add(x, o.data(), x, T * H);
+}
+
+void Session::attend(std::size_t li, float* q, const float* k, const float* v, float* attn, const Step& step) {
+  const Model& M = *model_;
+  const RuntimeParams& P = M.params();
+  const model::LayerSpec& spec = layer_spec(li);
+  const std::int64_t T = step.tokens(), D = M.config().head_dim;
+  const std::int64_t Hq = M.layers[li].q.rows / D, Hkv = M.layers[li].k.rows / D, row = Hkv * D;
+  Backend& b = *backend_;
+  Timer tm{b, times_, step.prefill ? "attn.prefill" : "attn.decode"};
+  if (P.temperature_tuning && !spec.rope) {  // Llama 4 NoPE layers: scale queries by position
+    std::vector<float> s(static_cast<std::size_t>(T));
+    for (std::int64_t t = 0; t < T; ++t) {
+      const double p = d(step.pos_of[static_cast<std::size_t>(t)]);
+      s[static_cast<std::size_t>(t)] = static_cast<float>(1.0 + P.attn_scale * std::log(1.0 + std::floor((p + 1.0) / P.floor_scale)));
+    }
+    const DeviceArray<float> row_scale(b, s.data(), T);
+    b.scale_rows(q, T, Hq * D, row_scale.data());
+  }
+  std::int64_t t0 = 0;
+  while (t0 < T) {
+    const std::int64_t s = step.seq_of[static_cast<std::size_t>(t0)];
+    std::int64_t t1 = t0;
+    while (t1 < T && step.seq_of[static_cast<std::size_t>(t1)] == s) ++t1;
+    KvRows& kv = kv_[li][static_cast<std::size_t>(s)];
+    // Append rows [t0, t1) to the cache, growing it geometrically.
+    if ((kv.rows + t1 - t0) * row > kv.k.size()) {
+      const std::int64_t capacity = std::max(kv.rows + t1 - t0, 2 * kv.k.size() / std::max<std::int64_t>(row, 1));
+      for (auto* cache : {&kv.k, &kv.v}) {
+        DeviceArray<float> grown(b, capacity * row);
+        b.copy(grown.data(), cache->data(), float_bytes(kv.rows * row));
+        *cache = std::move(grown);
+      }
+    }
+    b.copy(kv.k.data() + kv.rows * row, k + t0 * row, float_bytes((t1 - t0) * row));
+    b.copy(kv.v.data() + kv.rows * row, v + t0 * row, float_bytes((t1 - t0) * row));
+    kv.rows += t1 - t0;
+    kernels::AttentionParams ap;
+    ap.q_tokens = t1 - t0;
+    ap.kv_tokens = kv.rows;
+    ap.q_heads = Hq;
+    ap.kv_heads = Hkv;
+    ap.head_dim = D;
+    ap.scale = static_cast<float>(1.0 / std::sqrt(d(D)));
+    if (spec.attention == model::AttentionKind::chunked) {
+      ap.mask = kernels::AttentionMask::chunked;
+      ap.mask_tokens = spec.attention_window_tokens;
+    } else if (spec.attention == model::AttentionKind::sliding) {
+      ap.mask = kernels::AttentionMask::sliding_window;
+      ap.mask_tokens = spec.attention_window_tokens;
+    }
+    ap.kv_first_pos = kv.first;
+    b.attention(ap, q + t0 * Hq * D, step.pos.data() + t0, kv.k.data(), kv.v.data(), attn + t0 * Hq * D);
+    // Drop the rows no later query can see once they outnumber the rows still needed (each row is moved at most
+    // once on average; a sliding-window cache holds at most 2 W rows, a chunked one at most its chunk).
+    const std::int64_t dead = first_visible_position(spec, step.pos_of[static_cast<std::size_t>(t1 - 1)] + 1) - kv.first;
+    if (dead > 0 && dead >= ap.kv_tokens - dead) {
+      b.copy(kv.k.data(), kv.k.data() + dead * row, float_bytes((kv.rows - dead) * row));
+      b.copy(kv.v.data(), kv.v.data() + dead * row, float_bytes((kv.rows - dead) * row));
+      kv.rows -= dead;
+      kv.first += dead;
+    }
+    t0 = t1;
+  }
+}
+
+void Session::mlp_block(std::size_t li, float* x, const Step& step) {
+  const Model& M = *model_;
+  const Model::Layer& L = M.layers[li];
+  const std::int64_t T = step.tokens(), H = M.config().hidden;
+  Backend& b = *backend_;
+  DeviceArray<float> xn(b, T * H), out(b, T * H);
+  {
+    Timer tm{b, times_, "mlp.norm"};
+    b.rmsnorm(x, resident(L.post_norm), xn.data(), T, H, M.params().rms_eps);
+  }
+  if (!L.moe) swiglu(L.dense_gate, L.dense_up, L.dense_down, "mlp.gate_up", "mlp.act", "mlp.down", xn.data(), T, out.data());
+  else moe(li, xn.data(), T, out.data());
+  if (tp_comm_) {  // partial sums over this rank's MLP or shared-expert columns, expert pieces and tokens
+    Timer tm{b, times_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
+    tp_comm_->all_reduce_sum(out.data(), T * H);
+  }
+  b.add(x, out.data(), x, T * H);
+}
+
+void Session::swiglu(const Model::Matrix& g, const Model::Matrix& u, const Model::Matrix& dn, const char* gu_name,
+                     const char* act_name, const char* down_name, const float* xn, std::int64_t T, float* out) {
+  Backend& b = *backend_;
+  const std::int64_t I = g.rows;
+  DeviceArray<float> gv(b, T * I), uv(b, T * I);
+  {
+    Timer tm{b, times_, gu_name};
+    b.matmul(xn, T, resident(g), gv.data(), false);
+    b.matmul(xn, T, resident(u), uv.data(), false);
+  }
+  {
+    Timer tm{b, times_, act_name};
+    b.silu_mul(gv.data(), uv.data(), gv.data(), T * I);
+  }
+  Timer tm{b, times_, down_name};
+  b.matmul(gv.data(), T, resident(dn), out, true);
+}
+
+void Session::moe(std::size_t li, const float* xn, std::int64_t T, float* out) {
+  const Model& M = *model_;
+  const Model::Layer& L = M.layers[li];
+  const std::int64_t E = M.config().num_experts, K = M.config().experts_per_token, H = M.config().hidden;
+  Backend& b = *backend_;
+  DeviceArray<float> logits(b, T * E);
+  {
+    Timer tm{b, times_, "moe.router"};
+    b.matmul(xn, T, resident(L.router), logits.data(), false);
+  }
+  // ids, weights: [T, K], read back to the host, which builds the permutation by expert.
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(T * K));
+  std::vector<float> weights(ids.size());
+  {
+    Timer tm{b, times_, "moe.topk"};
+    DeviceArray<std::int32_t> ids_dev(b, T * K);
+    DeviceArray<float> weights_dev(b, T * K);
+    b.router_topk(logits.data(), T, E, K, M.params().scoring, ids_dev.data(), weights_dev.data());
+    b.download(ids.data(), ids_dev.data(), ids_dev.bytes());
+    b.download(weights.data(), weights_dev.data(), weights_dev.bytes());
+  }
+  std::size_t moe_index = 0;
+  for (std::size_t j = 0; j < li; ++j) moe_index += M.layers[j].moe ? 1 : 0;
+  routing_[moe_index].insert(routing_[moe_index].end(), ids.begin(), ids.end());
+  if (!L.shared_gate.data.empty())
+    swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down", xn, T, out);
+  if (M.sharding().dp() > 1) {
+    // The tp ranks of a replica hold the same tokens: each sends its share [t0, t1) to the experts' ranks, and the
+    // all-reduce after the MLP completes every token.
+    const int tp = M.sharding().tp(), tp_index = M.sharding().tp_index();
+    const std::int64_t t0 = T * tp_index / tp, t1 = T * (tp_index + 1) / tp;
+    moe_all_to_all(L, xn + t0 * H, ids.data() + t0 * K, weights.data() + t0 * K, t1 - t0, out + t0 * H);
+    return;
+  }
+  local_experts(L, kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E), xn, out);
+}
+
+void Session::local_experts(const Model::Layer& L, const kernels::ExpertDispatch& dispatch, const float* xn, float* out) {
+  // This rank's experts [e0, e1): their rows are contiguous in the dispatch (rows are sorted by expert).
+  const std::int64_t e0 = model_->sharding().expert_begin, e1 = e0 + static_cast<std::int64_t>(L.expert_gate.size());
+  const std::int64_t r0 = dispatch.expert_offsets[static_cast<std::size_t>(e0)];
+  std::vector<std::int64_t> offsets(dispatch.expert_offsets.begin() + e0, dispatch.expert_offsets.begin() + e1 + 1);
+  for (auto& off : offsets) off -= r0;
+  // Llama 4 scales the expert input by the router weight; Qwen3 and Mixtral scale the output.
+  const bool llama4 = model_->params().llama4;
+  const float* row_weight = dispatch.row_weight.data() + r0;
+  routed_experts(L, offsets.data(), offsets.back(), dispatch.row_token.data() + r0, llama4 ? row_weight : nullptr,
+                 llama4 ? nullptr : row_weight, xn, out);
+}
+
+void Session::routed_experts(const Model::Layer& L, const std::int64_t* offsets, std::int64_t R, const std::int64_t* row_token,
+                             const float* in_scale, const float* out_scale, const float* x, float* y) {
+  if (R == 0) return;
+  Backend& b = *backend_;
+  const std::int64_t H = model_->config().hidden, I = L.expert_gate.front().rows;
+  const std::int64_t experts = static_cast<std::int64_t>(L.expert_gate.size());
+  auto views = [&](const std::vector<Model::Matrix>& ms) {
+    std::vector<kernels::WeightView> list;
+    for (const auto& m : ms) list.push_back(resident(m));
+    return list;
+  };
+  const DeviceArray<std::int64_t> tokens(b, row_token, R);
+  DeviceArray<float> in_scales, out_scales;
+  if (in_scale) in_scales = DeviceArray<float>(b, in_scale, R);
+  if (out_scale) out_scales = DeviceArray<float>(b, out_scale, R);
+  // xs, ys: [R, H]; gs, us: [R, I] (I: this rank's piece of the expert intermediate)
+  DeviceArray<float> xs(b, R * H), gs(b, R * I), us(b, R * I), ys(b, R * H);
+  {
+    Timer tm{b, times_, "moe.experts.gate_up"};
+    b.permute(x, H, tokens.data(), in_scale ? in_scales.data() : nullptr, R, xs.data());
+    const auto gv = views(L.expert_gate), uv = views(L.expert_up);
+    b.grouped_matmul(xs.data(), offsets, experts, gv.data(), gs.data());
+    b.grouped_matmul(xs.data(), offsets, experts, uv.data(), us.data());
+  }
+  {
+    Timer tm{b, times_, "moe.experts.act"};
+    b.silu_mul(gs.data(), us.data(), gs.data(), R * I);
+  }
+  Timer tm{b, times_, "moe.experts.down"};
+  const auto dv = views(L.expert_down);
+  b.grouped_matmul(gs.data(), offsets, experts, dv.data(), ys.data());
+  b.unpermute_add(ys.data(), H, tokens.data(), out_scale ? out_scales.data() : nullptr, R, y);
+}
+
+void Session::moe_all_to_all(const Model::Layer& L, const float* xn, const std::int32_t* ids, const float* weights,
+                             std::int64_t T, float* out) {
+  const Model& M = *model_;
+  Backend& b = *backend_;
+  const std::int64_t H = M.config().hidden, E = M.config().num_experts, K = M.config().experts_per_token;
+  const bool llama4 = M.params().llama4;
+  const std::size_t ranks = static_cast<std::size_t>(comm_->size());
+  // Rank j = group * moe_tp + piece holds piece `piece` of experts [group * per, (group + 1) * per).
+  const std::size_t moe_tp = static_cast<std::size_t>(M.sharding().moe_tp()), groups = ranks / moe_tp;
+  const std::int64_t per = static_cast<std::int64_t>(L.expert_gate.size());
+  const kernels::ExpertDispatch dispatch = kernels::build_expert_dispatch(ids, weights, T, K, E);
+  // send[j], j = g * moe_tp + piece: [per] row counts of group g's experts (as floats, exact below 2^24), then their
+  // rows [n, H] of xn (Llama 4: already scaled by the router weight, which scales the expert input); every piece of
+  // a group gets the same rows.
+  std::vector<std::vector<float>> recv;
+  {
+    Timer tm{b, times_, "moe.dispatch"};
+    const std::int64_t rows = static_cast<std::int64_t>(dispatch.row_token.size());
+    const DeviceArray<std::int64_t> tokens(b, dispatch.row_token.data(), rows);
+    const DeviceArray<float> scales(b, dispatch.row_weight.data(), rows);
+    DeviceArray<float> permuted(b, rows * H);
+    if (rows > 0) b.permute(xn, H, tokens.data(), llama4 ? scales.data() : nullptr, rows, permuted.data());
+    std::vector<std::vector<float>> send(ranks);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto [rb, re] = group_rows(dispatch, per, static_cast<std::int64_t>(g));
+      const std::vector<std::int64_t> counts = group_expert_counts(dispatch, per, static_cast<std::int64_t>(g));
+      std::vector<float>& buf = send[g * moe_tp];
+      buf.resize(static_cast<std::size_t>(per + (re - rb) * H));
+      for (std::int64_t e = 0; e < per; ++e) buf[static_cast<std::size_t>(e)] = static_cast<float>(counts[static_cast<std::size_t>(e)]);
+      b.download(buf.data() + per, permuted.data() + rb * H, float_bytes((re - rb) * H));
+      for (std::size_t p = 1; p < moe_tp; ++p) send[g * moe_tp + p] = buf;
+    }
+    recv = comm_->all_to_all(send);
+  }
+  // The received rows, source rank by source rank: in [R, H]; rank r's rows start at row first_of[r], expert by
+  // expert. Grouped by this rank's expert (rows from rank 0, then rank 1, ... for each expert), grouped row i is
+  // in[row_of[i]].
+  std::vector<std::vector<std::int64_t>> counts(ranks);
+  for (std::size_t r = 0; r < ranks; ++r)
+    for (std::int64_t e = 0; e < per; ++e) counts[r].push_back(static_cast<std::int64_t>(recv[r][static_cast<std::size_t>(e)]));
+  const ReceivedRows received = group_by_local_expert(counts);
+  const std::vector<std::int64_t>& first_of = received.first_of;
+  const std::int64_t R = received.rows();
+  DeviceArray<float> in(b, R * H), res(b, R * H);
+  for (std::size_t r = 0; r < ranks; ++r)
+    b.upload(in.data() + first_of[r] * H, recv[r].data() + per, float_bytes((first_of[r + 1] - first_of[r]) * H));
+  // res [R, H]: each received row's result (this rank's piece of its expert) in the order it arrived.
+  routed_experts(L, received.expert_offsets.data(), R, received.row_of.data(), nullptr, nullptr, in.data(), res.data());
+  // Send every row's result back to the rank it came from, in the order it came.
+  Timer tm{b, times_, "moe.combine"};
+  std::vector<std::vector<float>> back(ranks);
+  for (std::size_t r = 0; r < ranks; ++r) {
+    back[r].resize(static_cast<std::size_t>((first_of[r + 1] - first_of[r]) * H));
+    b.download(back[r].data(), res.data() + first_of[r] * H, float_bytes(static_cast<std::int64_t>(back[r].size())));
+  }
+  moe_combine(dispatch, comm_->all_to_all(back), per, out);
+}
+
+void Session::moe_combine(const kernels::ExpertDispatch& dispatch, const std::vector<std::vector<float>>& results,
+                          std::int64_t per, float* out) {
+  // Sum the moe_tp pieces of each row (in piece order) into y [rows, H], in this rank's dispatch order, and add
+  // them into out.
+  const Model& M = *model_;
+  Backend& b = *backend_;
+  const std::int64_t H = M.config().hidden, rows = static_cast<std::int64_t>(dispatch.row_token.size());
+  if (rows == 0) return;
+  const std::size_t moe_tp = static_cast<std::size_t>(M.sharding().moe_tp()), groups = results.size() / moe_tp;
+  DeviceArray<float> y(b, rows * H);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto [rb, re] = group_rows(dispatch, per, static_cast<std::int64_t>(g));
+    for (std::size_t p = 0; p < moe_tp; ++p) {
+      const auto& piece = results[g * moe_tp + p];
+      const DeviceArray<float> part(b, piece.data(), static_cast<std::int64_t>(piece.size()));
+      b.add(y.data() + rb * H, part.data(), y.data() + rb * H, (re - rb) * H);
+    }
+  }
+  const DeviceArray<std::int64_t> tokens(b, dispatch.row_token.data(), rows);
+  DeviceArray<float> scales;
+  const bool llama4 = M.params().llama4;
+  if (!llama4) scales = DeviceArray<float>(b, dispatch.row_weight.data(), rows);
+  b.unpermute_add(y.data(), H, tokens.data(), llama4 ? nullptr : scales.data(), rows, out);
+}
+
+}  // namespace moeplan::executor

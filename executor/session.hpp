@@ -1,0 +1,143 @@
+// executor/session: the text forward pass of Llama 4 (chunked/global attention, RoPE/NoPE layers, qk-norm,
+// temperature tuning, sigmoid top-k MoE scaling the expert input plus a shared expert) and of Qwen3-MoE / Mixtral
+// (softmax top-k routing scaling the expert output), on a compute backend (executor/backend.hpp; the CPU one by
+// default), with a KV cache, prefill and decode, greedy and seeded sampling, and per-op wall times under the op names
+// of model/op_graph.hpp. One rank, or a shard (Model::sharded, executor/model_weights.hpp) with its communicator.
+// Semantics: tests/fixtures/oracle/README.md (checked against transformers' logits in tests/executor).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "executor/backend.hpp"
+#include "executor/comm.hpp"
+#include "executor/model_weights.hpp"
+#include "kernels/cpu_features.hpp"
+
+namespace moeplan::executor {
+
+// Per-op wall time, summed over layers and steps, keyed by op graph name.
+struct OpTimes {
+  std::map<std::string, double> seconds;
+  std::map<std::string, std::int64_t> calls;
+};
+
+// A batch of sequences being generated: per-layer KV caches and the tokens so far. Every op runs on a Backend
+// (executor/backend.hpp); the hidden states, KV caches and work buffers live in its memory.
+class Session {
+ public:
+  // `comm`: the communicator of the tp * dp ranks of this pipeline stage when `model` is a shard (Model::sharded),
+  // its rank the model's Sharding::rank; nullptr for one rank. Collectives of the tensor-parallel group run on
+  // comm->sub_group (dp > 1). `pipe`: with pp > 1, the communicator of all pp * tp * dp ranks (rank =
+  // Sharding::world_rank()): each stage receives its hidden states from the rank at its position in the stage before
+  // and sends them on; the last stage sends the logits back to the ranks at its position in every earlier stage, so
+  // every stage's prefill and decode return them. Every rank runs the same calls with the same tokens.
+  Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> backend, std::int64_t sequences,
+          Communicator* comm = nullptr, Communicator* pipe = nullptr);
+  // On the CPU backend (make_cpu_backend(ctx)).
+  Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm = nullptr,
+          Communicator* pipe = nullptr);
+
+  // Run the prompts (one per sequence, any lengths); returns the logits of every prompt position when
+  // `all_logits`, else of each sequence's last position: [rows, vocab] row-major, sequences in order.
+  std::vector<float> prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits = false);
+  // One decode step: one new token per sequence; returns [sequences, vocab].
+  std::vector<float> decode(const std::vector<std::int32_t>& tokens);
+
+  // Give every sequence `context` cached tokens of seeded synthetic keys and values (uniform in ±1), as if a prompt
+  // of that length had been prefilled, with room for `reserve` more tokens without reallocation. For timing decode
+  // at long contexts without paying for the prefill; the logits that follow are not those of any prompt.
+  void fill_cache(std::int64_t context, std::int64_t reserve, std::uint64_t seed);
+
+  const OpTimes& op_times() const { return times_; }
+  // Expert ids chosen per MoE layer for every token processed so far: [moe layer][token][k].
+  const std::vector<std::vector<std::int32_t>>& routing() const { return routing_; }
+  std::int64_t context(std::int64_t seq) const { return positions_[static_cast<std::size_t>(seq)]; }
+  // KV cache rows layer `layer` holds for a sequence: its whole context on global layers; on chunked layers the
+  // keys of the current chunk (at most C), on sliding-window layers at most 2 W (rows no query can see any more
+  // are dropped when they outnumber the rest). kv_cache_bytes: K and V of every layer and sequence on this rank.
+  std::int64_t cached_rows(std::size_t layer, std::int64_t seq) const;
+  std::int64_t kv_cache_bytes() const;
+  const Backend& backend() const { return *backend_; }
+
+ private:
+  // The tokens of one step, grouped by sequence: token t belongs to sequence seq_of[t] at position pos_of[t].
+  struct Step {
+    std::vector<std::int64_t> seq_of, pos_of;  // host, [T]
+    std::vector<std::int32_t> ids;             // host, [T]
+    DeviceArray<std::int64_t> pos;             // pos_of on the backend
+    bool prefill = false;                      // more than one token of some sequence (the op names say which)
+    std::int64_t tokens() const { return static_cast<std::int64_t>(ids.size()); }
+  };
+  // One layer's cache of one sequence: rows [0, rows) of k and v ([capacity, Hkv * D] each), row 0 holding the
+  // absolute position `first`.
+  struct KvRows {
+    DeviceArray<float> k, v;
+    std::int64_t rows = 0, first = 0;
+  };
+
+  std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
+  Step make_step(const std::vector<std::vector<std::int32_t>>& tokens);
+  // x [T, H] <- the embedding rows of the step's tokens (first stage), or the hidden states of the stage before.
+  void embed_tokens(const Step& step, float* x);
+  // The logits of the rows `rows` of the final hidden states x [T, H]: [rows, V] on the host.
+  std::vector<float> logits_of(const float* x, const std::vector<std::int64_t>& rows);
+  // The last pipeline stage's logits, also sent to the ranks at its position in every earlier stage (pp > 1).
+  std::vector<float> return_logits(std::vector<float> logits);
+  // x: [T, H], the step's hidden states, updated in place by layer li.
+  void layer_forward(std::size_t li, float* x, const Step& step);
+  void attention_block(std::size_t li, float* x, const Step& step);
+  // Appends each sequence's k, v [T, Hkv, D] to its cache of layer li, attends its queries q [T, Hq, D] to it
+  // (attn [T, Hq, D]; q is scaled in place on Llama 4's NoPE layers) and drops the rows no later query can see.
+  void attend(std::size_t li, float* q, const float* k, const float* v, float* attn, const Step& step);
+  void mlp_block(std::size_t li, float* x, const Step& step);
+  // out [T, H] += down(silu(gate(xn)) * up(xn)) for xn [T, H].
+  void swiglu(const Model::Matrix& g, const Model::Matrix& u, const Model::Matrix& dn, const char* gu_name,
+              const char* act_name, const char* down_name, const float* xn, std::int64_t T, float* out);
+  // The MoE layer li's router, shared expert and routed experts on xn [T, H], added into out [T, H].
+  void moe(std::size_t li, const float* xn, std::int64_t T, float* out);
+  // This rank's experts on the rows routed to them when every rank holds all tokens (dp = 1).
+  void local_experts(const Model::Layer& L, const kernels::ExpertDispatch& dispatch, const float* xn, float* out);
+  // The config layer of this model's layer li (shifted by the first layer of its pipeline stage).
+  const model::LayerSpec& layer_spec(std::size_t li) const;
+  // This rank's routed experts on R rows grouped by expert (offsets: host, [experts on this rank + 1], local expert
+  // e's rows at offsets[e] .. offsets[e+1]): row r is x[row_token[r]] scaled by in_scale[r], and its result, scaled
+  // by out_scale[r], is added into y[row_token[r]] (null scales: 1). x, y: [*, H]; row_token, scales: host, [R].
+  void routed_experts(const Model::Layer& L, const std::int64_t* offsets, std::int64_t R, const std::int64_t* row_token,
+                      const float* in_scale, const float* out_scale, const float* x, float* y);
+  // Expert parallel with attention data parallel (dp > 1), for T tokens of this rank (its share of its replica's
+  // tokens): xn [T, H] normed input, ids and weights [T, K] (host) the routing. Sends each routed row to every rank
+  // holding a piece of its expert (all-to-all), runs this rank's experts on the rows it received from every rank,
+  // sends the results back, sums the pieces of each row and adds them into out [T, H]. Every rank calls it once per
+  // MoE layer, also with T = 0.
+  void moe_all_to_all(const Model::Layer& L, const float* xn, const std::int32_t* ids, const float* weights,
+                      std::int64_t T, float* out);
+  // The combine half of moe_all_to_all: `results` from every rank, summed per row and added into out.
+  void moe_combine(const kernels::ExpertDispatch& dispatch, const std::vector<std::vector<float>>& results, std::int64_t per,
+                   float* out);
+  // A host vector of floats (norm weights, inv_freq) in the backend's memory.
+  const float* resident(const std::vector<float>& host);
+  kernels::WeightView resident(const Model::Matrix& m) { return backend_->resident(m.view()); }
+
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<Backend> backend_;
+  Communicator* comm_ = nullptr;     // all tp * dp ranks (the MoE all-to-all)
+  Communicator* tp_comm_ = nullptr;  // this replica's tp ranks (all-reduces, lm_head all-gather); null when tp = 1
+  Communicator* pipe_ = nullptr;     // all pp * tp * dp ranks (stage-to-stage sends); null when pp = 1
+  std::vector<std::int64_t> positions_;  // tokens in cache per sequence
+  std::vector<std::vector<KvRows>> kv_;  // [layer][seq]
+  std::vector<std::vector<std::int32_t>> routing_;
+  OpTimes times_;
+};
+
+// Greedy (temperature 0) or temperature / top-p sampling with a portable seeded generator (splitmix64; rng_state
+// advances by one draw per sampled token). logits: [vocab].
+std::int32_t sample(const float* logits, std::int64_t vocab, float temperature, float top_p, std::uint64_t& rng_state);
+
+}  // namespace moeplan::executor
