@@ -4,6 +4,7 @@
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
+#include "app/plan_options.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -16,11 +17,7 @@ namespace po = boost::program_options;
 
 namespace moeplan::app {
 
-namespace {
-
-// bf16, fp8, the model's 4-bit float format (its checkpoint's mxfp4, else nvfp4), int4-awq, and the checkpoint's own
-// precision; duplicates (after resolving each to the model's usual policy) once.
-std::vector<model::Precision> default_precisions(const model::ModelConfig& m, const model::PrecisionTable& table) {
+std::vector<model::Precision> fit_matrix_precisions(const model::ModelConfig& m, const model::PrecisionTable& table) {
   const model::Precision own = model::resolve_precision("auto", m, table);
   const std::string own_format = own.format ? own.format->name : "bf16";
   const std::string fp4 = own_format == "mxfp4" ? "mxfp4" : "nvfp4";
@@ -33,8 +30,6 @@ std::vector<model::Precision> default_precisions(const model::ModelConfig& m, co
   }
   return out;
 }
-
-}  // namespace
 
 int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
@@ -85,7 +80,7 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
     for (const auto& spec : split_list(precisions)) q.precisions.push_back(model::resolve_precision(spec, m, table));
     if (q.precisions.empty()) throw InputError("--precisions '" + precisions + "' names no precision (e.g. bf16,fp8)");
   } else {
-    q.precisions = default_precisions(m, table);
+    q.precisions = fit_matrix_precisions(m, table);
   }
   if (vm.count("gpus")) {
     for (const auto& g : split_list(gpus)) q.gpus.push_back(&db.gpu(g));
