@@ -235,7 +235,7 @@ std::vector<reports::Section> validation_sections(const model::ModelConfig& m, c
 void choose_format(Common& common, const po::variables_map& vm) {
   if (!vm["format"].defaulted()) return;
   const std::string ext = to_lower(std::filesystem::path(common.output).extension().string());
-  common.format = ext == ".md" || ext == ".markdown" ? "md" : "html";
+  if (ext == ".md" || ext == ".markdown") common.format = "md";
 }
 
 }  // namespace
@@ -244,7 +244,12 @@ int cmd_report(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   PlanOptions o;
   po::options_description d("report options");
-  add_common_options(d, common);
+  // The common options (add_common_options) with the report's own default format.
+  d.add_options()("help,h", "show this help")(
+      "format", po::value<std::string>(&common.format)->default_value("html"),
+      "output: html (one self-contained page), md, json, table or csv; -o FILE.md alone means md")(
+      "output-file,o", po::value<std::string>(&common.output), "write to FILE instead of stdout (atomically)")(
+      "config-file", po::value<std::string>(&common.config_file), "YAML file of options (keys are option names)");
   add_plan_options(d, o);
   po::variables_map vm;
   const std::string usage =

@@ -10,10 +10,11 @@ namespace moeplan::reports {
 
 namespace {
 
-// Okabe & Ito's colour-blind-safe palette (without its yellow, too pale on white), then four more: each readable on
-// a white and on a near-black page, and distinct in greyscale print by order of lightness only roughly.
+// Okabe & Ito's colour-blind-safe palette (without its yellow, too pale on white), then six more: each readable on
+// a white and on a near-black page. Twelve, so that a VRAM bar's eight weight modules, KV, activations, overhead and
+// free space all differ.
 constexpr const char* kPalette[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
-                                    "#8C564B", "#9467BD", "#7F7F7F", "#BCBD22", "#17BECF"};
+                                    "#8C564B", "#9467BD", "#7F7F7F", "#BCBD22", "#17BECF", "#E7BA52"};
 constexpr std::size_t kPaletteSize = sizeof(kPalette) / sizeof(kPalette[0]);
 constexpr const char* kAccent = "#D55E00";
 constexpr double kWidth = 720;
@@ -159,45 +160,65 @@ class Frame {
   }
   void legend(const std::vector<LegendEntry>& entries) { legend_ = entries; }
 
+  // The legend and the source line may need several rows: the plot moves down by the extra legend rows and the
+  // drawing grows by them and by the extra source rows.
   std::string finish() const {
+    std::vector<std::pair<double, double>> at;  // legend entry positions
+    double x = 8, y = 38;
+    for (const auto& e : legend_) {
+      const double w = 22 + kCharWidth * static_cast<double>(e.name.size()) + 14;
+      if (x + w > kWidth - 8 && x > 8) x = 8, y += 16;
+      at.emplace_back(x, y);
+      x += w;
+    }
+    const double shift = y - 38;
+    const std::vector<std::string> source = wrap("source: " + text_.source, 118);
+    const double height = height_ + shift + 12 * static_cast<double>(source.size() - 1);
     std::ostringstream o;
-    o << "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 " << px(kWidth) << " " << px(height_)
-      << "\" width=\"" << px(kWidth) << "\" height=\"" << px(height_) << "\" role=\"img\" aria-label=\"" << xml_escape(text_.title)
+    o << "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 " << px(kWidth) << " " << px(height)
+      << "\" width=\"" << px(kWidth) << "\" height=\"" << px(height) << "\" role=\"img\" aria-label=\"" << xml_escape(text_.title)
       << "\" font-family=\"sans-serif\" font-size=\"12\" fill=\"currentColor\">\n"
       << "<title>" << xml_escape(text_.title) << "</title>\n"
-      << "<text class=\"chart-title\" x=\"" << px(left_) << "\" y=\"18\" font-size=\"14\" font-weight=\"bold\">"
-      << xml_escape(text_.title) << "</text>\n";
-    legend_svg(o);
-    o << body_.str();
+      << "<text class=\"chart-title\" x=\"8\" y=\"18\" font-size=\"14\" font-weight=\"bold\">" << xml_escape(text_.title)
+      << "</text>\n";
+    for (std::size_t i = 0; i < legend_.size(); ++i) legend_entry(o, legend_[i], at[i].first, at[i].second);
+    o << "<g transform=\"translate(0," << px(shift) << ")\">\n" << body_.str();
     // The axes themselves, over the grid and marks.
     o << "<path class=\"axis\" d=\"M" << px(left_) << "," << px(top_) << "V" << px(bottom_) << "H" << px(right_)
       << "\" fill=\"none\" stroke=\"currentColor\"/>\n"
       << "<text class=\"x-label\" x=\"" << px((left_ + right_) / 2) << "\" y=\"" << px(bottom_ + 34)
       << "\" text-anchor=\"middle\">" << xml_escape(text_.x_label) << "</text>\n"
       << "<text class=\"y-label\" transform=\"translate(14," << px((top_ + bottom_) / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
-      << xml_escape(text_.y_label) << "</text>\n"
-      << "<text class=\"source\" x=\"4\" y=\"" << px(height_ - 6) << "\" font-size=\"10\" fill-opacity=\"0.75\">source: "
-      << xml_escape(text_.source) << "</text>\n"
-      << "</svg>\n";
+      << xml_escape(text_.y_label) << "</text>\n</g>\n";
+    for (std::size_t i = 0; i < source.size(); ++i)
+      o << "<text class=\"source\" x=\"4\" y=\"" << px(height_ + shift - 6 + 12 * static_cast<double>(i))
+        << "\" font-size=\"10\" fill-opacity=\"0.75\">" << xml_escape(source[i]) << "</text>\n";
+    o << "</svg>\n";
     return o.str();
   }
 
  private:
-  // One row of swatches and names under the title, wrapping onto a second row when needed.
-  void legend_svg(std::ostringstream& o) const {
-    double x = left_, y = 38;
-    for (const auto& e : legend_) {
-      const double w = 22 + kCharWidth * static_cast<double>(e.name.size()) + 14;
-      if (x + w > kWidth - 8 && x > left_) x = left_, y += 16;
-      o << "<g class=\"legend\">";
-      if (e.line)
-        o << "<line x1=\"" << px(x) << "\" y1=\"" << px(y - 4) << "\" x2=\"" << px(x + 16) << "\" y2=\"" << px(y - 4) << "\" stroke=\""
-          << e.colour << "\" stroke-width=\"2\"" << (e.dashed ? " stroke-dasharray=\"5,3\"" : "") << "/>";
-      else
-        o << "<rect x=\"" << px(x) << "\" y=\"" << px(y - 10) << "\" width=\"12\" height=\"12\" fill=\"" << e.colour << "\"/>";
-      o << "<text x=\"" << px(x + 20) << "\" y=\"" << px(y) << "\">" << xml_escape(e.name) << "</text></g>\n";
-      x += w;
+  static void legend_entry(std::ostringstream& o, const LegendEntry& e, double x, double y) {
+    o << "<g class=\"legend\">";
+    if (e.line)
+      o << "<line x1=\"" << px(x) << "\" y1=\"" << px(y - 4) << "\" x2=\"" << px(x + 16) << "\" y2=\"" << px(y - 4) << "\" stroke=\""
+        << e.colour << "\" stroke-width=\"2\"" << (e.dashed ? " stroke-dasharray=\"5,3\"" : "") << "/>";
+    else
+      o << "<rect x=\"" << px(x) << "\" y=\"" << px(y - 10) << "\" width=\"12\" height=\"12\" fill=\"" << e.colour << "\"/>";
+    o << "<text x=\"" << px(x + 20) << "\" y=\"" << px(y) << "\">" << xml_escape(e.name) << "</text></g>\n";
+  }
+
+  // Words of `text` in lines of at most `width` characters (a longer word stands alone).
+  static std::vector<std::string> wrap(const std::string& text, std::size_t width) {
+    std::vector<std::string> lines(1);
+    std::istringstream in(text);
+    std::string word;
+    while (in >> word) {
+      if (!lines.back().empty() && lines.back().size() + 1 + word.size() > width) lines.emplace_back();
+      if (!lines.back().empty()) lines.back() += ' ';
+      lines.back() += word;
     }
+    return lines;
   }
 
   ChartText text_;
