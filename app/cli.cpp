@@ -36,6 +36,7 @@ const std::vector<Subcommand>& subcommands() {
       {"run", "execute the model on this CPU (real or seeded random weights): tokens/s and per-op times", cmd_run},
       {"calibrate", "measure this host's kernels (bandwidth, GEMM/attention curves, overheads) into a profile", cmd_calibrate},
       {"validate", "predicted vs measured: --device cpu runs the model here; --published checks published benchmarks", cmd_validate},
+      {"report", "a deployment report of a model: plan, memory, load, API prices, hosts, validation (HTML with SVG charts, or md)", cmd_report},
   };
   return kCommands;
 }
@@ -72,7 +73,7 @@ std::vector<std::string> config_file_args(const std::string& path) {
 
 void add_common_options(po::options_description& d, Common& c) {
   d.add_options()("help,h", "show this help")(
-      "format", po::value<std::string>(&c.format)->default_value("table"), "output: table, md, json or csv")(
+      "format", po::value<std::string>(&c.format)->default_value("table"), "output: table, md, json, csv or html (one self-contained page)")(
       "output-file,o", po::value<std::string>(&c.output), "write to FILE instead of stdout (atomically)")(
       "config-file", po::value<std::string>(&c.config_file), "YAML file of options (keys are option names)");
 }

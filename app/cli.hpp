@@ -49,6 +49,7 @@ int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out);
 int cmd_run(const std::vector<std::string>& args, std::ostream& out);
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out);
 int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out);
+int cmd_report(const std::vector<std::string>& args, std::ostream& out);
 
 // data/profiles/<this host>.yaml: where calibrate writes and validate/simulate look by default.
 std::filesystem::path default_profile_path();

@@ -8,6 +8,7 @@
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
+#include "app/plan_options.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
@@ -22,18 +23,6 @@
 namespace po = boost::program_options;
 
 namespace moeplan::app {
-
-namespace {
-
-struct PlanOptions {
-  std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile, engine,
-      gpu_profile = "auto";
-  std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
-  double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
-  double network_price = -1;
-  double tokens_per_month = 0;  // 0: not given
-  int top = 0, slo_percentile = 0, nics_per_node = 0;
-};
 
 void add_plan_options(po::options_description& d, PlanOptions& o) {
   d.add_options()
@@ -84,6 +73,8 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
        "vendor's: NVIDIA trtllm, AMD/Intel vllm), one of trtllm, vllm, sglang, llamacpp, or generic (the plain roofline)");
 }
 
+namespace {
+
 // plan --host/--profile: the host as the one device, its measured profile's rank counts as the layouts.
 planner::HostCandidate host_candidate(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db,
                                       std::vector<std::string>& notes) {
@@ -120,14 +111,6 @@ planner::HostCandidate host_candidate(const PlanOptions& o, const po::variables_
   return c;
 }
 
-struct Planned {
-  model::ModelConfig model;
-  std::shared_ptr<const model::PrecisionTable> precisions;
-  std::shared_ptr<const gpu_db::EngineTable> engines;
-  planner::PlanRequest request;
-  planner::PlanResult result;
-};
-
 // --tokens-per-month, when given, must be a positive finite volume; checked before the plan runs.
 void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
   if (!vm.count("tokens-per-month") || (o.tokens_per_month > 0 && std::isfinite(o.tokens_per_month))) return;
@@ -135,6 +118,8 @@ void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
   given << o.tokens_per_month;
   throw InputError("--tokens-per-month " + given.str() + ": must be a positive, finite number of tokens per month");
 }
+
+}  // namespace
 
 Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
@@ -252,7 +237,37 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   return p;
 }
 
-}  // namespace
+const planner::PlanRow* cheapest_row(const planner::PlanResult& result) {
+  const planner::PlanRow* cheapest = result.rows.empty() ? nullptr : &result.rows.front();
+  for (const auto& r : result.rows)
+    if (r.usd_per_m_blended_tokens < cheapest->usd_per_m_blended_tokens) cheapest = &r;
+  return cheapest;
+}
+
+std::vector<planner::LaunchCommand> plan_launch_commands(const Planned& p, const PlanOptions& o) {
+  std::vector<planner::LaunchCommand> launch;
+  if (p.result.rows.empty() || p.request.host) return launch;  // the engines' launch commands are for GPUs
+  const auto& best = p.result.rows.front();
+  if (p.request.engines.empty())
+    return planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output, p.request.kv_dtype,
+                                    o.mem_util);
+  // The first shown row of each engine gets that engine's command (its own KV dtype).
+  std::vector<const gpu_db::EngineSpec*> done;
+  const auto& rows = p.result.rows;
+  for (std::size_t i = 0; i < rows.size() && static_cast<int>(i) < o.top; ++i) {
+    if (std::find(done.begin(), done.end(), rows[i].engine) != done.end()) continue;
+    done.push_back(rows[i].engine);
+    model::KvDtype kv = p.request.kv_dtype;
+    if (p.request.engine_kv_dtype && rows[i].engine)
+      kv = simulator::engine_kv_dtype(*rows[i].engine, model::resolve_precision(rows[i].precision, p.model, *p.precisions));
+    for (auto& l : planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, rows[i], o.input + o.output, kv,
+                                            o.mem_util)) {
+      l.row = static_cast<int>(i) + 1;
+      launch.push_back(std::move(l));
+    }
+  }
+  return launch;
+}
 
 int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
@@ -270,32 +285,10 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
   check_tokens_per_month(vm, o);
   const auto db = gpu_db::Database::load(data_dir());
   const Planned p = run_plan(o, vm, db);
-  std::vector<planner::LaunchCommand> launch;
+  const std::vector<planner::LaunchCommand> launch = plan_launch_commands(p, o);
   std::optional<planner::ApiComparison> api;
   if (!p.result.rows.empty()) {
     const auto& best = p.result.rows.front();
-    if (!p.request.host) {  // the engines' launch commands are for GPUs
-      if (p.request.engines.empty()) {
-        launch = planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output,
-                                          p.request.kv_dtype, o.mem_util);
-      } else {
-        // The first shown row of each engine gets that engine's command (its own KV dtype).
-        std::vector<const gpu_db::EngineSpec*> done;
-        const auto& rows = p.result.rows;
-        for (std::size_t i = 0; i < rows.size() && static_cast<int>(i) < o.top; ++i) {
-          if (std::find(done.begin(), done.end(), rows[i].engine) != done.end()) continue;
-          done.push_back(rows[i].engine);
-          model::KvDtype kv = p.request.kv_dtype;
-          if (p.request.engine_kv_dtype && rows[i].engine)
-            kv = simulator::engine_kv_dtype(*rows[i].engine, model::resolve_precision(rows[i].precision, p.model, *p.precisions));
-          for (auto& l : planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, rows[i], o.input + o.output,
-                                                  kv, o.mem_util)) {
-            l.row = static_cast<int>(i) + 1;
-            launch.push_back(std::move(l));
-          }
-        }
-      }
-    }
     try {
       api = planner::compare_api(db, p.model.name, best, o.input, o.output, o.tokens_per_month);
     } catch (const InputError&) {
@@ -321,10 +314,7 @@ int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out) {
   if (p.result.rows.empty())
     throw InputError("no self-hosted configuration meets the constraints for " + p.model.name +
                      "; relax --ttft-ms/--tpot-ms or the budget (moeplan plan shows the closest)");
-  // The cheapest self-hosted configuration, whatever the objective.
-  const planner::PlanRow* cheapest = &p.result.rows.front();
-  for (const auto& r : p.result.rows)
-    if (r.usd_per_m_blended_tokens < cheapest->usd_per_m_blended_tokens) cheapest = &r;
+  const planner::PlanRow* cheapest = cheapest_row(p.result);
   const auto cmp = planner::compare_api(db, p.model.name, *cheapest, o.input, o.output, o.tokens_per_month);
   emit(reports::compare_api_report(p.request, *cheapest, cmp), common, out);
   return kExitOk;

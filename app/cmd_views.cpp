@@ -6,6 +6,7 @@
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
+#include "app/plan_options.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -20,18 +21,12 @@ namespace po = boost::program_options;
 
 namespace moeplan::app {
 
-namespace {
-
-// bf16, fp8, the model's 4-bit float format (its checkpoint's mxfp4, else nvfp4), int4-awq, and the checkpoint's own
-// precision.
-std::vector<model::Precision> default_precisions(const model::ModelConfig& m, const model::PrecisionTable& table) {
+std::vector<model::Precision> fit_matrix_precisions(const model::ModelConfig& m, const model::PrecisionTable& table) {
   const model::Precision own = model::resolve_precision("auto", m, table);
   const std::string own_format = own.format ? own.format->name : "bf16";
   const std::string fp4 = own_format == "mxfp4" ? "mxfp4" : "nvfp4";
   return precision_list(join({"bf16", "fp8", fp4, "int4-awq", own.spec}, ","), m, table);
 }
-
-}  // namespace
 
 int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
@@ -78,7 +73,7 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
 
   simulator::FitMatrixRequest q;
   q.model = &m;
-  q.precisions = vm.count("precisions") ? precision_list(precisions, m, table) : default_precisions(m, table);
+  q.precisions = vm.count("precisions") ? precision_list(precisions, m, table) : fit_matrix_precisions(m, table);
   if (vm.count("gpus")) {
     for (const auto& g : split_list(gpus)) q.gpus.push_back(&db.gpu(g));
     if (q.gpus.empty()) throw InputError("--gpus '" + gpus + "' names no GPU (`moeplan gpus` lists them)");

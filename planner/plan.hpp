@@ -17,6 +17,7 @@
 #include "model/shard.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/published.hpp"
+#include "simulator/simulate.hpp"
 
 namespace moeplan::planner {
 
@@ -168,6 +169,11 @@ struct PlanResult {
 
 // Throws InputError for bad requests (no GPUs, bad SLO values, unknown precisions).
 PlanResult plan(const PlanRequest& request, const gpu_db::Database& db);
+
+// A GPU row's operating point as the serving check simulates it: its engine, KV dtype and kernel profile, a closed
+// loop of batch x dp requests in flight, serving_requests_per_slot x that many requests. Change the workload's
+// concurrency to see the same configuration under another load.
+simulator::SimulateRequest row_simulate_request(const PlanRequest& request, const gpu_db::Database& db, const PlanRow& row);
 
 // The same sweep with every batch of every configuration priced op by op by a StepModel built for it: the
 // implementation plan() replaced, kept as its oracle in tests and as the benchmark's baseline. Same result up to

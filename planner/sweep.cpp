@@ -319,10 +319,8 @@ struct ServeOutcome {
   double value = 0, limit = 0, worst = 0;
 };
 
-// Runs a row's operating point at `batch` through the serving check, updating the row to what the serving loop
-// gives; touches nothing but the row, so rows are checked in parallel (check_serving applies the outcomes in order).
-ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind, PlanRow& row) {
-  ServeOutcome out;
+// A row's configuration as the serving check simulates it (closed loop; `r` is the row's request: row_request).
+simulator::SimulateRequest serving_request(const PlanRequest& r, const gpu_db::Database& db, const PlanRow& row) {
   const model::ModelConfig& m = *r.model;
   simulator::SimulateRequest q;
   q.model = &m;
@@ -336,6 +334,14 @@ ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::
   q.workload.output_tokens = r.output_tokens;
   q.workload.mode = simulator::LoadMode::closed;
   q.workload.groups_alike = true;  // one attention group stands for all dp: within 1 % of simulating each
+  return q;
+}
+
+// Runs a row's operating point at `batch` through the serving check, updating the row to what the serving loop
+// gives; touches nothing but the row, so rows are checked in parallel (check_serving applies the outcomes in order).
+ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::AttentionKind window_kind, PlanRow& row) {
+  ServeOutcome out;
+  simulator::SimulateRequest q = serving_request(r, db, row);
   const std::vector<std::int64_t> batches = batches_up_to(std::min(r.max_batch, row.kv_limited_batch));
 
   ServingCheck check;
@@ -402,12 +408,12 @@ ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::
     }
     // The steady figures at the new batch, for its prefill share (the cost split).
     simulator::StepModelRequest sr;
-    sr.graph.model = &m;
+    sr.graph.model = r.model;
     sr.graph.precision = q.precision;
     sr.graph.layout = row.layout;
     sr.graph.kv_dtype = r.kv_dtype;
     sr.hardware = q.hardware;
-    sr.routing = simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, row.layout.ep);
+    sr.routing = simulator::RoutingModel::uniform(r.model->num_experts, r.model->experts_per_token, row.layout.ep);
     const Operating op = operating_point(simulator::StepModel(sr), r, next, window_kind);
     prefill_share = op.step_s > 0 ? std::max(0.0, (op.step_s - op.decode_only_s) / op.step_s) : 0;
     check.steady_ttft_ms = op.ttft_s * 1e3;
@@ -571,3 +577,16 @@ PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFu
 
 
 }  // namespace moeplan::planner::detail
+
+namespace moeplan::planner {
+
+simulator::SimulateRequest row_simulate_request(const PlanRequest& r, const gpu_db::Database& db, const PlanRow& row) {
+  const PlanRequest e = detail::row_request(r, row);
+  simulator::SimulateRequest q = detail::serving_request(e, db, row);
+  q.limits.max_batch = row.batch;
+  q.workload.concurrency = row.batch * row.layout.dp;
+  q.workload.num_requests = q.workload.concurrency * e.serving_requests_per_slot;
+  return q;
+}
+
+}  // namespace moeplan::planner

@@ -4,12 +4,15 @@
 #include "common/text.hpp"
 #include "planner/cost.hpp"
 #include "reports/reports.hpp"
+#include "reports/result_charts.hpp"
 
 namespace moeplan::reports {
 
 using nlohmann::json;
 
 namespace {
+
+constexpr std::size_t kChartRows = 100;  // ranked rows the cost/speed chart plots (plus every Pareto row)
 
 std::string money(double usd) { return usd >= 100 ? format_fixed(usd, 0) : usd >= 1 ? format_fixed(usd, 2) : format_fixed(usd, 3); }
 // Tokens/s with the digits a CPU host's single-digit rates need and a GPU's thousands do not.
@@ -353,6 +356,10 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
       if (l.row > 0) rep.json["launch"].back()["row"] = l.row;
     }
   }
+  // The chart plots more rows than the table shows, so the front and the shown rows sit among their neighbours.
+  if (!res.rows.empty())
+    rep.charts.push_back(cost_speed_chart(res, kChartRows, static_cast<std::size_t>(std::max(top, 0)),
+                                          "moeplan plan --model " + q.model->name + "; GPU prices data/prices/gpu_hourly.yaml"));
   return rep;
 }
 
@@ -421,6 +428,8 @@ Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow&
   if (monthly)
     rep.json["self_month"] = {{"usd", c.month.usd}, {"replicas", c.month.replicas}, {"gpu_hours_needed", c.month.gpu_hours_needed},
                               {"gpu_hours_billed", c.month.gpu_hours_billed}};
+  rep.charts.push_back(api_price_chart(c, "self-hosted " + std::to_string(self.count) + "x " + self.gpu->name,
+                                       "moeplan compare-api; API prices data/prices/api.yaml (provider, date)"));
   return rep;
 }
 

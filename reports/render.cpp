@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "reports/charts.hpp"
 
 namespace moeplan::reports {
 
@@ -12,7 +13,8 @@ Format parse_format(const std::string& s) {
   if (s == "md" || s == "markdown") return Format::md;
   if (s == "json") return Format::json;
   if (s == "csv") return Format::csv;
-  throw InputError("unknown --format '" + s + "' (use table, md, json or csv)");
+  if (s == "html") return Format::html;
+  throw InputError("unknown --format '" + s + "' (use table, md, json, csv or html)");
 }
 
 const char* format_name(Format f) {
@@ -21,6 +23,7 @@ const char* format_name(Format f) {
     case Format::md: return "md";
     case Format::json: return "json";
     case Format::csv: return "csv";
+    case Format::html: return "html";
   }
   return "?";
 }
@@ -90,6 +93,90 @@ std::string csv_cell(const std::string& s) {
   return out + "\"";
 }
 
+// The page's style: light and dark colours (prefers-color-scheme), print in black on white, tables that scroll
+// sideways on a narrow screen. Charts draw text and axes in currentColor, so they follow.
+constexpr const char* kPageCss = R"css(
+:root { color-scheme: light dark; --fg: #1b1f24; --bg: #ffffff; --muted: #57606a; --rule: #d0d7de; --stripe: #f6f8fa; }
+@media (prefers-color-scheme: dark) {
+  :root { --fg: #e6edf3; --bg: #0d1117; --muted: #9198a1; --rule: #30363d; --stripe: #161b22; }
+}
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg);
+       margin: 0 auto; max-width: 1280px; padding: 1rem 1.5rem; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid var(--rule); padding-bottom: 2px; margin-top: 2rem; }
+.lead, ul.notes { color: var(--muted); }
+ul.notes { font-size: 12px; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 12px; font-variant-numeric: tabular-nums; margin: .5rem 0 1rem; }
+caption { text-align: left; font-weight: 600; padding: 4px 0; }
+th, td { border-bottom: 1px solid var(--rule); padding: 2px 8px; text-align: left; white-space: nowrap; }
+th.num, td.num { text-align: right; }
+tbody tr:nth-child(even) { background: var(--stripe); }
+figure { margin: .5rem 0 1.25rem; }
+svg.chart { max-width: 100%; height: auto; color: var(--fg); }
+@media print {
+  :root { --fg: #000000; --bg: #ffffff; --muted: #333333; --rule: #999999; --stripe: #eeeeee; }
+  body { max-width: none; padding: 0; } nav { display: none; }
+  section > h2, figure, table { break-inside: avoid; } .scroll { overflow: visible; } table { font-size: 9px; }
+}
+)css";
+
+void html_table(std::ostringstream& out, const Table& t) {
+  auto cls = [&](std::size_t c) { return c < t.right_align.size() && t.right_align[c] ? " class=\"num\"" : ""; };
+  out << "<div class=\"scroll\"><table>\n";
+  if (!t.title.empty()) out << "<caption>" << xml_escape(t.title) << "</caption>\n";
+  out << "<thead><tr>";
+  for (std::size_t c = 0; c < t.columns.size(); ++c) out << "<th" << cls(c) << ">" << xml_escape(t.columns[c]) << "</th>";
+  out << "</tr></thead>\n<tbody>\n";
+  for (const auto& row : t.rows) {
+    out << "<tr>";
+    for (std::size_t c = 0; c < row.size(); ++c) out << "<td" << cls(c) << ">" << xml_escape(row[c]) << "</td>";
+    out << "</tr>\n";
+  }
+  out << "</tbody></table></div>\n";
+}
+
+// One report's body: header lines, charts, tables, notes.
+void html_body(std::ostringstream& out, const Report& r) {
+  if (!r.header.empty()) {
+    out << "<p class=\"lead\">";
+    for (std::size_t i = 0; i < r.header.size(); ++i) out << (i ? "<br/>\n" : "") << xml_escape(r.header[i]);
+    out << "</p>\n";
+  }
+  for (const auto& svg : r.charts) out << "<figure>\n" << svg << "</figure>\n";
+  for (const auto& t : r.tables) html_table(out, t);
+  if (!r.notes.empty()) {
+    out << "<ul class=\"notes\">\n";
+    for (const auto& n : r.notes) out << "<li>" << xml_escape(n) << "</li>\n";
+    out << "</ul>\n";
+  }
+}
+
+// The page: XHTML-style (every element closed, attributes quoted) so that it also parses as XML.
+std::string html_page(const std::string& title, const std::vector<std::string>& intro, const std::vector<Section>& sections) {
+  std::ostringstream out;
+  out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n"
+      << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n"
+      << "<title>" << xml_escape(title) << "</title>\n<style>" << kPageCss << "</style>\n</head>\n<body>\n"
+      << "<header><h1>" << xml_escape(title) << "</h1>\n";
+  for (const auto& line : intro) out << "<p class=\"lead\">" << xml_escape(line) << "</p>\n";
+  out << "</header>\n";
+  const bool titled = sections.size() > 1;
+  if (titled) {
+    out << "<nav><ol>\n";
+    for (std::size_t i = 0; i < sections.size(); ++i)
+      out << "<li><a href=\"#s" << i + 1 << "\">" << xml_escape(sections[i].title) << "</a></li>\n";
+    out << "</ol></nav>\n";
+  }
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    out << "<section id=\"s" << i + 1 << "\">\n";
+    if (!sections[i].title.empty()) out << "<h2>" << xml_escape(sections[i].title) << "</h2>\n";
+    html_body(out, sections[i].report);
+    out << "</section>\n";
+  }
+  out << "</body>\n</html>\n";
+  return out.str();
+}
+
 }  // namespace
 
 std::string render(const Report& r, Format f) {
@@ -123,6 +210,41 @@ std::string render(const Report& r, Format f) {
           out << "\n";
         }
       }
+      break;
+    case Format::html: {
+      // One report as a page: its first header line is the page title.
+      const std::string title = r.header.empty() ? "moeplan" : r.header.front();
+      Report body = r;
+      if (!body.header.empty()) body.header.erase(body.header.begin());
+      return html_page(title, {}, {{"", body}});
+    }
+  }
+  return out.str();
+}
+
+std::string render_document(const std::string& title, const std::vector<std::string>& intro,
+                            const std::vector<Section>& sections, Format f) {
+  std::ostringstream out;
+  switch (f) {
+    case Format::html: return html_page(title, intro, sections);
+    case Format::json: {
+      nlohmann::json doc = {{"title", title}, {"intro", intro}, {"sections", nlohmann::json::array()}};
+      for (const auto& s : sections) doc["sections"].push_back({{"title", s.title}, {"result", s.report.json}});
+      out << doc.dump(2) << "\n";
+      break;
+    }
+    case Format::md:
+      out << "# " << title << "\n\n";
+      for (const auto& line : intro) out << line << "  \n";
+      for (const auto& s : sections) out << "\n## " << s.title << "\n\n" << render(s.report, f);
+      break;
+    case Format::table:
+      out << title << "\n";
+      for (const auto& line : intro) out << line << "\n";
+      for (const auto& s : sections) out << "\n== " << s.title << " ==\n" << render(s.report, f);
+      break;
+    case Format::csv:
+      for (std::size_t i = 0; i < sections.size(); ++i) out << (i ? "\n" : "") << render(sections[i].report, f);
       break;
   }
   return out.str();

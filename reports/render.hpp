@@ -1,5 +1,6 @@
-// reports/render: a Report (header lines, tables, notes, and the same result as JSON) rendered as an aligned
-// text table, Markdown, CSV or JSON. Computation never happens here.
+// reports/render: a Report (header lines, tables, notes, charts, and the same result as JSON) rendered as an
+// aligned text table, Markdown, CSV, JSON or one self-contained HTML page (inline CSS and SVG, nothing fetched, no
+// script). Several reports make one document as titled sections (moeplan report). Computation never happens here.
 #pragma once
 #include <string>
 #include <vector>
@@ -8,7 +9,7 @@
 
 namespace moeplan::reports {
 
-enum class Format { table, md, json, csv };
+enum class Format { table, md, json, csv, html };
 Format parse_format(const std::string& s);  // throws InputError
 const char* format_name(Format f);
 
@@ -23,9 +24,20 @@ struct Report {
   std::vector<std::string> header;   // lines printed before the tables
   std::vector<Table> tables;
   std::vector<std::string> notes;    // lines printed after the tables
+  std::vector<std::string> charts;   // SVG elements (reports/charts.hpp), drawn by --format html only
   nlohmann::json json;               // the machine-readable result (--format json)
 };
 
 std::string render(const Report& report, Format format);
+
+// A document of titled sections: html gives one page with a heading per section and a contents list, md a "##"
+// heading per section, table the same in text, json {"title", "sections": [{"title", "result"}]}, csv each
+// section's tables in turn. `intro`: lines under the document title.
+struct Section {
+  std::string title;
+  Report report;
+};
+std::string render_document(const std::string& title, const std::vector<std::string>& intro,
+                            const std::vector<Section>& sections, Format format);
 
 }  // namespace moeplan::reports

@@ -4,6 +4,7 @@
 
 #include "common/text.hpp"
 #include "model/params.hpp"
+#include "reports/result_charts.hpp"
 
 namespace moeplan::reports {
 
@@ -250,6 +251,8 @@ Report memory_report(const simulator::MemoryRequest& q, const simulator::MemoryB
             {"free_bytes", b.free_bytes},
             {"fits", b.fits},
             {"max_concurrency", b.max_concurrency}};
+  r.charts.push_back(vram_chart("memory per " + std::string(q.host_mode ? "host" : "GPU") + ": " + m.name + " on " + where,
+                                "moeplan memory; formulas docs/memory.md", {{where + " " + q.precision.spec, b}}, q.host_mode));
   return r;
 }
 

@@ -2,7 +2,10 @@
 #include <map>
 
 #include "common/text.hpp"
+#include "reports/charts.hpp"
+#include "reports/deployment_report.hpp"
 #include "reports/reports.hpp"
+#include "reports/result_charts.hpp"
 
 namespace moeplan::reports {
 
@@ -18,23 +21,25 @@ std::vector<std::string> percentile_row(const std::string& name, const simulator
   return {name, format_fixed(p.mean, 2), format_fixed(p.p50, 2), format_fixed(p.p90, 2), format_fixed(p.p99, 2)};
 }
 
-// Per-op rows, summed over layer classes by op name, in graph order.
-Table breakdown_table(const std::string& title, const std::vector<simulator::OpTime>& ops, double step_s) {
-  struct Row {
-    double time_s = 0, compute_s = 0, memory_s = 0, comm_s = 0;
-    int layers = 0;
-    bool host = false;
-    simulator::Bound bound = simulator::Bound::memory;
-    double bound_time = 0;
-    std::string source;  // roofline / profile / extrapolated; "mixed" when its layer classes differ
-  };
+// One op name's time in a step, summed over its layer classes.
+struct OpRow {
+  double time_s = 0, compute_s = 0, memory_s = 0, comm_s = 0;
+  int layers = 0;
+  bool host = false;
+  simulator::Bound bound = simulator::Bound::memory;
+  double bound_time = 0;
+  std::string source;  // roofline / profile / extrapolated; "mixed" when its layer classes differ
+};
+
+// Per-op rows, summed over layer classes by op name, in graph order; `total_s`: the sum of all ops.
+std::vector<std::pair<std::string, OpRow>> op_rows(const std::vector<simulator::OpTime>& ops, double& total_s) {
   std::vector<std::string> order;
-  std::map<std::string, Row> rows;
+  std::map<std::string, OpRow> rows;
   double total = 0;
   for (const auto& o : ops) {
     const std::string key = std::string(o.op.name) + (o.on_host ? " (host)" : "");
     if (!rows.count(key)) order.push_back(key);
-    Row& r = rows[key];
+    OpRow& r = rows[key];
     r.time_s += o.time_s;
     r.compute_s += o.compute_s;
     r.memory_s += o.memory_s;
@@ -48,17 +53,33 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
     }
     total += o.time_s;
   }
+  total_s = total;
+  std::vector<std::pair<std::string, OpRow>> out;
+  for (const auto& key : order) out.emplace_back(key, rows[key]);
+  return out;
+}
+
+Table breakdown_table(const std::string& title, const std::vector<simulator::OpTime>& ops, double step_s) {
+  double total = 0;
+  const auto rows = op_rows(ops, total);
   Table t;
   t.title = title + " (" + format_fixed(step_s * 1e3, 3) + " ms per step; ops sum to " + format_fixed(total * 1e3, 3) + " ms)";
   t.columns = {"op", "x", "time us", "share", "bound", "priced", "compute us", "memory us", "comm us"};
   t.right_align = {false, true, true, true, false, false, true, true, true};
-  for (const auto& key : order) {
-    const Row& r = rows[key];
+  for (const auto& [key, r] : rows) {
     t.rows.push_back({key, std::to_string(r.layers), format_fixed(r.time_s * 1e6, 1),
                       format_fixed(total > 0 ? 100.0 * r.time_s / total : 0, 1) + "%", simulator::bound_name(r.bound),
                       r.source, format_fixed(r.compute_s * 1e6, 1), format_fixed(r.memory_s * 1e6, 1), format_fixed(r.comm_s * 1e6, 1)});
   }
   return t;
+}
+
+// The same rows as bars of time per step (simulate --breakdown, --format html).
+std::string breakdown_chart(const std::string& title, const std::string& source, const std::vector<simulator::OpTime>& ops) {
+  double total = 0;
+  std::vector<Bar> bars;
+  for (const auto& [key, r] : op_rows(ops, total)) bars.push_back({key + " x" + std::to_string(r.layers), r.time_s * 1e6, false});
+  return bar_chart({title, "time per step, us (all layers of the op)", "op", source}, bars);
 }
 
 json breakdown_json(const std::vector<simulator::OpTime>& ops, const model::StepValues& x) {
@@ -202,11 +223,14 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
 
   json breakdown = json::object();
   if (!r.prefill_ops.empty() || !r.decode_ops.empty()) {
-    rep.tables.push_back(breakdown_table("prefill step of " + with_commas(r.prefill_step_tokens) + " tokens", r.prefill_ops,
-                                         r.prefill_step_s));
-    rep.tables.push_back(breakdown_table("decode step of " + with_commas(r.decode_step_batch) + " sequences at " +
-                                             with_commas(r.decode_step_context) + " tokens",
-                                         r.decode_ops, r.decode_step_s));
+    const std::string prefill_title = "prefill step of " + with_commas(r.prefill_step_tokens) + " tokens";
+    const std::string decode_title = "decode step of " + with_commas(r.decode_step_batch) + " sequences at " +
+                                     with_commas(r.decode_step_context) + " tokens";
+    rep.tables.push_back(breakdown_table(prefill_title, r.prefill_ops, r.prefill_step_s));
+    rep.tables.push_back(breakdown_table(decode_title, r.decode_ops, r.decode_step_s));
+    const std::string source = "moeplan simulate --breakdown, " + q.model_name + " on " + q.device + ", " + q.precision;
+    rep.charts.push_back(breakdown_chart("per-op time: " + prefill_title, source, r.prefill_ops));
+    rep.charts.push_back(breakdown_chart("per-op time: " + decode_title, source, r.decode_ops));
     breakdown["prefill"] = {{"tokens", r.prefill_step_tokens}, {"step_ms", r.prefill_step_s * 1e3},
                             {"ops", breakdown_json(r.prefill_ops, r.prefill_values)}};
     breakdown["decode"] = {{"batch", r.decode_step_batch}, {"context_tokens", r.decode_step_context},
@@ -290,6 +314,23 @@ Report simulate_report(const SimulateSummary& q, const simulator::SimulateResult
 
 namespace moeplan::reports {
 
+Table error_groups_table(const std::vector<simulator::ErrorGroup>& groups, nlohmann::json& groups_json) {
+  Table g;
+  g.title = "error by group (residual quantiles in rate form: a predicted rate p lies in [p (1 + q05), p (1 + q95)] for "
+            "90 % of the group's rows)";
+  g.columns = {"by", "group", "rows", "median |error|", "p90 |error|", "q05", "q95"};
+  g.right_align = {false, false, true, true, true, true, true};
+  groups_json = json::array();
+  for (const auto& e : groups) {
+    g.rows.push_back({e.by, e.key, std::to_string(e.n), format_fixed(100.0 * e.median_abs, 1) + "%",
+                      format_fixed(100.0 * e.p90_abs, 1) + "%", format_fixed(100.0 * e.q05, 1) + "%",
+                      format_fixed(100.0 * e.q95, 1) + "%"});
+    groups_json.push_back({{"by", e.by}, {"key", e.key}, {"rows", e.n}, {"median_abs_error", e.median_abs},
+                           {"p90_abs_error", e.p90_abs}, {"q05", e.q05}, {"q95", e.q95}});
+  }
+  return g;
+}
+
 Report published_report(const simulator::PublishedSummary& s, const simulator::PublishedSet& set) {
   Report rep;
   rep.header = {"published measurements vs moeplan simulate (data/validation/public_points.yaml)"};
@@ -335,20 +376,8 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
     rows.push_back(std::move(j));
   }
   rep.tables.push_back(std::move(t));
-  Table g;
-  g.title = "error by group (residual quantiles in rate form: a predicted rate p lies in [p (1 + q05), p (1 + q95)] for "
-            "90 % of the group's rows)";
-  g.columns = {"by", "group", "rows", "median |error|", "p90 |error|", "q05", "q95"};
-  g.right_align = {false, false, true, true, true, true, true};
-  json groups = json::array();
-  for (const auto& e : s.groups) {
-    g.rows.push_back({e.by, e.key, std::to_string(e.n), format_fixed(100.0 * e.median_abs, 1) + "%",
-                      format_fixed(100.0 * e.p90_abs, 1) + "%", format_fixed(100.0 * e.q05, 1) + "%",
-                      format_fixed(100.0 * e.q95, 1) + "%"});
-    groups.push_back({{"by", e.by}, {"key", e.key}, {"rows", e.n}, {"median_abs_error", e.median_abs},
-                      {"p90_abs_error", e.p90_abs}, {"q05", e.q05}, {"q95", e.q95}});
-  }
-  rep.tables.push_back(std::move(g));
+  json groups;
+  rep.tables.push_back(error_groups_table(s.groups, groups));
   rep.notes.push_back("median absolute error " + format_fixed(100.0 * s.median_abs_error, 1) + "%, p90 " +
                       format_fixed(100.0 * s.p90_abs_error, 1) + "%, within 25%: " + std::to_string(s.within_25_percent) +
                       " of " + std::to_string(s.rows.size()));
@@ -360,6 +389,7 @@ Report published_report(const simulator::PublishedSummary& s, const simulator::P
               {"groups", groups},
               {"excluded", json::array()}};
   for (const auto& [id, reason] : set.excluded) rep.json["excluded"].push_back({{"id", id}, {"reason", reason}});
+  rep.charts.push_back(published_chart(s, "moeplan validate --published; measurements data/validation/public_points.yaml"));
   return rep;
 }
 

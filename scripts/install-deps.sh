@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages moeplan builds with, when any is missing (apt-get; as root or with sudo).
 set -euo pipefail
+# chromium: only for the test that renders a report in a headless browser (report.chromium; skipped without it).
 packages=(cmake ninja-build g++ clang ccache libboost-program-options-dev nlohmann-json3-dev libyaml-cpp-dev
-          libeigen3-dev catch2 libbenchmark-dev)
+          libeigen3-dev catch2 libbenchmark-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,125 @@
+#include "reports/deployment_report.hpp"
+
+#include "common/text.hpp"
+#include "model/params.hpp"
+
+namespace moeplan::reports {
+
+using nlohmann::json;
+
+namespace {
+
+std::string gb(double bytes) { return format_fixed(bytes / 1e9, 2); }
+
+std::string config_label(const planner::PlanRow& r) {
+  return std::to_string(r.count) + "x " + r.gpu->name + " " + r.precision + (r.engine ? " " + r.engine->name : "");
+}
+
+json memory_json(const simulator::MemoryBreakdown& b) {
+  json by_module = json::object();
+  for (int i = 0; i < model::kModuleCount; ++i)
+    if (b.weights.by_module[static_cast<std::size_t>(i)] > 0)
+      by_module[model::module_name(static_cast<model::Module>(i))] = b.weights.by_module[static_cast<std::size_t>(i)];
+  return {{"weights_bytes", b.weights.total}, {"weights_bytes_by_module", by_module}, {"kv_bytes", b.kv_bytes},
+          {"activation_bytes", b.activation_bytes}, {"overhead_bytes", b.overhead_bytes}, {"total_bytes", b.total_bytes},
+          {"usable_bytes", b.usable_bytes}, {"free_bytes", b.free_bytes}, {"fits", b.fits}};
+}
+
+}  // namespace
+
+Report plan_memory_report(const std::string& model_name, const std::vector<PlanMemory>& rows, const std::string& context_config,
+                          const std::vector<ContextCurve>& curves, double usable_bytes) {
+  Report r;
+  r.header = {"memory per GPU of each shown plan row at its operating point (batch x dp sequences of input + output "
+              "tokens; moeplan memory with the row's layout, precision and KV dtype gives the same figures)"};
+  Table t;
+  t.columns = {"#", "configuration", "layout", "KV", "sequences/GPU", "weights GB", "KV GB", "activations GB", "overhead GB",
+               "used GB", "usable GB", "free GB"};
+  t.right_align = {true, false, false, false, true, true, true, true, true, true, true, true};
+  std::vector<VramBar> bars;
+  json rows_json = json::array();
+  for (const auto& p : rows) {
+    const auto& b = p.memory;
+    const auto& l = p.row->layout;
+    const std::string layout = "tp" + std::to_string(l.tp) + " ep" + std::to_string(l.ep) + " dp" + std::to_string(l.dp) +
+                               " pp" + std::to_string(l.pp);
+    const std::string kv = p.row->kv_dtype.empty() ? "-" : p.row->kv_dtype;
+    t.rows.push_back({std::to_string(p.rank), config_label(*p.row), layout, kv,
+                      with_commas(b.sequences_per_gpu), gb(b.weights.total), gb(b.kv_bytes), gb(b.activation_bytes),
+                      gb(b.overhead_bytes), gb(b.total_bytes), gb(b.usable_bytes), gb(b.free_bytes)});
+    bars.push_back({rank_label(static_cast<std::size_t>(p.rank)) + " " + config_label(*p.row), b});
+    json j = memory_json(b);
+    j["rank"] = p.rank;
+    rows_json.push_back(std::move(j));
+  }
+  r.tables.push_back(std::move(t));
+  r.charts.push_back(vram_chart("memory per GPU of the shown plan rows: " + model_name,
+                                "moeplan plan rows priced by moeplan memory (docs/memory.md)", bars, false));
+  json curves_json = json::array();
+  if (!curves.empty()) {
+    r.charts.push_back(context_chart(context_config, curves, usable_bytes,
+                                     "moeplan memory --context C --concurrency 1 per precision (docs/memory.md)"));
+    for (const auto& c : curves)
+      curves_json.push_back({{"precision", c.precision}, {"context_tokens", c.context_tokens}, {"total_bytes", c.total_bytes}});
+    r.notes.push_back("memory against context: " + context_config + ", one sequence; chunked-attention layers keep at most "
+                      "their chunk, so the KV grows with the global layers alone beyond it");
+  }
+  r.json = {{"rows", rows_json}, {"context_config", context_config}, {"context_curves", curves_json},
+            {"usable_bytes", usable_bytes}};
+  return r;
+}
+
+Report load_sweep_report(const std::string& config, const std::vector<ConcurrencyPoint>& points,
+                         std::int64_t operating_concurrency, double slo_tpot_ms, const std::string& simulate_command) {
+  Report r;
+  r.header = {"#1 under several loads: " + config + "; closed loop of N requests in flight, 4N requests (moeplan simulate "
+              "--concurrency N); the plan's operating point is N = " + with_commas(operating_concurrency)};
+  Table t;
+  t.columns = {"concurrency", "output tok/s", "TPOT p50 ms", "TPOT p90 ms", "tok/s per user (p50)"};
+  t.right_align = {true, true, true, true, true};
+  json pts = json::array();
+  for (const auto& p : points) {
+    t.rows.push_back({with_commas(p.concurrency) + (p.concurrency == operating_concurrency ? " (plan)" : ""),
+                      format_fixed(p.output_tokens_per_s, 0), format_fixed(p.tpot_ms_p50, 1), format_fixed(p.tpot_ms_p90, 1),
+                      format_fixed(p.tpot_ms_p50 > 0 ? 1e3 / p.tpot_ms_p50 : 0, 1)});
+    pts.push_back({{"concurrency", p.concurrency}, {"output_tokens_per_s", p.output_tokens_per_s},
+                   {"tpot_ms_p50", p.tpot_ms_p50}, {"tpot_ms_p90", p.tpot_ms_p90}});
+  }
+  r.tables.push_back(std::move(t));
+  const std::string source = "moeplan simulate at each concurrency: " + simulate_command;
+  r.charts.push_back(throughput_chart(config, points, source));
+  r.charts.push_back(tpot_chart(config, points, slo_tpot_ms, source));
+  r.notes.push_back("reproduce a point: " + simulate_command + " with --concurrency N --num-requests 4N");
+  r.json = {{"config", config}, {"operating_concurrency", operating_concurrency}, {"points", pts},
+            {"simulate_command", simulate_command}};
+  return r;
+}
+
+Report hosts_view_report(const std::string& model_name, std::int64_t input_tokens, std::int64_t output_tokens,
+                         const std::vector<HostRow>& rows) {
+  Report r;
+  r.header = {"RAM hosts: " + model_name + " on each CPU / unified-memory host of data/hosts.yaml with llama.cpp, one "
+              "request of " + with_commas(input_tokens) + " in / " + with_commas(output_tokens) + " out tokens (moeplan "
+              "simulate --host NAME --engine llamacpp --concurrency 1)"};
+  Table t;
+  t.columns = {"host", "kind", "memory GB", "GB/s", "precision", "needs GB", "fits", "decode tok/s", "TTFT s"};
+  t.right_align = {false, false, true, true, false, true, false, true, true};
+  json out = json::array();
+  for (const auto& h : rows) {
+    t.rows.push_back({h.host->name, h.host->kind, gb(h.host->memory_bytes), format_fixed(h.host->mem_bandwidth_bytes_per_s / 1e9, 0),
+                      h.precision, gb(h.memory.total_bytes), h.memory.fits ? "yes" : "no",
+                      h.simulated ? format_fixed(h.decode_tokens_per_s, 1) : "-", h.simulated ? format_fixed(h.ttft_s, 1) : "-"});
+    json j = {{"host", h.host->name}, {"kind", h.host->kind}, {"memory_bytes", h.host->memory_bytes},
+              {"mem_bandwidth_bytes_per_s", h.host->mem_bandwidth_bytes_per_s}, {"precision", h.precision},
+              {"needed_bytes", h.memory.total_bytes}, {"fits", h.memory.fits}, {"source", h.host->source}, {"date", h.host->date}};
+    if (h.simulated) j.update({{"decode_tokens_per_s", h.decode_tokens_per_s}, {"ttft_s", h.ttft_s}});
+    out.push_back(std::move(j));
+  }
+  r.tables.push_back(std::move(t));
+  r.notes.push_back("needs GB: weights + KV of the one request + activations (moeplan memory --host NAME); hosts from "
+                    "data/hosts.yaml (datasheets, dated), priced as llama.cpp runs them (docs/simulator.md \"Hosts and offloading\")");
+  r.json = {{"model", model_name}, {"input_tokens", input_tokens}, {"output_tokens", output_tokens}, {"hosts", out}};
+  return r;
+}
+
+}  // namespace moeplan::reports

@@ -1,0 +1,47 @@
+// reports/deployment_report: the sections of `moeplan report` that no single command prints — the shown plan rows'
+// memory per GPU with memory against context, #1 under several loads, and the RAM-host view — as Reports with
+// tables, charts and JSON. The other sections are the commands' own reports (plan, compare-api, fit-matrix, ...).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "gpu_db/gpu_db.hpp"
+#include "planner/plan.hpp"
+#include "reports/render.hpp"
+#include "reports/result_charts.hpp"
+#include "simulator/memory.hpp"
+#include "simulator/published.hpp"
+
+namespace moeplan::reports {
+
+// A plan row (1-based rank) and its memory per GPU at its operating point.
+struct PlanMemory {
+  int rank = 0;
+  const planner::PlanRow* row = nullptr;
+  simulator::MemoryBreakdown memory;
+};
+// `context_config` names the configuration of the context curves (#1's GPUs and layout); `usable_bytes` its usable memory.
+Report plan_memory_report(const std::string& model_name, const std::vector<PlanMemory>& rows, const std::string& context_config,
+                          const std::vector<ContextCurve>& curves, double usable_bytes);
+
+// #1 simulated at several closed-loop concurrencies; `operating_concurrency`: the plan's operating point.
+Report load_sweep_report(const std::string& config, const std::vector<ConcurrencyPoint>& points,
+                         std::int64_t operating_concurrency, double slo_tpot_ms, const std::string& simulate_command);
+
+// One CPU / unified-memory host running the model with llama.cpp at one precision, one request at a time.
+struct HostRow {
+  const gpu_db::HostSpec* host = nullptr;
+  std::string precision;
+  simulator::MemoryBreakdown memory;       // host mode: the whole model in the host's memory
+  bool simulated = false;                  // fits and was simulated
+  double decode_tokens_per_s = 0;          // 1000 / TPOT p50
+  double ttft_s = 0;                       // TTFT p50 of the prompt
+};
+// The published set's error groups (validate --published, or data/validation/error_bars.yaml) as a table and JSON;
+// validate --published prints the same table.
+Table error_groups_table(const std::vector<simulator::ErrorGroup>& groups, nlohmann::json& groups_json);
+
+Report hosts_view_report(const std::string& model_name, std::int64_t input_tokens, std::int64_t output_tokens,
+                         const std::vector<HostRow>& rows);
+
+}  // namespace moeplan::reports
