@@ -332,6 +332,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
               {"configurations_evaluated", res.configurations},
               {"operating_points_evaluated", res.operating_points},
               {"sweep_seconds", res.sweep_seconds}};
+  if (!q.host) rep.json["gpu_price_rule"] = planner::price_rule_text(every_gpu_priced(q));
   if (!q.host)
     rep.json["network"] = {{"internode", q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link},
                            {"nics_per_node", q.nics_per_node > 0 ? json(q.nics_per_node) : json("data/network.yaml")},

@@ -530,6 +530,7 @@ TEST_CASE("plan states its price rule, marks each row's price confidence and hon
                       "--format", "json"});
   REQUIRE(j.code == 0);
   const auto pj = nlohmann::json::parse(j.out);
+  CHECK(pj["gpu_price_rule"].get<std::string>().find("--gpu-price h100-sxm $1.00") != std::string::npos);
   int seen = 0;
   for (const auto& row : pj["configurations"]) {
     if (row["gpu"] == "h100-sxm") {

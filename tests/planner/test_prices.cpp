@@ -23,7 +23,7 @@ struct Fixture {
 };
 }  // namespace
 
-TEST_CASE_METHOD(Fixture, "--gpu-price takes GPU=USD entries by any name or alias, or one USD for every GPU") {
+TEST_CASE_METHOD(Fixture, "the --gpu-price option takes GPU=USD entries by any name or alias, or one USD for every GPU") {
   const auto c = parse({"h100=2.49", "B200=5.50"});
   REQUIRE(c.usd_per_gpu_hour.size() == 2);
   CHECK(c.usd_per_gpu_hour.at("h100-sxm") == 2.49);
