@@ -42,7 +42,14 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
        "percentile of TTFT and TPOT (simulate's serving loop) that the SLOs hold: 50, 90 or 99")
       ("budget-per-month", po::value<double>(&o.budget_month), "USD per month for the GPUs (730 h)")
       ("budget-per-hour", po::value<double>(&o.budget_hour), "USD per hour for the GPUs")
-      ("gpu-price", po::value<double>(&o.gpu_price), "USD per GPU-hour for every GPU (instead of data/prices)")
+      ("gpu-price", po::value<std::string>(&o.gpu_price),
+       "USD per GPU-hour instead of data/prices: GPU=USD entries (h100-sxm=2.49,b200=5.50; any GPU name or alias), or "
+       "one USD for every GPU; at most 100")
+      ("exclude-provider", po::value<std::string>(&o.exclude_providers),
+       "comma-separated providers of data/prices/gpu_hourly.yaml whose rows are not used")
+      ("price-source", po::value<std::string>(&o.price_source),
+       "price every GPU from this provider of data/prices/gpu_hourly.yaml only (its flagged rows too); GPUs it does not "
+       "list have no price unless --gpu-price gives one")
       ("utilization", po::value<double>(&o.utilization)->default_value(1.0),
        "share of hours serving at the operating point (1.0 = 100 %; idle hours are paid too)")
       ("objective", po::value<std::string>(&o.objective)->default_value("usd-per-m-tokens"),
@@ -123,7 +130,7 @@ void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
 
 Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
-                           "budget-per-hour", "gpu-price", "utilization", "top", "max-batch", "max-num-batched-tokens",
+                           "budget-per-hour", "utilization", "top", "max-batch", "max-num-batched-tokens",
                            "gpu-memory-utilization", "nics-per-node"})
     require_positive(vm, name);
   if (vm.count("network-price") && !(o.network_price >= 0 && std::isfinite(o.network_price)))
@@ -182,7 +189,18 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.min_tokens_per_s_per_user = o.min_user;
   q.budget_usd_per_month = o.budget_month;
   q.budget_usd_per_hour = o.budget_hour;
-  q.gpu_price_usd_per_hour = o.gpu_price;
+  if (vm.count("gpu-price")) planner::parse_gpu_prices(split_list(o.gpu_price), db, q.prices);
+  if (vm.count("exclude-provider"))
+    q.prices.exclude_providers = planner::parse_providers(split_list(o.exclude_providers), db, "--exclude-provider");
+  if (vm.count("price-source")) {
+    const auto picked = planner::parse_providers(split_list(o.price_source), db, "--price-source");
+    if (picked.size() != 1) throw InputError("--price-source takes one provider, got '" + o.price_source + "'");
+    q.prices.provider = picked.front();
+  }
+  q.gpu_price_usd_per_hour = q.prices.usd_per_gpu_hour_all;
+  if (q.host && (!q.prices.usd_per_gpu_hour.empty() || !(q.gpu_price_usd_per_hour > 0)))
+    throw InputError("plan --host/--profile: --gpu-price takes one USD per host-hour (e.g. --gpu-price 0.10)");
+  if (!q.host) planner::check_price_choice(q.prices, db, q.gpus);
   q.utilization = o.utilization;
   q.objective = planner::parse_objective(o.objective);
   q.internode_link = o.internode;

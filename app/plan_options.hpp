@@ -19,9 +19,9 @@ namespace moeplan::app {
 
 struct PlanOptions {
   std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile, engine,
-      gpu_profile = "auto";
+      gpu_profile = "auto", gpu_price, exclude_providers, price_source;
   std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
-  double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, gpu_price = 0, utilization = 0, mem_util = 0;
+  double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, utilization = 0, mem_util = 0;
   double network_price = -1;
   double tokens_per_month = 0;  // 0: not given
   int top = 0, slo_percentile = 0, nics_per_node = 0;

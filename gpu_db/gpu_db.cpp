@@ -83,7 +83,64 @@ double gb_to_bytes(double gb, const std::string& unit, const std::string& where)
   throw InputError(where + ": memory_unit must be GB or GiB, got '" + unit + "'");
 }
 
+// A YYYY-MM-DD date, as every dated row writes it (string order is then date order).
+std::string iso_date(const std::string& s, const std::string& where) {
+  const bool ok = s.size() == 10 && s[4] == '-' && s[7] == '-' &&
+                  std::all_of(s.begin(), s.end(), [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
+  if (!ok) throw InputError(where + " must be a date YYYY-MM-DD, got '" + s + "'");
+  return s;
+}
+
+Confidence parse_confidence(const Entry& e) {
+  const std::string c = e.get_or<std::string>("confidence", "medium");
+  if (c == "high") return Confidence::high;
+  if (c == "medium") return Confidence::medium;
+  if (c == "low") return Confidence::low;
+  throw InputError(e.where() + ": confidence must be high, medium or low, got '" + c + "'");
+}
+
+// A price row of a GPU: its date must not precede the GPU's launch (rows dated earlier are flagged, not dropped: the
+// page's date is wrong or the row is not the GPU it names).
+void check_launch(GpuPrice& p, const GpuSpec& g, const std::string& where) {
+  if (g.launch_date.empty())
+    throw InputError(where + ": GPU " + g.name + " has prices but no launch_date in gpus.yaml (add it with launch_source)");
+  if (p.date < g.launch_date) p.flags.push_back("dated before launch (" + g.launch_date + ")");
+}
+
+// The outlier rule (gpu_db.hpp): each row against the median of its GPU's rows of the same tier.
+void flag_outliers(std::vector<GpuPrice>& prices) {
+  std::map<std::pair<std::string, std::string>, std::vector<double>> by_gpu_tier;
+  for (const auto& p : prices) by_gpu_tier[{p.gpu, p.tier}].push_back(p.usd_per_gpu_hour);
+  for (auto& [key, v] : by_gpu_tier) std::sort(v.begin(), v.end());
+  for (auto& p : prices) {
+    const auto& v = by_gpu_tier.at({p.gpu, p.tier});
+    if (static_cast<int>(v.size()) < kMinRowsForOutlier) continue;
+    const std::size_t n = v.size();
+    const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    const double ratio = p.usd_per_gpu_hour / median;
+    if (ratio < kOutlierLow || ratio > kOutlierHigh)
+      p.flags.push_back(format_fixed(ratio, 2) + "x the median $" + format_fixed(median, 2) + " of " + std::to_string(n) +
+                        " " + p.tier + " rows");
+  }
+}
+
+// Flags lower a row's confidence: a flagged price is never better than low.
+template <typename Price>
+void lower_flagged(std::vector<Price>& prices) {
+  for (auto& p : prices)
+    if (!p.flags.empty()) p.confidence = Confidence::low;
+}
+
 }  // namespace
+
+const char* confidence_name(Confidence c) {
+  switch (c) {
+    case Confidence::high: return "high";
+    case Confidence::medium: return "medium";
+    case Confidence::low: return "low";
+  }
+  return "?";
+}
 
 Database Database::load(const std::filesystem::path& dir) {
   Database db;
@@ -95,7 +152,7 @@ Database Database::load(const std::filesystem::path& dir) {
                     {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
                      "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
                      "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date",
-                     "measured"});
+                     "measured", "launch_date", "launch_source"});
       GpuSpec g;
       g.name = to_lower(e.get<std::string>("name"));
       g.display_name = e.get_or<std::string>("display_name", g.name);
@@ -122,6 +179,10 @@ Database Database::load(const std::filesystem::path& dir) {
       g.source = e.get<std::string>("source");
       g.date = e.get<std::string>("date");
       g.notes = e.get_or<std::string>("notes", "");
+      if (e.has("launch_date")) {
+        g.launch_date = iso_date(e.get<std::string>("launch_date"), e.where() + ": launch_date");
+        g.launch_source = e.get<std::string>("launch_source");
+      }
       if (e.has("measured")) {
         const YAML::Node mn = n["measured"];
         const Entry me(mn, file.string(), {"gemm_tflops", "stream_tb_s", "source", "date"});
@@ -275,7 +336,8 @@ Database Database::load(const std::filesystem::path& dir) {
   {
     const auto file = dir / "prices" / "gpu_hourly.yaml";
     for (const auto& n : list_of(file, "prices")) {
-      const Entry e(n, file.string(), {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source", "network_included"});
+      const Entry e(n, file.string(),
+                    {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source", "network_included", "confidence"});
       GpuPrice p;
       p.provider = e.get<std::string>("provider");
       p.gpu = to_lower(e.get<std::string>("gpu"));
@@ -285,16 +347,22 @@ Database Database::load(const std::filesystem::path& dir) {
       p.source = e.get<std::string>("source");
       p.notes = e.get_or<std::string>("notes", "");
       p.network_included = e.get_or<bool>("network_included", false);
-      p.gpu = db.gpu(p.gpu).name;  // must name a GPU in gpus.yaml
+      p.confidence = parse_confidence(e);
+      const GpuSpec& g = db.gpu(p.gpu);  // must name a GPU in gpus.yaml
+      p.gpu = g.name;
+      p.date = iso_date(p.date, e.where() + ": date");
+      check_launch(p, g, e.where());
       db.gpu_prices_.push_back(std::move(p));
     }
+    flag_outliers(db.gpu_prices_);
+    lower_flagged(db.gpu_prices_);
   }
   {
     const auto file = dir / "prices" / "api.yaml";
     for (const auto& n : list_of(file, "prices")) {
       const Entry e(n, file.string(),
                     {"provider", "model", "model_variant", "usd_per_m_input_tokens", "usd_per_m_output_tokens",
-                     "usd_per_m_cached_input_tokens", "context_tokens", "date", "source", "conflict"});
+                     "usd_per_m_cached_input_tokens", "context_tokens", "date", "source", "conflict", "confidence"});
       ApiPrice p;
       p.provider = e.get<std::string>("provider");
       p.model = e.get<std::string>("model");
@@ -307,8 +375,13 @@ Database Database::load(const std::filesystem::path& dir) {
       p.source = e.get<std::string>("source");
       p.conflict = e.get_or<bool>("conflict", false);
       p.notes = e.get_or<std::string>("notes", "");
+      p.confidence = parse_confidence(e);
+      // Output tokens cost more than input tokens at every provider (decode reads the weights per token); a row with
+      // input above output is most likely swapped or mistyped at its source.
+      if (p.usd_per_m_input_tokens > p.usd_per_m_output_tokens) p.flags.push_back("input above output");
       db.api_prices_.push_back(std::move(p));
     }
+    lower_flagged(db.api_prices_);
   }
   return db;
 }
@@ -365,6 +438,27 @@ std::optional<GpuPrice> Database::cheapest_on_demand(const std::string& gpu_name
   for (const auto& p : gpu_prices_)
     if (p.gpu == gpu_name && p.tier == "on-demand" && (!best || p.usd_per_gpu_hour < best->usd_per_gpu_hour)) best = p;
   return best;
+}
+
+std::optional<GpuPrice> Database::choose_price(const std::string& gpu_name,
+                                               const std::function<bool(const std::string&)>& provider_ok,
+                                               bool allow_flagged) const {
+  // Preference: unflagged medium/high, then unflagged low, then (picked by name only) flagged; the cheapest within.
+  auto rank = [](const GpuPrice& p) { return (p.flags.empty() ? 0 : 2) + (p.confidence == Confidence::low ? 1 : 0); };
+  const GpuPrice* best = nullptr;
+  for (const auto& p : gpu_prices_) {
+    if (p.gpu != gpu_name || p.tier != "on-demand" || !provider_ok(p.provider)) continue;
+    if (!p.flags.empty() && !allow_flagged) continue;
+    if (!best || rank(p) < rank(*best) || (rank(p) == rank(*best) && p.usd_per_gpu_hour < best->usd_per_gpu_hour)) best = &p;
+  }
+  return best ? std::optional<GpuPrice>(*best) : std::nullopt;
+}
+
+std::vector<std::string> Database::gpu_price_providers() const {
+  std::vector<std::string> out;
+  for (const auto& p : gpu_prices_)
+    if (std::find(out.begin(), out.end(), p.provider) == out.end()) out.push_back(p.provider);
+  return out;
 }
 
 }  // namespace moeplan::gpu_db

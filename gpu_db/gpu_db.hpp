@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,6 +29,9 @@ struct GpuSpec {
   int gpus_per_node = 8;
   double tdp_w = 0;
   std::string confidence, source, date, notes;
+  // The day the vendor announced the product (YYYY-MM-DD) and where that is stated; required for a GPU with rental
+  // prices, since no price can predate it (docs/planner.md "Cost").
+  std::string launch_date, launch_source;
   // Published microbenchmarks of the GPU (gpus.yaml `measured`, each with its source): the large dense GEMM rate a
   // vendor library reaches, by dtype (FLOP/s), and STREAM-class memory bandwidth (bytes/s). Empty / 0 where none
   // is recorded; the roofline then keeps its generic efficiency shares (simulator/hardware.cpp).
@@ -71,11 +75,25 @@ struct LinkSpec {
   std::string source, date, notes;
 };
 
+// How far a price row can be trusted (docs/planner.md "Cost"): the file's `confidence` (high: the provider's own page;
+// medium, the default: a dated secondary page or dataset; low: a source the file marks unreliable), lowered to low
+// by any flag the loader raises.
+enum class Confidence { low, medium, high };
+const char* confidence_name(Confidence c);
+
 struct GpuPrice {
   std::string provider, gpu, tier, date, source, notes;
   double usd_per_gpu_hour = 0;
   bool network_included = false;  // the instance comes with a scale-out fabric (e.g. EFA, InfiniBand cluster network)
+  Confidence confidence = Confidence::medium;
+  // Set by the loader: "dated before launch (YYYY-MM-DD)", "0.38x the median" (below half or above twice the median
+  // of the GPU's rows of the same tier, when it has at least kMinRowsForOutlier rows).
+  std::vector<std::string> flags;
 };
+// The outlier rule: a row below kOutlierLow or above kOutlierHigh times the median of the GPU's rows of its tier
+// (the row included), judged only where the GPU has at least kMinRowsForOutlier rows of that tier.
+inline constexpr double kOutlierLow = 0.5, kOutlierHigh = 2.0;
+inline constexpr int kMinRowsForOutlier = 3;
 
 // data/network.yaml: the scale-out network's default NIC ports per node and its price per port (docs/planner.md
 // "Cost", docs/simulator.md "Collectives").
@@ -97,6 +115,8 @@ struct ApiPrice {
   std::optional<double> usd_per_m_cached_input_tokens;
   std::optional<std::int64_t> context_tokens;
   bool conflict = false;
+  Confidence confidence = Confidence::medium;  // as GpuPrice; an "input above output" flag lowers it to low
+  std::vector<std::string> flags;
 };
 
 class Database {
@@ -127,6 +147,14 @@ class Database {
 
   // Lowest on-demand price for a GPU, if any source lists one.
   std::optional<GpuPrice> cheapest_on_demand(const std::string& gpu_name) const;
+  // The default price of a GPU (docs/planner.md "Cost"): among its on-demand rows whose provider passes `provider_ok`,
+  // the cheapest unflagged one of confidence medium or high, else the cheapest unflagged one; flagged rows only when
+  // `allow_flagged` (a provider picked by name). nullopt when no row qualifies.
+  std::optional<GpuPrice> choose_price(const std::string& gpu_name,
+                                       const std::function<bool(const std::string& provider)>& provider_ok,
+                                       bool allow_flagged) const;
+  // Provider names of gpu_hourly.yaml, as written there.
+  std::vector<std::string> gpu_price_providers() const;
 
  private:
   std::vector<GpuSpec> gpus_;

@@ -15,6 +15,7 @@
 #include "model/config.hpp"
 #include "model/precision.hpp"
 #include "model/shard.hpp"
+#include "planner/prices.hpp"
 #include "simulator/hardware.hpp"
 #include "simulator/published.hpp"
 #include "simulator/simulate.hpp"
@@ -55,6 +56,8 @@ struct PlanRequest {
   double ttft_ms = 0, tpot_ms = 0, min_tokens_per_s_per_user = 0;
   double budget_usd_per_month = 0, budget_usd_per_hour = 0;
   double gpu_price_usd_per_hour = 0;             // > 0 overrides the price data for every GPU
+  PriceChoice prices;                            // per-GPU overrides and provider filters (--gpu-price, --exclude-provider,
+                                                 // --price-source; docs/planner.md "Cost")
   double utilization = 1.0;                      // share of hours serving at the operating point
   Objective objective = Objective::usd_per_m_tokens;
   std::string internode_link;                    // for multi-node candidates (default infiniband-ndr)
@@ -137,6 +140,8 @@ struct PlanRow {
   double network_usd_per_hour = 0;
   bool network_in_price = false;         // the GPU price source includes a scale-out fabric (gpu_hourly.yaml)
   std::string price_source;              // provider and date, or "--gpu-price"
+  std::string price_confidence;          // the price row's confidence (high, medium, low), or "given" (--gpu-price)
+  std::vector<std::string> price_flags;  // the row's flags (gpu_db::GpuPrice::flags): only with --price-source
   double prefill_time_share = 0;         // share of GPU time spent on prefill at the operating point
   double usd_per_m_input_tokens = 0, usd_per_m_output_tokens = 0, usd_per_m_blended_tokens = 0;
   std::array<double, 3> usd_per_1000_requests{};  // 500, 2000, 8000 tokens, at the workload's input:output ratio

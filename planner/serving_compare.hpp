@@ -28,10 +28,14 @@ struct SelfHostedMonth {
 
 struct ApiComparison {
   std::vector<ApiOffer> offers;          // cheapest first
+  // The offer the break-even and "vs API" use: the cheapest of confidence medium or high without a flag (an API row
+  // marked unreliable, or with input above output, is listed but not relied on); the cheapest offer when none is.
+  std::size_t reference = 0;
+  const ApiOffer& reference_offer() const { return offers.at(reference); }
   double self_usd_per_m_blended = 0;     // at the plan's utilisation
   double self_usd_per_month = 0;         // the replica rented all month
   double self_capacity_tokens_per_month = 0;   // input + output tokens one replica serves at 100 %
-  double breakeven_tokens_per_month = 0; // above this monthly volume self-hosting is cheaper than the cheapest API
+  double breakeven_tokens_per_month = 0; // above this monthly volume self-hosting is cheaper than the reference API
   double breakeven_utilization = 0;      // the same as a share of one replica's capacity (> 1: never on one replica)
   double self_usd_per_1000_requests = 0; // the row's $/M blended x the request's tokens x 1000
   double tokens_per_month = 0;           // --tokens-per-month (0: not given; then `month` is empty)
@@ -48,13 +52,15 @@ ApiComparison compare_api(const gpu_db::Database& db, const std::string& model_n
                           std::int64_t input_tokens, std::int64_t output_tokens, double tokens_per_month = 0);
 
 struct LaunchCommand {
-  std::string engine, command, note;
+  std::string engine, command, note;  // command: the one to run, on node 0 of a multi-node row
   int row = 0;  // the plan row (1-based rank) it launches; 0: the plan's #1 without engines
+  std::string other_nodes;  // a multi-node row's command on nodes 1..N-1 ("<i>": the node's index); "" when none
 };
 
 // Suggested launch commands; `checkpoints_yaml` maps (model, format) to a published repository. A row planned for an
 // engine gets that engine's command only; a row of the plain roofline (no engine) gets vLLM's, SGLang's and
-// TensorRT-LLM's.
+// TensorRT-LLM's. A row over several nodes gets each engine's multi-node flags (docs/planner.md "Launch commands");
+// every flag printed is in data/engine_flags.yaml, the engines' documented options (tests/planner/test_launch.cpp).
 std::vector<LaunchCommand> launch_commands(const std::filesystem::path& checkpoints_yaml, const std::string& model_name,
                                            const PlanRow& row, std::int64_t max_model_len, model::KvDtype kv_dtype,
                                            double gpu_memory_utilization);

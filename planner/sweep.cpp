@@ -151,16 +151,12 @@ void price_tokens(PlanRow& row, const PlanRequest& r) {
 }  // namespace
 
 GpuPricing gpu_pricing(const PlanRequest& r, const gpu_db::Database& db, const gpu_db::GpuSpec& gpu) {
-  GpuPricing p;
-  if (r.gpu_price_usd_per_hour > 0) {
-    p.usd_per_gpu_hour = r.gpu_price_usd_per_hour;
-    p.source = "--gpu-price";  // a GPU price alone: the network is added for multi-node rows (--network-price 0: none)
-  } else if (auto c = db.cheapest_on_demand(gpu.name)) {
-    p.usd_per_gpu_hour = c->usd_per_gpu_hour;
-    p.source = c->provider + " " + c->date;
-    p.network_included = c->network_included;
+  if (r.gpu_price_usd_per_hour > 0 && r.prices.usd_per_gpu_hour_all <= 0) {
+    PriceChoice every = r.prices;
+    every.usd_per_gpu_hour_all = r.gpu_price_usd_per_hour;
+    return gpu_price(every, db, gpu.name);
   }
-  return p;
+  return gpu_price(r.prices, db, gpu.name);
 }
 
 double Placement::usd_per_hour(const GpuPricing& p, int count) const {
@@ -200,6 +196,8 @@ void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, const GpuPri
   row.inter_link = where.inter_link;
   row.usd_per_gpu_hour = pricing.usd_per_gpu_hour;
   row.price_source = pricing.source;
+  row.price_confidence = pricing.overridden ? "given" : gpu_db::confidence_name(pricing.confidence);
+  row.price_flags = pricing.flags;
   row.network_usd_per_hour = where.network_usd_per_hour;
   row.network_in_price = where.network_in_price;
   row.usd_per_hour = where.usd_per_hour(pricing, row.count);

@@ -49,13 +49,10 @@ struct Operating {
 Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
                           model::AttentionKind window_kind);
 
-// A GPU's price (docs/planner.md "Cost"): --gpu-price, else the cheapest on-demand row of data/prices/gpu_hourly.yaml
-// (usd_per_gpu_hour 0: none), and whether that source includes a scale-out network.
-struct GpuPricing {
-  double usd_per_gpu_hour = 0;
-  std::string source;
-  bool network_included = false;
-};
+// A GPU's price (docs/planner.md "Cost"): --gpu-price, else the default row of data/prices/gpu_hourly.yaml under the
+// request's provider filters (usd_per_gpu_hour 0: none), with the row's confidence and flags and whether that source
+// includes a scale-out network.
+using GpuPricing = GpuPriceUsed;
 GpuPricing gpu_pricing(const PlanRequest& r, const gpu_db::Database& db, const gpu_db::GpuSpec& gpu);
 // Where `count` GPUs of `hw` sit, and the hourly price of the network between their nodes: nodes × nics_per_node ×
 // the port price when they span nodes and the price source does not include it, else 0.

@@ -60,6 +60,7 @@ json row_json(const planner::PlanRow& r) {
           {"intra_link", r.intra_link}, {"inter_link", r.nodes > 1 ? json(r.inter_link) : json(nullptr)},
           {"links", links_text(r)},
           {"usd_per_gpu_hour", r.usd_per_gpu_hour}, {"price_source", r.price_source},
+          {"price_confidence", r.price_confidence}, {"price_flags", r.price_flags},
           {"network_usd_per_hour", r.network_usd_per_hour}, {"network_in_price", r.network_in_price},
           {"usd_per_hour", r.usd_per_hour}, {"usd_per_month", r.usd_per_month},
           {"usd_per_m_input_tokens", r.usd_per_m_input_tokens}, {"usd_per_m_output_tokens", r.usd_per_m_output_tokens},
@@ -119,6 +120,16 @@ std::string workload_line(const planner::PlanRequest& q) {
   return s;
 }
 
+// The request's price choice with --gpu-price USD (every GPU) folded in.
+planner::PriceChoice every_gpu_priced(const planner::PlanRequest& q) {
+  planner::PriceChoice c = q.prices;
+  if (q.gpu_price_usd_per_hour > 0) c.usd_per_gpu_hour_all = q.gpu_price_usd_per_hour;
+  return c;
+}
+
+// The plan row's price mark: the confidence of the price row used ("given": --gpu-price), "!" when it is flagged.
+std::string price_mark(const planner::PlanRow& r) { return r.price_confidence + (r.price_flags.empty() ? "" : "!"); }
+
 }  // namespace
 
 namespace {
@@ -175,18 +186,20 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                                                      : std::string("NIC ports per node from data/network.yaml (one per GPU on "
                                                                    "SXM/OAM boards, one per 2 GPUs in PCIe servers; --nics-per-node)")) +
                          "; a multi-node row pays " + port_price + " per port-hour unless its price source includes the network");
+    rep.header.push_back(planner::price_rule_text(every_gpu_priced(q)));
   }
   Table t;
   t.columns = {"#", "GPUs", "precision", "layout", "nodes, links", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
                "TPOT " + pct(q) + "ms", "$/hour", "$/month", "net $/h",
-               "$/M in", "$/M out", "$/M blend", "vs API", "pareto", "beyond validated"};
-  t.right_align = {true, false, false, false, false, true, true, true, true, true, true, true, true, true, true, true, true, false, false};
+               "$/M in", "$/M out", "$/M blend", "vs API", "price", "pareto", "beyond validated"};
+  t.right_align = {true, false, false, false, false, true, true, true, true, true, true, true, true, true, true, true, true,
+                   false, false, false};
   if (engines) {
     t.columns.insert(t.columns.begin() + 2, "engine");
     t.right_align.insert(t.right_align.begin() + 2, false);
   }
   // "vs API": the row's blended $/M over the cheapest API's for this model and workload (< 1: self-hosting is cheaper).
-  const double api_blend = api ? api->offers.front().usd_per_m_blended : 0;
+  const double api_blend = api ? api->reference_offer().usd_per_m_blended : 0;
   json rows = json::array();
   for (std::size_t i = 0; i < res.rows.size(); ++i) {
     const auto& r = res.rows[i];
@@ -198,7 +211,8 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                       with_commas(r.batch), rate(r.output_tokens_per_s), format_fixed(r.output_tokens_per_s_per_user, 1),
                       format_fixed(r.ttft_ms, 0), format_fixed(r.tpot_ms, 1), money(r.usd_per_hour), dollars(r.usd_per_month), network_text(r),
                       money(r.usd_per_m_input_tokens), money(r.usd_per_m_output_tokens), money(r.usd_per_m_blended_tokens),
-                      api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", r.pareto ? "*" : "",
+                      api_blend > 0 ? format_fixed(r.usd_per_m_blended_tokens / api_blend, 2) + "x" : "-", price_mark(r),
+                      r.pareto ? "*" : "",
                       join(r.beyond_validated, ", ")});
     if (engines) t.rows.back().insert(t.rows.back().begin() + 2, r.engine ? r.engine->name : "generic");
   }
@@ -292,22 +306,27 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                         "/M output tokens; batched at " + with_commas(b.batch) + " per group: $" +
                         money(b.usd_per_m_output_tokens) + "/M (docs/planner.md)");
     if (api) {
-      const auto& c = api->offers.front();
-      rep.notes.push_back("cheapest API for " + q.model->name + ": " + c.price.provider + " $" + money(c.usd_per_m_blended) +
-                          "/M blended (" + c.price.date + "); #1 self-hosted $" + money(b.usd_per_m_blended_tokens) +
+      const auto& c = api->reference_offer();
+      const bool trusted = c.price.flags.empty() && c.price.confidence != gpu_db::Confidence::low;
+      rep.notes.push_back(std::string(trusted ? "cheapest API of confidence medium or high" : "cheapest API (none is of "
+                                                "confidence medium or high)") + " for " + q.model->name + ": " +
+                          c.price.provider + " $" + money(c.usd_per_m_blended) +
+                          "/M blended (" + c.price.date + ", " + gpu_db::confidence_name(c.price.confidence) +
+                          "); #1 self-hosted $" + money(b.usd_per_m_blended_tokens) +
                           "/M; break-even at " + format_fixed(api->breakeven_tokens_per_month / 1e9, 2) +
                           " B tokens/month = " + format_fixed(100.0 * api->breakeven_utilization, 0) +
                           " % of #1's capacity (moeplan compare-api)");
       if (api->tokens_per_month > 0) rep.notes.push_back("#1 " + monthly_bill_text(b, *api));
     }
-    for (const auto& l : launch)
-      rep.notes.push_back((l.row > 0 ? "#" + std::to_string(l.row) + " " : std::string()) + l.engine + ": " + l.command +
+    for (const auto& l : launch) {
+      const std::string who = (l.row > 0 ? "#" + std::to_string(l.row) + " " : std::string()) + l.engine;
+      rep.notes.push_back(who + (l.other_nodes.empty() ? ": " : ", node 0: ") + l.command +
                           (l.note.empty() ? "" : "   # " + l.note));
-    for (const auto& r : res.rows)
-      if (r.price_source != "--gpu-price") {
-        rep.notes.push_back("GPU prices: cheapest on-demand row per GPU in data/prices/gpu_hourly.yaml (#1: " + r.price_source + ")");
-        break;
-      }
+      if (!l.other_nodes.empty()) rep.notes.push_back(who + ", node i = 1, 2, ...: " + l.other_nodes);
+    }
+    rep.notes.push_back("#1's GPU price: $" + money(b.usd_per_gpu_hour) + " per GPU-hour, " + b.price_source + ", confidence " +
+                        b.price_confidence + (b.price_flags.empty() ? "" : ", flagged: " + join(b.price_flags, "; ")) +
+                        " (moeplan plan --gpu-price " + b.gpu->name + "=USD or --price-source/--exclude-provider change it)");
   }
   if (q.host)
     rep.notes.push_back("host " + q.host->device.name + " priced from " + q.host->hardware.name +
@@ -337,6 +356,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
               {"configurations_evaluated", res.configurations},
               {"operating_points_evaluated", res.operating_points},
               {"sweep_seconds", res.sweep_seconds}};
+  if (!q.host) rep.json["gpu_price_rule"] = planner::price_rule_text(every_gpu_priced(q));
   if (!q.host)
     rep.json["network"] = {{"internode", q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link},
                            {"nics_per_node", q.nics_per_node > 0 ? json(q.nics_per_node) : json("data/network.yaml")},
@@ -353,6 +373,7 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     rep.json["launch"] = json::array();
     for (const auto& l : launch) {
       rep.json["launch"].push_back({{"engine", l.engine}, {"command", l.command}, {"note", l.note}});
+      if (!l.other_nodes.empty()) rep.json["launch"].back()["other_nodes_command"] = l.other_nodes;
       if (l.row > 0) rep.json["launch"].back()["row"] = l.row;
     }
   }
@@ -372,52 +393,70 @@ Report compare_api_report(const planner::PlanRequest& q, const planner::PlanRow&
                     "/hour, utilization " + format_fixed(100.0 * q.utilization, 0) + " %"};
   Table t;
   const bool monthly = c.tokens_per_month > 0;
-  t.columns = {"provider", "variant", "$/M in", "$/M out", "$/M blend", "$/1000 req", "date", "vs self-hosted"};
-  t.right_align = {false, false, true, true, true, true, false, true};
+  t.columns = {"provider", "variant", "$/M in", "$/M out", "$/M blend", "$/1000 req", "date", "confidence", "vs self-hosted"};
+  t.right_align = {false, false, true, true, true, true, false, false, true};
   if (monthly) {
     t.columns.insert(t.columns.begin() + 6, "$/month");
     t.right_align.insert(t.right_align.begin() + 6, true);
   }
   json offers = json::array();
-  for (const auto& o : c.offers) {
+  bool flagged = false;
+  for (std::size_t i = 0; i < c.offers.size(); ++i) {
+    const auto& o = c.offers[i];
+    // "low!": flagged by the loader (e.g. input above output); "*": the offer the break-even uses.
+    const std::string mark = std::string(gpu_db::confidence_name(o.price.confidence)) + (o.price.flags.empty() ? "" : "!") +
+                             (i == c.reference ? " *" : "");
+    flagged = flagged || !o.price.flags.empty();
     t.rows.push_back({o.price.provider, o.price.model_variant, money(o.price.usd_per_m_input_tokens),
                       money(o.price.usd_per_m_output_tokens), money(o.usd_per_m_blended), money(o.usd_per_1000_requests),
-                      o.price.date, format_fixed(o.usd_per_m_blended / c.self_usd_per_m_blended, 2) + "x"});
+                      o.price.date, mark, format_fixed(o.usd_per_m_blended / c.self_usd_per_m_blended, 2) + "x"});
     if (monthly) t.rows.back().insert(t.rows.back().begin() + 6, dollars(o.usd_per_month));
     offers.push_back({{"provider", o.price.provider}, {"model_variant", o.price.model_variant},
                       {"usd_per_m_input_tokens", o.price.usd_per_m_input_tokens},
                       {"usd_per_m_output_tokens", o.price.usd_per_m_output_tokens},
                       {"usd_per_m_blended_tokens", o.usd_per_m_blended}, {"usd_per_1000_requests", o.usd_per_1000_requests},
                       {"usd_per_month", monthly ? json(o.usd_per_month) : json()}, {"date", o.price.date},
-                      {"source", o.price.source}});
+                      {"source", o.price.source}, {"confidence", gpu_db::confidence_name(o.price.confidence)},
+                      {"flags", o.price.flags}, {"breakeven_reference", i == c.reference}});
   }
   t.rows.push_back({"self-hosted (this plan)", std::to_string(self.count) + "x " + self.gpu->name, money(self.usd_per_m_input_tokens),
                     money(self.usd_per_m_output_tokens), money(self.usd_per_m_blended_tokens),
-                    money(c.self_usd_per_1000_requests), "-", "1.00x"});
+                    money(c.self_usd_per_1000_requests), "-", self.price_confidence, "1.00x"});
   if (monthly) t.rows.back().insert(t.rows.back().begin() + 6, dollars(c.month.usd));
   rep.tables.push_back(std::move(t));
   rep.notes.push_back("$/1000 req: 1000 requests of " + with_commas(q.input_tokens) + " in + " + with_commas(q.output_tokens) +
                       " out tokens (--input, --output) at each row's $/M in and out");
-
-  const auto& cheapest = c.offers.front();
-  rep.notes.push_back("cheapest API: " + cheapest.price.provider + " at $" + money(cheapest.usd_per_m_blended) +
-                      "/M blended for this input:output ratio");
+  const auto& cheapest = c.reference_offer();
+  rep.notes.push_back("confidence: of each price row (data/prices/api.yaml; high = the provider's own page, medium = a dated "
+                      "dataset or secondary page, low = marked unreliable there)" +
+                      std::string(flagged ? "; \"!\": flagged at load (input above output: likely swapped at the source)" : "") +
+                      "; * = the offer the break-even uses: the cheapest of confidence medium or high without a flag");
+  rep.notes.push_back("reference API: " + cheapest.price.provider + " at $" + money(cheapest.usd_per_m_blended) +
+                      "/M blended for this input:output ratio" +
+                      (c.reference > 0 ? " (" + c.offers.front().price.provider + " is cheaper at $" +
+                                             money(c.offers.front().usd_per_m_blended) + " but of confidence " +
+                                             gpu_db::confidence_name(c.offers.front().price.confidence) + ")"
+                                       : std::string()));
+  rep.notes.push_back("self-hosted GPU price: $" + money(self.usd_per_gpu_hour) + " per GPU-hour, " + self.price_source +
+                      ", confidence " + self.price_confidence +
+                      (self.price_flags.empty() ? "" : ", flagged: " + join(self.price_flags, "; ")));
   rep.notes.push_back("self-hosting rents " + std::to_string(self.count) + " GPUs for $" + dollars(c.self_usd_per_month) +
                       "/month and serves up to " +
                       format_fixed(c.self_capacity_tokens_per_month / 1e9, 2) + " B tokens/month at the operating point");
   if (c.breakeven_utilization <= 1)
     rep.notes.push_back("break-even: above " + format_fixed(c.breakeven_tokens_per_month / 1e9, 2) +
                         " B tokens/month (" + format_fixed(100.0 * c.breakeven_utilization, 0) +
-                        " % of capacity) self-hosting is cheaper than the cheapest API");
+                        " % of capacity) self-hosting is cheaper than the reference API");
   else
     rep.notes.push_back("break-even would need " + format_fixed(c.breakeven_tokens_per_month / 1e9, 2) +
                         " B tokens/month, " + format_fixed(c.breakeven_utilization, 1) +
-                        "x what one replica serves: at these prices the cheapest API stays cheaper");
+                        "x what one replica serves: at these prices the reference API stays cheaper");
   if (monthly) rep.notes.push_back(monthly_bill_text(self, c));
   rep.json = {{"model", q.model->name}, {"input_tokens", q.input_tokens}, {"output_tokens", q.output_tokens},
               {"self_hosted", row_json(self)}, {"api", offers},
               {"cheapest_api", cheapest.price.provider},
               {"cheapest_api_usd_per_m_blended_tokens", cheapest.usd_per_m_blended},
+              {"cheapest_api_confidence", gpu_db::confidence_name(cheapest.price.confidence)},
               {"self_usd_per_m_blended_tokens", c.self_usd_per_m_blended},
               {"self_usd_per_month", c.self_usd_per_month},
               {"self_capacity_tokens_per_month", c.self_capacity_tokens_per_month},

@@ -117,7 +117,8 @@ Report gpus_report(const gpu_db::Database& db, const std::vector<const gpu_db::G
   t.right_align = {false, false, true, true, true, true, true, false, true, true, false};
   r.json = json::array();
   for (const auto* g : gpus) {
-    const auto price = db.cheapest_on_demand(g->name);
+    // The price plan uses by default (docs/planner.md "Cost"): flagged rows are never it.
+    const auto price = db.choose_price(g->name, [](const std::string&) { return true; }, false);
     const std::string memory = format_fixed(g->memory_gb_marketed, 0) + " " + g->memory_unit;
     t.rows.push_back({g->name, g->vendor, memory, format_fixed(g->mem_bandwidth_bytes_per_s / 1e9, 0),
                       tflops(g->peak_flops_dense, g->has_dtype("bf16") ? "bf16" : "fp16"),
@@ -134,13 +135,19 @@ Report gpus_report(const gpu_db::Database& db, const std::vector<const gpu_db::G
               {"pcie_gen", g->pcie_gen}, {"gpus_per_node", g->gpus_per_node}, {"tdp_w", g->tdp_w},
               {"confidence", g->confidence}, {"source", g->source}, {"date", g->date}};
     if (price)
-      j["cheapest_on_demand"] = {{"provider", price->provider}, {"usd_per_gpu_hour", price->usd_per_gpu_hour},
-                                 {"date", price->date}, {"source", price->source}};
+      j["default_price"] = {{"provider", price->provider}, {"usd_per_gpu_hour", price->usd_per_gpu_hour},
+                            {"date", price->date}, {"source", price->source},
+                            {"confidence", gpu_db::confidence_name(price->confidence)}};
+    if (const auto cheapest = db.cheapest_on_demand(g->name))
+      j["cheapest_on_demand"] = {{"provider", cheapest->provider}, {"usd_per_gpu_hour", cheapest->usd_per_gpu_hour},
+                                 {"date", cheapest->date}, {"source", cheapest->source},
+                                 {"confidence", gpu_db::confidence_name(cheapest->confidence)}, {"flags", cheapest->flags}};
     r.json.push_back(std::move(j));
   }
   r.tables.push_back(std::move(t));
   r.notes.push_back("TF = dense tensor TFLOPS (never the 2:4-sparse figure); fp16 shown where the GPU has no bf16; "
-                    "$/GPU-h = cheapest dated on-demand price in data/prices/gpu_hourly.yaml");
+                    "$/GPU-h = the default price plan uses: the cheapest on-demand row of data/prices/gpu_hourly.yaml "
+                    "with confidence medium or high and no flag, else the cheapest unflagged one (docs/planner.md \"Cost\")");
   return r;
 }
 

@@ -495,3 +495,61 @@ TEST_CASE("moeplan alone: the usage on stdout, one line on stderr naming what is
   CHECK(h.code == 0);
   CHECK(h.err.empty());
 }
+
+TEST_CASE("price options: bad --gpu-price, providers and filters exit 2 naming the input") {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"plan", "--gpu-price", "h100-sx=2"}, "unknown GPU 'h100-sx'"},
+      {{"plan", "--gpu-price", "h100-sxm=0"}, "'h100-sxm=0'"},
+      {{"plan", "--gpu-price", "h100-sxm=nan"}, "'h100-sxm=nan'"},
+      {{"plan", "--gpu-price", "b200=250"}, "at most 100"},
+      {{"plan", "--gpu-price", "h100-sxm=2,h100=3"}, "h100-sxm is given twice"},
+      {{"compare-api", "--gpu-price=-1"}, "'-1'"},
+      {{"plan", "--exclude-provider", "nocloud"}, "unknown provider 'nocloud'"},
+      {{"plan", "--price-source", "RunPod,AWS"}, "one provider"},
+      {{"plan", "--gpus", "rtx-pro-6000", "--exclude-provider", "RunPod,packet.ai,AWS"}, "no on-demand price"},
+      {{"compare-api", "--gpus", "mi300x", "--price-source", "packet.ai"}, "--price-source packet.ai"},
+      {{"plan", "--host", "epyc-vm-2c", "--gpu-price", "h100-sxm=2"}, "one USD per host-hour"},
+  };
+  for (const auto& [args, says] : cases) {
+    INFO(args[0] << " " << args[1] << " ...: " << says);
+    const auto r = run(args);
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+    CHECK(r.err.find(says) != std::string::npos);
+  }
+}
+
+TEST_CASE("plan states its price rule, marks each row's price confidence and honours per-GPU overrides") {
+  const auto r = run({"plan", "--model", "llama3.1-8b", "--gpus", "h100-sxm,rtx-pro-6000", "--counts", "1",
+                      "--precisions", "bf16", "--engine", "generic", "--top", "2", "--gpu-price", "h100=1.0"});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("GPU prices: per GPU the cheapest on-demand row") != std::string::npos);
+  CHECK(r.out.find("--gpu-price h100-sxm $1.00") != std::string::npos);
+  const auto j = run({"plan", "--model", "llama3.1-8b", "--gpus", "h100-sxm,rtx-pro-6000", "--counts", "1",
+                      "--precisions", "bf16", "--engine", "generic", "--top", "2", "--gpu-price", "h100=1.0",
+                      "--format", "json"});
+  REQUIRE(j.code == 0);
+  const auto pj = nlohmann::json::parse(j.out);
+  CHECK(pj["gpu_price_rule"].get<std::string>().find("--gpu-price h100-sxm $1.00") != std::string::npos);
+  int seen = 0;
+  for (const auto& row : pj["configurations"]) {
+    if (row["gpu"] == "h100-sxm") {
+      CHECK(row["usd_per_gpu_hour"] == 1.0);
+      CHECK(row["price_confidence"] == "given");
+    } else {
+      CHECK(row["price_confidence"] == "low");  // RunPod's row via deploybase.ai; packet.ai's is flagged
+      CHECK(row["usd_per_gpu_hour"] == 1.57);
+      CHECK(row["price_flags"].empty());
+    }
+    ++seen;
+  }
+  CHECK(seen >= 2);
+  // A provider picked by name is used even where its row is flagged, and the row says so.
+  const auto p = run({"plan", "--model", "llama3.1-8b", "--gpus", "rtx-pro-6000", "--counts", "1", "--precisions", "bf16",
+                      "--engine", "generic", "--top", "1", "--price-source", "packet.ai", "--format", "json"});
+  REQUIRE(p.code == 0);
+  const auto row = nlohmann::json::parse(p.out)["configurations"][0];
+  CHECK(row["usd_per_gpu_hour"] == 0.66);
+  CHECK(row["price_confidence"] == "low");
+  CHECK(row["price_flags"].size() == 2);
+}

@@ -141,3 +141,100 @@ TEST_CASE("bad data files are reported with file and line") {
                                              "source: s, date: d}\n")),
                     Catch::Contains("network.yaml:2") && Catch::Contains("must be positive"));
 }
+
+TEST_CASE("every priced GPU has a sourced launch date, and price rows before it or far from the median are flagged") {
+  const auto db = Database::load(test::data());
+  int before_launch = 0;
+  for (const auto& p : db.gpu_prices()) {
+    INFO(p.provider << " " << p.gpu << " " << p.date);
+    const auto& g = db.gpu(p.gpu);
+    REQUIRE(g.launch_date.size() == 10);
+    CHECK_FALSE(g.launch_source.empty());
+    const bool early = p.date < g.launch_date;
+    before_launch += early ? 1 : 0;
+    CHECK(early == (!p.flags.empty() && p.flags.front().rfind("dated before launch", 0) == 0));
+    if (!p.flags.empty()) CHECK(p.confidence == Confidence::low);
+  }
+  // The one row dated before its GPU: packet.ai's RTX PRO 6000 post (2025-01-12, the card was announced 2025-03-18).
+  CHECK(before_launch == 1);
+  bool packet = false;
+  for (const auto& p : db.gpu_prices())
+    if (p.provider == "packet.ai" && p.gpu == "rtx-pro-6000") {
+      packet = true;
+      REQUIRE(p.flags.size() == 2);
+      CHECK(p.flags[1] == "0.42x the median $1.57 of 3 on-demand rows");
+    }
+  CHECK(packet);
+  // deploybase.ai rows are marked low in the file itself.
+  for (const auto& p : db.gpu_prices())
+    if (p.source.find("deploybase.ai") != std::string::npos) CHECK(p.confidence == Confidence::low);
+  // No API row has input above output any more; the Lambda Maverick row (LiteLLM only) is low.
+  for (const auto& a : db.api_prices()) {
+    INFO(a.provider << " " << a.model);
+    CHECK(a.usd_per_m_input_tokens <= a.usd_per_m_output_tokens);
+    CHECK(a.flags.empty());
+    if (a.provider == "Lambda" && a.model == "llama4-maverick") CHECK(a.confidence == Confidence::low);
+  }
+}
+
+namespace {
+// A copy of data/ with several files replaced.
+std::filesystem::path data_with_files(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::string key;
+  for (const auto& [f, c] : files) key += f + c;
+  const auto dir = std::filesystem::temp_directory_path() / ("moeplan_db2_" + std::to_string(std::hash<std::string>{}(key)));
+  std::filesystem::remove_all(dir);
+  std::filesystem::copy(test::data(), dir, std::filesystem::copy_options::recursive);
+  for (const auto& [f, c] : files) std::ofstream(dir / f) << c;
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("the price checks: launch date, outliers, dates, confidence, input above output") {
+  const std::string head = "prices:\n";
+  auto row = [](const char* provider, double usd, const char* date) {
+    return std::string("  - {provider: ") + provider + ", gpu: h100-sxm, usd_per_gpu_hour: " + std::to_string(usd) +
+           ", tier: on-demand, date: \"" + date + "\", source: s}\n";
+  };
+  // Median of 2.0, 2.2, 2.4, 0.9, 5.0 is 2.2: 0.9 (0.41x) and 5.0 (2.27x) are outliers; 2022-01-01 precedes the H100.
+  const auto db = Database::load(data_with("prices/gpu_hourly.yaml",
+                                           head + row("a", 2.0, "2026-01-01") + row("b", 2.2, "2026-01-01") +
+                                               row("c", 2.4, "2022-01-01") + row("d", 0.9, "2026-01-01") +
+                                               row("e", 5.0, "2026-01-01")));
+  std::map<std::string, std::vector<std::string>> flags;
+  for (const auto& p : db.gpu_prices()) flags[p.provider] = p.flags;
+  CHECK(flags["a"].empty());
+  CHECK(flags["b"].empty());
+  CHECK(flags["c"] == std::vector<std::string>{"dated before launch (2022-03-22)"});
+  CHECK(flags["d"] == std::vector<std::string>{"0.41x the median $2.20 of 5 on-demand rows"});
+  CHECK(flags["e"] == std::vector<std::string>{"2.27x the median $2.20 of 5 on-demand rows"});
+  // The default skips the flagged rows: a's $2.00, not d's $0.90 or c's.
+  const auto chosen = db.choose_price("h100-sxm", [](const std::string&) { return true; }, false);
+  REQUIRE(chosen);
+  CHECK(chosen->provider == "a");
+  // Two rows are too few to call one an outlier.
+  const auto two = Database::load(data_with("prices/gpu_hourly.yaml", head + row("a", 1.0, "2026-01-01") + row("b", 9.0, "2026-01-01")));
+  for (const auto& p : two.gpu_prices()) CHECK(p.flags.empty());
+  CHECK_THROWS_WITH(Database::load(data_with("prices/gpu_hourly.yaml", head + row("a", 1.0, "March 2026"))),
+                    Catch::Contains("gpu_hourly.yaml:2") && Catch::Contains("must be a date YYYY-MM-DD"));
+  CHECK_THROWS_WITH(Database::load(data_with("prices/gpu_hourly.yaml",
+                                             head + "  - {provider: a, gpu: h100-sxm, usd_per_gpu_hour: 1, tier: on-demand, "
+                                                    "date: \"2026-01-01\", source: s, confidence: sure}\n")),
+                    Catch::Contains("confidence must be high, medium or low"));
+  // A priced GPU needs a launch date.
+  const std::string gpus =
+      "gpus:\n  - {name: x, vendor: amd, memory_gb: 80, mem_bandwidth_tb_s: 2, tflops_dense: {bf16: 100}, "
+      "form_factor: pcie, interconnect: pcie5, source: s, date: d}\n";
+  CHECK_THROWS_WITH(
+      Database::load(data_with_files({{"gpus.yaml", gpus},
+                                      {"prices/gpu_hourly.yaml", "prices:\n  - {provider: a, gpu: x, usd_per_gpu_hour: 1, "
+                                                                 "tier: on-demand, date: \"2026-01-01\", source: s}\n"}})),
+      Catch::Contains("GPU x has prices but no launch_date"));
+  // An API row with input above output is flagged and counts as low.
+  const auto api = Database::load(data_with(
+      "prices/api.yaml", "prices:\n  - {provider: p, model: llama4-maverick, usd_per_m_input_tokens: 1.41, "
+                         "usd_per_m_output_tokens: 0.35, date: \"2026-07-24\", source: s}\n"));
+  REQUIRE(api.api_prices().size() == 1);
+  CHECK(api.api_prices()[0].flags == std::vector<std::string>{"input above output"});
+  CHECK(api.api_prices()[0].confidence == Confidence::low);
+}

@@ -137,7 +137,8 @@ TEST_CASE_METHOD(Fixture, "The network's price is part of $/hour for rows over s
   for (const auto& p : db.gpu_prices())
     if (p.gpu == "h200-sxm" && p.provider == "AWS") aws_included = p.network_included;
   CHECK(aws_included);
-  const auto cheapest = db.cheapest_on_demand("h200-sxm");
+  // The default price: the cheapest unflagged on-demand row (docs/planner.md "Cost").
+  const auto cheapest = db.choose_price("h200-sxm", [](const std::string&) { return true; }, false);
   REQUIRE(cheapest);
   for (const auto& row : plan(r, db).rows) {
     CHECK(row.network_in_price == cheapest->network_included);
@@ -220,7 +221,7 @@ TEST_CASE_METHOD(Fixture, "Self-hosting against API prices: break-even volume") 
   const auto c = compare_api(db, "llama4-maverick", best, 1000, 1000);
   REQUIRE(!c.offers.empty());
   for (std::size_t i = 1; i < c.offers.size(); ++i) CHECK(c.offers[i - 1].usd_per_m_blended <= c.offers[i].usd_per_m_blended);
-  const double api = c.offers.front().usd_per_m_blended;
+  const double api = c.reference_offer().usd_per_m_blended;  // the cheapest trusted offer (docs/planner.md)
   CHECK(c.breakeven_tokens_per_month == Approx(best.usd_per_month / api * 1e6));
   CHECK(c.breakeven_utilization == Approx(c.breakeven_tokens_per_month / (2 * best.output_tokens_per_s * 3600 * 730)));
   CHECK_THROWS_AS(compare_api(db, "no-such-model", best, 1000, 1000), InputError);

@@ -1,0 +1,156 @@
+// Launch commands: every flag moeplan prints for vLLM, SGLang, TensorRT-LLM and llama.cpp is one the engine documents
+// for the version data/engines.yaml names (data/engine_flags.yaml), on one node and over several; vLLM's
+// --max-num-seqs is per data-parallel rank; multi-node rows get each engine's multi-node flags.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "gpu_db/engines.hpp"
+#include "gpu_db/gpu_db.hpp"
+#include "planner/serving_compare.hpp"
+#include "tests/test_util.hpp"
+
+using namespace moeplan;
+using namespace moeplan::planner;
+
+namespace {
+
+// engine name -> the documented flags of all its launch tools.
+std::map<std::string, std::set<std::string>> documented_flags() {
+  std::map<std::string, std::set<std::string>> out;
+  const YAML::Node root = YAML::LoadFile((test::data() / "engine_flags.yaml").string());
+  for (const auto& e : root["engines"]) {
+    auto& flags = out[e["engine"].as<std::string>()];
+    for (const auto& tool : e["tools"]) {
+      REQUIRE_FALSE(tool["docs"].as<std::string>().empty());
+      for (const auto& f : tool["flags"]) flags.insert(f.as<std::string>());
+    }
+  }
+  return out;
+}
+
+// The flags of a command line: words starting with '-', without an "=value".
+std::vector<std::string> flags_of(const std::string& command) {
+  std::vector<std::string> out;
+  std::istringstream words(command);
+  std::string w;
+  while (words >> w)
+    if (w.size() > 1 && w[0] == '-' && !(w[1] >= '0' && w[1] <= '9')) out.push_back(w.substr(0, w.find('=')));
+  return out;
+}
+
+std::string value_after(const std::string& command, const std::string& flag) {
+  const auto at = command.find(flag + " ");
+  if (at == std::string::npos) return "";
+  std::istringstream rest(command.substr(at + flag.size() + 1));
+  std::string v;
+  rest >> v;
+  return v;
+}
+
+struct Fixture {
+  gpu_db::Database db = gpu_db::Database::load(test::data());
+  gpu_db::EngineTable engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  std::map<std::string, std::set<std::string>> documented = documented_flags();
+
+  // Rows over one node, over several with a replica inside a node, and with a replica wider than a node.
+  std::vector<PlanRow> rows(const std::string& engine) {
+    std::vector<PlanRow> out;
+    auto make = [&](int count, model::ParallelLayout l, int gpus_per_node, std::int64_t batch) {
+      PlanRow r;
+      r.gpu = &db.gpu("b200");
+      r.engine = &engines.engine(engine);
+      r.count = count;
+      r.precision = "nvfp4:all-linear";
+      r.layout = l;
+      r.batch = batch;
+      r.gpus_per_node = gpus_per_node;
+      r.nodes = (count + gpus_per_node - 1) / gpus_per_node;
+      out.push_back(r);
+    };
+    make(8, {1, 8, 1, 8}, 8, 607);    // tp1 ep8 dp8, one node
+    make(8, {4, 4, 2, 1}, 8, 64);     // tp4 ep4 pp2, one node
+    make(32, {1, 32, 1, 32}, 8, 128); // tp1 ep32 dp32 over 4 nodes
+    make(64, {1, 32, 2, 32}, 4, 256); // tp1 ep32 dp32 pp2 over 16 four-GPU nodes
+    make(16, {16, 16, 1, 1}, 8, 64);  // tp16: one replica over 2 nodes
+    return out;
+  }
+  std::vector<LaunchCommand> launch(const PlanRow& r, model::KvDtype kv = model::KvDtype::fp8) {
+    return launch_commands(test::data() / "checkpoints.yaml", "llama4-maverick", r, 2000, kv, 0.9);
+  }
+  void check_documented(const std::string& engine) {
+    const auto& known = documented.at(engine);
+    for (const auto& r : rows(engine))
+      for (auto kv : {model::KvDtype::fp8, model::KvDtype::bf16})
+        for (const auto& c : launch(r, kv))
+          for (const auto* line : {&c.command, &c.other_nodes})
+            for (const auto& f : flags_of(*line)) {
+              INFO(engine << ": " << *line);
+              CHECK(known.count(f) == 1);
+            }
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "the flags file covers every engine that has launch commands, each with a version and docs") {
+  for (const char* e : {"vllm", "sglang", "trtllm", "llamacpp"}) {
+    INFO(e);
+    REQUIRE(documented.count(e) == 1);
+    CHECK(documented.at(e).size() >= 8);
+  }
+  CHECK(flags_of("srun -N 2 --mpi=pmix x --ntasks-per-node 8 <node0-ip>:5000 -1") ==
+        std::vector<std::string>{"-N", "--mpi", "--ntasks-per-node"});
+  // A flag the engine does not document is caught: TensorRT-LLM spells its options with underscores.
+  CHECK(documented.at("trtllm").count("--tp-size") == 0);
+}
+
+TEST_CASE_METHOD(Fixture, "every vLLM flag printed is documented for vLLM 0.10-0.12") { check_documented("vllm"); }
+TEST_CASE_METHOD(Fixture, "every SGLang flag printed is documented for SGLang 0.5") { check_documented("sglang"); }
+TEST_CASE_METHOD(Fixture, "every TensorRT-LLM flag printed is documented for TensorRT-LLM 1.0-1.2") { check_documented("trtllm"); }
+TEST_CASE_METHOD(Fixture, "every llama.cpp flag printed is documented for llama-server") { check_documented("llamacpp"); }
+
+TEST_CASE_METHOD(Fixture, "vLLM: --max-num-seqs is the batch of one data-parallel rank") {
+  const auto rs = rows("vllm");
+  const auto one = launch(rs[0]).front();
+  CHECK(value_after(one.command, "--max-num-seqs") == "607");  // not 607 x 8
+  CHECK(value_after(one.command, "--data-parallel-size") == "8");
+  CHECK(one.other_nodes.empty());
+}
+
+TEST_CASE_METHOD(Fixture, "multi-node rows get each engine's multi-node flags") {
+  const auto v = rows("vllm");
+  // 32 GPUs over 4 nodes, dp32: 8 ranks per node; node 0 serves the API, the others run headless from rank 8 i.
+  const auto dp = launch(v[2]).front();
+  CHECK(value_after(dp.command, "--data-parallel-size-local") == "8");
+  CHECK(value_after(dp.command, "--data-parallel-address") == "<node0-ip>");
+  CHECK(dp.command.find("--data-parallel-rpc-port") != std::string::npos);
+  CHECK(dp.command.find("--headless") == std::string::npos);
+  CHECK(dp.other_nodes.find("--headless") != std::string::npos);
+  CHECK(dp.other_nodes.find("--data-parallel-start-rank <8 x i>") != std::string::npos);
+  CHECK(value_after(dp.command, "--max-num-seqs") == "128");
+  // 64 GPUs on 4-GPU nodes with pp2: 2 ranks of 2 GPUs per node.
+  CHECK(value_after(launch(v[3]).front().command, "--data-parallel-size-local") == "2");
+  // tp16 over two 8-GPU nodes: a Ray cluster.
+  const auto ray = launch(v[4]).front();
+  CHECK(ray.command.find("--distributed-executor-backend ray") != std::string::npos);
+  CHECK(ray.other_nodes.rfind("ray start --address", 0) == 0);
+
+  const auto sg = launch(rows("sglang")[2]).front();
+  CHECK(value_after(sg.command, "--nnodes") == "4");
+  CHECK(value_after(sg.command, "--node-rank") == "0");
+  CHECK(value_after(sg.command, "--dist-init-addr") == "<node0-ip>:5000");
+  CHECK(value_after(sg.other_nodes, "--node-rank") == "<i>");
+
+  const auto trt = launch(rows("trtllm")[2]).front();
+  CHECK(trt.command.rfind("srun -N 4 --ntasks 32 --ntasks-per-node 8 --mpi=pmix trtllm-llmapi-launch trtllm-serve", 0) == 0);
+  CHECK(trt.other_nodes.empty());  // one srun starts every rank
+  // One node: no multi-node flags at all.
+  for (const char* e : {"vllm", "sglang", "trtllm"}) {
+    const auto c = launch(rows(e)[0]).front();
+    for (const char* f : {"--nnodes", "--data-parallel-address", "srun", "--headless"}) CHECK(c.command.find(f) == std::string::npos);
+  }
+}
