@@ -20,6 +20,7 @@
 #include "reports/reports.hpp"
 #include "simulator/engine.hpp"
 #include "simulator/fit_matrix.hpp"
+#include "simulator/host_view.hpp"
 #include "simulator/published.hpp"
 #include "simulator/simulate.hpp"
 
@@ -152,45 +153,20 @@ reports::Section api_section(const Planned& p, const gpu_db::Database& db, const
   }
 }
 
-// llama.cpp on every host of data/hosts.yaml at q4_k_m (the usual GGUF), one request of the workload's lengths.
+// The RAM view (moeplan hosts) of every host in data/hosts.yaml at q4_k_m (the usual GGUF), one sequence of the
+// workload's input + output tokens.
 reports::Section hosts_section(const model::ModelConfig& m, const model::PrecisionTable& table, const gpu_db::Database& db,
                                const PlanOptions& o) {
-  const auto engines = gpu_db::EngineTable::load(data_dir() / "engines.yaml");
-  const model::Precision precision = model::resolve_precision("q4_k_m", m, table);
-  std::vector<reports::HostRow> rows;
-  for (const auto& h : db.hosts()) {
-    reports::HostRow row{&h, precision.spec, {}, false, 0, 0};
-    simulator::MemoryRequest mq;
-    mq.model = &m;
-    mq.precision = precision;
-    mq.context_tokens = o.input + o.output;
-    mq.host_mode = true;
-    mq.capacity_bytes = h.memory_bytes;
-    mq.device_name = h.name;
-    row.memory = simulator::memory_breakdown(mq);
-    if (row.memory.fits && h.mem_bandwidth_bytes_per_s > 0) {
-      simulator::SimulateRequest q;
-      q.model = &m;
-      q.precision = precision;
-      q.hardware = simulator::llamacpp_host(db, h, {}, false);
-      q.workload.input_tokens = o.input;
-      q.workload.output_tokens = o.output;
-      q.workload.mode = simulator::LoadMode::closed;
-      q.workload.concurrency = 1;
-      q.workload.num_requests = 1;
-      simulator::apply_engine(q, engines.host_default(), {});
-      try {
-        const auto s = simulator::simulate(q).serving;
-        row.simulated = s.tpot_ms.p50 > 0;
-        row.decode_tokens_per_s = row.simulated ? 1e3 / s.tpot_ms.p50 : 0;
-        row.ttft_s = s.ttft_ms.p50 / 1e3;
-      } catch (const InputError&) {
-        row.simulated = false;  // the KV of the request does not fit beside the weights: shown as not simulated
-      }
-    }
-    rows.push_back(row);
-  }
-  return {"RAM hosts (llama.cpp)", reports::hosts_view_report(m.name, o.input, o.output, rows)};
+  const auto data = data_dir();
+  const auto engines = gpu_db::EngineTable::load(data / "engines.yaml");
+  simulator::HostViewRequest q;
+  q.model = &m;
+  q.engine = &engines.host_default();
+  q.precisions = {model::resolve_precision("q4_k_m", m, table)};
+  q.context_tokens = o.input + o.output;
+  q.output_tokens = o.output;
+  for (const auto& h : db.hosts()) q.hosts.push_back(simulator::host_target(db, data, h, {}));
+  return {"RAM hosts (llama.cpp)", reports::host_view_report(q, simulator::host_view(q))};
 }
 
 // The published measurements of this model predicted again (validate --published --id ...), and the whole set's

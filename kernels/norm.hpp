@@ -1,5 +1,5 @@
 // kernels/norm: RMSNorm. y = w ⊙ x / sqrt(mean(x²) + eps), accumulated in fp32 (Llama, Mixtral, Qwen3,
-// DeepSeek-V3, gpt-oss all use this form; ../shared/reference/llama4-forward.md), and its weightless form
+// DeepSeek-V3, gpt-oss all use this form: transformers' Llama4TextRMSNorm and its peers; docs/executor.md), and its weightless form
 // (Llama 4 qk-norm). Included by kernels/cuda/norm.cu: keep this header C++17.
 #pragma once
 #include <cstdint>

@@ -95,31 +95,4 @@ Report load_sweep_report(const std::string& config, const std::vector<Concurrenc
   return r;
 }
 
-Report hosts_view_report(const std::string& model_name, std::int64_t input_tokens, std::int64_t output_tokens,
-                         const std::vector<HostRow>& rows) {
-  Report r;
-  r.header = {"RAM hosts: " + model_name + " on each CPU / unified-memory host of data/hosts.yaml with llama.cpp, one "
-              "request of " + with_commas(input_tokens) + " in / " + with_commas(output_tokens) + " out tokens (moeplan "
-              "simulate --host NAME --engine llamacpp --concurrency 1)"};
-  Table t;
-  t.columns = {"host", "kind", "memory GB", "GB/s", "precision", "needs GB", "fits", "decode tok/s", "TTFT s"};
-  t.right_align = {false, false, true, true, false, true, false, true, true};
-  json out = json::array();
-  for (const auto& h : rows) {
-    t.rows.push_back({h.host->name, h.host->kind, gb(h.host->memory_bytes), format_fixed(h.host->mem_bandwidth_bytes_per_s / 1e9, 0),
-                      h.precision, gb(h.memory.total_bytes), h.memory.fits ? "yes" : "no",
-                      h.simulated ? format_fixed(h.decode_tokens_per_s, 1) : "-", h.simulated ? format_fixed(h.ttft_s, 1) : "-"});
-    json j = {{"host", h.host->name}, {"kind", h.host->kind}, {"memory_bytes", h.host->memory_bytes},
-              {"mem_bandwidth_bytes_per_s", h.host->mem_bandwidth_bytes_per_s}, {"precision", h.precision},
-              {"needed_bytes", h.memory.total_bytes}, {"fits", h.memory.fits}, {"source", h.host->source}, {"date", h.host->date}};
-    if (h.simulated) j.update({{"decode_tokens_per_s", h.decode_tokens_per_s}, {"ttft_s", h.ttft_s}});
-    out.push_back(std::move(j));
-  }
-  r.tables.push_back(std::move(t));
-  r.notes.push_back("needs GB: weights + KV of the one request + activations (moeplan memory --host NAME); hosts from "
-                    "data/hosts.yaml (datasheets, dated), priced as llama.cpp runs them (docs/simulator.md \"Hosts and offloading\")");
-  r.json = {{"model", model_name}, {"input_tokens", input_tokens}, {"output_tokens", output_tokens}, {"hosts", out}};
-  return r;
-}
-
 }  // namespace moeplan::reports

@@ -28,20 +28,8 @@ Report plan_memory_report(const std::string& model_name, const std::vector<PlanM
 Report load_sweep_report(const std::string& config, const std::vector<ConcurrencyPoint>& points,
                          std::int64_t operating_concurrency, double slo_tpot_ms, const std::string& simulate_command);
 
-// One CPU / unified-memory host running the model with llama.cpp at one precision, one request at a time.
-struct HostRow {
-  const gpu_db::HostSpec* host = nullptr;
-  std::string precision;
-  simulator::MemoryBreakdown memory;       // host mode: the whole model in the host's memory
-  bool simulated = false;                  // fits and was simulated
-  double decode_tokens_per_s = 0;          // 1000 / TPOT p50
-  double ttft_s = 0;                       // TTFT p50 of the prompt
-};
 // The published set's error groups (validate --published, or data/validation/error_bars.yaml) as a table and JSON;
 // validate --published prints the same table.
 Table error_groups_table(const std::vector<simulator::ErrorGroup>& groups, nlohmann::json& groups_json);
-
-Report hosts_view_report(const std::string& model_name, std::int64_t input_tokens, std::int64_t output_tokens,
-                         const std::vector<HostRow>& rows);
 
 }  // namespace moeplan::reports

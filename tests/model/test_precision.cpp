@@ -24,7 +24,8 @@ TEST_CASE("precision fp8 means Maverick's usual experts-only policy") {
 
 TEST_CASE("checkpoint sizes: Maverick BF16 ~803 GB, FP8 (experts) ~ 417 GB as published") {
   const auto m = test::load("llama4-maverick");
-  // Published (../shared/reference/llama4-forward.md): ~803 GB BF16, ~417 GB FP8 — both with the vision tower.
+  // Published (the meta-llama Hugging Face checkpoints' file sizes; docs/memory.md "Weight bytes"): ~803 GB BF16,
+  // ~417 GB FP8 — both with the vision tower.
   const double bf16 = weight_bytes_total(m, resolve_precision("bf16", m, test::precisions()), true).total;
   CHECK(bf16 == Approx(2.0 * 401'583'781'376LL));
   const double fp8 = weight_bytes_total(m, resolve_precision("fp8", m, test::precisions()), true).total;
