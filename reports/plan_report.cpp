@@ -139,9 +139,10 @@ std::string dollars(double usd) { return usd >= 100 ? with_commas(static_cast<st
 
 // The monthly bills at --tokens-per-month and the rule the self-hosted one follows (docs/planner.md "Cost").
 std::string monthly_bill_text(const planner::PlanRow& self, const planner::ApiComparison& c) {
-  const auto& api = c.offers.front();
+  const auto& api = c.reference_offer();
   return "$/month at " + format_fixed(c.tokens_per_month / 1e9, 2) + " B tokens/month (--tokens-per-month): an API bills " +
-         "volume x $/M blend (cheapest, " + api.price.provider + ": $" + dollars(api.usd_per_month) + "); self-hosted needs " +
+         "volume x $/M blend (the reference API, " + api.price.provider + ": $" + dollars(api.usd_per_month) +
+         "); self-hosted needs " +
          with_commas(static_cast<std::int64_t>(std::llround(c.month.gpu_hours_needed))) + " GPU-hours at the row's " +
          "throughput, but its " + std::to_string(self.count) + " GPUs are rented by the month (730 h), so it pays whole " +
          "replicas, at least one: " + std::to_string(c.month.replicas) + " x $" + dollars(self.usd_per_month) + " = $" +
