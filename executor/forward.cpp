@@ -82,7 +82,9 @@ struct Timer {
 
 }  // namespace
 
-RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m) {
+namespace {
+
+RuntimeParams read_runtime_fields(const nlohmann::json& config, const model::ModelConfig& m) {
   const nlohmann::json& t = config.contains("text_config") ? config.at("text_config") : config;
   RuntimeParams p;
   const bool qwen = m.model_type == "qwen3_moe";
@@ -118,6 +120,12 @@ RuntimeParams read_runtime_params(const nlohmann::json& config, const model::Mod
     throw InputError(m.source + ": the executor runs llama4, qwen3_moe and mixtral; " + m.model_type + " is not supported yet");
   }
   return p;
+}
+
+}  // namespace
+
+RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m) {
+  return read_document(m.source, [&] { return read_runtime_fields(config, m); });
 }
 
 std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {
