@@ -3,10 +3,10 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/limits.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
-#include "app/limits.hpp"
 #include "moeplan/config.hpp"
 
 namespace po = boost::program_options;
