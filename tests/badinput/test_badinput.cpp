@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -296,4 +297,18 @@ TEST_CASE("bad input: profiles are written to the user's data directory, never d
   CHECK_THROWS_AS(app::find_profile("no-such-profile"), InputError);
   if (old) ::setenv("XDG_DATA_HOME", saved.c_str(), 1);
   else ::unsetenv("XDG_DATA_HOME");
+}
+
+TEST_CASE("bad input: a configuration that does not fit prints a shortfall, never a negative size", "[badinput]") {
+  const auto j = test::run({"memory", "--concurrency", "1000", "--context", "1000000", "--format", "json"});
+  REQUIRE(j.code == 0);
+  const auto m = nlohmann::json::parse(j.out);
+  CHECK(m.at("fits") == false);
+  CHECK(m.at("free_bytes").get<double>() == 0);
+  CHECK(m.at("shortfall_bytes").get<double>() > 0);
+  const auto table = test::run({"memory", "--concurrency", "1000", "--context", "1000000"});
+  REQUIRE(table.code == 0);
+  CHECK_THAT(table.out, Catch::Contains("short by"));
+  for (std::size_t i = table.out.find(" -"); i != std::string::npos; i = table.out.find(" -", i + 1))  // no negative number
+    CHECK_FALSE(std::isdigit(static_cast<unsigned char>(table.out[i + 2])));
 }
