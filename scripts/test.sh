@@ -30,12 +30,16 @@ run_fuzzers() {  # build dir
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' RETURN
   mkdir -p "$scratch"/{cli,hf_config,yaml,safetensors,artifacts}
-  local common=(-max_total_time="$fuzz_seconds" -timeout=60 -rss_limit_mb=4096 -artifact_prefix="$scratch/artifacts/")
+  # -max_len: seeds are cut to 16 KiB (data/ holds YAML files of 200 KB, which parse slowly under ASan and keep
+  # libFuzzer in its first pass over the seeds past -max_total_time); `timeout` turns a hang into a failure.
+  local common=(-max_total_time="$fuzz_seconds" -timeout=60 -max_len=16384 -rss_limit_mb=4096
+                -artifact_prefix="$scratch/artifacts/")
+  local limit=$((fuzz_seconds * 3 + 120))
   echo "=== fuzzing, ${fuzz_seconds} s per harness"
-  "$1/fuzz/fuzz_cli" "${common[@]}" "$scratch/cli" fuzz/corpus/cli
-  "$1/fuzz/fuzz_hf_config" "${common[@]}" "$scratch/hf_config" data/models/*/
-  "$1/fuzz/fuzz_yaml" "${common[@]}" "$scratch/yaml" data/
-  "$1/fuzz/fuzz_safetensors" "${common[@]}" -max_len=4096 "$scratch/safetensors"
+  timeout "$limit" "$1/fuzz/fuzz_cli" "${common[@]}" "$scratch/cli" fuzz/corpus/cli
+  timeout "$limit" "$1/fuzz/fuzz_hf_config" "${common[@]}" "$scratch/hf_config" data/models/*/
+  timeout "$limit" "$1/fuzz/fuzz_yaml" "${common[@]}" "$scratch/yaml" data/
+  timeout "$limit" "$1/fuzz/fuzz_safetensors" "${common[@]}" "$scratch/safetensors"
 }
 
 run_build gcc g++ AUTO
