@@ -3,6 +3,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/limits.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -48,27 +49,45 @@ void print_usage(std::ostream& out) {
   out << "\nexit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error\n";
 }
 
-// A YAML map {option: value} becomes "--option value" arguments (lists repeat the option; true flags stand alone).
-std::vector<std::string> config_file_args(const std::string& path) {
+// A YAML scalar's text, refusing what a command-line value cannot be (a list inside a list, a map).
+std::string scalar_text(const YAML::Node& n, const std::string& where, const std::string& option) {
+  if (!n.IsScalar())
+    throw InputError(where + ":" + std::to_string(n.Mark().line + 1) + ": option '" + printable(option) +
+                     "' must be a value or a list of values (found a nested list or map)");
+  return n.Scalar();
+}
+
+// A YAML map {option: value} becomes "--option value" arguments (lists repeat the option). An option that takes no
+// value (a switch such as breakdown) must be a YAML boolean: true gives the switch, false leaves it out.
+std::vector<std::string> config_file_args(const std::string& path, const po::options_description& options) {
+  const std::string where = printable(path);
   const YAML::Node root = parse_yaml_file(path);
-  if (!root.IsMap()) throw InputError(path + ": expected a map of option names to values");
+  if (!root.IsMap()) throw InputError(where + ": expected a map of option names to values");
   std::vector<std::string> args;
   for (const auto& kv : root) {
-    const std::string key = "--" + kv.first.as<std::string>();
-    if (kv.second.IsSequence()) {
-      for (const auto& v : kv.second) args.insert(args.end(), {key, v.as<std::string>()});
-    } else if (kv.second.IsScalar()) {
-      const std::string v = kv.second.as<std::string>();
-      if (v == "true") args.push_back(key);
-      else if (v != "false") args.insert(args.end(), {key, v});
+    if (!kv.first.IsScalar())
+      throw InputError(where + ":" + std::to_string(kv.first.Mark().line + 1) + ": option names must be plain text");
+    const std::string name = kv.first.Scalar(), key = "--" + name;
+    const po::option_description* option = options.find_nothrow(name, false);
+    if (option && option->semantic()->max_tokens() == 0) {
+      bool on = false;
+      if (!kv.second.IsScalar() || !YAML::convert<bool>::decode(kv.second, on))
+        throw InputError(where + ":" + std::to_string(kv.second.Mark().line + 1) + ": option '" + printable(name) +
+                         "' is a switch: give true or false");
+      if (on) args.push_back(key);
+    } else if (kv.second.IsSequence()) {
+      for (const auto& v : kv.second) args.insert(args.end(), {key, scalar_text(v, where, name)});
     } else {
-      throw InputError(path + ":" + std::to_string(kv.second.Mark().line + 1) + ": option '" + kv.first.as<std::string>() +
-                       "' must be a value or a list of values");
+      args.insert(args.end(), {key, scalar_text(kv.second, where, name)});
     }
   }
   return args;
 }
 
+}  // namespace
+
+namespace {
+constexpr const char* kPositional = "positional-argument";  // never a real option name
 }  // namespace
 
 void add_common_options(po::options_description& d, Common& c) {
@@ -81,11 +100,27 @@ void add_common_options(po::options_description& d, Common& c) {
 bool parse(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
            po::options_description& options, po::variables_map& vm, std::ostream& out) {
   try {
-    po::store(po::command_line_parser(args).options(options).run(), vm);
+    // No positional arguments: a stray word (a value after a switch, a misplaced file name) is an error that
+    // names it. They are collected under a hidden option so the message can quote the first one.
+    po::options_description hidden, all;
+    hidden.add_options()(kPositional, po::value<std::vector<std::string>>());
+    all.add(options).add(hidden);
+    po::positional_options_description positional;
+    positional.add(kPositional, -1);
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    if (vm.count(kPositional))
+      throw InputError("moeplan " + command + ": unexpected argument '" + printable(vm[kPositional].as<std::vector<std::string>>().front()) +
+                       "' (options start with --; a switch takes no value; see moeplan " + command + " --help)");
     // Command-line values win over the config file: store the file after the command line.
     if (vm.count("config-file")) {
-      const auto file_args = config_file_args(vm["config-file"].as<std::string>());
-      po::store(po::command_line_parser(file_args).options(options).run(), vm);
+      const std::string file = vm["config-file"].as<std::string>();
+      const auto file_args = config_file_args(file, options);
+      try {
+        po::store(po::command_line_parser(file_args).options(options).positional({}).run(), vm);
+      } catch (const po::error& e) {
+        throw InputError("moeplan " + command + ": " + printable(file) + ": " + printable(e.what()) +
+                         " (keys are the option names of moeplan " + command + " --help)");
+      }
     }
     if (vm.count("help")) {
       out << "usage: moeplan " << command << " " << usage << "\n\n" << options << "\n";
@@ -93,8 +128,12 @@ bool parse(const std::string& command, const std::string& usage, const std::vect
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw InputError("moeplan " + command + ": " + e.what() + " (see moeplan " + command + " --help)");
+    throw InputError("moeplan " + command + ": " + printable(e.what()) + " (see moeplan " + command + " --help)");
   }
+  check_option_bounds(vm);
+  // Every output file is checked before any work starts, so a bad -o fails before other files are written.
+  for (const char* name : {"output-file", "trace-routing", "write-error-bars"})
+    if (vm.count(name) && !vm[name].defaulted()) check_output_path(vm[name].as<std::string>());
   return true;
 }
 
@@ -133,10 +172,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     for (const auto& c : subcommands()) names.push_back(c.name);
     throw InputError(unknown_name_message("command", args[0], names, "`moeplan --help` lists them"));
   } catch (const InputError& e) {
-    err << "moeplan: error: " << e.what() << "\n";
+    err << "moeplan: error: " << printable_message(e.what()) << "\n";
     return kExitBadInput;
   } catch (const std::exception& e) {
-    err << "moeplan: internal error: " << e.what() << "\n";
+    err << "moeplan: internal error: " << printable_message(e.what()) << "\n";
     return kExitInternal;
   }
 }

@@ -51,7 +51,10 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out);
 int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out);
 int cmd_report(const std::vector<std::string>& args, std::ostream& out);
 
-// data/profiles/<this host>.yaml: where calibrate writes and validate/simulate look by default.
+// <user data dir>/profiles/<this host>.yaml (common/files.hpp user_data_dir): where calibrate writes and validate
+// looks by default. Runtime never writes data/.
 std::filesystem::path default_profile_path();
+// --profile NAME|FILE: an existing path as given; a bare name from the user's profiles, then data/profiles/.
+std::filesystem::path find_profile(const std::string& name_or_path);
 
 }  // namespace moeplan::app

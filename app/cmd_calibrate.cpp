@@ -1,5 +1,6 @@
 // `moeplan calibrate`: measure this host with the executor's kernels and write a profile the simulator prices with.
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 
 #include "app/cli.hpp"
@@ -7,13 +8,30 @@
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
+#include "common/text.hpp"
 #include "reports/reports.hpp"
 
 namespace po = boost::program_options;
 
 namespace moeplan::app {
 
-std::filesystem::path default_profile_path() { return data_dir() / "profiles" / (simulator::this_host_name() + ".yaml"); }
+std::filesystem::path default_profile_path() { return user_data_dir() / "profiles" / (simulator::this_host_name() + ".yaml"); }
+
+std::filesystem::path find_profile(const std::string& name_or_path) {
+  const std::filesystem::path given(name_or_path);
+  std::error_code ec;
+  if (std::filesystem::exists(given, ec) || name_or_path.find('/') != std::string::npos) return given;
+  // A bare name: the user's profiles first (what calibrate wrote), then the shipped ones.
+  const std::string file = name_or_path.ends_with(".yaml") ? name_or_path : name_or_path + ".yaml";
+  std::vector<std::filesystem::path> places;
+  if (std::getenv("XDG_DATA_HOME") || std::getenv("HOME")) places.push_back(user_data_dir() / "profiles" / file);
+  places.push_back(data_dir() / "profiles" / file);
+  for (const auto& p : places)
+    if (std::filesystem::exists(p, ec)) return p;
+  std::string looked;
+  for (const auto& p : places) looked += (looked.empty() ? "" : ", ") + printable(p.string());
+  throw InputError("--profile " + printable(name_or_path) + ": no such file (looked in " + looked + ")");
+}
 
 int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
@@ -28,7 +46,8 @@ int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
       ("dtypes", po::value<std::vector<std::string>>(&q.dtypes)->multitoken(), "weight dtypes for the GEMM curves (default bf16 f16 fp8 int8 f32; --quick: bf16)")
       ("quick", "fewer points and smaller arrays (about a minute on 2 cores)")
       ("passes", po::value<int>(&q.passes), "sweeps over every curve, each point keeping its fastest (default 3; --quick: 1)")
-      ("profile", po::value<std::string>(&profile), "where to write the profile (default data/profiles/<host>.yaml)");
+      ("profile", po::value<std::string>(&profile),
+       "where to write the profile (default $XDG_DATA_HOME/moeplan/profiles/<host>.yaml, else ~/.local/share/moeplan/...)");
   po::variables_map vm;
   if (!parse("calibrate", "--device cpu [--threads N] [--ranks 1 2] [--dtypes bf16 ...] [--quick] [--passes N] [--profile FILE]", args, d, vm, out))
     return kExitOk;
@@ -44,8 +63,12 @@ int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
   if (stderr_is_terminal()) q.bar = &bar;
   else q.progress = [](const std::string& s) { std::cerr << "calibrate: " << s << "\n"; };
   const std::filesystem::path path = profile.empty() ? default_profile_path() : std::filesystem::path(profile);
-  if (path.has_parent_path() && !std::filesystem::is_directory(path.parent_path()))
-    throw InputError("--profile " + path.string() + ": directory " + path.parent_path().string() + " does not exist");
+  if (profile.empty()) {  // the user data directory is ours to create
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) throw InputError("cannot create " + printable(path.parent_path().string()) + ": " + ec.message());
+  }
+  check_output_path(path);
   const auto t0 = std::chrono::steady_clock::now();
   auto p = calibrate::calibrate_host(q);
   bar.finish();

@@ -24,6 +24,8 @@ int cmd_gpus(const std::vector<std::string>& args, std::ostream& out) {
   po::variables_map vm;
   if (!parse("gpus", "[--vendor V] [--gpu NAME] [--hosts] [--local] [--format ...]", args, d, vm, out))
     return kExitOk;
+  if (vm.count("hosts") + vm.count("local") + vm.count("gpu") > 1 || (vm.count("vendor") && (vm.count("hosts") || vm.count("local"))))
+    throw InputError("gpus: give at most one of --hosts, --local and --gpu (--vendor filters the GPU list only)");
   if (vm.count("local")) {
     emit(reports::local_gpus_report(executor::query_gpus()), common, out);
     return kExitOk;
@@ -37,7 +39,7 @@ int cmd_gpus(const std::vector<std::string>& args, std::ostream& out) {
   if (!name.empty()) selected.push_back(&db.gpu(name));
   for (const auto& g : db.gpus())
     if (name.empty() && (vendor.empty() || g.vendor == to_lower(vendor))) selected.push_back(&g);
-  if (selected.empty()) throw InputError("--vendor " + vendor + " matches no GPU (use nvidia, amd or intel)");
+  if (selected.empty()) throw InputError("--vendor " + printable(vendor) + " matches no GPU (use nvidia, amd or intel)");
   emit(reports::gpus_report(db, selected), common, out);
   return kExitOk;
 }

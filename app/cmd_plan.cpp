@@ -103,7 +103,7 @@ planner::HostCandidate host_candidate(const PlanOptions& o, const po::variables_
       profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(data_dir() / h.profile));
     }
   }
-  if (vm.count("profile")) profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(o.profile));
+  if (vm.count("profile")) profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(find_profile(o.profile)));
   if (name.empty()) name = profile->host;
   if (const std::string warn = simulator::profile_mismatch(*profile, 0); !warn.empty()) notes.push_back("warning: " + warn);
   if (!profile->decode_residuals || !profile->prefill_residuals)
@@ -147,7 +147,10 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   std::vector<std::string> notes;
   if (vm.count("host") || vm.count("profile")) q.host = host_candidate(o, vm, db, notes);
   if (vm.count("precisions")) {
-    q.precision_specs = split_list(o.precisions);
+    for (const auto& spec : split_list(o.precisions))
+      if (std::find(q.precision_specs.begin(), q.precision_specs.end(), spec) == q.precision_specs.end())
+        q.precision_specs.push_back(spec);
+    if (q.precision_specs.empty()) throw InputError("--precisions is empty: give formats, e.g. bf16,fp8");
   } else if (q.host) {
     // The weight formats the CPU executor runs and the profile measured.
     for (const char* spec : {"bf16", "fp16", "fp8", "int8"})
@@ -162,7 +165,11 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   if (q.host) {
     // the host is the one device
   } else if (vm.count("gpus")) {
-    for (const auto& g : split_list(o.gpus)) q.gpus.push_back(&db.gpu(g));
+    // A GPU named twice (or by two aliases) would repeat every row: each is planned once.
+    for (const auto& g : split_list(o.gpus))
+      if (const gpu_db::GpuSpec* spec = &db.gpu(g); std::find(q.gpus.begin(), q.gpus.end(), spec) == q.gpus.end())
+        q.gpus.push_back(spec);
+    if (q.gpus.empty()) throw InputError("--gpus is empty: name GPUs, e.g. h100-sxm,b200 (moeplan gpus lists them)");
   } else {
     for (const auto& g : db.gpus()) q.gpus.push_back(&g);
   }
@@ -175,9 +182,11 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != c.size() || v < 1 || v > 4096) throw InputError("--counts '" + o.counts + "': use positive GPU counts, e.g. 1,2,4,8");
-    q.counts.push_back(v);
+    if (used != c.size() || v < 1 || v > 4096)
+      throw InputError("--counts '" + printable(o.counts) + "': use GPU counts from 1 to 4096, e.g. 1,2,4,8");
+    if (std::find(q.counts.begin(), q.counts.end(), v) == q.counts.end()) q.counts.push_back(v);  // once each
   }
+  if (q.counts.empty() && !q.host) throw InputError("--counts is empty: give GPU counts, e.g. 1,2,4,8");
   q.input_tokens = o.input;
   q.output_tokens = o.output;
   q.kv_dtype = model::parse_kv_dtype(o.kv_dtype);

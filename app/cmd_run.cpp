@@ -8,6 +8,7 @@
 #include "common/files.hpp"
 #include "common/progress.hpp"
 #include "executor/devices.hpp"
+#include "common/text.hpp"
 #include "executor/run.hpp"
 #include "model/shape_override.hpp"
 #include "reports/reports.hpp"
@@ -31,7 +32,9 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
       ("weights", po::value<std::string>(&weights), "checkpoint directory (config.json + safetensors)")
       ("random-weights", po::value<std::uint64_t>(&random_seed), "write a seeded random checkpoint in the HF layout and run it")
-      ("weights-out", po::value<std::string>(&weights_out), "where --random-weights writes (default: a temporary directory)")
+      ("weights-out", po::value<std::string>(&weights_out),
+       "where --random-weights writes (default: a temporary directory); a directory holding other files is refused")
+      ("force", "--weights-out: write even into a directory holding files moeplan did not write (they may be replaced)")
       ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not available yet; it says why)")
       ("threads", po::value<int>(&threads)->default_value(0), "CPU threads (0: all)")
       ("bf16-activations", po::bool_switch(&bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
@@ -78,6 +81,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   } else {
     q.random_seed = random_seed;
     q.weights_out = weights_out;
+    q.overwrite_weights_out = vm.count("force") > 0;
     const auto m = model::load_model(model_name, data_dir());
     config_path = m.source;
   }
@@ -112,13 +116,20 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
     std::stringstream in(prompt);
     std::string item;
     while (std::getline(in, item, ',')) {
+      std::size_t used = 0;
+      int id = -1;
       try {
-        q.prompt.push_back(std::stoi(item));
+        id = std::stoi(item, &used);
       } catch (const std::exception&) {
-        throw InputError("--prompt '" + prompt + "': use comma-separated token ids");
+        used = 0;
       }
+      if (used == 0 || used != item.size() || id < 0)
+        throw InputError("--prompt '" + printable(prompt) + "': use comma-separated token ids (whole numbers from 0)");
+      q.prompt.push_back(id);
     }
+    if (q.prompt.empty()) throw InputError("--prompt is empty: give comma-separated token ids");
   }
+  if (vm.count("force") && !vm.count("weights-out")) throw InputError("--force applies to --weights-out only");
   Progress bar("run: generated tokens", q.gen_tokens, std::cerr, stderr_is_terminal());
   q.progress = &bar;
   const auto result = executor::run_model(q);

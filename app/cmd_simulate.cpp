@@ -4,6 +4,7 @@
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
+#include "app/limits.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -97,7 +98,8 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
       used = 0;
     }
     if (used != concurrency.size() || n < 1)
-      throw InputError("--concurrency '" + concurrency + "': use a positive number of requests in flight, or max");
+      throw InputError("--concurrency '" + printable(concurrency) + "': use a positive number of requests in flight, or max");
+    check_option_bound("concurrency", static_cast<double>(n));
     w.mode = simulator::LoadMode::closed;
     w.concurrency = n;
   }

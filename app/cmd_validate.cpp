@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
+#include "common/text.hpp"
 #include "model/config.hpp"
 #include "reports/reports.hpp"
 #include "simulator/published.hpp"
@@ -79,11 +80,21 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
   if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
 
-  const std::filesystem::path path = profile.empty() ? default_profile_path() : std::filesystem::path(profile);
-  if (!std::filesystem::exists(path))
-    throw InputError("validate: no profile at " + path.string() + "; run moeplan calibrate --device cpu" +
-                     (profile.empty() ? "" : " --profile " + path.string()) + " first");
-  q.profile = simulator::read_profile(path);
+  // The fitted profile goes back where it was read, except that a shipped profile (data/profiles/, read when the
+  // user has none for this host) is never rewritten: its fit goes to the user's profile path.
+  const std::filesystem::path path = profile.empty() ? default_profile_path() : find_profile(profile);
+  std::filesystem::path read_from = path;
+  if (profile.empty() && !std::filesystem::exists(path)) read_from = data_dir() / "profiles" / path.filename();
+  if (!std::filesystem::exists(read_from))
+    throw InputError("validate: no profile at " + printable(path.string()) + "; run moeplan calibrate --device cpu" +
+                     (profile.empty() ? "" : " --profile " + printable(path.string())) + " first");
+  const bool write = !vm.count("no-write");
+  if (write) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    check_output_path(path);
+  }
+  q.profile = simulator::read_profile(read_from);
   if (const std::string warn = simulator::profile_mismatch(q.profile, 0); !warn.empty()) std::cerr << "moeplan: warning: " << warn << "\n";
   const auto m = model::load_model(model_name, data_dir());
   q.config = parse_json_file(m.source);
@@ -96,7 +107,6 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   else q.progress = [](const std::string& s) { std::cerr << "validate: " << s << "\n"; };
   const auto v = calibrate::validate_cpu(q);
   bar.finish();
-  const bool write = !vm.count("no-write");
   if (write) write_file_atomic(path, simulator::profile_yaml(v.fitted));
   emit(reports::cpu_validation_report(v, path.string(), write), common, out);
   return kExitOk;

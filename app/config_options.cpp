@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "app/cli.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -104,7 +105,7 @@ ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& v
     }
     if (vm.count("profile")) {
       if (vm.count("ram-gb")) throw InputError("give --profile or --ram-gb, not both (the profile knows the host's RAM)");
-      c.profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(o.profile));
+      c.profile = std::make_shared<const simulator::HostProfile>(simulator::read_profile(find_profile(o.profile)));
     }
     if (c.profile) {
       if (!c.host) {

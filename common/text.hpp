@@ -1,4 +1,5 @@
-// Small text helpers: closest-name suggestions, number formatting with thousands separators, joining.
+// Small text helpers: closest-name suggestions, number formatting with thousands separators, joining, and the
+// escaping of user text echoed in messages.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +20,13 @@ std::string unknown_name_message(std::string_view what, std::string_view name,
                                  const std::vector<std::string>& candidates, std::string_view list_hint);
 
 std::string join(const std::vector<std::string>& parts, std::string_view separator);
+
+// User text as it may appear inside a one-line message: control bytes (newline, ESC, ...) and bytes that are not
+// valid UTF-8 become \n, \t, \xNN; text longer than `max_bytes` is cut, saying how long it was. Every value a
+// message echoes from the command line, a file name or a file goes through this.
+std::string printable(std::string_view text, std::size_t max_bytes = 120);
+// printable() of a whole message: one line of at most `max_bytes`, with backslashes left as they are.
+std::string printable_message(std::string_view message, std::size_t max_bytes = 2000);
 std::string to_lower(std::string_view s);
 
 // 401583781376 -> "401,583,781,376"

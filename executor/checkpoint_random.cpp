@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "common/splitmix.hpp"
 #include "common/files.hpp"
+#include "common/text.hpp"
 
 namespace moeplan::executor {
 
@@ -141,8 +142,14 @@ RandomCheckpoint write_random_checkpoint(const json& hf_config, const std::strin
                                          const RandomWeightsOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (fs::is_directory(dir, ec) && !options.overwrite && !fs::exists(dir / kRandomWeightsMarker, ec)) {
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      throw InputError("will not write random weights into " + printable(dir.string()) + ": it holds files moeplan did not write (" +
+                       printable(entry.path().filename().string()) + "); name a new or empty directory, or add --force");
+  }
   fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir, ec)) throw InputError("cannot write random weights into " + dir.string() + ": not a directory");
+  if (!fs::is_directory(dir, ec)) throw InputError("cannot write random weights into " + printable(dir.string()) + ": not a directory");
+  write_file_atomic(dir / kRandomWeightsMarker, "moeplan random weights, seed " + std::to_string(options.seed) + "\n");
 
   RandomCheckpoint result;
   result.dir = dir;

@@ -27,7 +27,13 @@ struct RandomWeightsOptions {
   // 0: one model.safetensors. Otherwise shards model-0000i-of-0000n.safetensors of at most this many tensor bytes
   // (a larger tensor gets a shard of its own) and model.safetensors.index.json, as save_pretrained writes them.
   std::uint64_t max_shard_bytes = 0;
+  // A directory that already holds files is written only when moeplan wrote it before (it holds the marker file
+  // kRandomWeightsMarker) or when this is set (run --force): a real checkpoint is never overwritten by mistake.
+  bool overwrite = false;
 };
+
+// The file that marks a directory as moeplan's random checkpoint.
+inline constexpr const char* kRandomWeightsMarker = ".moeplan-random-weights";
 
 struct RandomCheckpoint {
   std::filesystem::path dir;

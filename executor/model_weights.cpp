@@ -61,9 +61,7 @@ Model::Matrix transpose_expert(const TensorView& t, std::int64_t e, std::int64_t
 }
 
 
-}  // namespace
-
-RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m) {
+RuntimeParams read_runtime_fields(const nlohmann::json& config, const model::ModelConfig& m) {
   const nlohmann::json& t = config.contains("text_config") ? config.at("text_config") : config;
   RuntimeParams p;
   const bool qwen = m.model_type == "qwen3_moe";
@@ -99,6 +97,13 @@ RuntimeParams read_runtime_params(const nlohmann::json& config, const model::Mod
     throw InputError(m.source + ": the executor runs llama4, qwen3_moe and mixtral; " + m.model_type + " is not supported yet");
   }
   return p;
+}
+
+}  // namespace
+
+// A field of the wrong JSON type becomes an InputError naming the file (common/files read_document).
+RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m) {
+  return read_document(m.source, [&] { return read_runtime_fields(config, m); });
 }
 
 std::shared_ptr<const Model> Model::load(const std::filesystem::path& dir) {

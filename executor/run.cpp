@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 #include <exception>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include "common/error.hpp"
@@ -35,22 +37,48 @@ std::uint64_t peak_rss_bytes() {
 }
 }  // namespace
 
+namespace {
+
+// The tokens a run holds, checked before prompts, caches or activations are allocated.
+void check_sequence_sizes(const RunRequest& r, const model::ModelConfig& m) {
+  const std::int64_t prompt_len = r.prompt.empty() ? r.prompt_tokens : static_cast<std::int64_t>(r.prompt.size());
+  if (m.max_context_tokens > 0 && prompt_len + r.gen_tokens > m.max_context_tokens)
+    throw InputError("a prompt of " + std::to_string(prompt_len) + " tokens plus --gen-tokens " + std::to_string(r.gen_tokens) +
+                     " exceeds " + r.name + "'s context of " + std::to_string(m.max_context_tokens) +
+                     " tokens (max_position_embeddings)");
+  // KV cache and activations grow with batch x tokens; 2^24 tokens in all is hours of CPU time already.
+  constexpr std::int64_t kMaxTotalTokens = std::int64_t{1} << 24;
+  if (r.batch > kMaxTotalTokens / std::max<std::int64_t>(1, prompt_len + r.gen_tokens))
+    throw InputError("--batch " + std::to_string(r.batch) + " x " + std::to_string(prompt_len + r.gen_tokens) +
+                     " tokens per sequence is above the " + std::to_string(kMaxTotalTokens) + " tokens a CPU run may hold");
+}
+
+}  // namespace
+
 RunResult run_model(const RunRequest& r) {
   if (r.batch < 1 || r.gen_tokens < 0 || (r.prompt.empty() && r.prompt_tokens < 1))
     throw InputError("--batch and --prompt-tokens must be at least 1, --gen-tokens at least 0");
   const int dp = data_parallel(r);
   if (r.tp < 1 || r.ep < 1 || dp < 1 || r.pp < 1) throw InputError("--tp, --ep, --dp and --pp must be positive");
+  // Each rank is a thread of this process: the bound keeps thread and buffer counts sane (CPU runs use 1 to 8).
+  constexpr std::int64_t kMaxRanks = 256;
+  if (std::int64_t{r.tp} * dp * r.pp > kMaxRanks)
+    throw InputError("--tp x --dp x --pp = " + std::to_string(std::int64_t{r.tp} * dp * r.pp) + " ranks; the CPU executor runs at most " +
+                     std::to_string(kMaxRanks) + " in one process");
   const model::ParallelLayout layout{.tp = r.tp, .ep = r.ep, .pp = r.pp, .dp = dp};
   RunResult res;
   res.model = r.name;
   const auto t_load = Clock::now();
   std::filesystem::path dir = r.weights_dir;
   if (r.random_seed) {
-    model::validate_layout(model::parse_hf_config(r.config, r.name, r.name), layout);  // before writing the weights
+    const auto planned = model::parse_hf_config(r.config, r.name, r.name);
+    model::validate_layout(planned, layout);  // before writing the weights
+    check_sequence_sizes(r, planned);
     dir = r.weights_out.empty() ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed))
                                 : r.weights_out;
     RandomWeightsOptions opt;
     opt.seed = *r.random_seed;
+    opt.overwrite = r.overwrite_weights_out;
     write_random_checkpoint(r.config, r.name, dir, opt);
   }
   res.weights_dir = dir;
@@ -60,12 +88,19 @@ RunResult run_model(const RunRequest& r) {
   res.weight_bytes = model->weight_bytes();
   res.experts = model->config().num_experts;
 
-  kernels::ThreadPool pool(r.threads);
+  std::unique_ptr<kernels::ThreadPool> pool_owner;
+  try {
+    pool_owner = std::make_unique<kernels::ThreadPool>(r.threads);
+  } catch (const std::runtime_error& e) {  // the system refused the threads (a process or memory limit)
+    throw InputError("--threads " + std::to_string(r.threads) + ": " + e.what());
+  }
+  kernels::ThreadPool& pool = *pool_owner;
   kernels::CpuContext ctx{kernels::best_cpu_path(), &pool, r.bf16_activations};
   res.cpu_path = kernels::cpu_path_name(ctx.path);
   if (kernels::amx_bf16_active(ctx)) res.activations = "bf16-amx";
   res.threads = pool.size();
 
+  check_sequence_sizes(r, model->config());
   // Prompts: the given ids, else seeded ids below the vocabulary (splitmix64).
   const std::int64_t V = model->config().vocab;
   std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(r.batch));

@@ -20,6 +20,7 @@ struct RunRequest {
   std::filesystem::path weights_dir;     // a checkpoint directory, or empty with random_seed
   std::optional<std::uint64_t> random_seed;
   std::filesystem::path weights_out;     // where random weights are written (default: a temporary directory)
+  bool overwrite_weights_out = false;    // write into weights_out even when it holds files moeplan did not write
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
   bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
   // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp

@@ -235,7 +235,12 @@ SafetensorsHeader parse_safetensors(const std::byte* data, std::size_t size, con
 // ---- MappedFile
 
 MappedFile MappedFile::open(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A FIFO or device in place of a weights file is refused before open() could wait on it; O_NONBLOCK covers a
+  // file swapped for one between the stat and the open (the fstat below refuses it then).
+  struct stat before {};
+  if (::stat(path.c_str(), &before) == 0 && !S_ISREG(before.st_mode))
+    throw InputError("cannot map " + path.string() + ": not a regular file");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) throw InputError("cannot open " + path.string() + ": " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

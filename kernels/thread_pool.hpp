@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -39,6 +41,7 @@ class ThreadPool {
   using Call = void (*)(void*, std::int64_t);
   void run(std::int64_t begin, std::int64_t end, Call call, void* fn);
   void worker_loop();
+  void stop_workers();  // wakes every worker with stop_ set and joins it
   void work_on_current_job();
 
   std::vector<std::thread> workers_;

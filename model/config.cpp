@@ -3,6 +3,7 @@
 #include "model/config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -186,7 +187,10 @@ void common_dims(ModelConfig& c, const Fields& f) {
   if (c.num_layers > 10000) throw InputError(f.origin() + ": num_hidden_layers = " + std::to_string(c.num_layers) + " is implausibly large");
   c.num_heads = f.integer("num_attention_heads");
   c.num_kv_heads = f.integer_or("num_key_value_heads", c.num_heads);
-  c.head_dim = f.integer_or("head_dim", c.hidden / c.num_heads);
+  c.head_dim = f.has("head_dim") ? f.integer("head_dim") : c.hidden / c.num_heads;
+  if (c.head_dim < 1)
+    throw InputError(f.origin() + ": num_attention_heads (" + std::to_string(c.num_heads) + ") exceeds hidden_size (" +
+                     std::to_string(c.hidden) + "): head_dim would be 0; give head_dim or fewer heads");
   c.vocab = f.integer("vocab_size");
   c.max_context_tokens = f.context_or("max_position_embeddings", 0);
   if (c.num_heads % c.num_kv_heads != 0)
@@ -242,7 +246,12 @@ void build_llama4(ModelConfig& c, const json& root, const std::string& origin) {
 
   std::set<std::int64_t> moe_layers;
   if (f.has("moe_layers")) {
-    for (auto i : f.int_list("moe_layers")) moe_layers.insert(i);
+    for (auto i : f.int_list("moe_layers")) {
+      if (i < 0 || i >= c.num_layers)
+        throw InputError(f.origin() + ": moe_layers names layer " + std::to_string(i) + "; the model has layers 0.." +
+                         std::to_string(c.num_layers - 1));
+      moe_layers.insert(i);
+    }
   } else {
     const std::int64_t step = f.integer_or("interleave_moe_layer_step", 1);
     for (std::int64_t i = step - 1; i < c.num_layers; i += step) moe_layers.insert(i);
@@ -257,6 +266,8 @@ void build_llama4(ModelConfig& c, const json& root, const std::string& origin) {
     throw InputError(f.origin() + ": no_rope_layers has " + std::to_string(rope_flags.size()) + " entries for " +
                      std::to_string(c.num_layers) + " layers");
 
+  for (const auto flag : rope_flags)
+    if (flag != 0 && flag != 1) throw InputError(f.origin() + ": no_rope_layers entries must be 0 (NoPE) or 1 (RoPE), found " + std::to_string(flag));
   for (int i = 0; i < c.num_layers; ++i) {
     LayerSpec l;
     l.index = i;
@@ -516,25 +527,41 @@ CheckpointQuant read_quant(const json& root) {
   return q;
 }
 
-}  // namespace
+// A number field that must be positive and finite when present (rms_norm_eps, rope_theta): a zero epsilon divides
+// by zero on an all-zero row, a zero theta gives every RoPE frequency the same angle.
+void check_positive_number(const json& j, const char* key, const std::string& origin) {
+  if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) return;
+  const json& v = j.at(key);
+  if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
+    throw InputError(origin + ": field '" + key + "' must be a positive number, got " + printable(v.dump()));
+}
 
-ModelConfig parse_hf_config(const json& config, const std::string& name, const std::string& origin) {
+ModelConfig parse_config_fields(const json& config, const std::string& name, const std::string& origin) {
   if (!config.is_object()) throw InputError(origin + ": expected a JSON object (an HF config.json)");
-  std::string type = config.value("model_type", std::string());
-  if (type.empty() && config.contains("text_config")) type = config.at("text_config").value("model_type", std::string());
+  for (const char* key : {"text_config", "vision_config", "quantization_config"})
+    if (config.contains(key) && !config.at(key).is_object() && !config.at(key).is_null())
+      throw InputError(origin + ": field '" + key + "' must be a JSON object, got " + printable(config.at(key).dump(), 40));
+  const Fields root(config, origin);
+  std::string type = root.string_or("model_type", "");
+  if (type.empty() && root.has("text_config")) type = Fields(config.at("text_config"), origin + " (text_config)").string_or("model_type", "");
   if (type == "llama4_text") type = "llama4";
   const auto& types = supported_model_types();
   if (std::find(types.begin(), types.end(), type) == types.end())
-    throw InputError(origin + ": unsupported model_type '" + type + "'; supported: " + join(types, ", "));
+    throw InputError(origin + ": unsupported model_type '" + printable(type) + "'; supported: " + join(types, ", "));
   ModelConfig c;
   c.name = name;
   c.model_type = type;
   c.source = origin;
   const json& dtype_source = config.contains("text_config") ? config.at("text_config") : config;
   // transformers 5 writes "dtype" where earlier versions wrote "torch_dtype".
-  const std::string stored = dtype_source.value("torch_dtype", dtype_source.value("dtype",
-      config.value("torch_dtype", config.value("dtype", std::string("bfloat16")))));
+  const Fields dtypes(dtype_source, origin), outer(config, origin);
+  const std::string stored = dtypes.string_or("torch_dtype", dtypes.string_or("dtype",
+      outer.string_or("torch_dtype", outer.string_or("dtype", "bfloat16"))));
   c.torch_dtype = normalise_dtype(stored);
+  for (const char* key : {"rms_norm_eps", "rope_theta"}) {
+    check_positive_number(dtype_source, key, origin);
+    if (dtype_source.contains("rope_parameters")) check_positive_number(dtype_source.at("rope_parameters"), key, origin);
+  }
   if (type == "llama4") build_llama4(c, config, origin);
   else if (type == "llama") build_llama(c, config, origin);
   else if (type == "mixtral") build_mixtral(c, config, origin);
@@ -552,7 +579,16 @@ ModelConfig parse_hf_config(const json& config, const std::string& name, const s
   add(c.vision);
   add(c.mtp);
   if (total > 1e15L) throw InputError(origin + ": the config describes more than 10^15 parameters; check its sizes");
+  if (c.num_experts > 0 && c.experts_per_token > c.num_experts)
+    throw InputError(origin + ": " + std::to_string(c.experts_per_token) + " experts per token (top-k) exceed the " +
+                     std::to_string(c.num_experts) + " routed experts");
   return c;
+}
+
+}  // namespace
+
+ModelConfig parse_hf_config(const json& config, const std::string& name, const std::string& origin) {
+  return read_document(printable(origin), [&] { return parse_config_fields(config, name, origin); });
 }
 
 std::vector<std::string> builtin_model_names(const std::filesystem::path& data_dir) {

@@ -77,9 +77,10 @@ std::vector<model::ParallelLayout> host_layouts(const model::ModelConfig& m, con
 // Steps of 1.5x and 2x, as engines' CUDA-graph batch lists, and the cap.
 std::vector<std::int64_t> batches_up_to(std::int64_t cap) {
   std::vector<std::int64_t> b;
-  for (std::int64_t v = 1; v <= cap; v *= 2) {
+  for (std::int64_t v = 1; v <= cap; v *= 2) {  // v + v / 2 and the v > cap / 2 exit keep every step inside int64
     b.push_back(v);
-    if (v >= 2 && v * 3 / 2 <= cap) b.push_back(v * 3 / 2);
+    if (v >= 2 && v + v / 2 <= cap) b.push_back(v + v / 2);
+    if (v > cap / 2) break;
   }
   if (b.empty() || b.back() != cap) b.push_back(cap);
   return b;

@@ -1,5 +1,6 @@
 #include "reports/reports.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/text.hpp"
@@ -225,7 +226,9 @@ Report memory_report(const simulator::MemoryRequest& q, const simulator::MemoryB
   t.rows.push_back({"capacity", gb(b.capacity_bytes), q.host_mode ? "host memory" : "per GPU"});
   t.rows.push_back({"usable", gb(b.usable_bytes),
                     q.host_mode ? "" : "x " + format_fixed(q.overhead.gpu_memory_utilization, 2) + " --gpu-memory-utilization"});
-  t.rows.push_back({"free", gb(b.free_bytes), b.fits ? "fits" : "DOES NOT FIT"});
+  // No size is printed negative: a configuration that does not fit shows what it lacks.
+  if (b.fits) t.rows.push_back({"free", gb(b.free_bytes), "fits"});
+  else t.rows.push_back({"short by", gb(-b.free_bytes), "DOES NOT FIT"});
   r.tables.push_back(std::move(t));
   if (b.max_concurrency > 0)
     r.notes.push_back("fits: " + std::string(b.fits ? "yes" : "no") + "; largest concurrency at " +
@@ -255,7 +258,8 @@ Report memory_report(const simulator::MemoryRequest& q, const simulator::MemoryB
             {"total_bytes", b.total_bytes},
             {"capacity_bytes", b.capacity_bytes},
             {"usable_bytes", b.usable_bytes},
-            {"free_bytes", b.free_bytes},
+            {"free_bytes", std::max(0.0, b.free_bytes)},
+            {"shortfall_bytes", std::max(0.0, -b.free_bytes)},
             {"fits", b.fits},
             {"max_concurrency", b.max_concurrency}};
   r.charts.push_back(vram_chart("memory per " + std::string(q.host_mode ? "host" : "GPU") + ": " + m.name + " on " + where,

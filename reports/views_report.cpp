@@ -1,5 +1,6 @@
 // reports: `moeplan fit-matrix` (GPU x precision: smallest count that fits, headroom), `moeplan hosts` (RAM needed,
 // fit and llama.cpp speeds per host, one-GPU offload rows) and `moeplan claims` (recorded claims against the config).
+#include <algorithm>
 #include <cmath>
 
 #include "common/text.hpp"
@@ -88,7 +89,8 @@ Report fit_matrix_report(const simulator::FitMatrixRequest& q, const simulator::
       row["overhead_bytes"] = c.memory.overhead_bytes;
       row["total_bytes"] = c.memory.total_bytes;
       row["usable_bytes"] = c.memory.usable_bytes;
-      row["free_bytes"] = c.memory.free_bytes;
+      row["free_bytes"] = std::max(0.0, c.memory.free_bytes);  // no size is negative: what does not fit is a shortfall
+      row["shortfall_bytes"] = std::max(0.0, -c.memory.free_bytes);
       row["free_share"] = c.free_share;
     }
     r.json["rows"].push_back(std::move(row));

@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/text.hpp"
 
 namespace moeplan::simulator {
 
@@ -164,7 +165,9 @@ std::pair<double, double> fit_correction(const ProfileFit* fit, const std::strin
   return {1.0, 0.0};
 }
 
-HostProfile read_profile(const std::filesystem::path& path) {
+namespace {
+
+HostProfile read_profile_document(const std::filesystem::path& path) {
   const YAML::Node root = parse_yaml_file(path);
   const std::string w = path.string();
   if (!root.IsMap()) throw InputError(w + ": expected a moeplan profile (a YAML map; docs/validation.md)");
@@ -261,6 +264,12 @@ HostProfile read_profile(const std::filesystem::path& path) {
   }
   if (root["validation"]) p.validation_summary = yaml_get<std::string>(root, "validation", w);
   return p;
+}
+
+}  // namespace
+
+HostProfile read_profile(const std::filesystem::path& path) {
+  return read_document(printable(path.string()), [&] { return read_profile_document(path); });
 }
 
 std::string profile_yaml(const HostProfile& p) {

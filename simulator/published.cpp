@@ -7,13 +7,16 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/text.hpp"
 #include "model/config.hpp"
 #include "model/precision.hpp"
 #include "simulator/engine.hpp"
 
 namespace moeplan::simulator {
 
-PublishedSet load_published(const std::filesystem::path& path) {
+namespace {
+
+PublishedSet load_published_document(const std::filesystem::path& path) {
   const YAML::Node root = parse_yaml_file(path);
   const std::string file = path.string();
   if (!root["points"] || !root["points"].IsSequence()) throw InputError(file + ": expected a 'points' list");
@@ -72,6 +75,12 @@ PublishedSet load_published(const std::filesystem::path& path) {
     for (const YAML::Node& n : root["excluded"])
       set.excluded.emplace_back(yaml_get<std::string>(n, "id", file), yaml_get<std::string>(n, "reason", file));
   return set;
+}
+
+}  // namespace
+
+PublishedSet load_published(const std::filesystem::path& path) {
+  return read_document(printable(path.string()), [&] { return load_published_document(path); });
 }
 
 ValidatedRange validated_range(const PublishedSet& set, const gpu_db::Database& db) {

@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/text.hpp"
 
 namespace moeplan::simulator {
 
@@ -117,13 +118,17 @@ RoutingStats RoutingModel::at(double tokens) const {
   return s;
 }
 
-std::vector<std::vector<double>> read_expert_loads(const std::filesystem::path& path, std::int64_t experts) {
+std::vector<std::vector<double>> read_expert_loads(const std::filesystem::path& path, std::int64_t experts,
+                                                   std::int64_t moe_layers) {
   const nlohmann::json j = parse_json_file(path);
-  const std::string where = path.string();
+  const std::string where = printable(path.string());
   if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array() || j["layers"].empty())
     throw InputError(where + ": expected {\"experts\": E, \"layers\": [[count per expert], ...]}");
   if (j.contains("experts") && (!j["experts"].is_number_integer() || j["experts"].get<std::int64_t>() != experts))
     throw InputError(where + ": \"experts\" does not match the model's " + std::to_string(experts) + " routed experts");
+  if (moe_layers > 0 && static_cast<std::int64_t>(j["layers"].size()) != moe_layers)
+    throw InputError(where + ": lists " + std::to_string(j["layers"].size()) + " layers; the model has " +
+                     std::to_string(moe_layers) + " MoE layers (one row each, in order)");
   std::vector<std::vector<double>> out;
   for (std::size_t l = 0; l < j["layers"].size(); ++l) {
     const auto& row = j["layers"][l];
@@ -131,10 +136,12 @@ std::vector<std::vector<double>> read_expert_loads(const std::filesystem::path& 
       throw InputError(where + ": layer " + std::to_string(l) + " must list " + std::to_string(experts) + " expert counts");
     std::vector<double> loads;
     for (const auto& v : row) {
-      if (!v.is_number() || v.get<double>() < 0)
+      if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>()))
         throw InputError(where + ": layer " + std::to_string(l) + " has a count that is not a non-negative number");
       loads.push_back(v.get<double>());
     }
+    if (std::all_of(loads.begin(), loads.end(), [](double x) { return x == 0; }))
+      throw InputError(where + ": layer " + std::to_string(l) + " routes no tokens (every count is 0)");
     out.push_back(std::move(loads));
   }
   return out;

@@ -42,6 +42,8 @@ class RoutingModel {
 
 // Reads an expert-load file: JSON {"experts": E, "layers": [[count per expert] per MoE layer]} or the routing trace
 // of `moeplan run --trace-routing` (same keys). Throws InputError naming the file on malformed input.
-std::vector<std::vector<double>> read_expert_loads(const std::filesystem::path& path, std::int64_t experts);
+// moe_layers > 0: the file must hold exactly that many rows (one per MoE layer).
+std::vector<std::vector<double>> read_expert_loads(const std::filesystem::path& path, std::int64_t experts,
+                                                   std::int64_t moe_layers = 0);
 
 }  // namespace moeplan::simulator

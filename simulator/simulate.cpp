@@ -81,7 +81,7 @@ SimulateResult simulate(const SimulateRequest& r) {
   if (r.offload_host) sr.host = *r.offload_host;
   if (m.is_moe()) {
     if (!r.routing.loads_file.empty()) {
-      sr.routing = RoutingModel::histogram(read_expert_loads(r.routing.loads_file, m.num_experts), m.experts_per_token, lay.ep);
+      sr.routing = RoutingModel::histogram(read_expert_loads(r.routing.loads_file, m.num_experts, m.count_layers(model::MlpKind::moe)), m.experts_per_token, lay.ep);
     } else if (r.routing.zipf_alpha > 0) {
       sr.routing = RoutingModel::zipf(m.num_experts, m.experts_per_token, lay.ep, r.routing.zipf_alpha);
     } else {
