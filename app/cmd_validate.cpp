@@ -29,7 +29,9 @@ int validate_published(const Common& common, const std::string& points_file, con
     for (const auto& p : set.points) known = known || p.id == id;
     if (!known) throw InputError("--id " + id + ": no such row in the measurement file");
   }
-  const auto summary = simulator::validate_published(set, db, data, only, engine);
+  Progress bar("validate --published", 0, std::cerr, stderr_is_terminal());
+  const auto summary = simulator::validate_published(set, db, data, only, engine, &bar);
+  bar.finish();
   if (!bars_file.empty()) {
     if (!only.empty()) throw InputError("--write-error-bars needs the whole set (drop --id)");
     write_file_atomic(bars_file, simulator::error_bars_yaml(summary, points_file.empty() ? "data/validation/public_points.yaml"

@@ -139,7 +139,7 @@ double stat_of(const Percentiles& p, const std::string& stat) {
 
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only,
-                                    const std::string& engine_override) {
+                                    const std::string& engine_override, Progress* progress) {
   const auto precisions = model::PrecisionTable::load(data_dir / "precisions.yaml");
   const auto engines = gpu_db::EngineTable::load(data_dir / "engines.yaml");
   if (!engine_override.empty()) engines.engine(engine_override);  // an unknown --engine is bad input, not a row failure
@@ -147,8 +147,13 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
     if (!p.engine.empty()) engines.engine(p.engine);
   PublishedSummary s;
   std::vector<double> errors;
+  const auto wanted = [&](const PublishedPoint& p) {
+    return only.empty() || std::find(only.begin(), only.end(), p.id) != only.end();
+  };
+  if (progress) progress->set_total(std::count_if(set.points.begin(), set.points.end(), wanted));
   for (const PublishedPoint& p : set.points) {
-    if (!only.empty() && std::find(only.begin(), only.end(), p.id) == only.end()) continue;
+    if (!wanted(p)) continue;
+    if (progress) progress->advance();
     PublishedResult r;
     r.point = p;
     try {

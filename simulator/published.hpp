@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/progress.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/shard.hpp"
 #include "simulator/simulate.hpp"
@@ -94,8 +95,9 @@ std::vector<std::string> beyond_validated(const ValidatedRange& range, const gpu
 // `only`: run just these ids (empty = all). Each row is simulated with its `engine` (data/engines.yaml: its step and
 // kernel overheads; trtllm when the row names none), or with `engine` when that is given; a row whose GPU the engine
 // does not run on fails with the reason.
+// `progress` (optional) advances once per row.
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
                                     const std::filesystem::path& data_dir, const std::vector<std::string>& only = {},
-                                    const std::string& engine = "");
+                                    const std::string& engine = "", Progress* progress = nullptr);
 
 }  // namespace moeplan::simulator
