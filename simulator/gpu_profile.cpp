@@ -221,12 +221,15 @@ std::string dtype_wanted(const std::map<std::string, std::string>& want) {
 
 std::vector<const GpuCurve*> GpuProfile::scan(GpuCurveKind kind, const std::map<std::string, std::string>& want,
                                               std::size_t limit) const {
+  std::vector<std::string> needles;  // " key=value " per wanted field, built once for all the curves scanned
+  needles.reserve(want.size());
+  for (const auto& [k, v] : want) needles.push_back(" " + k + "=" + v + " ");
   std::vector<const GpuCurve*> hits;
   const auto [lo, hi] = index_.equal_range(index_key(kind, dtype_wanted(want)));
   for (auto it = lo; it != hi && hits.size() < limit; ++it) {
     const GpuCurve& c = curves[it->second];
     bool match = true;
-    for (const auto& [k, v] : want) match = match && c.shape.find(" " + k + "=" + v + " ") != std::string::npos;
+    for (const std::string& n : needles) match = match && c.shape.find(n) != std::string::npos;
     if (match) hits.push_back(&c);
   }
   return hits;
