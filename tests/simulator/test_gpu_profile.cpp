@@ -385,6 +385,26 @@ std::string maverick_attention_profile() {
   }
   return o.str();
 }
+
+// The planner's collapsed formula on Maverick's plane (decode at 3,000 tokens, a 2,000-token prompt) agrees with
+// StepModel at a decoding sequences and b of a prompt, for each a given and b in {0, 0.5}.
+void check_formula_matches_model(Setup& s, const StepModel& sm, std::initializer_list<double> sequences) {
+  const model::AttentionKind chunked = model::AttentionKind::chunked;
+  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, chunked),
+                        prefill_shape(2000, 0, true, *s.graph, chunked));
+  OpSignatures signatures;
+  const PlaneOps ops(*s.graph, plane, signatures);
+  REQUIRE(ops.exact());
+  DeviceRates rates(s.request.hardware, signatures);
+  StepFormula formula;
+  formula.assign(ops, rates);
+  for (double a : sequences)
+    for (double b : {0.0, 0.5}) {
+      if (a == 0 && b == 0) continue;
+      INFO("a = " << a << ", b = " << b);
+      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
+    }
+}
 }  // namespace
 
 TEST_CASE("Decode attention from measured curves: log-log in position and batch, extended by the KV read beyond") {
@@ -444,20 +464,7 @@ TEST_CASE("StepModel and StepFormula price decode attention from a profile's cur
   for (const OpTime& o : sm.breakdown(decode_shape(1, 2000, *s.graph, chunked)))
     if (std::string(o.op.name) == "attn.decode") CHECK(std::string(o.source) == "profile");
 
-  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, chunked),
-                        prefill_shape(2000, 0, true, *s.graph, chunked));
-  OpSignatures signatures;
-  const PlaneOps ops(*s.graph, plane, signatures);
-  REQUIRE(ops.exact());
-  DeviceRates rates(s.request.hardware, signatures);
-  StepFormula formula;
-  formula.assign(ops, rates);
-  for (double a : {0.0, 1.0, 3.0, 64.0, 300.0, 2000.0})
-    for (double b : {0.0, 0.5}) {
-      if (a == 0 && b == 0) continue;
-      INFO("a = " << a << ", b = " << b);
-      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
-    }
+  check_formula_matches_model(s, sm, {0.0, 1.0, 3.0, 64.0, 300.0, 2000.0});
 }
 
 TEST_CASE("All-reduces priced from measured curves: the faster implementation per size, formula and model alike") {
@@ -489,16 +496,5 @@ TEST_CASE("All-reduces priced from measured curves: the faster implementation pe
     CHECK(ar_s == Approx(want_s));
     CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(ar_s - roof_ar_s).epsilon(1e-9));
   }
-  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, chunked),
-                        prefill_shape(2000, 0, true, *s.graph, chunked));
-  OpSignatures signatures;
-  const PlaneOps ops(*s.graph, plane, signatures);
-  DeviceRates rates(s.request.hardware, signatures);
-  StepFormula formula;
-  formula.assign(ops, rates);
-  for (double a : {1.0, 64.0, 2000.0, 20000.0})
-    for (double b : {0.0, 0.5}) {
-      INFO("a = " << a << ", b = " << b);
-      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
-    }
+  check_formula_matches_model(s, sm, {1.0, 64.0, 2000.0, 20000.0});
 }
