@@ -1,19 +1,20 @@
 // The planner's default sweep for Llama 4 Maverick (every GPU in data/gpus.yaml × counts 1–64 × bf16/fp8/nvfp4 ×
 // layouts × batches): sweep time, configurations and operating points per second, against
-//   - the reference sweep (plan_reference: a StepModel per configuration, every batch priced op by op), and
+//   - the op-by-op sweep (plan_op_by_op: a StepModel per configuration, every batch priced op by op), and
 //   - a naive version that re-derives the model (parse config.json, count, build) for every (GPU, count, precision)
 //     cell and plans that cell alone,
 // with the ratio of each to the sweep per configuration, the sweep over every serving engine (plan's default), and the
-// whole plan: the sweep and the serving check of its first 10 rows (`moeplan plan`'s default). A configuration is one
-// (GPU, count, precision, layout)
-// that `plan --verbose` counts as evaluated. The machine is shared: run with --benchmark_repetitions=10 and read
+// whole plan: the sweep and the serving check of its first 10 rows (`moeplan plan`'s default), without and with its
+// progress bar. A configuration is one (GPU, count, precision, layout) that `plan --verbose` counts as evaluated. The machine is shared: run with --benchmark_repetitions=10 and read
 // the medians (docs/planner.md "Speed and a peer").
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <sstream>
 
 #include "bench/bench_data.hpp"
 #include "common/files.hpp"
+#include "common/progress.hpp"
 #include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -74,6 +75,19 @@ static void BM_default_plan_with_serving_check(benchmark::State& state) {
   sweep_benchmark(state, planner::plan, 10);
 }
 BENCHMARK(BM_default_plan_with_serving_check)->Unit(benchmark::kMillisecond);
+// The same with plan's progress bar drawn as on a terminal (into a string): what the bar costs.
+static void BM_default_plan_with_progress_bar(benchmark::State& state) {
+  std::ostringstream terminal;
+  sweep_benchmark(
+      state,
+      [&](planner::PlanRequest r, const gpu_db::Database& db) {
+        Progress bar("plan", 0, terminal, true);
+        r.progress = &bar;
+        return planner::plan(r, db);
+      },
+      10);
+}
+BENCHMARK(BM_default_plan_with_progress_bar)->Unit(benchmark::kMillisecond);
 // The sweep `moeplan plan` runs by default (--engine auto): every engine of data/engines.yaml on the GPUs it runs on,
 // with its own max batch, tokens per step and KV dtype, ranked together. Its rates count every engine's configurations.
 static void BM_default_sweep_all_engines(benchmark::State& state) {
@@ -87,12 +101,12 @@ static void BM_default_sweep_all_engines(benchmark::State& state) {
 }
 BENCHMARK(BM_default_sweep_all_engines)->Unit(benchmark::kMillisecond);
 
-// The same sweep priced op by op: a StepModel per configuration (the implementation plan() replaced).
-static void BM_reference_sweep(benchmark::State& state) {
-  const double s = sweep_benchmark(state, planner::plan_reference);
-  if (g_sweep_s_per_config > 0) state.counters["reference_over_sweep"] = s / g_sweep_s_per_config;
+// The same sweep priced op by op: a StepModel per configuration (how plan() prices a measured host; its oracle).
+static void BM_op_by_op_sweep(benchmark::State& state) {
+  const double s = sweep_benchmark(state, planner::plan_op_by_op);
+  if (g_sweep_s_per_config > 0) state.counters["op_by_op_over_sweep"] = s / g_sweep_s_per_config;
 }
-BENCHMARK(BM_reference_sweep)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_op_by_op_sweep)->Unit(benchmark::kMillisecond);
 
 // Naive: for each (GPU, count, precision) re-read and re-derive the model, then plan that one cell.
 static void BM_naive_per_configuration(benchmark::State& state) {

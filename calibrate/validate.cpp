@@ -14,6 +14,7 @@
 #include "calibrate/calibrate.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/numeric.hpp"
 #include "common/splitmix.hpp"
 #include "common/text.hpp"
 #include "executor/checkpoint_random.hpp"
@@ -37,7 +38,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-double d(std::int64_t v) { return static_cast<double>(v); }
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -50,10 +50,10 @@ double median(std::vector<double> v) {
 double quantile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const double pos = q * d(static_cast<std::int64_t>(v.size()) - 1);
+  const double pos = q * to_double(static_cast<std::int64_t>(v.size()) - 1);
   const std::size_t i = static_cast<std::size_t>(std::floor(pos));
   if (i + 1 >= v.size()) return v.back();
-  return v[i] + (pos - d(static_cast<std::int64_t>(i))) * (v[i + 1] - v[i]);
+  return v[i] + (pos - to_double(static_cast<std::int64_t>(i))) * (v[i + 1] - v[i]);
 }
 
 ErrorStats stats(const std::vector<double>& errors) {
@@ -261,7 +261,7 @@ Measured measure_decode(const std::vector<std::shared_ptr<const executor::Model>
           const std::int64_t lo = shard->sharding().expert_begin, hi = lo + experts_per_rank;
           most = std::max<std::size_t>(most, static_cast<std::size_t>(std::count_if(ids.begin(), ids.end(), [&](std::int32_t e) { return e >= lo && e < hi; })));
         }
-        m.touched_sum += d(static_cast<std::int64_t>(most));
+        m.touched_sum += to_double(static_cast<std::int64_t>(most));
         ++m.touched_n;
       }
     }
@@ -335,7 +335,7 @@ Prediction predict(const model::ModelConfig& m, const model::Precision& precisio
   for (const auto& l : m.layers)
     if (l.attention == model::AttentionKind::sliding) window = l.attention;
   const simulator::StepShape shape = p.phase == "decode"
-      ? simulator::decode_shape(d(p.batch), p.context + 1 + steps / 2, sm.graph(), window)
+      ? simulator::decode_shape(to_double(p.batch), p.context + 1 + steps / 2, sm.graph(), window)
       : simulator::prefill_shape(p.tokens, 0, true, sm.graph(), window);
   Prediction out;
   out.seconds = sm.step_time_s(shape);
@@ -384,9 +384,9 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
   const double available = meminfo_bytes("MemAvailable");
   for (const auto& p : points) {
     const model::ModelConfig& m = parsed.at(p.experts);
-    const double weights = 2.0 * d(model::summarize(m).params.text) * (p.router == "skewed" ? 2 : 1);
-    const double kv = d(p.batch) * d(p.context + steps + 2) * d(static_cast<std::int64_t>(m.layers.size())) * 2.0 * d(m.num_kv_heads * m.head_dim) * 4.0;
-    const double act = d(std::max<std::int64_t>(p.tokens, p.batch)) * d(m.hidden + 2 * std::max(m.moe_intermediate, m.dense_intermediate) + m.vocab) * 4.0 * 4;
+    const double weights = 2.0 * to_double(model::summarize(m).params.text) * (p.router == "skewed" ? 2 : 1);
+    const double kv = to_double(p.batch) * to_double(p.context + steps + 2) * to_double(static_cast<std::int64_t>(m.layers.size())) * 2.0 * to_double(m.num_kv_heads * m.head_dim) * 4.0;
+    const double act = to_double(std::max<std::int64_t>(p.tokens, p.batch)) * to_double(m.hidden + 2 * std::max(m.moe_intermediate, m.dense_intermediate) + m.vocab) * 4.0 * 4;
     const double need = weights + kv + act;
     if (available > 0 && need > 0.85 * available)
       throw InputError("validate grid point '" + point_id(p) + "' needs about " + format_gb(need) + " (weights " + format_gb(weights) +
@@ -437,7 +437,7 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
         if (p.experts == experts && p.router == router) g.points.push_back(&p);
       if (g.points.empty()) continue;
       g.measured.resize(g.points.size());
-      all_weights += 2.0 * d(model::summarize(parsed.at(experts)).params.text);
+      all_weights += 2.0 * to_double(model::summarize(parsed.at(experts)).params.text);
       groups.push_back(std::move(g));
     }
   const bool together = available <= 0 || all_weights < 0.4 * available;
@@ -543,7 +543,7 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     std::vector<double> tokens, remainder;
     for (std::size_t i = 0; i < runs.size(); ++i) {
       if (held[i] || runs[i].p.phase != phase) continue;
-      const double t = phase == "decode" ? d(runs[i].p.batch) : d(runs[i].p.tokens);
+      const double t = phase == "decode" ? to_double(runs[i].p.batch) : to_double(runs[i].p.tokens);
       double timed = 0;
       for (const auto& [op, s] : runs[i].m.ops) {
         timed += s;
@@ -560,8 +560,8 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
         mx += x;
         my += y;
       }
-      mx /= d(static_cast<std::int64_t>(v.size()));
-      my /= d(static_cast<std::int64_t>(v.size()));
+      mx /= to_double(static_cast<std::int64_t>(v.size()));
+      my /= to_double(static_cast<std::int64_t>(v.size()));
       double sxx = 0, sxy = 0, lo = v.front().first, hi = lo;
       for (const auto& [x, y] : v) {
         sxx += (x - mx) * (x - mx);
@@ -584,7 +584,7 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     }
     // remainder = a + b · tokens, least squares, both >= 0
     double a = 0, b = 0;
-    const double n = d(static_cast<std::int64_t>(tokens.size()));
+    const double n = to_double(static_cast<std::int64_t>(tokens.size()));
     if (n >= 2) {
       double sx = 0, sy = 0, sxx = 0, sxy = 0;
       for (std::size_t i = 0; i < tokens.size(); ++i) {

@@ -75,6 +75,16 @@ void Progress::set_total(std::int64_t total) {
   total_ = total;
 }
 
+void Progress::add_to_total(std::int64_t n) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  total_ += n;
+}
+
+void Progress::set_label(std::string label) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  label_ = std::move(label);
+}
+
 void Progress::draw_locked(double elapsed_s) {
   out_ << "\r" << line(label_, done_, total_, elapsed_s) << "\x1b[K" << std::flush;  // \x1b[K: erase the rest of the line
   drawn_ = true;

@@ -24,6 +24,10 @@ class Progress {
   void step(const std::string& label);
   // The job learns its size once it has checked its input.
   void set_total(std::int64_t total);
+  // `n` more units to do (a job whose phases learn their size as they start).
+  void add_to_total(std::int64_t n);
+  // Names the phase now running (e.g. "plan: sweep", then "plan: serving checks"), from the next redraw on.
+  void set_label(std::string label);
   // Erases the bar (the command's own output follows on a clean line). Idempotent.
   void finish();
   std::int64_t done() const;

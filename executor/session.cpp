@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/numeric.hpp"
 #include "common/splitmix.hpp"
 #include "executor/backend_cpu.hpp"
 #include "executor/expert_dispatch.hpp"
@@ -20,7 +21,6 @@ namespace moeplan::executor {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double d(std::int64_t v) { return static_cast<double>(v); }
 
 // Adds the wall time of its scope, after the backend has finished the ops issued in it, to times[name].
 struct Timer {
@@ -301,7 +301,7 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
   if (P.temperature_tuning && !spec.rope) {  // Llama 4 NoPE layers: scale queries by position
     std::vector<float> s(static_cast<std::size_t>(T));
     for (std::int64_t t = 0; t < T; ++t) {
-      const double p = d(step.pos_of[static_cast<std::size_t>(t)]);
+      const double p = to_double(step.pos_of[static_cast<std::size_t>(t)]);
       s[static_cast<std::size_t>(t)] = static_cast<float>(1.0 + P.attn_scale * std::log(1.0 + std::floor((p + 1.0) / P.floor_scale)));
     }
     const DeviceArray<float> row_scale(b, s.data(), T);
@@ -331,7 +331,7 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
     ap.q_heads = Hq;
     ap.kv_heads = Hkv;
     ap.head_dim = D;
-    ap.scale = static_cast<float>(1.0 / std::sqrt(d(D)));
+    ap.scale = static_cast<float>(1.0 / std::sqrt(to_double(D)));
     if (spec.attention == model::AttentionKind::chunked) {
       ap.mask = kernels::AttentionMask::chunked;
       ap.mask_tokens = spec.attention_window_tokens;

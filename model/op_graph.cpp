@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "common/error.hpp"
+#include "common/numeric.hpp"
 #include "model/kv_cache.hpp"
 
 namespace moeplan::model {
@@ -85,7 +86,6 @@ namespace {
 
 using V = StepVar;
 
-double d(std::int64_t v) { return static_cast<double>(v); }
 
 bool is_window(AttentionKind k) { return k == AttentionKind::chunked || k == AttentionKind::sliding; }
 
@@ -121,7 +121,7 @@ struct ClassWeights {
             bytes * fraction[static_cast<std::size_t>(w.shard)];
       }
     }
-    layers = d(static_cast<std::int64_t>(class_layers.size()));
+    layers = to_double(static_cast<std::int64_t>(class_layers.size()));
   }
 
   double bytes(Module m, std::initializer_list<Role> roles) const {
@@ -162,9 +162,9 @@ struct Builder {
     op.weight_format = q ? req.precision.format->name : (m.torch_dtype.empty() ? "bf16" : m.torch_dtype);
     op.compute_dtype = compute_dtype_of(req.precision, q);
     op.rows.add(rows_var, 1);
-    op.flops.add(rows_var, 2.0 * d(n) * d(k));
+    op.flops.add(rows_var, 2.0 * to_double(n) * to_double(k));
     op.weight_bytes.add(V::one, weight_bytes);
-    op.act_bytes.add(rows_var, act * d(n + k));
+    op.act_bytes.add(rows_var, act * to_double(n + k));
     return op;
   }
 
@@ -178,53 +178,46 @@ struct Builder {
     return op;
   }
 
+  // Attention-DP MoE: each token's hidden vector to and from its experts over the MoE group (tp × dp GPUs), at
+  // `bytes_per_elem` per element.
+  void all_to_all(const char* name, int cls, int repeat, double bytes_per_elem) {
+    Op& op = push(OpKind::all_to_all, name, cls, repeat);
+    op.n = m.hidden;
+    op.group = CommGroup::moe;
+    op.group_ranks = lay.tp * lay.dp;
+    op.comm_bytes.add(V::moe_dispatch_tokens, bytes_per_elem * to_double(m.hidden));
+  }
+
   void all_reduce(const char* name, int cls, int repeat, std::int64_t elems_per_token, int ranks) {
     if (ranks <= 1) return;
     Op& op = push(OpKind::all_reduce, name, cls, repeat);
     op.n = elems_per_token;
     op.group = CommGroup::tp;
     op.group_ranks = ranks;
-    op.comm_bytes.add(V::tokens, act * d(elems_per_token));  // message size; the ring factor is the simulator's
+    op.comm_bytes.add(V::tokens, act * to_double(elems_per_token));  // message size; the ring factor is the simulator's
   }
 };
 
-}  // namespace
-
-OpGraph build_op_graph(const OpGraphRequest& req) {
-  if (!req.model) throw std::logic_error("build_op_graph: no model");
-  const ModelConfig& m = *req.model;
-  const ParallelLayout& lay = req.layout;
-  validate_layout(m, lay);
-
-  OpGraph g;
-  // The stage with the most layers (first of the largest) unless one is asked for.
-  int stage = req.stage;
-  if (stage < 0) {
-    int best = 0;
-    stage = 0;
-    for (int s = 0; s < lay.pp; ++s) {
-      auto [a, b] = stage_layers(m, lay, s);
-      if (b - a >= best) {
-        best = b - a;
-        stage = s;
-      }
+// The stage with the most layers (the first of the largest).
+int heaviest_stage(const ModelConfig& m, const ParallelLayout& lay) {
+  int best = 0, stage = 0;
+  for (int s = 0; s < lay.pp; ++s) {
+    auto [a, b] = stage_layers(m, lay, s);
+    if (b - a >= best) {
+      best = b - a;
+      stage = s;
     }
   }
-  auto [first, last] = stage_layers(m, lay, stage);
-  g.stage = stage;
-  g.first_layer = first;
-  g.last_layer = last;
-  Builder b{req, m, lay, g, req.activation_bytes};
+  return stage;
+}
 
-  const std::int64_t kv_heads = kv_heads_per_gpu(m, lay);
-  const std::int64_t q_heads = m.num_heads / lay.tp;
-  const int tp = lay.tp;
-  const int moe_group = lay.tp * lay.dp;  // GPUs sharing one MoE layer inside a stage
-  g.experts_per_rank = m.is_moe() ? m.num_experts / lay.ep : 0;
-
-  // Group the stage's layers into classes of identical structure.
-  std::map<std::tuple<int, int, bool, std::int64_t>, std::vector<const LayerSpec*>> classes;
-  for (int i = first; i < last; ++i) {
+// The stage's layers grouped into classes of identical structure (MLP kind, attention kind, RoPE, window), and the
+// graph's KV bytes per token on full-context and windowed layers.
+using LayerGroups = std::map<std::tuple<int, int, bool, std::int64_t>, std::vector<const LayerSpec*>>;
+LayerGroups group_layers(const OpGraphRequest& req, std::int64_t kv_heads, OpGraph& g) {
+  const ModelConfig& m = *req.model;
+  LayerGroups classes;
+  for (int i = g.first_layer; i < g.last_layer; ++i) {
     const LayerSpec& l = m.layers[static_cast<std::size_t>(i)];
     classes[{static_cast<int>(l.mlp), static_cast<int>(l.attention), l.rope, l.attention_window_tokens}].push_back(&l);
     const std::int64_t kv = kv_bytes_per_token_per_layer(m, l, req.kv_dtype, kv_heads);
@@ -239,209 +232,288 @@ OpGraph build_op_graph(const OpGraphRequest& req) {
       g.kv_bytes_per_token_full += kv;
     }
   }
+  return classes;
+}
 
+// The graph's entry for one class of layers; returns its index.
+int add_layer_class(OpGraph& g, const std::vector<const LayerSpec*>& layers) {
+  const LayerSpec& l0 = *layers.front();
+  LayerClass lc;
+  lc.mlp = l0.mlp;
+  lc.attention = l0.attention;
+  lc.rope = l0.rope;
+  lc.layers = static_cast<int>(layers.size());
+  lc.layer_indices.reserve(layers.size());
+  for (const LayerSpec* l : layers) lc.layer_indices.push_back(l->index);
+  lc.label = std::string(l0.mlp == MlpKind::moe ? "moe" : "dense") + "+" + attention_kind_name(l0.attention) +
+             (l0.rope || l0.attention == AttentionKind::mla ? "" : "(nope)");
+  g.layer_classes.push_back(std::move(lc));
+  return static_cast<int>(g.layer_classes.size()) - 1;
+}
+
+// One class of layers as its blocks are built: its index and repeat, first layer, weights, and per-GPU heads.
+struct ClassContext {
+  int cls = 0, rep = 0;
+  const LayerSpec* l0 = nullptr;
+  const ClassWeights* w = nullptr;
+  std::int64_t q_heads = 0, kv_heads = 0, kv_per_token = 0;
+  bool window = false;
+};
+
+// Embedding on the first stage: one row gather per token (vocabulary split tp ways, then all-reduced).
+void embedding_ops(Builder& b) {
+  Op& op = b.push(OpKind::embedding, "embed", -1, 1);
+  op.n = b.m.hidden;
+  op.compute_dtype = "bf16";
+  op.act_bytes.add(V::tokens, 2 * b.act * to_double(b.m.hidden));
+  b.all_reduce("embed.all_reduce", -1, 1, b.m.hidden, b.lay.tp);
+}
+
+// MLA attention (DeepSeek-V3): low-rank query and KV projections, absorbed attention over the cached latents.
+void mla_attention(Builder& b, const ClassContext& c) {
+  const ModelConfig& m = b.m;
+  const ClassWeights& w = *c.w;
+  const int cls = c.cls, rep = c.rep;
+  const OpGraphRequest& req = b.req;
+  const std::int64_t q_heads = c.q_heads, kv_per_token = c.kv_per_token;
+  const MlaDims& a = *m.mla;
+  const std::int64_t qk = a.qk_nope_head_dim + a.qk_rope_head_dim;
+  if (a.q_lora_rank > 0) {
+    b.gemm("attn.q_a", cls, rep, a.q_lora_rank, m.hidden, w.bytes(Module::attention, {Role::q_a}), Module::attention);
+    b.gemm("attn.q_b", cls, rep, q_heads * qk, a.q_lora_rank, w.bytes(Module::attention, {Role::q_b}), Module::attention);
+  } else {
+    b.gemm("attn.q", cls, rep, q_heads * qk, m.hidden, w.bytes(Module::attention, {Role::q}), Module::attention);
+  }
+  b.gemm("attn.kv_a", cls, rep, a.kv_lora_rank + a.qk_rope_head_dim, m.hidden,
+         w.bytes(Module::attention, {Role::kv_a}), Module::attention);
+  // Absorbed form (DeepSeek-V3 inference): W_UK folds into the query and W_UV into the output, per token and
+  // head; kv_b's weights are read once per step. FLOPs: 2·heads·nope·kv_lora + 2·heads·kv_lora·v per token.
+  b.gemm("attn.kv_b", cls, rep, q_heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank,
+         w.bytes(Module::attention, {Role::kv_b}), Module::attention);
+  b.elementwise(OpKind::rope, "attn.rope", cls, rep, to_double((q_heads + 1) * a.qk_rope_head_dim), 4);
+  // Absorbed attention: every head dots a 576-wide latent key (kv_lora + rope) and sums 512-wide latent values.
+  const double per_pair = 2.0 * to_double(q_heads) * to_double(a.kv_lora_rank + a.qk_rope_head_dim) + 2.0 * to_double(q_heads) * to_double(a.kv_lora_rank);
+  for (OpKind kind : {OpKind::attention_prefill, OpKind::attention_decode}) {
+    const bool pre = kind == OpKind::attention_prefill;
+    Op& op = b.push(kind, pre ? "attn.prefill" : "attn.decode", cls, rep);
+    op.heads = q_heads;
+    op.kv_heads = 1;
+    op.head_dim = a.kv_lora_rank + a.qk_rope_head_dim;
+    op.kv_dtype = kv_dtype_name(req.kv_dtype);
+    op.compute_dtype = "bf16";
+    op.flops.add(pre ? V::pairs_prefill_full : V::pairs_decode_full, per_pair);
+    // Both read the cache of their sequence (prefill: the latents of its own chunk) and write the new latents.
+    if (!pre) op.kv_bytes.add(V::kv_read_full, to_double(kv_per_token));
+    op.kv_bytes.add(pre ? V::prefill_tokens : V::decode_tokens, to_double(kv_per_token));
+    op.act_bytes.add(pre ? V::prefill_tokens : V::decode_tokens,
+                     b.act * to_double(q_heads) * to_double(a.kv_lora_rank + a.qk_rope_head_dim + a.kv_lora_rank));
+  }
+  b.gemm("attn.o", cls, rep, m.hidden, q_heads * a.v_head_dim, w.bytes(Module::attention, {Role::o}), Module::attention);
+}
+
+// Grouped-query attention: fused QKV projection, optional QK norm and RoPE, attention over full or windowed keys.
+void gqa_attention(Builder& b, const ClassContext& c) {
+  const ModelConfig& m = b.m;
+  const ClassWeights& w = *c.w;
+  const LayerSpec& l0 = *c.l0;
+  const int cls = c.cls, rep = c.rep;
+  const OpGraphRequest& req = b.req;
+  const std::int64_t q_heads = c.q_heads, kv_heads = c.kv_heads, kv_per_token = c.kv_per_token;
+  const bool window = c.window;
+  const std::int64_t qkv_n = (q_heads + 2 * kv_heads) * m.head_dim;
+  b.gemm("attn.qkv", cls, rep, qkv_n, m.hidden,
+         w.bytes(Module::attention, {Role::q, Role::k, Role::v, Role::bias, Role::sinks}), Module::attention);
+  if (m.qk_norm) b.elementwise(OpKind::norm, "attn.qk_norm", cls, rep, to_double((q_heads + kv_heads) * m.head_dim), 4);
+  if (l0.rope) b.elementwise(OpKind::rope, "attn.rope", cls, rep, to_double((q_heads + kv_heads) * m.head_dim), 4);
+  // QKᵀ and PV: 2·D FLOPs each per (query head, key) pair.
+  const double per_pair = 4.0 * to_double(q_heads) * to_double(m.head_dim);
+  for (OpKind kind : {OpKind::attention_prefill, OpKind::attention_decode}) {
+    const bool pre = kind == OpKind::attention_prefill;
+    Op& op = b.push(kind, pre ? "attn.prefill" : "attn.decode", cls, rep);
+    op.heads = q_heads;
+    op.kv_heads = kv_heads;
+    op.head_dim = m.head_dim;
+    op.window = window ? l0.attention_window_tokens : 0;
+    op.kv_dtype = kv_dtype_name(req.kv_dtype);
+    op.compute_dtype = "bf16";
+    const V pairs = pre ? (window ? V::pairs_prefill_window : V::pairs_prefill_full)
+                        : (window ? V::pairs_decode_window : V::pairs_decode_full);
+    op.flops.add(pairs, per_pair);
+    // Decode reads every cached token of its sequence once per step. Prefill reads its chunk's own K/V from
+    // the projection (act bytes) and writes the new K/V; the cache of a prompt's earlier chunks is not
+    // counted (prefill attention is compute-bound; docs/simulator.md).
+    if (!pre) op.kv_bytes.add(window ? V::kv_read_window : V::kv_read_full, to_double(kv_per_token));
+    op.kv_bytes.add(pre ? V::prefill_tokens : V::decode_tokens, to_double(kv_per_token));
+    op.act_bytes.add(pre ? V::prefill_tokens : V::decode_tokens, 2.0 * b.act * to_double(q_heads * m.head_dim));
+  }
+  b.gemm("attn.o", cls, rep, m.hidden, q_heads * m.head_dim, w.bytes(Module::attention, {Role::o}), Module::attention);
+}
+
+// Dense MLP: gate/up, SwiGLU, down, tp-split and all-reduced.
+void dense_mlp(Builder& b, const ClassContext& c) {
+  const ModelConfig& m = b.m;
+  const ClassWeights& w = *c.w;
+  const int cls = c.cls, rep = c.rep;
+  const int tp = b.lay.tp;
+  const std::int64_t inter = m.dense_intermediate / tp;
+  b.gemm("mlp.gate_up", cls, rep, 2 * inter, m.hidden,
+         w.bytes(Module::dense_mlp, {Role::gate, Role::up, Role::bias}), Module::dense_mlp);
+  b.elementwise(OpKind::activation, "mlp.act", cls, rep, to_double(inter), 5, 1.5);
+  b.gemm("mlp.down", cls, rep, m.hidden, inter, w.bytes(Module::dense_mlp, {Role::down}), Module::dense_mlp);
+  b.all_reduce("mlp.all_reduce", cls, rep, m.hidden, tp);
+}
+
+// MoE: router over all experts (replicated), top-k, shared experts (tp-split), routed experts (ep × moe_tp).
+void moe_mlp(Builder& b, const ClassContext& c) {
+  const ModelConfig& m = b.m;
+  const ClassWeights& w = *c.w;
+  const int cls = c.cls, rep = c.rep;
+  const OpGraphRequest& req = b.req;
+  const ParallelLayout& lay = b.lay;
+  const int tp = lay.tp;
+  const int moe_group = lay.tp * lay.dp;  // GPUs sharing one MoE layer inside a stage
+  const OpGraph& g = b.g;
+  b.gemm("moe.router", cls, rep, m.num_experts, m.hidden, w.bytes(Module::router, {}), Module::router);
+  b.elementwise(OpKind::topk, "moe.topk", cls, rep, to_double(m.num_experts), 2, 0.5);
+  if (m.shared_intermediate > 0) {
+    const std::int64_t inter = m.shared_intermediate / tp;
+    b.gemm("moe.shared.gate_up", cls, rep, 2 * inter, m.hidden,
+           w.bytes(Module::shared_experts, {Role::gate, Role::up}), Module::shared_experts);
+    b.elementwise(OpKind::activation, "moe.shared.act", cls, rep, to_double(inter), 5, 1.5);
+    b.gemm("moe.shared.down", cls, rep, m.hidden, inter, w.bytes(Module::shared_experts, {Role::down}),
+           Module::shared_experts);
+  }
+  const bool a2a = lay.dp > 1;  // DP attention: tokens live on different GPUs and travel to their experts
+  if (a2a) b.all_to_all("moe.dispatch", cls, rep, req.dispatch_bytes);
+  const std::int64_t inter = m.moe_intermediate / lay.moe_tp();
+  const double per_expert = 1.0 / to_double(g.experts_per_rank);
+  const bool q = policy_quantises(req.precision, Module::routed_experts);
+  for (int part = 0; part < 2; ++part) {
+    const bool up = part == 0;
+    Op& op = b.push(OpKind::expert_gemm, up ? "moe.experts.gate_up" : "moe.experts.down", cls, rep);
+    op.n = up ? 2 * inter : m.hidden;
+    op.k = up ? m.hidden : inter;
+    op.weight_format = q ? req.precision.format->name : (m.torch_dtype.empty() ? "bf16" : m.torch_dtype);
+    op.compute_dtype = compute_dtype_of(req.precision, q);
+    op.rows.add(V::expert_assignments, 1);
+    op.flops.add(V::expert_assignments, 2.0 * to_double(op.n) * to_double(op.k));
+    const double bytes = up ? w.bytes(Module::routed_experts, {Role::gate, Role::up, Role::bias})
+                            : w.bytes(Module::routed_experts, {Role::down});
+    op.weight_bytes.add(V::experts_touched, bytes * per_expert);
+    op.act_bytes.add(V::expert_assignments, b.act * to_double(op.n + op.k));
+    if (up) {
+      // The SwiGLU between the two expert GEMMs runs on the routed rows, not on the step's tokens.
+      Op& act_op = b.push(OpKind::activation, "moe.experts.act", cls, rep);
+      act_op.n = inter;
+      act_op.compute_dtype = "bf16";
+      act_op.flops.add(V::expert_assignments, 5.0 * to_double(inter));
+      act_op.act_bytes.add(V::expert_assignments, 3.0 * b.act * to_double(inter));
+    }
+  }
+  if (a2a) {
+    b.all_to_all("moe.combine", cls, rep, b.act);
+    b.all_reduce("moe.all_reduce", cls, rep, m.hidden, tp);  // shared expert / moe_tp partial sums in the tp group
+  } else {
+    b.all_reduce("moe.all_reduce", cls, rep, m.hidden, moe_group);
+  }
+}
+
+// Final norm and lm_head on the last stage; logits of the tokens that sample.
+void head_ops(Builder& b) {
+  const ModelConfig& m = b.m;
+  const OpGraphRequest& req = b.req;
+  const ParallelLayout& lay = b.lay;
+  const int tp = lay.tp;
+  Op& n = b.push(OpKind::norm, "final_norm", -1, 1);
+  n.n = m.hidden;
+  n.compute_dtype = "bf16";
+  n.flops.add(V::logit_tokens, 4.0 * to_double(m.hidden));
+  n.act_bytes.add(V::logit_tokens, 2 * b.act * to_double(m.hidden));
+  auto global_bytes = [&](std::size_t gi) {
+    return req.group_bytes ? req.group_bytes->globals[gi]
+                           : weight_group_bytes(m.globals[gi], req.precision, -1, static_cast<int>(m.num_layers));
+  };
+  for (std::size_t gi = 0; gi < m.globals.size(); ++gi)
+    if (m.globals[gi].module == Module::norms) n.weight_bytes.add(V::one, global_bytes(gi));
+  const std::int64_t vocab = m.vocab / tp;
+  double head_bytes = 0;
+  for (std::size_t gi = 0; gi < m.globals.size(); ++gi) {
+    const WeightGroup& wg = m.globals[gi];
+    if (wg.module == Module::lm_head || (m.tie_word_embeddings && wg.module == Module::embedding))
+      head_bytes += global_bytes(gi) * shard_fraction(m, wg, lay);
+  }
+  Op& h = b.gemm("lm_head", -1, 1, vocab, m.hidden, head_bytes, Module::lm_head, V::logit_tokens);
+  h.kind = OpKind::lm_head;
+  if (tp > 1) {
+    Op& op = b.push(OpKind::all_gather, "lm_head.all_gather", -1, 1);
+    op.n = m.vocab;
+    op.group = CommGroup::tp;
+    op.group_ranks = tp;
+    op.comm_bytes.add(V::logit_tokens, 4.0 * to_double(vocab));  // fp32 logits
+  }
+}
+
+// A stage before the last hands its activations to the next.
+void send_ops(Builder& b) {
+  const ModelConfig& m = b.m;
+  Op& op = b.push(OpKind::send_recv, "pp.send", -1, 1);
+  op.n = m.hidden;
+  op.group = CommGroup::pp;
+  op.group_ranks = 2;
+  op.comm_bytes.add(V::tokens, b.act * to_double(m.hidden));
+}
+
+}  // namespace
+
+OpGraph build_op_graph(const OpGraphRequest& req) {
+  if (!req.model) throw std::logic_error("build_op_graph: no model");
+  const ModelConfig& m = *req.model;
+  const ParallelLayout& lay = req.layout;
+  validate_layout(m, lay);
+
+  OpGraph g;
+  const int stage = req.stage >= 0 ? req.stage : heaviest_stage(m, lay);
+  auto [first, last] = stage_layers(m, lay, stage);
+  g.stage = stage;
+  g.first_layer = first;
+  g.last_layer = last;
+  Builder b{req, m, lay, g, req.activation_bytes};
+
+  const std::int64_t kv_heads = kv_heads_per_gpu(m, lay);
+  const int tp = lay.tp;
+  g.experts_per_rank = m.is_moe() ? m.num_experts / lay.ep : 0;
+  const LayerGroups classes = group_layers(req, kv_heads, g);
   g.ops.reserve(8 + 24 * classes.size());  // at most 22 ops per class, 4 outside them
   g.layer_classes.reserve(classes.size());
 
-  // Embedding on the first stage: one row gather per token (vocabulary split tp ways, then all-reduced).
-  if (stage == 0) {
-    Op& op = b.push(OpKind::embedding, "embed", -1, 1);
-    op.n = m.hidden;
-    op.compute_dtype = "bf16";
-    op.act_bytes.add(V::tokens, 2 * b.act * d(m.hidden));
-    b.all_reduce("embed.all_reduce", -1, 1, m.hidden, tp);
-  }
-
-  for (auto& [key, layers] : classes) {
+  if (stage == 0) embedding_ops(b);
+  for (const auto& [key, layers] : classes) {
     const LayerSpec& l0 = *layers.front();
-    const int cls = static_cast<int>(g.layer_classes.size());
-    const int rep = static_cast<int>(layers.size());
-    LayerClass lc;
-    lc.mlp = l0.mlp;
-    lc.attention = l0.attention;
-    lc.rope = l0.rope;
-    lc.layers = rep;
-    lc.layer_indices.reserve(layers.size());
-    for (const LayerSpec* l : layers) lc.layer_indices.push_back(l->index);
-    lc.label = std::string(l0.mlp == MlpKind::moe ? "moe" : "dense") + "+" + attention_kind_name(l0.attention) +
-               (l0.rope || l0.attention == AttentionKind::mla ? "" : "(nope)");
-    g.layer_classes.push_back(std::move(lc));
     const ClassWeights w(m, req.precision, lay, layers, req.group_bytes);
-    const bool window = is_window(l0.attention);
-    const std::int64_t kv_per_token = kv_bytes_per_token_per_layer(m, l0, req.kv_dtype, kv_heads);
+    ClassContext c;
+    c.cls = add_layer_class(g, layers);
+    c.rep = static_cast<int>(layers.size());
+    c.l0 = &l0;
+    c.w = &w;
+    c.q_heads = m.num_heads / lay.tp;
+    c.kv_heads = kv_heads;
+    c.kv_per_token = kv_bytes_per_token_per_layer(m, l0, req.kv_dtype, kv_heads);
+    c.window = is_window(l0.attention);
 
     // ---- attention block (the layer's norm weights are read half by each of its two norm ops)
     const double norm_bytes = w.bytes(Module::norms, {}) / 2;
-    b.elementwise(OpKind::norm, "attn.norm", cls, rep, d(m.hidden), 4).weight_bytes.add(V::one, norm_bytes);
-    if (l0.attention == AttentionKind::mla) {
-      const MlaDims& a = *m.mla;
-      const std::int64_t qk = a.qk_nope_head_dim + a.qk_rope_head_dim;
-      if (a.q_lora_rank > 0) {
-        b.gemm("attn.q_a", cls, rep, a.q_lora_rank, m.hidden, w.bytes(Module::attention, {Role::q_a}), Module::attention);
-        b.gemm("attn.q_b", cls, rep, q_heads * qk, a.q_lora_rank, w.bytes(Module::attention, {Role::q_b}), Module::attention);
-      } else {
-        b.gemm("attn.q", cls, rep, q_heads * qk, m.hidden, w.bytes(Module::attention, {Role::q}), Module::attention);
-      }
-      b.gemm("attn.kv_a", cls, rep, a.kv_lora_rank + a.qk_rope_head_dim, m.hidden,
-             w.bytes(Module::attention, {Role::kv_a}), Module::attention);
-      // Absorbed form (DeepSeek-V3 inference): W_UK folds into the query and W_UV into the output, per token and
-      // head; kv_b's weights are read once per step. FLOPs: 2·heads·nope·kv_lora + 2·heads·kv_lora·v per token.
-      b.gemm("attn.kv_b", cls, rep, q_heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank,
-             w.bytes(Module::attention, {Role::kv_b}), Module::attention);
-      b.elementwise(OpKind::rope, "attn.rope", cls, rep, d((q_heads + 1) * a.qk_rope_head_dim), 4);
-      // Absorbed attention: every head dots a 576-wide latent key (kv_lora + rope) and sums 512-wide latent values.
-      const double per_pair = 2.0 * d(q_heads) * d(a.kv_lora_rank + a.qk_rope_head_dim) + 2.0 * d(q_heads) * d(a.kv_lora_rank);
-      for (OpKind kind : {OpKind::attention_prefill, OpKind::attention_decode}) {
-        const bool pre = kind == OpKind::attention_prefill;
-        Op& op = b.push(kind, pre ? "attn.prefill" : "attn.decode", cls, rep);
-        op.heads = q_heads;
-        op.kv_heads = 1;
-        op.head_dim = a.kv_lora_rank + a.qk_rope_head_dim;
-        op.kv_dtype = kv_dtype_name(req.kv_dtype);
-        op.compute_dtype = "bf16";
-        op.flops.add(pre ? V::pairs_prefill_full : V::pairs_decode_full, per_pair);
-        // Both read the cache of their sequence (prefill: the latents of its own chunk) and write the new latents.
-        if (!pre) op.kv_bytes.add(V::kv_read_full, d(kv_per_token));
-        op.kv_bytes.add(pre ? V::prefill_tokens : V::decode_tokens, d(kv_per_token));
-        op.act_bytes.add(pre ? V::prefill_tokens : V::decode_tokens,
-                         b.act * d(q_heads) * d(a.kv_lora_rank + a.qk_rope_head_dim + a.kv_lora_rank));
-      }
-      b.gemm("attn.o", cls, rep, m.hidden, q_heads * a.v_head_dim, w.bytes(Module::attention, {Role::o}), Module::attention);
-    } else {
-      const std::int64_t qkv_n = (q_heads + 2 * kv_heads) * m.head_dim;
-      b.gemm("attn.qkv", cls, rep, qkv_n, m.hidden,
-             w.bytes(Module::attention, {Role::q, Role::k, Role::v, Role::bias, Role::sinks}), Module::attention);
-      if (m.qk_norm) b.elementwise(OpKind::norm, "attn.qk_norm", cls, rep, d((q_heads + kv_heads) * m.head_dim), 4);
-      if (l0.rope) b.elementwise(OpKind::rope, "attn.rope", cls, rep, d((q_heads + kv_heads) * m.head_dim), 4);
-      // QKᵀ and PV: 2·D FLOPs each per (query head, key) pair.
-      const double per_pair = 4.0 * d(q_heads) * d(m.head_dim);
-      for (OpKind kind : {OpKind::attention_prefill, OpKind::attention_decode}) {
-        const bool pre = kind == OpKind::attention_prefill;
-        Op& op = b.push(kind, pre ? "attn.prefill" : "attn.decode", cls, rep);
-        op.heads = q_heads;
-        op.kv_heads = kv_heads;
-        op.head_dim = m.head_dim;
-        op.window = window ? l0.attention_window_tokens : 0;
-        op.kv_dtype = kv_dtype_name(req.kv_dtype);
-        op.compute_dtype = "bf16";
-        const V pairs = pre ? (window ? V::pairs_prefill_window : V::pairs_prefill_full)
-                            : (window ? V::pairs_decode_window : V::pairs_decode_full);
-        op.flops.add(pairs, per_pair);
-        // Decode reads every cached token of its sequence once per step. Prefill reads its chunk's own K/V from
-        // the projection (act bytes) and writes the new K/V; the cache of a prompt's earlier chunks is not
-        // counted (prefill attention is compute-bound; docs/simulator.md).
-        if (!pre) op.kv_bytes.add(window ? V::kv_read_window : V::kv_read_full, d(kv_per_token));
-        op.kv_bytes.add(pre ? V::prefill_tokens : V::decode_tokens, d(kv_per_token));
-        op.act_bytes.add(pre ? V::prefill_tokens : V::decode_tokens, 2.0 * b.act * d(q_heads * m.head_dim));
-      }
-      b.gemm("attn.o", cls, rep, m.hidden, q_heads * m.head_dim, w.bytes(Module::attention, {Role::o}), Module::attention);
-    }
-    b.all_reduce("attn.all_reduce", cls, rep, m.hidden, tp);
+    b.elementwise(OpKind::norm, "attn.norm", c.cls, c.rep, to_double(m.hidden), 4).weight_bytes.add(V::one, norm_bytes);
+    if (l0.attention == AttentionKind::mla) mla_attention(b, c);
+    else gqa_attention(b, c);
+    b.all_reduce("attn.all_reduce", c.cls, c.rep, m.hidden, tp);
 
     // ---- MLP block
-    b.elementwise(OpKind::norm, "mlp.norm", cls, rep, d(m.hidden), 4).weight_bytes.add(V::one, norm_bytes);
-    if (l0.mlp == MlpKind::dense) {
-      const std::int64_t inter = m.dense_intermediate / tp;
-      b.gemm("mlp.gate_up", cls, rep, 2 * inter, m.hidden,
-             w.bytes(Module::dense_mlp, {Role::gate, Role::up, Role::bias}), Module::dense_mlp);
-      b.elementwise(OpKind::activation, "mlp.act", cls, rep, d(inter), 5, 1.5);
-      b.gemm("mlp.down", cls, rep, m.hidden, inter, w.bytes(Module::dense_mlp, {Role::down}), Module::dense_mlp);
-      b.all_reduce("mlp.all_reduce", cls, rep, m.hidden, tp);
-      continue;
-    }
-
-    // MoE: router over all experts (replicated), top-k, shared experts (tp-split), routed experts (ep × moe_tp).
-    b.gemm("moe.router", cls, rep, m.num_experts, m.hidden, w.bytes(Module::router, {}), Module::router);
-    b.elementwise(OpKind::topk, "moe.topk", cls, rep, d(m.num_experts), 2, 0.5);
-    if (m.shared_intermediate > 0) {
-      const std::int64_t inter = m.shared_intermediate / tp;
-      b.gemm("moe.shared.gate_up", cls, rep, 2 * inter, m.hidden,
-             w.bytes(Module::shared_experts, {Role::gate, Role::up}), Module::shared_experts);
-      b.elementwise(OpKind::activation, "moe.shared.act", cls, rep, d(inter), 5, 1.5);
-      b.gemm("moe.shared.down", cls, rep, m.hidden, inter, w.bytes(Module::shared_experts, {Role::down}),
-             Module::shared_experts);
-    }
-    const bool a2a = lay.dp > 1;  // DP attention: tokens live on different GPUs and travel to their experts
-    if (a2a) {
-      Op& op = b.push(OpKind::all_to_all, "moe.dispatch", cls, rep);
-      op.n = m.hidden;
-      op.group = CommGroup::moe;
-      op.group_ranks = moe_group;
-      op.comm_bytes.add(V::moe_dispatch_tokens, req.dispatch_bytes * d(m.hidden));
-    }
-    const std::int64_t inter = m.moe_intermediate / lay.moe_tp();
-    const double per_expert = 1.0 / d(g.experts_per_rank);
-    const bool q = policy_quantises(req.precision, Module::routed_experts);
-    for (int part = 0; part < 2; ++part) {
-      const bool up = part == 0;
-      Op& op = b.push(OpKind::expert_gemm, up ? "moe.experts.gate_up" : "moe.experts.down", cls, rep);
-      op.n = up ? 2 * inter : m.hidden;
-      op.k = up ? m.hidden : inter;
-      op.weight_format = q ? req.precision.format->name : (m.torch_dtype.empty() ? "bf16" : m.torch_dtype);
-      op.compute_dtype = compute_dtype_of(req.precision, q);
-      op.rows.add(V::expert_assignments, 1);
-      op.flops.add(V::expert_assignments, 2.0 * d(op.n) * d(op.k));
-      const double bytes = up ? w.bytes(Module::routed_experts, {Role::gate, Role::up, Role::bias})
-                              : w.bytes(Module::routed_experts, {Role::down});
-      op.weight_bytes.add(V::experts_touched, bytes * per_expert);
-      op.act_bytes.add(V::expert_assignments, b.act * d(op.n + op.k));
-      if (up) {
-        // The SwiGLU between the two expert GEMMs runs on the routed rows, not on the step's tokens.
-        Op& act_op = b.push(OpKind::activation, "moe.experts.act", cls, rep);
-        act_op.n = inter;
-        act_op.compute_dtype = "bf16";
-        act_op.flops.add(V::expert_assignments, 5.0 * d(inter));
-        act_op.act_bytes.add(V::expert_assignments, 3.0 * b.act * d(inter));
-      }
-    }
-    if (a2a) {
-      Op& op = b.push(OpKind::all_to_all, "moe.combine", cls, rep);
-      op.n = m.hidden;
-      op.group = CommGroup::moe;
-      op.group_ranks = moe_group;
-      op.comm_bytes.add(V::moe_dispatch_tokens, b.act * d(m.hidden));
-      b.all_reduce("moe.all_reduce", cls, rep, m.hidden, tp);  // shared expert / moe_tp partial sums in the tp group
-    } else {
-      b.all_reduce("moe.all_reduce", cls, rep, m.hidden, moe_group);
-    }
+    b.elementwise(OpKind::norm, "mlp.norm", c.cls, c.rep, to_double(m.hidden), 4).weight_bytes.add(V::one, norm_bytes);
+    if (l0.mlp == MlpKind::dense) dense_mlp(b, c);
+    else moe_mlp(b, c);
   }
-
-  // Final norm and lm_head on the last stage; logits of the tokens that sample.
-  if (stage == lay.pp - 1) {
-    Op& n = b.push(OpKind::norm, "final_norm", -1, 1);
-    n.n = m.hidden;
-    n.compute_dtype = "bf16";
-    n.flops.add(V::logit_tokens, 4.0 * d(m.hidden));
-    n.act_bytes.add(V::logit_tokens, 2 * b.act * d(m.hidden));
-    auto global_bytes = [&](std::size_t gi) {
-      return req.group_bytes ? req.group_bytes->globals[gi]
-                             : weight_group_bytes(m.globals[gi], req.precision, -1, static_cast<int>(m.num_layers));
-    };
-    for (std::size_t gi = 0; gi < m.globals.size(); ++gi)
-      if (m.globals[gi].module == Module::norms) n.weight_bytes.add(V::one, global_bytes(gi));
-    const std::int64_t vocab = m.vocab / tp;
-    double head_bytes = 0;
-    for (std::size_t gi = 0; gi < m.globals.size(); ++gi) {
-      const WeightGroup& wg = m.globals[gi];
-      if (wg.module == Module::lm_head || (m.tie_word_embeddings && wg.module == Module::embedding))
-        head_bytes += global_bytes(gi) * shard_fraction(m, wg, lay);
-    }
-    Op& h = b.gemm("lm_head", -1, 1, vocab, m.hidden, head_bytes, Module::lm_head, V::logit_tokens);
-    h.kind = OpKind::lm_head;
-    if (tp > 1) {
-      Op& op = b.push(OpKind::all_gather, "lm_head.all_gather", -1, 1);
-      op.n = m.vocab;
-      op.group = CommGroup::tp;
-      op.group_ranks = tp;
-      op.comm_bytes.add(V::logit_tokens, 4.0 * d(vocab));  // fp32 logits
-    }
-  } else {
-    Op& op = b.push(OpKind::send_recv, "pp.send", -1, 1);
-    op.n = m.hidden;
-    op.group = CommGroup::pp;
-    op.group_ranks = 2;
-    op.comm_bytes.add(V::tokens, b.act * d(m.hidden));
-  }
+  if (stage == lay.pp - 1) head_ops(b);
+  else send_ops(b);
   return g;
 }
 

@@ -33,7 +33,7 @@ const char* reject_name(Reject r);
 
 // One CPU host instead of GPUs (plan --host / --profile): the host is the row's device, count 1; the layouts tried
 // are the in-process ranks its measured profile covers (TP and TP+EP, no pipeline, no attention DP: the profile
-// measures all-reduce, not all-to-all), or one rank without a profile. Priced op by op (plan_reference): the profile's
+// measures all-reduce, not all-to-all), or one rank without a profile. Priced op by op (plan_op_by_op): the profile's
 // curves and fitted corrections are not linear in the step variables. docs/planner.md "Planning a measured host".
 struct HostCandidate {
   gpu_db::GpuSpec device;           // name and RAM (memory_bytes) of the host; no tensor-core dtypes
@@ -74,7 +74,7 @@ struct PlanRequest {
   int slo_percentile = 90;                       // 50, 90 or 99
   int serving_rows = 10;                         // rows checked, best first (plan --top); 0: none (the formula only)
   std::int64_t serving_requests_per_slot = 4;    // requests simulated = this x the concurrency (simulate's default)
-  Progress* progress = nullptr;                  // advanced per serving check (may be null; thread-safe)
+  Progress* progress = nullptr;                  // advanced per GPU swept and per serving check (may be null; thread-safe)
   std::string model_arg;                         // --model of the printed simulate command (default: the model's name)
   // Serving engines to evaluate (data/engines.yaml). Empty: the plain roofline, rows name no engine (as before
   // engines). Otherwise each engine is planned on the GPUs it runs on, with its step and kernel overheads, and rows
@@ -180,9 +180,9 @@ PlanResult plan(const PlanRequest& request, const gpu_db::Database& db);
 // concurrency to see the same configuration under another load.
 simulator::SimulateRequest row_simulate_request(const PlanRequest& request, const gpu_db::Database& db, const PlanRow& row);
 
-// The same sweep with every batch of every configuration priced op by op by a StepModel built for it: the
-// implementation plan() replaced, kept as its oracle in tests and as the benchmark's baseline. Same result up to
-// rounding (plan() collapses each op graph into a few linear forms per GPU; docs/planner.md "Speed and a peer").
-PlanResult plan_reference(const PlanRequest& request, const gpu_db::Database& db);
+// The same sweep with every batch of every configuration priced op by op by a StepModel built for it: how plan()
+// prices a measured host, plan()'s oracle in tests and the benchmark's baseline. Same result up to rounding (plan()
+// collapses each op graph into a few linear forms per GPU; docs/planner.md "Speed and a peer").
+PlanResult plan_op_by_op(const PlanRequest& request, const gpu_db::Database& db);
 
 }  // namespace moeplan::planner

@@ -1,4 +1,4 @@
-// planner/sweep: the parts of the sweep plan() and plan_reference() share (see sweep.hpp; docs/planner.md).
+// planner/sweep: the parts of the sweep around its loop (see sweep.hpp; docs/planner.md).
 #include "planner/sweep.hpp"
 
 #include <algorithm>
@@ -87,8 +87,8 @@ std::vector<std::int64_t> batches_up_to(std::int64_t cap) {
 }
 
 SteadyStep steady_step(const PlanRequest& r, std::int64_t batch) {
-  const double I = d(r.input_tokens), O = d(r.output_tokens), B = d(batch);
-  const double room = std::max(1.0, d(r.max_num_batched_tokens) - B);
+  const double I = to_double(r.input_tokens), O = to_double(r.output_tokens), B = to_double(batch);
+  const double room = std::max(1.0, to_double(r.max_num_batched_tokens) - B);
   const double prefill_per_step = std::min(B * I / O, room);
   SteadyStep s;
   s.a = B;
@@ -106,9 +106,28 @@ simulator::StepShape prefill_unit(const PlanRequest& r, const model::OpGraph& g,
   return simulator::prefill_shape(r.input_tokens, 0, true, g, window_kind);
 }
 
+model::OpGraphRequest graph_request(const PlanRequest& r, const model::Precision& p, const model::ParallelLayout& l) {
+  model::OpGraphRequest g;
+  g.model = r.model;
+  g.precision = p;
+  g.layout = l;
+  g.kv_dtype = r.kv_dtype;
+  if (r.host && r.host->hardware.profile) g.activation_bytes = 4;
+  return g;
+}
+
+simulator::StepModelRequest step_model_request(const PlanRequest& r, const model::Precision& p,
+                                               const model::ParallelLayout& l, const simulator::Hardware& hw) {
+  simulator::StepModelRequest sr;
+  sr.graph = graph_request(r, p, l);
+  sr.hardware = hw;
+  sr.routing = simulator::RoutingModel::uniform(r.model->num_experts, r.model->experts_per_token, l.ep);
+  return sr;
+}
+
 Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
                           model::AttentionKind window_kind) {
-  const double I = d(r.input_tokens), O = d(r.output_tokens), B = d(batch);
+  const double I = to_double(r.input_tokens), O = to_double(r.output_tokens), B = to_double(batch);
   simulator::StepShape decode =
       simulator::decode_shape(B, r.input_tokens + r.output_tokens / 2, sm.graph(), window_kind);
   if (r.host && r.host->hardware.profile) {
@@ -122,7 +141,7 @@ Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, 
     op.ttft_s = prompt_s;
     return op;
   }
-  const double room = std::max(1.0, d(r.max_num_batched_tokens) - B);
+  const double room = std::max(1.0, to_double(r.max_num_batched_tokens) - B);
   const double prefill_per_step = std::min(B * I / O, room);
   simulator::StepShape step = decode;
   step += simulator::prefill_shape(r.input_tokens, 0, true, sm.graph(), window_kind).scaled(prefill_per_step / I);
@@ -134,13 +153,75 @@ Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, 
   return op;
 }
 
+PlanRow operating_row(const Configuration& c, std::int64_t batch, const Operating& op, double decode_only_s) {
+  PlanRow row;
+  row.gpu = c.gpu;
+  row.count = c.count;
+  row.precision = c.precision->spec;
+  row.weight_only = !c.native;
+  row.layout = *c.layout;
+  row.batch = batch;
+  row.kv_limited_batch = c.kv_batch;
+  set_figures(row, op.ttft_s * 1e3, op.step_s * 1e3, op.output_per_step * c.layout->dp / op.step_s,
+              prefill_share(op.step_s, decode_only_s));
+  return row;
+}
+
+void set_figures(PlanRow& row, double ttft_ms, double tpot_ms, double output_tokens_per_s, double prefill_time_share) {
+  row.ttft_ms = ttft_ms;
+  row.tpot_ms = tpot_ms;
+  row.output_tokens_per_s_per_user = 1e3 / tpot_ms;
+  row.output_tokens_per_s = output_tokens_per_s;
+  row.prefill_time_share = prefill_time_share;
+}
+
+double prefill_share(double step_s, double decode_only_s) {
+  return step_s > 0 ? std::max(0.0, (step_s - decode_only_s) / step_s) : 0;
+}
+
+SloStanding slo_standing(const PlanRequest& r, double ttft_ms, double tpot_ms, double per_user) {
+  const double over_ttft = r.ttft_ms > 0 ? ttft_ms / r.ttft_ms : 0;
+  const double over_tpot = r.tpot_ms > 0 ? tpot_ms / r.tpot_ms : 0;
+  const double over_user = r.min_tokens_per_s_per_user > 0 ? r.min_tokens_per_s_per_user / per_user : 0;
+  SloStanding s;
+  s.worst = std::max({over_ttft, over_tpot, over_user});
+  if (over_ttft == s.worst) {
+    s.why = Reject::ttft_slo;
+    s.constraint = "--ttft-ms";
+    s.value = ttft_ms;
+    s.limit = r.ttft_ms;
+  } else if (over_tpot == s.worst) {
+    s.why = Reject::tpot_slo;
+    s.constraint = "--tpot-ms";
+    s.value = tpot_ms;
+    s.limit = r.tpot_ms;
+  } else {
+    s.why = Reject::user_speed_slo;
+    s.constraint = "--min-tokens-per-s-per-user";
+    s.value = per_user;
+    s.limit = r.min_tokens_per_s_per_user;
+  }
+  return s;
+}
+
+void set_closest(ClosestMiss& closest, const SloStanding& slo) {
+  closest.constraint = slo.constraint;
+  closest.value = slo.value;
+  closest.limit = slo.limit;
+}
+
+double miss_ratio(const ClosestMiss& c) {
+  if (!c.row || c.limit <= 0 || c.value <= 0) return 1e300;
+  return c.constraint == "--min-tokens-per-s-per-user" ? c.limit / c.value : c.value / c.limit;
+}
+
 namespace {
 
 // The cost fields of a row from its $/hour, tokens/s, prefill share and batch-1 tokens/s.
 void price_tokens(PlanRow& row, const PlanRequest& r) {
   const double hours_cost = row.usd_per_hour / r.utilization;  // idle hours are paid too
   const double out_per_hour = row.output_tokens_per_s * 3600.0;
-  const double in_per_hour = out_per_hour * d(r.input_tokens) / d(r.output_tokens);
+  const double in_per_hour = out_per_hour * to_double(r.input_tokens) / to_double(r.output_tokens);
   row.usd_per_m_output_tokens = hours_cost * (1 - row.prefill_time_share) / out_per_hour * 1e6;
   row.usd_per_m_input_tokens = hours_cost * row.prefill_time_share / in_per_hour * 1e6;
   row.usd_per_m_blended_tokens = hours_cost / (out_per_hour + in_per_hour) * 1e6;
@@ -176,7 +257,7 @@ Placement placement(const PlanRequest& r, const gpu_db::Database& db, const simu
     w.network_in_price = p.network_included;
     const double port_hour = r.network_usd_per_port_hour >= 0 ? r.network_usd_per_port_hour
                                                               : db.network_port_price().usd_per_port_hour();
-    if (!w.network_in_price) w.network_usd_per_hour = d(w.nodes) * d(w.nics_per_node) * port_hour;
+    if (!w.network_in_price) w.network_usd_per_hour = to_double(w.nodes) * to_double(w.nics_per_node) * port_hour;
   }
   return w;
 }
@@ -189,7 +270,7 @@ bool within_budget(const PlanRequest& r, double usd_per_hour) {
 void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, const GpuPricing& pricing, const Placement& where,
                const PlanRequest& r, const Operating& one) {
   row.vram_used_bytes_per_gpu =
-      mem.weights.total + mem.activation_bytes + mem.overhead_bytes + mem.kv_bytes_per_sequence * d(row.batch);
+      mem.weights.total + mem.activation_bytes + mem.overhead_bytes + mem.kv_bytes_per_sequence * to_double(row.batch);
   row.nodes = where.nodes;
   row.gpus_per_node = where.gpus_per_node;
   row.nics_per_node = where.nics_per_node;
@@ -248,7 +329,7 @@ void rank_rows(PlanResult& res, const PlanRequest& r) {
       case Objective::usd_per_m_tokens: key[i] = a.usd_per_m_blended_tokens; break;
       case Objective::tokens_per_s_per_user: key[i] = -a.output_tokens_per_s_per_user; break;
       case Objective::tokens_per_s_per_dollar: key[i] = -a.output_tokens_per_s / a.usd_per_hour; break;
-      case Objective::fewest_gpus: key[i] = d(a.count) * 1e9 + a.usd_per_m_blended_tokens; break;
+      case Objective::fewest_gpus: key[i] = to_double(a.count) * 1e9 + a.usd_per_m_blended_tokens; break;
     }
   }
   std::vector<std::size_t> order(rows.size());
@@ -284,8 +365,6 @@ std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int6
 
 namespace {
 
-double at_percentile(const simulator::Percentiles& p, int q) { return q == 50 ? p.p50 : q == 99 ? p.p99 : p.p90; }
-
 // Runs f(0) … f(n − 1) on up to hardware_concurrency threads (each index once, in no particular order).
 template <typename F>
 void for_each_parallel(std::size_t n, F f) {
@@ -313,9 +392,7 @@ void for_each_parallel(std::size_t n, F f) {
 struct ServeOutcome {
   bool kept = true;
   std::int64_t simulations = 0;
-  Reject why = Reject::ttft_slo;
-  std::string constraint;
-  double value = 0, limit = 0, worst = 0;
+  SloStanding slo;  // at the last batch run
 };
 
 // A row's configuration as the serving check simulates it (closed loop; `r` is the row's request: row_request).
@@ -348,9 +425,9 @@ ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::
   check.steady_ttft_ms = row.ttft_ms;
   check.steady_tpot_ms = row.tpot_ms;
   check.steady_output_tokens_per_s = row.output_tokens_per_s;
-  double prefill_share = row.prefill_time_share;
+  double prefill = row.prefill_time_share;
   std::int64_t batch = row.batch;
-  const int pct = r.slo_percentile;
+  const std::string pct = "p" + std::to_string(r.slo_percentile);
   for (;;) {
     q.limits.max_batch = batch;
     q.workload.concurrency = batch * row.layout.dp;
@@ -358,23 +435,15 @@ ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::
     const simulator::SimulateResult sim = simulator::simulate(q);
     ++out.simulations;
     const simulator::ServingResult& s = sim.serving;
-    const double ttft = at_percentile(s.ttft_ms, pct);
+    const double ttft = s.ttft_ms.stat(pct);
     // One output token has no TPOT: the steady step stands for it.
-    const double tpot = r.output_tokens > 1 ? at_percentile(s.tpot_ms, pct) : check.steady_tpot_ms;
-    const double per_user = 1e3 / tpot;
-    const double over_ttft = r.ttft_ms > 0 ? ttft / r.ttft_ms : 0;
-    const double over_tpot = r.tpot_ms > 0 ? tpot / r.tpot_ms : 0;
-    const double over_user = r.min_tokens_per_s_per_user > 0 ? r.min_tokens_per_s_per_user / per_user : 0;
-    const double worst = std::max({over_ttft, over_tpot, over_user});
+    const double tpot = r.output_tokens > 1 ? s.tpot_ms.stat(pct) : check.steady_tpot_ms;
+    const SloStanding slo = slo_standing(r, ttft, tpot, 1e3 / tpot);
 
     const std::int64_t dropped = row.batch - batch;  // fewer sequences hold KV than the sweep's row
-    row.vram_used_bytes_per_gpu -= sim.memory.kv_bytes_per_sequence * d(dropped);
+    row.vram_used_bytes_per_gpu -= sim.memory.kv_bytes_per_sequence * to_double(dropped);
     row.batch = batch;
-    row.ttft_ms = ttft;
-    row.tpot_ms = tpot;
-    row.output_tokens_per_s_per_user = per_user;
-    row.output_tokens_per_s = s.output_tokens_per_s;
-    row.prefill_time_share = prefill_share;
+    set_figures(row, ttft, tpot, s.output_tokens_per_s, prefill);
     price_tokens(row, r);
     check.concurrency = q.workload.concurrency;
     check.num_requests = q.workload.num_requests;
@@ -387,34 +456,22 @@ ServeOutcome serve_row(const PlanRequest& r, const gpu_db::Database& db, model::
     check.output_tokens_per_s = s.output_tokens_per_s;
     check.simulate_command = simulate_command(r, row, batch);
     row.serving = check;
-    if (worst <= 1) return out;
+    if (slo.worst <= 1) return out;
 
     // Missed: the largest listed batch below this one that the miss scales to (TTFT in a burst of arrivals and TPOT
     // both grow with the batch), else the next smaller one; none below 1.
     std::int64_t next = 0;
     for (std::int64_t b : batches)
-      if (b < batch && (next == 0 || d(b) <= d(batch) / worst)) next = b;
+      if (b < batch && (next == 0 || to_double(b) <= to_double(batch) / slo.worst)) next = b;
     if (next == 0) {
       out.kept = false;
-      out.why = over_ttft == worst ? Reject::ttft_slo : over_tpot == worst ? Reject::tpot_slo : Reject::user_speed_slo;
-      out.constraint = out.why == Reject::ttft_slo   ? "--ttft-ms"
-                       : out.why == Reject::tpot_slo ? "--tpot-ms"
-                                                     : "--min-tokens-per-s-per-user";
-      out.value = out.why == Reject::ttft_slo ? ttft : out.why == Reject::tpot_slo ? tpot : per_user;
-      out.limit = out.why == Reject::ttft_slo ? r.ttft_ms : out.why == Reject::tpot_slo ? r.tpot_ms : r.min_tokens_per_s_per_user;
-      out.worst = worst;
+      out.slo = slo;
       return out;
     }
     // The steady figures at the new batch, for its prefill share (the cost split).
-    simulator::StepModelRequest sr;
-    sr.graph.model = r.model;
-    sr.graph.precision = q.precision;
-    sr.graph.layout = row.layout;
-    sr.graph.kv_dtype = r.kv_dtype;
-    sr.hardware = q.hardware;
-    sr.routing = simulator::RoutingModel::uniform(r.model->num_experts, r.model->experts_per_token, row.layout.ep);
-    const Operating op = operating_point(simulator::StepModel(sr), r, next, window_kind);
-    prefill_share = op.step_s > 0 ? std::max(0.0, (op.step_s - op.decode_only_s) / op.step_s) : 0;
+    const Operating op =
+        operating_point(simulator::StepModel(step_model_request(r, q.precision, row.layout, q.hardware)), r, next, window_kind);
+    prefill = prefill_share(op.step_s, op.decode_only_s);
     check.steady_ttft_ms = op.ttft_s * 1e3;
     check.steady_tpot_ms = op.step_s * 1e3;
     check.steady_output_tokens_per_s = op.output_per_step * row.layout.dp / op.step_s;
@@ -452,7 +509,10 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
     std::vector<ServeOutcome> outcomes(todo.size());
     std::vector<std::exception_ptr> errors(todo.size());
     // A row that misses brings the next one in: the total grows by each round's rows.
-    if (r.progress) r.progress->set_total(r.progress->done() + static_cast<std::int64_t>(todo.size()));
+    if (r.progress) {
+      r.progress->set_label("plan: serving checks");
+      r.progress->add_to_total(static_cast<std::int64_t>(todo.size()));
+    }
     for_each_parallel(todo.size(), [&](std::size_t k) {
       try {
         outcomes[k] = serve_row(row_request(r, res.rows[todo[k]]), db, window_kind, res.rows[todo[k]]);
@@ -468,17 +528,11 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
       const ServeOutcome& o = outcomes[k];
       res.serving_simulations += o.simulations;
       if (o.kept) continue;
-      ++res.rejected[static_cast<std::size_t>(o.why)];
+      ++res.rejected[static_cast<std::size_t>(o.slo.why)];
       ++res.serving_rejected;
-      double closest = 1e300;
-      if (res.closest.row && res.closest.value > 0 && res.closest.limit > 0)
-        closest = res.closest.constraint == "--min-tokens-per-s-per-user" ? res.closest.limit / res.closest.value
-                                                                          : res.closest.value / res.closest.limit;
-      if (o.worst < closest) {
+      if (o.slo.worst < miss_ratio(res.closest)) {
         res.closest.row = res.rows[todo[k]];
-        res.closest.constraint = o.constraint;
-        res.closest.value = o.value;
-        res.closest.limit = o.limit;
+        set_closest(res.closest, o.slo);
       }
       missed.push_back(todo[k]);
     }
@@ -506,25 +560,23 @@ bool engine_runs_layout(const PlanRequest& r, const model::ParallelLayout& l, co
   return true;
 }
 
+std::int64_t sweep_units(const PlanRequest& r) { return r.host ? 0 : static_cast<std::int64_t>(r.gpus.size()); }
+
 namespace {
 
-// How far a closest miss is from its limit (> 1), to pick the nearest across engines.
-double miss_ratio(const ClosestMiss& c) {
-  if (!c.row || c.limit <= 0 || c.value <= 0) return 1e300;
-  return c.constraint == "--min-tokens-per-s-per-user" ? c.limit / c.value : c.value / c.limit;
-}
+// One sweep of plan_engines: an engine on the GPUs it runs on, with one KV dtype and the precisions that use it.
+struct EngineSweep {
+  PlanRequest request;
+  const gpu_db::EngineSpec* engine = nullptr;
+};
 
-}  // namespace
-
-PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFunction core) {
-  const auto t0 = std::chrono::steady_clock::now();
-  PlanResult out;
-  bool any = false;
+std::vector<EngineSweep> engine_sweeps(const PlanRequest& r) {
+  std::vector<EngineSweep> out;
   for (const gpu_db::EngineSpec* e : r.engines) {
     PlanRequest sub = r;
     sub.engines.clear();
     sub.engine = e;
-    sub.serving_rows = 0;  // the serving check runs once, on the merged ranking below
+    sub.serving_rows = 0;  // the serving check runs once, on the merged ranking
     if (r.host) {
       if (!e->hosts) continue;
     } else {
@@ -548,25 +600,40 @@ PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFu
     for (const auto& [kv, specs] : by_kv) {
       sub.kv_dtype = kv;
       sub.precision_specs = specs;
-      PlanResult part = core(sub, db);
-      any = true;
-      for (auto& row : part.rows) {
-        row.engine = e;
-        row.kv_dtype = model::kv_dtype_name(kv);
-        out.rows.push_back(std::move(row));
-      }
-      for (std::size_t i = 0; i < out.rejected.size(); ++i) out.rejected[i] += part.rejected[i];
-      out.configurations += part.configurations;
-      out.operating_points += part.operating_points;
-      if (part.closest.row) {
-        part.closest.row->engine = e;
-        if (miss_ratio(part.closest) < miss_ratio(out.closest)) out.closest = std::move(part.closest);
-      }
-      for (auto& n : part.notes)
-        if (std::find(out.notes.begin(), out.notes.end(), n) == out.notes.end()) out.notes.push_back(std::move(n));
+      out.push_back({sub, e});
     }
   }
-  if (!any) throw InputError("no selected engine runs on the selected GPUs (data/engines.yaml lists where each runs)");
+  return out;
+}
+
+// Adds one engine sweep's rows, counts, closest miss and notes to the merged result.
+void merge_sweep(PlanResult& out, PlanResult part, const EngineSweep& s) {
+  for (auto& row : part.rows) {
+    row.engine = s.engine;
+    row.kv_dtype = model::kv_dtype_name(s.request.kv_dtype);
+    out.rows.push_back(std::move(row));
+  }
+  for (std::size_t i = 0; i < out.rejected.size(); ++i) out.rejected[i] += part.rejected[i];
+  out.configurations += part.configurations;
+  out.operating_points += part.operating_points;
+  if (part.closest.row) {
+    part.closest.row->engine = s.engine;
+    if (miss_ratio(part.closest) < miss_ratio(out.closest)) out.closest = std::move(part.closest);
+  }
+  for (auto& n : part.notes)
+    if (std::find(out.notes.begin(), out.notes.end(), n) == out.notes.end()) out.notes.push_back(std::move(n));
+}
+
+}  // namespace
+
+PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFunction core) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<EngineSweep> sweeps = engine_sweeps(r);
+  if (sweeps.empty()) throw InputError("no selected engine runs on the selected GPUs (data/engines.yaml lists where each runs)");
+  if (r.progress)
+    for (const EngineSweep& s : sweeps) r.progress->add_to_total(sweep_units(s.request));
+  PlanResult out;
+  for (const EngineSweep& s : sweeps) merge_sweep(out, core(s.request, db), s);
   for (auto& row : out.rows) row.pareto = false;
   if (r.host) rank_rows(out, r);
   else check_serving(out, r, db, check_request(r).window_kind);  // ranks, then checks the best rows of all engines

@@ -1,18 +1,18 @@
-// planner/sweep: what plan() and plan_reference() share: request checks, the candidate layouts and batches, the
-// steady-state operating point, the cost of a chosen row and the ranking (docs/planner.md). Internal to planner/.
+// planner/sweep: the parts of the sweep around its loop (planner/plan.cpp): request checks, the candidate layouts and
+// batches, the steady-state operating point, the SLO test, a row's figures and cost, the ranking and the serving
+// check (docs/planner.md). Internal to planner/.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/numeric.hpp"
 #include "planner/plan.hpp"
 #include "simulator/memory.hpp"
 #include "simulator/step_cost.hpp"
 
 namespace moeplan::planner::detail {
-
-inline double d(std::int64_t v) { return static_cast<double>(v); }
 
 struct Setup {
   std::vector<model::Precision> precisions;                 // resolved request.precision_specs
@@ -41,10 +41,16 @@ SteadyStep steady_step(const PlanRequest& r, std::int64_t batch);
 simulator::StepShape decode_unit(const PlanRequest& r, const model::OpGraph& g, model::AttentionKind window_kind);
 simulator::StepShape prefill_unit(const PlanRequest& r, const model::OpGraph& g, model::AttentionKind window_kind);
 
+// The op graph request of a configuration (on a profiled host with the CPU executor's fp32 activations, as
+// simulate prices them), and the StepModel request that prices it on `hw` with uniform routing over its EP ranks.
+model::OpGraphRequest graph_request(const PlanRequest& r, const model::Precision& p, const model::ParallelLayout& l);
+simulator::StepModelRequest step_model_request(const PlanRequest& r, const model::Precision& p,
+                                               const model::ParallelLayout& l, const simulator::Hardware& hw);
+
 struct Operating {
   double step_s = 0, decode_only_s = 0, output_per_step = 0, ttft_s = 0;
 };
-// The operating point priced op by op with a StepModel (the reference pricing). On a profiled host, prompts run in
+// The operating point priced op by op with a StepModel. On a profiled host, prompts run in
 // their own passes between decode steps, as the CPU executor runs them.
 Operating operating_point(const simulator::StepModel& sm, const PlanRequest& r, std::int64_t batch,
                           model::AttentionKind window_kind);
@@ -67,6 +73,41 @@ Placement placement(const PlanRequest& r, const gpu_db::Database& db, const simu
                     int count);
 // Whether a configuration's $/hour and $/month pass the request's budgets.
 bool within_budget(const PlanRequest& r, double usd_per_hour);
+
+// One configuration that passed the sweep's filters (unsupported dtype, layout, fit, price, budget).
+struct Configuration {
+  const gpu_db::GpuSpec* gpu = nullptr;
+  int count = 0;
+  std::size_t precision_index = 0, layout_index = 0;  // in SweepTables
+  const model::Precision* precision = nullptr;
+  const model::ParallelLayout* layout = nullptr;
+  bool native = true;                  // the GPU has tensor cores for the format (else weight-only kernels)
+  const simulator::MemoryBreakdown* memory = nullptr;
+  std::int64_t kv_batch = 0;           // sequences per GPU whose KV fits
+  Placement where;
+};
+
+// A configuration's row at one operating point: what it is, its batch and its figures (price_row adds the cost).
+PlanRow operating_row(const Configuration& c, std::int64_t batch, const Operating& op, double decode_only_s);
+// A row's figures: TTFT, TPOT (tokens/s per user = 1000 / TPOT), output tokens/s and the prefill share of GPU time.
+void set_figures(PlanRow& row, double ttft_ms, double tpot_ms, double output_tokens_per_s, double prefill_time_share);
+// Share of a step's time spent on prefill: (step − its decode-only part) / step, never below 0.
+double prefill_share(double step_s, double decode_only_s);
+
+// How figures stand against the request's SLOs (--ttft-ms, --tpot-ms, --min-tokens-per-s-per-user): `worst` is the
+// largest ratio of value to limit (> 1: missed; 0 without SLOs), `why` the SLO it belongs to, with that SLO's option,
+// value and limit.
+struct SloStanding {
+  double worst = 0;
+  Reject why = Reject::ttft_slo;
+  const char* constraint = "";
+  double value = 0, limit = 0;
+};
+SloStanding slo_standing(const PlanRequest& r, double ttft_ms, double tpot_ms, double tokens_per_s_per_user);
+// The closest miss's SLO fields from a standing (the row is the caller's).
+void set_closest(ClosestMiss& closest, const SloStanding& slo);
+// How far a closest miss is from its limit (> 1; 1e300 without one), to pick the nearest.
+double miss_ratio(const ClosestMiss& c);
 
 // Fills the cost fields of a chosen row (docs/planner.md "Cost"); `batch1` is the same GPUs at batch 1.
 void price_row(PlanRow& row, const simulator::MemoryBreakdown& mem, const GpuPricing& pricing, const Placement& where,
@@ -92,6 +133,8 @@ simulator::Hardware engine_hardware(simulator::Hardware hw, const PlanRequest& r
 // Whether the sweep's engine loads this weight format and runs this layout on this GPU (true without an engine).
 bool engine_loads(const PlanRequest& r, const model::Precision& p);
 bool engine_runs_layout(const PlanRequest& r, const model::ParallelLayout& l, const gpu_db::GpuSpec& gpu);
+// The units a sweep advances request.progress by: one per GPU (none for a host).
+std::int64_t sweep_units(const PlanRequest& r);
 // request.engines set: one sweep by `core` per engine (and per KV dtype the engine uses across the precisions), on
 // the GPUs it runs on, merged and ranked together; counts add up, the closest miss is the nearest of all.
 using PlanFunction = PlanResult (*)(const PlanRequest&, const gpu_db::Database&);

@@ -39,23 +39,6 @@ SimulateRequest row_request(const HostViewRequest& r, const model::Precision& p,
   return q;
 }
 
-MemoryRequest memory_request(const HostViewRequest& r, const SimulateRequest& q) {
-  MemoryRequest mr;
-  mr.model = r.model;
-  mr.precision = q.precision;
-  mr.layout = q.layout;
-  mr.kv_dtype = q.kv_dtype;
-  mr.kv_mode = q.kv_mode;
-  mr.context_tokens = r.context_tokens;
-  mr.concurrency = r.concurrency;
-  mr.max_num_batched_tokens = q.limits.max_num_batched_tokens;
-  mr.capacity_bytes = q.hardware.memory_bytes;
-  mr.host_mode = q.hardware.host;
-  mr.device_name = q.hardware.name;
-  mr.overhead.gpu_memory_utilization = q.gpu_memory_utilization;
-  return mr;
-}
-
 // Decode and prompt tokens/s from simulate; a configuration simulate refuses keeps its reason instead.
 void simulate_speeds(const SimulateRequest& q, HostRow& row) {
   try {
@@ -70,7 +53,7 @@ void simulate_speeds(const SimulateRequest& q, HostRow& row) {
 
 HostRow ram_row(const HostViewRequest& r, const HostTarget& t, const model::Precision& p) {
   const SimulateRequest q = row_request(r, p, t.hardware);
-  const MemoryBreakdown mem = memory_breakdown(memory_request(r, q));
+  const MemoryBreakdown mem = memory_breakdown(memory_request(q, r.context_tokens, r.concurrency));
   HostRow row;
   row.device = t.host.name;
   row.kind = t.host.kind;
@@ -94,7 +77,7 @@ HostRow offload_row(const HostViewRequest& r, const Hardware& gpu, const model::
   SimulateRequest q = row_request(r, p, gpu);
   q.offload.experts_on_host = true;
   q.offload_host = host.hardware;
-  const MemoryBreakdown mem = memory_breakdown(memory_request(r, q));
+  const MemoryBreakdown mem = memory_breakdown(memory_request(q, r.context_tokens, r.concurrency));
   const double moved = offloaded_bytes(*r.model, p, q.offload);
   DeviceMemory g;
   g.device = gpu.name;

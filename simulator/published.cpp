@@ -129,12 +129,6 @@ bool same_release_line(const std::string& row_version, const std::string& profil
   return major(row_version) == major(profile_version);
 }
 
-double stat_of(const Percentiles& p, const std::string& stat) {
-  if (stat == "median") return p.p50;
-  if (stat == "p90") return p.p90;
-  if (stat == "p99") return p.p99;
-  return p.mean;
-}
 }  // namespace
 
 PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Database& db,
@@ -204,8 +198,8 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;
       else if (p.metric == "output_tokens_per_s_per_gpu") r.predicted = v.output_tokens_per_s_per_gpu;
       else if (p.metric == "output_tokens_per_s_per_user") r.predicted = v.output_tokens_per_s_per_user;
-      else if (p.metric == "ttft_ms") r.predicted = stat_of(v.ttft_ms, p.stat);
-      else if (p.metric == "tpot_ms") r.predicted = stat_of(v.tpot_ms, p.stat);
+      else if (p.metric == "ttft_ms") r.predicted = v.ttft_ms.stat(p.stat);
+      else if (p.metric == "tpot_ms") r.predicted = v.tpot_ms.stat(p.stat);
       // llama-bench tgN: tokens generated per second of one sequence; ppN: prompt tokens per second of prefill.
       else if (p.metric == "decode_tokens_per_s") r.predicted = v.decode_tokens_per_s_per_user;
       else r.predicted = v.ttft_ms.mean > 0 ? static_cast<double>(p.input) / (v.ttft_ms.mean * 1e-3) : 0;

@@ -9,13 +9,13 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/numeric.hpp"
 #include "common/text.hpp"
 
 namespace moeplan::simulator {
 
 namespace {
 
-double d(std::int64_t v) { return static_cast<double>(v); }
 
 // Expected maximum of n independent standard normals, Blom's approximation Φ⁻¹((n − 0.375)/(n + 0.25)).
 double expected_max_normal(int n) {
@@ -46,13 +46,13 @@ RoutingModel RoutingModel::zipf(std::int64_t experts, std::int64_t top_k, int ep
   r.description_ = "zipf(" + std::to_string(alpha).substr(0, 4) + ")";
   std::vector<double> w(static_cast<std::size_t>(experts));
   double sum = 0;
-  for (std::int64_t i = 0; i < experts; ++i) sum += (w[static_cast<std::size_t>(i)] = std::pow(d(i + 1), -alpha));
+  for (std::int64_t i = 0; i < experts; ++i) sum += (w[static_cast<std::size_t>(i)] = std::pow(to_double(i + 1), -alpha));
   // Spread popularity ranks over ids with a fixed stride coprime to E (a permutation with no rank structure).
   std::int64_t stride = experts / 2 + 1;
   while (std::gcd(stride, experts) != 1) ++stride;
   std::vector<double> prob(static_cast<std::size_t>(experts));
   for (std::int64_t i = 0; i < experts; ++i) {
-    const double p = std::min(1.0, d(top_k) * w[static_cast<std::size_t>(i)] / sum);
+    const double p = std::min(1.0, to_double(top_k) * w[static_cast<std::size_t>(i)] / sum);
     prob[static_cast<std::size_t>((i * stride) % experts)] = p;
   }
   r.select_prob_.push_back(std::move(prob));
@@ -67,7 +67,7 @@ RoutingModel RoutingModel::histogram(const std::vector<std::vector<double>>& lay
   for (const auto& loads : layer_loads) {
     const double total = std::accumulate(loads.begin(), loads.end(), 0.0);
     std::vector<double> prob(loads.size());
-    for (std::size_t e = 0; e < loads.size(); ++e) prob[e] = total > 0 ? std::min(1.0, d(top_k) * loads[e] / total) : 0;
+    for (std::size_t e = 0; e < loads.size(); ++e) prob[e] = total > 0 ? std::min(1.0, to_double(top_k) * loads[e] / total) : 0;
     r.select_prob_.push_back(std::move(prob));
   }
   return r;
@@ -76,15 +76,15 @@ RoutingModel RoutingModel::histogram(const std::vector<std::vector<double>>& lay
 RoutingStats RoutingModel::at(double tokens) const {
   RoutingStats s;
   if (experts_ <= 0 || tokens <= 0) return s;
-  const double per_rank = d(experts_) / ep_;
+  const double per_rank = to_double(experts_) / ep_;
   const double z = expected_max_normal(ep_);
   if (uniform_) {
     // Each token picks k of E experts: an expert is missed by all T tokens with probability (1 − k/E)^T.
-    s.mean_assignments = tokens * d(top_k_) / ep_;
+    s.mean_assignments = tokens * to_double(top_k_) / ep_;
     // Rank loads are binomial(T·k, 1/ep); the busiest is about mean + z·σ, and at least ⌈mean⌉ (a single token
     // still lands whole on one rank).
-    const double sigma = std::sqrt(tokens * d(top_k_) * (1.0 / ep_) * (1.0 - 1.0 / ep_));
-    s.busiest_assignments = std::min(tokens * d(top_k_), std::max(std::ceil(s.mean_assignments - 1e-9), s.mean_assignments + z * sigma));
+    const double sigma = std::sqrt(tokens * to_double(top_k_) * (1.0 / ep_) * (1.0 - 1.0 / ep_));
+    s.busiest_assignments = std::min(tokens * to_double(top_k_), std::max(std::ceil(s.mean_assignments - 1e-9), s.mean_assignments + z * sigma));
     // Its A assignments fall on its E/ep experts uniformly: distinct = (E/ep)·(1 − (1 − ep/E)^A). For large T this
     // equals (E/ep)·(1 − (1 − k/E)^T), the expected distinct experts of T tokens with top-k of E.
     s.experts_touched = per_rank * (1.0 - std::pow(1.0 - 1.0 / per_rank, s.busiest_assignments));
@@ -107,14 +107,14 @@ RoutingStats RoutingModel::at(double tokens) const {
         busiest_touched = touched;
       }
     }
-    s.busiest_assignments += std::min(tokens * d(top_k_), std::max(busiest, std::ceil(tokens * d(top_k_) / ep_ - 1e-9)));
+    s.busiest_assignments += std::min(tokens * to_double(top_k_), std::max(busiest, std::ceil(tokens * to_double(top_k_) / ep_ - 1e-9)));
     busiest_touched = std::max(busiest_touched, std::min(1.0, tokens));
     s.experts_touched += busiest_touched;
   }
-  const double layers = d(static_cast<std::int64_t>(select_prob_.size()));
+  const double layers = to_double(static_cast<std::int64_t>(select_prob_.size()));
   s.busiest_assignments /= layers;
   s.experts_touched /= layers;
-  s.mean_assignments = tokens * d(top_k_) / ep_;
+  s.mean_assignments = tokens * to_double(top_k_) / ep_;
   return s;
 }
 

@@ -12,6 +12,7 @@
 // GUARANTEED_NO_EVICT policy), so nothing is preempted.
 #pragma once
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "simulator/step_cost.hpp"
@@ -50,6 +51,8 @@ struct ServingLimits {
 
 struct Percentiles {
   double mean = 0, p50 = 0, p90 = 0, p99 = 0;
+  // One of them by name, as a source or an SLO states it: "mean", "median" or "p50", "p90", "p99".
+  double stat(std::string_view name) const;
 };
 
 struct ServingResult {

@@ -68,6 +68,9 @@ struct SimulateResult {
 };
 
 // Throws InputError for impossible configurations (layout, lengths, memory).
+// The memory request of a simulated configuration on its hardware, at `context_tokens` per sequence and
+// `concurrency` sequences resident over all DP ranks (the peak step's activations spread over them).
+MemoryRequest memory_request(const SimulateRequest& request, std::int64_t context_tokens, std::int64_t concurrency);
 SimulateResult simulate(const SimulateRequest& request);
 
 // Share of an offload host's RAM that holds offloaded weights and KV: 5 % is left to the OS and llama.cpp's host

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "common/error.hpp"
+#include "common/numeric.hpp"
 
 namespace moeplan::simulator {
 
@@ -13,7 +14,6 @@ using model::OpKind;
 using model::StepVar;
 
 namespace {
-double d(std::int64_t v) { return static_cast<double>(v); }
 std::size_t ix(StepVar v) { return static_cast<std::size_t>(v); }
 }  // namespace
 
@@ -52,7 +52,7 @@ StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& 
   StepShape s;
   s.decode_tokens = seqs;
   s.logit_tokens = seqs;
-  s.pairs_decode_full = s.kv_read_full = seqs * d(context);
+  s.pairs_decode_full = s.kv_read_full = seqs * to_double(context);
   if (g.has_window) s.pairs_decode_window = s.kv_read_window = seqs * window_keys(context, g.window_tokens, window_kind);
   return s;
 }
@@ -60,10 +60,10 @@ StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& 
 StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chunk, const model::OpGraph& g,
                         model::AttentionKind window_kind) {
   StepShape s;
-  s.prefill_tokens = d(tokens);
+  s.prefill_tokens = to_double(tokens);
   s.logit_tokens = last_chunk ? 1 : 0;
   // Σ_{p = offset+1}^{offset+tokens} p
-  s.pairs_prefill_full = d(tokens) * d(offset) + d(tokens) * d(tokens + 1) / 2.0;
+  s.pairs_prefill_full = to_double(tokens) * to_double(offset) + to_double(tokens) * to_double(tokens + 1) / 2.0;
   if (g.has_window) {
     const std::int64_t w = g.window_tokens;
     double sum = 0;
@@ -74,17 +74,17 @@ StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chun
         // Positions p..q inside one chunk attend 1..(q−chunk start) keys: an arithmetic series.
         const std::int64_t chunk_end = ((p - 1) / w + 1) * w;
         const std::int64_t q = std::min(end, chunk_end);
-        const double a = window_keys(p, w, window_kind), n = d(q - p + 1);
+        const double a = window_keys(p, w, window_kind), n = to_double(q - p + 1);
         sum += n * a + n * (n - 1) / 2.0;
         p = q + 1;
       } else {
         if (p < w) {
           const std::int64_t q = std::min(end, w - 1);
-          const double n = d(q - p + 1);
-          sum += n * d(p) + n * (n - 1) / 2.0;
+          const double n = to_double(q - p + 1);
+          sum += n * to_double(p) + n * (n - 1) / 2.0;
           p = q + 1;
         } else {
-          sum += d(end - p + 1) * d(w);
+          sum += to_double(end - p + 1) * to_double(w);
           p = end + 1;
         }
       }
@@ -180,7 +180,7 @@ CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hard
     // to remote peers aggregated per node as DeepEP's and NCCL's PXN paths do. The bytes split by where the peers
     // are: (n − g)/(n − 1) of them leave the node through this GPU's NIC share, the rest cross NVLink/PCIe, in parallel.
     c.fixed_s = base + (g - 1) * hw.intra_latency_s + (nodes - 1) * hw.inter_latency_s;
-    const double off = d(n - g) / d(n - 1);
+    const double off = to_double(n - g) / to_double(n - 1);
     const double on_s = off < 1 ? (1 - off) / hw.intra_bandwidth_bytes_per_s : 0;
     const double off_s = off > 0 ? off / hw.inter_bandwidth_bytes_per_s : 0;
     c.per_byte_s = std::max(on_s, off_s) / e.all_to_all_bandwidth;
@@ -198,7 +198,7 @@ CollectiveRates collective_rates(model::OpKind kind, int group_ranks, const Hard
     // Ring all-reduce: each GPU sends 2(n−1)/n of the message (NCCL's busBw = algBw · 2(n−1)/n).
     c.per_byte_s = 2.0 * (n - 1) / n / (bus * e.comm_bandwidth);
   } else {  // all_gather: each GPU receives the n−1 other pieces
-    c.per_byte_s = d(n - 1) / (bus * e.comm_bandwidth);
+    c.per_byte_s = to_double(n - 1) / (bus * e.comm_bandwidth);
   }
   return c;
 }
@@ -269,7 +269,7 @@ CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& 
   link_for(hw, layout.tp * layout.dp >= gpn, &bw, &alpha);
   c.runs = true;
   c.fixed_s = hw.eff.collective_base_us * 1e-6 + alpha;
-  c.per_byte_s = activation_bytes * d(hidden) / (bw * hw.eff.comm_bandwidth);
+  c.per_byte_s = activation_bytes * to_double(hidden) / (bw * hw.eff.comm_bandwidth);
   return c;
 }
 
@@ -298,7 +298,7 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
         const auto& cls = graph_->layer_classes[static_cast<std::size_t>(op.layer_class)];
         int host_layers = 0;
         for (int li : cls.layer_indices) host_layers += li >= r.offload.gpu_layers ? 1 : 0;
-        if (on_host_share == 0) on_host_share = d(host_layers) / d(std::max(1, cls.layers));
+        if (on_host_share == 0) on_host_share = to_double(host_layers) / to_double(std::max(1, cls.layers));
       } else if (op.kind == OpKind::embedding) {
         on_host_share = 1;  // llama.cpp keeps the token embedding in host memory
       }
@@ -405,7 +405,13 @@ double StepModel::curve_x(const Priced& p, const model::StepValues& x) const {
 
 model::StepValues StepModel::values(const StepShape& s) const { return values(s, s.tokens() * layout_.dp); }
 
-model::StepValues StepModel::values(const StepShape& s, double moe_tokens) const {
+model::AttentionKind window_kind(const model::OpGraph& g) {
+  for (const auto& c : g.layer_classes)
+    if (c.attention == model::AttentionKind::sliding) return model::AttentionKind::sliding;
+  return model::AttentionKind::chunked;
+}
+
+model::StepValues shape_values(const StepShape& s) {
   model::StepValues x{};
   x[ix(StepVar::one)] = 1;
   x[ix(StepVar::tokens)] = s.tokens();
@@ -418,14 +424,22 @@ model::StepValues StepModel::values(const StepShape& s, double moe_tokens) const
   x[ix(StepVar::pairs_prefill_window)] = s.pairs_prefill_window;
   x[ix(StepVar::kv_read_full)] = s.kv_read_full;
   x[ix(StepVar::kv_read_window)] = s.kv_read_window;
+  return x;
+}
+
+double moe_dispatch_tokens(double tokens, const model::ParallelLayout& layout, std::int64_t top_k) {
+  const int group = layout.tp * layout.dp;
+  return tokens / layout.tp * to_double(top_k) * to_double(group - 1) / to_double(group);
+}
+
+model::StepValues StepModel::values(const StepShape& s, double moe_tokens) const {
+  model::StepValues x = shape_values(s);
   if (graph_->experts_per_rank > 0 && moe_tokens > 0) {
     // Tokens of all DP ranks meet in each MoE layer.
     const RoutingStats r = routing_.at(moe_tokens);
     x[ix(StepVar::experts_touched)] = r.experts_touched;
     x[ix(StepVar::expert_assignments)] = r.busiest_assignments;
-    const int group = layout_.tp * layout_.dp;
-    // Each GPU dispatches its 1/tp share of its group's tokens, k copies, to the other GPUs of the MoE group.
-    x[ix(StepVar::moe_dispatch_tokens)] = s.tokens() / layout_.tp * d(top_k_) * d(group - 1) / d(group);
+    x[ix(StepVar::moe_dispatch_tokens)] = moe_dispatch_tokens(s.tokens(), layout_, top_k_);
   }
   return x;
 }

@@ -30,12 +30,22 @@ struct StepShape {
   StepShape scaled(double f) const;
 };
 
+// The step variables a shape gives directly, as StepModel prices them: one, tokens, decode and prefill tokens,
+// logits, attention pairs and KV reads (the routed-expert variables need the routing model: StepModel::values).
+model::StepValues shape_values(const StepShape& shape);
+// Tokens each GPU dispatches to the other GPUs of its MoE group (tp × dp GPUs): its 1/tp share of its attention
+// group's `tokens`, top_k copies of each.
+double moe_dispatch_tokens(double tokens, const model::ParallelLayout& layout, std::int64_t top_k);
+
 // Shapes of the common cases, exact for the layer kinds of the graph (window = chunk or sliding window).
 //   decode of `seqs` sequences, each with `context` tokens in cache including the new one;
 //   prefill of `tokens` prompt tokens at positions [offset, offset + tokens) of one sequence.
 StepShape decode_shape(double seqs, std::int64_t context, const model::OpGraph& g, model::AttentionKind window_kind);
 StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chunk, const model::OpGraph& g,
                         model::AttentionKind window_kind);
+// How a graph's windowed layers attend, as decode_shape and prefill_shape take it: sliding when a layer class
+// slides, else chunked.
+model::AttentionKind window_kind(const model::OpGraph& g);
 // Keys a query at 1-based position p attends: full p; chunked (p−1) mod C + 1; sliding min(p, W).
 inline double window_keys(std::int64_t position, std::int64_t window, model::AttentionKind kind) {
   if (window <= 0) return static_cast<double>(position);

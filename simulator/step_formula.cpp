@@ -7,6 +7,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/numeric.hpp"
+
 namespace moeplan::simulator {
 
 using model::OpKind;
@@ -14,28 +16,16 @@ using model::StepVar;
 
 namespace {
 
-double d(std::int64_t v) { return static_cast<double>(v); }
 std::size_t ix(StepVar v) { return static_cast<std::size_t>(v); }
 std::size_t at(int j) { return static_cast<std::size_t>(j); }
 
-// A stage's step values for `shape` as StepModel::values computes them, less the routed-expert variables.
+// A stage's step values for `shape` per unit, as StepModel::values computes them, less the routed-expert variables
+// (and the constant, which is not per unit).
 model::StepValues linear_values(const StepShape& shape, const model::ParallelLayout& layout, bool moe, std::int64_t top_k) {
   const StepShape s = layout.pp > 1 ? shape.scaled(1.0 / layout.pp) : shape;
-  model::StepValues x{};
-  x[ix(StepVar::tokens)] = s.tokens();
-  x[ix(StepVar::decode_tokens)] = s.decode_tokens;
-  x[ix(StepVar::prefill_tokens)] = s.prefill_tokens;
-  x[ix(StepVar::logit_tokens)] = s.logit_tokens;
-  x[ix(StepVar::pairs_decode_full)] = s.pairs_decode_full;
-  x[ix(StepVar::pairs_decode_window)] = s.pairs_decode_window;
-  x[ix(StepVar::pairs_prefill_full)] = s.pairs_prefill_full;
-  x[ix(StepVar::pairs_prefill_window)] = s.pairs_prefill_window;
-  x[ix(StepVar::kv_read_full)] = s.kv_read_full;
-  x[ix(StepVar::kv_read_window)] = s.kv_read_window;
-  if (moe) {
-    const int group = layout.tp * layout.dp;
-    x[ix(StepVar::moe_dispatch_tokens)] = s.tokens() / layout.tp * d(top_k) * d(group - 1) / d(group);
-  }
+  model::StepValues x = shape_values(s);
+  x[ix(StepVar::one)] = 0;
+  if (moe) x[ix(StepVar::moe_dispatch_tokens)] = moe_dispatch_tokens(s.tokens(), layout, top_k);
   return x;
 }
 
@@ -344,7 +334,7 @@ void StepFormula::attach_curves(const GpuProfile& prof, const Hardware& hw, Devi
       block_op.block = true;
       block_op.repeat += e.repeat;
       block_op.x = {};
-      block_op.x[5] = d(l.ep) / d(std::max<std::int64_t>(1, ops.top_k_));
+      block_op.x[5] = to_double(l.ep) / to_double(std::max<std::int64_t>(1, ops.top_k_));
     }
   }
   if (!block) return;
@@ -386,7 +376,7 @@ double StepFormula::curve_time_s(const PlaneVector& s) const {
       double ratio = 1;
       if (c.block) {  // StepModel::block_routing_ratio: this routing's roofline over the curve's balanced router's
         PlaneVector balanced = s;
-        balanced[3] = std::min(d(ops_->num_experts_ / std::max(1, ops_->layout_.ep)), s[5]);
+        balanced[3] = std::min(to_double(ops_->num_experts_ / std::max(1, ops_->layout_.ep)), s[5]);
         balanced[4] = std::max(1.0, balanced[3]);
         double actual_s = 0, balanced_s = 0;
         for (std::size_t i : c.entries) {

@@ -3,7 +3,9 @@
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <sstream>
 
+#include "common/progress.hpp"
 #include "gpu_db/engines.hpp"
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
@@ -73,7 +75,7 @@ TEST_CASE_METHOD(Fixture, "with engines, the fast sweep and the reference agree"
   auto r = request();
   r.gpus = {&db.gpu("h200-sxm"), &db.gpu("mi300x")};
   const auto fast = plan(r, db);
-  const auto ref = plan_reference(r, db);
+  const auto ref = plan_op_by_op(r, db);
   CHECK(fast.configurations == ref.configurations);
   CHECK(fast.rejected == ref.rejected);
   REQUIRE(fast.rows.size() == ref.rows.size());
@@ -137,4 +139,32 @@ TEST_CASE_METHOD(Fixture, "launch commands follow the row's engine") {
   CHECK(cmds[0].command.find("-np 4") != std::string::npos);
   row.engine = nullptr;  // the plain roofline: the three engines' commands, as before
   CHECK(launch_commands(path, "llama4-maverick", row, 9000, model::KvDtype::bf16, 0.9).size() == 3);
+}
+
+TEST_CASE_METHOD(Fixture, "the plan's progress bar covers every engine's sweep and the serving checks") {
+  auto r = request();  // every engine, on the GPUs each runs on
+  r.gpus = {&db.gpu("h200-sxm"), &db.gpu("mi300x")};
+  r.serving_rows = 2;
+  std::ostringstream terminal, elsewhere;
+  Progress bar("plan", 0, terminal, true), quiet("plan", 0, elsewhere, false);
+  r.progress = &bar;
+  const auto res = plan(r, db);
+  bar.finish();
+  REQUIRE(res.rows.size() >= 2);
+  // One unit per GPU of each engine's sweep (h200-sxm: TensorRT-LLM, vLLM, SGLang; mi300x: vLLM, SGLang; each
+  // engine's KV dtypes sweep apart) and one per serving check: all done when the plan returns.
+  std::int64_t sweep_units = 0;
+  for (const auto* e : r.engines)
+    for (const auto* g : r.gpus) sweep_units += e->runs_on(*g) ? 1 : 0;
+  CHECK(bar.done() >= sweep_units + 2);
+  CHECK(terminal.str().find("plan: sweep") != std::string::npos);
+  CHECK(terminal.str().find("plan: serving checks") != std::string::npos);
+  CHECK(terminal.str().find(std::to_string(bar.done()) + "/" + std::to_string(bar.done())) != std::string::npos);
+  // Not a terminal: the same plan draws nothing.
+  r.progress = &quiet;
+  const auto again = plan(r, db);
+  quiet.finish();
+  CHECK(again.rows.size() == res.rows.size());
+  CHECK(quiet.done() == bar.done());
+  CHECK(elsewhere.str().empty());
 }

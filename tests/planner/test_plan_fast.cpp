@@ -1,4 +1,4 @@
-// The fast sweep against the reference: plan() collapses each (op graph, GPU) into a StepFormula; plan_reference()
+// The fast sweep against the reference: plan() collapses each (op graph, GPU) into a StepFormula; plan_op_by_op()
 // prices every batch op by op with a StepModel. Both must give the same rows, rejections, counts and closest miss,
 // and the formula must give StepModel's step time wherever the planner evaluates it (and off its batch list).
 #include <catch2/catch.hpp>
@@ -90,11 +90,11 @@ double objective_key(const PlanRow& a, Objective o) {
   return 0;
 }
 
-// plan() and plan_reference() agree on everything they report. Rows whose ranking keys tie up to rounding may
+// plan() and plan_op_by_op() agree on everything they report. Rows whose ranking keys tie up to rounding may
 // swap places (and a tie in cost may move the Pareto mark); each row is compared with its own configuration.
 void check_same(const PlanRequest& r) {
   const PlanResult fast = plan(r, db());
-  const PlanResult ref = plan_reference(r, db());
+  const PlanResult ref = plan_op_by_op(r, db());
   INFO(r.model->name << " over " << r.gpus.size() << " GPUs");
   CHECK(fast.configurations == ref.configurations);
   CHECK(fast.operating_points == ref.operating_points);
