@@ -5,11 +5,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <sstream>
 #include <system_error>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <yaml-cpp/eventhandler.h>
 
 #include "common/error.hpp"
 #include "common/text.hpp"
@@ -117,18 +120,46 @@ nlohmann::json parse_json_file(const std::filesystem::path& path) {
   return parse_json_text(read_text_file(path), path.string());
 }
 
+namespace {
+// Receives a document's parse events and keeps nothing: enough to count documents without building them.
+struct YamlEventSink final : YAML::EventHandler {
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// The number of YAML documents in `text`, counting stops at `cap`. Bounded on purpose: yaml-cpp 0.7 reads a stray
+// ',' after a closed top-level flow collection ("{a: 1},") as an endless run of empty documents, so YAML::LoadAll
+// on such a file never returns and fills memory (2 GB in seconds; fuzz/fuzz_yaml found it).
+std::size_t count_yaml_documents(const std::string& text, std::size_t cap) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  YamlEventSink sink;
+  std::size_t documents = 0;
+  while (documents < cap && parser.HandleNextDocument(sink)) ++documents;
+  return documents;
+}
+}  // namespace
+
 YAML::Node parse_yaml_text(const std::string& text, const std::string& origin) {
   const std::string where = printable(origin);
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(text);  // yaml-cpp's parser stops nesting itself (YAML::DeepRecursion)
+    // yaml-cpp's parser stops nesting itself (YAML::DeepRecursion); the first document is parsed twice (events,
+    // then nodes), which costs little beside what the readers do with it.
+    if (count_yaml_documents(text, 2) > 1)
+      throw InputError(where + ": holds more than one YAML document (separated by ---); expected one");
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw InputError(where + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                      ": malformed YAML: " + e.msg);
   }
-  if (documents.size() > 1)
-    throw InputError(where + ": holds " + std::to_string(documents.size()) + " YAML documents (separated by ---); expected one");
-  if (documents.empty()) return YAML::Node();
   // Depth and size as the readers will see them: aliases share nodes, so a small file can expand to billions
   // of nodes ("billion laughs"); the walk stops at kMaxNestingDepth levels or a million nodes.
   std::size_t visited = 0;
@@ -145,8 +176,8 @@ YAML::Node parse_yaml_text(const std::string& text, const std::string& origin) {
         walk(kv.second, depth + 1);
       }
   };
-  walk(documents.front(), 0);
-  return documents.front();
+  walk(root, 0);
+  return root;
 }
 
 YAML::Node parse_yaml_file(const std::filesystem::path& path) {

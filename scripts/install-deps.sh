@@ -2,7 +2,9 @@
 # Install the Debian 12 packages moeplan builds with, when any is missing (apt-get; as root or with sudo).
 set -euo pipefail
 # chromium: only for the test that renders a report in a headless browser (report.chromium; skipped without it).
-packages=(cmake ninja-build g++ clang ccache libboost-program-options-dev nlohmann-json3-dev libyaml-cpp-dev
+# libclang-rt-14-dev: clang's sanitizer and libFuzzer runtimes (only recommended by clang on Debian 12, so an install
+# without recommends lacks them); scripts/test.sh's clang build needs both.
+packages=(cmake ninja-build g++ clang libclang-rt-14-dev ccache libboost-program-options-dev nlohmann-json3-dev libyaml-cpp-dev
           libeigen3-dev catch2 libbenchmark-dev chromium)
 missing=()
 for p in "${packages[@]}"; do

@@ -101,6 +101,8 @@ struct Scratch {
     write(dir / "nested_list.yaml", "gpus: [[h100-sxm]]\n");
     write(dir / "switch_word.yaml", "breakdown: maybe\n");
     write(dir / "two_docs.yaml", "count: 8\n---\ncount: 4\n");
+    // yaml-cpp 0.7 reads the ',' after a closed top-level flow map as an endless run of empty documents
+    write(dir / "flow_map_comma.yaml", "{count: 8},\ngpu: h100-sxm\n");
     write(dir / "unknown_key.yaml", "no-such-option: 1\n");
     write(dir / "points.yaml", "points:\n  - id: [1, 2]\n");
     write(dir / "profile.yaml", "host: {a: 1}\n");
@@ -189,7 +191,9 @@ const std::vector<Row>& rows() {
       {"8 a positional argument", {"memory", "h100-sxm"}, 2, "unexpected argument 'h100-sxm'"},
       {"8 a value after a switch", {"simulate", "--breakdown", "yes"}, 2, "unexpected argument 'yes'"},
       {"8 a switch in YAML that is not a boolean", {"simulate", "--config-file", "@switch_word.yaml"}, 2, "is a switch: give true or false"},
-      {"8 later YAML documents", {"memory", "--config-file", "@two_docs.yaml"}, 2, "holds 2 YAML documents"},
+      {"8 later YAML documents", {"memory", "--config-file", "@two_docs.yaml"}, 2, "holds more than one YAML document"},
+      {"8 a stray comma after a flow map (endless empty documents in yaml-cpp)", {"memory", "--config-file", "@flow_map_comma.yaml"}, 2,
+       "holds more than one YAML document"},
       {"8 unknown YAML key", {"memory", "--config-file", "@unknown_key.yaml"}, 2, "unrecognised option"},
       {"8 --prompt 1.5", {"run", "--random-weights", "1", "--prompt", "1.5"}, 2, "--prompt '1.5'"},
       {"8 --prompt negative", {"run", "--random-weights", "1", "--prompt", "3,-2"}, 2, "--prompt '3,-2'"},
