@@ -172,6 +172,7 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   given.max_batch = !vm["max-batch"].defaulted();
   given.max_num_batched_tokens = !vm["max-num-batched-tokens"].defaulted();
   given.kv_dtype = !vm["kv-dtype"].defaulted();
+  given.kv_mode = !vm["kv-mode"].defaulted();
   simulator::apply_engine(q, *engine, given);
 
   const auto result = simulator::simulate(q);

@@ -31,6 +31,9 @@ struct EngineSpec {
   // Kernel choices that change the roofline (0: the generic assumption of docs/simulator.md stays):
   std::int64_t gemv_max_rows = 0;       // steps of at most this many tokens run matrix-vector kernels (no tile fill)
   double dequant_compute = 0;           // weight-only GEMMs on a GPU at this share of the fp16 tensor-core rate
+  // KV capacity: true when sliding-window/chunked layers hold only their window (model-aware); false when the
+  // engine's KV manager sizes every layer for the whole sequence (full-length), as TensorRT-LLM's does.
+  bool kv_window_aware = true;
   std::map<std::string, EngineSource> sources;      // field -> where its value comes from
 
   bool generic() const { return name == "generic"; }

@@ -216,7 +216,7 @@ Database Database::load(const std::filesystem::path& dir) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
                      "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
-                     "llamacpp_decode_bandwidth_share", "profile", "source", "date"});
+                     "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "profile", "source", "date"});
       HostSpec h;
       h.name = to_lower(e.get<std::string>("name"));
       h.display_name = e.get_or<std::string>("display_name", h.name);
@@ -237,6 +237,11 @@ Database Database::load(const std::filesystem::path& dir) {
       if (e.has("llamacpp_decode_bandwidth_share")) {
         h.llamacpp_decode_bandwidth_share = e.positive("llamacpp_decode_bandwidth_share");
         if (h.llamacpp_decode_bandwidth_share > 1) throw InputError(e.where() + ": llamacpp_decode_bandwidth_share is a fraction (at most 1)");
+      }
+      if (e.has("llamacpp_prefill_tflops")) {
+        if (h.gpu_peak_flops_dense.empty())
+          throw InputError(e.where() + ": llamacpp_prefill_tflops is measured on an integrated GPU (give gpu_tflops_dense)");
+        h.llamacpp_prefill_flops = e.positive("llamacpp_prefill_tflops") * 1e12;
       }
       h.profile = e.get_or<std::string>("profile", "");
       h.source = e.get<std::string>("source");

@@ -55,6 +55,8 @@ struct HostSpec {
   std::map<std::string, double> gpu_peak_flops_dense;
   // llama.cpp's achieved share of mem_bandwidth in batch-1 decode measured on this very chip (0: the class default).
   double llamacpp_decode_bandwidth_share = 0;
+  // llama.cpp's achieved FLOP/s in prompt processing measured on this very chip's integrated GPU (0: not measured).
+  double llamacpp_prefill_flops = 0;
   std::string profile;  // a measured profile (moeplan calibrate), relative to data/, used when simulating this host
   std::string source, date, notes;
 };

@@ -29,6 +29,7 @@ void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineC
   if (!given.max_batch) q.limits.max_batch = e.max_batch;
   if (!given.max_num_batched_tokens) q.limits.max_num_batched_tokens = e.max_num_batched_tokens;
   if (!given.kv_dtype) q.kv_dtype = engine_kv_dtype(e, q.precision);
+  if (!given.kv_mode && !e.kv_window_aware) q.kv_mode = model::KvMode::full_length;
 }
 
 }  // namespace moeplan::simulator

@@ -10,7 +10,7 @@ namespace moeplan::simulator {
 
 // What the caller gave itself (the engine's value is used for the rest).
 struct EngineChoices {
-  bool max_batch = false, max_num_batched_tokens = false, kv_dtype = false;
+  bool max_batch = false, max_num_batched_tokens = false, kv_dtype = false, kv_mode = false;
 };
 
 // The KV cache dtype the engine uses for this checkpoint precision: its ModelOpt KV dtype for FP8/NVFP4 weights,
@@ -21,7 +21,8 @@ model::KvDtype engine_kv_dtype(const gpu_db::EngineSpec& e, const model::Precisi
 // where the engine states them, its GPU kernels' matrix-vector threshold and weight-only GEMM rate (not on CPU cores).
 Efficiency engine_efficiency(Efficiency base, const gpu_db::EngineSpec& e, const Hardware& hw);
 
-// Sets q.engine / q.engine_version / q.engine_source, the overheads, and the defaults the caller did not give.
+// Sets q.engine / q.engine_version / q.engine_source, the overheads, and the defaults the caller did not give
+// (the KV mode: full-length for an engine whose KV manager sizes windowed layers for the whole sequence).
 void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineChoices& given);
 
 }  // namespace moeplan::simulator

@@ -137,6 +137,24 @@ Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops, bool
   return h;
 }
 
+namespace {
+// Where hosts.yaml records llama.cpp's prompt-processing rate on this chip (measured on other models' pp runs), the
+// GEMM efficiency becomes that rate over the 16-bit peak, and the expert and attention terms move by the same ratio
+// (measured rate / the roofline's GEMM rate): the chip's kernels, not the generic assumption, set the compute rate.
+void scale_to_llamacpp_prefill(Hardware& hw, double measured_flops, std::vector<std::string>& note) {
+  std::string used;
+  const double peak = hw.peak_for("bf16", &used);
+  const double ratio = measured_flops / (peak * hw.eff.gemm_compute);
+  hw.eff.gemm_compute *= ratio;
+  hw.eff.expert_compute *= ratio;
+  hw.eff.attention_compute *= ratio;
+  hw.eff.source += ", compute = llama.cpp's measured prompt rate (data/hosts.yaml)";
+  note.push_back("host prefill: llama.cpp's measured " + format_fixed(measured_flops / 1e12, 1) + " TFLOP/s on this chip (" +
+                 "data/hosts.yaml llamacpp_prefill_tflops) = " + format_fixed(hw.eff.gemm_compute, 3) + " of the " + used +
+                 " peak; expert and attention terms x " + format_fixed(ratio, 3));
+}
+}  // namespace
+
 // A host from the database (or from --ram-gb), with the flags' overrides, priced as llama.cpp runs it: a
 // unified-memory host on its integrated GPU, a CPU host (or an offload host, `cpu_only`) on its cores. Every figure
 // comes from data/hosts.yaml or a flag, and a note says which (docs/simulator.md "Hosts and offloading").
@@ -192,7 +210,15 @@ Hardware llamacpp_host(const gpu_db::Database& db, const gpu_db::HostSpec& spec,
                     " in data/hosts.yaml) = " + format_fixed(fallback / 1e12, 2) + " TFLOP/s; --host-cores or --host-tflops replace it");
   }
   note.push_back("host " + bw_note);
-  return host_hardware(h, fallback, on_gpu);
+  if (!on_gpu) return host_hardware(h, fallback, on_gpu);
+  // llama.cpp's CUDA/Metal/Vulkan kernels multiply quantised weights on int8 (MMQ) or fp16 units, never with FP8/FP4
+  // tensor-core instructions in the builds engines.yaml covers (b6000-b7000; native MXFP4 on Blackwell arrived in
+  // https://github.com/ggml-org/llama.cpp/pull/17906, 2025-12-10): the integrated GPU is priced at its 16-bit rate.
+  for (const char* low : {"fp8", "fp4"}) h.gpu_peak_flops_dense.erase(low);
+  if (h.gpu_peak_flops_dense.empty()) throw InputError("host " + h.name + " has no 16-bit figure in gpu_tflops_dense (data/hosts.yaml)");
+  Hardware hw = host_hardware(h, fallback, on_gpu);
+  if (h.llamacpp_prefill_flops > 0) scale_to_llamacpp_prefill(hw, h.llamacpp_prefill_flops, note);
+  return hw;
 }
 
 Hardware profile_hardware(std::shared_ptr<const HostProfile> profile) {

@@ -34,6 +34,7 @@ SimulateRequest row_request(const HostViewRequest& r, const model::Precision& p,
   EngineChoices given;
   given.max_batch = true;
   given.kv_dtype = r.kv_dtype.has_value();
+  given.kv_mode = true;  // the view's own --kv-mode decides
   if (r.kv_dtype) q.kv_dtype = *r.kv_dtype;
   apply_engine(q, *r.engine, given);
   return q;

@@ -191,8 +191,8 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.workload.concurrency = p.concurrency;
       q.workload.request_rate_per_s = p.request_rate;
       q.workload.num_requests = p.num_requests;
-      // The row states its batch, token budget and KV dtype: only the engine's overheads apply.
-      apply_engine(q, e, EngineChoices{true, true, true});
+      // The row states its batch, token budget and KV dtype: the engine's overheads and its KV manager's mode apply.
+      apply_engine(q, e, EngineChoices{true, true, true, false});
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;

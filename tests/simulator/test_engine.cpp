@@ -61,7 +61,7 @@ TEST_CASE_METHOD(Fixture, "an engine's step overhead changes batch-1 TPOT by tha
     const auto& e = engines.engine(name);
     REQUIRE(e.kernel_overhead_us() == 2.0);
     SimulateRequest q = request(1);
-    apply_engine(q, e, EngineChoices{true, true, true});
+    apply_engine(q, e, EngineChoices{true, true, true, true});
     const SimulateResult r = simulate(q);
     INFO(name);
     CHECK(r.engine == name);
@@ -78,7 +78,7 @@ TEST_CASE_METHOD(Fixture, "an engine's defaults fill only what the caller did no
   CHECK(q.kv_dtype == model::KvDtype::fp8);  // ModelOpt FP8 checkpoint: TensorRT-LLM reads kv_cache_quant_algo FP8
   CHECK(q.hardware.eff.step_overhead_us == trt.step_overhead_us);
   SimulateRequest given = request(1);
-  apply_engine(given, trt, EngineChoices{true, true, true});
+  apply_engine(given, trt, EngineChoices{true, true, true, true});
   CHECK(given.limits.max_batch == 1024);
   CHECK(given.kv_dtype == model::KvDtype::bf16);
   SimulateRequest v = request(1);
@@ -143,14 +143,68 @@ TEST_CASE_METHOD(Fixture, "llama.cpp's GPU kernels: matrix-vector decode and no 
   q.workload.output_tokens = 64;
   q.workload.num_requests = 1;
   SimulateRequest tiled = q;
-  apply_engine(q, cpp, EngineChoices{true, true, true});
+  apply_engine(q, cpp, EngineChoices{true, true, true, true});
   gpu_db::EngineSpec no_gemv = cpp;
   no_gemv.gemv_max_rows = 0;
-  apply_engine(tiled, no_gemv, EngineChoices{true, true, true});
+  apply_engine(tiled, no_gemv, EngineChoices{true, true, true, true});
   const double weight_bytes = 4.9e9;  // Llama 3.1 8B in Q4_K_M (moeplan memory: 4.91 GB), all read once per token
   const double bound_ms = weight_bytes / gpu.mem_bandwidth_bytes_per_s * 1e3;
   const SimulateResult r = simulate(q), t = simulate(tiled);
   CHECK(r.serving.tpot_ms.mean > bound_ms);
   CHECK(r.serving.tpot_ms.mean < 2.0 * bound_ms + cpp.step_overhead_us * 1e-3);
   CHECK(t.serving.tpot_ms.mean > 1.2 * r.serving.tpot_ms.mean);  // 64-row tiles at 1 row: compute-bound
+}
+
+TEST_CASE_METHOD(Fixture, "TensorRT-LLM's KV manager sizes sliding-window layers for the whole sequence, vLLM's does not") {
+  const model::ModelConfig oss = test::load("gpt-oss-20b");
+  const auto request_for = [&](const char* engine, EngineChoices given) {
+    SimulateRequest q = request(1);
+    q.model = &oss;
+    q.precision = model::resolve_precision("mxfp4", oss, test::precisions());
+    q.workload.mode = LoadMode::max;
+    q.workload.input_tokens = 1000;
+    q.workload.output_tokens = 1000;
+    q.workload.num_requests = 3000;
+    q.limits.max_batch = 2048;
+    apply_engine(q, engines.engine(engine), given);
+    return q;
+  };
+  const SimulateRequest trt = request_for("trtllm", EngineChoices{true, true, true, false});
+  const SimulateRequest vllm = request_for("vllm", EngineChoices{true, true, true, false});
+  const SimulateRequest asked = request_for("trtllm", EngineChoices{true, true, true, true});
+  CHECK_FALSE(engines.engine("trtllm").kv_window_aware);
+  CHECK(trt.kv_mode == model::KvMode::full_length);
+  CHECK(vllm.kv_mode == model::KvMode::model_aware);
+  CHECK(asked.kv_mode == model::KvMode::model_aware);  // --kv-mode given: the caller's choice stays
+  // Half of gpt-oss's layers slide over 128 tokens: counted at full length, a 2,000-token sequence needs about twice
+  // the KV, so about half as many sequences fit at once.
+  const SimulateResult full = simulate(trt), aware = simulate(asked);
+  INFO("full-length " << full.serving.kv_limited_batch << ", model-aware " << aware.serving.kv_limited_batch);
+  const double ratio = static_cast<double>(full.serving.kv_limited_batch) / static_cast<double>(aware.serving.kv_limited_batch);
+  CHECK(ratio > 0.4);
+  CHECK(ratio < 0.6);
+}
+
+TEST_CASE_METHOD(Fixture, "llama.cpp on a unified host: its 16-bit rate, and the chip's measured prompt rate where hosts.yaml has one") {
+  const gpu_db::HostSpec& spark = db.host("nvidia-dgx-spark");
+  REQUIRE(spark.gpu_peak_flops_dense.count("fp4"));
+  REQUIRE(spark.llamacpp_prefill_flops > 0);
+  std::vector<std::string> notes;
+  const Hardware hw = llamacpp_host(db, spark, HostFlags{}, false, &notes);
+  CHECK(hw.integrated_gpu);
+  CHECK(hw.peak_flops.count("fp4") == 0);  // no FP4/FP8 MMA in llama.cpp b6000-b7000: MXFP4 runs on int8/fp16 units
+  CHECK(hw.peak_flops.count("fp8") == 0);
+  const double peak = hw.peak_flops.at("bf16");
+  CHECK(peak * hw.eff.gemm_compute == Approx(spark.llamacpp_prefill_flops));
+  const Efficiency plain = unified_gpu_efficiency();
+  const double ratio = spark.llamacpp_prefill_flops / (peak * plain.gemm_compute);
+  CHECK(hw.eff.expert_compute == Approx(plain.expert_compute * ratio));
+  CHECK(hw.eff.attention_compute == Approx(plain.attention_compute * ratio));
+  CHECK(hw.eff.memory == Approx(spark.llamacpp_decode_bandwidth_share));
+  bool named = false;
+  for (const auto& n : notes) named = named || n.find("llamacpp_prefill_tflops") != std::string::npos;
+  CHECK(named);
+  // A host without a measured prompt rate keeps the generic GPU terms.
+  const Hardware apple = llamacpp_host(db, db.host("apple-m2-ultra"), HostFlags{}, false);
+  CHECK(apple.eff.gemm_compute == Approx(plain.gemm_compute));
 }

@@ -50,7 +50,7 @@ struct Fixture {
     s.workload.input_tokens = 8064;
     s.workload.output_tokens = 128;
     s.limits.max_batch = 1;
-    apply_engine(s, engines.host_default(), EngineChoices{true, false, false});
+    apply_engine(s, engines.host_default(), EngineChoices{true, false, false, true});
     return s;
   }
   Hardware gpu(const std::string& name) {
