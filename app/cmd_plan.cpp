@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "app/cli.hpp"
@@ -128,7 +129,7 @@ void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
 
 }  // namespace
 
-Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
+Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db, Progress* progress) {
   for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
                            "budget-per-hour", "utilization", "top", "max-batch", "max-num-batched-tokens",
                            "gpu-memory-utilization", "nics-per-node"})
@@ -255,10 +256,11 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.engine_max_batch = vm["max-batch"].defaulted();
   q.engine_max_num_batched_tokens = vm["max-num-batched-tokens"].defaulted();
   q.engine_kv_dtype = vm["kv-dtype"].defaulted();
-  Progress bar("plan: serving checks", 0, std::cerr, stderr_is_terminal());
-  q.progress = &bar;
+  std::optional<Progress> own;  // the caller's bar (moeplan report's, over its whole run), else the plan's own
+  if (progress == nullptr) progress = &own.emplace("plan: serving checks", 0, std::cerr, stderr_is_terminal());
+  q.progress = progress;
   p.result = planner::plan(q, db);
-  bar.finish();
+  if (own) own->finish();
   q.progress = nullptr;
   p.result.notes.insert(p.result.notes.end(), notes.begin(), notes.end());
   return p;
@@ -276,7 +278,7 @@ std::vector<planner::LaunchCommand> plan_launch_commands(const Planned& p, const
   if (p.result.rows.empty() || p.request.host) return launch;  // the engines' launch commands are for GPUs
   const auto& best = p.result.rows.front();
   if (p.request.engines.empty())
-    return planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, best, o.input + o.output, p.request.kv_dtype,
+    return planner::launch_commands(data_dir(), p.model.name, best, o.input + o.output, p.request.kv_dtype,
                                     o.mem_util);
   // The first shown row of each engine gets that engine's command (its own KV dtype).
   std::vector<const gpu_db::EngineSpec*> done;
@@ -287,7 +289,7 @@ std::vector<planner::LaunchCommand> plan_launch_commands(const Planned& p, const
     model::KvDtype kv = p.request.kv_dtype;
     if (p.request.engine_kv_dtype && rows[i].engine)
       kv = simulator::engine_kv_dtype(*rows[i].engine, model::resolve_precision(rows[i].precision, p.model, *p.precisions));
-    for (auto& l : planner::launch_commands(data_dir() / "checkpoints.yaml", p.model.name, rows[i], o.input + o.output, kv,
+    for (auto& l : planner::launch_commands(data_dir(), p.model.name, rows[i], o.input + o.output, kv,
                                             o.mem_util)) {
       l.row = static_cast<int>(i) + 1;
       launch.push_back(std::move(l));

@@ -2,8 +2,6 @@
 // plan with its launch commands, the shown rows' memory per GPU and memory against context, #1 under several loads,
 // the API comparison and break-even, the RAM-host view and the published validation — as one self-contained HTML
 // page (inline CSS and SVG) or Markdown. Each section is what the named command computes, from the same libraries.
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
@@ -12,6 +10,7 @@
 #include "app/plan_options.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/progress.hpp"
 #include "common/text.hpp"
 #include "model/claims.hpp"
 #include "model/summary.hpp"
@@ -29,19 +28,6 @@ namespace po = boost::program_options;
 namespace moeplan::app {
 
 namespace {
-
-// Progress lines on stderr, only when stderr is a terminal (never in pipes, files or tests).
-class Progress {
- public:
-  explicit Progress(int steps) : steps_(steps), on_(::isatty(STDERR_FILENO) == 1) {}
-  void step(const std::string& what) {
-    if (on_) std::cerr << "report: [" << ++done_ << "/" << steps_ << "] " << what << "\n";
-  }
-
- private:
-  int steps_, done_ = 0;
-  bool on_;
-};
 
 reports::Section model_section(const model::ModelConfig& m) {
   return {"Model: " + m.name, reports::model_detail_report(m, model::summarize(m))};
@@ -165,6 +151,7 @@ reports::Section hosts_section(const model::ModelConfig& m, const model::Precisi
   q.precisions = {model::resolve_precision("q4_k_m", m, table)};
   q.context_tokens = o.input + o.output;
   q.output_tokens = o.output;
+  q.ram_sizes = db.ram_sizes();
   for (const auto& h : db.hosts()) q.hosts.push_back(simulator::host_target(db, data, h, {}));
   return {"RAM hosts (llama.cpp)", reports::host_view_report(q, simulator::host_view(q))};
 }
@@ -247,14 +234,17 @@ int cmd_report(const std::vector<std::string>& args, std::ostream& out) {
     if (!std::filesystem::is_directory(dir, ec))
       throw InputError("cannot write " + path.string() + ": directory " + dir.string() + " does not exist");
   }
-  Progress progress(8);
+  // One bar over the whole run (stderr, on a terminal only): the plan's serving checks advance it one unit each, then
+  // each section after the plan is one unit; the total is known once the plan has its rows.
+  Progress progress("report: plan", 1, std::cerr, stderr_is_terminal());
+  progress.step("report: plan");
   const auto data = data_dir();
   const auto db = gpu_db::Database::load(data);
-  progress.step("plan");
-  const Planned p = run_plan(o, vm, db);
+  const Planned p = run_plan(o, vm, db, &progress);
+  progress.set_total(progress.done() + (p.result.rows.empty() ? 5 : 8));  // the steps below and the final unit
   const model::ModelConfig& m = p.model;
   std::vector<reports::Section> sections{model_section(m)};
-  progress.step("claims and fit matrix");
+  progress.step("report: claims and fit matrix");
   sections.push_back(claims_section(m, data));
   sections.push_back(fit_matrix_section(m, *p.precisions, db));
   std::optional<planner::ApiComparison> api;
@@ -267,24 +257,26 @@ int cmd_report(const std::vector<std::string>& args, std::ostream& out) {
   }
   sections.push_back({"Plan (moeplan plan)", reports::plan_report(p.request, p.result, plan_launch_commands(p, o), api, o.top, false)});
   if (!p.result.rows.empty()) {
-    progress.step("memory of the plan rows");
+    progress.step("report: memory of the plan rows");
     sections.push_back(memory_section(p, db, o.top));
-    progress.step("#1 under load");
+    progress.step("report: #1 under load");
     sections.push_back(load_section(p, db));
-    progress.step("API prices");
+    progress.step("report: API prices");
     sections.push_back(api_section(p, db, o));
   }
-  progress.step("RAM hosts");
+  progress.step("report: RAM hosts");
   sections.push_back(hosts_section(m, *p.precisions, db, o));
-  progress.step("published validation");
+  progress.step("report: published validation");
   for (auto& v : validation_sections(m, db, data)) sections.push_back(std::move(v));
-  progress.step("writing");
+  progress.step("report: writing");
   const std::vector<std::string> intro = {
       "moeplan " + std::string(MOEPLAN_VERSION) + " deployment report for " + m.name + ": " + with_commas(o.input) + " in / " +
           with_commas(o.output) + " out tokens per request; every section names the command that prints it alone",
       "sources: model config " + m.source + "; hardware, prices, engines and measurements in the data/ files each "
       "table names (data/SOURCES.md)"};
   const std::string text = reports::render_document("moeplan report: " + m.name, intro, sections, format);
+  progress.advance();  // the last unit: the bar shows 100 % before it is erased
+  progress.finish();
   if (common.output.empty()) out << text;
   else write_file_atomic(common.output, text);
   return kExitOk;

@@ -157,6 +157,7 @@ int cmd_hosts(const std::vector<std::string>& args, std::ostream& out) {
   else if (kv_mode == "full-length") q.kv_mode = model::KvMode::full_length;
   else throw InputError("unknown --kv-mode '" + kv_mode + "' (use model-aware or full-length)");
   q.gpu_memory_utilization = utilization;
+  q.ram_sizes = db.ram_sizes();
   const simulator::HostFlags none;
   if (!vm.count("hosts")) {
     for (const auto& h : db.hosts()) q.hosts.push_back(simulator::host_target(db, data, h, none));

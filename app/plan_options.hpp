@@ -8,6 +8,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "common/progress.hpp"
 #include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -39,7 +40,9 @@ struct Planned {
 };
 
 // Validates the options (one InputError line each), builds the request and plans. `db` must outlive the result.
-Planned run_plan(const PlanOptions& o, const boost::program_options::variables_map& vm, const gpu_db::Database& db);
+// `progress`: the bar the plan's serving checks advance (null: the plan draws its own on a terminal).
+Planned run_plan(const PlanOptions& o, const boost::program_options::variables_map& vm, const gpu_db::Database& db,
+                 Progress* progress = nullptr);
 
 // The lowest blended $/M row whatever the objective (compare-api's self-hosted row); nullptr when none.
 const planner::PlanRow* cheapest_row(const planner::PlanResult& result);

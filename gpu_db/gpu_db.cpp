@@ -104,7 +104,8 @@ Confidence parse_confidence(const Entry& e) {
 void check_launch(GpuPrice& p, const GpuSpec& g, const std::string& where) {
   if (g.launch_date.empty())
     throw InputError(where + ": GPU " + g.name + " has prices but no launch_date in gpus.yaml (add it with launch_source)");
-  if (p.date < g.launch_date) p.flags.push_back("dated before launch (" + g.launch_date + ")");
+  if (p.date < g.launch_date)
+    p.flags.push_back("dated before launch (" + g.launch_date + (g.launch_verified ? "" : ", a launch date not verified") + ")");
 }
 
 // The outlier rule (gpu_db.hpp): each row against the median of its GPU's rows of the same tier.
@@ -152,7 +153,7 @@ Database Database::load(const std::filesystem::path& dir) {
                     {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
                      "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
                      "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date",
-                     "measured", "launch_date", "launch_source"});
+                     "measured", "launch_date", "launch_source", "launch_verified"});
       GpuSpec g;
       g.name = to_lower(e.get<std::string>("name"));
       g.display_name = e.get_or<std::string>("display_name", g.name);
@@ -182,6 +183,7 @@ Database Database::load(const std::filesystem::path& dir) {
       if (e.has("launch_date")) {
         g.launch_date = iso_date(e.get<std::string>("launch_date"), e.where() + ": launch_date");
         g.launch_source = e.get<std::string>("launch_source");
+        g.launch_verified = e.get<bool>("launch_verified");  // required beside the date: whether its source states it
       }
       if (e.has("measured")) {
         const YAML::Node mn = n["measured"];
@@ -281,6 +283,16 @@ Database Database::load(const std::filesystem::path& dir) {
         throw InputError(file.string() + ": default_cpu_host " + h.name + " needs cores, clock_ghz and fp32_flops_per_cycle");
     }
     if (!found) throw InputError(file.string() + ": default_cpu_host '" + db.host_defaults_.cpu_host + "' is not a listed host");
+  }
+  {
+    const auto file = dir / "ram_sizes.yaml";
+    for (const auto& n : list_of(file, "ram_sizes")) {
+      const Entry e(n, file.string(), {"gb", "dimms", "source"});
+      RamSize r{e.positive("gb"), e.get<std::string>("dimms"), e.get<std::string>("source")};
+      if (!db.ram_sizes_.empty() && r.gb <= db.ram_sizes_.back().gb)
+        throw InputError(e.where() + ": ram_sizes must be listed in ascending gb");
+      db.ram_sizes_.push_back(std::move(r));
+    }
   }
   {
     const auto file = dir / "links.yaml";

@@ -32,6 +32,7 @@ struct GpuSpec {
   // The day the vendor announced the product (YYYY-MM-DD) and where that is stated; required for a GPU with rental
   // prices, since no price can predate it (docs/planner.md "Cost").
   std::string launch_date, launch_source;
+  bool launch_verified = false;  // launch_source was read to state launch_date (gpus.yaml launch_verified)
   // Published microbenchmarks of the GPU (gpus.yaml `measured`, each with its source): the large dense GEMM rate a
   // vendor library reaches, by dtype (FLOP/s), and STREAM-class memory bandwidth (bytes/s). Empty / 0 where none
   // is recorded; the roofline then keeps its generic efficiency shares (simulator/hardware.cpp).
@@ -67,6 +68,13 @@ struct HostDefaults {
   double cpu_decode_bandwidth_share = 0, unified_gpu_decode_bandwidth_share = 0;
   std::string cpu_share_source, unified_gpu_share_source;
   std::string cpu_host;  // a hosts.yaml entry with cores, clock and FLOP/cycle
+};
+
+// A RAM size one can buy (data/ram_sizes.yaml): DIMM count x DIMM size, and where those DIMMs are documented.
+struct RamSize {
+  double gb = 0;       // decimal GB
+  std::string reason;  // e.g. "12 x 32 GB RDIMM (12-channel server)"
+  std::string source;
 };
 
 struct LinkSpec {
@@ -129,6 +137,7 @@ class Database {
   const std::vector<GpuSpec>& gpus() const { return gpus_; }
   const std::vector<HostSpec>& hosts() const { return hosts_; }
   const HostDefaults& host_defaults() const { return host_defaults_; }
+  const std::vector<RamSize>& ram_sizes() const { return ram_sizes_; }  // ascending
   const std::vector<LinkSpec>& links() const { return links_; }
   const std::vector<NicRule>& nic_rules() const { return nic_rules_; }
   const NetworkPortPrice& network_port_price() const { return port_price_; }
@@ -162,6 +171,7 @@ class Database {
   std::vector<GpuSpec> gpus_;
   std::vector<HostSpec> hosts_;
   HostDefaults host_defaults_;
+  std::vector<RamSize> ram_sizes_;
   std::vector<LinkSpec> links_;
   std::vector<NicRule> nic_rules_;
   NetworkPortPrice port_price_;

@@ -11,6 +11,20 @@ namespace {
 std::string s(std::int64_t v) { return std::to_string(v); }
 }  // namespace
 
+std::vector<ParallelLayout> candidate_layouts(const ModelConfig& m, int count) {
+  std::vector<ParallelLayout> out;
+  for (int pp : {1, 2, 4}) {
+    if (count % pp != 0 || pp > m.num_layers) continue;
+    const int per_stage = count / pp;
+    out.push_back({per_stage, 1, pp, 1});
+    if (m.is_moe() && per_stage > 1) {
+      out.push_back({per_stage, per_stage, pp, 1});
+      out.push_back({1, per_stage, pp, per_stage});
+    }
+  }
+  return out;
+}
+
 std::string layout_problem(const ModelConfig& m, const ParallelLayout& l) {
   if (l.tp < 1 || l.ep < 1 || l.pp < 1 || l.dp < 1)
     return "--tp, --ep, --pp and --dp must be positive integers (got tp=" + s(l.tp) + " ep=" + s(l.ep) +

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/config.hpp"
 #include "model/precision.hpp"
@@ -29,6 +30,12 @@ struct ParallelLayout {
 void validate_layout(const ModelConfig& model, const ParallelLayout& layout);
 // The same check without throwing: the message, or "" when the layout is valid (the planner tries many).
 std::string layout_problem(const ModelConfig& model, const ParallelLayout& layout);
+
+// The layouts a deployment of `count` GPUs is tried with (the planner's sweep, fit-matrix and memory --fit-gpu):
+// pipeline 1, 2 or 4 stages (dividing the count, at most the layers); per stage tp = the stage's GPUs, and for MoE
+// models tp with ep = tp, and attention data parallel with experts over the stage (tp 1, ep = dp = the stage's GPUs).
+// Not checked against the model: layout_problem() says which of them it allows.
+std::vector<ParallelLayout> candidate_layouts(const ModelConfig& model, int count);
 
 // Fraction of a weight group that one GPU holds.
 double shard_fraction(const ModelConfig& model, const WeightGroup& w, const ParallelLayout& layout);

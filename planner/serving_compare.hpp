@@ -1,11 +1,12 @@
-// planner/serving_compare: self-hosting against API prices (break-even volume and utilisation), and the launch
-// commands of vLLM, SGLang and TensorRT-LLM for a chosen configuration. Formulas: docs/planner.md.
+// planner/serving_compare: self-hosting against API prices (break-even volume and utilisation). Formulas:
+// docs/planner.md. The launch commands of a chosen configuration are in planner/launch.hpp.
 #pragma once
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "gpu_db/gpu_db.hpp"
+#include "planner/launch.hpp"
 #include "planner/plan.hpp"
 
 namespace moeplan::planner {
@@ -50,19 +51,5 @@ SelfHostedMonth self_hosted_month(const PlanRow& self, double capacity_tokens_pe
 // (0: no monthly volume).
 ApiComparison compare_api(const gpu_db::Database& db, const std::string& model_name, const PlanRow& self,
                           std::int64_t input_tokens, std::int64_t output_tokens, double tokens_per_month = 0);
-
-struct LaunchCommand {
-  std::string engine, command, note;  // command: the one to run, on node 0 of a multi-node row
-  int row = 0;  // the plan row (1-based rank) it launches; 0: the plan's #1 without engines
-  std::string other_nodes;  // a multi-node row's command on nodes 1..N-1 ("<i>": the node's index); "" when none
-};
-
-// Suggested launch commands; `checkpoints_yaml` maps (model, format) to a published repository. A row planned for an
-// engine gets that engine's command only; a row of the plain roofline (no engine) gets vLLM's, SGLang's and
-// TensorRT-LLM's. A row over several nodes gets each engine's multi-node flags (docs/planner.md "Launch commands");
-// every flag printed is in data/engine_flags.yaml, the engines' documented options (tests/planner/test_launch.cpp).
-std::vector<LaunchCommand> launch_commands(const std::filesystem::path& checkpoints_yaml, const std::string& model_name,
-                                           const PlanRow& row, std::int64_t max_model_len, model::KvDtype kv_dtype,
-                                           double gpu_memory_utilization);
 
 }  // namespace moeplan::planner

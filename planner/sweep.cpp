@@ -52,17 +52,7 @@ Setup check_request(const PlanRequest& r) {
 // Pipeline 1/2/4; for MoE models pure TP, TP with full EP, and attention data parallel with full EP (DEP) — the
 // three families the engines ship (docs/planner.md).
 std::vector<model::ParallelLayout> layouts_for(const model::ModelConfig& m, int count) {
-  std::vector<model::ParallelLayout> out;
-  for (int pp : {1, 2, 4}) {
-    if (count % pp != 0 || pp > m.num_layers) continue;
-    const int per_stage = count / pp;
-    out.push_back({per_stage, 1, pp, 1});
-    if (m.is_moe() && per_stage > 1) {
-      out.push_back({per_stage, per_stage, pp, 1});
-      out.push_back({1, per_stage, pp, per_stage});
-    }
-  }
-  return out;
+  return model::candidate_layouts(m, count);  // shared with fit-matrix and memory --fit-gpu
 }
 
 std::vector<model::ParallelLayout> host_layouts(const model::ModelConfig& m, const std::vector<int>& ranks) {

@@ -52,6 +52,21 @@ void require_finite(double v, const char* what) {
   if (!std::isfinite(v)) throw std::invalid_argument(std::string("chart: non-finite ") + what);
 }
 
+// The box a line of text takes, estimated for layout: kCharEm of the font size per character (a sans-serif
+// average), from 0.8 of the size above the baseline to 0.2 below; `anchor` as SVG's text-anchor.
+constexpr double kCharEm = 0.6;
+struct Box {
+  double x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  bool overlaps(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
+};
+Box text_box(double x, double y, const std::string& anchor, double font_size, const std::string& text) {
+  std::size_t chars = 0;
+  for (unsigned char c : text) chars += (c & 0xC0) != 0x80;  // code points, not bytes
+  const double w = kCharEm * font_size * static_cast<double>(chars);
+  const double x0 = anchor == "end" ? x - w : anchor == "middle" ? x - w / 2 : x;
+  return {x0, y - 0.8 * font_size, x0 + w, y + 0.2 * font_size};
+}
+
 // A numeric axis: the data range widened to round numbers, mapped onto [from, to] pixels.
 struct Scale {
   double lo = 0, hi = 1;
@@ -141,22 +156,58 @@ class Frame {
   double bottom() const { return bottom_; }
   std::ostringstream& body() { return body_; }
 
-  // Grid lines and tick labels of a numeric axis along x (bottom) or y (left).
+  // Grid lines and tick labels of a numeric axis along x (bottom) or y (left). A tick label that would overlap one
+  // already drawn is left out (its grid line stays).
   void x_axis(const Scale& s) {
     for (double v : s.ticks()) {
       const std::string x = px(s(v));
       body_ << "<line class=\"grid\" x1=\"" << x << "\" y1=\"" << px(top_) << "\" x2=\"" << x << "\" y2=\"" << px(bottom_)
-            << "\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\n"
-            << "<text x=\"" << x << "\" y=\"" << px(bottom_ + 16) << "\" text-anchor=\"middle\">" << tick_text(v) << "</text>\n";
+            << "\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\n";
+      label(s(v), bottom_ + 16, "middle", kTickFont, tick_text(v), "tick");
     }
   }
   void y_axis(const Scale& s) {
     for (double v : s.ticks()) {
       const std::string y = px(s(v));
       body_ << "<line class=\"grid\" x1=\"" << px(left_) << "\" y1=\"" << y << "\" x2=\"" << px(right_) << "\" y2=\"" << y
-            << "\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\n"
-            << "<text x=\"" << px(left_ - 6) << "\" y=\"" << px(s(v) + 4) << "\" text-anchor=\"end\">" << tick_text(v) << "</text>\n";
+            << "\" stroke=\"currentColor\" stroke-opacity=\"0.15\"/>\n";
+      label(left_ - 6, s(v) + 4, "end", kTickFont, tick_text(v), "tick");
     }
+  }
+
+  // Draws `text` at (x, y) when its box overlaps no label drawn so far; returns whether it did.
+  bool label(double x, double y, const std::string& anchor, double font_size, const std::string& text, const std::string& cls) {
+    const Box b = text_box(x, y, anchor, font_size, text);
+    for (const auto& o : labels_)
+      if (b.overlaps(o)) return false;
+    labels_.push_back(b);
+    body_ << "<text class=\"" << cls << "\" x=\"" << px(x) << "\" y=\"" << px(y) << "\" text-anchor=\"" << anchor
+          << "\" font-size=\"" << px(font_size) << "\">" << xml_escape(text) << "</text>\n";
+    return true;
+  }
+
+  // A point's label beside it: the first place around the point, then farther out with a leader line, where it
+  // overlaps no other label (tick labels included) and stays inside the drawing; none when every place collides.
+  bool point_label(double cx, double cy, const std::string& text) {
+    struct Place {
+      double dx, dy;
+      const char* anchor;
+      bool leader;
+    };
+    static constexpr Place kPlaces[] = {
+        {6, -6, "start", false},   {6, 14, "start", false},   {-6, -6, "end", false},  {-6, 14, "end", false},
+        {0, -10, "middle", false}, {0, 20, "middle", false},  {18, -18, "start", true}, {-18, -18, "end", true},
+        {18, 28, "start", true},   {-18, 28, "end", true},    {0, -26, "middle", true}, {0, 36, "middle", true}};
+    for (const auto& p : kPlaces) {
+      const Box b = text_box(cx + p.dx, cy + p.dy, p.anchor, kPointFont, text);
+      if (b.x0 < 0 || b.x1 > kWidth || b.y0 < top_ - 20 || b.y1 > bottom_ + 2) continue;
+      if (!label(cx + p.dx, cy + p.dy, p.anchor, kPointFont, text, "point-label")) continue;
+      if (p.leader)
+        body_ << "<line class=\"leader\" x1=\"" << px(cx) << "\" y1=\"" << px(cy) << "\" x2=\"" << px(cx + p.dx * 0.7)
+              << "\" y2=\"" << px(cy + p.dy * (p.dy < 0 ? 0.6 : 0.5)) << "\" stroke=\"currentColor\" stroke-opacity=\"0.5\"/>\n";
+      return true;
+    }
+    return false;
   }
   void legend(const std::vector<LegendEntry>& entries) { legend_ = entries; }
 
@@ -221,9 +272,11 @@ class Frame {
     return lines;
   }
 
+  static constexpr double kTickFont = 12, kPointFont = 11;
   ChartText text_;
   double height_, left_, top_ = 0, bottom_ = 0, right_ = 0;
   std::vector<LegendEntry> legend_;
+  std::vector<Box> labels_;  // tick and point labels drawn so far
   std::ostringstream body_;
 };
 
@@ -262,6 +315,38 @@ std::string polyline(const std::vector<std::pair<double, double>>& pts, const st
   return o.str();
 }
 
+// A number in a chart's data table: whole numbers in full (context lengths, request counts), others as value_text.
+std::string data_text(double v) {
+  if (std::fabs(v) < 1e15 && v == std::floor(v)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+    return buf;
+  }
+  return value_text(v);
+}
+
+// The chart's numbers as a table (--format md): one row per data point, added by the chart kind.
+Chart chart_data(const ChartText& text, std::vector<std::string> columns, std::vector<bool> right_align) {
+  Chart c;
+  c.data.title = "Chart: " + text.title;
+  c.data.columns = std::move(columns);
+  c.data.right_align = std::move(right_align);
+  c.notes.push_back("source: " + text.source);
+  return c;
+}
+
+// A bar of text for a Markdown table: `value` of `largest` as up to kTextBarWidth full blocks (linear, whatever the
+// chart's axis), at least a thin one for a positive value.
+constexpr int kTextBarWidth = 20;
+std::string text_bar(double value, double largest) {
+  if (!(value > 0) || !(largest > 0)) return "";
+  const int n = static_cast<int>(std::lround(kTextBarWidth * value / largest));
+  if (n == 0) return "\xE2\x96\x8F";  // U+258F, a thin block
+  std::string bar;
+  for (int i = 0; i < n; ++i) bar += "\xE2\x96\x88";  // U+2588, a full block
+  return bar;
+}
+
 }  // namespace
 
 std::string xml_escape(const std::string& s) {
@@ -280,8 +365,8 @@ std::string xml_escape(const std::string& s) {
   return out;
 }
 
-std::string stacked_bar_chart(const ChartText& text, const std::vector<std::string>& segments,
-                              const std::vector<StackedBar>& bars, const std::string& limit_label) {
+Chart stacked_bar_chart(const ChartText& text, const std::vector<std::string>& segments,
+                        const std::vector<StackedBar>& bars, const std::string& limit_label) {
   std::vector<std::string> labels;
   std::vector<double> extents{0};
   for (const auto& b : bars) {
@@ -318,10 +403,31 @@ std::string stacked_bar_chart(const ChartText& text, const std::vector<std::stri
   }
   if (any_limit && !limit_label.empty()) legend.push_back({limit_label, "currentColor", true, true});
   f.legend(legend);
-  return f.finish();
+  // The table: one row per bar, its segments, total and limit in the value axis' unit, and the total as a text bar.
+  std::vector<std::string> columns{text.y_label};
+  for (const auto& s : segments) columns.push_back(s);
+  columns.push_back("total, " + text.x_label);
+  if (any_limit) columns.push_back(limit_label.empty() ? "limit" : limit_label);
+  columns.push_back("");
+  std::vector<bool> right(columns.size(), true);
+  right.front() = false;
+  right.back() = false;
+  Chart c = chart_data(text, columns, right);
+  const double largest = *std::max_element(extents.begin(), extents.end());
+  for (const auto& b : bars) {
+    std::vector<std::string> row{b.label};
+    double total = 0;
+    for (double v : b.values) row.push_back(data_text(std::max(v, 0.0))), total += std::max(v, 0.0);
+    row.push_back(data_text(total));
+    if (any_limit) row.push_back(b.limit > 0 ? data_text(b.limit) : "");
+    row.push_back(text_bar(total, largest));
+    c.data.rows.push_back(std::move(row));
+  }
+  c.svg = f.finish();
+  return c;
 }
 
-std::string bar_chart(const ChartText& text, const std::vector<Bar>& bars, bool log_x) {
+Chart bar_chart(const ChartText& text, const std::vector<Bar>& bars, bool log_x) {
   std::vector<std::string> labels;
   std::vector<double> values;
   for (const auto& b : bars) labels.push_back(b.label), values.push_back(b.value);
@@ -339,11 +445,15 @@ std::string bar_chart(const ChartText& text, const std::vector<Bar>& bars, bool 
     o << "<text class=\"value\" x=\"" << px(position(x, b.value) + 4) << "\" y=\"" << px(y + kBand / 2 + 1) << "\" font-size=\"10\">"
       << value_text(b.value) << "</text>\n";
   }
-  return f.finish();
+  Chart c = chart_data(text, {text.y_label, text.x_label, ""}, {false, true, false});
+  const double largest = values.empty() ? 0 : *std::max_element(values.begin(), values.end());
+  for (const auto& b : bars) c.data.rows.push_back({b.label + (b.highlight ? " (highlighted)" : ""), data_text(b.value), text_bar(b.value, largest)});
+  c.svg = f.finish();
+  return c;
 }
 
-std::string line_chart(const ChartText& text, const std::vector<Series>& series, bool log_x, bool log_y,
-                       const std::vector<ReferenceLine>& references) {
+Chart line_chart(const ChartText& text, const std::vector<Series>& series, bool log_x, bool log_y,
+                 const std::vector<ReferenceLine>& references) {
   std::vector<double> xs, ys;
   for (const auto& s : series) {
     if (s.x.size() != s.y.size()) throw std::invalid_argument("line_chart: x and y differ in length");
@@ -375,10 +485,15 @@ std::string line_chart(const ChartText& text, const std::vector<Series>& series,
       << xml_escape(r.label) << "</text>\n";
   }
   f.legend(legend);
-  return f.finish();
+  Chart c = chart_data(text, {"series", text.x_label, text.y_label}, {false, true, true});
+  for (const auto& s : series)
+    for (std::size_t k = 0; k < s.x.size(); ++k) c.data.rows.push_back({s.name, data_text(s.x[k]), data_text(s.y[k])});
+  for (const auto& r : references) c.notes.insert(c.notes.end() - 1, "dashed line: " + r.label + " (" + value_text(r.y) + ")");
+  c.svg = f.finish();
+  return c;
 }
 
-std::string scatter_chart(const ChartText& text, const std::vector<ScatterPoint>& points, const ScatterOptions& opt) {
+Chart scatter_chart(const ChartText& text, const std::vector<ScatterPoint>& points, const ScatterOptions& opt) {
   std::vector<double> xs, ys;
   for (const auto& p : points) xs.push_back(p.x), ys.push_back(p.y);
   if (opt.identity) {  // one range on both axes, so that y = x is the diagonal
@@ -427,12 +542,26 @@ std::string scatter_chart(const ChartText& text, const std::vector<ScatterPoint>
     const std::string name = static_cast<std::size_t>(p.series) < opt.series_names.size() ? opt.series_names[static_cast<std::size_t>(p.series)] : "";
     mark_circle(o, p.front ? "point on-front" : "point", cx, cy, colour(static_cast<std::size_t>(std::max(p.series, 0))),
                 (p.label.empty() ? name : p.label) + ": " + value_text(p.x) + ", " + value_text(p.y));
-    if (!p.label.empty())
-      o << "<text class=\"point-label\" x=\"" << px(cx + 6) << "\" y=\"" << px(cy - 6) << "\" font-size=\"11\">" << xml_escape(p.label)
-        << "</text>\n";
+    if (!p.label.empty()) f.point_label(cx, cy, p.label);
   }
   f.legend(legend);
-  return f.finish();
+  std::vector<std::string> columns{"point"};
+  if (!opt.series_names.empty()) columns.push_back("series");
+  columns.insert(columns.end(), {text.x_label, text.y_label});
+  if (opt.pareto_front) columns.push_back("Pareto front");
+  Chart c = chart_data(text, columns, std::vector<bool>(columns.size(), false));
+  std::fill(c.data.right_align.end() - (opt.pareto_front ? 3 : 2), c.data.right_align.end() - (opt.pareto_front ? 1 : 0), true);
+  for (const auto& p : points) {
+    std::vector<std::string> row{p.name.empty() ? p.label : p.name};
+    if (!opt.series_names.empty())
+      row.push_back(static_cast<std::size_t>(p.series) < opt.series_names.size() ? opt.series_names[static_cast<std::size_t>(p.series)] : "");
+    row.insert(row.end(), {data_text(p.x), data_text(p.y)});
+    if (opt.pareto_front) row.push_back(p.front ? "yes" : "");
+    c.data.rows.push_back(std::move(row));
+  }
+  if (opt.identity) c.notes.insert(c.notes.begin(), "y = x" + (opt.band > 0 ? " with a band of ± " + value_text(opt.band * 100) + " %" : std::string()) + " marks a perfect prediction");
+  c.svg = f.finish();
+  return c;
 }
 
 }  // namespace moeplan::reports

@@ -1,11 +1,14 @@
 // reports/charts: SVG charts drawn from plain numbers, for the HTML reports (--format html, moeplan report). One
 // function per chart kind; the frame they share (scales, ticks, axes, legend, title, source line) is written once in
 // charts.cpp. Every data mark carries class "mark" and a <title> with its value, so a chart of N points has exactly
-// N elements of class "mark". Colours are fixed fills readable on light and dark pages; text, axes and grid use
+// N elements of class "mark"; the Chart's data table has one row per point (a bar, a stacked bar, a point), in the
+// axes' units, with a text bar for bar charts. Colours are fixed fills readable on light and dark pages; text, axes and grid use
 // currentColor and follow the page. Values must be finite (std::invalid_argument otherwise: a caller's bug).
 #pragma once
 #include <string>
 #include <vector>
+
+#include "reports/render.hpp"
 
 namespace moeplan::reports {
 
@@ -24,7 +27,7 @@ struct StackedBar {
   std::vector<double> values;  // one per segment, in the y axis unit
   double limit = 0;
 };
-std::string stacked_bar_chart(const ChartText& text, const std::vector<std::string>& segments,
+Chart stacked_bar_chart(const ChartText& text, const std::vector<std::string>& segments,
                               const std::vector<StackedBar>& bars, const std::string& limit_label = "");
 
 // Horizontal bars, one per item, drawn in the given order; `highlight` bars take the accent colour.
@@ -33,7 +36,7 @@ struct Bar {
   double value = 0;
   bool highlight = false;
 };
-std::string bar_chart(const ChartText& text, const std::vector<Bar>& bars, bool log_x = false);
+Chart bar_chart(const ChartText& text, const std::vector<Bar>& bars, bool log_x = false);
 
 // Lines through points, one per series, each point a circle; `references` draw labelled horizontal dashed lines.
 struct Series {
@@ -44,7 +47,7 @@ struct ReferenceLine {
   std::string label;
   double y = 0;
 };
-std::string line_chart(const ChartText& text, const std::vector<Series>& series, bool log_x = false, bool log_y = false,
+Chart line_chart(const ChartText& text, const std::vector<Series>& series, bool log_x = false, bool log_y = false,
                        const std::vector<ReferenceLine>& references = {});
 
 // Points; optional overlays: the Pareto front (points with `front`, joined in x order), y = x with a band of
@@ -54,6 +57,7 @@ struct ScatterPoint {
   int series = 0;        // index into ScatterOptions::series_names (colour and legend)
   std::string label;     // drawn beside the point when not empty
   bool front = false;    // on the Pareto front
+  std::string name;      // what the data table calls the point (empty: its label)
 };
 struct ScatterOptions {
   std::vector<std::string> series_names;  // legend; empty: one unnamed series
@@ -62,7 +66,7 @@ struct ScatterOptions {
   bool identity = false;      // draw y = x
   double band = 0;            // > 0 with identity: the band y = x (1 ± band)
 };
-std::string scatter_chart(const ChartText& text, const std::vector<ScatterPoint>& points, const ScatterOptions& options);
+Chart scatter_chart(const ChartText& text, const std::vector<ScatterPoint>& points, const ScatterOptions& options);
 
 // Escapes &, <, >, " and ' for XML/HTML text and attribute values.
 std::string xml_escape(const std::string& s);

@@ -142,7 +142,7 @@ void html_body(std::ostringstream& out, const Report& r) {
     for (std::size_t i = 0; i < r.header.size(); ++i) out << (i ? "<br/>\n" : "") << xml_escape(r.header[i]);
     out << "</p>\n";
   }
-  for (const auto& svg : r.charts) out << "<figure>\n" << svg << "</figure>\n";
+  for (const auto& c : r.charts) out << "<figure>\n" << c.svg << "</figure>\n";
   for (const auto& t : r.tables) html_table(out, t);
   if (!r.notes.empty()) {
     out << "<ul class=\"notes\">\n";
@@ -195,6 +195,11 @@ std::string render(const Report& r, Format f) {
     case Format::md:
       for (const auto& h : r.header) out << h << "  \n";
       out << "\n";
+      for (const auto& c : r.charts) {  // the page's charts as tables of their numbers
+        md_table(out, c.data);
+        for (const auto& n : c.notes) out << n << "  \n";
+        out << "\n";
+      }
       for (const auto& t : r.tables) md_table(out, t);
       for (const auto& n : r.notes) out << "- " << n << "\n";
       break;

@@ -20,11 +20,19 @@ struct Table {
   std::vector<std::vector<std::string>> rows;
 };
 
+// A chart: the SVG drawing (--format html) and the numbers it plots as a table (--format md), one row per data point
+// (a bar, a stacked bar, a point of a line or a scatter), with the lines that go with it (reference lines, source).
+struct Chart {
+  std::string svg;
+  Table data;                      // title "Chart: <the chart's title>"
+  std::vector<std::string> notes;  // reference lines, "source: ..."
+};
+
 struct Report {
   std::vector<std::string> header;   // lines printed before the tables
   std::vector<Table> tables;
   std::vector<std::string> notes;    // lines printed after the tables
-  std::vector<std::string> charts;   // SVG elements (reports/charts.hpp), drawn by --format html only
+  std::vector<Chart> charts;         // reports/charts.hpp: drawn by --format html, given as tables by --format md
   nlohmann::json json;               // the machine-readable result (--format json)
 };
 

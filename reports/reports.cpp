@@ -117,6 +117,7 @@ Report gpus_report(const gpu_db::Database& db, const std::vector<const gpu_db::G
   t.columns = {"gpu", "vendor", "memory", "GB/s", "bf16 TF", "fp8 TF", "fp4 TF", "interconnect", "TDP W", "$/GPU-h", "source date"};
   t.right_align = {false, false, true, true, true, true, true, false, true, true, false};
   r.json = json::array();
+  std::vector<std::string> unverified_launch;  // "name date" of launch dates their source was not seen to state
   for (const auto* g : gpus) {
     // The price plan uses by default (docs/planner.md "Cost"): flagged rows are never it.
     const auto price = db.choose_price(g->name, [](const std::string&) { return true; }, false);
@@ -134,7 +135,11 @@ Report gpus_report(const gpu_db::Database& db, const std::vector<const gpu_db::G
               {"fp4_format", g->fp4_format}, {"interconnect", g->interconnect},
               {"interconnect_bytes_per_s_bidir", g->interconnect_bytes_per_s_bidir ? json(*g->interconnect_bytes_per_s_bidir) : json()},
               {"pcie_gen", g->pcie_gen}, {"gpus_per_node", g->gpus_per_node}, {"tdp_w", g->tdp_w},
-              {"confidence", g->confidence}, {"source", g->source}, {"date", g->date}};
+              {"confidence", g->confidence}, {"source", g->source}, {"date", g->date},
+              {"launch_date", g->launch_date.empty() ? json() : json(g->launch_date)},
+              {"launch_source", g->launch_source.empty() ? json() : json(g->launch_source)},
+              {"launch_verified", g->launch_date.empty() ? json() : json(g->launch_verified)}};
+    if (!g->launch_date.empty() && !g->launch_verified) unverified_launch.push_back(g->name + " " + g->launch_date);
     if (price)
       j["default_price"] = {{"provider", price->provider}, {"usd_per_gpu_hour", price->usd_per_gpu_hour},
                             {"date", price->date}, {"source", price->source},
@@ -146,6 +151,9 @@ Report gpus_report(const gpu_db::Database& db, const std::vector<const gpu_db::G
     r.json.push_back(std::move(j));
   }
   r.tables.push_back(std::move(t));
+  if (!unverified_launch.empty())
+    r.notes.push_back("launch dates not verified against their cited source (data/gpus.yaml launch_verified: false; "
+                      "they flag price rows dated before them all the same): " + join(unverified_launch, ", "));
   r.notes.push_back("TF = dense tensor TFLOPS (never the 2:4-sparse figure); fp16 shown where the GPU has no bf16; "
                     "$/GPU-h = the default price plan uses: the cheapest on-demand row of data/prices/gpu_hourly.yaml "
                     "with confidence medium or high and no flag, else the cheapest unflagged one (docs/planner.md \"Cost\")");

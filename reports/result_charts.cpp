@@ -29,7 +29,7 @@ std::string rank_label(std::size_t rank) {
   return s;
 }
 
-std::string vram_chart(const std::string& title, const std::string& source, const std::vector<VramBar>& bars, bool host_mode) {
+Chart vram_chart(const std::string& title, const std::string& source, const std::vector<VramBar>& bars, bool host_mode) {
   // Segments: the weight modules any bar holds, then KV, activations, overhead and free.
   std::vector<int> modules;
   for (int i = 0; i < model::kModuleCount; ++i)
@@ -63,7 +63,7 @@ std::vector<std::size_t> cost_speed_rows(const planner::PlanResult& result, std:
   return out;
 }
 
-std::string cost_speed_chart(const planner::PlanResult& result, std::size_t ranked, std::size_t labelled,
+Chart cost_speed_chart(const planner::PlanResult& result, std::size_t ranked, std::size_t labelled,
                              const std::string& source) {
   ScatterOptions opt;
   opt.log_x = false;
@@ -73,14 +73,14 @@ std::string cost_speed_chart(const planner::PlanResult& result, std::size_t rank
   for (std::size_t i : cost_speed_rows(result, ranked)) {
     const auto& r = result.rows[i];
     points.push_back({r.output_tokens_per_s_per_user, r.usd_per_m_blended_tokens, series_index(opt.series_names, engine_name(r)),
-                      i < labelled ? rank_label(i + 1) : "", r.pareto});
+                      i < labelled ? rank_label(i + 1) : "", r.pareto, rank_label(i + 1)});
   }
   return scatter_chart({"cost against speed per user: the first " + std::to_string(ranked) + " ranked rows and the Pareto front",
                         "output tokens/s per user (1000 / TPOT)", "$/M tokens blended (log)", source},
                        points, opt);
 }
 
-std::string api_price_chart(const planner::ApiComparison& c, const std::string& self_label, const std::string& source) {
+Chart api_price_chart(const planner::ApiComparison& c, const std::string& self_label, const std::string& source) {
   std::vector<Bar> bars;
   for (const auto& o : c.offers) bars.push_back({o.price.provider + " (" + o.price.date + ")", o.usd_per_m_blended, false});
   bars.push_back({self_label, c.self_usd_per_m_blended, true});
@@ -90,7 +90,7 @@ std::string api_price_chart(const planner::ApiComparison& c, const std::string& 
                    bars);
 }
 
-std::string published_chart(const simulator::PublishedSummary& s, const std::string& source) {
+Chart published_chart(const simulator::PublishedSummary& s, const std::string& source) {
   ScatterOptions opt;
   opt.log_x = opt.log_y = true;
   opt.identity = true;
@@ -99,14 +99,14 @@ std::string published_chart(const simulator::PublishedSummary& s, const std::str
   for (const auto& r : s.rows) {
     if (!r.failure.empty() || r.point.value <= 0 || r.predicted <= 0) continue;
     const std::string engine = r.engine.empty() ? r.point.engine : r.engine;
-    points.push_back({r.point.value, r.predicted, series_index(opt.series_names, engine), "", false});
+    points.push_back({r.point.value, r.predicted, series_index(opt.series_names, engine), "", false, r.point.id});
   }
   return scatter_chart({"predicted against measured (each row in its own unit: tokens/s or ms)", "measured (log)",
                         "predicted by moeplan simulate (log)", source},
                        points, opt);
 }
 
-std::string throughput_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, const std::string& source) {
+Chart throughput_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, const std::string& source) {
   Series s{"output tokens/s", {}, {}};
   for (const auto& p : points) s.x.push_back(static_cast<double>(p.concurrency)), s.y.push_back(p.output_tokens_per_s);
   return line_chart({"throughput against concurrency: " + config, "requests in flight (closed loop, log)",
@@ -114,7 +114,7 @@ std::string throughput_chart(const std::string& config, const std::vector<Concur
                     {s}, true, false);
 }
 
-std::string tpot_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, double slo_tpot_ms,
+Chart tpot_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, double slo_tpot_ms,
                        const std::string& source) {
   Series p50{"TPOT p50", {}, {}}, p90{"TPOT p90", {}, {}};
   for (const auto& p : points) {
@@ -130,7 +130,7 @@ std::string tpot_chart(const std::string& config, const std::vector<ConcurrencyP
                     {p50, p90}, true, false, refs);
 }
 
-std::string context_chart(const std::string& config, const std::vector<ContextCurve>& curves, double usable_bytes,
+Chart context_chart(const std::string& config, const std::vector<ContextCurve>& curves, double usable_bytes,
                           const std::string& source) {
   std::vector<Series> series;
   for (const auto& c : curves) {

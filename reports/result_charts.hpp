@@ -8,6 +8,7 @@
 
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
+#include "reports/render.hpp"
 #include "simulator/memory.hpp"
 #include "simulator/published.hpp"
 
@@ -22,21 +23,21 @@ struct VramBar {
   std::string label;
   simulator::MemoryBreakdown memory;
 };
-std::string vram_chart(const std::string& title, const std::string& source, const std::vector<VramBar>& bars, bool host_mode);
+Chart vram_chart(const std::string& title, const std::string& source, const std::vector<VramBar>& bars, bool host_mode);
 
 // The plan rows a cost/speed chart plots (indices into result.rows): the first `ranked` rows and every Pareto row.
 std::vector<std::size_t> cost_speed_rows(const planner::PlanResult& result, std::size_t ranked);
 // Blended $/M tokens against output tokens/s per user, one colour per engine, the Pareto front joined, and the
 // first `labelled` rows named #1, #2, ...
-std::string cost_speed_chart(const planner::PlanResult& result, std::size_t ranked, std::size_t labelled,
+Chart cost_speed_chart(const planner::PlanResult& result, std::size_t ranked, std::size_t labelled,
                              const std::string& source);
 
 // Blended $/M of every API offer and of the self-hosted row (highlighted), cheapest first.
-std::string api_price_chart(const planner::ApiComparison& comparison, const std::string& self_label, const std::string& source);
+Chart api_price_chart(const planner::ApiComparison& comparison, const std::string& self_label, const std::string& source);
 
 // Predicted against measured for the rows that ran (log-log, one colour per engine), y = x and the ±25 % band
 // the summary's "within 25 %" counts.
-std::string published_chart(const simulator::PublishedSummary& summary, const std::string& source);
+Chart published_chart(const simulator::PublishedSummary& summary, const std::string& source);
 
 // One configuration simulated at several closed-loop concurrencies.
 struct ConcurrencyPoint {
@@ -44,8 +45,8 @@ struct ConcurrencyPoint {
   double output_tokens_per_s = 0;   // the replica
   double tpot_ms_p50 = 0, tpot_ms_p90 = 0;
 };
-std::string throughput_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, const std::string& source);
-std::string tpot_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, double slo_tpot_ms,
+Chart throughput_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, const std::string& source);
+Chart tpot_chart(const std::string& config, const std::vector<ConcurrencyPoint>& points, double slo_tpot_ms,
                        const std::string& source);
 
 // Memory per GPU against context length (one sequence), one line per precision; the usable memory as a reference.
@@ -53,7 +54,7 @@ struct ContextCurve {
   std::string precision;
   std::vector<double> context_tokens, total_bytes;
 };
-std::string context_chart(const std::string& config, const std::vector<ContextCurve>& curves, double usable_bytes,
+Chart context_chart(const std::string& config, const std::vector<ContextCurve>& curves, double usable_bytes,
                           const std::string& source);
 
 }  // namespace moeplan::reports

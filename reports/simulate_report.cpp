@@ -75,7 +75,7 @@ Table breakdown_table(const std::string& title, const std::vector<simulator::OpT
 }
 
 // The same rows as bars of time per step (simulate --breakdown, --format html).
-std::string breakdown_chart(const std::string& title, const std::string& source, const std::vector<simulator::OpTime>& ops) {
+Chart breakdown_chart(const std::string& title, const std::string& source, const std::vector<simulator::OpTime>& ops) {
   double total = 0;
   std::vector<Bar> bars;
   for (const auto& [key, r] : op_rows(ops, total)) bars.push_back({key + " x" + std::to_string(r.layers), r.time_s * 1e6, false});

@@ -16,6 +16,8 @@ std::string gb(double bytes) { return format_fixed(bytes / 1e9, 2); }
 
 std::string layout_text(const model::ParallelLayout& l) {
   std::string s = "tp" + std::to_string(l.tp);
+  if (l.ep > 1) s += " ep" + std::to_string(l.ep);
+  if (l.dp > 1) s += " dp" + std::to_string(l.dp);
   if (l.pp > 1) s += " pp" + std::to_string(l.pp);
   return s;
 }
@@ -35,8 +37,9 @@ Report fit_matrix_report(const simulator::FitMatrixRequest& q, const simulator::
                   with_commas(q.context_tokens) + " tokens of context, KV " + model::kv_dtype_name(q.kv_dtype) + " (" +
                   model::kv_mode_name(q.kv_mode) + "), usable memory " +
                   format_fixed(100.0 * q.gpu_memory_utilization, 0) + " % of each GPU",
-              "GPUs: the smallest count that fits (up to " + std::to_string(q.max_gpus) + "); layout: tp = count, or "
-              "the widest tensor-parallel group in a node x pipeline stages, or tp across nodes (docs/views.md)"};
+              "GPUs: the smallest count that fits (up to " + std::to_string(q.max_gpus) + "); layout: at that count, "
+              "the one with the most free memory of tp = count, the widest tensor-parallel group in a node x pipeline "
+              "stages, tp across nodes, and the planner's TP, TP+EP and attention-DP+EP layouts (docs/views.md)"};
   Table t;
   t.columns = {"gpu", "precision", "GPUs", "layout", "nodes", "weights GB/GPU", "used GB/GPU", "usable GB/GPU",
                "free", "headroom", "max concurrency", "note"};
@@ -136,9 +139,9 @@ json host_row_json(const simulator::HostRow& row) {
   return j;
 }
 
-std::string recommended_text(const simulator::HostRow& row) {
-  return row.recommended ? format_fixed(row.recommended->gb, 0) + " GB" : "above " +
-      format_fixed(simulator::standard_ram_sizes().back().gb, 0) + " GB";
+std::string recommended_text(const simulator::HostRow& row, const std::vector<simulator::RamSize>& sizes) {
+  if (row.recommended) return format_fixed(row.recommended->gb, 0) + " GB";
+  return sizes.empty() ? "-" : "above " + format_fixed(sizes.back().gb, 0) + " GB";
 }
 
 }  // namespace
@@ -173,26 +176,26 @@ Report host_view_report(const simulator::HostViewRequest& q, const simulator::Ho
             {"rows", json::array()},
             {"standard_ram_gb", json::array()},
             {"assumptions", v.notes}};
-  for (const auto& s : simulator::standard_ram_sizes()) r.json["standard_ram_gb"].push_back({{"gb", s.gb}, {"reason", s.reason}});
+  for (const auto& s : q.ram_sizes) r.json["standard_ram_gb"].push_back({{"gb", s.gb}, {"reason", s.reason}, {"source", s.source}});
   for (const auto& row : v.rows) {
     r.json["rows"].push_back(host_row_json(row));
     const std::string fits = row.fits ? "yes" : "no";
     if (!row.offload) {
       t.rows.push_back({row.device, row.kind, row.precision, gb(row.ram_capacity_bytes), gb(row.ram_needed_bytes), fits,
-                        gb(row.ram_free_bytes), recommended_text(row), rate_text(row.decode_tokens_per_s),
+                        gb(row.ram_free_bytes), recommended_text(row, q.ram_sizes), rate_text(row.decode_tokens_per_s),
                         rate_text(row.prompt_tokens_per_s), row.why_not});
     } else {
       const auto& g = *row.gpu_memory;
       const auto& h = *row.host_memory;
       const double g_used = g.weights_bytes + g.kv_bytes + g.activation_bytes + g.overhead_bytes;
       o.rows.push_back({row.device, row.precision, gb(g.usable_bytes), gb(g_used), gb(g.free_bytes), gb(h.capacity_bytes),
-                        gb(h.weights_bytes), gb(h.free_bytes), fits, recommended_text(row), rate_text(row.decode_tokens_per_s),
+                        gb(h.weights_bytes), gb(h.free_bytes), fits, recommended_text(row, q.ram_sizes), rate_text(row.decode_tokens_per_s),
                         rate_text(row.prompt_tokens_per_s), row.why_not});
     }
   }
   r.tables.push_back(std::move(t));
   if (!o.rows.empty()) r.tables.push_back(std::move(o));
-  r.notes.push_back("recommended RAM: the smallest standard size (DIMM count x DIMM size; docs/views.md) whose " +
+  r.notes.push_back("recommended RAM: the smallest standard size (DIMM count x DIMM size, data/ram_sizes.yaml) whose " +
                     format_fixed(100 * simulator::kHostUsableShare, 0) +
                     " % holds the RAM needed (the rest left to the OS and llama.cpp's buffers, as simulate assumes for "
                     "offload hosts); GB = 1e9 bytes");
@@ -208,9 +211,7 @@ Report memory_sweep_report(const simulator::MemorySweepRequest& q, const simulat
   const std::string where = b.host_mode ? b.device_name : std::to_string(b.layout.gpus()) + " x " + b.device_name;
   Report r;
   r.header = {"memory per " + std::string(b.host_mode ? "host" : "GPU") + " against " + simulator::sweep_axis_name(q.axis) +
-                  ": " + m.name + " on " + where + " (" + layout_text(b.layout) +
-                  (b.layout.ep > 1 ? " ep" + std::to_string(b.layout.ep) : "") +
-                  (b.layout.dp > 1 ? " dp" + std::to_string(b.layout.dp) : "") + "), KV " + model::kv_dtype_name(b.kv_dtype) +
+                  ": " + m.name + " on " + where + " (" + layout_text(b.layout) + "), KV " + model::kv_dtype_name(b.kv_dtype) +
                   " (" + model::kv_mode_name(b.kv_mode) + "), " +
                   (by_context ? with_commas(b.concurrency) + " sequence(s)" : with_commas(b.context_tokens) + " tokens of context"),
               "GB per " + std::string(b.host_mode ? "host" : "GPU") + ": weights + KV + activations + overhead, as moeplan memory "

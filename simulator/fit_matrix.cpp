@@ -80,6 +80,24 @@ bool computes_natively(const gpu_db::GpuSpec& g, const model::Precision& p) {
 
 }  // namespace
 
+std::vector<std::vector<model::ParallelLayout>> fit_layouts_by_count(const model::ModelConfig& m, int gpus_per_node, int max_gpus) {
+  std::vector<std::vector<model::ParallelLayout>> by_count(static_cast<std::size_t>(std::max(max_gpus, 0)) + 1);
+  for (const auto& l : fit_layouts(m, gpus_per_node, max_gpus)) by_count[static_cast<std::size_t>(l.gpus())].push_back(l);
+  const auto same = [](const model::ParallelLayout& a, const model::ParallelLayout& b) {
+    return a.tp == b.tp && a.ep == b.ep && a.pp == b.pp && a.dp == b.dp;
+  };
+  for (int count = 1; count <= max_gpus; ++count) {
+    auto& at = by_count[static_cast<std::size_t>(count)];
+    for (const auto& l : model::candidate_layouts(m, count))
+      if (model::layout_problem(m, l).empty() && std::none_of(at.begin(), at.end(), [&](const auto& o) { return same(o, l); }))
+        at.push_back(l);
+  }
+  std::vector<std::vector<model::ParallelLayout>> out;
+  for (auto& at : by_count)
+    if (!at.empty()) out.push_back(std::move(at));
+  return out;
+}
+
 FitMatrix fit_matrix(const FitMatrixRequest& r) {
   if (r.model == nullptr) throw InputError("fit-matrix needs a model");
   if (r.context_tokens <= 0) throw InputError("--context must be a positive number of tokens");
@@ -88,7 +106,7 @@ FitMatrix fit_matrix(const FitMatrixRequest& r) {
   const model::ModelConfig& m = *r.model;
   FitMatrix out;
   for (const auto* gpu : r.gpus) {
-    const auto layouts = fit_layouts(m, gpu->gpus_per_node, r.max_gpus);
+    const auto counts = fit_layouts_by_count(m, gpu->gpus_per_node, r.max_gpus);
     for (const auto& precision : r.precisions) {
       const model::GroupBytes bytes = model::group_bytes(m, precision);
       FitCell c;
@@ -96,26 +114,30 @@ FitMatrix fit_matrix(const FitMatrixRequest& r) {
       c.precision = precision.spec;
       c.native_compute = computes_natively(*gpu, precision);
       c.compute_dtype = precision.format->compute_dtype;
-      for (const auto& layout : layouts) {
-        MemoryRequest q;
-        q.model = &m;
-        q.precision = precision;
-        q.layout = layout;
-        q.kv_dtype = r.kv_dtype;
-        q.kv_mode = r.kv_mode;
-        q.context_tokens = r.context_tokens;
-        q.concurrency = r.concurrency;
-        q.max_num_batched_tokens = r.max_num_batched_tokens;
-        q.group_bytes = &bytes;
-        q.capacity_bytes = gpu->memory_bytes;
-        q.device_name = gpu->name;
-        q.overhead.gpu_memory_utilization = r.gpu_memory_utilization;
-        c.memory = memory_breakdown(q);
-        c.layout = layout;
-        if (c.memory.fits) {
-          c.fits = true;
-          break;
+      MemoryRequest q;
+      q.model = &m;
+      q.precision = precision;
+      q.kv_dtype = r.kv_dtype;
+      q.kv_mode = r.kv_mode;
+      q.context_tokens = r.context_tokens;
+      q.concurrency = r.concurrency;
+      q.max_num_batched_tokens = r.max_num_batched_tokens;
+      q.group_bytes = &bytes;
+      q.capacity_bytes = gpu->memory_bytes;
+      q.device_name = gpu->name;
+      q.overhead.gpu_memory_utilization = r.gpu_memory_utilization;
+      // The smallest count where a layout fits; there, the layout with the most free memory (the first on a tie).
+      for (const auto& at_count : counts) {
+        for (std::size_t i = 0; i < at_count.size(); ++i) {
+          q.layout = at_count[i];
+          const MemoryBreakdown b = memory_breakdown(q);
+          if (i == 0 || (b.fits && (!c.fits || b.free_bytes > c.memory.free_bytes))) {
+            c.memory = b;
+            c.layout = at_count[i];
+            c.fits = b.fits;
+          }
         }
+        if (c.fits) break;
       }
       if (c.fits) {
         c.gpus = c.layout.gpus();

@@ -69,6 +69,11 @@ struct FitMatrix {
 // divides the model, times pp pipeline stages (pp divides the layers); otherwise, beyond a node, tp = count across
 // nodes (models whose layer count allows no even pipeline split). Counts with none of these are skipped.
 std::vector<model::ParallelLayout> fit_layouts(const model::ModelConfig& model, int gpus_per_node, int max_gpus);
+// Every layout tried, grouped by count (ascending; counts with none left out): fit_layouts' one first, then the
+// planner's (model::candidate_layouts: TP, TP+EP and attention-DP+EP over 1, 2 or 4 stages) that the model allows,
+// each once. fit_matrix takes the smallest count where one fits and, there, the one with the most free memory.
+std::vector<std::vector<model::ParallelLayout>> fit_layouts_by_count(const model::ModelConfig& model, int gpus_per_node,
+                                                                     int max_gpus);
 
 // Throws InputError for impossible requests (context above the model's limit, non-positive numbers).
 FitMatrix fit_matrix(const FitMatrixRequest& request);

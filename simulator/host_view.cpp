@@ -65,7 +65,7 @@ HostRow ram_row(const HostViewRequest& r, const HostTarget& t, const model::Prec
   row.ram_free_bytes = std::max(0.0, mem.free_bytes);
   row.weights_bytes = mem.weights.total;
   row.kv_bytes = mem.kv_bytes;
-  row.recommended = recommended_ram_size(mem.total_bytes);
+  row.recommended = recommended_ram_size(mem.total_bytes, r.ram_sizes);
   row.fits = mem.fits;
   if (!row.fits) row.why_not = "needs " + format_gb(mem.total_bytes) + " of " + format_gb(mem.capacity_bytes) + " RAM";
   else simulate_speeds(q, row);
@@ -109,7 +109,7 @@ HostRow offload_row(const HostViewRequest& r, const Hardware& gpu, const model::
   row.ram_needed_bytes = moved;
   row.ram_free_bytes = h.free_bytes;
   row.weights_bytes = moved;
-  row.recommended = recommended_ram_size(moved);
+  row.recommended = recommended_ram_size(moved, r.ram_sizes);
   row.fits = g.fits && h.fits;
   if (!g.fits) row.why_not = "GPU needs " + format_gb(g_used) + " of " + format_gb(g.usable_bytes) + " usable";
   else if (!h.fits) row.why_not = "experts need " + format_gb(moved) + " of " + format_gb(h.usable_bytes) + " usable RAM";
@@ -121,35 +121,11 @@ HostRow offload_row(const HostViewRequest& r, const Hardware& gpu, const model::
 
 }  // namespace
 
-// DIMM sizes: DDR5 UDIMMs come in 8, 16, 24, 32, 48 and 64 GB, RDIMMs in 32-256 GB (JEDEC DDR5 densities of 16, 24
-// and 32 Gbit per die); a size is standard when a usual slot count fills it with equal DIMMs: 2 or 4 slots on desktops,
-// one DIMM per channel on 8- and 12-channel servers (data/hosts.yaml lists such hosts).
-const std::vector<RamSize>& standard_ram_sizes() {
-  static const std::vector<RamSize> kSizes = {
-      {16, "2 x 8 GB (desktop, 2 channels)"},
-      {32, "2 x 16 GB"},
-      {48, "2 x 24 GB (DDR5)"},
-      {64, "2 x 32 GB"},
-      {96, "2 x 48 GB (DDR5)"},
-      {128, "4 x 32 GB or 2 x 64 GB"},
-      {192, "4 x 48 GB (DDR5 desktop)"},
-      {256, "4 x 64 GB (DDR5 desktop maximum) or 8 x 32 GB"},
-      {384, "12 x 32 GB RDIMM (12-channel server)"},
-      {512, "8 x 64 GB RDIMM (8-channel server)"},
-      {768, "12 x 64 GB RDIMM"},
-      {1024, "8 x 128 GB RDIMM"},
-      {1536, "12 x 128 GB RDIMM"},
-      {2048, "8 x 256 GB RDIMM"},
-      {3072, "12 x 256 GB RDIMM (one socket)"},
-      {6144, "24 x 256 GB RDIMM (two sockets)"}};
-  return kSizes;
-}
-
-const RamSize* recommended_ram_size(double needed_bytes) {
-  if (!(needed_bytes >= 0)) return nullptr;
-  for (const auto& s : standard_ram_sizes())
-    if (needed_bytes <= s.gb * kBytesPerGb * kHostUsableShare) return &s;
-  return nullptr;
+std::optional<RamSize> recommended_ram_size(double needed_bytes, const std::vector<RamSize>& sizes) {
+  if (!(needed_bytes >= 0)) return std::nullopt;
+  for (const auto& s : sizes)
+    if (needed_bytes <= s.gb * kBytesPerGb * kHostUsableShare) return s;
+  return std::nullopt;
 }
 
 HostTarget host_target(const gpu_db::Database& db, const std::filesystem::path& data_dir, const gpu_db::HostSpec& host,

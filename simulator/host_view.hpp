@@ -20,15 +20,11 @@
 
 namespace moeplan::simulator {
 
-// A RAM size one can buy, and why it is one (DIMM counts x DIMM sizes; docs/views.md).
-struct RamSize {
-  double gb = 0;
-  const char* reason = "";
-};
-const std::vector<RamSize>& standard_ram_sizes();  // ascending
-// The smallest standard size that holds `needed_bytes` with kHostUsableShare of it usable (the OS and llama.cpp's
-// host buffers keep the rest, as simulate assumes for offload hosts); nullptr when none does.
-const RamSize* recommended_ram_size(double needed_bytes);
+// A RAM size one can buy (data/ram_sizes.yaml, gpu_db::Database::ram_sizes(): DIMM counts x DIMM sizes).
+using RamSize = gpu_db::RamSize;
+// The smallest of `sizes` (ascending) that holds `needed_bytes` with kHostUsableShare of it usable (the OS and
+// llama.cpp's host buffers keep the rest, as simulate assumes for offload hosts); nullopt when none does.
+std::optional<RamSize> recommended_ram_size(double needed_bytes, const std::vector<RamSize>& sizes);
 
 // One host as simulate prices it: a measured profile when hosts.yaml names one, else llama.cpp's rates
 // (simulator::llamacpp_host). `notes` receives where each figure came from.
@@ -53,6 +49,7 @@ struct HostViewRequest {
   std::optional<model::KvDtype> kv_dtype;   // unset: the engine's (llama.cpp keeps f16)
   model::KvMode kv_mode = model::KvMode::model_aware;
   double gpu_memory_utilization = 0.90;     // offload rows: share of GPU memory usable
+  std::vector<RamSize> ram_sizes;           // the sizes "recommended RAM" picks from (gpu_db::Database::ram_sizes())
 };
 
 struct HostRow {
@@ -66,7 +63,7 @@ struct HostRow {
   double ram_needed_bytes = 0;   // weights + KV + activations in RAM
   double ram_free_bytes = 0;     // max(0, usable - needed)
   double weights_bytes = 0, kv_bytes = 0;  // in RAM
-  const RamSize* recommended = nullptr;    // next standard size for the RAM needed (nullptr: above the list)
+  std::optional<RamSize> recommended;      // next standard size for the RAM needed (none: above the list)
   // Offload rows: the GPU's memory (weights left on it, KV, activations, overhead) and the host's, apart.
   std::optional<DeviceMemory> gpu_memory, host_memory;
   bool fits = false;

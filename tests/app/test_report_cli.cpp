@@ -171,3 +171,39 @@ TEST_CASE("report: -o FILE.md writes Markdown, a missing directory exits 2 and w
   CHECK(run(small({"--format", "pdf"})).code == 2);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("report: --format md gives every chart of the HTML page as a table with one row per point") {
+  const auto html = run(small({}));
+  const auto md = run(small({"--format", "md"}));
+  REQUIRE(html.code == 0);
+  REQUIRE(md.code == 0);
+  // The points of each SVG chart, in page order: a bar chart's bars (its category labels), else its marks.
+  std::vector<std::size_t> points;
+  for (auto at = html.out.find("<svg"); at != std::string::npos; at = html.out.find("<svg", at + 1)) {
+    const std::string svg = html.out.substr(at, html.out.find("</svg>", at) - at);
+    const std::size_t bars = count_of(svg, "class=\"category\"");
+    points.push_back(bars > 0 ? bars : count_of(svg, "class=\"mark"));
+  }
+  REQUIRE(points.size() == 6);
+  // The Markdown: a "### Chart: ..." table per chart, in the same order, with as many rows as points.
+  std::vector<std::size_t> rows;
+  std::istringstream lines(md.out);
+  std::string line;
+  bool in_chart = false;
+  int table_line = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("### ", 0) == 0) {
+      in_chart = line.rfind("### Chart: ", 0) == 0;
+      if (in_chart) rows.push_back(0);
+      table_line = 0;
+    } else if (in_chart && line.rfind("|", 0) == 0) {
+      if (++table_line > 2) ++rows.back();  // after the header and the alignment line
+    } else if (in_chart && !line.empty()) {
+      in_chart = false;  // the chart's notes follow its table
+    }
+  }
+  CHECK(rows == points);
+  CHECK(md.out.find("<svg") == std::string::npos);
+  // The API chart's bars come with a text bar; the cheapest offer's is the shortest.
+  CHECK(md.out.find("\xE2\x96\x88") != std::string::npos);
+}

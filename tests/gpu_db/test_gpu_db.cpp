@@ -121,6 +121,10 @@ TEST_CASE("bad data files are reported with file and line") {
                     Catch::Contains("exceeds mem_bandwidth_tb_s"));
   CHECK_THROWS_WITH(Database::load(data_with("gpus.yaml", gpu + "{stream_tb_s: 1.5, date: d}}\n")),
                     Catch::Contains("missing key 'source'"));
+  CHECK_THROWS_WITH(Database::load(data_with("ram_sizes.yaml", "ram_sizes:\n  - {gb: 64, dimms: a, source: s}\n  - {gb: 32, dimms: b, source: s}\n")),
+                    Catch::Contains("ram_sizes.yaml:3") && Catch::Contains("ascending"));
+  CHECK_THROWS_WITH(Database::load(data_with("ram_sizes.yaml", "ram_sizes:\n  - {gb: 64, dimms: a}\n")),
+                    Catch::Contains("missing key 'source'"));
   CHECK_THROWS_WITH(Database::load(data_with("links.yaml", "links:\n  - name: x\n    bogus: 1\n")),
                     Catch::Contains("links.yaml:2") && Catch::Contains("unknown key 'bogus'"));
   CHECK_THROWS_WITH(
@@ -163,8 +167,26 @@ TEST_CASE("every priced GPU has a sourced launch date, and price rows before it 
       packet = true;
       REQUIRE(p.flags.size() == 2);
       CHECK(p.flags[1] == "0.42x the median $1.57 of 3 on-demand rows");
+      // Its GPU's launch day is not verified against its source, and the flag says so.
+      CHECK(p.flags[0] == "dated before launch (2025-03-18, a launch date not verified)");
     }
   CHECK(packet);
+  // Launch dates: a verified one's source names the day's year; the unverified ones are marked so in the data.
+  int verified = 0, unverified = 0;
+  for (const auto& g : db.gpus()) {
+    if (g.launch_date.empty()) continue;
+    INFO(g.name << " " << g.launch_date << " " << g.launch_source);
+    if (g.launch_verified) {
+      ++verified;
+      CHECK(g.launch_source.find(g.launch_date.substr(0, 4)) != std::string::npos);
+    } else {
+      ++unverified;
+    }
+  }
+  CHECK(verified >= 10);
+  CHECK(db.gpu("h100-sxm").launch_verified);
+  CHECK_FALSE(db.gpu("t4").launch_verified);
+  CHECK(verified + unverified == 26);
   // deploybase.ai rows are marked low in the file itself.
   for (const auto& p : db.gpu_prices())
     if (p.source.find("deploybase.ai") != std::string::npos) CHECK(p.confidence == Confidence::low);

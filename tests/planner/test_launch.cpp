@@ -3,44 +3,23 @@
 // --max-num-seqs is per data-parallel rank; multi-node rows get each engine's multi-node flags.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/error.hpp"
 #include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
-#include "planner/serving_compare.hpp"
+#include "planner/launch.hpp"
 #include "tests/test_util.hpp"
 
 using namespace moeplan;
 using namespace moeplan::planner;
 
 namespace {
-
-// engine name -> the documented flags of all its launch tools.
-std::map<std::string, std::set<std::string>> documented_flags() {
-  std::map<std::string, std::set<std::string>> out;
-  const YAML::Node root = YAML::LoadFile((test::data() / "engine_flags.yaml").string());
-  for (const auto& e : root["engines"]) {
-    auto& flags = out[e["engine"].as<std::string>()];
-    for (const auto& tool : e["tools"]) {
-      REQUIRE_FALSE(tool["docs"].as<std::string>().empty());
-      for (const auto& f : tool["flags"]) flags.insert(f.as<std::string>());
-    }
-  }
-  return out;
-}
-
-// The flags of a command line: words starting with '-', without an "=value".
-std::vector<std::string> flags_of(const std::string& command) {
-  std::vector<std::string> out;
-  std::istringstream words(command);
-  std::string w;
-  while (words >> w)
-    if (w.size() > 1 && w[0] == '-' && !(w[1] >= '0' && w[1] <= '9')) out.push_back(w.substr(0, w.find('=')));
-  return out;
-}
 
 std::string value_after(const std::string& command, const std::string& flag) {
   const auto at = command.find(flag + " ");
@@ -54,7 +33,7 @@ std::string value_after(const std::string& command, const std::string& flag) {
 struct Fixture {
   gpu_db::Database db = gpu_db::Database::load(test::data());
   gpu_db::EngineTable engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
-  std::map<std::string, std::set<std::string>> documented = documented_flags();
+  EngineFlags documented = EngineFlags::load(test::data() / "engine_flags.yaml", engines);
 
   // Rows over one node, over several with a replica inside a node, and with a replica wider than a node.
   std::vector<PlanRow> rows(const std::string& engine) {
@@ -79,33 +58,86 @@ struct Fixture {
     return out;
   }
   std::vector<LaunchCommand> launch(const PlanRow& r, model::KvDtype kv = model::KvDtype::fp8) {
-    return launch_commands(test::data() / "checkpoints.yaml", "llama4-maverick", r, 2000, kv, 0.9);
+    return launch_commands(test::data(), "llama4-maverick", r, 2000, kv, 0.9);
   }
+  // Every flag of every command the builder prints for the engine, over one-node and multi-node layouts and both KV
+  // dtypes, against the engine's list: read here from the file, not through the builder's own check.
   void check_documented(const std::string& engine) {
-    const auto& known = documented.at(engine);
+    const YAML::Node file = YAML::LoadFile((test::data() / "engine_flags.yaml").string());
+    std::set<std::string> known;
+    for (const auto& e : file["engines"])
+      if (e["engine"].as<std::string>() == engine)
+        for (const auto& tool : e["tools"])
+          for (const auto& f : tool["flags"]) known.insert(f.as<std::string>());
+    REQUIRE(known.size() >= 8);
+    std::size_t checked = 0;
     for (const auto& r : rows(engine))
       for (auto kv : {model::KvDtype::fp8, model::KvDtype::bf16})
         for (const auto& c : launch(r, kv))
           for (const auto* line : {&c.command, &c.other_nodes})
-            for (const auto& f : flags_of(*line)) {
+            for (const auto& f : command_flags(*line)) {
               INFO(engine << ": " << *line);
               CHECK(known.count(f) == 1);
+              ++checked;
             }
+    CHECK(checked > 40);
   }
 };
 
 }  // namespace
 
-TEST_CASE_METHOD(Fixture, "the flags file covers every engine that has launch commands, each with a version and docs") {
+TEST_CASE_METHOD(Fixture, "the flags file covers every engine that has launch commands, each with its version and docs") {
   for (const char* e : {"vllm", "sglang", "trtllm", "llamacpp"}) {
     INFO(e);
-    REQUIRE(documented.count(e) == 1);
-    CHECK(documented.at(e).size() >= 8);
+    const EngineFlagList& list = documented.engine(e);
+    CHECK(list.version == engines.engine(e).versions);  // the version the simulator models
+    for (const auto& t : list.tools) {
+      CHECK_FALSE(t.docs.empty());
+      CHECK(t.docs.find("https://") != std::string::npos);
+    }
   }
-  CHECK(flags_of("srun -N 2 --mpi=pmix x --ntasks-per-node 8 <node0-ip>:5000 -1") ==
+  CHECK(command_flags("srun -N 2 --mpi=pmix x --ntasks-per-node 8 <node0-ip>:5000 -1") ==
         std::vector<std::string>{"-N", "--mpi", "--ntasks-per-node"});
   // A flag the engine does not document is caught: TensorRT-LLM spells its options with underscores.
-  CHECK(documented.at("trtllm").count("--tp-size") == 0);
+  CHECK_FALSE(documented.engine("trtllm").documents("--tp-size"));
+  CHECK(documented.engine("trtllm").documents("--tp_size"));
+}
+
+namespace {
+// A copy of data/ with engine_flags.yaml edited by `edit` (from, to).
+std::filesystem::path data_with_flags(const std::string& from, const std::string& to) {
+  const auto dir = std::filesystem::temp_directory_path() / ("moeplan_flags_" + std::to_string(std::hash<std::string>{}(from + to)));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"checkpoints.yaml", "engines.yaml", "engine_flags.yaml"}) std::filesystem::copy(test::data() / f, dir / f);
+  std::ifstream in(dir / "engine_flags.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  const auto at = s.find(from);
+  REQUIRE(at != std::string::npos);
+  s.replace(at, from.size(), to);
+  std::ofstream(dir / "engine_flags.yaml") << s;
+  return dir;
+}
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "a launch command with a flag the engine's list lacks, or a list for another version, is refused") {
+  PlanRow r = rows("vllm")[0];
+  CHECK(launch_commands(test::data(), "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9).size() == 1);
+  // --enable-expert-parallel dropped from vLLM's list: the tp1 ep8 dp8 row needs it.
+  const auto no_ep = data_with_flags("--enable-expert-parallel, ", "");
+  CHECK_THROWS_WITH(launch_commands(no_ep, "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9),
+                    Catch::Contains("engine_flags.yaml") && Catch::Contains("--enable-expert-parallel"));
+  // A row without expert parallelism does not print it, so the same list serves.
+  r.layout = {8, 1, 1, 1};
+  CHECK(launch_commands(no_ep, "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9).size() == 1);
+  // A list read for another version than engines.yaml's is refused.
+  const auto old = data_with_flags("version: \"0.5.x\"", "version: \"0.4.x\"");
+  CHECK_THROWS_WITH(EngineFlags::load(old / "engine_flags.yaml", engines), Catch::Contains("0.4.x") && Catch::Contains("0.5.x"));
+  CHECK_THROWS_AS(launch_commands(old, "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9), InputError);
+  std::filesystem::remove_all(no_ep);
+  std::filesystem::remove_all(old);
 }
 
 TEST_CASE_METHOD(Fixture, "every vLLM flag printed is documented for vLLM 0.10-0.12") { check_documented("vllm"); }

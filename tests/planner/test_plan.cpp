@@ -234,7 +234,7 @@ TEST_CASE_METHOD(Fixture, "Launch commands name the published checkpoint and the
   row.precision = "fp8:experts";
   row.layout = {1, 8, 1, 8};
   row.batch = 128;
-  const auto cmds = launch_commands(test::data() / "checkpoints.yaml", "llama4-maverick", row, 9000, model::KvDtype::fp8, 0.9);
+  const auto cmds = launch_commands(test::data(), "llama4-maverick", row, 9000, model::KvDtype::fp8, 0.9);
   REQUIRE(cmds.size() == 3);
   CHECK(cmds[0].command.find("meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8") != std::string::npos);
   CHECK(cmds[0].command.find("--data-parallel-size 8") != std::string::npos);

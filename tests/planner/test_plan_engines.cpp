@@ -115,7 +115,7 @@ TEST_CASE_METHOD(Fixture, "launch commands follow the row's engine") {
   row.precision = "fp8:experts";
   row.layout = {1, 8, 1, 8};
   row.batch = 128;
-  const auto path = test::data() / "checkpoints.yaml";
+  const auto path = test::data();
   row.engine = &engines.engine("sglang");
   auto cmds = launch_commands(path, "llama4-maverick", row, 9000, model::KvDtype::bf16, 0.9);
   REQUIRE(cmds.size() == 1);

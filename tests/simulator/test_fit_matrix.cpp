@@ -2,6 +2,7 @@
 // headroom classes at their boundaries.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -195,4 +196,64 @@ TEST_CASE("fit-matrix rejects impossible requests") {
   q.concurrency = 1;
   q.context_tokens = 2'000'000;  // above max_position_embeddings
   CHECK_THROWS_AS(fit_matrix(q), InputError);
+}
+
+TEST_CASE_METHOD(Fixture, "fit-matrix: counts and layouts include the planner's expert-parallel ones (Maverick)") {
+  const ModelConfig m = test::load("llama4-maverick");
+  // At 8 GPUs of an 8-GPU node: tp 8 (the ladder), and the planner's tp8 ep8 and tp1 ep8 dp8 (DEP8).
+  const auto by_count = fit_layouts_by_count(m, 8, 64);
+  const auto eight = std::find_if(by_count.begin(), by_count.end(), [](const auto& at) { return at.front().gpus() == 8; });
+  REQUIRE(eight != by_count.end());
+  const auto has = [&](int tp, int ep, int pp, int dp) {
+    return std::any_of(eight->begin(), eight->end(),
+                       [&](const ParallelLayout& l) { return l.tp == tp && l.ep == ep && l.pp == pp && l.dp == dp; });
+  };
+  CHECK(eight->front().tp == 8);  // the ladder's layout first
+  CHECK(has(8, 8, 1, 1));
+  CHECK(has(1, 8, 1, 8));
+  for (const auto& at : by_count)
+    for (const auto& l : at) CHECK(layout_problem(m, l).empty());
+
+  // Brute force over every layout the planner sweeps (model::candidate_layouts) and the ladder's, with the memory
+  // function the planner's fit uses: the smallest count where one fits, and there the most free memory.
+  const std::vector<std::string> precisions = {"bf16", "fp8", "nvfp4"};
+  int ep_chosen = 0, cells = 0;
+  for (const char* gpu : {"h100-sxm", "h200-sxm", "b200", "mi300x", "l40s"})
+    for (const auto& spec : precisions)
+      for (const std::int64_t concurrency : {std::int64_t{1}, std::int64_t{64}}) {
+        INFO(gpu << " " << spec << " x" << concurrency);
+        const FitCell c = one(m, gpu, spec, 8192, concurrency);
+        const auto& g = db.gpu(gpu);
+        MemoryRequest q;
+        q.model = &m;
+        q.precision = resolve_precision(spec, m, test::precisions());
+        q.context_tokens = 8192;
+        q.concurrency = concurrency;
+        q.capacity_bytes = g.memory_bytes;
+        q.device_name = g.name;
+        int best_count = 0;
+        double best_free = -1;
+        const auto ladder = fit_layouts(m, g.gpus_per_node, 256);
+        for (int count = 1; count <= 256 && best_count == 0; ++count) {
+          std::vector<ParallelLayout> tried = candidate_layouts(m, count);
+          for (const auto& l : ladder)
+            if (l.gpus() == count) tried.push_back(l);
+          for (const auto& l : tried) {
+            if (!layout_problem(m, l).empty()) continue;
+            q.layout = l;
+            const auto b = memory_breakdown(q);
+            if (b.fits && b.free_bytes > best_free) best_count = count, best_free = b.free_bytes;
+          }
+        }
+        ++cells;
+        CHECK(c.gpus == best_count);
+        if (best_count > 0) CHECK(c.memory.free_bytes == Approx(best_free));
+        ep_chosen += c.layout.ep > 1;
+      }
+  CHECK(cells == 30);
+  // Expert parallelism is chosen where it leaves the most free memory: Maverick BF16 on 8 H200s is tp8 ep8 (102.45 GB
+  // used per GPU against tp8's 102.49 GB), 16 H100s tp8 ep8 pp2.
+  CHECK(ep_chosen > 0);
+  CHECK(one(m, "h200-sxm", "bf16").layout.ep == 8);
+  CHECK(one(m, "h100-sxm", "bf16").gpus == 16);
 }

@@ -28,6 +28,7 @@ struct Fixture {
     q.model = &m;
     q.engine = &engines.host_default();
     q.precisions = {model::resolve_precision(precision, m, test::precisions())};
+    q.ram_sizes = db.ram_sizes();
     return q;
   }
   HostTarget host(const std::string& name) { return host_target(db, test::data(), db.host(name), {}); }
@@ -61,17 +62,28 @@ struct Fixture {
 };
 }  // namespace
 
-TEST_CASE("recommended RAM: the smallest standard size whose 95 % holds the need") {
-  REQUIRE(recommended_ram_size(0) != nullptr);
-  CHECK(recommended_ram_size(0)->gb == 16);
-  CHECK(recommended_ram_size(15.2e9)->gb == 16);   // 16 x 0.95 = 15.2 GB exactly
-  CHECK(recommended_ram_size(15.3e9)->gb == 32);
-  CHECK(recommended_ram_size(100e9)->gb == 128);   // 96 x 0.95 = 91.2 < 100 <= 121.6
-  CHECK(recommended_ram_size(243e9)->gb == 256);   // 256 x 0.95 = 243.2
-  CHECK(recommended_ram_size(244.4e9)->gb == 384); // Maverick q4_k_m at 8k on a host
-  CHECK(recommended_ram_size(6000e9) == nullptr);  // above 6,144 x 0.95
-  const auto& sizes = standard_ram_sizes();
-  for (std::size_t i = 1; i < sizes.size(); ++i) CHECK(sizes[i].gb > sizes[i - 1].gb);
+TEST_CASE_METHOD(Fixture, "recommended RAM: the smallest size of data/ram_sizes.yaml whose 95 % holds the need") {
+  const auto& sizes = db.ram_sizes();
+  const auto pick = [&](double bytes) { return recommended_ram_size(bytes, sizes); };
+  REQUIRE(pick(0).has_value());
+  CHECK(pick(0)->gb == 16);
+  CHECK(pick(15.2e9)->gb == 16);   // 16 x 0.95 = 15.2 GB exactly
+  CHECK(pick(15.3e9)->gb == 32);
+  CHECK(pick(100e9)->gb == 128);   // 96 x 0.95 = 91.2 < 100 <= 121.6
+  CHECK(pick(243e9)->gb == 256);   // 256 x 0.95 = 243.2
+  CHECK(pick(244.4e9)->gb == 384); // Maverick q4_k_m at 8k on a host
+  CHECK_FALSE(pick(6000e9).has_value());  // above 6,144 x 0.95
+  CHECK_FALSE(pick(-1).has_value());
+  CHECK_FALSE(recommended_ram_size(1e9, {}).has_value());
+  // Every size says which DIMMs make it and where those are documented.
+  REQUIRE(sizes.size() >= 10);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    CHECK_FALSE(sizes[i].reason.empty());
+    CHECK(sizes[i].source.rfind("https://", 0) == 0);
+    if (i) CHECK(sizes[i].gb > sizes[i - 1].gb);
+  }
+  // The sizes are data: a file with other sizes gives other recommendations.
+  CHECK(recommended_ram_size(100e9, {{64, "a", "s"}, {512, "b", "s"}})->gb == 512);
 }
 
 TEST_CASE_METHOD(Fixture, "hosts: RAM needed is moeplan memory's host breakdown, speeds are simulate's") {
@@ -97,7 +109,7 @@ TEST_CASE_METHOD(Fixture, "hosts: RAM needed is moeplan memory's host breakdown,
   CHECK(row.kv_dtype == "fp16");
   REQUIRE(row.fits);
   CHECK(row.ram_free_bytes == Approx(b.usable_bytes - b.total_bytes));
-  REQUIRE(row.recommended != nullptr);
+  REQUIRE(row.recommended.has_value());
   CHECK(row.recommended->gb * 1e9 * kHostUsableShare >= row.ram_needed_bytes);
   // Simulate itself.
   const SimulateResult direct = simulate(single_user(m, q.precisions[0], q.hosts[0].hardware));
@@ -117,7 +129,7 @@ TEST_CASE_METHOD(Fixture, "hosts: a model larger than RAM does not fit, free sta
   CHECK(row.ram_free_bytes == 0);
   CHECK(row.decode_tokens_per_s == 0);
   CHECK(row.why_not.find("RAM") != std::string::npos);
-  REQUIRE(row.recommended != nullptr);
+  REQUIRE(row.recommended.has_value());
   CHECK(row.recommended->gb >= 256);
 }
 

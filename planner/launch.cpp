@@ -1,0 +1,225 @@
+// planner/launch: launch commands and the engines' documented flags (see launch.hpp).
+#include "planner/launch.hpp"
+
+#include <sstream>
+#include <utility>
+
+#include "common/error.hpp"
+#include "common/files.hpp"
+#include "common/text.hpp"
+
+namespace moeplan::planner {
+
+bool EngineFlagList::documents(const std::string& flag) const {
+  for (const auto& t : tools)
+    if (t.flags.count(flag)) return true;
+  return false;
+}
+
+EngineFlags EngineFlags::load(const std::filesystem::path& yaml_path, const gpu_db::EngineTable& engines) {
+  EngineFlags out;
+  out.file_ = yaml_path.string();
+  const std::string& where = out.file_;
+  const YAML::Node root = parse_yaml_file(yaml_path);
+  if (!root.IsMap() || !root["engines"] || !root["engines"].IsSequence())
+    throw InputError(where + ": expected a top-level 'engines' list");
+  for (const auto& e : root["engines"]) {
+    EngineFlagList list;
+    list.engine = yaml_get<std::string>(e, "engine", where);
+    list.version = yaml_get<std::string>(e, "version", where);
+    const std::string& named = engines.engine(list.engine).versions;  // InputError for an unknown engine
+    if (list.version != named)
+      throw InputError(where + ": " + list.engine + "'s flags were read for version '" + list.version +
+                       "', but data/engines.yaml models version '" + named + "': read them again for that version");
+    if (!e["tools"] || !e["tools"].IsSequence() || e["tools"].size() == 0)
+      throw InputError(where + ": " + list.engine + " needs a 'tools' list");
+    for (const auto& t : e["tools"]) {
+      EngineFlagList::Tool tool;
+      tool.tool = yaml_get<std::string>(t, "tool", where);
+      tool.docs = yaml_get<std::string>(t, "docs", where);
+      if (tool.docs.empty()) throw InputError(where + ": " + list.engine + " tool '" + tool.tool + "' needs docs");
+      if (!t["flags"] || !t["flags"].IsSequence() || t["flags"].size() == 0)
+        throw InputError(where + ": " + list.engine + " tool '" + tool.tool + "' needs a 'flags' list");
+      for (const auto& f : t["flags"]) tool.flags.insert(f.as<std::string>());
+      list.tools.push_back(std::move(tool));
+    }
+    for (const auto& other : out.engines_)
+      if (other.engine == list.engine) throw InputError(where + ": engine " + list.engine + " is listed twice");
+    out.engines_.push_back(std::move(list));
+  }
+  return out;
+}
+
+const EngineFlagList& EngineFlags::engine(const std::string& name) const {
+  for (const auto& e : engines_)
+    if (e.engine == name) return e;
+  throw InputError(file_ + ": no documented flags for engine " + name);
+}
+
+std::vector<std::string> command_flags(const std::string& command) {
+  std::vector<std::string> out;
+  std::istringstream words(command);
+  std::string w;
+  while (words >> w)
+    if (w.size() > 1 && w[0] == '-' && !(w[1] >= '0' && w[1] <= '9')) out.push_back(w.substr(0, w.find('=')));
+  return out;
+}
+
+namespace {
+
+// What every engine's command needs: the checkpoint, the row and its memory settings.
+struct LaunchInputs {
+  std::string repo;
+  const PlanRow& row;
+  std::int64_t max_model_len = 0;
+  std::string kv;    // "fp8" or "auto"
+  std::string util;  // gpu memory share, 2 decimals
+};
+
+// The head node's address and the ports the multi-node commands use (placeholders the user fills in; the ports are
+// the engines' documentation examples).
+constexpr const char* kHeadAddress = "<node0-ip>";
+
+// vLLM (docs/planner.md "Launch commands"): --max-num-seqs is per data-parallel rank, i.e. the row's batch per attention
+// group. Over several nodes each node runs its own `vllm serve` holding dp / nodes ranks (the first with the API
+// server, the others --headless); a replica wider than a node (tp x pp > GPUs per node) runs on a Ray cluster.
+LaunchCommand vllm_command(const LaunchInputs& in) {
+  const auto& l = in.row.layout;
+  std::string base = "vllm serve " + in.repo + " --tensor-parallel-size " + std::to_string(l.tp);
+  if (l.pp > 1) base += " --pipeline-parallel-size " + std::to_string(l.pp);
+  if (l.dp > 1) base += " --data-parallel-size " + std::to_string(l.dp);
+  if (l.ep > 1) base += " --enable-expert-parallel";
+  base += " --max-model-len " + std::to_string(in.max_model_len) + " --kv-cache-dtype " + in.kv + " --gpu-memory-utilization " +
+          in.util + " --max-num-seqs " + std::to_string(in.row.batch);
+  LaunchCommand c{"vLLM", base,
+                  "--max-num-seqs is per data-parallel rank; with --data-parallel-size, vLLM runs attention data "
+                  "parallel and experts over tp x dp",
+                  0, ""};
+  const int nodes = in.row.nodes;
+  if (nodes <= 1) return c;
+  const int replica = l.tp * l.pp;
+  if (replica <= in.row.gpus_per_node && l.dp % nodes == 0) {
+    const std::string local = std::to_string(l.dp / nodes);
+    const std::string rendezvous =
+        " --data-parallel-address " + std::string(kHeadAddress) + " --data-parallel-rpc-port 13345";
+    c.command = base + " --data-parallel-size-local " + local + rendezvous;
+    c.other_nodes = base + " --headless --data-parallel-size-local " + local + " --data-parallel-start-rank <" + local +
+                    " x i>" + rendezvous;
+    c.note += "; node 0 runs the API server and data-parallel ranks 0-" + std::to_string(l.dp / nodes - 1) +
+              ", node i (1-" + std::to_string(nodes - 1) + ") the next " + local + " ranks";
+    return c;
+  }
+  c.command = "ray start --head --port 6379 && " + base + " --distributed-executor-backend ray" +
+              (l.dp > 1 ? " --data-parallel-backend ray" : "");
+  c.other_nodes = "ray start --address " + std::string(kHeadAddress) + ":6379";
+  c.note += "; one replica spans " + std::to_string((replica + in.row.gpus_per_node - 1) / in.row.gpus_per_node) +
+            " nodes, so the GPUs form a Ray cluster: start the other nodes' Ray workers, then serve from node 0";
+  return c;
+}
+
+// SGLang: --tp is the GPUs of a pipeline stage (tp x dp), --dp splits them for attention; over several nodes every
+// node runs the same command with its --node-rank.
+LaunchCommand sglang_command(const LaunchInputs& in) {
+  const auto& l = in.row.layout;
+  std::string sg = "python -m sglang.launch_server --model-path " + in.repo + " --tp " + std::to_string(l.tp * l.dp);
+  if (l.pp > 1) sg += " --pp-size " + std::to_string(l.pp);
+  if (l.ep > 1) sg += " --ep " + std::to_string(l.ep);
+  if (l.dp > 1) sg += " --dp " + std::to_string(l.dp) + " --enable-dp-attention";
+  sg += " --context-length " + std::to_string(in.max_model_len) + " --mem-fraction-static " + in.util;
+  if (in.kv == "fp8") sg += " --kv-cache-dtype fp8_e4m3";
+  LaunchCommand c{"SGLang", sg, "SGLang's --tp is the GPUs per pipeline stage; --dp splits them for attention", 0, ""};
+  if (in.row.nodes <= 1) return c;
+  const std::string multi = " --nnodes " + std::to_string(in.row.nodes) + " --dist-init-addr " + kHeadAddress + ":5000";
+  c.command = sg + multi + " --node-rank 0";
+  c.other_nodes = sg + multi + " --node-rank <i>";
+  c.note += "; every node runs the command with its --node-rank (1-" + std::to_string(in.row.nodes - 1) + " on the others)";
+  return c;
+}
+
+// TensorRT-LLM: --tp_size counts all GPUs of a stage; over several nodes one srun (or mpirun) starts a rank per GPU
+// under trtllm-llmapi-launch.
+LaunchCommand trtllm_command(const LaunchInputs& in) {
+  const auto& l = in.row.layout;
+  const std::string trt = "trtllm-serve " + in.repo + " --tp_size " + std::to_string(l.tp * l.dp) + " --ep_size " +
+                          std::to_string(l.ep) + " --pp_size " + std::to_string(l.pp) + " --max_batch_size " +
+                          std::to_string(in.row.batch) + " --max_seq_len " + std::to_string(in.max_model_len) +
+                          " --kv_cache_free_gpu_memory_fraction " + in.util;
+  std::string note = "TensorRT-LLM's tp_size counts all GPUs of a stage";
+  if (l.dp > 1) note += "; add `enable_attention_dp: true` to --extra_llm_api_options";
+  if (in.kv == "fp8") note += "; `kv_cache_config: {dtype: fp8}` there for the FP8 KV cache";
+  LaunchCommand c{"TensorRT-LLM", trt, note, 0, ""};
+  if (in.row.nodes <= 1) return c;
+  c.command = "srun -N " + std::to_string(in.row.nodes) + " --ntasks " + std::to_string(in.row.count) + " --ntasks-per-node " +
+              std::to_string(in.row.gpus_per_node) + " --mpi=pmix trtllm-llmapi-launch " + trt;
+  c.note += "; one rank per GPU over " + std::to_string(in.row.nodes) + " nodes (Slurm; under mpirun: mpirun -n " +
+            std::to_string(in.row.count) + " -H <hosts> trtllm-llmapi-launch trtllm-serve ...)";
+  return c;
+}
+
+// llama-server: one slot per sequence, the context shared by the slots; layers (pp) or rows (tp) split the GPUs.
+LaunchCommand llamacpp_command(const LaunchInputs& in) {
+  const auto& l = in.row.layout;
+  std::string ll = "llama-server -hf " + in.repo + " -ngl 999 -np " + std::to_string(in.row.batch) + " -c " +
+                   std::to_string(in.max_model_len * in.row.batch) + " --cont-batching";
+  if (l.gpus() > 1) ll += l.tp > 1 ? " --split-mode row" : " --split-mode layer";
+  if (in.kv == "fp8") ll += " --cache-type-k q8_0 --cache-type-v q8_0";
+  return {"llama.cpp", ll,
+          "llama.cpp loads GGUF: convert the checkpoint with convert_hf_to_gguf.py if " + in.repo +
+              " has no GGUF files; -c is the context shared by the -np slots",
+          0, ""};
+}
+
+// Every flag of the command, on node 0 and on the other nodes, is one the engine documents for its version.
+void require_documented(const LaunchCommand& c, const EngineFlags& flags, const std::string& engine) {
+  const EngineFlagList& documented = flags.engine(engine);
+  for (const std::string* line : {&c.command, &c.other_nodes})
+    for (const auto& f : command_flags(*line))
+      if (!documented.documents(f))
+        throw InputError(flags.file() + ": " + engine + " " + documented.version + " lists no flag " + f +
+                         ", which moeplan's " + c.engine + " launch command uses (add it with its docs URL, or use " +
+                         "an engine version that has it)");
+}
+
+}  // namespace
+
+std::vector<LaunchCommand> launch_commands(const std::filesystem::path& data_dir, const std::string& model_name,
+                                           const PlanRow& row, std::int64_t max_model_len, model::KvDtype kv_dtype,
+                                           double gpu_memory_utilization) {
+  const auto checkpoints_yaml = data_dir / "checkpoints.yaml";
+  // The repository: an exact (model, format) row, else the model's bf16 row with a note.
+  const std::string format = row.precision.substr(0, row.precision.find(':'));
+  std::string repo, base, note;
+  const YAML::Node root = parse_yaml_file(checkpoints_yaml);
+  for (const auto& n : root["checkpoints"]) {
+    const std::string where = checkpoints_yaml.string();
+    if (yaml_get<std::string>(n, "model", where) != model_name) continue;
+    const std::string f = yaml_get<std::string>(n, "format", where);
+    if (f == format || (format == "fp8-block" && f == "fp8")) repo = yaml_get<std::string>(n, "repo", where);
+    if (f == "bf16") base = yaml_get<std::string>(n, "repo", where);
+  }
+  if (repo.empty()) {
+    repo = base.empty() ? "<checkpoint of " + model_name + ">" : base;
+    note = "no published " + format + " checkpoint listed in data/checkpoints.yaml: quantise " + repo + " to " + format +
+           " (e.g. with NVIDIA ModelOpt or llm-compressor) or let the engine quantise on load";
+  }
+  const LaunchInputs in{repo, row, max_model_len, kv_dtype == model::KvDtype::fp8 ? "fp8" : "auto",
+                        format_fixed(gpu_memory_utilization, 2)};
+  std::vector<std::pair<std::string, LaunchCommand>> built;  // (engines.yaml name, command)
+  const std::string engine = row.engine ? row.engine->name : "generic";
+  if (engine == "llamacpp") built = {{"llamacpp", llamacpp_command(in)}};
+  else if (engine == "vllm") built = {{"vllm", vllm_command(in)}};
+  else if (engine == "sglang") built = {{"sglang", sglang_command(in)}};
+  else if (engine == "trtllm") built = {{"trtllm", trtllm_command(in)}};
+  else built = {{"vllm", vllm_command(in)}, {"sglang", sglang_command(in)}, {"trtllm", trtllm_command(in)}};
+  const EngineFlags flags =
+      EngineFlags::load(data_dir / "engine_flags.yaml", gpu_db::EngineTable::load(data_dir / "engines.yaml"));
+  std::vector<LaunchCommand> out;
+  for (auto& [name, c] : built) {
+    require_documented(c, flags, name);
+    if (!note.empty()) c.note = note + "; " + c.note;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace moeplan::planner
