@@ -1,4 +1,5 @@
-// `moeplan run`: execute the model on this machine (CPU) with real or seeded random weights, and time it.
+// `moeplan run`: execute the model on this machine (CPU, or one CUDA GPU) with real or seeded random weights, and
+// time it.
 #include <iostream>
 #include <sstream>
 
@@ -21,7 +22,7 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   std::string model_name, weights, device, shape, trace, prompt, weights_out;
   std::uint64_t random_seed = 0, seed = 1;
-  int threads = 0, tp = 1, ep = 1, dp = 0, pp = 1;
+  int threads = 0, cuda_device = 0, tp = 1, ep = 1, dp = 0, pp = 1;
   std::int64_t prompt_tokens = 0, gen_tokens = 0, batch = 0;
   std::int64_t layers = 0, experts = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, vocab = 0;
   float temperature = 0, top_p = 1;
@@ -35,7 +36,8 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("weights-out", po::value<std::string>(&weights_out),
        "where --random-weights writes (default: a temporary directory); a directory holding other files is refused")
       ("force", "--weights-out: write even into a directory holding files moeplan did not write (they may be replaced)")
-      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu (cuda: not available yet; it says why)")
+      ("device", po::value<std::string>(&device)->default_value("cpu"), "cpu, or cuda (one GPU; a build with CUDA and a visible device)")
+      ("cuda-device", po::value<int>(&cuda_device)->default_value(0), "--device cuda: which GPU (0 = the first visible)")
       ("threads", po::value<int>(&threads)->default_value(0), "CPU threads (0: all)")
       ("bf16-activations", po::bool_switch(&bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
       ("tp", po::value<int>(&tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")
@@ -60,15 +62,15 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
       ("trace-routing", po::value<std::string>(&trace), "write the experts chosen per token and MoE layer (JSON)");
   po::variables_map vm;
   if (!parse("run",
-             "--model M (--weights DIR | --random-weights SEED) --device cpu [--threads N] [--bf16-activations] --prompt-tokens L "
+             "--model M (--weights DIR | --random-weights SEED) --device cpu|cuda [--threads N] [--bf16-activations] --prompt-tokens L "
              "--gen-tokens L --batch B [--tp N --dp D --ep M --pp P] [--layers --experts --hidden --intermediate --heads --kv-heads --vocab]",
              args, d, vm, out))
     return kExitOk;
   for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp", "pp"}) require_positive(vm, name);
   if (gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
   if (threads < 0) throw InputError("--threads must be 0 (all) or positive");
-  if (device == "cuda") throw InputError(executor::cuda_executor_unavailable(executor::query_gpus()));
-  if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
+  const executor::DeviceKind device_kind = executor::select_device(device);
+  if (cuda_device < 0) throw InputError("--cuda-device must be 0 or more");
   if (vm.count("weights") == vm.count("random-weights"))
     throw InputError("give --weights DIR or --random-weights SEED (one of them)");
   if (!(temperature >= 0) || !(top_p > 0 && top_p <= 1)) throw InputError("--temperature must be >= 0 and --top-p in (0, 1]");
@@ -101,11 +103,11 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   q.config = config;
   q.name = vm.count("weights") ? std::filesystem::path(weights).filename().string() : model_name;
   q.threads = threads;
+  q.device = device_kind;
+  q.cuda_device = cuda_device;
   q.bf16_activations = bf16_activations;
-  q.tp = tp;
-  q.ep = ep;
-  q.dp = dp;  // 0 when not given; the layout is checked against the model before any weights are written
-  q.pp = pp;
+  // dp 0 when not given; the layout is checked against the model before any weights are written
+  q.layout = model::ParallelLayout{.tp = tp, .ep = ep, .pp = pp, .dp = dp};
   q.batch = batch;
   q.prompt_tokens = prompt_tokens;
   q.gen_tokens = gen_tokens;

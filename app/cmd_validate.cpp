@@ -5,10 +5,13 @@
 
 #include "app/cli.hpp"
 #include "calibrate/validate.hpp"
+#include "calibrate/validate_device.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
 #include "common/text.hpp"
+#include "executor/backend_cuda.hpp"
+#include "executor/devices.hpp"
 #include "model/config.hpp"
 #include "reports/reports.hpp"
 #include "simulator/published.hpp"
@@ -41,17 +44,44 @@ int validate_published(const Common& common, const std::string& points_file, con
   return kExitOk;
 }
 
+// validate --device cuda: the CUDA backend's logits against the CPU backend with the same input rounding on the
+// oracle fixtures (and, for information, against the fp32 CPU backend).
+int validate_cuda(const std::string& fixtures, int cuda_device, bool quick, const Common& common, std::ostream& out) {
+  calibrate::DeviceValidateRequest q;
+  q.fixtures_dir = fixtures.empty() ? data_dir() / ".." / "tests" / "fixtures" / "oracle" : std::filesystem::path(fixtures);
+  q.make_device = [cuda_device] { return std::shared_ptr<executor::Backend>(executor::make_backend(executor::DeviceKind::cuda, {}, cuda_device)); };
+  q.make_reference = [] { return std::shared_ptr<executor::Backend>(executor::make_cuda_numerics_cpu_backend({})); };
+  q.make_fp32 = [] { return std::shared_ptr<executor::Backend>(executor::make_backend(executor::DeviceKind::cpu, {})); };
+  if (quick) q.decode_steps = 2;
+  q.progress = [](const std::string& s) { std::cerr << "validate: " << s << "\n"; };
+  std::string device = "cuda";
+  {
+    const auto gpus = executor::query_gpus();
+    if (cuda_device >= 0 && cuda_device < static_cast<int>(gpus.gpus.size())) device += " (" + gpus.gpus[static_cast<std::size_t>(cuda_device)].name + ")";
+  }
+  const auto checks = calibrate::validate_device(q);
+  emit(reports::device_validation_report(checks, device), common, out);
+  for (const auto& c : checks)
+    if (!c.pass()) return kExitInternal;  // a backend outside its tolerance is a defect, not bad input
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
-  std::string points_file, device, model_name, profile, bars_file, engine;
+  std::string points_file, device, model_name, profile, bars_file, engine, fixtures;
+  int cuda_device = 0;
   std::vector<std::string> only;
   calibrate::CpuValidateRequest q;
   po::options_description d("validate options");
   add_common_options(d, common);
   d.add_options()
-      ("device", po::value<std::string>(&device), "cpu: run the executor on this machine over a grid and compare with the simulator")
+      ("device", po::value<std::string>(&device),
+       "cpu: run the executor on this machine over a grid and compare with the simulator; cuda: the CUDA backend's logits "
+       "against the CPU backend's on the oracle fixtures")
+      ("cuda-device", po::value<int>(&cuda_device)->default_value(0), "--device cuda: which GPU")
+      ("fixtures", po::value<std::string>(&fixtures), "--device cuda: directory of oracle fixtures (default <data>/../tests/fixtures/oracle)")
       ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "--device: built-in model or path to config.json (shrunk for the grid)")
       ("profile", po::value<std::string>(&profile), "--device: profile from moeplan calibrate (default data/profiles/<host>.yaml); its fit and residuals are rewritten")
       ("quick", "--device: small-width model and a grid of a few minutes on 2 cores")
@@ -72,15 +102,18 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
        "--published: simulate every row with this engine (data/engines.yaml) instead of each row's `engine:` (generic when "
        "a row names none)");
   po::variables_map vm;
-  if (!parse("validate", "(--device cpu [--quick] [--profile FILE] [--model M] [grid options] | --published [--points FILE] [--id ID ...])",
+  if (!parse("validate",
+             "(--device cpu [--quick] [--profile FILE] [--model M] [grid options] | --device cuda [--quick] [--fixtures DIR] | "
+             "--published [--points FILE] [--id ID ...])",
              args, d, vm, out))
     return kExitOk;
   if (vm.count("published") && vm.count("device")) throw InputError("give one of --device cpu and --published");
   if (vm.count("engine") && !vm.count("published")) throw InputError("--engine is for validate --published");
   if (vm.count("published")) return validate_published(common, points_file, only, bars_file, engine, out);
   if (!vm.count("device")) throw InputError("validate: give --device cpu (run the model here) or --published (published benchmarks)");
-  if (device == "cuda") throw InputError("--device cuda: the CUDA executor is not built yet; use --device cpu");
-  if (device != "cpu") throw InputError("unknown --device '" + device + "' (use cpu)");
+  if (executor::select_device(device) == executor::DeviceKind::cuda)
+    return validate_cuda(fixtures, cuda_device, vm.count("quick") > 0, common, out);
+  if (vm.count("fixtures")) throw InputError("--fixtures is for validate --device cuda");
 
   // The fitted profile goes back where it was read, except that a shipped profile (data/profiles/, read when the
   // user has none for this host) is never rewritten: its fit goes to the user's profile path.

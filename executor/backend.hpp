@@ -8,7 +8,8 @@
 // backend, device memory for CUDA), except where a comment says "host". Ops run in call order on the backend's one
 // stream (the CPU backend runs them at once, on the calling thread and its pool): an op sees the results of every
 // op issued before it. `download` waits for the stream; `synchronize` waits without copying (timers call it).
-// Communicators (executor/comm.hpp) take pointers into the same memory as the backend the session uses.
+// Communicators (executor/comm.hpp) take pointers into the same memory as the backend the session uses; one may run
+// on its own stream (NCCL), so the session synchronises the backend before handing it data.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +40,9 @@ class Backend {
   // device -> device; the ranges may overlap (memmove).
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void synchronize() = 0;  // every op issued so far has finished
+  // Device memory free now (bytes), for refusing a shape before allocating it; 0 where the backend does not know
+  // (the CPU backend: host memory is the operating system's to give).
+  virtual std::size_t free_memory_bytes() { return 0; }
 
   // Weights: the view of a host matrix (kernels::WeightView of host memory that outlives the backend's use of it)
   // in this device's memory: the view itself on the CPU; on a GPU, a copy uploaded on first use and kept.

@@ -88,6 +88,25 @@ PagedKvPlan plan_paged_kv(const PagedKvRequest& r) {
   return plan;
 }
 
+PagedKvPlan check_kv_fits_device(const model::ModelConfig& model, const model::ParallelLayout& layout,
+                                 std::int64_t sequences, std::int64_t context_tokens, double free_bytes,
+                                 double weight_bytes, int bytes_per_value) {
+  PagedKvRequest r;
+  r.model = &model;
+  r.layout = layout;
+  r.kv_dtype = model::KvDtype::bf16;
+  r.context_tokens = context_tokens;
+  r.sequences = sequences;
+  // The plan counts 2-byte values; a cache of wider values holds proportionally fewer pages of the same budget.
+  r.budget_bytes = std::max(0.0, free_bytes - weight_bytes) * model::kv_dtype_bytes(r.kv_dtype) / std::max(bytes_per_value, 1);
+  try {
+    return plan_paged_kv(r);
+  } catch (const InputError& e) {
+    throw InputError(std::string(e.what()) + "; the device has " + gib(free_bytes) + " GiB free and the weights take " +
+                     gib(weight_bytes) + " GiB (KV cached at " + std::to_string(bytes_per_value) + " bytes per value)");
+  }
+}
+
 double kv_budget_bytes(const simulator::MemoryBreakdown& b) {
   return std::max(0.0, b.usable_bytes - b.weights.total - b.activation_bytes - b.overhead_bytes);
 }

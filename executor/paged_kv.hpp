@@ -57,6 +57,14 @@ struct PagedKvPlan {
 // or layout is not valid, or the pages needed exceed the budget (naming sequences, context and page size).
 PagedKvPlan plan_paged_kv(const PagedKvRequest& request);
 
+// Refuses, before anything is allocated, a batch whose KV cache does not fit in a device's free memory: the plan
+// of `sequences` x `context_tokens` in pages of 16 positions on the budget free_bytes - weight_bytes, counted at
+// `bytes_per_value` bytes per cached value (the executor's session caches fp32: 4). Throws InputError naming the
+// shape, the free memory and the weights; returns the plan otherwise.
+PagedKvPlan check_kv_fits_device(const model::ModelConfig& model, const model::ParallelLayout& layout,
+                                 std::int64_t sequences, std::int64_t context_tokens, double free_bytes,
+                                 double weight_bytes, int bytes_per_value);
+
 // The memory the memory model leaves for the KV cache on one GPU: usable - weights - activations - overhead, or 0.
 double kv_budget_bytes(const simulator::MemoryBreakdown& memory);
 

@@ -12,7 +12,10 @@
 
 #include "common/error.hpp"
 #include "common/splitmix.hpp"
+#include "executor/backend_cpu.hpp"
 #include "executor/checkpoint_random.hpp"
+#include "executor/devices.hpp"
+#include "executor/paged_kv.hpp"
 #include "kernels/thread_pool.hpp"
 #include "model/shard.hpp"
 
@@ -59,13 +62,18 @@ RunResult run_model(const RunRequest& r) {
   if (r.batch < 1 || r.gen_tokens < 0 || (r.prompt.empty() && r.prompt_tokens < 1))
     throw InputError("--batch and --prompt-tokens must be at least 1, --gen-tokens at least 0");
   const int dp = data_parallel(r);
-  if (r.tp < 1 || r.ep < 1 || dp < 1 || r.pp < 1) throw InputError("--tp, --ep, --dp and --pp must be positive");
+  if (r.layout.tp < 1 || r.layout.ep < 1 || dp < 1 || r.layout.pp < 1) throw InputError("--tp, --ep, --dp and --pp must be positive");
   // Each rank is a thread of this process: the bound keeps thread and buffer counts sane (CPU runs use 1 to 8).
   constexpr std::int64_t kMaxRanks = 256;
-  if (std::int64_t{r.tp} * dp * r.pp > kMaxRanks)
-    throw InputError("--tp x --dp x --pp = " + std::to_string(std::int64_t{r.tp} * dp * r.pp) + " ranks; the CPU executor runs at most " +
+  if (std::int64_t{r.layout.tp} * dp * r.layout.pp > kMaxRanks)
+    throw InputError("--tp x --dp x --pp = " + std::to_string(std::int64_t{r.layout.tp} * dp * r.layout.pp) + " ranks; the CPU executor runs at most " +
                      std::to_string(kMaxRanks) + " in one process");
-  const model::ParallelLayout layout{.tp = r.tp, .ep = r.ep, .pp = r.pp, .dp = dp};
+  const model::ParallelLayout layout{.tp = r.layout.tp, .ep = r.layout.ep, .pp = r.layout.pp, .dp = dp};
+  if (r.device == DeviceKind::cuda && layout.gpus() > 1)
+    throw InputError("--device cuda runs one GPU: --tp, --dp, --ep and --pp must be 1 (ranks over NCCL are not part of run)");
+  // The device first: a missing GPU is named before any weights are written or read.
+  std::shared_ptr<Backend> device_backend;
+  if (r.device == DeviceKind::cuda) device_backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
   RunResult res;
   res.model = r.name;
   const auto t_load = Clock::now();
@@ -101,6 +109,13 @@ RunResult run_model(const RunRequest& r) {
   res.threads = pool.size();
 
   check_sequence_sizes(r, model->config());
+  // On a GPU the KV cache must fit beside the weights: refused here, before the session allocates anything.
+  if (device_backend) {
+    const std::int64_t prompt_len = r.prompt.empty() ? r.prompt_tokens : static_cast<std::int64_t>(r.prompt.size());
+    check_kv_fits_device(model->config(), layout, r.batch, prompt_len + r.gen_tokens,
+                         static_cast<double>(device_backend->free_memory_bytes()), static_cast<double>(res.weight_bytes),
+                         static_cast<int>(sizeof(float)));
+  }
   // Prompts: the given ids, else seeded ids below the vocabulary (splitmix64).
   const std::int64_t V = model->config().vocab;
   std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(r.batch));
@@ -137,8 +152,14 @@ RunResult run_model(const RunRequest& r) {
     const int d = rank % stage_ranks / layout.tp;  // this rank's data-parallel replica (the same in every stage)
     const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
     Communicator& world = *comms[static_cast<std::size_t>(rank)];
-    Session s(shards[static_cast<std::size_t>(rank)], rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations}, n,
+    const kernels::CpuContext rank_ctx = rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations};
+    Session s(shards[static_cast<std::size_t>(rank)],
+              device_backend ? device_backend : std::shared_ptr<Backend>(make_cpu_backend(rank_ctx)), n,
               stage_group(world, stage_ranks), layout.pp > 1 ? &world : nullptr);
+    if (rank == 0) {
+      res.device = device_kind_name(s.backend().kind());
+      res.backend = s.backend().description();
+    }
     // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
     std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
     for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
@@ -212,8 +233,8 @@ RunResult run_model(const RunRequest& r) {
 }
 
 int data_parallel(const RunRequest& r) {
-  if (r.dp != 0) return r.dp;
-  return r.tp == 1 && r.ep > 1 ? r.ep : 1;
+  if (r.layout.dp != 0) return r.layout.dp;
+  return r.layout.tp == 1 && r.layout.ep > 1 ? r.layout.ep : 1;
 }
 
 nlohmann::json routing_trace_json(const RunResult& res) {

@@ -11,6 +11,7 @@
 
 #include "common/progress.hpp"
 #include "executor/forward.hpp"
+#include "model/shard.hpp"
 
 namespace moeplan::executor {
 
@@ -23,11 +24,14 @@ struct RunRequest {
   bool overwrite_weights_out = false;    // write into weights_out even when it holds files moeplan did not write
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
   bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
+  DeviceKind device = DeviceKind::cpu;   // cuda: one rank on CUDA device `cuda_device` (select_device checked it)
+  int cuda_device = 0;
   // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp
-  // tensor-parallel ranks each, routed experts split ep ways over all of them. dp = 0: ep when tp = 1 and ep > 1
-  // (the earlier `--tp 1 --ep N`), else 1. pp pipeline stages of tp * dp ranks each (layers split evenly, stage by
-  // stage, no micro-batches: a step passes through the stages one after the other).
-  int tp = 1, ep = 1, dp = 0, pp = 1;
+  // tensor-parallel ranks each, routed experts split ep ways over all of them. layout.dp = 0: ep when tp = 1 and
+  // ep > 1 (the earlier `--tp 1 --ep N`), else 1 (data_parallel gives the value run). pp pipeline stages of tp * dp
+  // ranks each (layers split evenly, stage by stage, no micro-batches: a step passes through the stages one after
+  // the other).
+  model::ParallelLayout layout{.tp = 1, .ep = 1, .pp = 1, .dp = 0};
   std::int64_t batch = 1, prompt_tokens = 16, gen_tokens = 16;
   std::vector<std::int32_t> prompt;      // explicit prompt (every sequence), else seeded random ids
   float temperature = 0, top_p = 1;
@@ -37,6 +41,8 @@ struct RunRequest {
 
 struct RunResult {
   std::string model, cpu_path;
+  std::string device = "cpu";  // device_kind_name of the backend
+  std::string backend;         // its description: "cpu avx2, 2 threads", "cuda NVIDIA H200, device 0"
   std::string activations = "fp32";  // "fp32", or "bf16-amx" when the AMX path was on (it takes the BF16-weight
                                      // matmuls of more than 16 rows; other dtypes keep fp32 x)
   int threads = 0;
@@ -56,7 +62,7 @@ struct RunResult {
 // (model::layout_problem) or the sizes are not positive.
 RunResult run_model(const RunRequest& request);
 
-// The attention data-parallel replicas a request runs: request.dp, or its default described at RunRequest::dp.
+// The attention data-parallel replicas a request runs: request.dp, or its default described at RunRequest::layout.
 int data_parallel(const RunRequest& request);
 
 // {"experts": E, "layers": [[count per expert] ...], "tokens": [[ids...] ...]}: the shape simulate --expert-loads reads.

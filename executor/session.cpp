@@ -153,6 +153,7 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
   if (!sh.last_stage()) {  // on to the next stage; the logits come back from the last one
     {
       Timer tm{*backend_, times_, "pp.send"};
+      backend_->synchronize();  // a communicator runs on its own stream (NCCL): the data must be complete
       pipe_->send(sh.rank_in_stage(sh.stage + 1), x.data(), T * H);
     }
     DeviceArray<float> logits(*backend_, static_cast<std::int64_t>(rows.size()) * V);
@@ -180,6 +181,7 @@ void Session::embed_tokens(const Step& step, float* x) {
   }
   if (tp_comm_ && T > 0) {
     Timer tm{*backend_, times_, "embed.all_reduce"};
+    backend_->synchronize();
     tp_comm_->all_reduce_sum(x, T * H);
   }
 }
@@ -213,6 +215,7 @@ std::vector<float> Session::logits_of(const float* x, const std::vector<std::int
   const std::int64_t slice = (V + tp - 1) / tp;
   DeviceArray<float> block(*backend_, N * slice), gathered(*backend_, tp * N * slice);
   for (std::int64_t n = 0; n < N; ++n) backend_->copy(block.data() + n * slice, mine.data() + n * Vr, float_bytes(Vr));
+  backend_->synchronize();
   tp_comm_->all_gather(block.data(), N * slice, gathered.data());
   std::vector<float> all(static_cast<std::size_t>(gathered.size())), logits(static_cast<std::size_t>(N * V));
   backend_->download(all.data(), gathered.data(), gathered.bytes());
@@ -227,6 +230,7 @@ std::vector<float> Session::return_logits(std::vector<float> logits) {
   const Model::Sharding& sh = model_->sharding();
   if (!pipe_) return logits;
   const DeviceArray<float> sent(*backend_, logits.data(), static_cast<std::int64_t>(logits.size()));
+  backend_->synchronize();
   for (int stage = 0; stage + 1 < sh.pp(); ++stage) pipe_->send(sh.rank_in_stage(stage), sent.data(), sent.size());
   return logits;
 }
@@ -285,6 +289,7 @@ void Session::attention_block(std::size_t li, float* x, const Step& step) {
   }
   if (tp_comm_) {  // each rank of the replica holds a partial sum over its heads
     Timer tm{b, times_, "attn.all_reduce"};
+    b.synchronize();
     tp_comm_->all_reduce_sum(o.data(), T * H);
   }
   b.add(x, o.data(), x, T * H);
@@ -368,6 +373,7 @@ void Session::mlp_block(std::size_t li, float* x, const Step& step) {
   else moe(li, xn.data(), T, out.data());
   if (tp_comm_) {  // partial sums over this rank's MLP or shared-expert columns, expert pieces and tokens
     Timer tm{b, times_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
+    b.synchronize();
     tp_comm_->all_reduce_sum(out.data(), T * H);
   }
   b.add(x, out.data(), x, T * H);

@@ -17,6 +17,8 @@
 
 namespace moeplan::kernels {
 
+struct WeightView;  // kernels/weights.hpp (C++20; the .cu files, compiled as C++17, do not include it)
+
 // ---- Token permutation by expert (histogram -> offsets -> scatter) and the way back (combine).
 // pairs = tokens * k; pair i is (token i / k, slot i % k) of router_topk's output.
 //   ids, weights: [pairs]; expert_offsets: [experts + 1]; row_token, row_weight: [pairs] (row order: by expert, then
@@ -86,6 +88,28 @@ void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::Paged
 // Throws std::invalid_argument on sizes the decode kernel does not take.
 void check_decode_params(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout);
 
+// ---- Row and element-wise ops of the executor's CUDA backend (executor/backend_cuda.cpp). The twins of silu_mul
+// and add are silu_mul_ref and add_ref (kernels/activation.hpp), of attention_generic attention_ref.
+// x[r, :] *= row_scale[r].  x: [rows, cols]; row_scale: [rows]
+void scale_rows_ref(float* x, std::int64_t rows, std::int64_t cols, const float* row_scale);
+// x_sorted[r, :] = x[row_token[r], :] * (row_scale ? row_scale[r] : 1).  x: [*, hidden]; row_token, row_scale:
+// [rows]; x_sorted: [rows, hidden] (kernels::gather_rows's int64 form)
+void gather_rows_ref(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
+                     std::int64_t rows, float* x_sorted);
+// y[row_token[r], :] += y_sorted[r, :] * (row_scale ? row_scale[r] : 1), rows added in order r = 0, 1, ...
+// (deterministic; kernels::scatter_add_rows's order).  y_sorted: [rows, hidden]; y: [*, hidden]
+void scatter_add_rows_ref(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
+                          const float* row_scale, std::int64_t rows, float* y);
+// The step after a tensor-core GEMM: y[m, n] (= or +=) acc[m, n] * (x_scale ? x_scale[m] : 1) * (w_scale ?
+// w_scale[n] : 1), the per-token activation scale and the per-output-channel weight scale.
+//   acc, y: [m, n]; x_scale: [m]; w_scale: [n]
+void gemm_epilogue_ref(const float* acc, std::int64_t m, std::int64_t n, const float* x_scale, const float* w_scale,
+                       float* y, bool accumulate);
+// out[t, :] = dequant(table)[ids[t] - first_row, :] for ids in [first_row, first_row + table.rows), zeros for the
+// others. table: f32, bf16, f16 or fp8_e4m3 (row_scales optional); ids: [tokens]; out: [tokens, table.cols]
+void embed_rows_ref(const WeightView& table, std::int64_t first_row, const std::int32_t* ids, std::int64_t tokens,
+                    float* out);
+
 namespace cuda {
 
 using Stream = void*;  // a cudaStream_t
@@ -130,10 +154,30 @@ void paged_attention_decode(const DecodeAttentionParams& p, const gpu::PagedKvLa
 void attention_prefill(const AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
                        const float* v, float* out, Stream stream);
 
+// kernels/cuda/backend_ops.cu: the ops above, the twins' shapes, pointers on the device (ids too).
+void silu_mul(const float* gate, const float* up, float* out, std::int64_t n, Stream stream);
+void add(const float* a, const float* b, float* out, std::int64_t n, Stream stream);
+void scale_rows(float* x, std::int64_t rows, std::int64_t cols, const float* row_scale, Stream stream);
+void gather_rows(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
+                 std::int64_t rows, float* x_sorted, Stream stream);
+void scatter_add_rows(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
+                      const float* row_scale, std::int64_t rows, float* y, Stream stream);
+void gemm_epilogue(const float* acc, std::int64_t m, std::int64_t n, const float* x_scale, const float* w_scale,
+                   float* y, bool accumulate, Stream stream);
+// embed_rows_ref's shapes, the table [rows, cols] of `dtype` (row_scales [rows] or null) on the device.
+enum class TableDtype { f32, bf16, f16, fp8_e4m3 };  // the stored dtypes embed_rows decodes
+void embed_rows(TableDtype dtype, const void* data, const float* row_scales, std::int64_t rows, std::int64_t cols,
+                std::int64_t first_row, const std::int32_t* ids, std::int64_t tokens, float* out, Stream stream);
+// attention_ref's shapes and masks for any head_dim up to 1024: one block per (query, head), keys in order with an
+// online softmax. For the head sizes attention_prefill does not take (the test models' 16); slow by design.
+void attention_generic(const AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
+                       const float* v, float* out, Stream stream);
+
 // kernels/cuda/dense_gemm.cu: y[M, N] = x[M, K] · W[N, K]^T through cuBLASLt, fp32 output.
 //   bf16: x, w BF16; scales ignored.  fp8: x, w e4m3 with one fp32 scale each (device pointers x_scale, w_scale:
 //   per-tensor, as cuBLASLt's A/B scale pointers take them); needs compute capability 8.9 or later.
-enum class DenseGemmDtype { bf16, fp8_e4m3 };
+//   f32: x, w fp32, fp32 compute (CUBLAS_COMPUTE_32F: no TF32 rounding); scales ignored.
+enum class DenseGemmDtype { bf16, fp8_e4m3, f32 };
 class DenseGemm {
  public:
   DenseGemm();  // creates the cuBLASLt handle and a 32 MiB workspace on the current device

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "calibrate/validate.hpp"
+#include "calibrate/validate_device.hpp"
+#include "simulator/gpu_profile_write.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "kernels/device_query.hpp"
 #include "model/claims.hpp"
@@ -68,6 +70,10 @@ Report run_report(const executor::RunResult& result);
 Report calibrate_report(const simulator::HostProfile& profile, const std::string& written_to, double seconds);
 // `moeplan validate --device cpu`: held-out errors, rows, op by op, the error bars the profile now carries.
 Report cpu_validation_report(const calibrate::CpuValidation& validation, const std::string& profile_file, bool profile_written);
+// `moeplan calibrate --device cuda`: the GPU op profile measured and where it was written.
+Report gpu_calibrate_report(const simulator::GpuProfileData& profile, const std::string& written_to, double seconds);
+// `moeplan validate --device cuda`: per oracle fixture, the device's largest logit difference from the CPU backend.
+Report device_validation_report(const std::vector<calibrate::DeviceCheck>& checks, const std::string& device);
 Report published_report(const simulator::PublishedSummary& summary, const simulator::PublishedSet& set);
 
 }  // namespace moeplan::reports

@@ -8,8 +8,10 @@ namespace moeplan::reports {
 
 Report run_report(const executor::RunResult& r) {
   Report rep;
-  rep.header = {"run: " + r.model + " on cpu (" + r.cpu_path + ", " + std::to_string(r.threads) + " threads, " +
-                    (r.activations == "fp32" ? "fp32 activations" : "BF16 activations on AMX tiles") + "); weights " +
+  const std::string where = r.device == "cpu" ? "cpu (" + r.cpu_path + ", " + std::to_string(r.threads) + " threads, " +
+                                                   (r.activations == "fp32" ? "fp32 activations" : "BF16 activations on AMX tiles") + ")"
+                                             : r.backend;
+  rep.header = {"run: " + r.model + " on " + where + "; weights " +
                 format_gb(static_cast<double>(r.weight_bytes)) + " from " + r.weights_dir.string()};
   Table t;
   t.title = "throughput";
@@ -38,7 +40,7 @@ Report run_report(const executor::RunResult& r) {
     ops_json.push_back({{"name", name}, {"calls", calls}, {"seconds", s}});
   }
   rep.tables.push_back(std::move(ops));
-  rep.json = {{"model", r.model}, {"device", "cpu"}, {"cpu_path", r.cpu_path}, {"threads", r.threads},
+  rep.json = {{"model", r.model}, {"device", r.device}, {"backend", r.backend}, {"cpu_path", r.cpu_path}, {"threads", r.threads},
               {"activations", r.activations},
               {"weight_bytes", r.weight_bytes}, {"tokens", r.tokens},
               {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_tokens_per_s", r.decode_tokens_per_s},

@@ -175,4 +175,56 @@ Report cpu_validation_report(const calibrate::CpuValidation& v, const std::strin
   return rep;
 }
 
+Report gpu_calibrate_report(const simulator::GpuProfileData& p, const std::string& written_to, double seconds) {
+  Report rep;
+  rep.header = {"calibrate: " + p.gpu + " (" + p.source + "), " + p.exported + "; measured in " + format_fixed(seconds, 1) + " s",
+                "GPU op profile written to " + written_to + " (use it: moeplan simulate --gpu " + p.gpu + " --gpu-profile " +
+                    written_to + " ...)"};
+  json curves = json::array();
+  for (const auto& c : p.curves) {
+    Table t;
+    std::string shape;
+    for (const auto& [k, v] : c.fields) shape += (shape.empty() ? "" : " ") + k + "=" + v;
+    t.title = std::string(simulator::gpu_curve_kind_name(c.kind)) + " " + shape;
+    t.columns = {c.kind == simulator::GpuCurveKind::moe ? "tokens" : "rows", "us per call"};
+    t.right_align = {true, true};
+    json points = json::array();
+    for (std::size_t i = 0; i < c.x.size(); ++i) {
+      t.rows.push_back({with_commas(static_cast<std::int64_t>(c.x[i])), format_fixed(c.seconds[i] * 1e6, 1)});
+      points.push_back({{"x", c.x[i]}, {"seconds", c.seconds[i]}});
+    }
+    rep.tables.push_back(std::move(t));
+    json fields = json::object();
+    for (const auto& [k, v] : c.fields) fields[k] = v;
+    curves.push_back({{"kind", simulator::gpu_curve_kind_name(c.kind)}, {"fields", fields}, {"points", points}});
+  }
+  rep.json = {{"gpu", p.gpu}, {"engine", p.engine}, {"source", p.source}, {"date", p.exported},
+              {"profile", written_to}, {"seconds", seconds}, {"curves", curves}};
+  return rep;
+}
+
+Report device_validation_report(const std::vector<calibrate::DeviceCheck>& checks, const std::string& device) {
+  Report rep;
+  bool all = true;
+  for (const auto& c : checks) all = all && c.pass();
+  rep.header = {"validate --device: " + device + " against the CPU backend with its matmul input rounding, on the oracle fixtures: " +
+                (all ? "every fixture within its tolerance" : "SOME FIXTURES OUTSIDE THEIR TOLERANCE")};
+  Table t;
+  t.title = "logits, device vs reference (prefill of every position, then decode steps on the reference's greedy tokens)";
+  t.columns = {"fixture", "weights", "rows", "max |diff|", "allowed", "max |logit|", "argmax differs", "vs fp32 CPU", "result"};
+  t.right_align = {false, false, true, true, true, true, true, true, false};
+  json rows = json::array();
+  for (const auto& c : checks) {
+    t.rows.push_back({c.fixture, kernels::weight_dtype_name(c.dtype), std::to_string(c.rows), format_fixed(c.max_abs_diff, 5),
+                      format_fixed(c.allowed, 5), format_fixed(c.max_abs_logit, 3), std::to_string(c.argmax_mismatches),
+                      c.max_abs_diff_fp32 < 0 ? "-" : format_fixed(c.max_abs_diff_fp32, 4), c.pass() ? "pass" : "FAIL"});
+    rows.push_back({{"fixture", c.fixture}, {"weights", kernels::weight_dtype_name(c.dtype)}, {"rows", c.rows},
+                    {"max_abs_diff", c.max_abs_diff}, {"allowed", c.allowed}, {"max_abs_logit", c.max_abs_logit},
+                    {"argmax_mismatches", c.argmax_mismatches}, {"max_abs_diff_fp32", c.max_abs_diff_fp32}, {"pass", c.pass()}});
+  }
+  rep.tables.push_back(std::move(t));
+  rep.json = {{"device", device}, {"pass", all}, {"fixtures", rows}};
+  return rep;
+}
+
 }  // namespace moeplan::reports

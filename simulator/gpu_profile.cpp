@@ -1,11 +1,14 @@
 // simulator/gpu_profile: the GPU op-profile reader and lookups (see gpu_profile.hpp; grammar in docs/gpu_profiles.md).
 #include "simulator/gpu_profile.hpp"
+#include "simulator/gpu_profile_write.hpp"
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 
 #include "common/error.hpp"
 #include "common/files.hpp"
@@ -434,6 +437,61 @@ double DecodeAttentionCurves::seconds(double batch, double position, double keys
   const double t1 = at_batch(hi, position, keys, s_per_key, extrapolated);
   const double f = std::log(batch / b0) / std::log(b1 / b0);
   return t0 > 0 && t1 > 0 ? t0 * std::pow(t1 / t0, f) : t0 + (t1 - t0) * f;
+}
+
+namespace {
+// v > 0 to 3 significant digits, as a plain decimal ("1230", "45.6", "0.0789").
+std::string three_digits(double v) {
+  const int exponent = static_cast<int>(std::floor(std::log10(v)));
+  const int decimals = std::max(0, 2 - exponent);
+  const double step = std::pow(10.0, exponent - 2);
+  const double rounded = std::round(v / step) * step;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, rounded);
+  return buf;
+}
+void check_token(const std::string& what, const std::string& value) {
+  if (value.empty() || value.find_first_of(" \t\n=#:") != std::string::npos) {
+    std::string message = "gpu_profile_text: ";
+    message.append(what).append(" '").append(value).append("' is empty or holds a space, '=', '#' or ':'");
+    throw std::invalid_argument(message);
+  }
+}
+}  // namespace
+
+std::string gpu_profile_text(const GpuProfileData& p) {
+  // Built with append: GCC 12's -Wrestrict misfires on chains of "literal" + std::string.
+  std::string out = kMagic;
+  out += '\n';
+  for (const auto& [key, value] : std::initializer_list<std::pair<const char*, const std::string*>>{
+           {"gpu", &p.gpu}, {"engine", &p.engine}, {"engine_version", &p.engine_version}, {"source", &p.source},
+           {"license", &p.license}, {"exported", &p.exported}}) {
+    if (value->empty() || value->find('\n') != std::string::npos || value->find('#') != std::string::npos)
+      throw std::invalid_argument(std::string("gpu_profile_text: the header's ") + key + " is empty or holds '#' or a newline");
+    out.append(key).append(" ").append(*value).append("\n");
+  }
+  for (const auto& t : p.tables) out.append("table ").append(t).append("\n");
+  for (const auto& c : p.comments) out.append("# ").append(c).append("\n");
+  for (const GpuProfileCurveData& c : p.curves) {
+    if (c.x.empty() || c.x.size() != c.seconds.size())
+      throw std::invalid_argument("gpu_profile_text: a curve needs as many times as sizes, and at least one");
+    out.append(gpu_curve_kind_name(c.kind));
+    for (const auto& [k, v] : c.fields) {
+      check_token("field", k);
+      check_token("value of " + k, v);
+      out.append(" ").append(k).append("=").append(v);
+    }
+    out.append(" :");
+    for (std::size_t i = 0; i < c.x.size(); ++i) {
+      const double x = c.x[i], us = c.seconds[i] * 1e6;
+      if (!(x > 0) || x != std::floor(x) || (i > 0 && !(x > c.x[i - 1])))
+        throw std::invalid_argument("gpu_profile_text: sizes must be whole, positive and ascending");
+      if (!(us > 0) || !std::isfinite(us)) throw std::invalid_argument("gpu_profile_text: times must be positive and finite");
+      out.append(" ").append(std::to_string(static_cast<long long>(x))).append(" ").append(three_digits(us));
+    }
+    out.append("\n");
+  }
+  return out;
 }
 
 }  // namespace moeplan::simulator

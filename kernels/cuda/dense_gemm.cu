@@ -1,4 +1,4 @@
-// Dense GEMM through cuBLASLt, y[M, N] = x[M, K] · W[N, K]^T with fp32 output, BF16 or FP8 e4m3 operands (FP8 with
+// Dense GEMM through cuBLASLt, y[M, N] = x[M, K] · W[N, K]^T with fp32 output, BF16, FP8 e4m3 or fp32 operands (FP8 with
 // per-tensor scales through CUBLASLT_MATMUL_DESC_A/B_SCALE_POINTER). Row-major y = x W^T is column-major
 // y^T = W x^T: A = W (column-major [K, N], transposed), B = x (column-major [K, M]), D = y^T (column-major [N, M]):
 // the "TN" form cuBLASLt requires for FP8. Every handle, descriptor and layout is an RAII owner.
@@ -84,7 +84,8 @@ void DenseGemm::run(DenseGemmDtype dtype, const void* x, const void* w, const fl
     set_attr(raw, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, x_scale);
   }
   // 2. the layouts (column-major views of the row-major tensors)
-  const cudaDataType_t in_type = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+  const cudaDataType_t in_type =
+      fp8 ? CUDA_R_8F_E4M3 : (dtype == DenseGemmDtype::f32 ? CUDA_R_32F : CUDA_R_16BF);
   const MatrixLayout a = make_layout(in_type, k, n), b = make_layout(in_type, k, m), c = make_layout(CUDA_R_32F, n, m);
   // 3. the heuristic's first algorithm within the workspace
   cublasLtMatmulPreference_t pref_raw = nullptr;
@@ -99,7 +100,7 @@ void DenseGemm::run(DenseGemmDtype dtype, const void* x, const void* w, const fl
                                                       pref_raw, 1, &result, &found));
   if (found == 0)
     throw std::runtime_error("cuda::DenseGemm: cuBLASLt has no algorithm for " + std::to_string(m) + " x " +
-                             std::to_string(n) + " x " + std::to_string(k) + (fp8 ? " FP8" : " BF16"));
+                             std::to_string(n) + " x " + std::to_string(k) + (fp8 ? " FP8" : dtype == DenseGemmDtype::f32 ? " F32" : " BF16"));
   // 4. run
   const float alpha = 1.f, beta = 0.f;
   MOEPLAN_CUBLAS_CHECK(cublasLtMatmul(impl_->handle, raw, &alpha, w, a.get(), x, b.get(), &beta, y, c.get(), y,

@@ -197,3 +197,48 @@ void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::Paged
 }
 
 }  // namespace moeplan::kernels
+
+namespace moeplan::kernels {
+
+void scale_rows_ref(float* x, std::int64_t rows, std::int64_t cols, const float* row_scale) {
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c) x[r * cols + c] *= row_scale[r];
+}
+
+void gather_rows_ref(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
+                     std::int64_t rows, float* x_sorted) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float s = row_scale ? row_scale[r] : 1.f;
+    for (std::int64_t h = 0; h < hidden; ++h) x_sorted[r * hidden + h] = x[row_token[r] * hidden + h] * s;
+  }
+}
+
+void scatter_add_rows_ref(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
+                          const float* row_scale, std::int64_t rows, float* y) {
+  for (std::int64_t r = 0; r < rows; ++r) {  // in row order: the sum of a token's rows is deterministic
+    const float s = row_scale ? row_scale[r] : 1.f;
+    for (std::int64_t h = 0; h < hidden; ++h) y[row_token[r] * hidden + h] += y_sorted[r * hidden + h] * s;
+  }
+}
+
+void gemm_epilogue_ref(const float* acc, std::int64_t m, std::int64_t n, const float* x_scale, const float* w_scale,
+                       float* y, bool accumulate) {
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      // the two scales multiply the accumulator in this order, as the kernel does
+      const float v = acc[i * n + j] * (x_scale ? x_scale[i] : 1.f) * (w_scale ? w_scale[j] : 1.f);
+      y[i * n + j] = accumulate ? y[i * n + j] + v : v;
+    }
+}
+
+void embed_rows_ref(const WeightView& table, std::int64_t first_row, const std::int32_t* ids, std::int64_t tokens,
+                    float* out) {
+  const std::int64_t H = table.cols;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    const std::int64_t row = ids[t] - first_row;
+    for (std::int64_t h = 0; h < H; ++h)
+      out[t * H + h] = row >= 0 && row < table.rows ? dequant_element(table, row, h) : 0.f;
+  }
+}
+
+}  // namespace moeplan::kernels

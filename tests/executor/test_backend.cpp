@@ -12,9 +12,11 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/splitmix.hpp"
 #include "executor/backend_cpu.hpp"
+#include "executor/backend_cuda.hpp"
 #include "executor/comm.hpp"
 #include "executor/devices.hpp"
 #include "executor/forward.hpp"
@@ -343,14 +345,57 @@ TEST_CASE("In-process ranks (tp, ep with attention dp, pp) on backends with thei
   }
 }
 
-TEST_CASE("run --device cuda says in one line why it cannot run here") {
+TEST_CASE("Device selection in one place: cpu, cuda when built and visible, else one line naming the fix") {
   kernels::DeviceQuery q;
-  CHECK(executor::cuda_executor_unavailable(q).find("built without CUDA") != std::string::npos);
+  CHECK(executor::cuda_executor_unavailable(q).find("this build has no CUDA (configure with -DMOEPLAN_CUDA=ON") != std::string::npos);
+  CHECK_THROWS_WITH(executor::select_device("cuda", q), Catch::Contains("-DMOEPLAN_CUDA=ON"));
   q.cuda_built = true;
   q.status = "no CUDA-capable device is detected";
-  CHECK(executor::cuda_executor_unavailable(q).find("no CUDA device is visible (no CUDA-capable device is detected)") != std::string::npos);
+  CHECK(executor::cuda_executor_unavailable(q).find("no CUDA device found (no CUDA-capable device is detected)") != std::string::npos);
+  CHECK_THROWS_AS(executor::select_device("cuda", q), InputError);
+  for (const auto& line : {executor::cuda_executor_unavailable({}), executor::cuda_executor_unavailable(q)}) {
+    CHECK(!line.empty());
+    CHECK(line.find('\n') == std::string::npos);
+  }
   q.gpus.push_back({"NVIDIA H200", 1.4e11, 132, 9, 0});
-  const std::string with_gpu = executor::cuda_executor_unavailable(q);
-  CHECK(with_gpu.find("NVIDIA H200 found") != std::string::npos);
-  for (const auto& line : {executor::cuda_executor_unavailable({}), with_gpu}) CHECK(line.find('\n') == std::string::npos);
+  CHECK(executor::cuda_executor_unavailable(q).empty());
+  CHECK(executor::select_device("cuda", q) == executor::DeviceKind::cuda);
+  CHECK(executor::select_device("cpu", {}) == executor::DeviceKind::cpu);
+  CHECK_THROWS_WITH(executor::select_device("tpu", q), Catch::Contains("unknown --device 'tpu' (use cpu or cuda)"));
+  CHECK(executor::make_backend(executor::DeviceKind::cpu, kernels::CpuContext{})->kind() == executor::DeviceKind::cpu);
+  if (!executor::query_gpus().cuda_built)
+    CHECK_THROWS_WITH(executor::make_backend(executor::DeviceKind::cuda, kernels::CpuContext{}), Catch::Contains("this build has no CUDA"));
+}
+
+TEST_CASE("the CUDA backend's matmul plan: a kernel per weight dtype, or one line naming the dtype") {
+  using Path = executor::CudaMatmulPlan::Path;
+  kernels::WeightView w{kernels::WeightDtype::bf16, nullptr, 64, 32, nullptr};
+  auto plan = executor::plan_cuda_matmul(w, false);
+  CHECK(plan.path == Path::bf16);
+  CHECK_FALSE(plan.epilogue);
+  CHECK(executor::plan_cuda_matmul(w, true).epilogue);  // accumulate goes through the epilogue
+  const float scales[64] = {};
+  w.row_scales = scales;
+  CHECK(executor::plan_cuda_matmul(w, false).epilogue);  // a row-scaled weight too
+  w.dtype = kernels::WeightDtype::fp8_e4m3;
+  plan = executor::plan_cuda_matmul(w, false);
+  CHECK(plan.path == Path::fp8);
+  CHECK(plan.epilogue);  // the per-token activation scale
+  w.cols = 40;
+  plan = executor::plan_cuda_matmul(w, false);
+  CHECK(plan.path == Path::none);
+  CHECK(plan.problem.find("[64 x 40]") != std::string::npos);
+  w.cols = 32;
+  w.row_scales = nullptr;
+  w.dtype = kernels::WeightDtype::f32;
+  CHECK(executor::plan_cuda_matmul(w, false).path == Path::f32);
+  for (auto dtype : {kernels::WeightDtype::f16, kernels::WeightDtype::int8}) {
+    w.dtype = dtype;
+    plan = executor::plan_cuda_matmul(w, false);
+    CHECK(plan.path == Path::none);
+    CHECK(plan.problem.find(std::string("no kernel for ") + kernels::weight_dtype_name(dtype) + " weights") != std::string::npos);
+    CHECK(plan.problem.find('\n') == std::string::npos);
+  }
+  CHECK(executor::cuda_attention_tiled(128));
+  CHECK_FALSE(executor::cuda_attention_tiled(16));
 }

@@ -49,9 +49,7 @@ TEST_CASE("A sampled run gives the same tokens on one rank, TP=2, EP=2 (data-par
   // {tp, ep, dp}; dp = 0: the default (ep when tp = 1). Three sequences over two replicas split 1 + 2.
   for (auto [tp, ep, dp] : {std::array{2, 1, 0}, std::array{1, 2, 0}, std::array{2, 2, 0}, std::array{2, 4, 2}, std::array{2, 2, 2}}) {
     INFO("tp=" << tp << " ep=" << ep << " dp=" << dp);
-    q.tp = tp;
-    q.ep = ep;
-    q.dp = dp;
+    q.layout = model::ParallelLayout{.tp = tp, .ep = ep, .pp = 1, .dp = dp};
     const auto ranked = executor::run_model(q);
     CHECK(ranked.tokens == one.tokens);
     CHECK(ranked.routing.size() == one.routing.size());
@@ -60,7 +58,6 @@ TEST_CASE("A sampled run gives the same tokens on one rank, TP=2, EP=2 (data-par
     CHECK(ranked.ops.calls.count("lm_head.all_gather") == (tp > 1 ? 1u : 0u));
   }
   q.seed = 12;
-  q.tp = q.ep = 1;
-  q.dp = 0;
+  q.layout = model::ParallelLayout{.tp = 1, .ep = 1, .pp = 1, .dp = 0};
   CHECK(executor::run_model(q).tokens != one.tokens);  // the seed matters
 }

@@ -1,0 +1,238 @@
+// executor/backend_cuda: the CUDA backend (see backend_cuda.hpp and backend.hpp): device memory from cudaMalloc,
+// every op enqueued on one non-blocking stream through the launchers of kernels/gpu_ops.hpp, matmuls through
+// cuBLASLt (kernels::cuda::DenseGemm) in the weight's dtype. Plain C++: the CUDA runtime calls it needs are the
+// host-callable ones of kernels/gpu_runtime.hpp. Activations stay fp32 on the device; BF16 and FP8 GEMMs convert
+// their input into a scratch buffer first.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/error.hpp"
+#include "executor/backend_cuda.hpp"
+#include "kernels/device_query.hpp"
+#include "kernels/gpu_ops.hpp"
+#include "kernels/gpu_runtime.hpp"
+
+namespace moeplan::executor {
+
+namespace {
+
+namespace cu = kernels::cuda;
+
+// Device memory that grows to the largest size asked for and is reused by the ops that follow on the one stream
+// (stream order makes the reuse safe; freeing waits for the device).
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { cu::device_free(p_); }
+  void* get(std::size_t bytes) {
+    if (bytes > bytes_) {
+      cu::device_free(p_);
+      p_ = nullptr;
+      bytes_ = 0;
+      p_ = cu::device_alloc(bytes);
+      bytes_ = bytes;
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+std::size_t bytes_of(std::int64_t count, std::size_t size) { return static_cast<std::size_t>(count) * size; }
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    cu::set_device(device_);
+    stream_ = cu::stream_create();
+    gemm_ = std::make_unique<cu::DenseGemm>();
+    const float one = 1.f;
+    unit_scale_ = static_cast<float*>(cu::device_alloc(sizeof(float)));
+    cu::copy_to_device(unit_scale_, &one, sizeof(float), stream_);
+    const kernels::DeviceQuery q = kernels::query_devices();
+    name_ = device_ < static_cast<int>(q.gpus.size()) ? q.gpus[static_cast<std::size_t>(device_)].name : "?";
+  }
+  ~CudaBackend() override {
+    try {
+      cu::stream_synchronize(stream_);
+    } catch (...) {  // a destructor must not throw; the frees below still run
+    }
+    for (auto& [key, r] : resident_) {
+      cu::device_free(r.data);
+      cu::device_free(r.scales);
+    }
+    cu::device_free(unit_scale_);
+    gemm_.reset();
+    cu::stream_destroy(stream_);
+  }
+  DeviceKind kind() const override { return DeviceKind::cuda; }
+  std::string description() const override { return "cuda " + name_ + ", device " + std::to_string(device_); }
+
+  void* allocate(std::size_t bytes) override { return cu::device_alloc(bytes); }
+  void release(void* p) noexcept override { cu::device_free(p); }
+  void upload(void* dst, const void* src, std::size_t bytes) override { cu::copy_to_device(dst, src, bytes, stream_); }
+  void download(void* dst, const void* src, std::size_t bytes) override { cu::copy_to_host(dst, src, bytes, stream_); }
+  void copy(void* dst, const void* src, std::size_t bytes) override { cu::copy_on_device(dst, src, bytes, stream_); }
+  void synchronize() override { cu::stream_synchronize(stream_); }
+  std::size_t free_memory_bytes() override {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    cu::memory_info(&free_bytes, &total_bytes);
+    return free_bytes;
+  }
+
+  kernels::WeightView resident(const kernels::WeightView& host) override {
+    const Key key{host.data, host.row_scales, host.dtype, host.rows, host.cols};
+    auto it = resident_.find(key);
+    if (it == resident_.end()) {
+      Resident r;
+      const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(host));
+      r.data = cu::device_alloc(bytes);
+      if (bytes > 0) cu::copy_to_device(r.data, host.data, bytes, stream_);
+      if (host.row_scales) {
+        r.scales = static_cast<float*>(cu::device_alloc(bytes_of(host.rows, sizeof(float))));
+        cu::copy_to_device(r.scales, host.row_scales, bytes_of(host.rows, sizeof(float)), stream_);
+      }
+      it = resident_.emplace(key, r).first;
+    }
+    kernels::WeightView view = host;
+    view.data = it->second.data;
+    view.row_scales = it->second.scales;
+    return view;
+  }
+
+  void matmul(const float* x, std::int64_t M, const kernels::WeightView& w, float* y, bool accumulate) override {
+    const CudaMatmulPlan plan = plan_cuda_matmul(w, accumulate);
+    if (plan.path == CudaMatmulPlan::Path::none) throw InputError(plan.problem);
+    if (M <= 0) return;
+    const std::int64_t N = w.rows, K = w.cols;
+    float* out = plan.epilogue ? static_cast<float*>(acc_.get(bytes_of(M * N, sizeof(float)))) : y;
+    const float* x_scale = nullptr;
+    switch (plan.path) {
+      case CudaMatmulPlan::Path::bf16: {
+        auto* xb = static_cast<std::uint16_t*>(input_.get(bytes_of(M * K, sizeof(std::uint16_t))));
+        cu::convert_bf16(x, M * K, xb, stream_);
+        gemm_->run(cu::DenseGemmDtype::bf16, xb, w.data, nullptr, nullptr, out, M, N, K, stream_);
+        break;
+      }
+      case CudaMatmulPlan::Path::fp8: {
+        auto* xq = static_cast<std::uint8_t*>(input_.get(bytes_of(M * K, 1)));
+        auto* xs = static_cast<float*>(input_scale_.get(bytes_of(M, sizeof(float))));
+        cu::quantize_fp8_per_token(x, M, K, xq, xs, stream_);
+        gemm_->run(cu::DenseGemmDtype::fp8_e4m3, xq, w.data, unit_scale_, unit_scale_, out, M, N, K, stream_);
+        x_scale = xs;
+        break;
+      }
+      case CudaMatmulPlan::Path::f32:
+        gemm_->run(cu::DenseGemmDtype::f32, x, w.data, nullptr, nullptr, out, M, N, K, stream_);
+        break;
+      case CudaMatmulPlan::Path::none: break;
+    }
+    if (plan.epilogue) cu::gemm_epilogue(out, M, N, x_scale, w.row_scales, y, accumulate, stream_);
+  }
+  void grouped_matmul(const float* x_sorted, const std::int64_t* expert_offsets, std::int64_t experts,
+                      const kernels::WeightView* weights, float* y_sorted) override {
+    grouped_matmul_per_expert(*this, x_sorted, expert_offsets, experts, weights, y_sorted);
+  }
+  void attention(const kernels::AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
+                 const float* v, float* out) override {
+    if (cuda_attention_tiled(p.head_dim)) cu::attention_prefill(p, q, q_pos, k, v, out, stream_);
+    else cu::attention_generic(p, q, q_pos, k, v, out, stream_);
+  }
+  void rmsnorm(const float* x, const float* w, float* y, std::int64_t tokens, std::int64_t hidden, float eps) override {
+    cu::rmsnorm(x, w, y, tokens, hidden, eps, stream_);
+  }
+  void rms_normalize(const float* x, float* y, std::int64_t rows, std::int64_t dim, float eps) override {
+    cu::rmsnorm(x, nullptr, y, rows, dim, eps, stream_);
+  }
+  void rope(float* x, std::int64_t tokens, std::int64_t heads, std::int64_t head_dim, const std::int64_t* positions,
+            const float* inv_freq, kernels::RopeLayout layout) override {
+    cu::rope(x, tokens, heads, head_dim, positions, inv_freq, layout, stream_);
+  }
+  void router_topk(const float* logits, std::int64_t tokens, std::int64_t experts, std::int64_t k,
+                   kernels::RouterScoring scoring, std::int32_t* ids, float* weights) override {
+    cu::router_topk(logits, tokens, experts, k, scoring, ids, weights, stream_);
+  }
+  void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) override {
+    cu::silu_mul(gate, up, out, n, stream_);
+  }
+  void add(const float* a, const float* b, float* out, std::int64_t n) override { cu::add(a, b, out, n, stream_); }
+  void scale_rows(float* x, std::int64_t rows, std::int64_t cols, const float* row_scale) override {
+    cu::scale_rows(x, rows, cols, row_scale, stream_);
+  }
+  void permute(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
+               std::int64_t rows, float* x_sorted) override {
+    cu::gather_rows(x, hidden, row_token, row_scale, rows, x_sorted, stream_);
+  }
+  void unpermute_add(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
+                     std::int64_t rows, float* y) override {
+    cu::scatter_add_rows(y_sorted, hidden, row_token, row_scale, rows, y, stream_);
+  }
+  // ids are host memory (backend.hpp): copied to the device first.
+  void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids, std::int64_t tokens,
+             float* out) override {
+    cu::TableDtype dtype = cu::TableDtype::f32;
+    switch (table.dtype) {
+      case kernels::WeightDtype::f32: dtype = cu::TableDtype::f32; break;
+      case kernels::WeightDtype::bf16: dtype = cu::TableDtype::bf16; break;
+      case kernels::WeightDtype::f16: dtype = cu::TableDtype::f16; break;
+      case kernels::WeightDtype::fp8_e4m3: dtype = cu::TableDtype::fp8_e4m3; break;
+      case kernels::WeightDtype::int8:
+        throw InputError("the CUDA backend has no kernel for an int8 embedding table; run it with --device cpu");
+    }
+    if (tokens <= 0) return;
+    auto* dev_ids = static_cast<std::int32_t*>(ids_.get(bytes_of(tokens, sizeof(std::int32_t))));
+    cu::copy_to_device(dev_ids, ids, bytes_of(tokens, sizeof(std::int32_t)), stream_);
+    cu::embed_rows(dtype, table.data, table.row_scales, table.rows, table.cols, first_row, dev_ids, tokens, out, stream_);
+  }
+
+ private:
+  // A view's address and shape: the same host matrix made resident twice gives the same device copy.
+  struct Key {
+    const void* data;
+    const float* scales;
+    kernels::WeightDtype dtype;
+    std::int64_t rows, cols;
+    bool operator==(const Key& o) const {
+      return data == o.data && scales == o.scales && dtype == o.dtype && rows == o.rows && cols == o.cols;
+    }
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const {
+      return std::hash<const void*>()(k.data) * 31u + std::hash<const void*>()(k.scales);
+    }
+  };
+  struct Resident {
+    void* data = nullptr;
+    float* scales = nullptr;
+  };
+
+  int device_ = 0;
+  std::string name_;
+  cu::Stream stream_ = nullptr;
+  std::unique_ptr<cu::DenseGemm> gemm_;
+  float* unit_scale_ = nullptr;  // 1.0f on the device: the FP8 GEMM's per-tensor scales (the epilogue scales)
+  // Weights uploaded once, by host address (a backend serves the weights of models that outlive it).
+  std::unordered_map<Key, Resident, KeyHash> resident_;
+  Scratch acc_, input_, input_scale_, ids_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  const int count = kernels::cuda::device_count();
+  if (count == 0) throw InputError("--device cuda: no CUDA device found; use --device cpu");
+  if (device < 0 || device >= count)
+    throw InputError("--device cuda: device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
+                     " visible)");
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace moeplan::executor

@@ -1,0 +1,107 @@
+// GPU test: the CUDA backend runs the whole forward pass of every oracle fixture (tests/fixtures/oracle) and its logits
+// are compared with the CPU backend's with the same matmul input rounding under validate --device's tolerance per
+// weight dtype (and printed against the fp32 CPU backend); then, with two GPUs and
+// NCCL, tensor parallel TP=2 (and TP=2 x EP=2 where the experts divide) over NCCL against one GPU. Exits 77 (CTest:
+// skipped) when this build has no CUDA or the machine no device; 0 when every check passes; 1 when one fails.
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "calibrate/validate_device.hpp"
+#include "executor/backend_cpu.hpp"
+#include "executor/backend_cuda.hpp"
+#include "executor/devices.hpp"
+#include "executor/forward.hpp"
+#include "executor/nccl_comm.hpp"
+
+using namespace moeplan;
+
+namespace {
+
+constexpr int kSkip = 77;
+const char* const kFixtures = MOEPLAN_TEST_FIXTURES "/oracle";
+
+// Logits of every prompt position of `model` (sharded for `ranks` NCCL ranks under `layout`, or whole on GPU 0).
+std::vector<float> logits_over_nccl(const std::shared_ptr<const executor::Model>& model, const model::ParallelLayout& layout,
+                                    const std::vector<std::int32_t>& prompt) {
+  const int ranks = layout.gpus();
+  auto comms = executor::make_nccl_group(ranks);
+  std::vector<std::vector<float>> out(static_cast<std::size_t>(ranks));
+  std::vector<std::exception_ptr> failed(static_cast<std::size_t>(ranks));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        std::shared_ptr<executor::Backend> backend = executor::make_cuda_backend(r);
+        executor::Session s(model->sharded(layout, r), backend, 1, comms[static_cast<std::size_t>(r)].get());
+        out[static_cast<std::size_t>(r)] = s.prefill({prompt}, true);
+      } catch (...) {
+        failed[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& f : failed)
+    if (f) std::rethrow_exception(f);
+  return out[0];
+}
+
+int check_nccl_layouts() {
+  const auto gpus = executor::query_gpus();
+  if (!executor::nccl_available() || gpus.gpus.size() < 2) {
+    std::printf("nccl layouts: not run (%s)\n", executor::nccl_available() ? "fewer than 2 GPUs" : "no NCCL in this build");
+    return 0;
+  }
+  int failures = 0;
+  for (const char* name : {"llama4_qknorm", "qwen3_moe", "mixtral"}) {
+    const auto model = executor::Model::load(std::string(kFixtures) + "/" + name);
+    std::vector<std::int32_t> prompt;
+    for (int i = 0; i < 12; ++i) prompt.push_back(static_cast<std::int32_t>((i * 37 + 5) % model->config().vocab));
+    executor::Session one(model, std::shared_ptr<executor::Backend>(executor::make_cuda_backend(0)), 1);
+    const std::vector<float> ref = one.prefill({prompt}, true);
+    double max_logit = 0;
+    for (float v : ref) max_logit = std::max(max_logit, std::fabs(static_cast<double>(v)));
+    const auto tol = calibrate::device_logit_tolerance(kernels::WeightDtype::bf16);
+    for (const model::ParallelLayout layout : {model::ParallelLayout{.tp = 2, .ep = 1, .pp = 1, .dp = 1},
+                                               model::ParallelLayout{.tp = 2, .ep = 2, .pp = 1, .dp = 1}}) {
+      const std::vector<float> got = logits_over_nccl(model, layout, prompt);
+      double diff = 0;
+      for (std::size_t i = 0; i < ref.size(); ++i) diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - ref[i]));
+      const bool ok = got.size() == ref.size() && diff <= tol.abs + tol.rel * max_logit;
+      std::printf("nccl %s tp=%d ep=%d vs one GPU: max |diff| %.3g (%s)\n", name, layout.tp, layout.ep, diff, ok ? "pass" : "FAIL");
+      failures += ok ? 0 : 1;
+    }
+  }
+  return failures;
+}
+
+}  // namespace
+
+int main() {
+  const auto gpus = executor::query_gpus();
+  if (!gpus.cuda_built || gpus.gpus.empty()) {
+    std::printf("skipped: %s\n", gpus.cuda_built ? gpus.status.c_str() : "built without CUDA");
+    return kSkip;
+  }
+  try {
+    calibrate::DeviceValidateRequest q;
+    q.fixtures_dir = kFixtures;
+    q.make_device = [] { return std::shared_ptr<executor::Backend>(executor::make_cuda_backend(0)); };
+    q.make_reference = [] { return std::shared_ptr<executor::Backend>(executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{})); };
+    q.make_fp32 = [] { return std::shared_ptr<executor::Backend>(executor::make_cpu_backend(kernels::CpuContext{})); };
+    int failures = 0;
+    for (const auto& c : calibrate::validate_device(q)) {
+      std::printf("%s (%s weights): %lld rows, max |diff| %.3g (allowed %.3g; vs fp32 CPU %.3g), argmax differs in %lld: %s\n",
+                  c.fixture.c_str(), kernels::weight_dtype_name(c.dtype), static_cast<long long>(c.rows), c.max_abs_diff,
+                  c.allowed, c.max_abs_diff_fp32, static_cast<long long>(c.argmax_mismatches), c.pass() ? "pass" : "FAIL");
+      failures += c.pass() ? 0 : 1;
+    }
+    failures += check_nccl_layouts();
+    return failures == 0 ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::printf("error: %s\n", e.what());
+    return 1;
+  }
+}
