@@ -9,7 +9,7 @@
 #include "common/files.hpp"
 #include "common/progress.hpp"
 #include "common/text.hpp"
-#include "reports/reports.hpp"
+#include "reports/validate_report.hpp"
 
 namespace po = boost::program_options;
 

@@ -10,7 +10,8 @@
 #include "common/progress.hpp"
 #include "common/text.hpp"
 #include "model/config.hpp"
-#include "reports/reports.hpp"
+#include "reports/published_report.hpp"
+#include "reports/validate_report.hpp"
 #include "simulator/published.hpp"
 
 namespace po = boost::program_options;

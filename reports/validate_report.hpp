@@ -1,0 +1,17 @@
+// reports/validate_report: `moeplan calibrate` and `moeplan validate --device cpu` as Reports.
+#pragma once
+#include <string>
+
+#include "calibrate/validate.hpp"
+#include "reports/render.hpp"
+#include "simulator/profile.hpp"
+
+namespace moeplan::reports {
+
+// `moeplan calibrate`: the measured profile and where it was written; `seconds`: how long measuring took.
+Report calibrate_report(const simulator::HostProfile& profile, const std::string& written_to, double seconds);
+// `moeplan validate --device cpu`: held-out errors, rows, op by op, and the error bars the profile carries.
+Report cpu_validation_report(const calibrate::CpuValidation& validation, const std::string& profile_file,
+                             bool profile_written);
+
+}  // namespace moeplan::reports
