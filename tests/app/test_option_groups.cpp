@@ -82,7 +82,7 @@ TEST_CASE("fit-matrix --gpus names each GPU once, as plan does") {
   CHECK_THAT(none.err, Catch::Contains("--gpus is empty"));
 }
 
-TEST_CASE("--max-gpus and --max-concurrency are bounded in the one table of limits") {
+TEST_CASE("the one table of limits bounds --max-gpus and --max-concurrency") {
   const auto gpus = test::run({"fit-matrix", "--max-gpus", "5000"});
   CHECK(gpus.code == app::kExitBadInput);
   CHECK_THAT(gpus.err, Catch::Contains("--max-gpus 5000 is out of range: use 1..4096 GPUs"));
