@@ -15,7 +15,7 @@
 #include "executor/devices.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/shape_override.hpp"
-#include "reports/reports.hpp"
+#include "reports/validate_report.hpp"
 
 namespace po = boost::program_options;
 

@@ -7,7 +7,7 @@
 #include "common/text.hpp"
 #include "executor/devices.hpp"
 #include "gpu_db/gpu_db.hpp"
-#include "reports/reports.hpp"
+#include "reports/gpus_report.hpp"
 
 namespace po = boost::program_options;
 

@@ -5,7 +5,7 @@
 #include "common/files.hpp"
 #include "model/config.hpp"
 #include "model/summary.hpp"
-#include "reports/reports.hpp"
+#include "reports/model_report.hpp"
 
 namespace po = boost::program_options;
 

@@ -16,7 +16,7 @@
 #include "common/text.hpp"
 #include "planner/plan.hpp"
 #include "planner/serving_compare.hpp"
-#include "reports/reports.hpp"
+#include "reports/plan_report.hpp"
 #include "simulator/engine.hpp"
 #include "simulator/profile.hpp"
 #include "simulator/published.hpp"
@@ -26,15 +26,14 @@ namespace po = boost::program_options;
 namespace moeplan::app {
 
 void add_plan_options(po::options_description& d, PlanOptions& o) {
+  add_model_option(d, o.model_name);
   d.add_options()
-      ("model", po::value<std::string>(&o.model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
       ("input", po::value<std::int64_t>(&o.input)->default_value(1000), "prompt tokens per request")
       ("output", po::value<std::int64_t>(&o.output)->default_value(1000), "output tokens per request")
       ("gpus", po::value<std::string>(&o.gpus), "comma-separated GPU names (default: every GPU in data/gpus.yaml)")
       ("precisions", po::value<std::string>(&o.precisions),
        "comma-separated precisions (default: bf16,fp8,nvfp4 and the checkpoint's own)")
       ("counts", po::value<std::string>(&o.counts)->default_value("1,2,4,8,16,32,64"), "GPU counts to try")
-      ("kv-dtype", po::value<std::string>(&o.kv_dtype)->default_value("bf16"), "KV cache dtype: bf16, fp16, fp8")
       ("ttft-ms", po::value<double>(&o.ttft), "SLO: time to first token, ms")
       ("tpot-ms", po::value<double>(&o.tpot)->default_value(50),
        "SLO: time per output token, ms (default 50 = 20 tok/s per user, DeepSeek's production figure)")
@@ -57,8 +56,6 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
        "rank by usd-per-m-tokens, tokens-per-s-per-user, tokens-per-s-per-dollar or fewest-gpus")
       ("top", po::value<int>(&o.top)->default_value(10), "rows to print")
       ("max-batch", po::value<std::int64_t>(&o.max_batch)->default_value(1024), "largest batch per attention group")
-      ("max-num-batched-tokens", po::value<std::int64_t>(&o.max_batched)->default_value(8192), "tokens per step")
-      ("gpu-memory-utilization", po::value<double>(&o.mem_util)->default_value(0.90), "share of GPU memory the engine uses")
       ("internode", po::value<std::string>(&o.internode)->default_value("infiniband-ndr"),
        "link between nodes (data/links.yaml inter-node entries: infiniband-ndr, infiniband-xdr, roce-400g, ...)")
       ("nics-per-node", po::value<int>(&o.nics_per_node),
@@ -79,6 +76,8 @@ void add_plan_options(po::options_description& d, PlanOptions& o) {
       ("engine", po::value<std::string>(&o.engine)->default_value("auto"),
        "serving engines to plan (data/engines.yaml): auto (every engine on the GPUs it runs on), default (each "
        "vendor's: NVIDIA trtllm, AMD/Intel vllm), one of trtllm, vllm, sglang, llamacpp, or generic (the plain roofline)");
+  add_kv_dtype_option(d, o.kv_dtype);
+  add_engine_memory_options(d, o.engine_memory);
 }
 
 namespace {
@@ -127,26 +126,9 @@ void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
   throw InputError("--tokens-per-month " + given.str() + ": must be a positive, finite number of tokens per month");
 }
 
-}  // namespace
-
-Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db, Progress* progress) {
-  for (const char* name : {"input", "output", "ttft-ms", "tpot-ms", "min-tokens-per-s-per-user", "budget-per-month",
-                           "budget-per-hour", "utilization", "top", "max-batch", "max-num-batched-tokens",
-                           "gpu-memory-utilization", "nics-per-node"})
-    require_positive(vm, name);
-  if (vm.count("network-price") && !(o.network_price >= 0 && std::isfinite(o.network_price)))
-    throw InputError("--network-price must be 0 or a positive USD per NIC port-hour");
-  if (o.mem_util > 1) throw InputError("--gpu-memory-utilization must be at most 1");
-  if (o.utilization > 1) throw InputError("--utilization must be at most 1 (a fraction, e.g. 0.6)");
-  const auto data = data_dir();
-  Planned p{model::load_model(o.model_name, data),
-            std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml")),
-            std::make_shared<const gpu_db::EngineTable>(gpu_db::EngineTable::load(data / "engines.yaml")), {}, {}};
-  auto& q = p.request;
-  q.model = &p.model;
-  q.precisions = p.precisions.get();
-  std::vector<std::string> notes;
-  if (vm.count("host") || vm.count("profile")) q.host = host_candidate(o, vm, db, notes);
+// The precisions to plan: --precisions (each once); on a host, the weight formats the CPU executor runs and its
+// profile measured; otherwise bf16, fp8, nvfp4 and the checkpoint's own.
+void plan_precisions(planner::PlanRequest& q, const PlanOptions& o, const po::variables_map& vm, const Planned& p) {
   if (vm.count("precisions")) {
     for (const auto& spec : split_list(o.precisions))
       if (std::find(q.precision_specs.begin(), q.precision_specs.end(), spec) == q.precision_specs.end())
@@ -163,42 +145,30 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
     if (own_format != "bf16" && own_format != "fp8" && own_format != "nvfp4") q.precision_specs.push_back(own.spec);
     // Dense models have no "experts" policy; a bare format picks the family's usual one.
   }
+}
+
+// The GPUs (--gpus, else every GPU in the database; none on a host) and --counts, each once.
+void plan_devices(planner::PlanRequest& q, const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   if (q.host) {
     // the host is the one device
   } else if (vm.count("gpus")) {
-    // A GPU named twice (or by two aliases) would repeat every row: each is planned once.
-    for (const auto& g : split_list(o.gpus))
-      if (const gpu_db::GpuSpec* spec = &db.gpu(g); std::find(q.gpus.begin(), q.gpus.end(), spec) == q.gpus.end())
-        q.gpus.push_back(spec);
-    if (q.gpus.empty()) throw InputError("--gpus is empty: name GPUs, e.g. h100-sxm,b200 (moeplan gpus lists them)");
+    q.gpus = gpu_list(o.gpus, db);  // a GPU named twice (or by two aliases) would repeat every row
   } else {
     for (const auto& g : db.gpus()) q.gpus.push_back(&g);
   }
   q.counts.clear();
   for (const auto& c : split_list(o.counts)) {
-    std::size_t used = 0;
-    int v = 0;
-    try {
-      v = std::stoi(c, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != c.size() || v < 1 || v > 4096)
+    const std::optional<std::int64_t> v = parse_integer(c);
+    if (!v || *v < 1 || *v > 4096)
       throw InputError("--counts '" + printable(o.counts) + "': use GPU counts from 1 to 4096, e.g. 1,2,4,8");
-    if (std::find(q.counts.begin(), q.counts.end(), v) == q.counts.end()) q.counts.push_back(v);  // once each
+    const int count = static_cast<int>(*v);
+    if (std::find(q.counts.begin(), q.counts.end(), count) == q.counts.end()) q.counts.push_back(count);  // once each
   }
   if (q.counts.empty() && !q.host) throw InputError("--counts is empty: give GPU counts, e.g. 1,2,4,8");
-  q.input_tokens = o.input;
-  q.output_tokens = o.output;
-  q.kv_dtype = model::parse_kv_dtype(o.kv_dtype);
-  q.max_batch = o.max_batch;
-  q.max_num_batched_tokens = o.max_batched;
-  q.gpu_memory_utilization = o.mem_util;
-  q.ttft_ms = o.ttft;
-  q.tpot_ms = o.tpot;
-  q.min_tokens_per_s_per_user = o.min_user;
-  q.budget_usd_per_month = o.budget_month;
-  q.budget_usd_per_hour = o.budget_hour;
+}
+
+// GPU prices: --gpu-price, --exclude-provider and --price-source over data/prices; a host's one price per host-hour.
+void plan_prices(planner::PlanRequest& q, const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   if (vm.count("gpu-price")) planner::parse_gpu_prices(split_list(o.gpu_price), db, q.prices);
   if (vm.count("exclude-provider"))
     q.prices.exclude_providers = planner::parse_providers(split_list(o.exclude_providers), db, "--exclude-provider");
@@ -211,10 +181,10 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   if (q.host && (!q.prices.usd_per_gpu_hour.empty() || !(q.gpu_price_usd_per_hour > 0)))
     throw InputError("plan --host/--profile: --gpu-price takes one USD per host-hour (e.g. --gpu-price 0.10)");
   if (!q.host) planner::check_price_choice(q.prices, db, q.gpus);
-  q.utilization = o.utilization;
-  q.objective = planner::parse_objective(o.objective);
-  q.internode_link = o.internode;
-  q.nics_per_node = o.nics_per_node;
+}
+
+// The scale-out network's port price: --network-price, else data/network.yaml's.
+void plan_network_price(planner::PlanRequest& q, const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
   if (vm.count("network-price")) {
     q.network_usd_per_port_hour = o.network_price;
     q.network_price_source = "--network-price";
@@ -224,16 +194,11 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
     q.network_price_source = "data/network.yaml: $" + with_commas(static_cast<std::int64_t>(std::llround(port.usd_per_port))) +
                              " per port over " + format_fixed(port.amortisation_years, 0) + " years, " + port.date;
   }
-  // The published set's range: rows outside it say so (docs/validation.md "What the set covers").
-  if (!q.host) {
-    const auto points = data / "validation" / "public_points.yaml";
-    if (std::filesystem::exists(points)) q.validated = simulator::validated_range(simulator::load_published(points), db);
-  }
-  q.slo_percentile = o.slo_percentile;
-  q.serving_rows = o.top;  // the rows shown are the rows checked by the serving loop
-  q.model_arg = o.model_name;
-  // Engines: auto = every engine (not the plain roofline) on the GPUs it runs on; a named one must run on every GPU
-  // named by --gpus. Their max batch, tokens per step and KV dtype apply where the options were not given.
+}
+
+// Engines: auto = every engine (not the plain roofline) on the GPUs it runs on; a named one must run on every GPU
+// named by --gpus. Their max batch, tokens per step and KV dtype apply where the options were not given.
+void plan_engines(planner::PlanRequest& q, const PlanOptions& o, const po::variables_map& vm, const Planned& p) {
   const std::string engine = to_lower(o.engine);
   if (q.host) {
     if (!vm["engine"].defaulted() && engine != "generic" && engine != "auto")
@@ -256,6 +221,48 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.engine_max_batch = vm["max-batch"].defaulted();
   q.engine_max_num_batched_tokens = vm["max-num-batched-tokens"].defaulted();
   q.engine_kv_dtype = vm["kv-dtype"].defaulted();
+}
+
+}  // namespace
+
+Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db, Progress* progress) {
+  const auto data = data_dir();
+  Planned p{model::load_model(o.model_name, data),
+            std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml")),
+            std::make_shared<const gpu_db::EngineTable>(gpu_db::EngineTable::load(data / "engines.yaml")), {}, {}};
+  auto& q = p.request;
+  q.model = &p.model;
+  q.precisions = p.precisions.get();
+  std::vector<std::string> notes;
+  if (vm.count("host") || vm.count("profile")) q.host = host_candidate(o, vm, db, notes);
+  plan_precisions(q, o, vm, p);
+  plan_devices(q, o, vm, db);
+  q.input_tokens = o.input;
+  q.output_tokens = o.output;
+  q.kv_dtype = model::parse_kv_dtype(o.kv_dtype);
+  q.max_batch = o.max_batch;
+  q.max_num_batched_tokens = o.engine_memory.max_batched;
+  q.gpu_memory_utilization = o.engine_memory.utilization;
+  q.ttft_ms = o.ttft;
+  q.tpot_ms = o.tpot;
+  q.min_tokens_per_s_per_user = o.min_user;
+  q.budget_usd_per_month = o.budget_month;
+  q.budget_usd_per_hour = o.budget_hour;
+  plan_prices(q, o, vm, db);
+  q.utilization = o.utilization;
+  q.objective = planner::parse_objective(o.objective);
+  q.internode_link = o.internode;
+  q.nics_per_node = o.nics_per_node;
+  plan_network_price(q, o, vm, db);
+  // The published set's range: rows outside it say so (docs/validation.md "What the set covers").
+  if (!q.host) {
+    const auto points = data / "validation" / "public_points.yaml";
+    if (std::filesystem::exists(points)) q.validated = simulator::validated_range(simulator::load_published(points), db);
+  }
+  q.slo_percentile = o.slo_percentile;
+  q.serving_rows = o.top;  // the rows shown are the rows checked by the serving loop
+  q.model_arg = o.model_name;
+  plan_engines(q, o, vm, p);
   std::optional<Progress> own;  // the caller's bar (moeplan report's, over its whole run), else the plan's own
   if (progress == nullptr) progress = &own.emplace("plan: serving checks", 0, std::cerr, stderr_is_terminal());
   q.progress = progress;
@@ -279,7 +286,7 @@ std::vector<planner::LaunchCommand> plan_launch_commands(const Planned& p, const
   const auto& best = p.result.rows.front();
   if (p.request.engines.empty())
     return planner::launch_commands(data_dir(), p.model.name, best, o.input + o.output, p.request.kv_dtype,
-                                    o.mem_util);
+                                    p.request.gpu_memory_utilization);
   // The first shown row of each engine gets that engine's command (its own KV dtype).
   std::vector<const gpu_db::EngineSpec*> done;
   const auto& rows = p.result.rows;
@@ -290,7 +297,7 @@ std::vector<planner::LaunchCommand> plan_launch_commands(const Planned& p, const
     if (p.request.engine_kv_dtype && rows[i].engine)
       kv = simulator::engine_kv_dtype(*rows[i].engine, model::resolve_precision(rows[i].precision, p.model, *p.precisions));
     for (auto& l : planner::launch_commands(data_dir(), p.model.name, rows[i], o.input + o.output, kv,
-                                            o.mem_util)) {
+                                            p.request.gpu_memory_utilization)) {
       l.row = static_cast<int>(i) + 1;
       launch.push_back(std::move(l));
     }

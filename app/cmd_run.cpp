@@ -1,7 +1,7 @@
 // `moeplan run`: execute the model on this machine (CPU, or one CUDA GPU) with real or seeded random weights, and
 // time it.
 #include <iostream>
-#include <sstream>
+#include <limits>
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
@@ -12,7 +12,7 @@
 #include "common/text.hpp"
 #include "executor/run.hpp"
 #include "model/shape_override.hpp"
-#include "reports/reports.hpp"
+#include "reports/run_report.hpp"
 
 namespace po = boost::program_options;
 
@@ -115,19 +115,11 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   q.top_p = top_p;
   q.seed = seed;
   if (vm.count("prompt")) {
-    std::stringstream in(prompt);
-    std::string item;
-    while (std::getline(in, item, ',')) {
-      std::size_t used = 0;
-      int id = -1;
-      try {
-        id = std::stoi(item, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != item.size() || id < 0)
+    for (const auto& item : split_list(prompt)) {
+      const std::optional<std::int64_t> id = parse_integer(item);
+      if (!id || *id < 0 || *id > std::numeric_limits<int>::max())
         throw InputError("--prompt '" + printable(prompt) + "': use comma-separated token ids (whole numbers from 0)");
-      q.prompt.push_back(id);
+      q.prompt.push_back(static_cast<int>(*id));
     }
     if (q.prompt.empty()) throw InputError("--prompt is empty: give comma-separated token ids");
   }

@@ -13,7 +13,8 @@
 #include "executor/backend_cuda.hpp"
 #include "executor/devices.hpp"
 #include "model/config.hpp"
-#include "reports/reports.hpp"
+#include "reports/published_report.hpp"
+#include "reports/validate_report.hpp"
 #include "simulator/published.hpp"
 
 namespace po = boost::program_options;

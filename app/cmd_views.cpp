@@ -12,7 +12,7 @@
 #include "common/text.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/claims.hpp"
-#include "reports/reports.hpp"
+#include "reports/views_report.hpp"
 #include "simulator/fit_matrix.hpp"
 #include "simulator/gpu_profile.hpp"
 #include "simulator/host_view.hpp"
@@ -30,28 +30,23 @@ std::vector<model::Precision> fit_matrix_precisions(const model::ModelConfig& m,
 
 int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
-  std::string model_name, precisions, gpus, kv_dtype, kv_mode;
-  std::int64_t context = 0, concurrency = 0, max_batched = 0;
-  double utilization = 0;
+  std::string model_name, precisions, gpus;
+  LoadOptions load;
+  KvOptions kv;
+  EngineMemoryOptions engine_memory;
   int max_gpus = 0;
   po::options_description d("fit-matrix options");
   add_common_options(d, common);
+  add_model_option(d, model_name);
+  add_load_options(d, load);
   d.add_options()
-      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
-      ("context", po::value<std::int64_t>(&context)->default_value(8192), "tokens of context per sequence")
-      ("concurrency", po::value<std::int64_t>(&concurrency)->default_value(1), "sequences resident at once")
       ("precisions", po::value<std::string>(&precisions),
        "comma-separated precisions (default: bf16, fp8, nvfp4 (mxfp4 for mxfp4 checkpoints), int4-awq and the "
        "checkpoint's own; a bare format takes the model family's usual policy, as in moeplan memory)")
       ("gpus", po::value<std::string>(&gpus), "comma-separated GPU names (default: every GPU in data/gpus.yaml)")
-      ("max-gpus", po::value<int>(&max_gpus)->default_value(256), "the largest GPU count tried")
-      ("kv-dtype", po::value<std::string>(&kv_dtype)->default_value("bf16"), "KV cache dtype: bf16, fp16, fp8")
-      ("kv-mode", po::value<std::string>(&kv_mode)->default_value("model-aware"),
-       "model-aware (chunked/sliding layers keep only their chunk/window) or full-length")
-      ("max-num-batched-tokens", po::value<std::int64_t>(&max_batched)->default_value(8192),
-       "peak tokens in one forward pass (sizes activations)")
-      ("gpu-memory-utilization", po::value<double>(&utilization)->default_value(0.90),
-       "share of GPU memory the engine may use (vLLM default 0.90)");
+      ("max-gpus", po::value<int>(&max_gpus)->default_value(256), "the largest GPU count tried");
+  add_kv_options(d, kv);
+  add_engine_memory_options(d, engine_memory);
   po::variables_map vm;
   const std::string usage =
       "--model M [--context C] [--concurrency B] [--precisions list] [--gpus list] [--format ...] [-o FILE]\n\n"
@@ -62,9 +57,6 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
       "headroom at that count, " +
       simulator::headroom_bounds_text();
   if (!parse("fit-matrix", usage, args, d, vm, out)) return kExitOk;
-  for (const char* name : {"context", "concurrency", "max-gpus", "max-num-batched-tokens", "gpu-memory-utilization"})
-    require_positive(vm, name);
-  if (utilization > 1) throw InputError("--gpu-memory-utilization must be at most 1 (a fraction, e.g. 0.9)");
 
   const auto data = data_dir();
   const auto db = gpu_db::Database::load(data);
@@ -75,19 +67,16 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
   q.model = &m;
   q.precisions = vm.count("precisions") ? precision_list(precisions, m, table) : fit_matrix_precisions(m, table);
   if (vm.count("gpus")) {
-    for (const auto& g : split_list(gpus)) q.gpus.push_back(&db.gpu(g));
-    if (q.gpus.empty()) throw InputError("--gpus '" + gpus + "' names no GPU (`moeplan gpus` lists them)");
+    q.gpus = gpu_list(gpus, db);
   } else {
     for (const auto& g : db.gpus()) q.gpus.push_back(&g);
   }
-  q.context_tokens = context;
-  q.concurrency = concurrency;
-  q.max_num_batched_tokens = max_batched;
-  q.kv_dtype = model::parse_kv_dtype(kv_dtype);
-  if (kv_mode == "model-aware") q.kv_mode = model::KvMode::model_aware;
-  else if (kv_mode == "full-length") q.kv_mode = model::KvMode::full_length;
-  else throw InputError("unknown --kv-mode '" + kv_mode + "' (use model-aware or full-length)");
-  q.gpu_memory_utilization = utilization;
+  q.context_tokens = load.context;
+  q.concurrency = load.concurrency;
+  q.max_num_batched_tokens = engine_memory.max_batched;
+  q.kv_dtype = model::parse_kv_dtype(kv.dtype);
+  q.kv_mode = parse_kv_mode(kv.mode);
+  q.gpu_memory_utilization = engine_memory.utilization;
   q.max_gpus = max_gpus;
   emit(reports::fit_matrix_report(q, simulator::fit_matrix(q)), common, out);
   return kExitOk;
@@ -96,31 +85,30 @@ int cmd_fit_matrix(const std::vector<std::string>& args, std::ostream& out) {
 int cmd_hosts(const std::vector<std::string>& args, std::ostream& out) {
   Common common;
   std::string model_name, precisions, hosts, kv_dtype, kv_mode, offload_gpus, offload_host;
-  std::int64_t context = 0, concurrency = 0, output = 0;
+  LoadOptions load;
+  std::int64_t output = 0;
   double ram_gb = 0, utilization = 0;
   simulator::HostFlags hf;
   po::options_description d("hosts options");
   add_common_options(d, common);
+  add_model_option(d, model_name);
   d.add_options()
-      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
       ("precisions", po::value<std::string>(&precisions)->default_value("q4_k_m,q8_0,auto"),
        "comma-separated precisions (data/precisions.yaml; auto = the checkpoint's own); a bare format takes the model "
        "family's usual policy, as in moeplan memory")
-      ("hosts", po::value<std::string>(&hosts), "comma-separated hosts (default: every host in data/hosts.yaml; none: only --ram-gb's)")
-      ("context", po::value<std::int64_t>(&context)->default_value(8192), "tokens of context per sequence (prompt + output)")
-      ("concurrency", po::value<std::int64_t>(&concurrency)->default_value(1), "sequences resident at once")
+      ("hosts", po::value<std::string>(&hosts), "comma-separated hosts (default: every host in data/hosts.yaml; none: only --ram-gb's)");
+  add_load_options(d, load, "tokens of context per sequence (prompt + output)");
+  d.add_options()
       ("output", po::value<std::int64_t>(&output)->default_value(128),
        "generated tokens per sequence (llama-bench's tg128); the prompt is context - output tokens")
-      ("kv-dtype", po::value<std::string>(&kv_dtype), "KV cache dtype: bf16, fp16, fp8 (default: llama.cpp's f16)")
-      ("kv-mode", po::value<std::string>(&kv_mode)->default_value("model-aware"),
-       "model-aware (chunked/sliding layers keep only their chunk/window) or full-length")
       ("ram-gb", po::value<double>(&ram_gb), "add a host with this much RAM (GB; with --mem-bandwidth-gbps); it also holds the offloaded experts")
       ("offload-gpus", po::value<std::string>(&offload_gpus)->default_value("rtx-4090,rtx-5090"),
        "GPUs for the one-GPU rows with the routed experts in host RAM (none: no such rows)")
       ("offload-host", po::value<std::string>(&offload_host)->default_value("ddr5-desktop-2ch"),
-       "host whose RAM holds the offloaded experts (as moeplan simulate --offload-host); --ram-gb's host when given")
-      ("gpu-memory-utilization", po::value<double>(&utilization)->default_value(0.90),
-       "offload rows: share of GPU memory usable");
+       "host whose RAM holds the offloaded experts (as moeplan simulate --offload-host); --ram-gb's host when given");
+  add_kv_dtype_option(d, kv_dtype, nullptr, "KV cache dtype: bf16, fp16, fp8 (default: llama.cpp's f16)");
+  add_kv_mode_option(d, kv_mode);
+  add_gpu_memory_utilization_option(d, utilization);
   add_host_flag_options(d, hf);
   po::variables_map vm;
   const std::string usage =
@@ -131,10 +119,6 @@ int cmd_hosts(const std::vector<std::string>& args, std::ostream& out) {
       "prompt tokens/s as moeplan simulate --engine llamacpp computes them; then one GPU with the routed experts in "
       "host RAM (moeplan simulate --offload-experts), GPU and host memory apart.";
   if (!parse("hosts", usage, args, d, vm, out)) return kExitOk;
-  for (const char* name : {"context", "concurrency", "output", "ram-gb", "gpu-memory-utilization", "mem-bandwidth-gbps",
-                           "host-tflops", "host-cores"})
-    require_positive(vm, name);
-  if (utilization > 1) throw InputError("--gpu-memory-utilization must be at most 1 (a fraction, e.g. 0.9)");
   if (vm.count("ram-gb") && !vm.count("mem-bandwidth-gbps")) throw InputError("--ram-gb needs --mem-bandwidth-gbps too");
   if (!vm.count("ram-gb") && (vm.count("mem-bandwidth-gbps") || vm.count("host-tflops") || vm.count("host-cores")))
     throw InputError("--mem-bandwidth-gbps/--host-tflops/--host-cores describe the --ram-gb host: give --ram-gb too");
@@ -149,13 +133,11 @@ int cmd_hosts(const std::vector<std::string>& args, std::ostream& out) {
   q.model = &m;
   q.engine = &engines.host_default();
   q.precisions = precision_list(precisions, m, table);
-  q.context_tokens = context;
-  q.concurrency = concurrency;
+  q.context_tokens = load.context;
+  q.concurrency = load.concurrency;
   q.output_tokens = output;
   if (vm.count("kv-dtype")) q.kv_dtype = model::parse_kv_dtype(kv_dtype);
-  if (kv_mode == "model-aware") q.kv_mode = model::KvMode::model_aware;
-  else if (kv_mode == "full-length") q.kv_mode = model::KvMode::full_length;
-  else throw InputError("unknown --kv-mode '" + kv_mode + "' (use model-aware or full-length)");
+  q.kv_mode = parse_kv_mode(kv_mode);
   q.gpu_memory_utilization = utilization;
   q.ram_sizes = db.ram_sizes();
   const simulator::HostFlags none;
@@ -194,8 +176,8 @@ int cmd_claims(const std::vector<std::string>& args, std::ostream& out) {
   std::string model_name, claims_file;
   po::options_description d("claims options");
   add_common_options(d, common);
+  add_model_option(d, model_name);
   d.add_options()
-      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
       ("claims-file", po::value<std::string>(&claims_file), "claims to check (default: data/claims.yaml)")
       ("quantities", "list the quantities a claim may name and how each is computed from the config");
   po::variables_map vm;

@@ -7,7 +7,6 @@
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
-#include "app/cli.hpp"
 
 namespace po = boost::program_options;
 
@@ -24,28 +23,23 @@ void require_positive(const po::variables_map& vm, const char* name) {
 }
 
 void add_config_options(po::options_description& d, ConfigOptions& o) {
+  add_model_option(d, o.model_name);
   d.add_options()
-      ("model", po::value<std::string>(&o.model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
       ("gpu", po::value<std::string>(&o.gpu_name)->default_value("h100-sxm"), "GPU name (moeplan gpus)")
       ("count", po::value<int>(&o.count)->default_value(8), "number of GPUs (= tp x dp x pp)")
       ("precision", po::value<std::string>(&o.precision_spec)->default_value("auto"),
        "weights: FORMAT[:POLICY], e.g. bf16, fp8, fp8:all-linear, nvfp4, mxfp4:experts, int4-awq, q4_k_m; "
        "auto = the checkpoint's own")
-      ("kv-dtype", po::value<std::string>(&o.kv_dtype)->default_value("bf16"), "KV cache dtype: bf16, fp16, fp8")
-      ("kv-mode", po::value<std::string>(&o.kv_mode)->default_value("model-aware"),
-       "model-aware (chunked/sliding layers keep only their chunk/window) or full-length (every layer keeps all)")
       ("tp", po::value<int>(&o.tp), "tensor parallel size (default: count / (pp x dp))")
       ("ep", po::value<int>(&o.ep)->default_value(1), "expert parallel size (divides tp x dp)")
       ("pp", po::value<int>(&o.pp)->default_value(1), "pipeline stages")
       ("dp", po::value<int>(&o.dp)->default_value(1), "attention data-parallel ranks (MoE with --ep)")
-      ("max-num-batched-tokens", po::value<std::int64_t>(&o.max_batched)->default_value(8192),
-       "peak tokens in one forward pass (TensorRT-LLM max_num_tokens default 8192)")
-      ("gpu-memory-utilization", po::value<double>(&o.utilization)->default_value(0.90),
-       "share of GPU memory the engine may use (vLLM default 0.90)")
       ("host", po::value<std::string>(&o.host_name), "a CPU/unified-memory host instead of GPUs (moeplan gpus --hosts)")
       ("ram-gb", po::value<double>(&o.ram_gb), "a host with this much RAM (GB)")
       ("profile", po::value<std::string>(&o.profile),
        "price ops from a measured host profile (moeplan calibrate; host mode): predictions get error bars from its held-out residuals");
+  add_kv_options(d, o.kv);
+  add_engine_memory_options(d, o.engine_memory);
 }
 
 // --precisions: each resolved to the model family's usual policy (as moeplan memory --precision does); a precision
@@ -80,18 +74,15 @@ gpu_db::HostSpec ram_gb_host(double ram_gb) {
 }
 
 ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& vm, const gpu_db::Database& db) {
-  for (const char* name : {"count", "tp", "ep", "pp", "dp", "max-num-batched-tokens", "gpu-memory-utilization", "ram-gb"})
-    require_positive(vm, name);
-  if (o.utilization > 1) throw InputError("--gpu-memory-utilization must be at most 1 (a fraction, e.g. 0.9)");
   const auto data = data_dir();
   ResolvedConfig c;
   c.model = model::load_model(o.model_name, data);
   c.precisions = std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml"));
   c.precision = model::resolve_precision(o.precision_spec, c.model, *c.precisions);
-  c.kv_dtype = model::parse_kv_dtype(o.kv_dtype);
-  if (o.kv_mode == "model-aware") c.kv_mode = model::KvMode::model_aware;
-  else if (o.kv_mode == "full-length") c.kv_mode = model::KvMode::full_length;
-  else throw InputError("unknown --kv-mode '" + o.kv_mode + "' (use model-aware or full-length)");
+  c.kv_dtype = model::parse_kv_dtype(o.kv.dtype);
+  c.kv_mode = parse_kv_mode(o.kv.mode);
+  c.max_num_batched_tokens = o.engine_memory.max_batched;
+  c.gpu_memory_utilization = o.engine_memory.utilization;
 
   c.host_mode = vm.count("host") || vm.count("ram-gb") || vm.count("profile");
   if (c.host_mode) {
@@ -134,6 +125,31 @@ ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& v
   c.layout = {tp, o.ep, o.pp, o.dp};
   model::validate_layout(c.model, c.layout);
   return c;
+}
+
+simulator::MemoryRequest memory_request(const ResolvedConfig& c) {
+  simulator::MemoryRequest q;
+  q.model = &c.model;
+  q.precision = c.precision;
+  q.layout = c.layout;
+  q.kv_dtype = c.kv_dtype;
+  q.kv_mode = c.kv_mode;
+  q.max_num_batched_tokens = c.max_num_batched_tokens;
+  q.overhead.gpu_memory_utilization = c.gpu_memory_utilization;
+  q.host_mode = c.host_mode;
+  q.capacity_bytes = c.host_mode ? c.host->memory_bytes : c.gpu->memory_bytes;
+  q.device_name = c.host_mode ? c.host->name : c.gpu->name;
+  return q;
+}
+
+void fill_simulate_request(simulator::SimulateRequest& q, const ResolvedConfig& c) {
+  q.model = &c.model;
+  q.precision = c.precision;
+  q.layout = c.layout;
+  q.kv_dtype = c.kv_dtype;
+  q.kv_mode = c.kv_mode;
+  q.limits.max_num_batched_tokens = c.max_num_batched_tokens;
+  q.gpu_memory_utilization = c.gpu_memory_utilization;
 }
 
 }  // namespace moeplan::app

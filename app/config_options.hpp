@@ -1,5 +1,6 @@
-// app/config_options: the options that name one serving configuration (model, device, count, precision, KV cache,
-// parallel layout, host), shared by `memory` and `simulate`, and their resolution into library values.
+// app/config_options: the option group that names one serving configuration (model, device, count, precision, KV
+// cache, engine memory, parallel layout, host), shared by `memory` and `simulate`, its resolution into library
+// values, and the request fields it fills.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -9,22 +10,26 @@
 
 #include <boost/program_options.hpp>
 
+#include "app/option_groups.hpp"
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
 #include "model/kv_cache.hpp"
 #include "model/precision.hpp"
 #include "model/shard.hpp"
 #include "simulator/hardware.hpp"
+#include "simulator/memory.hpp"
 #include "simulator/profile.hpp"
+#include "simulator/simulate.hpp"
 
 namespace moeplan::app {
 
 struct ConfigOptions {
-  std::string model_name, gpu_name, host_name, precision_spec, kv_dtype, kv_mode;
+  std::string model_name, gpu_name, host_name, precision_spec;
+  KvOptions kv;
+  EngineMemoryOptions engine_memory;
   int count = 0, tp = 0, ep = 1, pp = 1, dp = 1;
-  double utilization = 0, ram_gb = 0;
+  double ram_gb = 0;
   std::string profile;
-  std::int64_t max_batched = 0;
 };
 
 void add_config_options(boost::program_options::options_description& d, ConfigOptions& o);
@@ -37,6 +42,8 @@ struct ResolvedConfig {
   model::ParallelLayout layout;
   model::KvDtype kv_dtype = model::KvDtype::bf16;
   model::KvMode kv_mode = model::KvMode::model_aware;
+  std::int64_t max_num_batched_tokens = 0;
+  double gpu_memory_utilization = 0;
   const gpu_db::GpuSpec* gpu = nullptr;
   std::optional<gpu_db::HostSpec> host;   // a database host or one made from --ram-gb
   bool host_mode = false;
@@ -48,6 +55,12 @@ struct ResolvedConfig {
 // `db` must outlive the result (gpu points into it).
 ResolvedConfig resolve_config(const ConfigOptions& o, const boost::program_options::variables_map& vm,
                               const gpu_db::Database& db);
+
+// The memory request of the configuration: model, precision, layout, KV cache, engine memory and the device (a GPU,
+// or the host in host mode); the load (context, concurrency) is the caller's.
+simulator::MemoryRequest memory_request(const ResolvedConfig& c);
+// The fields of a simulate request the configuration names: model, precision, layout, KV cache, engine memory.
+void fill_simulate_request(simulator::SimulateRequest& q, const ResolvedConfig& c);
 
 // --precisions "a,b": each resolved to the model family's usual policy (as --precision is); a precision named twice
 // (after resolving) once; an empty list is an InputError.

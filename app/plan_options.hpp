@@ -8,6 +8,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "app/option_groups.hpp"
 #include "common/progress.hpp"
 #include "gpu_db/engines.hpp"
 #include "gpu_db/gpu_db.hpp"
@@ -21,8 +22,9 @@ namespace moeplan::app {
 struct PlanOptions {
   std::string model_name, gpus, precisions, counts, kv_dtype, objective, internode, host, profile, engine,
       gpu_profile = "auto", gpu_price, exclude_providers, price_source;
-  std::int64_t input = 0, output = 0, max_batch = 0, max_batched = 0;
-  double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, utilization = 0, mem_util = 0;
+  EngineMemoryOptions engine_memory;
+  std::int64_t input = 0, output = 0, max_batch = 0;
+  double ttft = 0, tpot = 0, min_user = 0, budget_month = 0, budget_hour = 0, utilization = 0;
   double network_price = -1;
   double tokens_per_month = 0;  // 0: not given
   int top = 0, slo_percentile = 0, nics_per_node = 0;
@@ -48,6 +50,7 @@ Planned run_plan(const PlanOptions& o, const boost::program_options::variables_m
 const planner::PlanRow* cheapest_row(const planner::PlanResult& result);
 
 // Launch commands: for #1 (vLLM, SGLang, TensorRT-LLM) without engines; else for the first shown row of each engine.
+// `o` gives the workload (input + output tokens) and the rows shown (--top).
 std::vector<planner::LaunchCommand> plan_launch_commands(const Planned& p, const PlanOptions& o);
 
 // fit-matrix's default precisions: bf16, fp8, the model's 4-bit float format (its checkpoint's mxfp4, else nvfp4),

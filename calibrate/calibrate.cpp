@@ -369,7 +369,16 @@ std::string today_utc() {
   return buf;
 }
 
-HostProfile calibrate_host(const CalibrateRequest& r) {
+namespace {
+
+// A progress line (the caller's log) and a step of the progress bar, when the request has them.
+void say(const CalibrateRequest& r, const std::string& s) {
+  if (r.progress) r.progress(s);
+  if (r.bar) r.bar->step("calibrate: " + s);
+}
+
+// The threads to use (--threads, else every hardware thread), after checking the request's ranks, dtypes and passes.
+int checked_threads(const CalibrateRequest& r) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = r.threads > 0 ? r.threads : hw;
   if (r.ranks.empty()) throw InputError("--ranks: give at least one rank count");
@@ -378,16 +387,78 @@ HostProfile calibrate_host(const CalibrateRequest& r) {
       throw InputError("--ranks " + std::to_string(n) + ": each rank needs at least one of the " + std::to_string(threads) + " threads");
   if (r.dtypes.empty()) throw InputError("--dtypes: give at least one weight dtype");
   if (r.passes < 1 || r.passes > 20) throw InputError("--passes " + std::to_string(r.passes) + ": give 1 to 20 passes");
-  const int passes = r.passes;
   for (const auto& d : r.dtypes) weight_dtype(d);  // validates
-  auto say = [&](const std::string& s) {
-    if (r.progress) r.progress(s);
-    if (r.bar) r.bar->step("calibrate: " + s);
+  return threads;
+}
+
+// The curves of one rank layout: `ranks` in-process ranks sharing `threads`, each pass of every probe on every rank
+// at once (rank 0 keeps the fastest pass of each point).
+ProfileCurves measure_layout(const CalibrateRequest& r, int ranks, int threads) {
+  const int passes = r.passes;
+  const int tpr = std::max(1, threads / ranks);
+  ProfileCurves out;
+  out.ranks = ranks;
+  out.threads_per_rank = tpr;
+  std::barrier<> sync(ranks);
+  auto comms = executor::make_in_process_group(ranks);
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
+  auto body = [&](int rank) {
+    try {
+      kernels::ThreadPool pool(tpr);
+      const kernels::CpuContext ctx{kernels::best_cpu_path(), &pool};
+      Prober probe(ctx, ranks > 1 ? &sync : nullptr, r, ranks);
+      const bool lead = rank == 0;
+      for (int pass = 0; pass < passes; ++pass) {
+        const std::string tag = std::to_string(ranks) + " rank(s) x " + std::to_string(tpr) + " thread(s)" +
+                                (passes > 1 ? ", pass " + std::to_string(pass + 1) + " of " + std::to_string(passes) : "") + ": ";
+        const bool first = pass == 0;
+        for (const auto& d : r.dtypes) {
+          if (lead) say(r, tag + "gemm " + d);
+          Curve c = probe.gemm(weight_dtype(d));
+          if (lead) keep_fastest(out.gemm_flops_per_s[d], c);
+          if (lead) say(r, tag + "grouped expert gemm " + d);
+          Curve e = probe.expert_gemm(weight_dtype(d));
+          if (lead) keep_fastest(out.expert_flops_per_s[d], e);
+        }
+        if (lead) say(r, tag + "attention decode and prefill");
+        Curve ad = probe.attention_decode();
+        Curve ap = probe.attention_prefill();
+        if (lead) say(r, tag + "elementwise, op overhead" + (ranks > 1 ? ", all-reduce" : ""));
+        const double ew = probe.elementwise_s_per_byte();
+        const double oh = probe.op_overhead_s();
+        std::pair<double, double> coll{0, 0};
+        if (ranks > 1) coll = probe.collective(*comms[static_cast<std::size_t>(rank)]);
+        if (lead) {
+          keep_fastest(out.attention_decode_flops_per_s, ad);
+          keep_fastest(out.attention_prefill_flops_per_s, ap);
+          // Times per byte or per call: the smallest pass is the fastest.
+          out.elementwise_s_per_byte = first ? ew : std::min(out.elementwise_s_per_byte, ew);
+          out.op_overhead_s = first ? oh : std::min(out.op_overhead_s, oh);
+          out.collective_fixed_s = first ? coll.first : std::min(out.collective_fixed_s, coll.first);
+          out.collective_s_per_byte = first ? coll.second : std::min(out.collective_s_per_byte, coll.second);
+        }
+      }
+    } catch (...) {
+      failures[static_cast<std::size_t>(rank)] = std::current_exception();
+      sync.arrive_and_drop();
+    }
   };
+  std::vector<std::thread> others;
+  for (int rank = 1; rank < ranks; ++rank) others.emplace_back(body, rank);
+  body(0);
+  for (auto& t : others) t.join();
+  for (const auto& f : failures)
+    if (f) std::rethrow_exception(f);
+  return out;
+}
+
+}  // namespace
+
+HostProfile calibrate_host(const CalibrateRequest& r) {
+  const int threads = checked_threads(r);
   // The groups say() announces: memory, then per rank layout and pass two per dtype, attention, elementwise.
   if (r.bar)
-    r.bar->set_total(1 + static_cast<std::int64_t>(r.ranks.size()) * passes * (2 * static_cast<std::int64_t>(r.dtypes.size()) + 2));
-
+    r.bar->set_total(1 + static_cast<std::int64_t>(r.ranks.size()) * r.passes * (2 * static_cast<std::int64_t>(r.dtypes.size()) + 2));
   HostProfile p;
   p.host = simulator::this_host_name();
   p.cpu_model = simulator::this_cpu_model();
@@ -400,7 +471,7 @@ HostProfile calibrate_host(const CalibrateRequest& r) {
   {
     kernels::ThreadPool pool(threads);
     const kernels::CpuContext ctx{kernels::best_cpu_path(), &pool};
-    say("memory bandwidth (read, triad)");
+    say(r, "memory bandwidth (read, triad)");
     // Arrays of twice the last-level cache (at least 64 / 128 MiB, at most 512 MiB each): a 64 MiB quick array read
     // at 40 GB/s on a VM reporting a 480 MiB L3, above the 30 GB/s its memory delivers.
     const auto floats = std::clamp<std::int64_t>(static_cast<std::int64_t>(2 * llc_bytes() / 4),
@@ -411,60 +482,7 @@ HostProfile calibrate_host(const CalibrateRequest& r) {
   }
 
   for (const int ranks : r.ranks) {
-    const int tpr = std::max(1, threads / ranks);
-    ProfileCurves out;
-    out.ranks = ranks;
-    out.threads_per_rank = tpr;
-    std::barrier<> sync(ranks);
-    auto comms = executor::make_in_process_group(ranks);
-    std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
-    auto body = [&](int rank) {
-      try {
-        kernels::ThreadPool pool(tpr);
-        const kernels::CpuContext ctx{kernels::best_cpu_path(), &pool};
-        Prober probe(ctx, ranks > 1 ? &sync : nullptr, r, ranks);
-        const bool lead = rank == 0;
-        for (int pass = 0; pass < passes; ++pass) {
-          const std::string tag = std::to_string(ranks) + " rank(s) x " + std::to_string(tpr) + " thread(s)" +
-                                  (passes > 1 ? ", pass " + std::to_string(pass + 1) + " of " + std::to_string(passes) : "") + ": ";
-          const bool first = pass == 0;
-          for (const auto& d : r.dtypes) {
-            if (lead) say(tag + "gemm " + d);
-            Curve c = probe.gemm(weight_dtype(d));
-            if (lead) keep_fastest(out.gemm_flops_per_s[d], c);
-            if (lead) say(tag + "grouped expert gemm " + d);
-            Curve e = probe.expert_gemm(weight_dtype(d));
-            if (lead) keep_fastest(out.expert_flops_per_s[d], e);
-          }
-          if (lead) say(tag + "attention decode and prefill");
-          Curve ad = probe.attention_decode();
-          Curve ap = probe.attention_prefill();
-          if (lead) say(tag + "elementwise, op overhead" + (ranks > 1 ? ", all-reduce" : ""));
-          const double ew = probe.elementwise_s_per_byte();
-          const double oh = probe.op_overhead_s();
-          std::pair<double, double> coll{0, 0};
-          if (ranks > 1) coll = probe.collective(*comms[static_cast<std::size_t>(rank)]);
-          if (lead) {
-            keep_fastest(out.attention_decode_flops_per_s, ad);
-            keep_fastest(out.attention_prefill_flops_per_s, ap);
-            // Times per byte or per call: the smallest pass is the fastest.
-            out.elementwise_s_per_byte = first ? ew : std::min(out.elementwise_s_per_byte, ew);
-            out.op_overhead_s = first ? oh : std::min(out.op_overhead_s, oh);
-            out.collective_fixed_s = first ? coll.first : std::min(out.collective_fixed_s, coll.first);
-            out.collective_s_per_byte = first ? coll.second : std::min(out.collective_s_per_byte, coll.second);
-          }
-        }
-      } catch (...) {
-        failures[static_cast<std::size_t>(rank)] = std::current_exception();
-        sync.arrive_and_drop();
-      }
-    };
-    std::vector<std::thread> others;
-    for (int rank = 1; rank < ranks; ++rank) others.emplace_back(body, rank);
-    body(0);
-    for (auto& t : others) t.join();
-    for (const auto& f : failures)
-      if (f) std::rethrow_exception(f);
+    ProfileCurves out = measure_layout(r, ranks, threads);
     if (ranks == 1 || p.peak_flops.empty())
       for (const auto& [d, c] : out.gemm_flops_per_s) p.peak_flops[d] = *std::max_element(c.y.begin(), c.y.end()) * ranks;
     p.layouts.push_back(std::move(out));

@@ -350,40 +350,46 @@ std::string point_id(const Point& p) {
   return s + " " + p.router;
 }
 
-}  // namespace
+// A progress line (the caller's log) and a step of the progress bar, when the request has them.
+void say(const CpuValidateRequest& r, const std::string& s) {
+  if (r.progress) r.progress(s);
+  if (r.bar) r.bar->step("validate: " + s);
+}
 
-CpuValidation validate_cpu(const CpuValidateRequest& r) {
-  const auto t_start = Clock::now();
-  auto say = [&](const std::string& s) {
-    if (r.progress) r.progress(s);
-    if (r.bar) r.bar->step("validate: " + s);
-  };
-  const simulator::HostProfile& prof = r.profile;
+// The grid's points, each checked for sizes and against the profile's rank layouts.
+std::vector<Point> checked_grid(const CpuValidateRequest& r) {
   for (int n : r.grid.ranks)
     if (n < 1 || n > 2) throw InputError("--ranks " + std::to_string(n) + ": validate runs 1 or 2 in-process ranks");
-  const std::vector<Point> points = default_grid(r.quick, r.grid);
+  std::vector<Point> points = default_grid(r.quick, r.grid);
   for (const auto& p : points) {
     if (p.batch < 1 || p.context < 0 || (p.phase == "prefill" && p.tokens < 1) || p.experts < 1)
       throw InputError("validate grid: batches, prompt tokens and experts must be positive, contexts 0 or more");
-    prof.curves(p.ranks);  // throws when the profile lacks this rank layout
+    r.profile.curves(p.ranks);  // throws when the profile lacks this rank layout
   }
-  // Every point is measured in each of `rounds` passes over its model's points, so a burst of interference spoils
-  // one repetition of many points rather than every repetition of one.
-  const int rounds = 3, steps = r.quick ? 2 : 3;
-  const auto data = data_dir();
-  const auto precisions = model::PrecisionTable::load(data / "precisions.yaml");
+  return points;
+}
 
-  // Models of the grid, and the memory each point needs, checked before anything runs.
+// The grid's models by expert count: the shrunk config each checkpoint is written from, and the config parsed.
+struct GridModels {
   std::map<std::int64_t, nlohmann::json> configs;
   std::map<std::int64_t, model::ModelConfig> parsed;
+};
+
+GridModels grid_models(const CpuValidateRequest& r, const std::vector<Point>& points) {
+  GridModels g;
   for (const auto& p : points)
-    if (!configs.count(p.experts)) {
-      configs[p.experts] = shrunk_config(r.config, r.model_name, r.quick, p.experts);
-      parsed[p.experts] = model::parse_hf_config(configs[p.experts], r.model_name, r.model_name);
+    if (!g.configs.count(p.experts)) {
+      g.configs[p.experts] = shrunk_config(r.config, r.model_name, r.quick, p.experts);
+      g.parsed[p.experts] = model::parse_hf_config(g.configs[p.experts], r.model_name, r.model_name);
     }
-  const double available = meminfo_bytes("MemAvailable");
+  return g;
+}
+
+// Refuses, before anything runs, a point whose BF16 weights (twice for the skewed router's copy), fp32 KV cache and
+// activations would take more than 85 % of the `available` memory (0: unknown, no check).
+void check_memory(const std::vector<Point>& points, const GridModels& models, int steps, double available) {
   for (const auto& p : points) {
-    const model::ModelConfig& m = parsed.at(p.experts);
+    const model::ModelConfig& m = models.parsed.at(p.experts);
     const double weights = 2.0 * to_double(model::summarize(m).params.text) * (p.router == "skewed" ? 2 : 1);
     const double kv = to_double(p.batch) * to_double(p.context + steps + 2) * to_double(static_cast<std::int64_t>(m.layers.size())) * 2.0 * to_double(m.num_kv_heads * m.head_dim) * 4.0;
     const double act = to_double(std::max<std::int64_t>(p.tokens, p.batch)) * to_double(m.hidden + 2 * std::max(m.moe_intermediate, m.dense_intermediate) + m.vocab) * 4.0 * 4;
@@ -393,30 +399,75 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
                        ", fp32 KV cache " + format_gb(kv) + ") but " + format_gb(available) +
                        " is available: use smaller --batches/--contexts/--prefill or fewer --experts");
   }
+}
 
-  CpuValidation out;
-  out.model = r.model_name;
-  out.date = today_utc();
-  out.cpu_model = simulator::this_cpu_model();
-  out.cpu_path = kernels::cpu_path_name(kernels::best_cpu_path());
-  out.threads = r.threads > 0 ? r.threads : prof.threads;
-  {
-    const model::ModelConfig& m = parsed.begin()->second;
-    out.shape = std::to_string(m.layers.size()) + " layers, hidden " + std::to_string(m.hidden) + ", " + std::to_string(m.num_heads) + "/" +
-                std::to_string(m.num_kv_heads) + " heads x " + std::to_string(m.head_dim) + ", expert intermediate " +
-                std::to_string(m.moe_intermediate) + (m.dense_intermediate > 0 ? ", dense " + std::to_string(m.dense_intermediate) : "") +
-                ", vocab " + std::to_string(m.vocab) + ", top-" + std::to_string(m.experts_per_token) + ", BF16 weights";
+// The shape of the grid's models, for the report.
+std::string shape_text(const model::ModelConfig& m) {
+  return std::to_string(m.layers.size()) + " layers, hidden " + std::to_string(m.hidden) + ", " + std::to_string(m.num_heads) + "/" +
+         std::to_string(m.num_kv_heads) + " heads x " + std::to_string(m.head_dim) + ", expert intermediate " +
+         std::to_string(m.moe_intermediate) + (m.dense_intermediate > 0 ? ", dense " + std::to_string(m.dense_intermediate) : "") +
+         ", vocab " + std::to_string(m.vocab) + ", top-" + std::to_string(m.experts_per_token) + ", BF16 weights";
+}
+
+// One measured point.
+struct Run {
+  Point p;
+  Measured m;
+  std::vector<std::vector<double>> loads;  // skewed: the traced expert loads
+};
+
+// Runs every point. Points are grouped by model (expert count x router); each checkpoint is written and loaded
+// once. Every point is measured once per round, so a burst of interference from other processes spoils one
+// repetition of many points rather than every repetition of one; when all models fit in memory together a round
+// spans the whole grid, otherwise each model's group runs its rounds and is released.
+class GridMeasurement {
+ public:
+  GridMeasurement(const CpuValidateRequest& r, const std::vector<Point>& points, const GridModels& models, int rounds, int steps)
+      : r_(r), models_(models), rounds_(rounds), steps_(steps) {
+    for (const auto& [experts, config] : models.configs)
+      for (const std::string router : {"uniform", "skewed"}) {
+        Group g;
+        g.experts = experts;
+        g.router = router;
+        for (const auto& p : points)
+          if (p.experts == experts && p.router == router) g.points.push_back(&p);
+        if (g.points.empty()) continue;
+        g.measured.resize(g.points.size());
+        all_weights_ += 2.0 * to_double(model::summarize(models.parsed.at(experts)).params.text);
+        groups_.push_back(std::move(g));
+      }
+    work_ = r.work_dir.empty() ? std::filesystem::temp_directory_path() / "moeplan_validate" : r.work_dir;
   }
 
-  // Run every point. Points are grouped by model (expert count x router); each checkpoint is written and loaded
-  // once. Every point is measured once per round, so a burst of interference from other processes spoils one
-  // repetition of many points rather than every repetition of one; when all models fit in memory together a round
-  // spans the whole grid, otherwise each model's group runs its rounds and is released.
-  struct Run {
-    Point p;
-    Measured m;
-    std::vector<std::vector<double>> loads;  // skewed: the traced expert loads
-  };
+  // The runs in group order, each point's repetitions merged.
+  std::vector<Run> run(double available) {
+    const bool together = available <= 0 || all_weights_ < 0.4 * available;
+    // The steps say() announces: one checkpoint per expert count, one round per group.
+    if (r_.bar) r_.bar->set_total(static_cast<std::int64_t>(models_.configs.size() + groups_.size() * static_cast<std::size_t>(rounds_)));
+    if (together) {
+      for (auto& g : groups_) prepare(g);
+      for (int round = 0; round < rounds_; ++round)
+        for (auto& g : groups_) measure_round(g, round);
+    } else {
+      for (auto& g : groups_) {
+        prepare(g);
+        for (int round = 0; round < rounds_; ++round) measure_round(g, round);
+        release(g);
+      }
+    }
+    if (r_.bar) r_.bar->advance();  // the last round announced is done
+    std::vector<Run> runs;
+    for (auto& g : groups_)
+      for (std::size_t i = 0; i < g.points.size(); ++i) {
+        runs.emplace_back();
+        runs.back().p = *g.points[i];
+        runs.back().m = std::move(g.measured[i]);
+        runs.back().loads = g.loads;
+      }
+    return runs;
+  }
+
+ private:
   struct Group {
     std::int64_t experts = 0;
     std::string router;
@@ -426,189 +477,190 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     std::map<int, std::vector<std::shared_ptr<const executor::Model>>> shards;
     std::vector<std::vector<double>> loads;
   };
-  std::vector<Group> groups;
-  double all_weights = 0;
-  for (const auto& [experts, config] : configs)
-    for (const std::string router : {"uniform", "skewed"}) {
-      Group g;
-      g.experts = experts;
-      g.router = router;
-      for (const auto& p : points)
-        if (p.experts == experts && p.router == router) g.points.push_back(&p);
-      if (g.points.empty()) continue;
-      g.measured.resize(g.points.size());
-      all_weights += 2.0 * to_double(model::summarize(parsed.at(experts)).params.text);
-      groups.push_back(std::move(g));
-    }
-  const bool together = available <= 0 || all_weights < 0.4 * available;
-  const std::filesystem::path work = r.work_dir.empty() ? std::filesystem::temp_directory_path() / "moeplan_validate" : r.work_dir;
-  std::map<std::int64_t, std::shared_ptr<const executor::Model>> bases;
-  auto prepare = [&](Group& g) {
-    if (!bases.count(g.experts)) {
-      say("writing and loading a seeded " + std::to_string(g.experts) + "-expert checkpoint");
+
+  // Writes and loads the group's checkpoint (once per expert count), skews its router, shards it per rank count.
+  void prepare(Group& g) {
+    if (!bases_.count(g.experts)) {
+      say(r_, "writing and loading a seeded " + std::to_string(g.experts) + "-expert checkpoint");
       executor::RandomWeightsOptions opt;
-      opt.seed = r.seed + static_cast<std::uint64_t>(g.experts);
-      const auto dir = work / ("e" + std::to_string(g.experts));
-      executor::write_random_checkpoint(configs.at(g.experts), r.model_name, dir, opt);
-      bases[g.experts] = executor::Model::load(dir);
+      opt.seed = r_.seed + static_cast<std::uint64_t>(g.experts);
+      const auto dir = work_ / ("e" + std::to_string(g.experts));
+      executor::write_random_checkpoint(models_.configs.at(g.experts), r_.model_name, dir, opt);
+      bases_[g.experts] = executor::Model::load(dir);
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);  // loaded into memory; the files are not needed again
     }
-    const auto& base = bases.at(g.experts);
+    const auto& base = bases_.at(g.experts);
     g.model = g.router == "skewed" ? skew_router(*base, std::max<std::int64_t>(1, g.experts / 8), 3.0f) : base;
-    if (g.router == "skewed") g.loads = trace_loads(g.model, prof.threads, 256, r.seed);
+    if (g.router == "skewed") g.loads = trace_loads(g.model, r_.profile.threads, 256, r_.seed);
     for (const Point* p : g.points) {
       auto& sh = g.shards[p->ranks];
       if (sh.empty())
         for (int k = 0; k < p->ranks; ++k)
           sh.push_back(p->ranks > 1 ? g.model->sharded(p->ranks, g.model->config().is_moe() ? p->ranks : 1, k) : g.model);
     }
-  };
-  auto measure_round = [&](Group& g, int round) {
-    say("round " + std::to_string(round + 1) + " of " + std::to_string(rounds) + ": " + std::to_string(g.points.size()) + " points, " +
-        std::to_string(g.experts) + " experts, " + g.router + " router");
+  }
+
+  void measure_round(Group& g, int round) {
+    say(r_, "round " + std::to_string(round + 1) + " of " + std::to_string(rounds_) + ": " + std::to_string(g.points.size()) + " points, " +
+                std::to_string(g.experts) + " experts, " + g.router + " router");
     for (std::size_t i = 0; i < g.points.size(); ++i) {
       const Point& p = *g.points[i];
       const auto& sh = g.shards.at(p.ranks);
-      const int tpr = prof.curves(p.ranks).threads_per_rank;
+      const int tpr = r_.profile.curves(p.ranks).threads_per_rank;
       if (p.phase == "decode") {
-        g.measured[i].add(measure_decode(sh, tpr, p, steps, r.seed + static_cast<std::uint64_t>(round)));
+        g.measured[i].add(measure_decode(sh, tpr, p, steps_, r_.seed + static_cast<std::uint64_t>(round)));
       } else {
         if (round == 0) {
           Point warm = p;
           warm.tokens = std::min<std::int64_t>(p.tokens, 32);
-          measure_prefill(sh, tpr, warm, 1, r.seed);
+          measure_prefill(sh, tpr, warm, 1, r_.seed);
         }
-        g.measured[i].add(measure_prefill(sh, tpr, p, 1, r.seed));
+        g.measured[i].add(measure_prefill(sh, tpr, p, 1, r_.seed));
       }
     }
-  };
-  auto release = [&](Group& g) {
+  }
+
+  // Frees the group's model, and its expert count's checkpoint when no later group needs it.
+  void release(Group& g) {
     g.model.reset();
     g.shards.clear();
     bool later = false;
-    for (const auto& o : groups) later = later || (o.experts == g.experts && o.model == nullptr && &o != &g && o.measured.front().samples.empty());
-    if (!later) bases.erase(g.experts);
-  };
-  // The steps say() announces: one checkpoint per expert count, one round per group.
-  if (r.bar) r.bar->set_total(static_cast<std::int64_t>(configs.size() + groups.size() * rounds));
-  if (together) {
-    for (auto& g : groups) prepare(g);
-    for (int round = 0; round < rounds; ++round)
-      for (auto& g : groups) measure_round(g, round);
-  } else {
-    for (auto& g : groups) {
-      prepare(g);
-      for (int round = 0; round < rounds; ++round) measure_round(g, round);
-      release(g);
-    }
+    for (const auto& o : groups_) later = later || (o.experts == g.experts && o.model == nullptr && &o != &g && o.measured.front().samples.empty());
+    if (!later) bases_.erase(g.experts);
   }
-  if (r.bar) r.bar->advance();  // the last round announced is done
-  std::vector<Run> runs;
-  for (auto& g : groups)
-    for (std::size_t i = 0; i < g.points.size(); ++i) {
-      runs.emplace_back();
-      runs.back().p = *g.points[i];
-      runs.back().m = std::move(g.measured[i]);
-      runs.back().loads = g.loads;
-    }
 
-  // Split: alternate rows within each category (phase x ranks x router) in grid order.
+  const CpuValidateRequest& r_;
+  const GridModels& models_;
+  const int rounds_, steps_;
+  std::vector<Group> groups_;
+  double all_weights_ = 0;
+  std::filesystem::path work_;
+  std::map<std::int64_t, std::shared_ptr<const executor::Model>> bases_;
+};
+
+// Held out: every other run within each category (phase x ranks x router), in grid order.
+std::vector<bool> held_out_split(const std::vector<Run>& runs) {
   std::map<std::string, int> seen;
   std::vector<bool> held(runs.size());
   for (std::size_t i = 0; i < runs.size(); ++i) held[i] = seen[runs[i].p.category()]++ % 2 == 1;
+  return held;
+}
 
-  // Predictions with the profile as calibrated (no fit), then the fit on the calibration half.
-  auto predict_all = [&](const simulator::HostProfile& profile) {
-    const simulator::Hardware hw = simulator::profile_hardware(std::make_shared<const simulator::HostProfile>(profile));
-    std::vector<Prediction> preds;
-    for (const auto& run : runs) {
-      const model::ModelConfig& m = parsed.at(run.p.experts);
-      const int ep = m.is_moe() ? run.p.ranks : 1;
-      const auto routing = run.p.router == "skewed" ? simulator::RoutingModel::histogram(run.loads, m.experts_per_token, ep)
-                                                    : simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, ep);
-      preds.push_back(predict(m, model::resolve_precision("bf16", m, precisions), hw, routing, run.p, steps));
+// Every run predicted with `profile` (as calibrated, or fitted), skewed runs from their traced loads.
+std::vector<Prediction> predict_runs(const std::vector<Run>& runs, const GridModels& models, const model::PrecisionTable& precisions,
+                                     const simulator::HostProfile& profile, int steps) {
+  const simulator::Hardware hw = simulator::profile_hardware(std::make_shared<const simulator::HostProfile>(profile));
+  std::vector<Prediction> preds;
+  for (const auto& run : runs) {
+    const model::ModelConfig& m = models.parsed.at(run.p.experts);
+    const int ep = m.is_moe() ? run.p.ranks : 1;
+    const auto routing = run.p.router == "skewed" ? simulator::RoutingModel::histogram(run.loads, m.experts_per_token, ep)
+                                                  : simulator::RoutingModel::uniform(m.num_experts, m.experts_per_token, ep);
+    preds.push_back(predict(m, model::resolve_precision("bf16", m, precisions), hw, routing, run.p, steps));
+  }
+  return preds;
+}
+
+// What one phase's calibration runs say: per fit key (phase, ranks, op) the points (log tokens, log measured /
+// predicted), and per run its tokens and the time outside the timed ops.
+struct PhaseSamples {
+  std::map<std::string, std::vector<std::pair<double, double>>> ratios;
+  std::vector<double> tokens, remainder;
+};
+
+PhaseSamples phase_samples(const std::string& phase, const std::vector<Run>& runs, const std::vector<bool>& held,
+                           const std::vector<Prediction>& base_preds) {
+  PhaseSamples s;
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    if (held[i] || runs[i].p.phase != phase) continue;
+    const double t = phase == "decode" ? to_double(runs[i].p.batch) : to_double(runs[i].p.tokens);
+    double timed = 0;
+    for (const auto& [op, seconds] : runs[i].m.ops) {
+      timed += seconds;
+      const auto it = base_preds[i].ops.find(op);
+      if (it != base_preds[i].ops.end() && it->second > 0 && seconds > 0)
+        s.ratios[simulator::fit_key(phase, runs[i].p.ranks, op)].emplace_back(std::log(t), std::log(seconds / it->second));
     }
-    return preds;
-  };
-  simulator::HostProfile raw = prof;
-  raw.fit.reset();
-  raw.prefill_residuals.reset();
-  raw.decode_residuals.reset();
-  const auto base_preds = predict_all(raw);
+    s.tokens.push_back(t);
+    s.remainder.push_back(std::max(0.0, runs[i].m.seconds - timed));
+  }
+  return s;
+}
+
+// Per (ranks, op): log(measured / predicted) = log scale + slope · log tokens, least squares, into fit.op_scale and
+// fit.op_slope.
+void fit_op_corrections(const std::string& phase, const std::map<std::string, std::vector<std::pair<double, double>>>& ratios,
+                        simulator::ProfileFit& fit) {
+  for (const auto& [key, v] : ratios) {
+    double mx = 0, my = 0;
+    for (const auto& [x, y] : v) {
+      mx += x;
+      my += y;
+    }
+    mx /= to_double(static_cast<std::int64_t>(v.size()));
+    my /= to_double(static_cast<std::int64_t>(v.size()));
+    double sxx = 0, sxy = 0, lo = v.front().first, hi = lo;
+    for (const auto& [x, y] : v) {
+      sxx += (x - mx) * (x - mx);
+      sxy += (x - mx) * (y - my);
+      lo = std::min(lo, x);
+      hi = std::max(hi, x);
+    }
+    // A slope needs points at least a factor of 4 apart in tokens; otherwise the geometric mean alone. It is
+    // bounded to ±0.5 (a correction growing faster than √tokens would say the curves are wrong, not the fit).
+    // Too few points for a slope on 2 ranks: the 1-rank slope of the same op (the map is sorted, r1 comes first).
+    double slope = 0;
+    if (hi - lo >= std::log(4.0) && sxx > 0) {
+      slope = std::clamp(sxy / sxx, -0.5, 0.5);
+    } else if (key.find("/r1:") == std::string::npos) {
+      const std::string one = phase + "/r1:" + key.substr(key.find(':') + 1);
+      if (const auto it = fit.op_slope.find(one); it != fit.op_slope.end()) slope = it->second;
+    }
+    fit.op_scale[key] = std::exp(my - slope * mx);
+    if (slope != 0) fit.op_slope[key] = slope;
+  }
+}
+
+// remainder = a + b · tokens, least squares with both >= 0; returns {a, b}.
+std::pair<double, double> fit_remainder(const std::vector<double>& tokens, const std::vector<double>& remainder) {
+  double a = 0, b = 0;
+  const double n = to_double(static_cast<std::int64_t>(tokens.size()));
+  if (n >= 2) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      sx += tokens[i];
+      sy += remainder[i];
+      sxx += tokens[i] * tokens[i];
+      sxy += tokens[i] * remainder[i];
+    }
+    const double den = n * sxx - sx * sx;
+    b = den > 0 ? (n * sxy - sx * sy) / den : 0;
+    a = (sy - b * sx) / n;
+    if (b < 0) {
+      b = 0;
+      a = sy / n;
+    }
+    if (a < 0) {
+      a = 0;
+      b = sxx > 0 ? sxy / sxx : 0;
+    }
+  } else if (n == 1) {
+    a = remainder.front();
+  }
+  return {a, b};
+}
+
+// The fit on the calibration half: per-op corrections, and per phase the time outside the ops and the token range
+// the fit saw.
+simulator::ProfileFit fit_profile(const std::vector<Run>& runs, const std::vector<bool>& held, const std::vector<Prediction>& base_preds) {
   simulator::ProfileFit fit;
   for (const std::string phase : {"prefill", "decode"}) {
-    // Per (ranks, op): log(measured / predicted) = log scale + slope · log tokens, least squares.
-    std::map<std::string, std::vector<std::pair<double, double>>> ratios;
-    std::vector<double> tokens, remainder;
-    for (std::size_t i = 0; i < runs.size(); ++i) {
-      if (held[i] || runs[i].p.phase != phase) continue;
-      const double t = phase == "decode" ? to_double(runs[i].p.batch) : to_double(runs[i].p.tokens);
-      double timed = 0;
-      for (const auto& [op, s] : runs[i].m.ops) {
-        timed += s;
-        const auto it = base_preds[i].ops.find(op);
-        if (it != base_preds[i].ops.end() && it->second > 0 && s > 0)
-          ratios[simulator::fit_key(phase, runs[i].p.ranks, op)].emplace_back(std::log(t), std::log(s / it->second));
-      }
-      tokens.push_back(t);
-      remainder.push_back(std::max(0.0, runs[i].m.seconds - timed));
-    }
-    for (const auto& [key, v] : ratios) {
-      double mx = 0, my = 0;
-      for (const auto& [x, y] : v) {
-        mx += x;
-        my += y;
-      }
-      mx /= to_double(static_cast<std::int64_t>(v.size()));
-      my /= to_double(static_cast<std::int64_t>(v.size()));
-      double sxx = 0, sxy = 0, lo = v.front().first, hi = lo;
-      for (const auto& [x, y] : v) {
-        sxx += (x - mx) * (x - mx);
-        sxy += (x - mx) * (y - my);
-        lo = std::min(lo, x);
-        hi = std::max(hi, x);
-      }
-      // A slope needs points at least a factor of 4 apart in tokens; otherwise the geometric mean alone. It is
-      // bounded to ±0.5 (a correction growing faster than √tokens would say the curves are wrong, not the fit).
-      // Too few points for a slope on 2 ranks: the 1-rank slope of the same op (the map is sorted, r1 comes first).
-      double slope = 0;
-      if (hi - lo >= std::log(4.0) && sxx > 0) {
-        slope = std::clamp(sxy / sxx, -0.5, 0.5);
-      } else if (key.find("/r1:") == std::string::npos) {
-        const std::string one = phase + "/r1:" + key.substr(key.find(':') + 1);
-        if (const auto it = fit.op_slope.find(one); it != fit.op_slope.end()) slope = it->second;
-      }
-      fit.op_scale[key] = std::exp(my - slope * mx);
-      if (slope != 0) fit.op_slope[key] = slope;
-    }
-    // remainder = a + b · tokens, least squares, both >= 0
-    double a = 0, b = 0;
-    const double n = to_double(static_cast<std::int64_t>(tokens.size()));
-    if (n >= 2) {
-      double sx = 0, sy = 0, sxx = 0, sxy = 0;
-      for (std::size_t i = 0; i < tokens.size(); ++i) {
-        sx += tokens[i];
-        sy += remainder[i];
-        sxx += tokens[i] * tokens[i];
-        sxy += tokens[i] * remainder[i];
-      }
-      const double den = n * sxx - sx * sx;
-      b = den > 0 ? (n * sxy - sx * sy) / den : 0;
-      a = (sy - b * sx) / n;
-      if (b < 0) {
-        b = 0;
-        a = sy / n;
-      }
-      if (a < 0) {
-        a = 0;
-        b = sxx > 0 ? sxy / sxx : 0;
-      }
-    } else if (n == 1) {
-      a = remainder.front();
-    }
-    if (!tokens.empty()) {
-      const auto [lo, hi] = std::minmax_element(tokens.begin(), tokens.end());
+    const PhaseSamples s = phase_samples(phase, runs, held, base_preds);
+    fit_op_corrections(phase, s.ratios, fit);
+    const auto [a, b] = fit_remainder(s.tokens, s.remainder);
+    if (!s.tokens.empty()) {
+      const auto [lo, hi] = std::minmax_element(s.tokens.begin(), s.tokens.end());
       (phase == "decode" ? fit.decode_tokens_min : fit.prefill_tokens_min) = *lo;
       (phase == "decode" ? fit.decode_tokens_max : fit.prefill_tokens_max) = *hi;
     }
@@ -616,49 +668,51 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     (phase == "decode" ? fit.decode_per_token_s : fit.prefill_per_token_s) = b;
   }
   fit.configurations = static_cast<int>(std::count(held.begin(), held.end(), false));
-  simulator::HostProfile fitted = raw;
-  fitted.fit = fit;
-  const auto preds = predict_all(fitted);
+  return fit;
+}
 
-  // Rows, errors, residuals.
+ValidationRow validation_row(const Run& run, bool held_out, const Prediction& pred) {
+  ValidationRow row;
+  row.id = point_id(run.p);
+  row.phase = run.p.phase;
+  row.held_out = held_out;
+  row.experts = run.p.experts;
+  row.batch = run.p.batch;
+  row.context = run.p.context;
+  row.tokens = run.p.tokens;
+  row.ranks = run.p.ranks;
+  row.router = run.p.router;
+  row.measured_s = run.m.seconds;
+  row.predicted_s = pred.seconds;
+  row.error = (row.predicted_s - row.measured_s) / row.measured_s;
+  row.spread = run.m.spread();
+  row.experts_touched_measured = run.m.touched();
+  row.experts_touched_predicted = run.p.phase == "decode" ? pred.touched : 0;
+  row.measured_ops = run.m.ops;
+  row.predicted_ops = pred.ops;
+  return row;
+}
+
+// The errors of out.rows: per phase on each half and per router, op by op on the held-out half (with each op's share
+// of the phase's measured time), the median spread; and the held-out residuals the fitted profile keeps.
+void summarize_rows(CpuValidation& out, simulator::HostProfile& fitted) {
   std::map<std::string, std::vector<double>> errors;  // "decode/held", "decode/cal", ...
   std::map<std::string, std::vector<double>> residuals;
   std::map<std::string, std::vector<double>> op_errors;
   std::map<std::string, double> op_time, phase_time;
   std::vector<double> spreads;
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const Run& run = runs[i];
-    ValidationRow row;
-    row.id = point_id(run.p);
-    row.phase = run.p.phase;
-    row.held_out = held[i];
-    row.experts = run.p.experts;
-    row.batch = run.p.batch;
-    row.context = run.p.context;
-    row.tokens = run.p.tokens;
-    row.ranks = run.p.ranks;
-    row.router = run.p.router;
-    row.measured_s = run.m.seconds;
-    row.predicted_s = preds[i].seconds;
-    row.error = (row.predicted_s - row.measured_s) / row.measured_s;
-    row.spread = run.m.spread();
-    row.experts_touched_measured = run.m.touched();
-    row.experts_touched_predicted = run.p.phase == "decode" ? preds[i].touched : 0;
-    row.measured_ops = run.m.ops;
-    row.predicted_ops = preds[i].ops;
+  for (const ValidationRow& row : out.rows) {
     spreads.push_back(row.spread);
     errors[row.phase + (row.held_out ? "/held" : "/cal")].push_back(row.error);
-    if (row.held_out) {
-      residuals[row.phase].push_back(row.measured_s / row.predicted_s - 1);
-      if (row.phase == "decode") errors[std::string("decode/") + row.router].push_back(row.error);
-      for (const auto& [op, s] : row.measured_ops) {
-        const auto it = row.predicted_ops.find(op);
-        if (it != row.predicted_ops.end() && s > 0) op_errors[row.phase + ":" + op].push_back((it->second - s) / s);
-        op_time[row.phase + ":" + op] += s;
-      }
-      phase_time[row.phase] += row.measured_s;
+    if (!row.held_out) continue;
+    residuals[row.phase].push_back(row.measured_s / row.predicted_s - 1);
+    if (row.phase == "decode") errors[std::string("decode/") + row.router].push_back(row.error);
+    for (const auto& [op, s] : row.measured_ops) {
+      const auto it = row.predicted_ops.find(op);
+      if (it != row.predicted_ops.end() && s > 0) op_errors[row.phase + ":" + op].push_back((it->second - s) / s);
+      op_time[row.phase + ":" + op] += s;
     }
-    out.rows.push_back(std::move(row));
+    phase_time[row.phase] += row.measured_s;
   }
   out.decode_held_out = stats(errors["decode/held"]);
   out.prefill_held_out = stats(errors["prefill/held"]);
@@ -693,6 +747,42 @@ CpuValidation validate_cpu(const CpuValidateRequest& r) {
     res.q95 = quantile(v, 0.95);
     (phase == "decode" ? fitted.decode_residuals : fitted.prefill_residuals) = res;
   }
+}
+
+}  // namespace
+
+CpuValidation validate_cpu(const CpuValidateRequest& r) {
+  const auto t_start = Clock::now();
+  const std::vector<Point> points = checked_grid(r);
+  // Every point is measured in each of `rounds` passes over its model's points (GridMeasurement).
+  const int rounds = 3, steps = r.quick ? 2 : 3;
+  const auto precisions = model::PrecisionTable::load(data_dir() / "precisions.yaml");
+  const GridModels models = grid_models(r, points);
+  const double available = meminfo_bytes("MemAvailable");
+  check_memory(points, models, steps, available);
+
+  CpuValidation out;
+  out.model = r.model_name;
+  out.date = today_utc();
+  out.cpu_model = simulator::this_cpu_model();
+  out.cpu_path = kernels::cpu_path_name(kernels::best_cpu_path());
+  out.threads = r.threads > 0 ? r.threads : r.profile.threads;
+  out.shape = shape_text(models.parsed.begin()->second);
+
+  const std::vector<Run> runs = GridMeasurement(r, points, models, rounds, steps).run(available);
+  const std::vector<bool> held = held_out_split(runs);
+  // Predictions with the profile as calibrated (no fit), then the fit on the calibration half.
+  simulator::HostProfile raw = r.profile;
+  raw.fit.reset();
+  raw.prefill_residuals.reset();
+  raw.decode_residuals.reset();
+  const simulator::ProfileFit fit = fit_profile(runs, held, predict_runs(runs, models, precisions, raw, steps));
+  simulator::HostProfile fitted = raw;
+  fitted.fit = fit;
+  const auto preds = predict_runs(runs, models, precisions, fitted, steps);
+  for (std::size_t i = 0; i < runs.size(); ++i) out.rows.push_back(validation_row(runs[i], held[i], preds[i]));
+  summarize_rows(out, fitted);
+
   out.seconds = seconds_since(t_start);
   fitted.validation_summary = out.date + ": moeplan validate --device cpu" + std::string(r.quick ? " --quick" : "") + " on " +
                               r.model_name + " (" + out.shape + "), " + std::to_string(runs.size()) + " points, " +

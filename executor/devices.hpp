@@ -10,13 +10,6 @@
 
 namespace moeplan::executor {
 
-struct CpuInfo {
-  std::string model_name;   // /proc/cpuinfo "model name"
-  int logical_cpus = 0;
-  bool avx2 = false, avx512f = false;  // detected at run time (never -march=native)
-};
-
-CpuInfo query_cpu();
 kernels::DeviceQuery query_gpus();
 
 // Why `--device cuda` cannot run on this machine with this build, as one line naming the fix (a build without

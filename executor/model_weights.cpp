@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/json_field.hpp"
 #include "executor/weights_dtype.hpp"
 
 namespace moeplan::executor {
@@ -16,9 +17,10 @@ namespace {
 
 // llama3 rope scaling (transformers _compute_llama3_parameters): keep high frequencies, divide low ones by
 // `factor`, blend in between. The branch is chosen before the blend so low == high (Scout) does not divide by zero.
-void llama3_scale(std::vector<float>& inv_freq, const nlohmann::json& s) {
-  const double factor = s.value("factor", 8.0), low = s.value("low_freq_factor", 1.0), high = s.value("high_freq_factor", 4.0);
-  const double original = s.value("original_max_position_embeddings", 8192.0);
+void llama3_scale(std::vector<float>& inv_freq, const nlohmann::json& s, const std::string& origin) {
+  const double factor = json_number_or(s, "factor", 8.0, origin), low = json_number_or(s, "low_freq_factor", 1.0, origin),
+               high = json_number_or(s, "high_freq_factor", 4.0, origin);
+  const double original = json_number_or(s, "original_max_position_embeddings", 8192.0, origin);
   const double low_wavelen = original / low, high_wavelen = original / high;
   for (float& f : inv_freq) {
     const double wavelen = 2 * M_PI / f;
@@ -60,37 +62,39 @@ Model::Matrix transpose_expert(const TensorView& t, std::int64_t e, std::int64_t
   return m;
 }
 
-
 RuntimeParams read_runtime_fields(const nlohmann::json& config, const model::ModelConfig& m) {
-  const nlohmann::json& t = config.contains("text_config") ? config.at("text_config") : config;
+  const std::string& origin = m.source;
+  const nlohmann::json* text = json_object_or_null(config, "text_config", origin);
+  const nlohmann::json& t = text ? *text : config;
   RuntimeParams p;
   const bool qwen = m.model_type == "qwen3_moe";
   p.llama4 = m.model_type == "llama4";
-  p.rms_eps = static_cast<float>(t.value("rms_norm_eps", qwen ? 1e-6 : 1e-5));
+  p.rms_eps = static_cast<float>(json_number_or(t, "rms_norm_eps", qwen ? 1e-6 : 1e-5, origin));
   double theta = 10000;
-  nlohmann::json scaling;
-  if (t.contains("rope_parameters") && t["rope_parameters"].is_object()) {  // transformers 5
-    theta = t["rope_parameters"].value("rope_theta", theta);
-    scaling = t["rope_parameters"];
+  const nlohmann::json* scaling = nullptr;
+  if (const nlohmann::json* params = json_object_or_null(t, "rope_parameters", origin)) {  // transformers 5
+    theta = json_number_or(*params, "rope_theta", theta, origin);
+    scaling = params;
   } else {
-    theta = t.value("rope_theta", theta);
-    if (t.contains("rope_scaling") && t["rope_scaling"].is_object()) scaling = t["rope_scaling"];
+    theta = json_number_or(t, "rope_theta", theta, origin);
+    scaling = json_object_or_null(t, "rope_scaling", origin);
   }
   p.inv_freq = kernels::rope_default_inv_freq(static_cast<float>(theta), m.head_dim);
-  const std::string rope_type = scaling.is_object() ? scaling.value("rope_type", scaling.value("type", std::string("default"))) : "default";
-  if (rope_type == "llama3") llama3_scale(p.inv_freq, scaling);
+  const std::string rope_type =
+      scaling ? json_string_or(*scaling, "rope_type", json_string_or(*scaling, "type", "default", origin), origin) : "default";
+  if (rope_type == "llama3") llama3_scale(p.inv_freq, *scaling, origin);
   else if (rope_type != "default")
     throw InputError(m.source + ": rope type '" + rope_type + "' is not supported by the executor (llama3 and default are)");
   if (p.llama4) {
     p.rope_layout = kernels::RopeLayout::interleaved;
-    p.qk_norm_weightless_after_rope = t.value("use_qk_norm", true);
-    p.temperature_tuning = t.value("attn_temperature_tuning", true);
-    p.floor_scale = static_cast<float>(t.value("floor_scale", 8192.0));
-    p.attn_scale = static_cast<float>(t.value("attn_scale", 0.1));
+    p.qk_norm_weightless_after_rope = json_bool_or(t, "use_qk_norm", true, origin);
+    p.temperature_tuning = json_bool_or(t, "attn_temperature_tuning", true, origin);
+    p.floor_scale = static_cast<float>(json_number_or(t, "floor_scale", 8192.0, origin));
+    p.attn_scale = static_cast<float>(json_number_or(t, "attn_scale", 0.1, origin));
     p.scoring = kernels::RouterScoring::sigmoid_topk;
   } else if (qwen) {
     p.qk_norm_weighted_before_rope = true;
-    p.scoring = t.value("norm_topk_prob", false) ? kernels::RouterScoring::softmax_topk_renorm : kernels::RouterScoring::softmax_topk;
+    p.scoring = json_bool_or(t, "norm_topk_prob", false, origin) ? kernels::RouterScoring::softmax_topk_renorm : kernels::RouterScoring::softmax_topk;
   } else if (m.model_type == "mixtral") {
     p.scoring = kernels::RouterScoring::softmax_topk_renorm;
   } else {
@@ -101,7 +105,8 @@ RuntimeParams read_runtime_fields(const nlohmann::json& config, const model::Mod
 
 }  // namespace
 
-// A field of the wrong JSON type becomes an InputError naming the file (common/files read_document).
+// A field of the wrong JSON type becomes an InputError naming the file, the field and the type it must have
+// (common/json_field); read_document turns any other library type error into an InputError naming the file.
 RuntimeParams read_runtime_params(const nlohmann::json& config, const model::ModelConfig& m) {
   return read_document(m.source, [&] { return read_runtime_fields(config, m); });
 }

@@ -46,7 +46,6 @@ struct PagedKvPlan {
   std::int64_t pages_per_sequence = 0;   // over every layer
   std::int64_t pages_needed = 0;         // sequences * pages_per_sequence
   std::int64_t pages_total = 0;          // pages the budget holds: floor(budget / page_bytes) >= pages_needed
-  double bytes_total() const { return static_cast<double>(pages_total) * static_cast<double>(page_bytes); }
 };
 
 // The plan for `request`. Pages a sequence holds in a layer, for n = the positions the layer keeps

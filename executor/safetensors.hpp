@@ -92,7 +92,6 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorInfo* find(std::string_view name) const;  // nullptr when absent
   TensorView view(const TensorInfo& info) const;        // `info` must come from this file
-  std::size_t file_bytes() const { return map_.size_bytes(); }
 
  private:
   std::string path_;

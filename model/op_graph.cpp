@@ -32,36 +32,6 @@ const char* op_kind_name(OpKind k) {
   return "?";
 }
 
-const char* step_var_name(StepVar v) {
-  switch (v) {
-    case StepVar::one: return "one";
-    case StepVar::tokens: return "tokens";
-    case StepVar::decode_tokens: return "decode_tokens";
-    case StepVar::prefill_tokens: return "prefill_tokens";
-    case StepVar::logit_tokens: return "logit_tokens";
-    case StepVar::pairs_decode_full: return "pairs_decode_full";
-    case StepVar::pairs_decode_window: return "pairs_decode_window";
-    case StepVar::pairs_prefill_full: return "pairs_prefill_full";
-    case StepVar::pairs_prefill_window: return "pairs_prefill_window";
-    case StepVar::kv_read_full: return "kv_read_full";
-    case StepVar::kv_read_window: return "kv_read_window";
-    case StepVar::experts_touched: return "experts_touched";
-    case StepVar::expert_assignments: return "expert_assignments";
-    case StepVar::moe_dispatch_tokens: return "moe_dispatch_tokens";
-  }
-  return "?";
-}
-
-const char* comm_group_name(CommGroup g) {
-  switch (g) {
-    case CommGroup::none: return "-";
-    case CommGroup::tp: return "tp";
-    case CommGroup::moe: return "moe";
-    case CommGroup::pp: return "pp";
-  }
-  return "?";
-}
-
 Linear& Linear::add(StepVar v, double c) {
   for (int i = 0; i < terms; ++i) {
     if (var[static_cast<std::size_t>(i)] == v) {

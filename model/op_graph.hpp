@@ -48,7 +48,6 @@ enum class StepVar : std::uint8_t {
   moe_dispatch_tokens,   // token copies one GPU sends in the MoE all-to-all (DP attention + EP)
 };
 inline constexpr int kStepVarCount = 14;
-const char* step_var_name(StepVar v);
 using StepValues = std::array<double, kStepVarCount>;
 
 // A sparse linear form Σ coef_i · var_i over at most four step variables.
@@ -67,7 +66,6 @@ struct Linear {
 
 // Which GPUs a collective spans.
 enum class CommGroup { none, tp, moe, pp };
-const char* comm_group_name(CommGroup g);
 
 struct Op {
   OpKind kind = OpKind::gemm;

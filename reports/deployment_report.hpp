@@ -10,7 +10,6 @@
 #include "reports/render.hpp"
 #include "reports/result_charts.hpp"
 #include "simulator/memory.hpp"
-#include "simulator/published.hpp"
 
 namespace moeplan::reports {
 
@@ -27,9 +26,5 @@ Report plan_memory_report(const std::string& model_name, const std::vector<PlanM
 // #1 simulated at several closed-loop concurrencies; `operating_concurrency`: the plan's operating point.
 Report load_sweep_report(const std::string& config, const std::vector<ConcurrencyPoint>& points,
                          std::int64_t operating_concurrency, double slo_tpot_ms, const std::string& simulate_command);
-
-// The published set's error groups (validate --published, or data/validation/error_bars.yaml) as a table and JSON;
-// validate --published prints the same table.
-Table error_groups_table(const std::vector<simulator::ErrorGroup>& groups, nlohmann::json& groups_json);
 
 }  // namespace moeplan::reports

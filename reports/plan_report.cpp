@@ -3,7 +3,7 @@
 
 #include "common/text.hpp"
 #include "planner/cost.hpp"
-#include "reports/reports.hpp"
+#include "reports/plan_report.hpp"
 #include "reports/result_charts.hpp"
 
 namespace moeplan::reports {
@@ -150,45 +150,50 @@ std::string monthly_bill_text(const planner::PlanRow& self, const planner::ApiCo
          " GPU-hours";
 }
 
-}  // namespace
-
-Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res,
-                   const std::vector<planner::LaunchCommand>& launch, const std::optional<planner::ApiComparison>& api,
-                   int top, bool verbose) {
-  Report rep;
-  rep.header = {"plan: " + q.model->name + "; " + workload_line(q),
-                "ranked by " + std::string(planner::objective_name(q.objective)) + "; utilization " +
-                    format_fixed(100.0 * q.utilization, 0) + " % of hours at the operating point" +
-                    (q.utilization >= 1 ? " (the default; --utilization changes it)" : "")};
+// The header lines: workload, ranking, operating point, engines, network and the GPU price rule.
+std::vector<std::string> plan_header(const planner::PlanRequest& q) {
+  std::vector<std::string> header = {
+      "plan: " + q.model->name + "; " + workload_line(q),
+      "ranked by " + std::string(planner::objective_name(q.objective)) + "; utilization " +
+          format_fixed(100.0 * q.utilization, 0) + " % of hours at the operating point" +
+          (q.utilization >= 1 ? " (the default; --utilization changes it)" : "")};
   if (checked(q))
-    rep.header.push_back("operating point: a closed loop of batch x dp requests in flight (simulate --concurrency), " +
-                         std::to_string(q.serving_requests_per_slot) + "x that many requests; TTFT and TPOT are p" +
-                         std::to_string(q.slo_percentile) + " of simulate's serving loop, queueing included (--slo-percentile)");
+    header.push_back("operating point: a closed loop of batch x dp requests in flight (simulate --concurrency), " +
+                     std::to_string(q.serving_requests_per_slot) + "x that many requests; TTFT and TPOT are p" +
+                     std::to_string(q.slo_percentile) + " of simulate's serving loop, queueing included (--slo-percentile)");
   else
-    rep.header.push_back("operating point: steady state, every slot busy; TTFT and TPOT from the step formula, no queueing");
+    header.push_back("operating point: steady state, every slot busy; TTFT and TPOT from the step formula, no queueing");
   const bool engines = !q.engines.empty();
   if (engines) {
     std::vector<std::string> names;
     for (const auto* e : q.engines) names.push_back(e->name + " " + e->versions.substr(0, e->versions.find(" (")));
-    rep.header.push_back("engines evaluated: " + join(names, ", ") +
-                         (q.vendor_defaults ? ", each GPU with its vendor's default (NVIDIA trtllm, AMD/Intel vllm)"
-                                            : ", each on the GPUs it runs on") +
-                         " (--engine X for one, generic for the plain roofline)");
+    header.push_back("engines evaluated: " + join(names, ", ") +
+                     (q.vendor_defaults ? ", each GPU with its vendor's default (NVIDIA trtllm, AMD/Intel vllm)"
+                                        : ", each on the GPUs it runs on") +
+                     " (--engine X for one, generic for the plain roofline)");
   } else if (!q.host) {
-    rep.header.push_back("engine: generic (the plain roofline; --engine auto plans every serving engine)");
+    header.push_back("engine: generic (the plain roofline; --engine auto plans every serving engine)");
   }
   if (!q.host) {
     const std::string port_price = q.network_usd_per_port_hour >= 0
                                        ? "$" + money(q.network_usd_per_port_hour) +
                                              (q.network_price_source.empty() ? "" : " (" + q.network_price_source + ")")
                                        : std::string("data/network.yaml's port price");
-    rep.header.push_back("network: --internode " + (q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link) +
-                         ", " + (q.nics_per_node > 0 ? std::to_string(q.nics_per_node) + " NIC ports per node (--nics-per-node)"
-                                                     : std::string("NIC ports per node from data/network.yaml (one per GPU on "
-                                                                   "SXM/OAM boards, one per 2 GPUs in PCIe servers; --nics-per-node)")) +
-                         "; a multi-node row pays " + port_price + " per port-hour unless its price source includes the network");
-    rep.header.push_back(planner::price_rule_text(every_gpu_priced(q)));
+    header.push_back("network: --internode " + (q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link) +
+                     ", " + (q.nics_per_node > 0 ? std::to_string(q.nics_per_node) + " NIC ports per node (--nics-per-node)"
+                                                 : std::string("NIC ports per node from data/network.yaml (one per GPU on "
+                                                               "SXM/OAM boards, one per 2 GPUs in PCIe servers; --nics-per-node)")) +
+                     "; a multi-node row pays " + port_price + " per port-hour unless its price source includes the network");
+    header.push_back(planner::price_rule_text(every_gpu_priced(q)));
   }
+  return header;
+}
+
+// The rows' table (the first `top`) and every row's JSON (`rows`). `api_blend`: the cheapest API's blended $/M for
+// the "vs API" column (0: none).
+Table rows_table(const planner::PlanRequest& q, const planner::PlanResult& res, double api_blend, int top, json& rows) {
+  const bool engines = !q.engines.empty();
+  rows = json::array();
   Table t;
   t.columns = {"#", "GPUs", "precision", "layout", "nodes, links", "batch", "tok/s", "tok/s/user", "TTFT " + pct(q) + "ms",
                "TPOT " + pct(q) + "ms", "$/hour", "$/month", "net $/h",
@@ -199,9 +204,6 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
     t.columns.insert(t.columns.begin() + 2, "engine");
     t.right_align.insert(t.right_align.begin() + 2, false);
   }
-  // "vs API": the row's blended $/M over the cheapest API's for this model and workload (< 1: self-hosting is cheaper).
-  const double api_blend = api ? api->reference_offer().usd_per_m_blended : 0;
-  json rows = json::array();
   for (std::size_t i = 0; i < res.rows.size(); ++i) {
     const auto& r = res.rows[i];
     rows.push_back(row_json(r));
@@ -220,7 +222,11 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
   // A host is one machine: no nodes, network or published range to show.
   if (q.host)
     for (const char* name : {"nodes, links", "net $/h", "beyond validated"}) drop_column(t, name);
-  rep.tables.push_back(std::move(t));
+  return t;
+}
+
+// Notes on the shown rows: the network a multi-node row pays, and what "beyond validated" means.
+void shown_rows_notes(const planner::PlanRequest& q, const planner::PlanResult& res, int top, bool verbose, Report& rep) {
   const std::size_t shown = std::min(res.rows.size(), static_cast<std::size_t>(std::max(0, top)));
   bool paid_network = false, flagged = false;
   for (std::size_t i = 0; i < shown; ++i) {
@@ -238,29 +244,33 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                         " on PCIe-only cards; rows for " + join(v.gpus, ", ") +
                         "): such rows extrapolate the model (docs/validation.md)");
   }
+}
 
-  // Error bars (a measured host): the same rows' intervals from the profile's held-out residuals.
-  if (!res.rows.empty() && res.rows.front().error_bars) {
-    const auto& e0 = *res.rows.front().error_bars;
-    Table eb;
-    eb.title = "error bars: 5th-95th percentile of the profile's held-out residuals (decode n=" + std::to_string(e0.decode_n) +
-               ", prefill n=" + std::to_string(e0.prefill_n) + "; docs/validation.md)";
-    eb.columns = {"#", "tok/s", "tok/s/user", "TTFT ms", "TPOT ms", "$/M out", "$/M blend"};
-    eb.right_align = {true, true, true, true, true, true, true};
-    auto range = [](const planner::Interval& i, int digits) { return format_fixed(i.low, digits) + " - " + format_fixed(i.high, digits); };
-    auto money_range = [](const planner::Interval& i) { return money(i.low) + " - " + money(i.high); };
-    for (std::size_t i = 0; i < res.rows.size() && static_cast<int>(i) < top; ++i) {
-      if (!res.rows[i].error_bars) continue;
-      const auto& e = *res.rows[i].error_bars;
-      eb.rows.push_back({std::to_string(i + 1), range(e.output_tokens_per_s, 1), range(e.output_tokens_per_s_per_user, 2),
-                         range(e.ttft_ms, 0), range(e.tpot_ms, 1), money_range(e.usd_per_m_output_tokens),
-                         money_range(e.usd_per_m_blended_tokens)});
-    }
-    rep.tables.push_back(std::move(eb));
+// Error bars (a measured host): the shown rows' intervals from the profile's held-out residuals.
+void add_error_bars_table(const planner::PlanResult& res, int top, Report& rep) {
+  if (res.rows.empty() || !res.rows.front().error_bars) return;
+  const auto& e0 = *res.rows.front().error_bars;
+  Table eb;
+  eb.title = "error bars: 5th-95th percentile of the profile's held-out residuals (decode n=" + std::to_string(e0.decode_n) +
+             ", prefill n=" + std::to_string(e0.prefill_n) + "; docs/validation.md)";
+  eb.columns = {"#", "tok/s", "tok/s/user", "TTFT ms", "TPOT ms", "$/M out", "$/M blend"};
+  eb.right_align = {true, true, true, true, true, true, true};
+  auto range = [](const planner::Interval& i, int digits) { return format_fixed(i.low, digits) + " - " + format_fixed(i.high, digits); };
+  auto money_range = [](const planner::Interval& i) { return money(i.low) + " - " + money(i.high); };
+  for (std::size_t i = 0; i < res.rows.size() && static_cast<int>(i) < top; ++i) {
+    if (!res.rows[i].error_bars) continue;
+    const auto& e = *res.rows[i].error_bars;
+    eb.rows.push_back({std::to_string(i + 1), range(e.output_tokens_per_s, 1), range(e.output_tokens_per_s_per_user, 2),
+                       range(e.ttft_ms, 0), range(e.tpot_ms, 1), money_range(e.usd_per_m_output_tokens),
+                       money_range(e.usd_per_m_blended_tokens)});
   }
+  rep.tables.push_back(std::move(eb));
+}
 
+// The rejections by reason (also into `rejected`, JSON) and what the serving check ran.
+void rejection_notes(const planner::PlanRequest& q, const planner::PlanResult& res, json& rejected, Report& rep) {
   std::vector<std::string> removed;
-  json rejected = json::object();
+  rejected = json::object();
   for (int i = 0; i < planner::kRejectCount; ++i) {
     const auto n = res.rejected[static_cast<std::size_t>(i)];
     rejected[planner::reject_name(static_cast<planner::Reject>(i))] = n;
@@ -281,6 +291,12 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                         with_commas(stepped) + " stepped down to a smaller batch, " + with_commas(res.serving_rejected) +
                         " removed); the other rows are the steady-state formula's, without queueing (JSON \"simulated\": false)");
   }
+}
+
+// Without rows: the closest configuration and the constraint it misses. With rows: how to reproduce #1, its cost
+// split, its batch-1 price, the API comparison, the launch commands and its GPU price.
+void best_row_notes(const planner::PlanRequest& q, const planner::PlanResult& res, const std::vector<planner::LaunchCommand>& launch,
+                    const std::optional<planner::ApiComparison>& api, Report& rep) {
   if (res.rows.empty()) {
     std::string why = "no configuration meets the constraints";
     if (res.closest.row) {
@@ -329,16 +345,11 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                         b.price_confidence + (b.price_flags.empty() ? "" : ", flagged: " + join(b.price_flags, "; ")) +
                         " (moeplan plan --gpu-price " + b.gpu->name + "=USD or --price-source/--exclude-provider change it)");
   }
-  if (q.host)
-    rep.notes.push_back("host " + q.host->device.name + " priced from " + q.host->hardware.name +
-                        ": layouts are in-process ranks on that host, $/hour is --gpu-price per host-hour, memory per rank "
-                        "is its share of RAM with an fp32 KV cache as the CPU executor keeps it");
-  rep.notes.insert(rep.notes.end(), res.notes.begin(), res.notes.end());
-  if (verbose)
-    rep.notes.push_back("evaluated " + with_commas(res.configurations) + " configurations and " +
-                        with_commas(res.operating_points) + " operating points in " + format_fixed(res.sweep_seconds, 3) + " s" +
-                        (res.serving_simulations > 0 ? " (with the serving check's " + with_commas(res.serving_simulations) + " runs)" : ""));
-  rep.json = {{"model", q.model->name},
+}
+
+json plan_json(const planner::PlanRequest& q, const planner::PlanResult& res, const std::vector<planner::LaunchCommand>& launch,
+               json rows, json rejected) {
+  json out = {{"model", q.model->name},
               {"input_tokens", q.input_tokens},
               {"output_tokens", q.output_tokens},
               {"objective", planner::objective_name(q.objective)},
@@ -352,32 +363,60 @@ Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res
                  for (const auto* e : q.engines) a.push_back(e->name);
                  return a;
                }()},
-              {"configurations", rows},
-              {"rejected", rejected},
+              {"configurations", std::move(rows)},
+              {"rejected", std::move(rejected)},
               {"configurations_evaluated", res.configurations},
               {"operating_points_evaluated", res.operating_points},
               {"sweep_seconds", res.sweep_seconds}};
-  if (!q.host) rep.json["gpu_price_rule"] = planner::price_rule_text(every_gpu_priced(q));
+  if (!q.host) out["gpu_price_rule"] = planner::price_rule_text(every_gpu_priced(q));
   if (!q.host)
-    rep.json["network"] = {{"internode", q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link},
-                           {"nics_per_node", q.nics_per_node > 0 ? json(q.nics_per_node) : json("data/network.yaml")},
-                           {"usd_per_port_hour", q.network_usd_per_port_hour >= 0 ? json(q.network_usd_per_port_hour) : json(nullptr)},
-                           {"price_source", q.network_price_source}};
+    out["network"] = {{"internode", q.internode_link.empty() ? std::string("infiniband-ndr") : q.internode_link},
+                      {"nics_per_node", q.nics_per_node > 0 ? json(q.nics_per_node) : json("data/network.yaml")},
+                      {"usd_per_port_hour", q.network_usd_per_port_hour >= 0 ? json(q.network_usd_per_port_hour) : json(nullptr)},
+                      {"price_source", q.network_price_source}};
   if (q.validated)
-    rep.json["validated_range"] = {{"max_gpus", q.validated->max_gpus}, {"max_ep_on_pcie", q.validated->max_ep_pcie},
-                                   {"gpus", q.validated->gpus}, {"file", "data/validation/public_points.yaml"}};
+    out["validated_range"] = {{"max_gpus", q.validated->max_gpus}, {"max_ep_on_pcie", q.validated->max_ep_pcie},
+                              {"gpus", q.validated->gpus}, {"file", "data/validation/public_points.yaml"}};
   if (res.rows.empty() && res.closest.row) {
-    rep.json["closest"] = row_json(*res.closest.row);
-    rep.json["closest"]["missed"] = res.closest.constraint;
+    out["closest"] = row_json(*res.closest.row);
+    out["closest"]["missed"] = res.closest.constraint;
   }
   if (!launch.empty()) {
-    rep.json["launch"] = json::array();
+    out["launch"] = json::array();
     for (const auto& l : launch) {
-      rep.json["launch"].push_back({{"engine", l.engine}, {"command", l.command}, {"note", l.note}});
-      if (!l.other_nodes.empty()) rep.json["launch"].back()["other_nodes_command"] = l.other_nodes;
-      if (l.row > 0) rep.json["launch"].back()["row"] = l.row;
+      out["launch"].push_back({{"engine", l.engine}, {"command", l.command}, {"note", l.note}});
+      if (!l.other_nodes.empty()) out["launch"].back()["other_nodes_command"] = l.other_nodes;
+      if (l.row > 0) out["launch"].back()["row"] = l.row;
     }
   }
+  return out;
+}
+
+}  // namespace
+
+Report plan_report(const planner::PlanRequest& q, const planner::PlanResult& res,
+                   const std::vector<planner::LaunchCommand>& launch, const std::optional<planner::ApiComparison>& api,
+                   int top, bool verbose) {
+  Report rep;
+  rep.header = plan_header(q);
+  // "vs API": the row's blended $/M over the cheapest API's for this model and workload (< 1: self-hosting is cheaper).
+  const double api_blend = api ? api->reference_offer().usd_per_m_blended : 0;
+  json rows, rejected;
+  rep.tables.push_back(rows_table(q, res, api_blend, top, rows));
+  shown_rows_notes(q, res, top, verbose, rep);
+  add_error_bars_table(res, top, rep);
+  rejection_notes(q, res, rejected, rep);
+  best_row_notes(q, res, launch, api, rep);
+  if (q.host)
+    rep.notes.push_back("host " + q.host->device.name + " priced from " + q.host->hardware.name +
+                        ": layouts are in-process ranks on that host, $/hour is --gpu-price per host-hour, memory per rank "
+                        "is its share of RAM with an fp32 KV cache as the CPU executor keeps it");
+  rep.notes.insert(rep.notes.end(), res.notes.begin(), res.notes.end());
+  if (verbose)
+    rep.notes.push_back("evaluated " + with_commas(res.configurations) + " configurations and " +
+                        with_commas(res.operating_points) + " operating points in " + format_fixed(res.sweep_seconds, 3) + " s" +
+                        (res.serving_simulations > 0 ? " (with the serving check's " + with_commas(res.serving_simulations) + " runs)" : ""));
+  rep.json = plan_json(q, res, launch, std::move(rows), std::move(rejected));
   // The chart plots more rows than the table shows, so the front and the shown rows sit among their neighbours.
   if (!res.rows.empty())
     rep.charts.push_back(cost_speed_chart(res, kChartRows, static_cast<std::size_t>(std::max(top, 0)),

@@ -2,7 +2,7 @@
 #include <algorithm>
 
 #include "common/text.hpp"
-#include "reports/reports.hpp"
+#include "reports/run_report.hpp"
 
 namespace moeplan::reports {
 

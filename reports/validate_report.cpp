@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "common/text.hpp"
-#include "reports/reports.hpp"
+#include "reports/validate_report.hpp"
 
 namespace moeplan::reports {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "common/text.hpp"
-#include "reports/reports.hpp"
+#include "reports/views_report.hpp"
 
 namespace moeplan::reports {
 

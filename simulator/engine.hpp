@@ -1,6 +1,6 @@
 // simulator/engine: a serving engine's defaults applied to a simulate request (data/engines.yaml, docs/simulator.md
 // "Engines"). The engine's fixed cost per step and per kernel replace the Efficiency defaults; its max batch, tokens
-// per step and KV cache dtype fill in what the caller did not set. `generic` leaves today's defaults untouched.
+// per step and KV cache dtype fill in what the caller did not set. `generic` leaves the Efficiency defaults untouched.
 #pragma once
 #include "gpu_db/engines.hpp"
 #include "model/precision.hpp"

@@ -141,8 +141,6 @@ std::string profile_dtype(const std::string& f) {
   return f;  // a format the CPU executor does not run: the profile has no curve for it
 }
 
-const char* phase_name(Phase p) { return p == Phase::prefill ? "prefill" : "decode"; }
-
 std::string fit_key(const std::string& phase, int ranks, const std::string& op) {
   return phase + "/r" + std::to_string(ranks) + ":" + op;
 }

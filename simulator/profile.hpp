@@ -90,8 +90,6 @@ std::string profile_mismatch(const HostProfile& p, int threads_now);
 // The weight-dtype key of an op's weight format ("bf16", "fp8", ...), as the profile's curves are keyed.
 std::string profile_dtype(const std::string& weight_format);
 
-enum class Phase { prefill, decode };
-const char* phase_name(Phase p);
 // The fit key of an op: "decode/r2:attn.qkv".
 std::string fit_key(const std::string& phase, int ranks, const std::string& op);
 // scale and slope of an op's fitted correction (1 and 0 without a fit or an entry).

@@ -29,7 +29,6 @@ class RoutingModel {
   // Statistics for `tokens` tokens entering one MoE layer (summed over the DP ranks that share it).
   RoutingStats at(double tokens) const;
   std::string describe() const { return description_; }
-  bool is_uniform() const { return uniform_; }
 
  private:
   std::int64_t experts_ = 0, top_k_ = 0;

@@ -64,6 +64,20 @@ struct Scratch {
     write(dir / "huge_number" / "config.json",
           llama_config().dump().substr(0, llama_config().dump().size() - 1) + ",\"x\":" + std::string(400, '9') + "}");
     config("eps_string", [](auto& j) { j["rms_norm_eps"] = "small"; });
+    // Type errors in the fields only the executor reads (run --weights): config.json, then the index
+    auto built_in = [&](const std::string& model, const std::string& name, const std::function<void(nlohmann::json&)>& change) {
+      auto j = nlohmann::json::parse(std::ifstream(test::data() / "models" / model / "config.json"));
+      change(j);
+      write(dir / name / "config.json", j.dump());
+    };
+    built_in("llama4-maverick", "attn_scale_string", [](auto& j) { j["text_config"]["attn_scale"] = "0.1"; });
+    built_in("llama4-maverick", "rope_factor_string", [](auto& j) {
+      j["text_config"]["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", "8"}};
+    });
+    built_in("llama4-maverick", "rope_scaling_list", [](auto& j) { j["text_config"]["rope_scaling"] = {8, 1}; });
+    built_in("qwen3-30b-a3b", "norm_topk_string", [](auto& j) { j["norm_topk_prob"] = "true"; });
+    built_in("mixtral-8x7b", "weight_map_list", [](auto&) {});
+    write(dir / "weight_map_list" / "model.safetensors.index.json", R"({"weight_map": ["model.safetensors"]})");
     // Silent nonsense
     config("heads_over_hidden", [](auto& j) {
       j["hidden_size"] = 64;
@@ -152,6 +166,11 @@ const std::vector<Row>& rows() {
       {"3 text_config a string", {"memory", "--model", "@text_string/config.json"}, 2, "field 'text_config' must be a JSON object"},
       {"3 a 400-digit number", {"memory", "--model", "@huge_number/config.json"}, 2, "malformed JSON"},
       {"3 rms_norm_eps a string", {"memory", "--model", "@eps_string/config.json"}, 2, "field 'rms_norm_eps' must be a positive number"},
+      {"3 run: attn_scale a string", {"run", "--weights", "@attn_scale_string"}, 2, "config.json: field 'attn_scale' must be a number, got \"0.1\""},
+      {"3 run: rope_scaling factor a string", {"run", "--weights", "@rope_factor_string"}, 2, "config.json: field 'factor' must be a number"},
+      {"3 run: rope_scaling a list", {"run", "--weights", "@rope_scaling_list"}, 2, "config.json: field 'rope_scaling' must be a JSON object"},
+      {"3 run: norm_topk_prob a string", {"run", "--weights", "@norm_topk_string"}, 2, "config.json: field 'norm_topk_prob' must be true or false"},
+      {"3 run: index weight_map a list", {"run", "--weights", "@weight_map_list"}, 2, "index.json: expected an object with a \"weight_map\" object"},
       {"3 run top-k above the expert count", {"run", "--random-weights", "1", "--model", "mixtral-8x7b", "--experts", "1"}, 2,
        "fewer than experts_per_token=2"},
       {"3 YAML anchor on a map", {"memory", "--config-file", "@anchor_map.yaml"}, 2, "must be a value or a list of values"},

@@ -44,7 +44,7 @@ TEST_CASE("engines.yaml loads, and every engine states every value with a source
     CHECK(e.max_batch > 0);
     CHECK(e.step_overhead_us >= 0);
   }
-  // generic is today's Efficiency defaults exactly (simulator/hardware.hpp).
+  // generic is the Efficiency defaults exactly (simulator/hardware.hpp).
   const auto& g = t.engine("generic");
   CHECK(g.step_overhead_us == 30);
   CHECK(g.kernel_overhead_us() == 2.0);

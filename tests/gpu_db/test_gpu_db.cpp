@@ -190,7 +190,7 @@ TEST_CASE("every priced GPU has a sourced launch date, and price rows before it 
   // deploybase.ai rows are marked low in the file itself.
   for (const auto& p : db.gpu_prices())
     if (p.source.find("deploybase.ai") != std::string::npos) CHECK(p.confidence == Confidence::low);
-  // No API row has input above output any more; the Lambda Maverick row (LiteLLM only) is low.
+  // No API row has input above output; the Lambda Maverick row (LiteLLM only) is low.
   for (const auto& a : db.api_prices()) {
     INFO(a.provider << " " << a.model);
     CHECK(a.usd_per_m_input_tokens <= a.usd_per_m_output_tokens);

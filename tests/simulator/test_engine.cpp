@@ -1,4 +1,4 @@
-// An engine applied to a simulate request: generic reproduces today's numbers exactly, an engine's fixed cost per step
+// An engine applied to a simulate request: generic reproduces the simulator's defaults exactly, an engine's fixed cost per step
 // moves batch-1 TPOT by that cost, and its defaults fill only what the caller left out.
 #include <catch2/catch.hpp>
 
@@ -41,16 +41,16 @@ struct Fixture {
 
 TEST_CASE_METHOD(Fixture, "generic reproduces the simulator's own defaults exactly") {
   for (std::int64_t c : {1, 16}) {
-    const SimulateResult today = simulate(request(c));
+    const SimulateResult plain = simulate(request(c));
     SimulateRequest q = request(c);
     apply_engine(q, engines.engine("generic"), EngineChoices{});
     CHECK(q.limits.max_batch == 1024);
     CHECK(q.limits.max_num_batched_tokens == 8192);
     CHECK(q.kv_dtype == model::KvDtype::bf16);
     const SimulateResult g = simulate(q);
-    CHECK(g.serving.tpot_ms.mean == today.serving.tpot_ms.mean);
-    CHECK(g.serving.ttft_ms.mean == today.serving.ttft_ms.mean);
-    CHECK(g.serving.output_tokens_per_s == today.serving.output_tokens_per_s);
+    CHECK(g.serving.tpot_ms.mean == plain.serving.tpot_ms.mean);
+    CHECK(g.serving.ttft_ms.mean == plain.serving.ttft_ms.mean);
+    CHECK(g.serving.output_tokens_per_s == plain.serving.output_tokens_per_s);
     CHECK(g.engine == "generic");
   }
 }

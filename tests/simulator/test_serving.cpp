@@ -92,7 +92,7 @@ TEST_CASE_METHOD(Fixture, "Bad requests are refused with InputError") {
   CHECK_THROWS_AS(simulate(q3), InputError);
 }
 
-TEST_CASE_METHOD(Fixture, "Disaggregation: decode TPOT no longer pays for prefill chunks") {
+TEST_CASE_METHOD(Fixture, "Disaggregation: decode TPOT does not pay for prefill chunks") {
   auto ds = test::load("qwen3-30b-a3b");
   auto q = request();
   q.model = &ds;
