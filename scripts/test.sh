@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build moeplan twice and run every test: g++ with CUDA kernels when nvcc is found (compile-only without a GPU;
-# GPU tests report skipped), then clang with -DMOEPLAN_CUDA=OFF as the sanitizer build: AddressSanitizer and UBSan
+# GPU tests report skipped), then clang with -DMOEPLAN_CUDA=OFF. Warnings are errors.
+# With MOEPLAN_SANITIZE=1 the clang build is the sanitizer build instead: AddressSanitizer and UBSan
 # (-fno-sanitize-recover: undefined behaviour fails the test) on every library and test, and the libFuzzer harnesses
-# built from the same objects, each run for a bounded time from its seeds in fuzz/corpus/. Warnings are errors.
-#   bash scripts/test.sh                     (what .ci/run calls)
-#   FUZZ_SECONDS=600 bash scripts/test.sh    (longer fuzzing; README.md "Fuzzing")
+# built from the same objects, each run for a bounded time from its seeds in fuzz/corpus/ (README.md "Fuzzing").
+#   bash scripts/test.sh                                        (what .ci/run calls)
+#   MOEPLAN_SANITIZE=1 FUZZ_SECONDS=600 bash scripts/test.sh    (sanitizers and longer fuzzing)
 #   CUDA_ARCHS="80;90;100" bash scripts/test.sh   (CI compiles the CUDA kernels for sm_90 only; users get 80, 90, 100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,7 @@ run_build() {  # name, compiler, cuda, extra cmake arguments...; CTEST_EXCLUDE_L
 }
 
 # Each harness for $fuzz_seconds from its seeds in fuzz/corpus/<harness>/; new inputs go to a scratch corpus, an input
-# that fails to build-test-clang/fuzz-artifacts/.
+# that fails to <build dir>/fuzz-artifacts/.
 run_fuzzers() {  # build dir
   local scratch name artifacts=$1/fuzz-artifacts
   scratch=$(mktemp -d)
@@ -50,7 +51,11 @@ run_fuzzers() {  # build dir
 }
 
 run_build gcc g++ AUTO -DCMAKE_CUDA_ARCHITECTURES="$cuda_archs"
-# Benchmarks are built (and their code checked) in the first build; the sanitizer build leaves them out.
-CTEST_EXCLUDE_LABEL=slow_under_asan run_build clang clang++ OFF -DMOEPLAN_ASAN=ON -DMOEPLAN_FUZZ=ON -DMOEPLAN_BENCH=OFF
-run_fuzzers build-test-clang
+if [[ ${MOEPLAN_SANITIZE:-0} == 1 ]]; then
+  # Benchmarks are built (and their code checked) in the first build; the sanitizer build leaves them out.
+  CTEST_EXCLUDE_LABEL=slow_under_asan run_build clang-asan clang++ OFF -DMOEPLAN_ASAN=ON -DMOEPLAN_FUZZ=ON -DMOEPLAN_BENCH=OFF
+  run_fuzzers build-test-clang-asan
+else
+  run_build clang clang++ OFF
+fi
 phase "done"
