@@ -375,31 +375,7 @@ DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const De
   }
   std::sort(out.by_batch_.begin(), out.by_batch_.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
-  out.measured_s_per_key_ = out.kv_read_s_per_key();
   return out;
-}
-
-double DecodeAttentionCurves::kv_read_s_per_key() const {
-  // The marginal cost of a key where the most keys are added: there the fixed costs per call and per sequence are
-  // the same at both ends of the segment, and what grows is the KV read (or the QK/PV math, whichever binds).
-  double best_keys = 0, best_s = 0;
-  for (const auto& [batch, curve] : by_batch_) {
-    const Curve& c = curve->seconds();
-    const std::size_t n = c.x.size();
-    if (n < 2) continue;
-    const double added = batch * (keys_at(c.x[n - 1]) - keys_at(c.x[n - 2]));
-    const double dt = c.y[n - 1] - c.y[n - 2];
-    if (added > best_keys && dt > 0) {
-      best_keys = added;
-      best_s = dt / added;
-    }
-  }
-  return best_s;
-}
-
-double DecodeAttentionCurves::keys_at(double position) const {
-  const auto p = static_cast<std::int64_t>(position);
-  return window_ > 0 ? window_keys(p, window_, window_kind_) : static_cast<double>(p);
 }
 
 double DecodeAttentionCurves::at_batch(std::size_t i, double position, double keys, double s_per_key,
@@ -413,9 +389,9 @@ double DecodeAttentionCurves::at_batch(std::size_t i, double position, double ke
   if (position <= c.x.back()) return c.at(position);
   if (extrapolated) *extrapolated = true;
   // Beyond the last measured position: that time plus the KV read of the keys the curve did not cover.
-  const double keys_last = keys_at(c.x.back());
-  const double rate = measured_s_per_key_ > 0 ? measured_s_per_key_ : s_per_key;
-  return c.y.back() + batch * std::max(0.0, keys - keys_last) * rate;
+  const auto last = static_cast<std::int64_t>(c.x.back());
+  const double keys_last = window_ > 0 ? window_keys(last, window_, window_kind_) : static_cast<double>(last);
+  return c.y.back() + batch * std::max(0.0, keys - keys_last) * s_per_key;
 }
 
 double DecodeAttentionCurves::seconds(double batch, double position, double keys, double s_per_key,

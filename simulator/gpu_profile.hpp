@@ -135,26 +135,19 @@ class DecodeAttentionCurves {
   // each interpolated log-log at `position`, then log-log in batch. A position beyond a curve's last point adds
   // batch × (keys − keys at that point) × `s_per_key` (the roofline's seconds per sequence and key) to the last
   // point's time: decode attention is a fixed cost per call and per sequence plus a KV read per key, and the
-  // measured fixed part stays. Where the curves measure that read (measured_s_per_key() > 0), their rate replaces
-  // `s_per_key`. A batch beyond the largest measured one scales that curve's time by the batch ratio
+  // measured fixed part stays. A batch beyond the largest measured one scales that curve's time by the batch ratio
   // (sequences are independent work); below the smallest, its time stays (the fixed cost per call). Sets
   // *extrapolated when any of these leaves the measured range. docs/gpu_profiles.md "Decode attention".
   double seconds(double batch, double position, double keys, double s_per_key, bool* extrapolated) const;
-  // Seconds per sequence and key the kernel takes where it reads the most KV: the last segment of the curve whose
-  // last segment adds the most keys (batch × Δkeys), Δtime / (batch × Δkeys); 0 when no curve grows in keys.
-  double measured_s_per_key() const { return measured_s_per_key_; }
 
  private:
   friend DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
                                                             model::AttentionKind window_kind);
   double at_batch(std::size_t i, double position, double keys, double s_per_key, bool* extrapolated) const;
-  double kv_read_s_per_key() const;
-  double keys_at(double position) const;  // keys one sequence at `position` attends (the window applied)
   std::vector<std::pair<double, const GpuCurve*>> by_batch_;  // ascending batch
   std::string kernel_;
   std::int64_t window_ = 0;
   model::AttentionKind window_kind_ = model::AttentionKind::global;
-  double measured_s_per_key_ = 0;
 };
 // The decode-attention curves of a shape (compute dtype bf16, as the profiles measure it); empty when the profile
 // has none. Where a profile holds several kernels for the shape (vLLM and SGLang tables), the one measured at the
