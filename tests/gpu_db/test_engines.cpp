@@ -6,6 +6,8 @@
 #include <fstream>
 #include <iterator>
 
+#include <unistd.h>
+
 #include "common/error.hpp"
 #include "gpu_db/engines.hpp"
 #include "tests/test_util.hpp"
@@ -14,14 +16,17 @@ using namespace moeplan;
 
 namespace {
 std::string load_error(const std::string& yaml) {
-  const auto path = std::filesystem::temp_directory_path() / "moeplan_test_engines.yaml";
+  // One file per process: ctest runs this file's test cases as parallel processes.
+  const auto path = std::filesystem::temp_directory_path() / ("moeplan_test_engines." + std::to_string(::getpid()) + ".yaml");
   std::ofstream(path) << yaml;
+  std::string message;
   try {
     gpu_db::EngineTable::load(path);
   } catch (const InputError& e) {
-    return e.what();
+    message = e.what();
   }
-  return "";
+  std::filesystem::remove(path);
+  return message;
 }
 }  // namespace
 
@@ -93,7 +98,7 @@ TEST_CASE("engines run on the vendors and architectures their docs list") {
 TEST_CASE("a malformed engines file names file:line and the field") {
   const std::string head = "engines:\n  - name: generic\n";
   const std::string m1 = load_error(head + "    versions: {value: \"-\", source: \"x\"}\n");
-  CHECK(m1.find("moeplan_test_engines.yaml:3") != std::string::npos);
+  CHECK(m1.find(".yaml:3") != std::string::npos);
   CHECK(m1.find("versions") != std::string::npos);
   CHECK(m1.find("read") != std::string::npos);
   const std::string m2 = load_error(head + "    versions: {value: \"-\", source: \"x\", read: 2026-12-02}\n    speed: 3\n");
