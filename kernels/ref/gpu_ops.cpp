@@ -12,6 +12,20 @@
 
 namespace moeplan::kernels {
 
+namespace {
+// x_sorted[r, :] = x[row_token[r], :] * (row_scale ? row_scale[r] : 1): the one gather loop, for int32 (the
+// permute's row order) and int64 (the backend interface's) token indices.
+template <class Index>
+void gather_rows(const float* x, std::int64_t hidden, const Index* row_token, const float* row_scale,
+                 std::int64_t rows, float* x_sorted) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float s = row_scale ? row_scale[r] : 1.0f;
+    const std::int64_t t = row_token[r];
+    for (std::int64_t c = 0; c < hidden; ++c) x_sorted[r * hidden + c] = x[t * hidden + c] * s;
+  }
+}
+}  // namespace
+
 void moe_permute_ref(const std::int32_t* ids, const float* weights, std::int64_t pairs, std::int64_t k,
                      std::int64_t experts, void* workspace, std::int64_t* expert_offsets, std::int32_t* row_token,
                      float* row_weight, std::int32_t* pair_row) {
@@ -48,10 +62,7 @@ void moe_permute_ref(const std::int32_t* ids, const float* weights, std::int64_t
 
 void moe_gather_ref(const float* x, std::int64_t hidden, const std::int32_t* row_token, const float* row_scale,
                     std::int64_t rows, float* x_sorted) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float s = row_scale ? row_scale[r] : 1.0f;
-    for (std::int64_t c = 0; c < hidden; ++c) x_sorted[r * hidden + c] = x[row_token[r] * hidden + c] * s;
-  }
+  gather_rows(x, hidden, row_token, row_scale, rows, x_sorted);
 }
 
 void moe_combine_ref(const float* y_sorted, std::int64_t hidden, const std::int32_t* pair_row,
@@ -207,10 +218,7 @@ void scale_rows_ref(float* x, std::int64_t rows, std::int64_t cols, const float*
 
 void gather_rows_ref(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
                      std::int64_t rows, float* x_sorted) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float s = row_scale ? row_scale[r] : 1.f;
-    for (std::int64_t h = 0; h < hidden; ++h) x_sorted[r * hidden + h] = x[row_token[r] * hidden + h] * s;
-  }
+  gather_rows(x, hidden, row_token, row_scale, rows, x_sorted);
 }
 
 void scatter_add_rows_ref(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
