@@ -16,6 +16,77 @@ bool EngineFlagList::documents(const std::string& flag) const {
   return false;
 }
 
+bool EngineFlagList::documents_key(const std::string& key) const {
+  for (const auto& t : tools)
+    if (t.keys.count(key)) return true;
+  return false;
+}
+
+const EngineFlagList::Check* EngineFlagList::check_of(const std::string& flag) const {
+  for (const auto& t : tools)
+    for (const auto& c : t.checked)
+      if (c.names.count(flag)) return &c;
+  return nullptr;
+}
+
+namespace {
+
+// A tool's `checked` (field "flags") or `keys_checked` (field "keys") list: each entry names its source, the date it
+// was read, and a commit (40 hex digits) or, for a tool documented only by its manual, the manual's version.
+std::vector<EngineFlagList::Check> load_checks(const YAML::Node& list, const char* names_field, const std::string& what,
+                                               const std::string& where) {
+  std::vector<EngineFlagList::Check> out;
+  if (!list || !list.IsSequence() || list.size() == 0) throw InputError(where + ": " + what + " needs a checked list");
+  for (const auto& n : list) {
+    EngineFlagList::Check c;
+    c.source = yaml_get<std::string>(n, "source", where);
+    c.read = yaml_get<std::string>(n, "read", where);
+    if (n["commit"]) c.commit = yaml_get<std::string>(n, "commit", where);
+    if (n["version"]) c.version = yaml_get<std::string>(n, "version", where);
+    const bool hex40 = c.commit.size() == 40 && c.commit.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (c.source.empty() || c.read.empty() || (!hex40 && c.version.empty()))
+      throw InputError(where + ": " + what + ": a check of '" + c.source +
+                       "' needs a source, the date read, and a 40-hex commit (or the manual's version)");
+    if (!n[names_field] || !n[names_field].IsSequence() || n[names_field].size() == 0)
+      throw InputError(where + ": " + what + ": the check of '" + c.source + "' lists no " + names_field);
+    for (const auto& f : n[names_field]) c.names.insert(f.as<std::string>());
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// Every listed name is in one check, and every checked name is listed.
+void require_checked(const std::set<std::string>& listed, const std::vector<EngineFlagList::Check>& checks,
+                     const std::string& what, const std::string& where) {
+  std::set<std::string> found;
+  for (const auto& c : checks) found.insert(c.names.begin(), c.names.end());
+  for (const auto& f : listed)
+    if (!found.count(f)) throw InputError(where + ": " + what + " lists " + f + ", which no checked entry found in a source");
+  for (const auto& f : found)
+    if (!listed.count(f)) throw InputError(where + ": " + what + " checked " + f + " but does not list it");
+}
+
+EngineFlagList::Tool load_tool(const YAML::Node& t, const std::string& engine, const std::string& where) {
+  EngineFlagList::Tool tool;
+  tool.tool = yaml_get<std::string>(t, "tool", where);
+  tool.docs = yaml_get<std::string>(t, "docs", where);
+  const std::string what = engine + " tool '" + tool.tool + "'";
+  if (tool.docs.empty()) throw InputError(where + ": " + what + " needs docs");
+  if (!t["flags"] || !t["flags"].IsSequence() || t["flags"].size() == 0)
+    throw InputError(where + ": " + what + " needs a 'flags' list");
+  for (const auto& f : t["flags"]) tool.flags.insert(f.as<std::string>());
+  tool.checked = load_checks(t["checked"], "flags", what, where);
+  require_checked(tool.flags, tool.checked, what, where);
+  if (t["keys"]) {
+    for (const auto& k : t["keys"]) tool.keys.insert(k.as<std::string>());
+    tool.keys_checked = load_checks(t["keys_checked"], "keys", what + " keys", where);
+    require_checked(tool.keys, tool.keys_checked, what + " keys", where);
+  }
+  return tool;
+}
+
+}  // namespace
+
 EngineFlags EngineFlags::load(const std::filesystem::path& yaml_path, const gpu_db::EngineTable& engines) {
   EngineFlags out;
   out.file_ = yaml_path.string();
@@ -33,16 +104,7 @@ EngineFlags EngineFlags::load(const std::filesystem::path& yaml_path, const gpu_
                        "', but data/engines.yaml models version '" + named + "': read them again for that version");
     if (!e["tools"] || !e["tools"].IsSequence() || e["tools"].size() == 0)
       throw InputError(where + ": " + list.engine + " needs a 'tools' list");
-    for (const auto& t : e["tools"]) {
-      EngineFlagList::Tool tool;
-      tool.tool = yaml_get<std::string>(t, "tool", where);
-      tool.docs = yaml_get<std::string>(t, "docs", where);
-      if (tool.docs.empty()) throw InputError(where + ": " + list.engine + " tool '" + tool.tool + "' needs docs");
-      if (!t["flags"] || !t["flags"].IsSequence() || t["flags"].size() == 0)
-        throw InputError(where + ": " + list.engine + " tool '" + tool.tool + "' needs a 'flags' list");
-      for (const auto& f : t["flags"]) tool.flags.insert(f.as<std::string>());
-      list.tools.push_back(std::move(tool));
-    }
+    for (const auto& t : e["tools"]) list.tools.push_back(load_tool(t, list.engine, where));
     for (const auto& other : out.engines_)
       if (other.engine == list.engine) throw InputError(where + ": engine " + list.engine + " is listed twice");
     out.engines_.push_back(std::move(list));
@@ -94,7 +156,7 @@ LaunchCommand vllm_command(const LaunchInputs& in) {
   LaunchCommand c{"vLLM", base,
                   "--max-num-seqs is per data-parallel rank; with --data-parallel-size, vLLM runs attention data "
                   "parallel and experts over tp x dp",
-                  0, ""};
+                  0, "", {}};
   const int nodes = in.row.nodes;
   if (nodes <= 1) return c;
   const int replica = l.tp * l.pp;
@@ -117,17 +179,18 @@ LaunchCommand vllm_command(const LaunchInputs& in) {
   return c;
 }
 
-// SGLang: --tp is the GPUs of a pipeline stage (tp x dp), --dp splits them for attention; over several nodes every
-// node runs the same command with its --node-rank.
+// SGLang: --tp-size is the GPUs of a pipeline stage (tp x dp), --dp-size splits them for attention; over several
+// nodes every node runs the same command with its --node-rank. The flags are the names server_args.py defines
+// (--tp-size, --dp-size, --ep-size), not the documentation's --tp / --dp, which argparse takes only as abbreviations.
 LaunchCommand sglang_command(const LaunchInputs& in) {
   const auto& l = in.row.layout;
-  std::string sg = "python -m sglang.launch_server --model-path " + in.repo + " --tp " + std::to_string(l.tp * l.dp);
+  std::string sg = "python -m sglang.launch_server --model-path " + in.repo + " --tp-size " + std::to_string(l.tp * l.dp);
   if (l.pp > 1) sg += " --pp-size " + std::to_string(l.pp);
-  if (l.ep > 1) sg += " --ep " + std::to_string(l.ep);
-  if (l.dp > 1) sg += " --dp " + std::to_string(l.dp) + " --enable-dp-attention";
+  if (l.ep > 1) sg += " --ep-size " + std::to_string(l.ep);
+  if (l.dp > 1) sg += " --dp-size " + std::to_string(l.dp) + " --enable-dp-attention";
   sg += " --context-length " + std::to_string(in.max_model_len) + " --mem-fraction-static " + in.util;
   if (in.kv == "fp8") sg += " --kv-cache-dtype fp8_e4m3";
-  LaunchCommand c{"SGLang", sg, "SGLang's --tp is the GPUs per pipeline stage; --dp splits them for attention", 0, ""};
+  LaunchCommand c{"SGLang", sg, "SGLang's --tp-size is the GPUs per pipeline stage; --dp-size splits them for attention", 0, "", {}};
   if (in.row.nodes <= 1) return c;
   const std::string multi = " --nnodes " + std::to_string(in.row.nodes) + " --dist-init-addr " + kHeadAddress + ":5000";
   c.command = sg + multi + " --node-rank 0";
@@ -145,9 +208,16 @@ LaunchCommand trtllm_command(const LaunchInputs& in) {
                           std::to_string(in.row.batch) + " --max_seq_len " + std::to_string(in.max_model_len) +
                           " --kv_cache_free_gpu_memory_fraction " + in.util;
   std::string note = "TensorRT-LLM's tp_size counts all GPUs of a stage";
-  if (l.dp > 1) note += "; add `enable_attention_dp: true` to --extra_llm_api_options";
-  if (in.kv == "fp8") note += "; `kv_cache_config: {dtype: fp8}` there for the FP8 KV cache";
-  LaunchCommand c{"TensorRT-LLM", trt, note, 0, ""};
+  std::vector<std::string> keys;
+  if (l.dp > 1) {
+    note += "; add `enable_attention_dp: true` to --extra_llm_api_options";
+    keys.push_back("enable_attention_dp");
+  }
+  if (in.kv == "fp8") {
+    note += "; `kv_cache_config: {dtype: fp8}` there for the FP8 KV cache";
+    keys.push_back("kv_cache_config.dtype");
+  }
+  LaunchCommand c{"TensorRT-LLM", trt, note, 0, "", keys};
   if (in.row.nodes <= 1) return c;
   c.command = "srun -N " + std::to_string(in.row.nodes) + " --ntasks " + std::to_string(in.row.count) + " --ntasks-per-node " +
               std::to_string(in.row.gpus_per_node) + " --mpi=pmix trtllm-llmapi-launch " + trt;
@@ -166,18 +236,23 @@ LaunchCommand llamacpp_command(const LaunchInputs& in) {
   return {"llama.cpp", ll,
           "llama.cpp loads GGUF: convert the checkpoint with convert_hf_to_gguf.py if " + in.repo +
               " has no GGUF files; -c is the context shared by the -np slots",
-          0, ""};
+          0, "", {}};
 }
 
-// Every flag of the command, on node 0 and on the other nodes, is one the engine documents for its version.
+// Every flag of the command, on node 0 and on the other nodes, and every config key of its note is one the engine's
+// list holds, checked against its source, for its version.
 void require_documented(const LaunchCommand& c, const EngineFlags& flags, const std::string& engine) {
   const EngineFlagList& documented = flags.engine(engine);
   for (const std::string* line : {&c.command, &c.other_nodes})
     for (const auto& f : command_flags(*line))
       if (!documented.documents(f))
         throw InputError(flags.file() + ": " + engine + " " + documented.version + " lists no flag " + f +
-                         ", which moeplan's " + c.engine + " launch command uses (add it with its docs URL, or use " +
-                         "an engine version that has it)");
+                         ", which moeplan's " + c.engine + " launch command uses (add it with the source file and " +
+                         "commit that define it, or use an engine version that has it)");
+  for (const auto& k : c.config_keys)
+    if (!documented.documents_key(k))
+      throw InputError(flags.file() + ": " + engine + " " + documented.version + " lists no config key " + k +
+                       ", which moeplan's " + c.engine + " launch note names");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// Launch commands: every flag moeplan prints for vLLM, SGLang, TensorRT-LLM and llama.cpp is one the engine documents
-// for the version data/engines.yaml names (data/engine_flags.yaml), on one node and over several; vLLM's
-// --max-num-seqs is per data-parallel rank; multi-node rows get each engine's multi-node flags.
+// Launch commands: every flag moeplan prints for vLLM, SGLang, TensorRT-LLM and llama.cpp, and every
+// extra_llm_api_options key its notes name, is one data/engine_flags.yaml lists as checked against the engine's source
+// (file and commit) for the version data/engines.yaml names, on one node and over several; vLLM's --max-num-seqs is
+// per data-parallel rank; multi-node rows get each engine's multi-node flags.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -61,26 +62,42 @@ struct Fixture {
     return launch_commands(test::data(), "llama4-maverick", r, 2000, kv, 0.9);
   }
   // Every flag of every command the builder prints for the engine, over one-node and multi-node layouts and both KV
-  // dtypes, against the engine's list: read here from the file, not through the builder's own check.
+  // dtypes, and every config key of its notes, against the flags and keys the engine's `checked` / `keys_checked`
+  // entries found in a source: read here from the file, not through the builder's own check.
   void check_documented(const std::string& engine) {
     const YAML::Node file = YAML::LoadFile((test::data() / "engine_flags.yaml").string());
-    std::set<std::string> known;
+    std::set<std::string> checked_flags, checked_keys;
     for (const auto& e : file["engines"])
       if (e["engine"].as<std::string>() == engine)
-        for (const auto& tool : e["tools"])
-          for (const auto& f : tool["flags"]) known.insert(f.as<std::string>());
-    REQUIRE(known.size() >= 8);
-    std::size_t checked = 0;
+        for (const auto& tool : e["tools"]) {
+          for (const auto& c : tool["checked"]) {
+            INFO(engine << ": " << c["source"].as<std::string>());
+            CHECK((c["commit"] ? c["commit"].as<std::string>().size() == 40 : c["version"].IsDefined()));
+            for (const auto& f : c["flags"]) checked_flags.insert(f.as<std::string>());
+          }
+          for (const auto& c : tool["keys_checked"])
+            for (const auto& k : c["keys"]) checked_keys.insert(k.as<std::string>());
+        }
+    REQUIRE(checked_flags.size() >= 8);
+    std::size_t flags_seen = 0, keys_seen = 0;
     for (const auto& r : rows(engine))
       for (auto kv : {model::KvDtype::fp8, model::KvDtype::bf16})
-        for (const auto& c : launch(r, kv))
+        for (const auto& c : launch(r, kv)) {
           for (const auto* line : {&c.command, &c.other_nodes})
             for (const auto& f : command_flags(*line)) {
               INFO(engine << ": " << *line);
-              CHECK(known.count(f) == 1);
-              ++checked;
+              CHECK(checked_flags.count(f) == 1);
+              ++flags_seen;
             }
-    CHECK(checked > 40);
+          for (const auto& k : c.config_keys) {
+            INFO(engine << ": " << c.note);
+            CHECK(checked_keys.count(k) == 1);
+            CHECK(c.note.find(k.substr(0, k.find('.'))) != std::string::npos);  // the note names the key
+            ++keys_seen;
+          }
+        }
+    CHECK(flags_seen > 40);
+    if (engine == "trtllm") CHECK(keys_seen >= 4);  // attention DP rows and every FP8-KV row name their keys
   }
 };
 
@@ -94,6 +111,12 @@ TEST_CASE_METHOD(Fixture, "the flags file covers every engine that has launch co
     for (const auto& t : list.tools) {
       CHECK_FALSE(t.docs.empty());
       CHECK(t.docs.find("https://") != std::string::npos);
+      for (const auto& f : t.flags) {
+        const auto* c = list.check_of(f);  // every listed flag names the file (and commit) it was found in
+        REQUIRE(c != nullptr);
+        CHECK_FALSE(c->read.empty());
+        CHECK((c->commit.size() == 40 || !c->version.empty()));
+      }
     }
   }
   CHECK(command_flags("srun -N 2 --mpi=pmix x --ntasks-per-node 8 <node0-ip>:5000 -1") ==
@@ -101,10 +124,19 @@ TEST_CASE_METHOD(Fixture, "the flags file covers every engine that has launch co
   // A flag the engine does not document is caught: TensorRT-LLM spells its options with underscores.
   CHECK_FALSE(documented.engine("trtllm").documents("--tp-size"));
   CHECK(documented.engine("trtllm").documents("--tp_size"));
+  // SGLang defines --tp-size / --dp-size / --ep-size; its documentation's --tp / --dp are argparse abbreviations.
+  CHECK(documented.engine("sglang").documents("--tp-size"));
+  CHECK_FALSE(documented.engine("sglang").documents("--tp"));
+  CHECK_FALSE(documented.engine("sglang").documents("--dp"));
+  // The engines' own flags were read in their source at a commit: vLLM's arg_utils.py, TensorRT-LLM's serve.py.
+  CHECK(documented.engine("vllm").check_of("--max-num-seqs")->source.find("vllm/engine/arg_utils.py") != std::string::npos);
+  CHECK(documented.engine("trtllm").check_of("--ep_size")->commit.size() == 40);
+  CHECK(documented.engine("trtllm").documents_key("kv_cache_config.dtype"));
+  CHECK_FALSE(documented.engine("trtllm").documents_key("kv_cache_dtype"));
 }
 
 namespace {
-// A copy of data/ with engine_flags.yaml edited by `edit` (from, to).
+// A copy of data/ with engine_flags.yaml edited: every `from` replaced by `to`.
 std::filesystem::path data_with_flags(const std::string& from, const std::string& to) {
   const auto dir = std::filesystem::temp_directory_path() / ("moeplan_flags_" + std::to_string(std::hash<std::string>{}(from + to)));
   std::filesystem::remove_all(dir);
@@ -114,9 +146,8 @@ std::filesystem::path data_with_flags(const std::string& from, const std::string
   std::stringstream text;
   text << in.rdbuf();
   std::string s = text.str();
-  const auto at = s.find(from);
-  REQUIRE(at != std::string::npos);
-  s.replace(at, from.size(), to);
+  REQUIRE(s.find(from) != std::string::npos);
+  for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
   std::ofstream(dir / "engine_flags.yaml") << s;
   return dir;
 }
@@ -125,7 +156,7 @@ std::filesystem::path data_with_flags(const std::string& from, const std::string
 TEST_CASE_METHOD(Fixture, "a launch command with a flag the engine's list lacks, or a list for another version, is refused") {
   PlanRow r = rows("vllm")[0];
   CHECK(launch_commands(test::data(), "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9).size() == 1);
-  // --enable-expert-parallel dropped from vLLM's list: the tp1 ep8 dp8 row needs it.
+  // --enable-expert-parallel dropped from vLLM's lists: the tp1 ep8 dp8 row needs it.
   const auto no_ep = data_with_flags("--enable-expert-parallel, ", "");
   CHECK_THROWS_WITH(launch_commands(no_ep, "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9),
                     Catch::Contains("engine_flags.yaml") && Catch::Contains("--enable-expert-parallel"));
@@ -136,8 +167,17 @@ TEST_CASE_METHOD(Fixture, "a launch command with a flag the engine's list lacks,
   const auto old = data_with_flags("version: \"0.5.x\"", "version: \"0.4.x\"");
   CHECK_THROWS_WITH(EngineFlags::load(old / "engine_flags.yaml", engines), Catch::Contains("0.4.x") && Catch::Contains("0.5.x"));
   CHECK_THROWS_AS(launch_commands(old, "llama4-maverick", r, 2000, model::KvDtype::fp8, 0.9), InputError);
-  std::filesystem::remove_all(no_ep);
-  std::filesystem::remove_all(old);
+  // A flag listed without a source check, or a check without its commit, is refused when the file is read.
+  const auto unchecked = data_with_flags("--max-num-batched-tokens]\n        checked", "--max-num-batched-tokens, --api-server-count]\n        checked");
+  CHECK_THROWS_WITH(EngineFlags::load(unchecked / "engine_flags.yaml", engines), Catch::Contains("--api-server-count"));
+  const auto no_commit = data_with_flags("commit: 99d7eb5d6a512cfcc5a2b104f24ebf2d6cda772b", "commit: 99d7eb5d");
+  CHECK_THROWS_WITH(EngineFlags::load(no_commit / "engine_flags.yaml", engines), Catch::Contains("40-hex commit"));
+  // TensorRT-LLM's attention-DP, FP8-KV row names both keys; a key checked but not listed is refused.
+  PlanRow t = rows("trtllm")[0];  // dp8 and FP8 KV: both keys
+  const auto no_key = data_with_flags("keys: [enable_attention_dp, kv_cache_config.dtype]", "keys: [kv_cache_config.dtype]");
+  CHECK_THROWS_WITH(EngineFlags::load(no_key / "engine_flags.yaml", engines), Catch::Contains("enable_attention_dp"));
+  CHECK(launch_commands(test::data(), "llama4-maverick", t, 2000, model::KvDtype::fp8, 0.9).front().config_keys.size() == 2);
+  for (const auto& d : {no_ep, old, unchecked, no_commit, no_key}) std::filesystem::remove_all(d);
 }
 
 TEST_CASE_METHOD(Fixture, "every vLLM flag printed is documented for vLLM 0.10-0.12") { check_documented("vllm"); }
