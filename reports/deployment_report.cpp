@@ -25,13 +25,19 @@ json memory_json(const simulator::MemoryBreakdown& b) {
           {"usable_bytes", b.usable_bytes}, {"free_bytes", b.free_bytes}, {"fits", b.fits}};
 }
 
+// Where the memory figures come from.
+constexpr const char* kMemorySources =
+    "inputs: weights, KV and activations from the model's config.json and the precision (data/precisions.yaml); usable "
+    "memory from memory_gb of data/gpus.yaml (each GPU's datasheet in its source; moeplan gpus)";
+
 }  // namespace
 
 Report plan_memory_report(const std::string& model_name, const std::vector<PlanMemory>& rows, const std::string& context_config,
                           const std::vector<ContextCurve>& curves, double usable_bytes) {
   Report r;
   r.header = {"memory per GPU of each shown plan row at its operating point (batch x dp sequences of input + output "
-              "tokens; moeplan memory with the row's layout, precision and KV dtype gives the same figures)"};
+              "tokens; moeplan memory with the row's layout, precision and KV dtype gives the same figures)",
+              std::string(kMemorySources)};
   Table t;
   t.columns = {"#", "configuration", "layout", "KV", "sequences/GPU", "weights GB", "KV GB", "activations GB", "overhead GB",
                "used GB", "usable GB", "free GB"};
@@ -54,11 +60,13 @@ Report plan_memory_report(const std::string& model_name, const std::vector<PlanM
   }
   r.tables.push_back(std::move(t));
   r.charts.push_back(vram_chart("memory per GPU of the shown plan rows: " + model_name,
-                                "moeplan plan rows priced by moeplan memory (docs/memory.md)", bars, false));
+                                "moeplan plan rows priced by moeplan memory (docs/memory.md); GPU memory data/gpus.yaml; "
+                                "model config.json", bars, false));
   json curves_json = json::array();
   if (!curves.empty()) {
     r.charts.push_back(context_chart(context_config, curves, usable_bytes,
-                                     "moeplan memory --context C --concurrency 1 per precision (docs/memory.md)"));
+                                     "moeplan memory --context C --concurrency 1 per precision (docs/memory.md); GPU "
+                                     "memory data/gpus.yaml; model config.json"));
     for (const auto& c : curves)
       curves_json.push_back({{"precision", c.precision}, {"context_tokens", c.context_tokens}, {"total_bytes", c.total_bytes}});
     r.notes.push_back("memory against context: " + context_config + ", one sequence; chunked-attention layers keep at most "
@@ -73,7 +81,9 @@ Report load_sweep_report(const std::string& config, const std::vector<Concurrenc
                          std::int64_t operating_concurrency, double slo_tpot_ms, const std::string& simulate_command) {
   Report r;
   r.header = {"#1 under several loads: " + config + "; closed loop of N requests in flight, 4N requests (moeplan simulate "
-              "--concurrency N); the plan's operating point is N = " + with_commas(operating_concurrency)};
+              "--concurrency N); the plan's operating point is N = " + with_commas(operating_concurrency),
+              "inputs: the model's config.json; GPU peaks and memory data/gpus.yaml, links data/links.yaml, the engine's "
+              "overheads and batch limits data/engines.yaml, each value with its source there (docs/simulator.md)"};
   Table t;
   t.columns = {"concurrency", "output tok/s", "TPOT p50 ms", "TPOT p90 ms", "tok/s per user (p50)"};
   t.right_align = {true, true, true, true, true};

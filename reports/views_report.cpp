@@ -102,6 +102,8 @@ Report fit_matrix_report(const simulator::FitMatrixRequest& q, const simulator::
   r.notes.push_back("headroom, " + simulator::headroom_bounds_text());
   r.notes.push_back("bytes per GPU as moeplan memory computes them (weights + KV + activations + runtime overhead); "
                     "max concurrency: sequences of this context that fit on that count");
+  r.notes.push_back("inputs: the model's config.json, the precisions of data/precisions.yaml, each GPU's memory_gb and "
+                    "GPUs per node from data/gpus.yaml (its datasheet in the entry's source; moeplan gpus)");
   return r;
 }
 
@@ -155,7 +157,9 @@ Report host_view_report(const simulator::HostViewRequest& q, const simulator::Ho
                   q.engine->display_name + " (its KV dtype and token budget unless given)",
               "RAM needed: weights + KV cache + activations, as moeplan memory --host computes them; decode tok/s (per "
               "sequence, 1 / mean TPOT) and prompt tok/s (prompt tokens / mean TTFT) as moeplan simulate --engine "
-              "llamacpp computes them"};
+              "llamacpp computes them",
+              "inputs: each host's RAM size, bandwidth and compute from data/hosts.yaml, the offload GPUs from "
+              "data/gpus.yaml (each value with its source there), the model's config.json"};
   Table t;
   t.columns = {"host", "kind", "precision", "RAM GB", "needed GB", "fits", "free GB", "recommended RAM", "decode tok/s",
                "prompt tok/s", "note"};

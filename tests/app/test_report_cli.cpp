@@ -71,6 +71,36 @@ TEST_CASE("report: one HTML page with every section and chart, well formed") {
     CHECK(html.find(fetch) == std::string::npos);
 }
 
+TEST_CASE("report: every section names where its numbers come from, every chart its source") {
+  const auto r = run(small({}));
+  REQUIRE(r.code == 0);
+  const std::string& html = r.out;
+  // Each section's text outside its tables and charts names a data file or the model's config.json.
+  std::size_t sections = 0;
+  for (auto at = html.find("<h2>"); at != std::string::npos; at = html.find("<h2>", at + 1)) {
+    const auto end = std::min(html.find("<h2>", at + 1), html.find("</body>", at));
+    std::string text = html.substr(at, end - at);
+    for (const char* tag : {"svg", "table"})  // drop the tables and charts: the note must be in the section's lines
+      for (auto open = text.find(std::string("<") + tag); open != std::string::npos; open = text.find(std::string("<") + tag)) {
+        const auto close = text.find(std::string("</") + tag + ">", open);
+        REQUIRE(close != std::string::npos);
+        text.erase(open, close + std::string(tag).size() + 3 - open);
+      }
+    INFO(text.substr(0, 200));
+    const bool names_data = text.find("data/") != std::string::npos || text.find("config.json") != std::string::npos;
+    CHECK(names_data);
+    ++sections;
+  }
+  CHECK(sections == 10);
+  // Each chart has a source line, and the memory and load charts name their data files.
+  CHECK(count_of(html, "class=\"source\"") >= count_of(html, "<svg"));
+  const auto vram = html.find("memory per GPU of the shown plan rows");
+  REQUIRE(vram != std::string::npos);
+  CHECK(html.substr(vram, html.find("</svg>", vram) - vram).find("data/gpus.yaml") != std::string::npos);
+  CHECK(html.find("links data/links.yaml") != std::string::npos);
+  CHECK(html.find("data/hosts.yaml") != std::string::npos);
+}
+
 TEST_CASE("report: memory per GPU equals the plan row's, #1 at its operating point equals the serving check") {
   const auto r = run(small({"--format", "json"}));
   REQUIRE(r.code == 0);
