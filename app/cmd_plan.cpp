@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -225,8 +226,23 @@ void plan_engines(planner::PlanRequest& q, const PlanOptions& o, const po::varia
 
 }  // namespace
 
+namespace {
+// The published set, read on its own thread while the model and tables load (a GPU plan marks the rows outside its
+// range: docs/validation.md "What the set covers"); an empty future for a host plan or when the file is absent.
+std::future<simulator::PublishedSet> read_published_set(const std::filesystem::path& data, const po::variables_map& vm) {
+  const auto points = data / "validation" / "public_points.yaml";
+  if (vm.count("host") || vm.count("profile") || !std::filesystem::exists(points)) return {};
+  try {
+    return std::async(std::launch::async, [points] { return simulator::load_published(points); });
+  } catch (const std::system_error&) {  // no thread to be had: read it when it is needed
+    return std::async(std::launch::deferred, [points] { return simulator::load_published(points); });
+  }
+}
+}  // namespace
+
 Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db::Database& db, Progress* progress) {
   const auto data = data_dir();
+  std::future<simulator::PublishedSet> published = read_published_set(data, vm);
   Planned p{model::load_model(o.model_name, data),
             std::make_shared<const model::PrecisionTable>(model::PrecisionTable::load(data / "precisions.yaml")),
             std::make_shared<const gpu_db::EngineTable>(gpu_db::EngineTable::load(data / "engines.yaml")), {}, {}};
@@ -254,11 +270,7 @@ Planned run_plan(const PlanOptions& o, const po::variables_map& vm, const gpu_db
   q.internode_link = o.internode;
   q.nics_per_node = o.nics_per_node;
   plan_network_price(q, o, vm, db);
-  // The published set's range: rows outside it say so (docs/validation.md "What the set covers").
-  if (!q.host) {
-    const auto points = data / "validation" / "public_points.yaml";
-    if (std::filesystem::exists(points)) q.validated = simulator::validated_range(simulator::load_published(points), db);
-  }
+  if (!q.host && published.valid()) q.validated = simulator::validated_range(published.get(), db);
   q.slo_percentile = o.slo_percentile;
   q.serving_rows = o.top;  // the rows shown are the rows checked by the serving loop
   q.model_arg = o.model_name;

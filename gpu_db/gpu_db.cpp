@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
+#include <map>
 #include <set>
+#include <system_error>
 
 #include <yaml-cpp/yaml.h>
 
@@ -70,8 +73,32 @@ class Entry {
   std::string where_;
 };
 
-YAML::Node list_of(const std::filesystem::path& path, const char* key) {
-  const YAML::Node root = parse_yaml_file(path);
+// The data files, parsed concurrently: yaml-cpp's scanner is most of the load's time. Each file is taken where the
+// load reads it, so a bad file raises the same error, in the same order, as parsing them one after another.
+class ParsedFiles {
+ public:
+  explicit ParsedFiles(const std::vector<std::filesystem::path>& paths) {
+    for (const auto& p : paths) {
+      std::shared_future<YAML::Node> f;
+      try {
+        f = std::async(std::launch::async, [p] { return parse_yaml_file(p); }).share();
+      } catch (const std::system_error&) {  // no thread to be had: parse it when it is read
+        f = std::async(std::launch::deferred, [p] { return parse_yaml_file(p); }).share();
+      }
+      parsed_.emplace(p.string(), std::move(f));
+    }
+  }
+  YAML::Node root(const std::filesystem::path& path) const {
+    const auto it = parsed_.find(path.string());
+    return it == parsed_.end() ? parse_yaml_file(path) : it->second.get();
+  }
+
+ private:
+  std::map<std::string, std::shared_future<YAML::Node>> parsed_;
+};
+
+YAML::Node list_of(const ParsedFiles& files, const std::filesystem::path& path, const char* key) {
+  const YAML::Node root = files.root(path);
   if (!root.IsMap() || !root[key] || !root[key].IsSequence())
     throw InputError(path.string() + ": expected a top-level '" + key + "' list");
   return root[key];
@@ -144,11 +171,13 @@ const char* confidence_name(Confidence c) {
 }
 
 Database Database::load(const std::filesystem::path& dir) {
+  const ParsedFiles files({dir / "gpus.yaml", dir / "hosts.yaml", dir / "ram_sizes.yaml", dir / "links.yaml", dir / "network.yaml",
+                           dir / "prices" / "gpu_hourly.yaml", dir / "prices" / "api.yaml"});
   Database db;
   std::set<std::string> ids;
   {
     const auto file = dir / "gpus.yaml";
-    for (const auto& n : list_of(file, "gpus")) {
+    for (const auto& n : list_of(files, file, "gpus")) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
                      "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
@@ -214,7 +243,7 @@ Database Database::load(const std::filesystem::path& dir) {
   {
     const auto file = dir / "hosts.yaml";
     std::set<std::string> names;
-    for (const auto& n : list_of(file, "hosts")) {
+    for (const auto& n : list_of(files, file, "hosts")) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
                      "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
@@ -253,7 +282,7 @@ Database Database::load(const std::filesystem::path& dir) {
       db.hosts_.push_back(std::move(h));
     }
     // The defaults: one share per class of host, and the server assumed for --ram-gb without a compute figure.
-    const YAML::Node root = parse_yaml_file(file);
+    const YAML::Node root = files.root(file);
     const YAML::Node shares = root["llamacpp_decode_bandwidth_share"];
     if (!shares || !shares.IsSequence()) throw InputError(file.string() + ": expected a top-level 'llamacpp_decode_bandwidth_share' list");
     for (const auto& n : shares) {
@@ -286,7 +315,7 @@ Database Database::load(const std::filesystem::path& dir) {
   }
   {
     const auto file = dir / "ram_sizes.yaml";
-    for (const auto& n : list_of(file, "ram_sizes")) {
+    for (const auto& n : list_of(files, file, "ram_sizes")) {
       const Entry e(n, file.string(), {"gb", "dimms", "source"});
       RamSize r{e.positive("gb"), e.get<std::string>("dimms"), e.get<std::string>("source")};
       if (!db.ram_sizes_.empty() && r.gb <= db.ram_sizes_.back().gb)
@@ -296,7 +325,7 @@ Database Database::load(const std::filesystem::path& dir) {
   }
   {
     const auto file = dir / "links.yaml";
-    for (const auto& n : list_of(file, "links")) {
+    for (const auto& n : list_of(files, file, "links")) {
       const Entry e(n, file.string(),
                     {"name", "short_name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source",
                      "date"});
@@ -323,7 +352,7 @@ Database Database::load(const std::filesystem::path& dir) {
     // The scale-out network: NIC ports per node by form factor, and the fabric's price per port.
     const auto file = dir / "network.yaml";
     std::set<std::string> covered;
-    for (const auto& n : list_of(file, "nics")) {
+    for (const auto& n : list_of(files, file, "nics")) {
       const Entry e(n, file.string(), {"form_factors", "nics_per_gpu", "source", "date"});
       NicRule r;
       for (const auto& f : e.get<std::vector<std::string>>("form_factors")) {
@@ -340,7 +369,7 @@ Database Database::load(const std::filesystem::path& dir) {
     for (const auto& g : db.gpus_)
       if (!covered.count(g.form_factor))
         throw InputError(file.string() + ": no NIC rule for form factor '" + g.form_factor + "' (GPU " + g.name + ")");
-    const YAML::Node root = parse_yaml_file(file);
+    const YAML::Node root = files.root(file);
     const YAML::Node price = root["port_price"];
     if (!price) throw InputError(file.string() + ": expected a top-level 'port_price'");
     const Entry e(price, file.string(), {"usd_per_port", "amortisation_years", "source", "date"});
@@ -352,7 +381,7 @@ Database Database::load(const std::filesystem::path& dir) {
   }
   {
     const auto file = dir / "prices" / "gpu_hourly.yaml";
-    for (const auto& n : list_of(file, "prices")) {
+    for (const auto& n : list_of(files, file, "prices")) {
       const Entry e(n, file.string(),
                     {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source", "network_included", "confidence"});
       GpuPrice p;
@@ -376,7 +405,7 @@ Database Database::load(const std::filesystem::path& dir) {
   }
   {
     const auto file = dir / "prices" / "api.yaml";
-    for (const auto& n : list_of(file, "prices")) {
+    for (const auto& n : list_of(files, file, "prices")) {
       const Entry e(n, file.string(),
                     {"provider", "model", "model_variant", "usd_per_m_input_tokens", "usd_per_m_output_tokens",
                      "usd_per_m_cached_input_tokens", "context_tokens", "date", "source", "conflict", "confidence"});

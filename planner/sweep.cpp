@@ -622,8 +622,21 @@ PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFu
   if (sweeps.empty()) throw InputError("no selected engine runs on the selected GPUs (data/engines.yaml lists where each runs)");
   if (r.progress)
     for (const EngineSweep& s : sweeps) r.progress->add_to_total(sweep_units(s.request));
+  // The engine sweeps are independent: they run at once, and merge in their order (the result does not depend on
+  // which finished first).
+  std::vector<PlanResult> parts(sweeps.size());
+  std::vector<std::exception_ptr> errors(sweeps.size());
+  for_each_parallel(sweeps.size(), [&](std::size_t i) {
+    try {
+      parts[i] = core(sweeps[i].request, db);
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  });
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
   PlanResult out;
-  for (const EngineSweep& s : sweeps) merge_sweep(out, core(s.request, db), s);
+  for (std::size_t i = 0; i < sweeps.size(); ++i) merge_sweep(out, std::move(parts[i]), sweeps[i]);
   for (auto& row : out.rows) row.pareto = false;
   if (r.host) rank_rows(out, r);
   else check_serving(out, r, db, check_request(r).window_kind);  // ranks, then checks the best rows of all engines
