@@ -34,7 +34,9 @@ TEST_CASE("Published measurements: every row runs, errors within the documented 
   // vLLM on 8 MI300X, priced from AMD's published GEMM timings (data/gpu_profiles/mi300x): 55 % before them.
   const auto* vllm = simulator::find_error_group(s.groups, "engine", "vllm");
   REQUIRE(vllm);
-  CHECK(vllm->median_abs < 0.21);
+  CHECK(vllm->median_abs < 0.20);
+  // Its p90: 56.3 % while the Oracle max-load rows ran at the set's generic batch of 2,048 instead of vLLM V0's 256.
+  CHECK(vllm->p90_abs < 0.26);
   // llama.cpp with its own GPU kernel choices (data/engines.yaml gemv_max_rows, dequant_compute): 40.5 % before them.
   const auto* cpp = simulator::find_error_group(s.groups, "engine", "llamacpp");
   REQUIRE(cpp);

@@ -154,8 +154,8 @@ def write(path: Path, name: str, engine: str, date: str, aiter_rows_in: int, sha
     if rccl:
         lines += [
             f"# table rccl: {RCCL_URL}, section 'RCCL Tests with MPI (AAC8 Kubernetes)': all_reduce_perf -b 8 -e 8G",
-            "#   -f 2 -g 1 over 8 ranks, float sum, out-of-place time (us) by message bytes. moeplan does not yet price",
-            "#   collectives from profile curves (as for the NCCL tables of the NVIDIA profiles); kept for reference.",
+            "#   -f 2 -g 1 over 8 ranks, float sum, out-of-place time (us) by message bytes. moeplan prices the",
+            "#   all-reduces of a tensor-parallel group within one node from this curve (docs/gpu_profiles.md).",
     ]
     for dtype in ("fp8", "int8"):
         for (n, k) in sorted(shapes):
