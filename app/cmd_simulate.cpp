@@ -1,6 +1,7 @@
 // `moeplan simulate`: predict TTFT, TPOT, ITL, E2E and throughput of one serving configuration under a load.
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
@@ -12,6 +13,7 @@
 #include "simulator/engine.hpp"
 #include "simulator/published.hpp"
 #include "simulator/simulate.hpp"
+#include "simulator/trtllm_bench.hpp"
 
 namespace po = boost::program_options;
 
@@ -22,7 +24,7 @@ namespace {
 // simulate's own options, beside the serving configuration (config_options.hpp).
 struct SimulateOptions {
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
-  std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto";
+  std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto", batch_settings;
   double rate = 0, zipf = 0;
   simulator::HostFlags hf;
   int prefill_replicas = 0, gpu_layers = -1, nics_per_node = 0;
@@ -41,6 +43,9 @@ void add_simulate_options(po::options_description& d, SimulateOptions& o) {
       ("num-requests", po::value<std::int64_t>(&o.num_requests)->default_value(0),
        "requests to simulate (0: 1000, or enough to fill the batch four times under max load)")
       ("max-batch", po::value<std::int64_t>(&o.max_batch)->default_value(1024), "sequences per attention group (engine's max batch size)")
+      ("batch-settings", po::value<std::string>(&o.batch_settings)->default_value("fixed"),
+       "fixed (--max-batch / --max-num-batched-tokens or the engine's defaults) or trtllm-bench (with --engine trtllm: "
+       "the max batch and tokens per step trtllm-bench throughput picks from the checkpoint, GPU memory and lengths)")
       ("breakdown", "add per-op tables for one prefill and one decode step")
       ("zipf", po::value<double>(&o.zipf), "skewed router: expert popularity ~ rank^-ALPHA (default uniform)")
       ("expert-loads", po::value<std::string>(&o.loads_file), "measured per-layer expert loads (JSON, docs/simulator.md)")
@@ -165,6 +170,25 @@ reports::SimulateSummary summary(const ResolvedConfig& c, const simulator::Simul
   return s;
 }
 
+// --batch-settings trtllm-bench: the max batch and tokens per step trtllm-bench would pick for this run (set in q);
+// fixed: nothing changes.
+std::optional<simulator::TrtllmBenchSettings> batch_settings(simulator::SimulateRequest& q, const ResolvedConfig& c,
+                                                             const SimulateOptions& o, const gpu_db::EngineSpec& engine,
+                                                             const simulator::EngineChoices& given) {
+  const std::string want = to_lower(o.batch_settings);
+  if (want == "fixed") return std::nullopt;
+  if (want != "trtllm-bench")
+    throw InputError("--batch-settings '" + printable(o.batch_settings) + "': use fixed or trtllm-bench");
+  if (c.host_mode) throw InputError("--batch-settings trtllm-bench: trtllm-bench runs on GPUs; give --gpu");
+  if (engine.bench_batch_settings != "trtllm-bench")
+    throw InputError("--batch-settings trtllm-bench: use it with --engine trtllm (engine '" + engine.name +
+                     "' has no trtllm-bench)");
+  if (given.max_batch || given.max_num_batched_tokens)
+    throw InputError("--batch-settings trtllm-bench picks the max batch and tokens per step: leave out --max-batch and "
+                     "--max-num-batched-tokens");
+  return simulator::apply_trtllm_bench(q, *c.gpu, engine.max_batch, engine.max_num_batched_tokens, engine.chunked_prefill);
+}
+
 }  // namespace
 
 int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
@@ -206,9 +230,16 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   given.kv_dtype = !vm["kv-dtype"].defaulted();
   given.kv_mode = !vm["kv-mode"].defaulted();
   simulator::apply_engine(q, engine, given);
+  const std::optional<simulator::TrtllmBenchSettings> bench = batch_settings(q, c, o, engine, given);
 
   const auto result = simulator::simulate(q);
   auto report = reports::simulate_report(summary(c, q, device, engine, vm, db), result);
+  if (bench) {
+    report.header.push_back("batch settings: " + bench->reason + ", per attention-DP rank (docs/simulator.md \"Engines\")");
+    report.json["batch_settings"] = {{"source", "trtllm-bench"}, {"max_batch", bench->max_batch},
+                                     {"max_num_tokens", bench->max_num_tokens}, {"tuned", bench->tuned},
+                                     {"quant_algo", bench->quant_algo}, {"reason", bench->reason}};
+  }
   for (const auto& n : notes) {
     report.notes.push_back(n);
     report.json["assumptions"].push_back(n);  // the host's figures and where they come from, for JSON readers too

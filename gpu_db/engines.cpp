@@ -24,7 +24,7 @@ class EngineEntry {
         "name", "display_name", "aliases", "versions", "vendors", "architectures", "hosts", "kv_dtype_modelopt",
         "max_batch", "max_num_batched_tokens", "chunked_prefill", "cuda_graphs", "cuda_graph_max_batch", "scheduler",
         "moe_kernels", "step_overhead_us", "op_overhead_us", "op_overhead_eager_us", "formats", "expert_parallel",
-        "multi_node", "gemv_max_rows", "dequant_compute", "kv_window_aware", "notes"};
+        "multi_node", "gemv_max_rows", "dequant_compute", "kv_window_aware", "bench_batch_settings", "notes"};
     for (const auto& kv : n) {
       const auto key = kv.first.as<std::string>();
       if (!allowed.count(key))
@@ -135,6 +135,9 @@ EngineTable EngineTable::load(const std::filesystem::path& path) {
     s.gemv_max_rows = e.sourced_or<std::int64_t>("gemv_max_rows", 0, s);
     s.dequant_compute = e.sourced_or<double>("dequant_compute", 0, s);
     s.kv_window_aware = e.sourced_or<bool>("kv_window_aware", true, s);
+    s.bench_batch_settings = e.sourced_or<std::string>("bench_batch_settings", "", s);
+    if (!s.bench_batch_settings.empty() && s.bench_batch_settings != "trtllm-bench")
+      throw InputError(e.where() + ": bench_batch_settings must be trtllm-bench (or absent)");
     if (s.gemv_max_rows < 0 || s.gemv_max_rows > 1024)
       throw InputError(e.where() + ": gemv_max_rows must be 0 to 1024");
     if (e.has("dequant_compute") && !(s.dequant_compute > 0 && s.dequant_compute <= 1))

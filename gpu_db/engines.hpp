@@ -34,6 +34,9 @@ struct EngineSpec {
   // KV capacity: true when sliding-window/chunked layers hold only their window (model-aware); false when the
   // engine's KV manager sizes every layer for the whole sequence (full-length), as TensorRT-LLM's does.
   bool kv_window_aware = true;
+  // How the engine's offline benchmark picks max_batch / max_num_batched_tokens when given neither: "trtllm-bench"
+  // (simulator/trtllm_bench.hpp), or empty (the fixed values above).
+  std::string bench_batch_settings;
   std::map<std::string, EngineSource> sources;      // field -> where its value comes from
 
   bool generic() const { return name == "generic"; }

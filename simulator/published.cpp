@@ -11,10 +11,25 @@
 #include "model/config.hpp"
 #include "model/precision.hpp"
 #include "simulator/engine.hpp"
+#include "simulator/trtllm_bench.hpp"
 
 namespace moeplan::simulator {
 
 namespace {
+
+// The row's `settings`, else its source's entry in defaults.settings_by_source when it runs at max load and states no
+// max_batch of its own (a benchmark that chose its batch), else "fixed".
+std::string row_settings(const YAML::Node& n, const YAML::Node& defaults, const PublishedPoint& p, const std::string& where) {
+  std::string settings = "fixed";
+  if (n["settings"]) settings = yaml_get<std::string>(n, "settings", where);
+  else if (p.load == "max" && !n["max_batch"] && defaults && defaults["settings_by_source"] &&
+           defaults["settings_by_source"][p.source])
+    settings = yaml_get<std::string>(defaults["settings_by_source"], p.source.c_str(), where);
+  if (settings != "fixed" && settings != "trtllm-bench")
+    throw InputError(where + ": settings must be fixed or trtllm-bench");
+  if (settings == "trtllm-bench" && !p.gpu_row()) throw InputError(where + ": settings trtllm-bench needs a gpu row");
+  return settings;
+}
 
 PublishedSet load_published_document(const std::filesystem::path& path) {
   const YAML::Node root = parse_yaml_file(path);
@@ -61,6 +76,7 @@ PublishedSet load_published_document(const std::filesystem::path& path) {
     p.max_batch = yaml_get<std::int64_t>(mb, "max_batch", where);
     const YAML::Node& mt = n["max_num_batched_tokens"] ? n : defaults;
     p.max_num_batched_tokens = yaml_get<std::int64_t>(mt, "max_num_batched_tokens", where);
+    p.settings = row_settings(n, defaults, p, where);
     if (n["num_requests"]) p.num_requests = yaml_get<std::int64_t>(n, "num_requests", where);
     p.value = yaml_get<double>(n, "value", where);
     if (!(p.value > 0)) throw InputError(where + ": value must be positive");
@@ -193,6 +209,12 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
       q.workload.num_requests = p.num_requests;
       // The row states its batch, token budget and KV dtype: the engine's overheads and its KV manager's mode apply.
       apply_engine(q, e, EngineChoices{true, true, true, false});
+      // A trtllm-bench row that states no batch: the batch and token budget the benchmark chose (not the engine
+      // simulated: they describe how the measurement ran).
+      if (p.settings == "trtllm-bench") {
+        const gpu_db::EngineSpec& bench = engines.engine(p.engine);  // the engine the row was measured with
+        apply_trtllm_bench(q, db.gpu(p.gpu), bench.max_batch, bench.max_num_batched_tokens, bench.chunked_prefill);
+      }
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;

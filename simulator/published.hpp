@@ -21,6 +21,10 @@ struct PublishedPoint {
   int count = 1, tp = 1, dp = 1, ep = 1, pp = 1;
   std::int64_t input = 0, output = 0, concurrency = 0, max_batch = 0, max_num_batched_tokens = 0;
   std::int64_t num_requests = 0;  // 0: the simulator's default
+  // How the row's max_batch / max_num_batched_tokens were chosen: "fixed" (the row's or the file's defaults) or
+  // "trtllm-bench" (the benchmark chose them from free memory; simulator/trtllm_bench.hpp). A row's `settings`, else
+  // the file's defaults.settings_by_source for its source when it runs at max load and states no max_batch.
+  std::string settings = "fixed";
   double request_rate = 0;  // load rate: Poisson arrivals per second
   double value = 0;        // measured, in the unit of `metric`
   bool gpu_row() const { return host.empty(); }
