@@ -106,6 +106,10 @@ int calibrate_cuda(const GpuCalibrateOptions& o, const Common& common, std::ostr
   q.model = model::parse_hf_config(config, m.name, m.source);
   q.tokens = o.quick ? std::vector<std::int64_t>{1, 4, 16, 64, 256}
                      : std::vector<std::int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+  // Decode attention: up to 64 sequences of up to 32,768 keys (8 GiB of BF16 pages at Maverick's 8 KV heads).
+  q.decode_batches = o.quick ? std::vector<std::int64_t>{1, 8, 64} : std::vector<std::int64_t>{1, 4, 16, 64};
+  q.decode_keys = o.quick ? std::vector<std::int64_t>{128, 1024, 8192}
+                          : std::vector<std::int64_t>{128, 512, 2048, 8192, 32768};
   q.repeats = o.repeats > 0 ? o.repeats : (o.quick ? 3 : 10);
   q.device_description = backend->description();
   q.date = calibrate::today_utc();

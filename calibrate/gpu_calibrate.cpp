@@ -2,13 +2,13 @@
 #include "calibrate/gpu_calibrate.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <deque>
 #include <stdexcept>
 
 #include "common/error.hpp"
 #include "common/splitmix.hpp"
+#include "kernels/gpu_ops.hpp"
 #include "kernels/router.hpp"
 #include "kernels/weights.hpp"
 
@@ -16,7 +16,6 @@ namespace moeplan::calibrate {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr const char* kKernel = "moeplan_cuda";  // the profile's kernel field: this executor's CUDA backend
 
 // A random BF16 matrix [rows, cols] in host memory (uniform in ±1/sqrt(cols), so products stay near 1).
@@ -33,15 +32,18 @@ std::vector<float> random_floats(std::int64_t n, std::uint64_t& state) {
   return x;
 }
 
-// Mean seconds of `repeats` calls of `op` after one warm-up call, the backend synchronised around them.
+// Mean seconds of `repeats` calls of `op` after one warm-up call, in one timing span of the backend
+// (Backend::span_begin: the time between two stream events on CUDA, wall time on the CPU).
 template <class Op>
 double time_op(executor::Backend& b, int repeats, Op&& op) {
   op();
-  b.synchronize();
-  const auto t0 = Clock::now();
+  b.spans_clear();
+  const std::size_t span = b.span_begin();
   for (int i = 0; i < repeats; ++i) op();
-  b.synchronize();
-  return std::chrono::duration<double>(Clock::now() - t0).count() / repeats;
+  b.span_end(span);
+  const double seconds = b.span_seconds(span) / repeats;
+  b.spans_clear();
+  return seconds;
 }
 
 void add_unique(std::vector<GemmShape>& shapes, std::int64_t n, std::int64_t k, const std::string& op) {
@@ -125,7 +127,73 @@ simulator::GpuProfileCurveData moe_curve(executor::Backend& b, const GpuCalibrat
   return c;
 }
 
+// Decode attention of one shape: for each batch a curve of one paged_attention_decode call over BF16 pages of
+// kPageTokens positions against the keys attended per sequence. The pages stay zero-filled: the kernel's work does
+// not depend on the values (no data-dependent branch), and writing gigabytes of random keys would take longer than
+// timing them. Each sequence's pages are its own (no two sequences share a page), so every call reads its keys from
+// memory as serving does.
+std::vector<simulator::GpuProfileCurveData> decode_curves(executor::Backend& b, const DecodeShape& s,
+                                                          const GpuCalibrateRequest& q, std::uint64_t& state) {
+  constexpr std::int64_t kPageTokens = 64;
+  const std::int64_t max_batch = q.decode_batches.back(), max_keys = q.decode_keys.back();
+  const kernels::gpu::PagedKvLayout layout{kPageTokens, s.kv_heads, s.head_dim, (max_keys + kPageTokens - 1) / kPageTokens};
+  const std::int64_t pages = max_batch * layout.max_pages_per_seq;
+  const executor::DeviceArray<std::uint16_t> k(b, pages * kernels::gpu::paged_kv_page_elems(layout)),
+      v(b, pages * kernels::gpu::paged_kv_page_elems(layout));  // BF16 codes
+  std::vector<std::int32_t> host_table(static_cast<std::size_t>(pages));
+  for (std::int64_t i = 0; i < pages; ++i) host_table[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+  const executor::DeviceArray<std::int32_t> table(b, host_table.data(), pages);
+  const std::vector<float> host_q = random_floats(max_batch * s.heads * s.head_dim, state);
+  const executor::DeviceArray<float> query(b, host_q.data(), max_batch * s.heads * s.head_dim);
+  executor::DeviceArray<float> out(b, max_batch * s.heads * s.head_dim);
+  kernels::DecodeAttentionParams p;
+  p.q_heads = s.heads;
+  p.kv_heads = s.kv_heads;
+  p.head_dim = s.head_dim;
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim)));
+  p.mask = s.window > 0 ? kernels::AttentionMask::chunked : kernels::AttentionMask::causal;
+  p.chunk_tokens = s.window;
+  p.kv_dtype = kernels::KvPageDtype::bf16;
+  std::vector<simulator::GpuProfileCurveData> curves;
+  for (const std::int64_t batch : q.decode_batches) {
+    simulator::GpuProfileCurveData c;
+    c.kind = simulator::GpuCurveKind::attn_decode;
+    c.fields = {{"dtype", "bf16"},      {"kv", "bf16"},
+                {"heads", std::to_string(s.heads)}, {"kv_heads", std::to_string(s.kv_heads)},
+                {"head_dim", std::to_string(s.head_dim)}, {"window", std::to_string(s.window)},
+                {"batch", std::to_string(batch)},       {"kernel", kKernel}};
+    p.seqs = batch;
+    for (const std::int64_t keys : q.decode_keys) {
+      const std::vector<std::int32_t> host_lens(static_cast<std::size_t>(batch), static_cast<std::int32_t>(keys));
+      const executor::DeviceArray<std::int32_t> lens(b, host_lens.data(), batch);
+      const std::int64_t visible = s.window > 0 ? keys - (keys - 1) / s.window * s.window : keys;
+      c.x.push_back(static_cast<double>(keys));
+      c.seconds.push_back(time_op(b, q.repeats, [&] {
+        b.paged_attention_decode(p, layout, query.data(), lens.data(), table.data(), k.data(), v.data(), visible, out.data());
+      }));
+    }
+    curves.push_back(std::move(c));
+  }
+  return curves;
+}
+
 }  // namespace
+
+std::vector<DecodeShape> decode_shapes(const model::ModelConfig& m) {
+  std::vector<std::int64_t> windows;
+  for (const model::LayerSpec& l : m.layers) {
+    const std::int64_t w = l.attention == model::AttentionKind::global ? 0
+                           : l.attention == model::AttentionKind::chunked ? l.attention_window_tokens
+                                                                          : -1;
+    if (w >= 0 && std::find(windows.begin(), windows.end(), w) == windows.end()) windows.push_back(w);
+  }
+  std::sort(windows.begin(), windows.end());
+  std::vector<DecodeShape> shapes;
+  for (const std::int64_t tp : {1, 2, 4, 8})
+    if (m.num_heads % tp == 0 && m.num_kv_heads % tp == 0)
+      for (const std::int64_t w : windows) shapes.push_back({m.num_heads / tp, m.num_kv_heads / tp, m.head_dim, w});
+  return shapes;
+}
 
 std::vector<GemmShape> gemm_shapes(const model::ModelConfig& m) {
   const std::int64_t H = m.hidden, D = m.head_dim;
@@ -144,9 +212,10 @@ std::vector<GemmShape> gemm_shapes(const model::ModelConfig& m) {
 
 simulator::GpuProfileData calibrate_gpu_ops(executor::Backend& backend, const GpuCalibrateRequest& q) {
   if (q.tokens.empty() || q.repeats < 1) throw InputError("calibrate: give at least one token count and one repeat");
-  for (std::size_t i = 0; i < q.tokens.size(); ++i)
-    if (q.tokens[i] < 1 || (i > 0 && q.tokens[i] <= q.tokens[i - 1]))
-      throw InputError("calibrate: token counts must be positive and ascending");
+  for (const auto* list : {&q.tokens, &q.decode_batches, &q.decode_keys})
+    for (std::size_t i = 0; i < list->size(); ++i)
+      if ((*list)[i] < 1 || (i > 0 && (*list)[i] <= (*list)[i - 1]))
+        throw InputError("calibrate: token counts, decode batches and decode keys must be positive and ascending");
   simulator::GpuProfileData p;
   p.gpu = q.gpu;
   p.engine = "moeplan";
@@ -155,14 +224,39 @@ simulator::GpuProfileData calibrate_gpu_ops(executor::Backend& backend, const Gp
              q.device_description + ", model " + q.model.name;
   p.license = "measured on this machine";
   p.exported = q.date;
-  p.comments.push_back("wall time per call: " + std::to_string(q.repeats) +
-                       " calls between two stream synchronisations after one warm-up call; BF16 weights, fp32 activations");
+  const bool on_gpu = backend.kind() == executor::DeviceKind::cuda;
+  p.comments.push_back(std::string(on_gpu ? "device time per call: " : "wall time per call: ") +
+                       std::to_string(q.repeats) +
+                       (on_gpu ? " calls between two CUDA events on the stream" : " calls") +
+                       " after one warm-up call; BF16 weights, fp32 activations" +
+                       (on_gpu ? "; the moe block builds its permutation on the host, and the events include that" : ""));
   std::uint64_t state = q.seed;
   HostWeights keep;
   for (const GemmShape& s : gemm_shapes(q.model)) {
     if (q.progress) q.progress("gemm n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) + " (" + s.ops + ")");
     p.comments.push_back("gemm n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) + ": " + s.ops);
     p.curves.push_back(gemm_curve(backend, s, q, state, keep));
+  }
+  if (!q.decode_batches.empty() && !q.decode_keys.empty()) {
+    for (const DecodeShape& s : decode_shapes(q.model)) {
+      kernels::DecodeAttentionParams check;
+      check.q_heads = s.heads;
+      check.kv_heads = s.kv_heads;
+      check.head_dim = s.head_dim;
+      check.mask = s.window > 0 ? kernels::AttentionMask::chunked : kernels::AttentionMask::causal;
+      check.chunk_tokens = s.window;
+      try {
+        kernels::check_decode_params(check, {64, s.kv_heads, s.head_dim, 1});
+      } catch (const std::invalid_argument& e) {  // a head size or grouping the paged decode kernel does not take
+        p.comments.push_back("attn_decode heads=" + std::to_string(s.heads) + " kv_heads=" + std::to_string(s.kv_heads) +
+                             " not measured: " + e.what());
+        continue;
+      }
+      const std::string what = "attn_decode heads=" + std::to_string(s.heads) + " kv_heads=" + std::to_string(s.kv_heads) +
+                               " head_dim=" + std::to_string(s.head_dim) + " window=" + std::to_string(s.window);
+      if (q.progress) q.progress(what);
+      for (auto& c : decode_curves(backend, s, q, state)) p.curves.push_back(std::move(c));
+    }
   }
   if (q.model.is_moe() && q.model.moe_intermediate > 0) {
     if (q.progress) q.progress("moe experts=" + std::to_string(q.model.num_experts));

@@ -39,11 +39,13 @@ std::vector<float> run_session(const std::shared_ptr<const executor::Model>& mod
                                const std::shared_ptr<executor::Backend>& backend, const Prompts& prompts,
                                std::int64_t steps, const std::vector<std::vector<std::int32_t>>& forced,
                                std::vector<std::vector<std::int32_t>>* chosen) {
-  const std::int64_t V = model->config().vocab;
-  executor::Session s(model, backend, static_cast<std::int64_t>(prompts.size()));
-  std::vector<float> all = s.prefill(prompts, true);
-  // The last position of each sequence: the prompts have equal lengths.
+  const std::int64_t V = model->config().vocab, sequences = static_cast<std::int64_t>(prompts.size());
+  // The prompts have equal lengths. On a GPU the session pages its cache (executor::device_kv_plan).
   const std::int64_t len = static_cast<std::int64_t>(prompts.front().size());
+  executor::Session s(model, backend, sequences, nullptr, nullptr,
+                      executor::device_kv_plan(*backend, *model, sequences, len + steps, len));
+  std::vector<float> all = s.prefill(prompts, true);
+  // The last position of each sequence.
   std::vector<float> last(static_cast<std::size_t>(static_cast<std::int64_t>(prompts.size()) * V));
   for (std::size_t b = 0; b < prompts.size(); ++b)
     std::copy_n(all.begin() + ((static_cast<std::int64_t>(b) + 1) * len - 1) * V, V, last.begin() + static_cast<std::int64_t>(b) * V);

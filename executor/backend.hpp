@@ -11,12 +11,15 @@
 // Communicators (executor/comm.hpp) take pointers into the same memory as the backend the session uses; one may run
 // on its own stream (NCCL), so the session synchronises the backend before handing it data.
 #pragma once
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/attention.hpp"
+#include "kernels/gpu_ops.hpp"
 #include "kernels/rope.hpp"
 #include "kernels/router.hpp"
 #include "kernels/weights.hpp"
@@ -47,6 +50,16 @@ class Backend {
   // Weights: the view of a host matrix (kernels::WeightView of host memory that outlives the backend's use of it)
   // in this device's memory: the view itself on the CPU; on a GPU, a copy uploaded on first use and kept.
   virtual kernels::WeightView resident(const kernels::WeightView& host) = 0;
+
+  // ---- op timing: a span brackets the ops issued between span_begin() (which returns its id) and span_end(id);
+  // span_seconds(id) waits until the span's ops have finished and returns its duration; spans_clear() forgets
+  // every span (ids start again at 0). These defaults time the host's steady clock, span_end waiting for the
+  // backend first: the CPU backend's wall time (its ops run at once). The CUDA backend records a pair of events on
+  // its stream and reads the time between them, so timing adds no host synchronisation between ops.
+  virtual std::size_t span_begin();
+  virtual void span_end(std::size_t span);
+  virtual double span_seconds(std::size_t span);
+  virtual void spans_clear();
 
   // ---- ops, under the op graph's names (model/op_graph.hpp). Shapes as the kernels/ headers state them.
   // matmul (attn.qkv, attn.o, mlp.*, moe.router, moe.shared.*, lm_head), by the weight's dtype:
@@ -87,6 +100,25 @@ class Backend {
   // for the others (their rows live on another tensor-parallel rank). ids: host, [tokens]; out: [tokens, table.cols].
   virtual void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids,
                      std::int64_t tokens, float* out) = 0;
+
+  // ---- paged KV cache (executor/paged_kv.hpp's PageTable; the page layout of kernels/gpu_layout.hpp): fp32 pages
+  // [pages, page_tokens, Hkv, D] of K or of V, page_table [seqs, layout.max_pages_per_seq] (-1: no page held).
+  // Rows [count, Hkv, D] to position row_pos[r] of sequence row_seq[r] (row_seq, row_pos: [count]).
+  virtual void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
+                              const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count,
+                              const float* rows, float* pages) = 0;
+  // rows [count, Hkv, D] = positions first_pos .. first_pos + count - 1 of sequence `seq`.
+  virtual void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
+                               std::int64_t seq, std::int64_t first_pos, std::int64_t count, const float* pages,
+                               float* rows) = 0;
+  // attn.decode on the pages: kernels::paged_attention_decode_ref's shapes and dtypes (p.kv_dtype: fp32 or BF16
+  // pages); max_keys (host): the most keys any query of the batch sees, which plans the split over the context.
+  virtual void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,
+                                      const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
+                                      const void* k_pages, const void* v_pages, std::int64_t max_keys, float* out) = 0;
+
+ private:
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>> wall_spans_;
 };
 
 // An array of T in a backend's memory: zero-filled at construction, released at destruction. Move-only.

@@ -14,6 +14,22 @@ namespace moeplan::executor {
 
 const char* device_kind_name(DeviceKind kind) { return kind == DeviceKind::cpu ? "cpu" : "cuda"; }
 
+// The wall-clock spans every backend has unless it times on its device (backend.hpp).
+std::size_t Backend::span_begin() {
+  const auto now = std::chrono::steady_clock::now();
+  wall_spans_.emplace_back(now, now);
+  return wall_spans_.size() - 1;
+}
+void Backend::span_end(std::size_t span) {
+  synchronize();
+  wall_spans_.at(span).second = std::chrono::steady_clock::now();
+}
+double Backend::span_seconds(std::size_t span) {
+  const auto& [begin, end] = wall_spans_.at(span);
+  return std::chrono::duration<double>(end - begin).count();
+}
+void Backend::spans_clear() { wall_spans_.clear(); }
+
 namespace {
 
 constexpr std::size_t kAlignBytes = 64;  // one cache line (and one AVX-512 register)
@@ -93,6 +109,22 @@ class CpuBackend final : public Backend {
       if (row >= 0 && row < table.rows) kernels::dequantize_rows(ctx_, table, row, row + 1, out + t * H);
       else std::memset(out + t * H, 0, static_cast<std::size_t>(H) * sizeof(float));
     }
+  }
+  // The paged cache's ops are the references: the CPU session keeps contiguous caches, and these serve the paged
+  // session's CPU tests and calibrate's decode curves on the CPU.
+  void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
+                      const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count, const float* rows,
+                      float* pages) override {
+    kernels::paged_kv_write_ref(layout, page_table, row_seq, row_pos, count, rows, pages);
+  }
+  void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                       std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) override {
+    kernels::paged_kv_gather_ref(layout, page_table, seq, first_pos, count, pages, rows);
+  }
+  void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,
+                              const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
+                              const void* k_pages, const void* v_pages, std::int64_t, float* out) override {
+    kernels::paged_attention_decode_ref(p, layout, q, seq_lens, page_table, k_pages, v_pages, out);
   }
 
  private:

@@ -59,6 +59,7 @@ class CudaBackend final : public Backend {
     cu::copy_to_device(unit_scale_, &one, sizeof(float), stream_);
     const kernels::DeviceQuery q = kernels::query_devices();
     name_ = device_ < static_cast<int>(q.gpus.size()) ? q.gpus[static_cast<std::size_t>(device_)].name : "?";
+    sm_count_ = device_ < static_cast<int>(q.gpus.size()) ? q.gpus[static_cast<std::size_t>(device_)].multiprocessors : 0;
   }
   ~CudaBackend() override {
     try {
@@ -68,6 +69,10 @@ class CudaBackend final : public Backend {
     for (auto& [key, r] : resident_) {
       cu::device_free(r.data);
       cu::device_free(r.scales);
+    }
+    for (auto& [begin, end] : spans_) {
+      cu::event_destroy(begin);
+      cu::event_destroy(end);
     }
     cu::device_free(unit_scale_);
     gemm_.reset();
@@ -87,6 +92,23 @@ class CudaBackend final : public Backend {
     cu::memory_info(&free_bytes, &total_bytes);
     return free_bytes;
   }
+
+  // Timing spans: a pair of events recorded on the stream (created once, reused after spans_clear); the time
+  // between them is the device's, with no host synchronisation between the ops.
+  std::size_t span_begin() override {
+    if (spans_used_ == spans_.size()) {
+      spans_.emplace_back(cu::event_create(), nullptr);
+      spans_.back().second = cu::event_create();
+    }
+    cu::event_record(spans_[spans_used_].first, stream_);
+    return spans_used_++;
+  }
+  void span_end(std::size_t span) override { cu::event_record(spans_.at(span).second, stream_); }
+  double span_seconds(std::size_t span) override {
+    const auto& [begin, end] = spans_.at(span);
+    return 1e-3 * static_cast<double>(cu::event_elapsed_ms(begin, end));
+  }
+  void spans_clear() override { spans_used_ = 0; }
 
   kernels::WeightView resident(const kernels::WeightView& host) override {
     const Key key{host.data, host.row_scales, host.dtype, host.rows, host.cols};
@@ -192,6 +214,24 @@ class CudaBackend final : public Backend {
     cu::copy_to_device(dev_ids, ids, bytes_of(tokens, sizeof(std::int32_t)), stream_);
     cu::embed_rows(dtype, table.data, table.row_scales, table.rows, table.cols, first_row, dev_ids, tokens, out, stream_);
   }
+  void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
+                      const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count, const float* rows,
+                      float* pages) override {
+    cu::paged_kv_write(layout, page_table, row_seq, row_pos, count, rows, pages, stream_);
+  }
+  void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                       std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) override {
+    cu::paged_kv_gather(layout, page_table, seq, first_pos, count, pages, rows, stream_);
+  }
+  // Split over the context as gpu::decode_split_plan says for the longest visible context and this GPU's SMs.
+  void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,
+                              const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
+                              const void* k_pages, const void* v_pages, std::int64_t max_keys, float* out) override {
+    const kernels::gpu::DecodeSplit split = kernels::gpu::decode_split_plan(max_keys, p.seqs, p.kv_heads, sm_count_);
+    void* workspace = decode_ws_.get(static_cast<std::size_t>(
+        kernels::gpu::decode_workspace_bytes(p.seqs, p.q_heads, p.head_dim, split)));
+    cu::paged_attention_decode(p, layout, q, seq_lens, page_table, k_pages, v_pages, out, split, workspace, stream_);
+  }
 
  private:
   // A view's address and shape: the same host matrix made resident twice gives the same device copy.
@@ -221,7 +261,10 @@ class CudaBackend final : public Backend {
   float* unit_scale_ = nullptr;  // 1.0f on the device: the FP8 GEMM's per-tensor scales (the epilogue scales)
   // Weights uploaded once, by host address (a backend serves the weights of models that outlive it).
   std::unordered_map<Key, Resident, KeyHash> resident_;
-  Scratch acc_, input_, input_scale_, ids_;
+  Scratch acc_, input_, input_scale_, ids_, decode_ws_;
+  int sm_count_ = 0;
+  std::vector<std::pair<cu::Event, cu::Event>> spans_;  // (begin, end) events; the first spans_used_ are in use
+  std::size_t spans_used_ = 0;
 };
 
 }  // namespace

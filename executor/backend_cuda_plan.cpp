@@ -124,6 +124,20 @@ class CudaNumericsCpuBackend final : public Backend {
              float* out) override {
     cpu_->embed(table, first_row, ids, tokens, out);
   }
+  void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
+                      const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count, const float* rows,
+                      float* pages) override {
+    cpu_->paged_kv_write(layout, page_table, row_seq, row_pos, count, rows, pages);
+  }
+  void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                       std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) override {
+    cpu_->paged_kv_gather(layout, page_table, seq, first_pos, count, pages, rows);
+  }
+  void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,
+                              const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
+                              const void* k_pages, const void* v_pages, std::int64_t max_keys, float* out) override {
+    cpu_->paged_attention_decode(p, layout, q, seq_lens, page_table, k_pages, v_pages, max_keys, out);
+  }
 
  private:
   std::unique_ptr<Backend> cpu_;

@@ -23,9 +23,10 @@ std::string gib(double bytes) {
   return buf;
 }
 
-// The most pages a sequence of `context` positions holds in `layer` at once (see plan_paged_kv).
-std::int64_t pages_in_layer(const model::LayerSpec& layer, std::int64_t context, std::int64_t P) {
-  const std::int64_t n = model::kv_tokens_kept(layer, context, model::KvMode::model_aware);
+// The most pages a sequence of `context` positions, `step` of them added at once, holds in `layer` (see plan_paged_kv).
+std::int64_t pages_in_layer(const model::LayerSpec& layer, std::int64_t context, std::int64_t P, std::int64_t step) {
+  const std::int64_t n =
+      std::min(context, model::kv_tokens_kept(layer, context, model::KvMode::model_aware) + std::max<std::int64_t>(step, 1) - 1);
   if (n == 0) return 0;
   const bool aligned = layer.attention == model::AttentionKind::global ||
                        (layer.attention == model::AttentionKind::chunked && layer.attention_window_tokens % P == 0);
@@ -38,6 +39,7 @@ void check_request(const PagedKvRequest& r) {
   if (r.page_tokens < 1) throw InputError("KV page size " + std::to_string(r.page_tokens) + " must be at least 1 token");
   if (r.context_tokens < 1) throw InputError("context of " + std::to_string(r.context_tokens) + " tokens must be at least 1");
   if (r.sequences < 1) throw InputError(std::to_string(r.sequences) + " sequences: at least 1 is needed");
+  if (r.step_tokens < 1) throw InputError("a step of " + std::to_string(r.step_tokens) + " tokens: at least 1 is needed");
   if (m.max_context_tokens > 0 && r.context_tokens > m.max_context_tokens)
     throw InputError("context of " + with_commas(r.context_tokens) + " tokens is above " + m.name + "'s limit of " +
                      with_commas(m.max_context_tokens) + " tokens (max_position_embeddings)");
@@ -69,7 +71,7 @@ PagedKvPlan plan_paged_kv(const PagedKvRequest& r) {
   for (int li = first; li < last; ++li) {
     const model::LayerSpec& spec = m.layers[static_cast<std::size_t>(li)];
     PagedKvLayer layer{li, model::kv_bytes_per_token_per_layer(m, spec, r.kv_dtype, kv_heads),
-                       pages_in_layer(spec, r.context_tokens, r.page_tokens)};
+                       pages_in_layer(spec, r.context_tokens, r.page_tokens, r.step_tokens)};
     token_bytes = std::max(token_bytes, layer.token_bytes);
     plan.pages_per_sequence += layer.pages_per_sequence;
     plan.layers.push_back(layer);
@@ -90,13 +92,14 @@ PagedKvPlan plan_paged_kv(const PagedKvRequest& r) {
 
 PagedKvPlan check_kv_fits_device(const model::ModelConfig& model, const model::ParallelLayout& layout,
                                  std::int64_t sequences, std::int64_t context_tokens, double free_bytes,
-                                 double weight_bytes, int bytes_per_value) {
+                                 double weight_bytes, int bytes_per_value, std::int64_t step_tokens) {
   PagedKvRequest r;
   r.model = &model;
   r.layout = layout;
   r.kv_dtype = model::KvDtype::bf16;
   r.context_tokens = context_tokens;
   r.sequences = sequences;
+  r.step_tokens = step_tokens;
   // The plan counts 2-byte values; a cache of wider values holds proportionally fewer pages of the same budget.
   r.budget_bytes = std::max(0.0, free_bytes - weight_bytes) * model::kv_dtype_bytes(r.kv_dtype) / std::max(bytes_per_value, 1);
   try {
@@ -112,7 +115,7 @@ double kv_budget_bytes(const simulator::MemoryBreakdown& b) {
 }
 
 PageTable::PageTable(const model::ModelConfig& model, const PagedKvPlan& plan)
-    : page_tokens_(plan.page_tokens), context_tokens_(plan.context_tokens),
+    : page_tokens_(plan.page_tokens), context_tokens_(plan.context_tokens), pages_total_(plan.pages_total),
       tables_(plan.layers.size(), std::vector<Table>(static_cast<std::size_t>(plan.sequences))),
       lengths_(static_cast<std::size_t>(plan.sequences), 0) {
   for (const PagedKvLayer& l : plan.layers) specs_.push_back(model.layers.at(static_cast<std::size_t>(l.layer)));
@@ -120,7 +123,7 @@ PageTable::PageTable(const model::ModelConfig& model, const PagedKvPlan& plan)
   for (std::int64_t p = plan.pages_total; p-- > 0;) free_.push_back(static_cast<std::int32_t>(p));  // page 0 on top
 }
 
-void PageTable::extend(std::int64_t seq, std::int64_t context) {
+void PageTable::extend(std::int64_t seq, std::int64_t context, std::int64_t first_query) {
   std::int64_t& length = lengths_.at(static_cast<std::size_t>(seq));
   if (context > context_tokens_)
     throw InputError("sequence " + std::to_string(seq) + " reaches " + with_commas(context) +
@@ -128,14 +131,17 @@ void PageTable::extend(std::int64_t seq, std::int64_t context) {
   if (context < length) throw std::logic_error("PageTable::extend: a sequence does not shrink");
   for (std::size_t li = 0; li < tables_.size(); ++li) {
     Table& t = tables_[li][static_cast<std::size_t>(seq)];
-    const std::int64_t keep_from = first_visible_position(specs_[li], length);
+    const std::int64_t keep_from = first_visible_position(specs_[li], std::max(length, first_query));
     std::size_t dead = 0;  // pages wholly below keep_from
     while (dead < t.pages.size() && t.first + static_cast<std::int64_t>(dead + 1) * page_tokens_ <= keep_from) ++dead;
     free_.insert(free_.end(), t.pages.begin(), t.pages.begin() + static_cast<std::ptrdiff_t>(dead));
     t.pages.erase(t.pages.begin(), t.pages.begin() + static_cast<std::ptrdiff_t>(dead));
     t.first = t.pages.empty() ? keep_from / page_tokens_ * page_tokens_ : t.first + static_cast<std::int64_t>(dead) * page_tokens_;
     while (t.first + static_cast<std::int64_t>(t.pages.size()) * page_tokens_ < context) {
-      if (free_.empty()) throw std::logic_error("PageTable::extend: the page pool is exhausted");
+      if (free_.empty())
+        throw InputError("paged KV cache: sequence " + std::to_string(seq) + " at " + with_commas(context) +
+                         " tokens finds all " + with_commas(pages_total_) + " pages of " + std::to_string(page_tokens_) +
+                         " tokens held (fewer sequences, a shorter prompt or context)");
       t.pages.push_back(free_.back());
       free_.pop_back();
     }

@@ -28,6 +28,8 @@ struct PagedKvRequest {
   std::int64_t page_tokens = 16;                 // positions per page (vLLM's default block size)
   std::int64_t context_tokens = 0;               // the longest sequence: prompt + output tokens
   std::int64_t sequences = 1;                    // sequences resident on this GPU at once
+  std::int64_t step_tokens = 1;                  // the most positions one step adds to a sequence (its prompt
+                                                 // when prefilled in one step; 1: decode steps only)
   double budget_bytes = 0;                       // memory for the cache on this GPU (kv_budget_bytes)
 };
 
@@ -51,7 +53,9 @@ struct PagedKvPlan {
 // The plan for `request`. Pages a sequence holds in a layer, for n = the positions the layer keeps
 // (model::kv_tokens_kept, model-aware) and P = page_tokens: global and chunked layers whose chunk P divides keep
 // page-aligned ranges, ceil(n / P) pages; sliding windows (and chunks P does not divide) any n consecutive positions,
-// which span at most ceil((n - 1) / P) + 1 pages. With P = 1 the bytes equal model::kv_bytes_per_sequence.
+// which span at most ceil((n - 1) / P) + 1 pages. With P = 1 the bytes equal model::kv_bytes_per_sequence. A step of
+// s = step_tokens positions holds s - 1 more in chunked and sliding-window layers until it ends (n + s - 1, at most
+// the context), so a plan with the prompt's length covers its prefill.
 // Throws InputError naming the input when a size is not positive, the context is above the model's limit, the stage
 // or layout is not valid, or the pages needed exceed the budget (naming sequences, context and page size).
 PagedKvPlan plan_paged_kv(const PagedKvRequest& request);
@@ -60,9 +64,10 @@ PagedKvPlan plan_paged_kv(const PagedKvRequest& request);
 // of `sequences` x `context_tokens` in pages of 16 positions on the budget free_bytes - weight_bytes, counted at
 // `bytes_per_value` bytes per cached value (the executor's session caches fp32: 4). Throws InputError naming the
 // shape, the free memory and the weights; returns the plan otherwise.
+// `step_tokens`: PagedKvRequest's (the prompt, when it is prefilled in one step).
 PagedKvPlan check_kv_fits_device(const model::ModelConfig& model, const model::ParallelLayout& layout,
                                  std::int64_t sequences, std::int64_t context_tokens, double free_bytes,
-                                 double weight_bytes, int bytes_per_value);
+                                 double weight_bytes, int bytes_per_value, std::int64_t step_tokens = 1);
 
 // The memory the memory model leaves for the KV cache on one GPU: usable - weights - activations - overhead, or 0.
 double kv_budget_bytes(const simulator::MemoryBreakdown& memory);
@@ -76,11 +81,13 @@ class PageTable {
 
   // Sequence `seq` goes from its current length to `context` positions (a prefill or a decode step whose first
   // query is at the current length): frees the pages wholly below the first position that query can see in each
-  // layer, then takes the pages the new positions need. Throws InputError when `context` is above the plan's, and
-  // std::logic_error when it shrinks or the pool runs out. The plan counts what decode steps hold; a step of s > 1
+  // layer, then takes the pages the new positions need. Throws InputError when `context` is above the plan's or the
+  // pool has no free page left (naming the pool), and std::logic_error when it shrinks. The plan counts what decode steps hold; a step of s > 1
   // new positions holds up to s - 1 more in chunked and sliding-window layers (a prompt longer than a chunk holds all
   // of it until its step ends), which the pages beyond pages_needed must cover.
-  void extend(std::int64_t seq, std::int64_t context);
+  // `first_query`: the position of the step's first query when it is not the current length (a synthetic cache
+  // whose earlier positions no query reads: only the pages that query sees are kept); -1: the current length.
+  void extend(std::int64_t seq, std::int64_t context, std::int64_t first_query = -1);
   // Returns every page of `seq` to the pool; its length becomes 0.
   void release(std::int64_t seq);
 
@@ -104,7 +111,7 @@ class PageTable {
   };
   const Table& table(std::size_t layer_index, std::int64_t seq) const;
   std::vector<model::LayerSpec> specs_;      // of plan.layers
-  std::int64_t page_tokens_ = 0, context_tokens_ = 0;
+  std::int64_t page_tokens_ = 0, context_tokens_ = 0, pages_total_ = 0;
   std::vector<std::vector<Table>> tables_;   // [layer index][seq]
   std::vector<std::int64_t> lengths_;        // [seq]
   std::vector<std::int32_t> free_;           // pool of free pages (a stack)

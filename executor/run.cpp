@@ -109,12 +109,12 @@ RunResult run_model(const RunRequest& r) {
   res.threads = pool.size();
 
   check_sequence_sizes(r, model->config());
-  // On a GPU the KV cache must fit beside the weights: refused here, before the session allocates anything.
+  // On a GPU the KV cache is paged, its pool sized by the plan that must fit beside the weights: refused here, before
+  // the session allocates anything (the prompt is prefilled in one step).
+  std::optional<PagedKvPlan> kv_plan;
   if (device_backend) {
     const std::int64_t prompt_len = r.prompt.empty() ? r.prompt_tokens : static_cast<std::int64_t>(r.prompt.size());
-    check_kv_fits_device(model->config(), layout, r.batch, prompt_len + r.gen_tokens,
-                         static_cast<double>(device_backend->free_memory_bytes()), static_cast<double>(res.weight_bytes),
-                         static_cast<int>(sizeof(float)));
+    kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
   }
   // Prompts: the given ids, else seeded ids below the vocabulary (splitmix64).
   const std::int64_t V = model->config().vocab;
@@ -155,7 +155,7 @@ RunResult run_model(const RunRequest& r) {
     const kernels::CpuContext rank_ctx = rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations};
     Session s(shards[static_cast<std::size_t>(rank)],
               device_backend ? device_backend : std::shared_ptr<Backend>(make_cpu_backend(rank_ctx)), n,
-              stage_group(world, stage_ranks), layout.pp > 1 ? &world : nullptr);
+              stage_group(world, stage_ranks), layout.pp > 1 ? &world : nullptr, kv_plan);
     if (rank == 0) {
       res.device = device_kind_name(s.backend().kind());
       res.backend = s.backend().description();

@@ -4,7 +4,6 @@
 #include "executor/session.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -20,22 +19,30 @@ namespace moeplan::executor {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Adds the wall time of its scope, after the backend has finished the ops issued in it, to times[name].
+// Brackets the ops issued in its scope in a timing span of the backend (Backend::span_begin), kept under `name`;
+// Session::collect_op_times adds the spans' durations once the step's ops have finished.
 struct Timer {
   Backend& backend;
-  OpTimes& times;
+  std::vector<std::pair<std::size_t, const char*>>& spans;
   const char* name;
-  Clock::time_point t0 = Clock::now();
+  std::size_t span = backend.span_begin();
   ~Timer() {
-    backend.synchronize();
-    times.seconds[name] += std::chrono::duration<double>(Clock::now() - t0).count();
-    ++times.calls[name];
+    backend.span_end(span);
+    spans.emplace_back(span, name);
   }
 };
 
 std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
+
+// Whether the paged decode kernel takes this shape (head size, query heads per KV head, mask).
+bool decode_kernel_takes(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout) {
+  try {
+    kernels::check_decode_params(p, layout);
+    return true;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
+}
 
 }  // namespace
 
@@ -44,7 +51,7 @@ Session::Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, st
     : Session(std::move(model), std::shared_ptr<Backend>(make_cpu_backend(ctx)), sequences, comm, pipe) {}
 
 Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> backend, std::int64_t sequences,
-                 Communicator* comm, Communicator* pipe)
+                 Communicator* comm, Communicator* pipe, std::optional<PagedKvPlan> paged_kv)
     : model_(std::move(model)), backend_(std::move(backend)), comm_(comm), pipe_(pipe),
       positions_(static_cast<std::size_t>(sequences), 0) {
   const Model::Sharding& sh = model_->sharding();
@@ -58,6 +65,60 @@ Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> ba
   for (auto& layer : kv_) layer.resize(static_cast<std::size_t>(sequences));
   for (const auto& l : model_->layers)
     if (l.moe) routing_.emplace_back();
+  if (!paged_kv) return;
+  // The paged cache: every layer's pages come from one pool, so every layer must page the same row of Hkv * D values.
+  const PagedKvPlan& plan = *paged_kv;
+  if (plan.sequences != sequences || plan.layers.size() != model_->layers.size() ||
+      (!plan.layers.empty() && plan.layers.front().layer != sh.first_layer))
+    throw std::logic_error("Session: the paged KV plan must be for this rank's layers and sequences");
+  const std::int64_t D = model_->config().head_dim, row = model_->layers.empty() ? D : model_->layers.front().k.rows;
+  for (const auto& l : model_->layers)
+    if (l.k.rows != row)
+      throw InputError("a paged KV cache needs the same KV heads in every layer; run this model with a contiguous cache");
+  const kernels::gpu::PagedKvLayout layout{plan.page_tokens, row / D, D,
+                                           (plan.context_tokens + plan.page_tokens - 1) / plan.page_tokens};
+  const std::int64_t pool = plan.pages_total * kernels::gpu::paged_kv_page_elems(layout);
+  std::vector<std::int32_t> host_table(model_->layers.size() * static_cast<std::size_t>(sequences * layout.max_pages_per_seq), -1);
+  DeviceArray<std::int32_t> device_table(*backend_, host_table.data(), static_cast<std::int64_t>(host_table.size()));
+  paged_ = std::make_unique<PagedCache>(PagedCache{plan, PageTable(model_->config(), plan), layout,
+                                                   DeviceArray<float>(*backend_, pool), DeviceArray<float>(*backend_, pool),
+                                                   std::move(host_table), std::move(device_table)});
+}
+
+std::optional<PagedKvPlan> device_kv_plan(Backend& backend, const Model& model, std::int64_t sequences,
+                                          std::int64_t context_tokens, std::int64_t step_tokens) {
+  if (backend.kind() == DeviceKind::cpu) return std::nullopt;
+  PagedKvPlan plan = check_kv_fits_device(model.config(), model.sharding().layout, sequences, context_tokens,
+                                          static_cast<double>(backend.free_memory_bytes()),
+                                          static_cast<double>(model.weight_bytes()), static_cast<int>(sizeof(float)),
+                                          step_tokens);
+  plan.pages_total = std::min(plan.pages_total, plan.pages_needed);
+  return plan;
+}
+
+void Session::upload_page_tables() {
+  PagedCache& c = *paged_;
+  const std::int64_t seqs = static_cast<std::int64_t>(positions_.size()), cols = c.layout.max_pages_per_seq;
+  std::int64_t lo = static_cast<std::int64_t>(c.host_table.size()), hi = -1;  // the entries that changed: [lo, hi]
+  auto set = [&](std::int64_t at, std::int32_t page) {
+    c.host_table[static_cast<std::size_t>(at)] = page;
+    lo = std::min(lo, at);
+    hi = std::max(hi, at);
+  };
+  for (std::size_t li = 0; li < model_->layers.size(); ++li)
+    for (std::int64_t s = 0; s < seqs; ++s) {
+      // A table loses pages at its front and gains them at its back: only the ends change.
+      const std::int64_t base = (static_cast<std::int64_t>(li) * seqs + s) * cols;
+      const std::vector<std::int32_t>& pages = c.table.pages(li, s);
+      const std::int64_t first = c.table.first_position(li, s) / c.plan.page_tokens,
+                         n = static_cast<std::int64_t>(pages.size());
+      for (std::int64_t j = std::min(first, cols) - 1; j >= 0 && c.host_table[static_cast<std::size_t>(base + j)] != -1; --j)
+        set(base + j, -1);
+      for (std::int64_t i = n - 1; i >= 0 && c.host_table[static_cast<std::size_t>(base + first + i)] != pages[static_cast<std::size_t>(i)]; --i)
+        set(base + first + i, pages[static_cast<std::size_t>(i)]);
+    }
+  if (hi >= lo)
+    backend_->upload(c.device_table.data() + lo, c.host_table.data() + lo, static_cast<std::size_t>(hi - lo + 1) * sizeof(std::int32_t));
 }
 
 const float* Session::resident(const std::vector<float>& host) {
@@ -68,6 +129,10 @@ const float* Session::resident(const std::vector<float>& host) {
 void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64_t seed) {
   if (context < 0 || reserve < 0) throw InputError("fill_cache: context and reserve must be 0 or more");
   std::uint64_t state = seed;
+  if (paged_) {
+    fill_pages(context, state);
+    return;
+  }
   for (std::size_t li = 0; li < model_->layers.size(); ++li) {
     const std::int64_t row = model_->layers[li].k.rows;  // Hkv * D on this rank
     // only the positions the next query can see, as a real prefill leaves a chunked or sliding-window layer
@@ -86,16 +151,52 @@ void Session::fill_cache(std::int64_t context, std::int64_t reserve, std::uint64
   for (auto& p : positions_) p = context;
 }
 
+void Session::fill_pages(std::int64_t context, std::uint64_t& state) {
+  PagedCache& c = *paged_;
+  Backend& b = *backend_;
+  const std::int64_t row = c.layout.kv_heads * c.layout.head_dim;
+  // Every table grows to `context` keeping only the pages the next query (at `context`) sees, as the contiguous fill
+  // keeps only its visible rows.
+  for (std::int64_t s = 0; s < static_cast<std::int64_t>(positions_.size()); ++s) c.table.extend(s, context, context);
+  upload_page_tables();
+  // The same values in the same order as the contiguous cache's fill: layer by layer, sequence by sequence, K then V.
+  for (std::size_t li = 0; li < model_->layers.size(); ++li) {
+    const std::int64_t first = first_visible_position(layer_spec(li), context), rows = context - first;
+    const std::int32_t* table = c.device_table.data() + static_cast<std::int64_t>(li) * c.plan.sequences * c.layout.max_pages_per_seq;
+    for (std::int64_t s = 0; s < static_cast<std::int64_t>(positions_.size()); ++s) {
+      std::vector<std::int64_t> seq_of(static_cast<std::size_t>(rows), s), pos_of(static_cast<std::size_t>(rows));
+      for (std::int64_t r = 0; r < rows; ++r) pos_of[static_cast<std::size_t>(r)] = first + r;
+      const DeviceArray<std::int64_t> seq_dev(b, seq_of.data(), rows), pos_dev(b, pos_of.data(), rows);
+      for (DeviceArray<float>* pool : {&c.k, &c.v}) {
+        std::vector<float> host(static_cast<std::size_t>(rows * row));
+        for (float& f : host) f = static_cast<float>(2.0 * splitmix64_unit(state) - 1.0);
+        const DeviceArray<float> values(b, host.data(), rows * row);
+        b.paged_kv_write(c.layout, table, seq_dev.data(), pos_dev.data(), rows, values.data(), pool->data());
+      }
+    }
+  }
+  b.synchronize();
+  for (auto& p : positions_) p = context;
+}
+
 const model::LayerSpec& Session::layer_spec(std::size_t li) const {
   return model_->config().layers[static_cast<std::size_t>(model_->sharding().first_layer) + li];
 }
 
 std::int64_t Session::cached_rows(std::size_t layer, std::int64_t seq) const {
+  if (paged_)
+    return paged_->table.pages(layer, seq).empty() ? 0 : paged_->table.length(seq) - paged_->table.first_position(layer, seq);
   return kv_.at(layer).at(static_cast<std::size_t>(seq)).rows;
 }
 
 std::int64_t Session::kv_cache_bytes() const {
   std::int64_t floats = 0;
+  if (paged_) {
+    for (std::size_t li = 0; li < model_->layers.size(); ++li)
+      for (std::int64_t s = 0; s < paged_->plan.sequences; ++s)
+        floats += 2 * static_cast<std::int64_t>(paged_->table.pages(li, s).size()) * kernels::gpu::paged_kv_page_elems(paged_->layout);
+    return floats * static_cast<std::int64_t>(sizeof(float));
+  }
   for (std::size_t li = 0; li < kv_.size(); ++li)
     for (const KvRows& kv : kv_[li]) floats += 2 * kv.rows * model_->layers[li].k.rows;
   return floats * static_cast<std::int64_t>(sizeof(float));
@@ -103,14 +204,27 @@ std::int64_t Session::kv_cache_bytes() const {
 
 std::vector<float> Session::prefill(const std::vector<std::vector<std::int32_t>>& prompts, bool all_logits) {
   if (prompts.size() != positions_.size()) throw InputError("prefill: one prompt per sequence");
-  return run(prompts, all_logits);
+  std::vector<float> logits = run(prompts, all_logits);
+  collect_op_times();
+  return logits;
 }
 
 std::vector<float> Session::decode(const std::vector<std::int32_t>& tokens) {
   if (tokens.size() != positions_.size()) throw InputError("decode: one token per sequence");
   std::vector<std::vector<std::int32_t>> step;
   for (auto t : tokens) step.push_back({t});
-  return run(step, false);
+  std::vector<float> logits = run(step, false);
+  collect_op_times();
+  return logits;
+}
+
+void Session::collect_op_times() {
+  for (const auto& [span, name] : spans_) {
+    times_.seconds[name] += backend_->span_seconds(span);
+    ++times_.calls[name];
+  }
+  spans_.clear();
+  backend_->spans_clear();
 }
 
 Session::Step Session::make_step(const std::vector<std::vector<std::int32_t>>& tokens) {
@@ -127,12 +241,23 @@ Session::Step Session::make_step(const std::vector<std::vector<std::int32_t>>& t
   step.pos = DeviceArray<std::int64_t>(*backend_, step.pos_of.data(), step.tokens());
   step.prefill = step.tokens() > static_cast<std::int64_t>(positions_.size()) ||
                  std::adjacent_find(step.seq_of.begin(), step.seq_of.end()) != step.seq_of.end();
+  if (paged_) {  // pages for the new positions (those no later query sees are freed), the tables on the backend
+    for (std::size_t s = 0; s < tokens.size(); ++s)
+      if (!tokens[s].empty()) paged_->table.extend(static_cast<std::int64_t>(s), positions_[s] + static_cast<std::int64_t>(tokens[s].size()));
+    upload_page_tables();
+    step.seq = DeviceArray<std::int64_t>(*backend_, step.seq_of.data(), step.tokens());
+    std::vector<std::int32_t> lens(step.pos_of.size());
+    for (std::size_t t = 0; t < lens.size(); ++t) lens[t] = static_cast<std::int32_t>(step.pos_of[t] + 1);
+    step.lens = DeviceArray<std::int32_t>(*backend_, lens.data(), step.tokens());
+  }
   return step;
 }
 
 std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits) {
   const Model& M = *model_;
   const std::int64_t H = M.config().hidden, V = M.config().vocab;
+  spans_.clear();  // spans of a step that threw before its times were collected
+  backend_->spans_clear();
   const Step step = make_step(tokens);
   const std::int64_t T = step.tokens();
   const Model::Sharding& sh = M.sharding();
@@ -152,7 +277,7 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
       rows.push_back(t);
   if (!sh.last_stage()) {  // on to the next stage; the logits come back from the last one
     {
-      Timer tm{*backend_, times_, "pp.send"};
+      Timer tm{*backend_, spans_, "pp.send"};
       backend_->synchronize();  // a communicator runs on its own stream (NCCL): the data must be complete
       pipe_->send(sh.rank_in_stage(sh.stage + 1), x.data(), T * H);
     }
@@ -176,11 +301,11 @@ void Session::embed_tokens(const Step& step, float* x) {
   {
     // This rank's vocabulary rows (all of them on one rank); the other ids' rows stay zero until the
     // tensor-parallel all-reduce adds the rank that holds them.
-    Timer tm{*backend_, times_, "embed"};
+    Timer tm{*backend_, spans_, "embed"};
     backend_->embed(resident(M.embed), sh.vocab_begin, step.ids.data(), T, x);
   }
   if (tp_comm_ && T > 0) {
-    Timer tm{*backend_, times_, "embed.all_reduce"};
+    Timer tm{*backend_, spans_, "embed.all_reduce"};
     backend_->synchronize();
     tp_comm_->all_reduce_sum(x, T * H);
   }
@@ -192,7 +317,7 @@ std::vector<float> Session::logits_of(const float* x, const std::vector<std::int
   const std::int64_t N = static_cast<std::int64_t>(rows.size()), Vr = M.lm_head.rows;
   DeviceArray<float> h(*backend_, N * H);
   {
-    Timer tm{*backend_, times_, "final_norm"};
+    Timer tm{*backend_, spans_, "final_norm"};
     const float* w = resident(M.final_norm);
     for (std::int64_t r = 0; r < N; ++r)
       backend_->rmsnorm(x + rows[static_cast<std::size_t>(r)] * H, w, h.data() + r * H, 1, H, M.params().rms_eps);
@@ -200,7 +325,7 @@ std::vector<float> Session::logits_of(const float* x, const std::vector<std::int
   // This rank's vocabulary slice of the logits: [N, Vr], Vr = lm_head.rows (V on one rank).
   DeviceArray<float> mine(*backend_, N * Vr);
   {
-    Timer tm{*backend_, times_, "lm_head"};
+    Timer tm{*backend_, spans_, "lm_head"};
     backend_->matmul(h.data(), N, resident(M.lm_head), mine.data(), false);
   }
   if (!tp_comm_) {
@@ -210,7 +335,7 @@ std::vector<float> Session::logits_of(const float* x, const std::vector<std::int
   }
   // All-gather the slices of the tp ranks as [N, slice] blocks, slice = ceil(V / tp) (a rank holding one row fewer
   // leaves its last column unused), then place rank r's columns at its vocabulary rows: logits [N, V].
-  Timer tm{*backend_, times_, "lm_head.all_gather"};
+  Timer tm{*backend_, spans_, "lm_head.all_gather"};
   const int tp = M.sharding().tp();
   const std::int64_t slice = (V + tp - 1) / tp;
   DeviceArray<float> block(*backend_, N * slice), gathered(*backend_, tp * N * slice);
@@ -255,28 +380,28 @@ void Session::attention_block(std::size_t li, float* x, const Step& step) {
   Backend& b = *backend_;
   DeviceArray<float> xn(b, T * H);
   {
-    Timer tm{b, times_, "attn.norm"};
+    Timer tm{b, spans_, "attn.norm"};
     b.rmsnorm(x, resident(L.input_norm), xn.data(), T, H, P.rms_eps);
   }
   DeviceArray<float> q(b, T * Hq * D), k(b, T * Hkv * D), v(b, T * Hkv * D);
   {
-    Timer tm{b, times_, "attn.qkv"};
+    Timer tm{b, spans_, "attn.qkv"};
     b.matmul(xn.data(), T, resident(L.q), q.data(), false);
     b.matmul(xn.data(), T, resident(L.k), k.data(), false);
     b.matmul(xn.data(), T, resident(L.v), v.data(), false);
   }
   if (P.qk_norm_weighted_before_rope) {  // Qwen3: RMSNorm with weights over head_dim, before RoPE
-    Timer tm{b, times_, "attn.qk_norm"};
+    Timer tm{b, spans_, "attn.qk_norm"};
     b.rmsnorm(q.data(), resident(L.q_norm), q.data(), T * Hq, D, P.rms_eps);
     b.rmsnorm(k.data(), resident(L.k_norm), k.data(), T * Hkv, D, P.rms_eps);
   }
   if (spec.rope) {
-    Timer tm{b, times_, "attn.rope"};
+    Timer tm{b, spans_, "attn.rope"};
     b.rope(q.data(), T, Hq, D, step.pos.data(), resident(P.inv_freq), P.rope_layout);
     b.rope(k.data(), T, Hkv, D, step.pos.data(), resident(P.inv_freq), P.rope_layout);
   }
   if (P.qk_norm_weightless_after_rope && spec.rope) {  // Llama 4: weightless L2 norm after RoPE, RoPE layers only
-    Timer tm{b, times_, "attn.qk_norm"};
+    Timer tm{b, spans_, "attn.qk_norm"};
     b.rms_normalize(q.data(), q.data(), T * Hq, D, P.rms_eps);
     b.rms_normalize(k.data(), k.data(), T * Hkv, D, P.rms_eps);
   }
@@ -284,11 +409,11 @@ void Session::attention_block(std::size_t li, float* x, const Step& step) {
   attend(li, q.data(), k.data(), v.data(), attn.data(), step);
   DeviceArray<float> o(b, T * H);
   {
-    Timer tm{b, times_, "attn.o"};
+    Timer tm{b, spans_, "attn.o"};
     b.matmul(attn.data(), T, resident(L.o), o.data(), false);
   }
   if (tp_comm_) {  // each rank of the replica holds a partial sum over its heads
-    Timer tm{b, times_, "attn.all_reduce"};
+    Timer tm{b, spans_, "attn.all_reduce"};
     b.synchronize();
     tp_comm_->all_reduce_sum(o.data(), T * H);
   }
@@ -302,7 +427,7 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
   const std::int64_t T = step.tokens(), D = M.config().head_dim;
   const std::int64_t Hq = M.layers[li].q.rows / D, Hkv = M.layers[li].k.rows / D, row = Hkv * D;
   Backend& b = *backend_;
-  Timer tm{b, times_, step.prefill ? "attn.prefill" : "attn.decode"};
+  Timer tm{b, spans_, step.prefill ? "attn.prefill" : "attn.decode"};
   if (P.temperature_tuning && !spec.rope) {  // Llama 4 NoPE layers: scale queries by position
     std::vector<float> s(static_cast<std::size_t>(T));
     for (std::int64_t t = 0; t < T; ++t) {
@@ -312,11 +437,23 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
     const DeviceArray<float> row_scale(b, s.data(), T);
     b.scale_rows(q, T, Hq * D, row_scale.data());
   }
-  std::int64_t t0 = 0;
-  while (t0 < T) {
-    const std::int64_t s = step.seq_of[static_cast<std::size_t>(t0)];
-    std::int64_t t1 = t0;
-    while (t1 < T && step.seq_of[static_cast<std::size_t>(t1)] == s) ++t1;
+  kernels::AttentionParams shared;  // what every sequence's call shares
+  shared.q_heads = Hq;
+  shared.kv_heads = Hkv;
+  shared.head_dim = D;
+  shared.scale = static_cast<float>(1.0 / std::sqrt(to_double(D)));
+  if (spec.attention == model::AttentionKind::chunked) {
+    shared.mask = kernels::AttentionMask::chunked;
+    shared.mask_tokens = spec.attention_window_tokens;
+  } else if (spec.attention == model::AttentionKind::sliding) {
+    shared.mask = kernels::AttentionMask::sliding_window;
+    shared.mask_tokens = spec.attention_window_tokens;
+  }
+  if (paged_) {
+    attend_paged(li, shared, q, k, v, attn, step);
+    return;
+  }
+  step.for_each_sequence([&](std::int64_t s, std::int64_t t0, std::int64_t t1) {
     KvRows& kv = kv_[li][static_cast<std::size_t>(s)];
     // Append rows [t0, t1) to the cache, growing it geometrically.
     if ((kv.rows + t1 - t0) * row > kv.k.size()) {
@@ -330,20 +467,9 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
     b.copy(kv.k.data() + kv.rows * row, k + t0 * row, float_bytes((t1 - t0) * row));
     b.copy(kv.v.data() + kv.rows * row, v + t0 * row, float_bytes((t1 - t0) * row));
     kv.rows += t1 - t0;
-    kernels::AttentionParams ap;
+    kernels::AttentionParams ap = shared;
     ap.q_tokens = t1 - t0;
     ap.kv_tokens = kv.rows;
-    ap.q_heads = Hq;
-    ap.kv_heads = Hkv;
-    ap.head_dim = D;
-    ap.scale = static_cast<float>(1.0 / std::sqrt(to_double(D)));
-    if (spec.attention == model::AttentionKind::chunked) {
-      ap.mask = kernels::AttentionMask::chunked;
-      ap.mask_tokens = spec.attention_window_tokens;
-    } else if (spec.attention == model::AttentionKind::sliding) {
-      ap.mask = kernels::AttentionMask::sliding_window;
-      ap.mask_tokens = spec.attention_window_tokens;
-    }
     ap.kv_first_pos = kv.first;
     b.attention(ap, q + t0 * Hq * D, step.pos.data() + t0, kv.k.data(), kv.v.data(), attn + t0 * Hq * D);
     // Drop the rows no later query can see once they outnumber the rows still needed (each row is moved at most
@@ -355,8 +481,49 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
       kv.rows -= dead;
       kv.first += dead;
     }
-    t0 = t1;
+  });
+}
+
+void Session::attend_paged(std::size_t li, const kernels::AttentionParams& shared, const float* q, const float* k,
+                           const float* v, float* attn, const Step& step) {
+  PagedCache& c = *paged_;
+  Backend& b = *backend_;
+  const model::LayerSpec& spec = layer_spec(li);
+  const std::int64_t T = step.tokens(), seqs = static_cast<std::int64_t>(positions_.size());
+  const std::int64_t row = c.layout.kv_heads * c.layout.head_dim, q_row = shared.q_heads * shared.head_dim;
+  const std::int32_t* table = c.device_table.data() + static_cast<std::int64_t>(li) * seqs * c.layout.max_pages_per_seq;
+  // 1. the step's keys and values into their slots
+  b.paged_kv_write(c.layout, table, step.seq.data(), step.pos.data(), T, k, c.k.data());
+  b.paged_kv_write(c.layout, table, step.seq.data(), step.pos.data(), T, v, c.v.data());
+  // 2. a decode step (token t is sequence t's): every query in one call on the pages, where the decode kernel takes
+  // the shape
+  kernels::DecodeAttentionParams dp;
+  dp.seqs = seqs;
+  dp.q_heads = shared.q_heads;
+  dp.kv_heads = shared.kv_heads;
+  dp.head_dim = shared.head_dim;
+  dp.scale = shared.scale;
+  dp.mask = shared.mask;
+  dp.chunk_tokens = shared.mask == kernels::AttentionMask::chunked ? shared.mask_tokens : 0;
+  if (!step.prefill && T == seqs && decode_kernel_takes(dp, c.layout)) {
+    std::int64_t max_keys = 1;
+    for (const std::int64_t p : step.pos_of) max_keys = std::max(max_keys, p + 1 - first_visible_position(spec, p));
+    b.paged_attention_decode(dp, c.layout, q, step.lens.data(), table, c.k.data(), c.v.data(), max_keys, attn);
+    return;
   }
+  // 3. otherwise each sequence's visible rows, gathered from the pages, through Backend::attention
+  step.for_each_sequence([&](std::int64_t s, std::int64_t t0, std::int64_t t1) {
+    const std::int64_t first = first_visible_position(spec, step.pos_of[static_cast<std::size_t>(t0)]);
+    const std::int64_t count = step.pos_of[static_cast<std::size_t>(t1 - 1)] + 1 - first;
+    DeviceArray<float> keys(b, count * row), values(b, count * row);  // [count, Hkv, D]
+    b.paged_kv_gather(c.layout, table, s, first, count, c.k.data(), keys.data());
+    b.paged_kv_gather(c.layout, table, s, first, count, c.v.data(), values.data());
+    kernels::AttentionParams ap = shared;
+    ap.q_tokens = t1 - t0;
+    ap.kv_tokens = count;
+    ap.kv_first_pos = first;
+    b.attention(ap, q + t0 * q_row, step.pos.data() + t0, keys.data(), values.data(), attn + t0 * q_row);
+  });
 }
 
 void Session::mlp_block(std::size_t li, float* x, const Step& step) {
@@ -366,13 +533,13 @@ void Session::mlp_block(std::size_t li, float* x, const Step& step) {
   Backend& b = *backend_;
   DeviceArray<float> xn(b, T * H), out(b, T * H);
   {
-    Timer tm{b, times_, "mlp.norm"};
+    Timer tm{b, spans_, "mlp.norm"};
     b.rmsnorm(x, resident(L.post_norm), xn.data(), T, H, M.params().rms_eps);
   }
   if (!L.moe) swiglu(L.dense_gate, L.dense_up, L.dense_down, "mlp.gate_up", "mlp.act", "mlp.down", xn.data(), T, out.data());
   else moe(li, xn.data(), T, out.data());
   if (tp_comm_) {  // partial sums over this rank's MLP or shared-expert columns, expert pieces and tokens
-    Timer tm{b, times_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
+    Timer tm{b, spans_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
     b.synchronize();
     tp_comm_->all_reduce_sum(out.data(), T * H);
   }
@@ -385,15 +552,15 @@ void Session::swiglu(const Model::Matrix& g, const Model::Matrix& u, const Model
   const std::int64_t I = g.rows;
   DeviceArray<float> gv(b, T * I), uv(b, T * I);
   {
-    Timer tm{b, times_, gu_name};
+    Timer tm{b, spans_, gu_name};
     b.matmul(xn, T, resident(g), gv.data(), false);
     b.matmul(xn, T, resident(u), uv.data(), false);
   }
   {
-    Timer tm{b, times_, act_name};
+    Timer tm{b, spans_, act_name};
     b.silu_mul(gv.data(), uv.data(), gv.data(), T * I);
   }
-  Timer tm{b, times_, down_name};
+  Timer tm{b, spans_, down_name};
   b.matmul(gv.data(), T, resident(dn), out, true);
 }
 
@@ -404,14 +571,14 @@ void Session::moe(std::size_t li, const float* xn, std::int64_t T, float* out) {
   Backend& b = *backend_;
   DeviceArray<float> logits(b, T * E);
   {
-    Timer tm{b, times_, "moe.router"};
+    Timer tm{b, spans_, "moe.router"};
     b.matmul(xn, T, resident(L.router), logits.data(), false);
   }
   // ids, weights: [T, K], read back to the host, which builds the permutation by expert.
   std::vector<std::int32_t> ids(static_cast<std::size_t>(T * K));
   std::vector<float> weights(ids.size());
   {
-    Timer tm{b, times_, "moe.topk"};
+    Timer tm{b, spans_, "moe.topk"};
     DeviceArray<std::int32_t> ids_dev(b, T * K);
     DeviceArray<float> weights_dev(b, T * K);
     b.router_topk(logits.data(), T, E, K, M.params().scoring, ids_dev.data(), weights_dev.data());
@@ -465,17 +632,17 @@ void Session::routed_experts(const Model::Layer& L, const std::int64_t* offsets,
   // xs, ys: [R, H]; gs, us: [R, I] (I: this rank's piece of the expert intermediate)
   DeviceArray<float> xs(b, R * H), gs(b, R * I), us(b, R * I), ys(b, R * H);
   {
-    Timer tm{b, times_, "moe.experts.gate_up"};
+    Timer tm{b, spans_, "moe.experts.gate_up"};
     b.permute(x, H, tokens.data(), in_scale ? in_scales.data() : nullptr, R, xs.data());
     const auto gv = views(L.expert_gate), uv = views(L.expert_up);
     b.grouped_matmul(xs.data(), offsets, experts, gv.data(), gs.data());
     b.grouped_matmul(xs.data(), offsets, experts, uv.data(), us.data());
   }
   {
-    Timer tm{b, times_, "moe.experts.act"};
+    Timer tm{b, spans_, "moe.experts.act"};
     b.silu_mul(gs.data(), us.data(), gs.data(), R * I);
   }
-  Timer tm{b, times_, "moe.experts.down"};
+  Timer tm{b, spans_, "moe.experts.down"};
   const auto dv = views(L.expert_down);
   b.grouped_matmul(gs.data(), offsets, experts, dv.data(), ys.data());
   b.unpermute_add(ys.data(), H, tokens.data(), out_scale ? out_scales.data() : nullptr, R, y);
@@ -497,7 +664,7 @@ void Session::moe_all_to_all(const Model::Layer& L, const float* xn, const std::
   // a group gets the same rows.
   std::vector<std::vector<float>> recv;
   {
-    Timer tm{b, times_, "moe.dispatch"};
+    Timer tm{b, spans_, "moe.dispatch"};
     const std::int64_t rows = static_cast<std::int64_t>(dispatch.row_token.size());
     const DeviceArray<std::int64_t> tokens(b, dispatch.row_token.data(), rows);
     const DeviceArray<float> scales(b, dispatch.row_weight.data(), rows);
@@ -530,7 +697,7 @@ void Session::moe_all_to_all(const Model::Layer& L, const float* xn, const std::
   // res [R, H]: each received row's result (this rank's piece of its expert) in the order it arrived.
   routed_experts(L, received.expert_offsets.data(), R, received.row_of.data(), nullptr, nullptr, in.data(), res.data());
   // Send every row's result back to the rank it came from, in the order it came.
-  Timer tm{b, times_, "moe.combine"};
+  Timer tm{b, spans_, "moe.combine"};
   std::vector<std::vector<float>> back(ranks);
   for (std::size_t r = 0; r < ranks; ++r) {
     back[r].resize(static_cast<std::size_t>((first_of[r + 1] - first_of[r]) * H));

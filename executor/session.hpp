@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,11 +19,13 @@
 #include "executor/backend.hpp"
 #include "executor/comm.hpp"
 #include "executor/model_weights.hpp"
+#include "executor/paged_kv.hpp"
 #include "kernels/cpu_features.hpp"
 
 namespace moeplan::executor {
 
-// Per-op wall time, summed over layers and steps, keyed by op graph name.
+// Per-op time, summed over layers and steps, keyed by op graph name: the backend's timing spans
+// (Backend::span_begin: wall time on the CPU, the time between two stream events on CUDA).
 struct OpTimes {
   std::map<std::string, double> seconds;
   std::map<std::string, std::int64_t> calls;
@@ -38,8 +41,14 @@ class Session {
   // Sharding::world_rank()): each stage receives its hidden states from the rank at its position in the stage before
   // and sends them on; the last stage sends the logits back to the ranks at its position in every earlier stage, so
   // every stage's prefill and decode return them. Every rank runs the same calls with the same tokens.
+  // `paged_kv`: keep the KV cache in pages (vLLM's block tables; executor/paged_kv.hpp) under this plan, whose
+  // layers are this model's, whose sequences are `sequences` and whose pool (pages_total pages) is allocated here
+  // once; without it each layer and sequence keeps a contiguous cache that grows as needed. A paged session
+  // attends decode steps with Backend::paged_attention_decode where kernels::check_decode_params takes the shape
+  // (otherwise, and for prefill, it gathers each sequence's visible rows and calls Backend::attention), and takes
+  // sequences up to the plan's context; a step that finds the pool full throws InputError.
   Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> backend, std::int64_t sequences,
-          Communicator* comm = nullptr, Communicator* pipe = nullptr);
+          Communicator* comm = nullptr, Communicator* pipe = nullptr, std::optional<PagedKvPlan> paged_kv = std::nullopt);
   // On the CPU backend (make_cpu_backend(ctx)).
   Session(std::shared_ptr<const Model> model, kernels::CpuContext ctx, std::int64_t sequences, Communicator* comm = nullptr,
           Communicator* pipe = nullptr);
@@ -61,10 +70,13 @@ class Session {
   std::int64_t context(std::int64_t seq) const { return positions_[static_cast<std::size_t>(seq)]; }
   // KV cache rows layer `layer` holds for a sequence: its whole context on global layers; on chunked layers the
   // keys of the current chunk (at most C), on sliding-window layers at most 2 W (rows no query can see any more
-  // are dropped when they outnumber the rest). kv_cache_bytes: K and V of every layer and sequence on this rank.
+  // are dropped when they outnumber the rest; a paged cache frees whole pages below the first visible position
+  // and counts the positions from its first page on). kv_cache_bytes: K and V of every layer and sequence on this
+  // rank (a paged cache: its pages held).
   std::int64_t cached_rows(std::size_t layer, std::int64_t seq) const;
   std::int64_t kv_cache_bytes() const;
   const Backend& backend() const { return *backend_; }
+  bool paged_kv() const { return paged_ != nullptr; }
 
  private:
   // The tokens of one step, grouped by sequence: token t belongs to sequence seq_of[t] at position pos_of[t].
@@ -72,8 +84,18 @@ class Session {
     std::vector<std::int64_t> seq_of, pos_of;  // host, [T]
     std::vector<std::int32_t> ids;             // host, [T]
     DeviceArray<std::int64_t> pos;             // pos_of on the backend
+    DeviceArray<std::int64_t> seq;             // seq_of on the backend (paged cache)
+    DeviceArray<std::int32_t> lens;            // decode: each sequence's length after the step (paged cache)
     bool prefill = false;                      // more than one token of some sequence (the op names say which)
     std::int64_t tokens() const { return static_cast<std::int64_t>(ids.size()); }
+    // f(seq, t0, t1) for each sequence with tokens in this step, its tokens [t0, t1), in order.
+    template <class F>
+    void for_each_sequence(F&& f) const {
+      for (std::size_t t0 = 0, t1 = 0; t0 < seq_of.size(); t0 = t1) {
+        while (t1 < seq_of.size() && seq_of[t1] == seq_of[t0]) ++t1;
+        f(seq_of[t0], static_cast<std::int64_t>(t0), static_cast<std::int64_t>(t1));
+      }
+    }
   };
   // One layer's cache of one sequence: rows [0, rows) of k and v ([capacity, Hkv * D] each), row 0 holding the
   // absolute position `first`.
@@ -82,7 +104,22 @@ class Session {
     std::int64_t rows = 0, first = 0;
   };
 
+  // The paged cache: K and V pools [pages_total, page_tokens, Hkv, D] fp32 (one page held by at most one layer and
+  // sequence at a time), the host block tables, and their device copy `device_table` [layers, seqs, max_pages]:
+  // position p of sequence s in layer l lives in page device_table[(l * seqs + s) * max_pages + p / page_tokens]
+  // (-1 where no page is held).
+  struct PagedCache {
+    PagedKvPlan plan;
+    PageTable table;
+    kernels::gpu::PagedKvLayout layout;
+    DeviceArray<float> k, v;
+    std::vector<std::int32_t> host_table;
+    DeviceArray<std::int32_t> device_table;
+  };
+
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
+  // Adds the durations of the step's timing spans into times_ (waiting for the step's ops), then forgets them.
+  void collect_op_times();
   Step make_step(const std::vector<std::vector<std::int32_t>>& tokens);
   // x [T, H] <- the embedding rows of the step's tokens (first stage), or the hidden states of the stage before.
   void embed_tokens(const Step& step, float* x);
@@ -96,6 +133,14 @@ class Session {
   // Appends each sequence's k, v [T, Hkv, D] to its cache of layer li, attends its queries q [T, Hq, D] to it
   // (attn [T, Hq, D]; q is scaled in place on Llama 4's NoPE layers) and drops the rows no later query can see.
   void attend(std::size_t li, float* q, const float* k, const float* v, float* attn, const Step& step);
+  // attend's work on the paged cache, with the attention parameters every sequence shares (`shared`: heads, scale,
+  // mask).
+  void attend_paged(std::size_t li, const kernels::AttentionParams& shared, const float* q, const float* k,
+                    const float* v, float* attn, const Step& step);
+  // Writes the block tables into host_table and uploads the entries that changed.
+  void upload_page_tables();
+  // fill_cache on the paged cache: the same values, drawn from `state`, in the pages.
+  void fill_pages(std::int64_t context, std::uint64_t& state);
   void mlp_block(std::size_t li, float* x, const Step& step);
   // out [T, H] += down(silu(gate(xn)) * up(xn)) for xn [T, H].
   void swiglu(const Model::Matrix& g, const Model::Matrix& u, const Model::Matrix& dn, const char* gu_name,
@@ -131,10 +176,19 @@ class Session {
   Communicator* tp_comm_ = nullptr;  // this replica's tp ranks (all-reduces, lm_head all-gather); null when tp = 1
   Communicator* pipe_ = nullptr;     // all pp * tp * dp ranks (stage-to-stage sends); null when pp = 1
   std::vector<std::int64_t> positions_;  // tokens in cache per sequence
-  std::vector<std::vector<KvRows>> kv_;  // [layer][seq]
+  std::vector<std::vector<KvRows>> kv_;  // [layer][seq] (contiguous cache)
+  std::unique_ptr<PagedCache> paged_;    // the paged cache, or null
   std::vector<std::vector<std::int32_t>> routing_;
   OpTimes times_;
+  std::vector<std::pair<std::size_t, const char*>> spans_;  // this step's timing spans: (span id, op name)
 };
+
+// The paged KV cache a session on `backend` keeps for `sequences` of up to `context_tokens` positions whose longest
+// step adds `step_tokens` to a sequence: none on the CPU (contiguous caches, the oracle's); on a GPU
+// check_kv_fits_device's plan on the device's free memory beside the model's weights (fp32 values), its pool cut to
+// the pages the shape needs so the rest stays free for the steps' buffers. Throws InputError when it does not fit.
+std::optional<PagedKvPlan> device_kv_plan(Backend& backend, const Model& model, std::int64_t sequences,
+                                          std::int64_t context_tokens, std::int64_t step_tokens);
 
 // Greedy (temperature 0) or temperature / top-p sampling with a portable seeded generator (splitmix64; rng_state
 // advances by one draw per sampled token). logits: [vocab].

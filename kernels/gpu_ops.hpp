@@ -68,6 +68,7 @@ void grouped_gemm_fp8_ref(const std::uint8_t* x_q, const float* x_scale, const s
                           const GroupedGemmShape& shape, float* y);
 
 // ---- Decode attention over a paged KV cache: one new query token per sequence.
+enum class KvPageDtype { f32, bf16 };  // the values the K and V pages hold (BF16: std::uint16_t bit patterns)
 struct DecodeAttentionParams {
   std::int64_t seqs = 0;
   std::int64_t q_heads = 0;   // Hq, a multiple of kv_heads (GQA), at most kDecodeMaxGroup per KV head
@@ -76,17 +77,29 @@ struct DecodeAttentionParams {
   float scale = 1.0f;         // multiplies q·k (usually D^-0.5)
   AttentionMask mask = AttentionMask::causal;  // causal (global layers) or chunked (Llama 4's local layers)
   std::int64_t chunk_tokens = 0;               // attention_chunk_size for the chunked mask
+  KvPageDtype kv_dtype = KvPageDtype::f32;     // of k_pages and v_pages
 };
 constexpr std::int64_t kDecodeMaxGroup = 8;
 // The query of sequence s sits at position seq_lens[s] - 1 (its own K and V already written) and sees the keys
 // attention_ref's mask gives it.
 //   q: [seqs, Hq, D]; seq_lens: [seqs] (>= 1); page_table: [seqs, layout.max_pages_per_seq];
-//   k_pages, v_pages: [pages, page_tokens, Hkv, D]; out: [seqs, Hq, D]
+//   k_pages, v_pages: [pages, page_tokens, Hkv, D] of p.kv_dtype; out: [seqs, Hq, D]
 void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
-                                const std::int32_t* seq_lens, const std::int32_t* page_table, const float* k_pages,
-                                const float* v_pages, float* out);
+                                const std::int32_t* seq_lens, const std::int32_t* page_table, const void* k_pages,
+                                const void* v_pages, float* out);
 // Throws std::invalid_argument on sizes the decode kernel does not take.
 void check_decode_params(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout);
+
+// ---- Rows of a paged fp32 KV cache (one of K or V) to and from contiguous rows. page_table: [seqs,
+// layout.max_pages_per_seq]; pages: [pages, page_tokens, Hkv, D]; a position's slot is gpu::paged_kv_offset's.
+// Write: row r of rows [count, Hkv, D] goes to position row_pos[r] of sequence row_seq[r] (row_seq, row_pos:
+// [count]; a step's new keys or values, any sequences). Throws std::invalid_argument (reference) on an unmapped page.
+void paged_kv_write_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                        const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages);
+// Gather: rows [count, Hkv, D] = positions first_pos .. first_pos + count - 1 of sequence `seq` (the keys or values
+// one sequence's queries see, contiguous for the attention kernels).
+void paged_kv_gather_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                         std::int64_t first_pos, std::int64_t count, const float* pages, float* rows);
 
 // ---- Row and element-wise ops of the executor's CUDA backend (executor/backend_cuda.cpp). The twins of silu_mul
 // and add are silu_mul_ref and add_ref (kernels/activation.hpp), of attention_generic attention_ref.
@@ -146,9 +159,15 @@ void grouped_gemm_fp8(const std::uint8_t* x_q, const float* x_scale, const std::
 // (gpu::decode_split_plan, planned for the longest visible context of the batch: slices past a sequence's keys
 // are empty), then merged; workspace: gpu::decode_workspace_bytes. seq_lens stay on the device.
 void paged_attention_decode(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
-                            const std::int32_t* seq_lens, const std::int32_t* page_table, const float* k_pages,
-                            const float* v_pages, float* out, const gpu::DecodeSplit& split, void* workspace,
+                            const std::int32_t* seq_lens, const std::int32_t* page_table, const void* k_pages,
+                            const void* v_pages, float* out, const gpu::DecodeSplit& split, void* workspace,
                             Stream stream);
+// kernels/cuda/attention_decode.cu: paged_kv_write_ref's and paged_kv_gather_ref's shapes, every pointer on the
+// device (an unmapped page is skipped: no write, zeros gathered).
+void paged_kv_write(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                    const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages, Stream stream);
+void paged_kv_gather(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                     std::int64_t first_pos, std::int64_t count, const float* pages, float* rows, Stream stream);
 // kernels/cuda/attention_prefill.cu: attention_ref's shapes (contiguous K/V of one sequence; all three masks);
 // head_dim 32, 64, 128 or 256.
 void attention_prefill(const AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,

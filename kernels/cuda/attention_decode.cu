@@ -3,7 +3,9 @@
 // walks its slice of the visible keys, one key per warp at a time (lanes own head_dim / 32 elements; K and V rows
 // read once for all the query heads sharing the KV head), with an online softmax per query head; the warps' states
 // merge in shared memory into the split's (max, sum, output) in the workspace. Kernel 2 merges the splits.
-// Twin: paged_attention_decode_ref (kernels/ref/gpu_ops.cpp). fp32 KV pages.
+// Twin: paged_attention_decode_ref (kernels/ref/gpu_ops.cpp). fp32 or BF16 KV pages (BF16 widened to fp32 on load).
+// Also the row copies between contiguous K/V rows and the pages (paged_kv_write, paged_kv_gather; twins
+// paged_kv_write_ref, paged_kv_gather_ref): one block per row, threads over its heads and elements.
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -28,8 +30,8 @@ struct DecodeArgs {
   const float* q;                 // [seqs, Hq, D]
   const std::int32_t* seq_lens;   // [seqs]
   const std::int32_t* page_table; // [seqs, max_pages_per_seq]
-  const float* k_pages;           // [pages, page_tokens, Hkv, D]
-  const float* v_pages;
+  const void* k_pages;            // [pages, page_tokens, Hkv, D] of p.kv_dtype
+  const void* v_pages;
   float* out;                     // [seqs, Hq, D]
   float* ws_o;                    // [seqs, Hq, splits, D] unnormalised partial outputs
   float* ws_ml;                   // [seqs, Hq, splits, 2] (max, sum) of each partial
@@ -41,9 +43,14 @@ __device__ inline float warp_sum(float v) {
   return v;
 }
 
-// Kernel 1. grid (splits, Hkv, seqs), WARPS * 32 threads. DPL = head_dim / 32 elements per lane.
-template <int DPL>
+__device__ inline float kv_float(float x) { return x; }
+__device__ inline float kv_float(std::uint16_t bf16) { return __uint_as_float(static_cast<unsigned>(bf16) << 16); }
+
+// Kernel 1. grid (splits, Hkv, seqs), WARPS * 32 threads. DPL = head_dim / 32 elements per lane; KV the page values.
+template <int DPL, class KV>
 __global__ void __launch_bounds__(WARPS * WARP) decode_split_kernel(DecodeArgs a) {
+  const KV* k_pages = static_cast<const KV*>(a.k_pages);
+  const KV* v_pages = static_cast<const KV*>(a.v_pages);
   const long long s = blockIdx.z, g = blockIdx.y, split = blockIdx.x;
   const int group = static_cast<int>(a.p.q_heads / a.p.kv_heads), lane = threadIdx.x % WARP,
             warp = threadIdx.x / WARP;
@@ -71,8 +78,8 @@ __global__ void __launch_bounds__(WARPS * WARP) decode_split_kernel(DecodeArgs a
     float kr[DPL], vr[DPL];
 #pragma unroll
     for (int i = 0; i < DPL; ++i) {
-      kr[i] = a.k_pages[at + lane + WARP * i];
-      vr[i] = a.v_pages[at + lane + WARP * i];
+      kr[i] = kv_float(k_pages[at + lane + WARP * i]);
+      vr[i] = kv_float(v_pages[at + lane + WARP * i]);
     }
 #pragma unroll
     for (int gi = 0; gi < MAX_GROUP; ++gi) {
@@ -119,6 +126,16 @@ __global__ void __launch_bounds__(WARPS * WARP) decode_split_kernel(DecodeArgs a
   }
 }
 
+template <class KV>
+void launch_split(const DecodeArgs& a, dim3 grid, cudaStream_t s) {
+  switch (a.p.head_dim) {
+    case 32: decode_split_kernel<1, KV><<<grid, WARPS * WARP, 0, s>>>(a); break;
+    case 64: decode_split_kernel<2, KV><<<grid, WARPS * WARP, 0, s>>>(a); break;
+    case 128: decode_split_kernel<4, KV><<<grid, WARPS * WARP, 0, s>>>(a); break;
+    default: decode_split_kernel<8, KV><<<grid, WARPS * WARP, 0, s>>>(a); break;
+  }
+}
+
 // Kernel 2. grid (Hq, seqs), head_dim threads: out = merged output / merged sum (0 when no key was visible).
 __global__ void decode_merge_kernel(DecodeArgs a) {
   const long long s = blockIdx.y, h = blockIdx.x, D = a.p.head_dim, d = threadIdx.x;
@@ -132,11 +149,50 @@ __global__ void decode_merge_kernel(DecodeArgs a) {
   a.out[(s * a.p.q_heads + h) * D + d] = ll > 0.f ? oo / ll : 0.f;
 }
 
+// grid (count), threads over the row's Hkv * D elements: row r <-> its slot (seq_of(r), pos_of(r)).
+// to_pages: src rows -> dst pages (write), else src pages -> dst rows (gather; an unmapped page gives zeros).
+__global__ void paged_rows_kernel(gpu::PagedKvLayout layout, const std::int32_t* page_table,
+                                  const std::int64_t* row_seq, const std::int64_t* row_pos, long long seq,
+                                  long long first_pos, bool to_pages, const float* src, float* dst) {
+  const long long r = blockIdx.x, D = layout.head_dim, row = layout.kv_heads * D;
+  const long long s = row_seq ? row_seq[r] : seq, pos = row_pos ? row_pos[r] : first_pos + r;
+  for (long long i = threadIdx.x; i < row; i += blockDim.x) {
+    const long long at = gpu::paged_kv_offset(layout, page_table, s, pos, i / D);
+    if (to_pages) {
+      if (at >= 0) dst[at + i % D] = src[r * row + i];
+    } else {
+      dst[r * row + i] = at >= 0 ? src[at + i % D] : 0.f;
+    }
+  }
+}
+
+void launch_paged_rows(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                       const std::int64_t* row_pos, std::int64_t seq, std::int64_t first_pos, std::int64_t count,
+                       bool to_pages, const float* src, float* dst, Stream stream) {
+  if (layout.page_tokens < 1 || layout.kv_heads < 1 || layout.head_dim < 1 || layout.max_pages_per_seq < 1 || count < 0)
+    throw std::invalid_argument("cuda::paged_kv rows: bad page layout or row count");
+  if (count == 0) return;
+  const unsigned threads = static_cast<unsigned>(gpu::min_i64(layout.kv_heads * layout.head_dim, 256));
+  paged_rows_kernel<<<static_cast<unsigned>(count), threads, 0, as_stream(stream)>>>(
+      layout, page_table, row_seq, row_pos, seq, first_pos, to_pages, src, dst);
+  MOEPLAN_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
+void paged_kv_write(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                    const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages, Stream stream) {
+  launch_paged_rows(layout, page_table, row_seq, row_pos, 0, 0, count, true, rows, pages, stream);
+}
+
+void paged_kv_gather(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                     std::int64_t first_pos, std::int64_t count, const float* pages, float* rows, Stream stream) {
+  launch_paged_rows(layout, page_table, nullptr, nullptr, seq, first_pos, count, false, pages, rows, stream);
+}
+
 void paged_attention_decode(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
-                            const std::int32_t* seq_lens, const std::int32_t* page_table, const float* k_pages,
-                            const float* v_pages, float* out, const gpu::DecodeSplit& split, void* workspace,
+                            const std::int32_t* seq_lens, const std::int32_t* page_table, const void* k_pages,
+                            const void* v_pages, float* out, const gpu::DecodeSplit& split, void* workspace,
                             Stream stream) {
   check_decode_params(p, layout);
   if (split.splits < 1 || split.keys_per_split < 1 || split.splits > 65535)
@@ -149,12 +205,8 @@ void paged_attention_decode(const DecodeAttentionParams& p, const gpu::PagedKvLa
   const cudaStream_t s = as_stream(stream);
   const dim3 grid(static_cast<unsigned>(split.splits), static_cast<unsigned>(p.kv_heads),
                   static_cast<unsigned>(p.seqs));
-  switch (p.head_dim) {
-    case 32: decode_split_kernel<1><<<grid, WARPS * WARP, 0, s>>>(a); break;
-    case 64: decode_split_kernel<2><<<grid, WARPS * WARP, 0, s>>>(a); break;
-    case 128: decode_split_kernel<4><<<grid, WARPS * WARP, 0, s>>>(a); break;
-    default: decode_split_kernel<8><<<grid, WARPS * WARP, 0, s>>>(a); break;
-  }
+  if (p.kv_dtype == KvPageDtype::bf16) launch_split<std::uint16_t>(a, grid, s);
+  else launch_split<float>(a, grid, s);
   MOEPLAN_CUDA_CHECK_LAUNCH();
   decode_merge_kernel<<<dim3(static_cast<unsigned>(p.q_heads), static_cast<unsigned>(p.seqs)),
                         static_cast<unsigned>(p.head_dim), 0, s>>>(a);

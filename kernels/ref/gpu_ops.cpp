@@ -170,10 +170,15 @@ void check_decode_params(const DecodeAttentionParams& p, const gpu::PagedKvLayou
     throw std::invalid_argument("paged_attention_decode: the page layout does not match the heads");
 }
 
-void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
-                                const std::int32_t* seq_lens, const std::int32_t* page_table, const float* k_pages,
-                                const float* v_pages, float* out) {
-  check_decode_params(p, layout);
+namespace {
+
+float kv_value(const float* pages, std::int64_t i) { return pages[i]; }
+float kv_value(const std::uint16_t* pages, std::int64_t i) { return bf16_to_float(pages[i]); }
+
+template <class KV>
+void paged_attention_decode_loops(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
+                                  const std::int32_t* seq_lens, const std::int32_t* page_table, const KV* k_pages,
+                                  const KV* v_pages, float* out) {
   const std::int64_t D = p.head_dim, row = p.kv_heads * D;
   for (std::int64_t s = 0; s < p.seqs; ++s) {
     // 1. the query's position and the first key its mask lets it see
@@ -181,15 +186,15 @@ void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::Paged
     if (q_pos < 0 || q_pos >= layout.max_pages_per_seq * layout.page_tokens)
       throw std::invalid_argument("paged_attention_decode: seq_lens[" + std::to_string(s) + "] outside the page table");
     const std::int64_t first = p.mask == AttentionMask::chunked ? (q_pos / p.chunk_tokens) * p.chunk_tokens : 0;
-    // 2. gather the visible keys and values from their pages into contiguous [keys, Hkv, D] rows
+    // 2. gather the visible keys and values from their pages into contiguous [keys, Hkv, D] fp32 rows
     std::vector<float> k(static_cast<std::size_t>((q_pos + 1 - first) * row)), v(k.size());
     for (std::int64_t pos = first; pos <= q_pos; ++pos)
       for (std::int64_t g = 0; g < p.kv_heads; ++g) {
         const std::int64_t at = gpu::paged_kv_offset(layout, page_table, s, pos, g);
         if (at < 0) throw std::invalid_argument("paged_attention_decode: a visible position has no page");
         for (std::int64_t d = 0; d < D; ++d) {
-          k[static_cast<std::size_t>((pos - first) * row + g * D + d)] = k_pages[at + d];
-          v[static_cast<std::size_t>((pos - first) * row + g * D + d)] = v_pages[at + d];
+          k[static_cast<std::size_t>((pos - first) * row + g * D + d)] = kv_value(k_pages, at + d);
+          v[static_cast<std::size_t>((pos - first) * row + g * D + d)] = kv_value(v_pages, at + d);
         }
       }
     // 3. one query token against those rows: attention_ref with the cache starting at `first`
@@ -205,6 +210,51 @@ void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::Paged
     ap.kv_first_pos = first;
     attention_ref(ap, q + s * p.q_heads * D, &q_pos, k.data(), v.data(), out + s * p.q_heads * D);
   }
+}
+
+// The element offset of head vector g of (seq, pos) in the pages; throws on an unmapped page.
+std::int64_t mapped_offset(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                           std::int64_t pos, std::int64_t g) {
+  if (pos < 0 || pos >= layout.max_pages_per_seq * layout.page_tokens)
+    throw std::invalid_argument("paged KV: position " + std::to_string(pos) + " outside the page table");
+  const std::int64_t at = gpu::paged_kv_offset(layout, page_table, seq, pos, g);
+  if (at < 0) throw std::invalid_argument("paged KV: position " + std::to_string(pos) + " of sequence " +
+                                          std::to_string(seq) + " has no page");
+  return at;
+}
+
+}  // namespace
+
+void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
+                                const std::int32_t* seq_lens, const std::int32_t* page_table, const void* k_pages,
+                                const void* v_pages, float* out) {
+  check_decode_params(p, layout);
+  if (p.kv_dtype == KvPageDtype::bf16)
+    paged_attention_decode_loops(p, layout, q, seq_lens, page_table, static_cast<const std::uint16_t*>(k_pages),
+                                 static_cast<const std::uint16_t*>(v_pages), out);
+  else
+    paged_attention_decode_loops(p, layout, q, seq_lens, page_table, static_cast<const float*>(k_pages),
+                                 static_cast<const float*>(v_pages), out);
+}
+
+void paged_kv_write_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                        const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages) {
+  const std::int64_t D = layout.head_dim;
+  for (std::int64_t r = 0; r < count; ++r)
+    for (std::int64_t g = 0; g < layout.kv_heads; ++g) {
+      const std::int64_t at = mapped_offset(layout, page_table, row_seq[r], row_pos[r], g);
+      std::copy_n(rows + (r * layout.kv_heads + g) * D, D, pages + at);
+    }
+}
+
+void paged_kv_gather_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                         std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) {
+  const std::int64_t D = layout.head_dim;
+  for (std::int64_t r = 0; r < count; ++r)
+    for (std::int64_t g = 0; g < layout.kv_heads; ++g) {
+      const std::int64_t at = mapped_offset(layout, page_table, seq, first_pos + r, g);
+      std::copy_n(pages + at, D, rows + (r * layout.kv_heads + g) * D);
+    }
 }
 
 }  // namespace moeplan::kernels

@@ -3,6 +3,7 @@
 // rounds matmul inputs as the CUDA backend does (kernels/ref twins of its conversions) and one that computes wrong.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -123,6 +124,51 @@ TEST_CASE("calibrate's op timings run on a backend and give one curve per matmul
   for (const auto& s : shapes) CHECK(simulator::find_gemm_curve(read, "bf16", s.n, s.k) != nullptr);
   std::filesystem::remove_all(path.parent_path());
   q.tokens = {4, 2};
+  CHECK_THROWS_AS(calibrate::calibrate_gpu_ops(*backend, q), InputError);
+}
+
+TEST_CASE("calibrate's decode-attention curves read back as the curves the simulator prices decode attention from") {
+  const auto backend = executor::make_cpu_backend(kernels::CpuContext{});
+  calibrate::GpuCalibrateRequest q;
+  nlohmann::json config = parse_json_file(test::fixtures() / "oracle" / "llama4_qknorm" / "config.json");
+  // head_dim 32: a size the paged decode kernel takes (the fixture's 16 is not, and is reported unmeasured)
+  q.tokens = {1, 2};
+  q.decode_batches = {1, 3};
+  q.decode_keys = {5, 12, 20};
+  q.repeats = 1;
+  q.gpu = "h200-sxm";
+  q.device_description = backend->description();
+  q.date = "2026-12-03";
+  q.model = model::parse_hf_config(config, "llama4_qknorm", "fixture");
+  simulator::GpuProfileData narrow = calibrate::calibrate_gpu_ops(*backend, q);
+  for (const auto& c : narrow.curves) CHECK(c.kind != simulator::GpuCurveKind::attn_decode);
+  CHECK(std::count_if(narrow.comments.begin(), narrow.comments.end(),
+                      [](const std::string& c) { return c.find("not measured: paged_attention_decode: head_dim") != std::string::npos; }) > 0);
+  config["head_dim"] = 32;
+  q.model = model::parse_hf_config(config, "llama4_qknorm", "fixture");
+  // 4 query and 2 KV heads on 1 and 2 GPUs, chunk-8 and global layers: 4 shapes, a curve per batch each
+  const auto shapes = calibrate::decode_shapes(q.model);
+  REQUIRE(shapes.size() == 4);
+  const simulator::GpuProfileData p = calibrate::calibrate_gpu_ops(*backend, q);
+  const auto decode = std::count_if(p.curves.begin(), p.curves.end(),
+                                    [](const auto& c) { return c.kind == simulator::GpuCurveKind::attn_decode; });
+  CHECK(decode == 8);
+  const auto path = temp_file("decode.prof");
+  write_file_atomic(path, simulator::gpu_profile_text(p));
+  const simulator::GpuProfile read = simulator::read_gpu_profile(path);
+  for (const auto& s : shapes) {
+    INFO("heads " << s.heads << " kv_heads " << s.kv_heads << " window " << s.window);
+    const auto kind = s.window > 0 ? model::AttentionKind::chunked : model::AttentionKind::global;
+    const simulator::DecodeAttentionCurves curves =
+        simulator::find_decode_attention_curves(read, {"bf16", s.heads, s.kv_heads, 32, s.window}, kind);
+    REQUIRE(curves.size() == 2);
+    CHECK(curves.kernel() == "moeplan_cuda");
+    bool extrapolated = false;
+    CHECK(curves.seconds(2, 12, 12, 1e-9, &extrapolated) > 0);  // between the measured batches, at a measured point
+    CHECK_FALSE(extrapolated);
+  }
+  std::filesystem::remove_all(path.parent_path());
+  q.decode_keys = {12, 5};
   CHECK_THROWS_AS(calibrate::calibrate_gpu_ops(*backend, q), InputError);
 }
 

@@ -19,10 +19,13 @@
 #include "executor/backend_cuda.hpp"
 #include "executor/comm.hpp"
 #include "executor/devices.hpp"
+#include "executor/checkpoint_random.hpp"
 #include "executor/forward.hpp"
+#include "executor/paged_kv.hpp"
 #include "kernels/activation.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/norm.hpp"
+#include "tests/executor/executor_test_util.hpp"
 #include "tests/test_util.hpp"
 
 using namespace moeplan;
@@ -163,6 +166,35 @@ class CheckingBackend final : public executor::Backend {
     ++ops["embed"];
     cpu_->embed(table, first_row, ids, tokens, out);
   }
+  void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
+                      const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count, const float* rows,
+                      float* pages) override {
+    check(page_table, 4), check(row_seq, static_cast<std::size_t>(count) * 8), check(row_pos, static_cast<std::size_t>(count) * 8);
+    check_f(rows, count * layout.kv_heads * layout.head_dim), check_f(pages, kernels::gpu::paged_kv_page_elems(layout));
+    ++ops["paged_kv_write"];
+    cpu_->paged_kv_write(layout, page_table, row_seq, row_pos, count, rows, pages);
+  }
+  void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                       std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) override {
+    check(page_table, 4), check_f(pages, kernels::gpu::paged_kv_page_elems(layout));
+    check_f(rows, count * layout.kv_heads * layout.head_dim);
+    ++ops["paged_kv_gather"];
+    cpu_->paged_kv_gather(layout, page_table, seq, first_pos, count, pages, rows);
+  }
+  void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,
+                              const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
+                              const void* k_pages, const void* v_pages, std::int64_t max_keys, float* out) override {
+    check_f(q, p.seqs * p.q_heads * p.head_dim), check(seq_lens, static_cast<std::size_t>(p.seqs) * 4);
+    check(page_table, 4), check(k_pages, 4), check(v_pages, 4), check_f(out, p.seqs * p.q_heads * p.head_dim);
+    ++ops["paged_attention_decode"];
+    cpu_->paged_attention_decode(p, layout, q, seq_lens, page_table, k_pages, v_pages, max_keys, out);
+  }
+
+  // Timing spans of a fixed length when set (the session must add what the backend's spans say).
+  double span_seconds(std::size_t span) override {
+    return fixed_span_seconds > 0 ? fixed_span_seconds : executor::Backend::span_seconds(span);
+  }
+  double fixed_span_seconds = 0;
 
   // Allocations made through allocate() and not released (resident weight copies not counted).
   std::size_t live_allocations() const { return live_.size() - resident_allocations_; }
@@ -398,4 +430,131 @@ TEST_CASE("the CUDA backend's matmul plan: a kernel per weight dtype, or one lin
   }
   CHECK(executor::cuda_attention_tiled(128));
   CHECK_FALSE(executor::cuda_attention_tiled(16));
+}
+
+namespace {
+
+// A paged-KV plan for `sequences` of up to `context` positions of `m`, prompts of up to `step` tokens, in pages of
+// `page_tokens`, its pool exactly the pages the plan needs (as executor::device_kv_plan cuts it).
+executor::PagedKvPlan exact_plan(const model::ModelConfig& m, std::int64_t sequences, std::int64_t context,
+                                 std::int64_t step, std::int64_t page_tokens) {
+  executor::PagedKvRequest r;
+  r.model = &m;
+  r.page_tokens = page_tokens;
+  r.context_tokens = context;
+  r.sequences = sequences;
+  r.step_tokens = step;
+  r.budget_bytes = 1e12;
+  executor::PagedKvPlan plan = executor::plan_paged_kv(r);
+  plan.pages_total = plan.pages_needed;
+  return plan;
+}
+
+// A seeded Llama 4 in `dir`: the llama4_qknorm fixture's config with head_dim 32, a size the paged decode kernel takes.
+std::shared_ptr<const executor::Model> seeded_llama4_d32(const std::filesystem::path& dir, std::uint64_t seed) {
+  nlohmann::json wide = parse_json_file(test::fixtures() / "oracle" / "llama4_qknorm" / "config.json");
+  wide["head_dim"] = 32;
+  executor::RandomWeightsOptions options;
+  options.seed = seed;
+  (void)executor::write_random_checkpoint(wide, "llama4_d32", dir, options);
+  return executor::Model::load(dir);
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(static_cast<double>(a[i]) - b[i]));
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("A paged KV cache gives the contiguous cache's logits: the decode kernel's path and gathered rows") {
+  // The oracle fixtures (head_dim 16: the decode kernel does not take it, every step gathers each sequence's visible
+  // rows from the pages) with chunk-8 (Llama 4) and window-6 (Mixtral) layers, and a seeded Llama 4 of head_dim 32,
+  // whose decode steps run paged_attention_decode on the pages. 4-position pages: chunks of 8 span two pages, and
+  // the 20-token prompt and its 4 decode steps cross chunk boundaries.
+  test::TempDir dir("paged-session");
+  (void)seeded_llama4_d32(dir.path(), 5);
+  const auto prompt_dir = test::fixtures() / "oracle" / "llama4_qknorm";
+  struct Case {
+    std::filesystem::path dir;
+    bool decode_kernel;
+  };
+  for (const Case& c : {Case{test::fixtures() / "oracle" / "llama4_qknorm", false},
+                        Case{test::fixtures() / "oracle" / "mixtral", false}, Case{dir.path(), true}}) {
+    INFO(c.dir.filename().string());
+    const auto model = executor::Model::load(c.dir);
+    const Prompts prompts = two_prompts(c.dir == dir.path() ? prompt_dir : c.dir);
+    const std::int64_t V = model->config().vocab, prompt = static_cast<std::int64_t>(prompts.front().size());
+    const kernels::CpuContext ctx{kernels::best_cpu_path(), nullptr};
+    executor::Session contiguous(model, ctx, 2);
+    const auto want = generate(contiguous, V, prompts);
+    auto checking = std::make_shared<CheckingBackend>(ctx);
+    const executor::PagedKvPlan plan = exact_plan(model->config(), 2, prompt + 4, prompt, 4);
+    {
+      executor::Session paged(model, checking, 2, nullptr, nullptr, plan);
+      REQUIRE(paged.paged_kv());
+      const auto got = generate(paged, V, prompts);
+      CHECK(max_abs_diff(got, want) < 1e-4);  // the references' double softmax against the CPU kernels' fp32
+      // after the last step each layer holds the pages from the one with the first position the last query saw
+      const std::int64_t len = paged.context(0), P = plan.page_tokens;
+      std::int64_t held = 0;
+      for (std::size_t li = 0; li < model->layers.size(); ++li) {
+        const std::int64_t first = executor::first_visible_position(model->config().layers[li], len - 1) / P * P;
+        CHECK(paged.cached_rows(li, 0) == len - first);
+        held += (len - first + P - 1) / P + (paged.context(1) - executor::first_visible_position(model->config().layers[li], paged.context(1) - 1) / P * P + P - 1) / P;
+      }
+      CHECK(paged.kv_cache_bytes() == held * P * 2 * model->layers.front().k.rows * 4);
+    }
+    CHECK(checking->live_allocations() == 0);
+    CHECK(checking->ops["paged_kv_write"] == 2 * 5 * static_cast<int>(model->layers.size()));  // K and V, 5 steps
+    CHECK((checking->ops["paged_attention_decode"] > 0) == c.decode_kernel);
+    CHECK(checking->ops["paged_kv_gather"] > 0);  // the prefill always gathers
+  }
+}
+
+TEST_CASE("A paged session: synthetic caches equal the contiguous ones, and a full pool refuses the step naming it") {
+  test::TempDir dir("paged-fill");
+  const auto model = seeded_llama4_d32(dir.path(), 6);
+  const kernels::CpuContext ctx{kernels::best_cpu_path(), nullptr};
+  // fill_cache to 37 positions (chunk 8: the chunked layers keep positions 32..36, the global one all 37), then
+  // three decode steps of three sequences
+  executor::Session contiguous(model, ctx, 3);
+  contiguous.fill_cache(37, 4, 11);
+  executor::Session paged(model, std::shared_ptr<executor::Backend>(executor::make_cpu_backend(ctx)), 3, nullptr, nullptr,
+                          exact_plan(model->config(), 3, 40, 1, 4));
+  paged.fill_cache(37, 4, 11);
+  std::vector<std::int32_t> tokens = {1, 2, 3};
+  for (int step = 0; step < 3; ++step) {
+    const auto want = contiguous.decode(tokens), got = paged.decode(tokens);
+    CHECK(max_abs_diff(got, want) < 1e-4);
+    for (auto& t : tokens) t += 5;
+  }
+  CHECK(paged.context(2) == 40);
+  CHECK_THROWS_AS(paged.decode(tokens), InputError);  // beyond the 40 positions the tables were planned for
+  // A pool one page short of what two 20-token prompts hold (5 pages in each of 4 layers for each): the prefill is
+  // refused with the pool named.
+  executor::PagedKvPlan small = exact_plan(model->config(), 2, 24, 20, 4);
+  small.pages_total = 2 * 5 * 4 - 1;
+  executor::Session short_pool(model, std::shared_ptr<executor::Backend>(executor::make_cpu_backend(ctx)), 2, nullptr,
+                               nullptr, small);
+  const std::string message = test::error_of([&] { short_pool.prefill({std::vector<std::int32_t>(20, 1), std::vector<std::int32_t>(20, 2)}); });
+  CHECK(message.find("pages of 4 tokens held") != std::string::npos);
+}
+
+TEST_CASE("The session's per-op times are the backend's timing spans") {
+  const auto dir = test::fixtures() / "oracle" / "llama4_qknorm";
+  const auto model = executor::Model::load(dir);
+  auto checking = std::make_shared<CheckingBackend>(kernels::CpuContext{kernels::best_cpu_path(), nullptr});
+  checking->fixed_span_seconds = 0.25;
+  executor::Session s(model, checking, 2);
+  (void)generate(s, model->config().vocab, two_prompts(dir));
+  const executor::OpTimes& t = s.op_times();
+  REQUIRE(t.calls.count("attn.decode") == 1);
+  for (const auto& [name, calls] : t.calls) {
+    INFO(name);
+    CHECK(t.seconds.at(name) == Approx(0.25 * static_cast<double>(calls)));
+  }
+  CHECK(t.calls.at("attn.prefill") == static_cast<std::int64_t>(model->layers.size()));
 }

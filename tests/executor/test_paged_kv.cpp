@@ -133,6 +133,47 @@ TEST_CASE("Block tables: decode frees what no query sees, holds at most the plan
   CHECK(table.free_pages() == plan.pages_total);
 }
 
+TEST_CASE("A plan counting the prompt as one step holds its prefill, and a later first query keeps only what it sees") {
+  model::ModelConfig m = test::load("llama4-scout");  // 4 layers: chunk 8, chunk 8, window 6, global
+  m.layers.resize(4);
+  m.num_layers = 4;
+  for (auto& l : m.layers)
+    if (l.attention == model::AttentionKind::chunked) l.attention_window_tokens = 8;
+  m.layers[2].attention = model::AttentionKind::sliding;
+  m.layers[2].attention_window_tokens = 6;
+  const std::int64_t P = 4, context = 30, prompt = 20;
+  executor::PagedKvRequest r = request(m, {}, P, context, 2, 1e12);
+  r.step_tokens = prompt;
+  auto plan = executor::plan_paged_kv(r);
+  CHECK(plan.layers[0].pages_per_sequence == 7);  // min(30, 8 + 20 - 1) = 27 positions from a chunk start
+  CHECK(plan.layers[2].pages_per_sequence == 7);  // min(30, 6 + 19) = 25 positions anywhere: ceil(24 / 4) + 1
+  CHECK(plan.layers[3].pages_per_sequence == 8);  // global: the context either way
+  plan.pages_total = plan.pages_needed;
+  executor::PageTable table(m, plan);
+  for (std::int64_t s = 0; s < 2; ++s) table.extend(s, prompt);  // both prompts in one step each
+  for (std::int64_t len = prompt + 1; len <= context; ++len)
+    for (std::int64_t s = 0; s < 2; ++s) table.extend(s, len);
+  CHECK(table.length(1) == context);
+  // The plan for decode steps alone has no room for the two prompts: the second is refused, naming the pool.
+  auto decode_only = executor::plan_paged_kv(request(m, {}, P, context, 2, 1e12));
+  decode_only.pages_total = decode_only.pages_needed;
+  executor::PageTable small(m, decode_only);
+  small.extend(0, prompt);
+  try {
+    small.extend(1, prompt);
+    FAIL("the pool held more pages than it has");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("pages of 4 tokens held") != std::string::npos);
+  }
+  // A synthetic cache of 30 positions whose first query is at 30: only the pages that query sees are taken.
+  executor::PageTable fresh(m, plan);
+  fresh.extend(0, context, context);
+  CHECK(fresh.first_position(0, 0) == 24);  // chunk [24, 32): pages from position 24
+  CHECK(fresh.pages(0, 0).size() == 2);
+  CHECK(fresh.first_position(2, 0) == 24);  // window 6 at 30: positions 25..30, from the page starting at 24
+  CHECK(fresh.pages(3, 0).size() == 8);     // global: all 30
+}
+
 TEST_CASE("a device KV cache that does not fit beside the weights is refused before allocating, naming the shape") {
   const model::ModelConfig m = test::load("llama4-maverick");
   const model::ParallelLayout one{};

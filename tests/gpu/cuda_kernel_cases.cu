@@ -1,6 +1,7 @@
 // GPU cases: every CUDA kernel of kernels/gpu_ops.hpp against its reference twin on seeded inputs, one table row
 // per case with the tolerance |got - ref| <= abs + rel * |ref| of its dtype. Integer outputs (ids, permutation)
 // and bit-exact conversions must match exactly.
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <numeric>
@@ -190,8 +191,9 @@ std::string case_grouped_fp8(GroupedGemmShape s, gpu::Fp8ScaleLayout layout) {
   return compare(dy.download(), ref, kGemmFp8);
 }
 
-std::string case_decode(AttentionMask mask, std::int64_t chunk, bool split_over_context, int sm_count) {
-  DecodeAttentionParams p{3, 40, 8, 128, 1.0f / std::sqrt(128.0f), mask, chunk};  // Maverick's heads
+std::string case_decode(AttentionMask mask, std::int64_t chunk, bool split_over_context, int sm_count,
+                        KvPageDtype kv_dtype = KvPageDtype::f32) {
+  DecodeAttentionParams p{3, 40, 8, 128, 1.0f / std::sqrt(128.0f), mask, chunk, kv_dtype};  // Maverick's heads
   const std::vector<std::int32_t> lens = {1, 700, 9000};
   const gpu::PagedKvLayout layout{64, 8, 128, 9000 / 64 + 1};
   const std::int64_t pages = p.seqs * layout.max_pages_per_seq;
@@ -202,18 +204,54 @@ std::string case_decode(AttentionMask mask, std::int64_t chunk, bool split_over_
   const auto k = random_floats(pages * gpu::paged_kv_page_elems(layout), 17);
   const auto v = random_floats(k.size(), 18);
   const auto q = random_floats(p.seqs * p.q_heads * p.head_dim, 19, -3.f, 3.f);
+  // BF16 pages: the same values rounded to BF16 codes, which kernel and reference both widen
+  std::vector<std::uint16_t> k16(k.size()), v16(v.size());
+  convert_bf16_ref(k.data(), static_cast<std::int64_t>(k.size()), k16.data());
+  convert_bf16_ref(v.data(), static_cast<std::int64_t>(v.size()), v16.data());
+  const bool bf16 = kv_dtype == KvPageDtype::bf16;
   std::vector<float> ref(q.size());
-  paged_attention_decode_ref(p, layout, q.data(), lens.data(), table.data(), k.data(), v.data(), ref.data());
+  paged_attention_decode_ref(p, layout, q.data(), lens.data(), table.data(), bf16 ? static_cast<const void*>(k16.data()) : k.data(),
+                             bf16 ? static_cast<const void*>(v16.data()) : v.data(), ref.data());
   const std::int64_t max_keys = mask == AttentionMask::chunked ? chunk : 9000;
   const gpu::DecodeSplit split = split_over_context ? gpu::decode_split_plan(max_keys, p.seqs, p.kv_heads, sm_count)
                                                     : gpu::DecodeSplit{1, gpu::ceil_div(max_keys, 64) * 64};
   DeviceBuffer<float> dq(q), dk(k), dv(v), dout(q.size());
+  DeviceBuffer<std::uint16_t> dk16(k16), dv16(v16);
   DeviceBuffer<std::int32_t> dlens(lens), dtable(table);
   DeviceBuffer<unsigned char> ws(gpu::decode_workspace_bytes(p.seqs, p.q_heads, p.head_dim, split));
-  cuda::paged_attention_decode(p, layout, dq.get(), dlens.get(), dtable.get(), dk.get(), dv.get(), dout.get(), split,
-                               ws.get(), nullptr);
+  cuda::paged_attention_decode(p, layout, dq.get(), dlens.get(), dtable.get(),
+                               bf16 ? static_cast<const void*>(dk16.get()) : dk.get(),
+                               bf16 ? static_cast<const void*>(dv16.get()) : dv.get(), dout.get(), split, ws.get(), nullptr);
   return compare(dout.download(), ref, kAttention) +
          (split.splits > 1 || !split_over_context ? "" : " (the plan did not split)");
+}
+
+// A step's K rows of 3 sequences (interleaved) written into shuffled 16-position pages, then one sequence's
+// positions gathered back: both against the references (exact copies).
+std::string case_paged_rows() {
+  const gpu::PagedKvLayout layout{16, 8, 128, 4};  // Maverick's KV heads and head_dim
+  const std::int64_t row = layout.kv_heads * layout.head_dim, seqs = 3, pages = seqs * layout.max_pages_per_seq;
+  std::vector<std::int32_t> table(pages);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(21));
+  std::vector<std::int64_t> row_seq, row_pos;
+  for (std::int64_t pos = 5; pos < 50; ++pos)
+    for (std::int64_t s = 0; s < seqs; ++s) {
+      row_seq.push_back(s);
+      row_pos.push_back(pos + s);
+    }
+  const std::int64_t count = static_cast<std::int64_t>(row_seq.size());
+  const auto rows = random_floats(count * row, 22);
+  std::vector<float> ref_pages(pages * gpu::paged_kv_page_elems(layout), 0.f), ref_back(30 * row);
+  paged_kv_write_ref(layout, table.data(), row_seq.data(), row_pos.data(), count, rows.data(), ref_pages.data());
+  paged_kv_gather_ref(layout, table.data(), 1, 10, 30, ref_pages.data(), ref_back.data());
+  DeviceBuffer<std::int32_t> dtable(table);
+  DeviceBuffer<std::int64_t> dseq(row_seq), dpos(row_pos);
+  DeviceBuffer<float> drows(rows), dpages(std::vector<float>(ref_pages.size(), 0.f)), dback(ref_back.size());
+  cuda::paged_kv_write(layout, dtable.get(), dseq.get(), dpos.get(), count, drows.get(), dpages.get(), nullptr);
+  cuda::paged_kv_gather(layout, dtable.get(), 1, 10, 30, dpages.get(), dback.get(), nullptr);
+  std::string e = exact_bytes(dpages.download(), ref_pages, "pages");
+  return e.empty() ? exact_bytes(dback.download(), ref_back, "gathered rows") : e;
 }
 
 std::string case_prefill(AttentionMask mask, std::int64_t mask_tokens, std::int64_t head_dim, std::int64_t first_pos) {
@@ -298,6 +336,11 @@ int run_cuda_kernel_cases(int sm_count, int cc_major, int cc_minor) {
       {"decode paged, causal, one split", [=] { return case_decode(AttentionMask::causal, 0, false, sm_count); }},
       {"decode paged, chunked 8192 (Llama 4 local), split",
        [=] { return case_decode(AttentionMask::chunked, 8192, true, sm_count); }},
+      {"decode paged BF16 pages, causal, split",
+       [=] { return case_decode(AttentionMask::causal, 0, true, sm_count, KvPageDtype::bf16); }},
+      {"decode paged BF16 pages, chunked 8192, split",
+       [=] { return case_decode(AttentionMask::chunked, 8192, true, sm_count, KvPageDtype::bf16); }},
+      {"paged KV rows: write a step's rows, gather a sequence's", [] { return case_paged_rows(); }},
       {"prefill causal D 128", [] { return case_prefill(AttentionMask::causal, 0, 128, 0); }},
       {"prefill chunked 32, D 128, starting at position 40",
        [] { return case_prefill(AttentionMask::chunked, 32, 128, 40); }},

@@ -1,16 +1,23 @@
 // GPU test: the CUDA backend runs the whole forward pass of every oracle fixture (tests/fixtures/oracle) and its logits
 // are compared with the CPU backend's with the same matmul input rounding under validate --device's tolerance per
 // weight dtype (and printed against the fp32 CPU backend); then, with two GPUs and
-// NCCL, tensor parallel TP=2 (and TP=2 x EP=2 where the experts divide) over NCCL against one GPU. Exits 77 (CTest:
+// NCCL, tensor parallel TP=2 (and TP=2 x EP=2 where the experts divide) over NCCL against one GPU. The fixtures'
+// head_dim 16 gathers the paged cache's rows for every step; a seeded Llama 4 of head_dim 32 then checks the decode
+// steps that run the paged decode kernel on the session's pages. Exits 77 (CTest:
 // skipped) when this build has no CUDA or the machine no device; 0 when every check passes; 1 when one fails.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <unistd.h>
 #include <exception>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "calibrate/validate_device.hpp"
+#include "common/files.hpp"
+#include "executor/checkpoint_random.hpp"
 #include "executor/backend_cpu.hpp"
 #include "executor/backend_cuda.hpp"
 #include "executor/devices.hpp"
@@ -77,6 +84,48 @@ int check_nccl_layouts() {
   return failures;
 }
 
+// A seeded Llama 4 of head_dim 32 (the fixture's shape otherwise): two prompts of 20 tokens and 6 decode steps fed
+// the reference's greedy tokens, on the CUDA backend with its paged cache (decode steps on the paged decode kernel)
+// against the contiguous CUDA numerics reference on the CPU, under the BF16 tolerance.
+int check_paged_decode_kernel() {
+  const auto dir = std::filesystem::temp_directory_path() / ("moeplan-gpu-paged-" + std::to_string(::getpid()));
+  nlohmann::json config = parse_json_file(std::string(kFixtures) + "/llama4_qknorm/config.json");
+  config["head_dim"] = 32;
+  executor::RandomWeightsOptions options;
+  options.seed = 7;
+  (void)executor::write_random_checkpoint(config, "llama4_d32", dir, options);
+  const auto model = executor::Model::load(dir);
+  std::filesystem::remove_all(dir);
+  const std::int64_t V = model->config().vocab, len = 20, steps = 6;
+  std::vector<std::vector<std::int32_t>> prompts(2);
+  for (std::int64_t i = 0; i < len; ++i)
+    for (std::size_t b = 0; b < 2; ++b) prompts[b].push_back(static_cast<std::int32_t>((i * 37 + 11 * b + 5) % V));
+  auto device = std::shared_ptr<executor::Backend>(executor::make_cuda_backend(0));
+  executor::Session gpu(model, device, 2, nullptr, nullptr, executor::device_kv_plan(*device, *model, 2, len + steps, len));
+  executor::Session ref(model, std::shared_ptr<executor::Backend>(executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{})), 2);
+  std::vector<float> want = ref.prefill(prompts), got = gpu.prefill(prompts);
+  double diff = 0, max_logit = 0;
+  for (std::int64_t step = 0;; ++step) {
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+      max_logit = std::max(max_logit, std::fabs(static_cast<double>(want[i])));
+    }
+    if (step == steps) break;
+    std::vector<std::int32_t> next(2);
+    for (std::size_t b = 0; b < 2; ++b)
+      next[b] = static_cast<std::int32_t>(std::max_element(want.begin() + static_cast<std::int64_t>(b) * V,
+                                                           want.begin() + static_cast<std::int64_t>(b + 1) * V) -
+                                          (want.begin() + static_cast<std::int64_t>(b) * V));
+    want = ref.decode(next);
+    got = gpu.decode(next);
+  }
+  const auto tol = calibrate::device_logit_tolerance(kernels::WeightDtype::bf16);
+  const bool ok = gpu.paged_kv() && diff <= tol.abs + tol.rel * max_logit;
+  std::printf("paged decode kernel (llama4 head_dim 32, 2 x 20 tokens + %lld steps): max |diff| %.3g (allowed %.3g): %s\n",
+              static_cast<long long>(steps), diff, tol.abs + tol.rel * max_logit, ok ? "pass" : "FAIL");
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main() {
@@ -98,6 +147,7 @@ int main() {
                   c.allowed, c.max_abs_diff_fp32, static_cast<long long>(c.argmax_mismatches), c.pass() ? "pass" : "FAIL");
       failures += c.pass() ? 0 : 1;
     }
+    failures += check_paged_decode_kernel();
     failures += check_nccl_layouts();
     return failures == 0 ? 0 : 1;
   } catch (const std::exception& e) {

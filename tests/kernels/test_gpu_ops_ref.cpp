@@ -354,6 +354,70 @@ TEST_CASE("paged_attention_decode_ref equals attention_ref on the contiguous cac
   CHECK_THROWS_AS(check_decode_params(p, layout), std::invalid_argument);
 }
 
+TEST_CASE("paged_kv_write_ref puts each row in its page slot and paged_kv_gather_ref reads it back", "[gpu_ops]") {
+  const std::int64_t kv_heads = 2, D = 8, row = kv_heads * D;
+  const std::vector<std::int32_t> lens = {11, 29};
+  const gpu::PagedKvLayout layout{4, kv_heads, D, 8};
+  std::vector<std::vector<float>> k;
+  for (std::size_t s = 0; s < lens.size(); ++s)
+    k.push_back(random_floats(static_cast<std::size_t>(lens[s] * row), 90 + static_cast<std::uint32_t>(s)));
+  const PagedCache want = page_out(k, k, lens, layout);  // the pages written position by position
+  // The same rows written in one call, the two sequences' positions interleaved, into pages that start as NaN.
+  std::vector<std::int64_t> row_seq, row_pos;
+  std::vector<float> rows;
+  for (std::int64_t pos = 0; pos < 29; ++pos)
+    for (std::int64_t s = 1; s >= 0; --s)
+      if (pos < lens[static_cast<std::size_t>(s)]) {
+        row_seq.push_back(s);
+        row_pos.push_back(pos);
+        rows.insert(rows.end(), k[static_cast<std::size_t>(s)].begin() + pos * row, k[static_cast<std::size_t>(s)].begin() + (pos + 1) * row);
+      }
+  std::vector<float> pages(want.k_pages.size(), NAN);
+  paged_kv_write_ref(layout, want.page_table.data(), row_seq.data(), row_pos.data(),
+                     static_cast<std::int64_t>(row_seq.size()), rows.data(), pages.data());
+  for (std::size_t i = 0; i < pages.size(); ++i)
+    if (!std::isnan(want.k_pages[i])) REQUIRE(pages[i] == want.k_pages[i]);
+  // positions 7..28 of sequence 1 gathered back are its contiguous rows
+  std::vector<float> back(static_cast<std::size_t>(22 * row));
+  paged_kv_gather_ref(layout, want.page_table.data(), 1, 7, 22, pages.data(), back.data());
+  CHECK(std::equal(back.begin(), back.end(), k[1].begin() + 7 * row));
+  // a position whose page is not held is refused, in both directions
+  CHECK_THROWS_AS(paged_kv_gather_ref(layout, want.page_table.data(), 0, 11, 2, pages.data(), back.data()),
+                  std::invalid_argument);
+  const std::int64_t seq = 0, pos = 12;
+  CHECK_THROWS_AS(paged_kv_write_ref(layout, want.page_table.data(), &seq, &pos, 1, rows.data(), pages.data()),
+                  std::invalid_argument);
+}
+
+TEST_CASE("paged_attention_decode_ref on BF16 pages equals it on fp32 pages holding the same values", "[gpu_ops]") {
+  const std::int64_t q_heads = 5, kv_heads = 1, D = 64;  // Maverick's 5 query heads per KV head
+  const std::vector<std::int32_t> lens = {3, 50};
+  const gpu::PagedKvLayout layout{16, kv_heads, D, 4};
+  std::vector<std::vector<float>> k, v;
+  for (std::size_t s = 0; s < lens.size(); ++s) {
+    k.push_back(random_floats(static_cast<std::size_t>(lens[s] * kv_heads * D), 100 + static_cast<std::uint32_t>(s)));
+    v.push_back(random_floats(static_cast<std::size_t>(lens[s] * kv_heads * D), 110 + static_cast<std::uint32_t>(s)));
+  }
+  PagedCache cache = page_out(k, v, lens, layout);
+  // BF16 codes of the pages (NaN where nothing was written), and fp32 pages holding exactly the BF16 values
+  std::vector<std::uint16_t> k16(cache.k_pages.size()), v16(cache.v_pages.size());
+  convert_bf16_ref(cache.k_pages.data(), static_cast<std::int64_t>(k16.size()), k16.data());
+  convert_bf16_ref(cache.v_pages.data(), static_cast<std::int64_t>(v16.size()), v16.data());
+  for (std::size_t i = 0; i < k16.size(); ++i) {
+    cache.k_pages[i] = bf16_to_float(k16[i]);
+    cache.v_pages[i] = bf16_to_float(v16[i]);
+  }
+  const auto q = random_floats(static_cast<std::size_t>(2 * q_heads * D), 120);
+  DecodeAttentionParams p{2, q_heads, kv_heads, D, 0.125f, AttentionMask::causal, 0};
+  std::vector<float> from_f32(q.size()), from_bf16(q.size());
+  paged_attention_decode_ref(p, layout, q.data(), lens.data(), cache.page_table.data(), cache.k_pages.data(),
+                             cache.v_pages.data(), from_f32.data());
+  p.kv_dtype = KvPageDtype::bf16;
+  paged_attention_decode_ref(p, layout, q.data(), lens.data(), cache.page_table.data(), k16.data(), v16.data(),
+                             from_bf16.data());
+  CHECK(from_bf16 == from_f32);
+}
+
 TEST_CASE("visible_key_rows (device form) equals visible_keys for every mask", "[gpu_ops]") {
   for (const AttentionMask mask : {AttentionMask::causal, AttentionMask::chunked, AttentionMask::sliding_window})
     for (const std::int64_t first_pos : {0, 5, 40})
