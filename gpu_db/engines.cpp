@@ -24,7 +24,8 @@ class EngineEntry {
         "name", "display_name", "aliases", "versions", "vendors", "architectures", "hosts", "kv_dtype_modelopt",
         "max_batch", "max_num_batched_tokens", "chunked_prefill", "cuda_graphs", "cuda_graph_max_batch", "scheduler",
         "moe_kernels", "step_overhead_us", "op_overhead_us", "op_overhead_eager_us", "formats", "expert_parallel",
-        "multi_node", "gemv_max_rows", "dequant_compute", "kv_window_aware", "bench_batch_settings", "notes"};
+        "multi_node", "gemv_max_rows", "dequant_compute", "kv_window_aware", "bench_batch_settings", "expert_tile_rows_cuda",
+        "expert_tile_rows_metal", "prefill_in_ubatches", "notes"};
     for (const auto& kv : n) {
       const auto key = kv.first.as<std::string>();
       if (!allowed.count(key))
@@ -138,6 +139,12 @@ EngineTable EngineTable::load(const std::filesystem::path& path) {
     s.bench_batch_settings = e.sourced_or<std::string>("bench_batch_settings", "", s);
     if (!s.bench_batch_settings.empty() && s.bench_batch_settings != "trtllm-bench")
       throw InputError(e.where() + ": bench_batch_settings must be trtllm-bench (or absent)");
+    s.expert_tile_rows_cuda = e.sourced_or<std::int64_t>("expert_tile_rows_cuda", 0, s);
+    s.expert_tile_rows_metal = e.sourced_or<std::int64_t>("expert_tile_rows_metal", 0, s);
+    s.prefill_in_ubatches = e.sourced_or<bool>("prefill_in_ubatches", false, s);
+    for (const std::int64_t rows : {s.expert_tile_rows_cuda, s.expert_tile_rows_metal})
+      if (rows < 0 || rows > 1024 || rows % 8 != 0)
+        throw InputError(e.where() + ": expert_tile_rows_cuda / _metal must be a multiple of 8 from 0 to 1024");
     if (s.gemv_max_rows < 0 || s.gemv_max_rows > 1024)
       throw InputError(e.where() + ": gemv_max_rows must be 0 to 1024");
     if (e.has("dequant_compute") && !(s.dequant_compute > 0 && s.dequant_compute <= 1))

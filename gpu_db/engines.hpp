@@ -31,6 +31,11 @@ struct EngineSpec {
   // Kernel choices that change the roofline (0: the generic assumption of docs/simulator.md stays):
   std::int64_t gemv_max_rows = 0;       // steps of at most this many tokens run matrix-vector kernels (no tile fill)
   double dequant_compute = 0;           // weight-only GEMMs on a GPU at this share of the fp16 tensor-core rate
+  // Routed-expert GEMMs run as token tiles per expert (0: the generic grouped-GEMM curve): on CUDA the widest tile,
+  // chosen per step in steps of 8 tokens to fit the step's tokens (llama.cpp MMQ's mmq_x); on Metal a fixed tile.
+  std::int64_t expert_tile_rows_cuda = 0, expert_tile_rows_metal = 0;
+  // A static batch's prompt runs in pieces of max_num_batched_tokens (llama.cpp's n_ubatch), not in one step.
+  bool prefill_in_ubatches = false;
   // KV capacity: true when sliding-window/chunked layers hold only their window (model-aware); false when the
   // engine's KV manager sizes every layer for the whole sequence (full-length), as TensorRT-LLM's does.
   bool kv_window_aware = true;

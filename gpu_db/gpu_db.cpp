@@ -247,7 +247,8 @@ Database Database::load(const std::filesystem::path& dir) {
       const Entry e(n, file.string(),
                     {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
                      "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
-                     "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "profile", "source", "date"});
+                     "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "llamacpp_backend", "profile", "source",
+                     "date"});
       HostSpec h;
       h.name = to_lower(e.get<std::string>("name"));
       h.display_name = e.get_or<std::string>("display_name", h.name);
@@ -274,6 +275,12 @@ Database Database::load(const std::filesystem::path& dir) {
           throw InputError(e.where() + ": llamacpp_prefill_tflops is measured on an integrated GPU (give gpu_tflops_dense)");
         h.llamacpp_prefill_flops = e.positive("llamacpp_prefill_tflops") * 1e12;
       }
+      h.llamacpp_backend = e.get_or<std::string>("llamacpp_backend", "");
+      if (!h.llamacpp_backend.empty() && h.llamacpp_backend != "cuda" && h.llamacpp_backend != "metal" &&
+          h.llamacpp_backend != "vulkan")
+        throw InputError(e.where() + ": llamacpp_backend must be cuda, metal or vulkan");
+      if (!h.llamacpp_backend.empty() && h.gpu_peak_flops_dense.empty())
+        throw InputError(e.where() + ": llamacpp_backend names the integrated GPU's backend (give gpu_tflops_dense)");
       h.profile = e.get_or<std::string>("profile", "");
       h.source = e.get<std::string>("source");
       h.date = e.get<std::string>("date");

@@ -58,6 +58,9 @@ struct HostSpec {
   double llamacpp_decode_bandwidth_share = 0;
   // llama.cpp's achieved FLOP/s in prompt processing measured on this very chip's integrated GPU (0: not measured).
   double llamacpp_prefill_flops = 0;
+  // The llama.cpp backend that runs the integrated GPU (cuda, metal, vulkan; "": not stated): its kernels' tile shapes
+  // (data/engines.yaml expert_tile_rows_*).
+  std::string llamacpp_backend;
   std::string profile;  // a measured profile (moeplan calibrate), relative to data/, used when simulating this host
   std::string source, date, notes;
 };

@@ -36,6 +36,19 @@ Role parse_role(const std::string& s, const std::string& where) {
   throw InputError(where + ": unknown role '" + s + "' in overrides");
 }
 
+Module parse_module(const std::string& s, const std::string& where) {
+  for (int i = 0; i < kModuleCount; ++i)
+    if (s == module_name(static_cast<Module>(i))) return static_cast<Module>(i);
+  throw InputError(where + ": unknown module '" + s + "' in overrides");
+}
+
+// An override applies to a weight whose role and module it lists (an empty list matches every one).
+bool override_matches(const FormatOverride& o, const WeightGroup& w) {
+  const bool role = o.roles.empty() || std::find(o.roles.begin(), o.roles.end(), w.role) != o.roles.end();
+  const bool module = o.modules.empty() || std::find(o.modules.begin(), o.modules.end(), w.module) != o.modules.end();
+  return role && module;
+}
+
 
 // llama.cpp src/llama-quant.cpp: use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2.
 bool use_more_bits(int layer, int n) {
@@ -112,6 +125,8 @@ PrecisionTable PrecisionTable::load(const std::filesystem::path& yaml_path) {
       for (const auto& o : n["overrides"]) {
         FormatOverride fo;
         for (const auto& r : o["roles"]) fo.roles.push_back(parse_role(r.as<std::string>(), where));
+        for (const auto& m : o["modules"]) fo.modules.push_back(parse_module(m.as<std::string>(), where));
+        if (fo.roles.empty() && fo.modules.empty()) throw InputError(where + ": an override names roles or modules");
         fo.use_more_bits_layers_only = o["layers"] && o["layers"].as<std::string>() == "use_more_bits";
         fo.format = yaml_get<std::string>(o, "format", where);
         f.overrides.push_back(fo);
@@ -182,7 +197,7 @@ double weight_group_bytes(const WeightGroup& w, const Precision& p, int layer, i
   if (!policy_covers(p.policy, w)) return static_cast<double>(w.params()) * p.high_precision_bytes;
   const PrecisionFormat* f = p.format;
   for (const auto& o : p.format->overrides) {
-    if (std::find(o.roles.begin(), o.roles.end(), w.role) == o.roles.end()) continue;
+    if (!override_matches(o, w)) continue;
     if (o.use_more_bits_layers_only && (layer < 0 || !use_more_bits(layer, num_layers))) continue;
     f = p.table->find(o.format);
     break;

@@ -16,7 +16,8 @@ enum class QuantPolicy { experts, all_linear, all };
 const char* policy_name(QuantPolicy p);
 
 struct FormatOverride {
-  std::vector<Role> roles;
+  std::vector<Role> roles;                 // empty: every role
+  std::vector<Module> modules;             // empty: every module
   bool use_more_bits_layers_only = false;  // llama.cpp's use_more_bits(layer, n_layers)
   std::string format;                      // name of another format
 };

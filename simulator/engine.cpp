@@ -8,13 +8,33 @@ model::KvDtype engine_kv_dtype(const gpu_db::EngineSpec& e, const model::Precisi
   return e.kv_dtype_modelopt == "fp16" ? model::KvDtype::fp16 : model::KvDtype::bf16;
 }
 
+namespace {
+// An engine whose expert GEMMs are its dense quantised kernel run per expert in token tiles (llama.cpp: MMQ on CUDA,
+// kernel_mul_mm_id on Metal) prices them like its dense GEMMs plus the tiles' empty columns, instead of the
+// grouped-GEMM curve fitted to TensorRT-LLM's kernels: the dense GEMM share, no rows-half curve, the GEMM's
+// bandwidth share, and its own per-op cost instead of the fused block's fixed time (docs/simulator.md "Engines").
+void apply_expert_tiles(Efficiency& eff, const gpu_db::EngineSpec& e, const std::string& backend) {
+  const std::int64_t rows = backend == "cuda" ? e.expert_tile_rows_cuda : backend == "metal" ? e.expert_tile_rows_metal : 0;
+  if (rows <= 0) return;
+  eff.expert_tile_rows_max = static_cast<double>(rows);
+  eff.expert_tile_fits_step = backend == "cuda";
+  eff.expert_compute = eff.gemm_compute;
+  eff.expert_rows_half = 0;
+  eff.expert_memory = eff.memory;
+  eff.expert_block_us = 0;
+}
+}  // namespace
+
 Efficiency engine_efficiency(Efficiency base, const gpu_db::EngineSpec& e, const Hardware& hw) {
   if (e.generic()) return base;
   base.step_overhead_us = e.step_overhead_us;
-  if (!hw.host) base.op_overhead_us = e.kernel_overhead_us();
+  // A GPU, or an integrated GPU run by the engine's CUDA backend (DGX Spark), pays the engine's per-kernel cost (CUDA
+  // graphs: llama.cpp captures its batch-1 decode); Metal/Vulkan and CPU hosts keep the host's own per-op cost.
+  if (!hw.host || (hw.integrated_gpu && hw.kernel_backend == "cuda")) base.op_overhead_us = e.kernel_overhead_us();
   if (!hw.host || hw.integrated_gpu) {  // GPU kernels: a CPU host's own terms stay (host_efficiency)
     if (e.gemv_max_rows > 0) base.gemv_max_rows = static_cast<double>(e.gemv_max_rows);
     if (e.dequant_compute > 0) base.dequant_compute = e.dequant_compute;
+    apply_expert_tiles(base, e, hw.kernel_backend);
   }
   base.source += "; engine " + e.name;
   return base;
@@ -28,6 +48,7 @@ void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineC
   if (!q.hardware.profile) q.hardware.eff = engine_efficiency(q.hardware.eff, e, q.hardware);
   if (!given.max_batch) q.limits.max_batch = e.max_batch;
   if (!given.max_num_batched_tokens) q.limits.max_num_batched_tokens = e.max_num_batched_tokens;
+  q.limits.prefill_in_ubatches = e.prefill_in_ubatches;
   if (!given.kv_dtype) q.kv_dtype = engine_kv_dtype(e, q.precision);
   if (!given.kv_mode && !e.kv_window_aware) q.kv_mode = model::KvMode::full_length;
 }

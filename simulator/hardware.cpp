@@ -2,6 +2,7 @@
 #include "simulator/hardware.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "common/error.hpp"
@@ -25,10 +26,20 @@ double Hardware::peak_for(const std::string& dtype, std::string* used) const {
   throw InputError(name + ": no FLOP/s peak for " + dtype + " or bf16 in the hardware data");
 }
 
+double Efficiency::expert_tile_rows(double step_tokens) const {
+  if (expert_tile_rows_max <= 0) return 0;
+  if (!expert_tile_fits_step || !(step_tokens > 0)) return expert_tile_rows_max;
+  const double tiles = std::ceil(step_tokens / expert_tile_rows_max);
+  const double width = std::ceil(step_tokens / tiles);
+  const double step = width > 40 ? 16 : 8;  // mmq_get_granularity_host: 16 for mmq_x >= 48 (int8 MMA)
+  return std::min(expert_tile_rows_max, std::ceil(width / step) * step);
+}
+
 Hardware gpu_hardware(const gpu_db::Database& db, const gpu_db::GpuSpec& gpu, const std::string& inter_link,
                       int nics_per_node) {
   Hardware h;
   h.name = gpu.name;
+  h.kernel_backend = gpu.vendor == "nvidia" ? "cuda" : gpu.vendor == "amd" ? "hip" : gpu.vendor;
   h.memory_bytes = gpu.memory_bytes;
   h.mem_bandwidth_bytes_per_s = gpu.mem_bandwidth_bytes_per_s;
   h.peak_flops = gpu.peak_flops_dense;
@@ -129,6 +140,7 @@ Hardware host_hardware(const gpu_db::HostSpec& host, double fallback_flops, bool
   }
   h.gpus_per_node = 1;
   h.integrated_gpu = on_gpu;
+  if (on_gpu) h.kernel_backend = host.llamacpp_backend;
   h.eff = on_gpu ? unified_gpu_efficiency() : host_efficiency();
   if (host.llamacpp_decode_bandwidth_share > 0) {
     h.eff.memory = host.llamacpp_decode_bandwidth_share;

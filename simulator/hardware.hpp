@@ -31,6 +31,12 @@ struct Efficiency {
   double expert_rows_half = 146;       // tokens per expert for half of expert_compute
   double expert_memory = 0.72;         // share of peak bandwidth reading the touched experts' weights
   double expert_block_us = 38;         // fixed time of one block (routing, permute, launches), split over its 2 GEMMs
+  // An engine whose expert GEMMs run as token tiles per expert (llama.cpp; 0: the grouped-GEMM curve above): each
+  // touched expert computes ceil(its tokens / tile) tiles of `tile` columns, the tile being this many tokens (Metal),
+  // or, with expert_tile_fits_step, the narrowest multiple of 8 up to this many that covers the step's tokens in the
+  // fewest tiles (CUDA MMQ's mmq_x). expert_tile_columns() below; docs/simulator.md "Engines".
+  double expert_tile_rows_max = 0;
+  bool expert_tile_fits_step = false;
   double attention_compute = 0.55;     // FlashAttention-class prefill, share of the bf16 peak
   double memory = 0.80;                // weight and activation streaming, share of peak memory bandwidth (a GPU's
                                        // measured STREAM share where gpus.yaml records one)
@@ -44,6 +50,11 @@ struct Efficiency {
   double step_overhead_us = 30;        // per forward step: scheduler, sampling, host-device sync
   std::string source = "defaults (docs/simulator.md)";
 
+  // The token tile of an expert GEMM in a step of `step_tokens` tokens (0: no tile model). CUDA MMQ
+  // (mmq.cuh mul_mat_q_case): the first mmq_x in 8, 16, ..., max (16, 32, ... from 48 on) that reaches the fewest
+  // tiles ceil(step_tokens / mmq_x), i.e. the narrowest allowed width >= step_tokens / ceil(step_tokens / max).
+  double expert_tile_rows(double step_tokens) const;
+
   // The share of the dense peak a dense GEMM computing in `dtype` reaches: measured where recorded, else gemm_compute.
   double gemm_share(const std::string& dtype) const {
     const auto it = gemm_compute_measured.find(dtype);
@@ -56,6 +67,7 @@ struct Hardware {
   std::string name;
   bool host = false;                           // CPU or unified-memory host: no collectives, no CUDA overhead
   bool integrated_gpu = false;                 // a unified-memory host priced on its integrated GPU, not its cores
+  std::string kernel_backend;                  // cuda (NVIDIA GPUs), hip (AMD), or the host's llamacpp_backend (metal...)
   double memory_bytes = 0;                     // per device
   double mem_bandwidth_bytes_per_s = 0;        // peak
   std::map<std::string, double> peak_flops;    // dense FLOP/s by dtype: bf16, fp16, fp8, int8, fp4

@@ -258,9 +258,12 @@ void ServingLoop::admit() {
   for (std::int64_t gi : order_) {
     Group& g = groups_[static_cast<std::size_t>(gi)];
     if (static_batch_ && !g.running.empty()) continue;
-    std::int64_t budget = static_batch_ ? std::numeric_limits<std::int64_t>::max()
-                                        : lim_.max_num_batched_tokens - static_cast<std::int64_t>(g.shape.tokens());
-    while (!waiting_.empty() && budget > 0 && static_cast<std::int64_t>(g.running.size()) < batch_cap_ &&
+    // A static batch is admitted whole; its prompts run in one step, or in ubatches of the token budget (llama.cpp),
+    // the requests past the first ubatch starting theirs in later steps (shape_running).
+    const bool whole_batch = static_batch_ && !lim_.prefill_in_ubatches;
+    std::int64_t budget = whole_batch ? std::numeric_limits<std::int64_t>::max()
+                                      : lim_.max_num_batched_tokens - static_cast<std::int64_t>(g.shape.tokens());
+    while (!waiting_.empty() && (budget > 0 || static_batch_) && static_cast<std::int64_t>(g.running.size()) < batch_cap_ &&
            g.kv_used + reserve_ <= lim_.kv_capacity_bytes * (1 + 1e-12)) {
       const std::int64_t id = waiting_.front();
       waiting_.pop_front();
@@ -268,7 +271,8 @@ void ServingLoop::admit() {
       g.kv_used += reserve_;
       g.running.push_back(id);
       if (r.prefilled == w_.input_tokens) continue;  // arrived with its KV (disaggregated decode pool)
-      r.chunk = std::min(w_.input_tokens, budget);
+      r.chunk = std::min(w_.input_tokens, std::max<std::int64_t>(0, budget));
+      if (r.chunk == 0) continue;
       g.shape += prefill_shape(r.chunk, 0, r.chunk == w_.input_tokens, model_.graph(), window_kind_);
       budget -= r.chunk;
     }

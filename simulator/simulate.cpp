@@ -284,9 +284,14 @@ void add_assumptions(const SimulateRequest& r, SimulateResult& res) {
       for (const auto& [dtype, share] : e.gemm_compute_measured) by += (by.empty() ? "" : ", ") + format_fixed(share, 2) + " " + dtype;
       gemm = by + " of peak (measured), " + gemm + " otherwise";
     }
+    const std::string expert_fill =
+        e.expert_tile_rows_max > 0
+            ? (e.expert_tile_fits_step ? "whole tiles of up to " : "whole tiles of ") + format_fixed(e.expert_tile_rows_max, 0) +
+                  " tokens per expert"
+            : "half at " + format_fixed(e.expert_rows_half, 0) + " tokens/expert";
     res.assumptions.push_back("efficiency (" + e.source + "): GEMM " + gemm + ", experts " +
-                            format_fixed(e.expert_compute, 3) + " of peak (half at " + format_fixed(e.expert_rows_half, 0) +
-                            " tokens/expert) and " + format_fixed(e.expert_memory, 2) + " of bandwidth, attention " + format_fixed(e.attention_compute, 2) +
+                            format_fixed(e.expert_compute, 3) + " of peak (" + expert_fill +
+                            ") and " + format_fixed(e.expert_memory, 2) + " of bandwidth, attention " + format_fixed(e.attention_compute, 2) +
                             ", memory " + format_fixed(e.memory, 2) + ", KV " + format_fixed(e.kv_memory, 2) +
                             ", links " + format_fixed(e.comm_bandwidth, 2) + "; " + format_fixed(e.op_overhead_us, 1) +
                             " us per op, " + format_fixed(e.step_overhead_us, 0) + " us per step");

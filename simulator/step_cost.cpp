@@ -306,6 +306,11 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
     p.repeat_gpu = op.repeat * (1 - on_host_share);
     p.repeat_host = op.repeat * on_host_share;
     p.expert = op.kind == OpKind::expert_gemm;
+    // llama.cpp's token tiles apply to its quantised expert kernels (MMQ, Metal mul_mm_id); unquantised experts
+    // keep the grouped-GEMM curve.
+    const bool tiled_format = op.weight_format != "bf16" && op.weight_format != "fp16" && op.weight_format != "fp32";
+    p.expert_tiles_gpu = p.expert && tiled_format && hw_.eff.expert_tile_rows_max > 0;
+    p.expert_tiles_host = p.expert && tiled_format && host_.eff.expert_tile_rows_max > 0;
 
     if (curves_) {  // measured profile: op_time prices it from the curves
       const ProfileFit* fit = hw_.profile->fit ? &*hw_.profile->fit : nullptr;
@@ -524,7 +529,10 @@ double StepModel::roofline_time(const Priced& p, const model::StepValues& x, boo
   if (flops <= 0 && bytes <= 0 && kv <= 0) return 0;
   double compute = flops * (host ? p.inv_flops_host : p.inv_flops_gpu);
   const double half = host ? p.rows_half_host : p.rows_half_gpu;
-  if (half > 0 && op.rows.at(x) > (host ? host_ : hw_).eff.gemv_max_rows) {
+  const Efficiency& eff = (host ? host_ : hw_).eff;
+  if (host ? p.expert_tiles_host : p.expert_tiles_gpu) {
+    compute *= expert_tile_waste(eff, op.rows.at(x), x);
+  } else if (half > 0 && op.rows.at(x) > eff.gemv_max_rows) {
     // Small GEMMs fill few tiles: efficiency × rows/(rows + half). Expert GEMMs count rows per touched expert.
     // (Up to gemv_max_rows rows the engine runs matrix-vector kernels, which have no tiles to fill.)
     double rows = op.rows.at(x);
@@ -541,6 +549,21 @@ double StepModel::roofline_time(const Priced& p, const model::StepValues& x, boo
     out->bound = overhead > std::max(compute, memory) ? Bound::overhead : compute >= memory ? Bound::compute : Bound::memory;
   }
   return t;
+}
+
+double expert_tile_waste(const Efficiency& eff, double assignments, const model::StepValues& x) {
+  // Up to gemv_max_rows tokens the engine runs matrix-vector kernels: no tiles.
+  if (!(assignments > 0) || x[ix(StepVar::tokens)] <= eff.gemv_max_rows) return 1;
+  const double tile = eff.expert_tile_rows(x[ix(StepVar::tokens)]);
+  if (!(tile > 0)) return 1;
+  // Each touched expert computes ceil(n / tile) whole tiles for its n tokens. n varies between experts: taken as
+  // Poisson around the mean over touched experts, r (uniform routing: binomial with a small p), the expected tiles are
+  // E[ceil(n / tile)] = 1 + sum_{j >= 1} P(n > j tile), with P from the normal approximation (continuity-corrected).
+  const double touched = std::max(1.0, x[ix(StepVar::experts_touched)]);
+  const double r = assignments / touched, sigma = std::sqrt(r);
+  double tiles = 1;
+  for (double j = 1; j * tile < r + 6 * sigma; ++j) tiles += 0.5 * std::erfc((j * tile + 0.5 - r) / (sigma * std::sqrt(2.0)));
+  return std::max(1.0, tiles * tile / r);
 }
 
 double StepModel::stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const {

@@ -85,6 +85,9 @@ struct OpRates {
   double overhead_s = 0;   // fixed time per kernel
 };
 OpRates op_rates(const model::Op& op, const Hardware& hw);
+// The compute multiplier of an expert GEMM run as per-expert token tiles (Efficiency::expert_tile_rows): the columns
+// its tiles compute over the (token, expert) assignments it has, at step values x (>= 1; 1 up to gemv_max_rows tokens).
+double expert_tile_waste(const Efficiency& eff, double assignments, const model::StepValues& x);
 
 // What pricing a decode-attention op from a GPU op profile needs of the op: its shape on one GPU (kv dtype, heads,
 // window), and the KV bytes and FLOPs one more key costs per sequence (the roofline's slope).
@@ -186,6 +189,7 @@ class StepModel {
     // collectives: time = fixed_s + bytes × per_byte_s
     double comm_fixed_s = 0, comm_per_byte_s = 0;
     bool expert = false;
+    bool expert_tiles_gpu = false, expert_tiles_host = false;  // priced as the engine's per-expert token tiles
     double scale_prefill = 1, scale_decode = 1;  // a profile's fitted corrections for this op: scale · tokens^slope
     double slope_prefill = 0, slope_decode = 0;
     // GPU op profile: the measured curve that prices this op (a dense GEMM by rows; the routed-expert block by

@@ -127,4 +127,13 @@ TEST_CASE("an engine's kernel terms, when given, are in range") {
   std::string text = shipped;
   text.replace(text.find(rows), rows.size(), "gemv_max_rows: {value: -1,");
   CHECK(load_error(text).find("gemv_max_rows must be 0 to 1024") != std::string::npos);
+  // llama.cpp's expert token tiles are whole multiples of 8 tokens (MMQ's mmq_x steps, Metal's 32).
+  const std::string tile = "expert_tile_rows_cuda: {value: 128,";
+  REQUIRE(shipped.find(tile) != std::string::npos);
+  for (const char* bad : {"100", "-8", "2048"}) {
+    std::string t = shipped;
+    t.replace(t.find(tile), tile.size(), std::string("expert_tile_rows_cuda: {value: ") + bad + ",");
+    INFO(bad);
+    CHECK(load_error(t).find("expert_tile_rows_cuda / _metal must be a multiple of 8") != std::string::npos);
+  }
 }

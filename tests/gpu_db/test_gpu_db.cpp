@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <iterator>
 
 #include "common/error.hpp"
 #include "gpu_db/gpu_db.hpp"
@@ -144,6 +145,14 @@ TEST_CASE("bad data files are reported with file and line") {
                                              "source: s, date: d}\nport_price: {usd_per_port: 1, amortisation_years: 4, "
                                              "source: s, date: d}\n")),
                     Catch::Contains("network.yaml:2") && Catch::Contains("must be positive"));
+  // A unified host's llama.cpp backend is one whose kernels the simulator knows.
+  std::ifstream in(test::data() / "hosts.yaml");
+  std::string hosts((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string backend = "llamacpp_backend: cuda";
+  REQUIRE(hosts.find(backend) != std::string::npos);
+  hosts.replace(hosts.find(backend), backend.size(), "llamacpp_backend: rocm");
+  CHECK_THROWS_WITH(Database::load(data_with("hosts.yaml", hosts)),
+                    Catch::Contains("hosts.yaml:") && Catch::Contains("llamacpp_backend must be cuda, metal or vulkan"));
 }
 
 TEST_CASE("every priced GPU has a sourced launch date, and price rows before it or far from the median are flagged") {

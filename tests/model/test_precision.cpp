@@ -60,6 +60,28 @@ TEST_CASE("q4_k_m uses Q6_K for ffn_down only on llama.cpp's use_more_bits layer
   CHECK(weight_group_bytes(down, p, 31, 32) == Approx(static_cast<double>(down.params()) * 6.5625 / 8));
 }
 
+TEST_CASE("mxfp4_moe: the ggml-org gpt-oss GGUF files, MXFP4 experts and Q8_0 elsewhere, at llama-bench's sizes") {
+  // llama.cpp benches/dgx-spark.md (build 6918) lists gpt-oss 20B MXFP4 MoE at 11.27 GiB and 120B at 59.02 GiB.
+  for (const auto& [name, gib] : {std::pair{"gpt-oss-20b", 11.27}, std::pair{"gpt-oss-120b", 59.02}}) {
+    INFO(name);
+    const auto m = test::load(name);
+    const Precision p = resolve_precision("mxfp4_moe", m, test::precisions());
+    CHECK(p.spec == "mxfp4_moe:all");
+    const double bytes = weight_bytes_total(m, p, false).total;
+    CHECK(bytes / (1024.0 * 1024 * 1024) == Approx(gib).epsilon(0.01));
+    // The experts-only mxfp4 prices the rest in bf16: about 1 GiB (20B) to 2 GiB (120B) more than the file.
+    CHECK(weight_bytes_total(m, resolve_precision("mxfp4", m, test::precisions()), false).total > bytes * 1.03);
+  }
+  const auto m = test::load("gpt-oss-20b");
+  const Precision p = resolve_precision("mxfp4_moe", m, test::precisions());
+  const WeightGroup expert{Module::routed_experts, Role::down, Shard::experts, 2880, 2880, 32, true};
+  const WeightGroup q{Module::attention, Role::q, Shard::tensor, 4096, 2880, 1, true};
+  const WeightGroup head{Module::lm_head, Role::head, Shard::vocab, 201088, 2880, 1, true};
+  CHECK(weight_group_bytes(expert, p, 0, 24) == Approx(static_cast<double>(expert.params()) * 4.25 / 8));
+  CHECK(weight_group_bytes(q, p, 0, 24) == Approx(static_cast<double>(q.params()) * 8.5 / 8));
+  CHECK(weight_group_bytes(head, p, -1, 24) == Approx(static_cast<double>(head.params()) * 8.5 / 8));
+}
+
 TEST_CASE("malformed precisions.yaml names file and line") {
   CHECK_THROWS_WITH(PrecisionTable::load(test::fixtures() / "bad" / "precisions_bad.yaml"),
                     Catch::Contains("precisions_bad.yaml:") && Catch::Contains("malformed YAML"));

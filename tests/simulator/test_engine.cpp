@@ -2,8 +2,10 @@
 // moves batch-1 TPOT by that cost, and its defaults fill only what the caller left out.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "common/error.hpp"
 
@@ -34,6 +36,18 @@ struct Fixture {
     q.workload.mode = LoadMode::closed;
     q.workload.concurrency = concurrency;
     q.workload.num_requests = 20;
+    return q;
+  }
+  // gpt-oss in MXFP4 under one load, on the fixture's GPU.
+  SimulateRequest oss_request(const model::ModelConfig& oss, LoadMode mode, std::int64_t input, std::int64_t output,
+                              std::int64_t requests) {
+    SimulateRequest q = request(1);
+    q.model = &oss;
+    q.precision = model::resolve_precision("mxfp4", oss, test::precisions());
+    q.workload.mode = mode;
+    q.workload.input_tokens = input;
+    q.workload.output_tokens = output;
+    q.workload.num_requests = requests;
     return q;
   }
 };
@@ -158,13 +172,7 @@ TEST_CASE_METHOD(Fixture, "llama.cpp's GPU kernels: matrix-vector decode and no 
 TEST_CASE_METHOD(Fixture, "TensorRT-LLM's KV manager sizes sliding-window layers for the whole sequence, vLLM's does not") {
   const model::ModelConfig oss = test::load("gpt-oss-20b");
   const auto request_for = [&](const char* engine, EngineChoices given) {
-    SimulateRequest q = request(1);
-    q.model = &oss;
-    q.precision = model::resolve_precision("mxfp4", oss, test::precisions());
-    q.workload.mode = LoadMode::max;
-    q.workload.input_tokens = 1000;
-    q.workload.output_tokens = 1000;
-    q.workload.num_requests = 3000;
+    SimulateRequest q = oss_request(oss, LoadMode::max, 1000, 1000, 3000);
     q.limits.max_batch = 2048;
     apply_engine(q, engines.engine(engine), given);
     return q;
@@ -207,4 +215,126 @@ TEST_CASE_METHOD(Fixture, "llama.cpp on a unified host: its 16-bit rate, and the
   // A host without a measured prompt rate keeps the generic GPU terms.
   const Hardware apple = llamacpp_host(db, db.host("apple-m2-ultra"), HostFlags{}, false);
   CHECK(apple.eff.gemm_compute == Approx(plain.gemm_compute));
+}
+
+TEST_CASE("llama.cpp's expert token tile: CUDA MMQ's mmq_x fitted to the step's tokens, Metal's fixed 32") {
+  Efficiency cuda;
+  cuda.expert_tile_rows_max = 128;
+  cuda.expert_tile_fits_step = true;
+  // mul_mat_q_case: the first mmq_x (8, 16, ..., 40, then 48, 64, ..., 128) reaching the fewest ceil(tokens / mmq_x).
+  const auto loop = [](double tokens) {
+    int best = 0, best_tiles = 1 << 30;
+    for (int x = 8; x <= 128 && best_tiles > 1; x += 8) {
+      if (x >= 48 && x % 16 != 0) continue;
+      const int tiles = static_cast<int>(std::ceil(tokens / x));
+      if (tiles < best_tiles) best = x, best_tiles = tiles;
+    }
+    return static_cast<double>(best);
+  };
+  for (const double t : {9.0, 16.0, 17.0, 40.0, 41.0, 47.0, 49.0, 100.0, 128.0, 129.0, 200.0, 512.0, 2048.0, 2049.0, 5000.0}) {
+    INFO(t << " tokens");
+    CHECK(cuda.expert_tile_rows(t) == loop(t));
+  }
+  Efficiency metal;
+  metal.expert_tile_rows_max = 32;
+  CHECK(metal.expert_tile_rows(512) == 32);
+  CHECK(metal.expert_tile_rows(9) == 32);
+  CHECK(Efficiency{}.expert_tile_rows(512) == 0);  // no tile model: the grouped-GEMM curve
+}
+
+TEST_CASE("expert tile waste: every touched expert computes whole tiles, none up to the matrix-vector threshold") {
+  Efficiency e;
+  e.gemv_max_rows = 8;
+  e.expert_tile_rows_max = 128;
+  e.expert_tile_fits_step = true;
+  model::StepValues x{};
+  const auto at = [&](double tokens, double touched, double assignments) {
+    x[static_cast<std::size_t>(model::StepVar::tokens)] = tokens;
+    x[static_cast<std::size_t>(model::StepVar::experts_touched)] = touched;
+    return expert_tile_waste(e, assignments, x);
+  };
+  // gpt-oss-120b, a 2,048-token ubatch: 8,192 assignments over 128 experts = 64 each (sd 8) in one 128-wide tile:
+  // half empty.
+  CHECK(at(2048, 128, 8192) == Approx(2.0).epsilon(1e-6));
+  // 512 tokens: 16 per expert in a 128-wide tile: 8x.
+  CHECK(at(512, 128, 2048) == Approx(8.0).epsilon(1e-6));
+  // gpt-oss-20b (32 experts, top-4), 2,048 tokens: 256 per expert on average, sd 16: about half of the experts get
+  // past 256 and run a third tile: E[tiles] ~ 2.5, so ~1.25x rather than the mean's exact 2 tiles.
+  CHECK(at(2048, 32, 8192) == Approx(2.49 * 128 / 256).epsilon(0.01));
+  // Many tokens per expert: the last tile is half empty on average, a small share of many tiles.
+  CHECK(at(65536, 32, 262144) == Approx((8192.0 / 128 + 0.5) * 128 / 8192).epsilon(0.01));
+  // A 100-token step: mmq_x = 112; 400 assignments over 32 experts = 12.5 each -> one 112-wide tile each.
+  CHECK(at(100, 32, 400) == Approx(32.0 * 112 / 400).epsilon(1e-6));
+  CHECK(at(8, 4, 32) == 1.0);  // decode-sized steps run mul_mat_vec_q: no tiles
+  e.expert_tile_rows_max = 32;  // Metal
+  e.expert_tile_fits_step = false;
+  // DeepSeek-V3, 512 tokens: 16 per expert (sd 4) in 32-row tiles: a second tile for almost none.
+  CHECK(at(512, 256, 4096) == Approx(2.0).epsilon(0.01));
+}
+
+TEST_CASE_METHOD(Fixture, "llama.cpp prices MoE experts with its own tiles on CUDA and Metal, others keep the grouped-GEMM curve") {
+  const auto& cpp = engines.engine("llamacpp");
+  REQUIRE(cpp.expert_tile_rows_cuda == 128);
+  REQUIRE(cpp.expert_tile_rows_metal == 32);
+  // DGX Spark runs CUDA (MMQ, tile fitted to the step), Apple Metal (fixed 32-token tiles).
+  for (const auto& [host, rows, fits] : {std::tuple{"nvidia-dgx-spark", 128.0, true}, std::tuple{"apple-m3-ultra", 32.0, false}}) {
+    INFO(host);
+    const Hardware hw = llamacpp_host(db, db.host(host), HostFlags{}, false);
+    const Efficiency e = engine_efficiency(hw.eff, cpp, hw);
+    CHECK(e.expert_tile_rows_max == rows);
+    CHECK(e.expert_tile_fits_step == fits);
+    CHECK(e.expert_compute == Approx(hw.eff.gemm_compute));  // the dense kernel's share (DGX Spark: its measured one)
+    CHECK(e.expert_rows_half == 0);
+    CHECK(e.expert_block_us == 0);
+  }
+  const Hardware rtx = gpu_hardware(db, db.gpu("rtx-4090"));
+  CHECK(engine_efficiency(rtx.eff, cpp, rtx).expert_tile_rows_max == 128);
+  // Other engines and CPU cores keep their expert terms.
+  const Efficiency trt = engine_efficiency(rtx.eff, engines.engine("trtllm"), rtx);
+  CHECK(trt.expert_tile_rows_max == 0);
+  CHECK(trt.expert_rows_half == rtx.eff.expert_rows_half);
+  const Hardware cpu = host_hardware(db.host(db.host_defaults().cpu_host), 10e12);
+  CHECK(engine_efficiency(cpu.eff, cpp, cpu).expert_tile_rows_max == 0);
+  // On DGX Spark a 512-token prompt of gpt-oss-120b (16 tokens per expert) costs its 128-wide tiles: its expert GEMMs
+  // take as long as a 2,048-token prompt's (64 per expert, the same one tile each).
+  const auto oss = test::load("gpt-oss-120b");
+  SimulateRequest q = request(1);
+  q.model = &oss;
+  q.precision = model::resolve_precision("mxfp4_moe", oss, test::precisions());
+  q.hardware = llamacpp_host(db, db.host("nvidia-dgx-spark"), HostFlags{}, false);
+  q.kv_dtype = model::KvDtype::fp16;
+  q.workload.mode = LoadMode::static_batch;
+  q.workload.output_tokens = 1;
+  q.workload.num_requests = 1;
+  q.limits.max_num_batched_tokens = 8192;
+  q.with_breakdown = true;
+  apply_engine(q, cpp, EngineChoices{false, true, true, false});
+  const auto expert_us = [&](std::int64_t tokens) {
+    q.workload.input_tokens = tokens;
+    const SimulateResult r = simulate(q);  // its prefill breakdown: one step of the whole prompt
+    double t = 0;
+    for (const OpTime& o : r.prefill_ops)
+      if (o.op.kind == model::OpKind::expert_gemm) t += o.time_s * 1e6;
+    return t;
+  };
+  REQUIRE(expert_us(2048) > 0);
+  CHECK(expert_us(512) == Approx(expert_us(2048)).epsilon(0.02));
+  // 8,192 tokens: 4x the assignments, 256 per expert in about 2.5 tiles of 128 (waste 1.24 instead of 2).
+  CHECK(expert_us(8192) / expert_us(2048) == Approx(4 * 1.244 / 2).epsilon(0.02));
+}
+
+TEST_CASE_METHOD(Fixture, "llama.cpp runs a static batch's prompt in ubatches of its token budget, the others in one step") {
+  const auto oss = test::load("gpt-oss-20b");
+  const auto ttft = [&](const char* engine, std::int64_t ubatch) {
+    SimulateRequest q = oss_request(oss, LoadMode::static_batch, 4096, 1, 2);
+    q.limits.max_num_batched_tokens = ubatch;
+    apply_engine(q, engines.engine(engine), EngineChoices{true, true, true, false});
+    return simulate(q).serving.ttft_ms.mean;
+  };
+  CHECK(engines.engine("llamacpp").prefill_in_ubatches);
+  CHECK_FALSE(engines.engine("trtllm").prefill_in_ubatches);
+  // llama.cpp: 4,096 tokens in ubatches of 512 take 8 steps, longer than in ubatches of 4,096 (one step).
+  CHECK(ttft("llamacpp", 512) > ttft("llamacpp", 4096) * 1.05);
+  // A static TensorRT-LLM batch prefills its whole prompt in one step whatever the token budget.
+  CHECK(ttft("trtllm", 512) == Approx(ttft("trtllm", 4096)));
 }

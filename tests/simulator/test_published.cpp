@@ -40,7 +40,9 @@ TEST_CASE("Published measurements: every row runs, errors within the documented 
   // llama.cpp with its own GPU kernel choices (data/engines.yaml gemv_max_rows, dequant_compute): 40.5 % before them.
   const auto* cpp = simulator::find_error_group(s.groups, "engine", "llamacpp");
   REQUIRE(cpp);
-  CHECK(cpp->median_abs < 0.235);  // 31.2 % before DGX Spark's 16-bit rate and measured prompt/decode rates
+  // 31.2 % before DGX Spark's 16-bit rate and measured prompt/decode rates, 22.3 % before llama.cpp's expert tiles,
+  // ubatches and MXFP4 MoE files (13.2 % with them).
+  CHECK(cpp->median_abs < 0.145);
   // Dense models under TensorRT-LLM: the roofline with measured GEMM curves.
   std::vector<double> dense;
   for (const auto& r : s.rows)
