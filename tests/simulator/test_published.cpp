@@ -26,8 +26,9 @@ TEST_CASE("Published measurements: every row runs, errors within the documented 
   }
   CHECK(refused == 0);
   // Levels measured 2026-12-03 (docs/simulator.md "Accuracy"), with a little room for compiler rounding.
-  CHECK(s.median_abs_error < 0.185);  // 21.4 % before TensorRT-LLM's KV capacity and DGX Spark's measured rates
-  CHECK(s.p90_abs_error < 0.42);      // 56.1 % before them
+  CHECK(s.median_abs_error < 0.16);  // 21.4 % before TensorRT-LLM's KV capacity and DGX Spark's measured rates, 17.8 %
+                                     // before llama.cpp's expert tiles (15.2 % with them)
+  CHECK(s.p90_abs_error < 0.40);     // 56.1 % before them, 40.5 % before vLLM V0's batch on the Oracle rows (39.0 %)
   const auto* trt = simulator::find_error_group(s.groups, "engine", "trtllm");
   REQUIRE(trt);
   CHECK(trt->median_abs < 0.17);  // 20.0 % before decode attention was priced from measured curves, 18.1 % before TensorRT-LLM's KV capacity
