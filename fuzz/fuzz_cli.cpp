@@ -23,10 +23,21 @@
 
 namespace {
 
+std::filesystem::path scratch_path() {
+  return std::filesystem::temp_directory_path() / ("moeplan_fuzz_cli_" + std::to_string(::getpid()));
+}
+
+// Removed when the fuzzer exits normally (-max_total_time, -runs); a crash leaves it for inspection.
+void remove_scratch_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(scratch_path(), ec);
+}
+
 const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("moeplan_fuzz_cli_" + std::to_string(::getpid()));
+    auto d = scratch_path();
     std::filesystem::create_directories(d);
+    std::atexit(remove_scratch_dir);
     std::filesystem::current_path(d);
     ::setenv("XDG_DATA_HOME", d.c_str(), 1);  // profiles the commands look for resolve here too
     return d;
