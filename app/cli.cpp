@@ -49,11 +49,12 @@ void print_usage(std::ostream& out) {
   out << "\nexit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error\n";
 }
 
-// A YAML scalar's text, refusing what a command-line value cannot be (a list inside a list, a map).
+// A YAML scalar's text, refusing what a command-line value cannot be (no value, a list inside a list, a map).
 std::string scalar_text(const YAML::Node& n, const std::string& where, const std::string& option) {
   if (!n.IsScalar())
     throw InputError(where + ":" + std::to_string(n.Mark().line + 1) + ": option '" + printable(option) +
-                     "' must be a value or a list of values (found a nested list or map)");
+                     "' must be a value or a list of values (found " + (n.IsNull() ? "no value" : "a nested list or map") +
+                     ")");
   return n.Scalar();
 }
 
@@ -89,6 +90,11 @@ std::vector<std::string> config_file_args(const std::string& path, const po::opt
 namespace {
 constexpr const char* kPositional = "positional-argument";  // never a real option name
 }  // namespace
+
+void refuse_given(const po::variables_map& vm, std::initializer_list<const char*> names, const std::string& mode) {
+  for (const char* name : names)
+    if (vm.count(name) && !vm[name].defaulted()) throw InputError("--" + std::string(name) + " is for " + mode);
+}
 
 void add_common_options(po::options_description& d, Common& c) {
   d.add_options()("help,h", "show this help")(

@@ -2,6 +2,7 @@
 // libraries and render a report. Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
 #pragma once
 #include <filesystem>
+#include <initializer_list>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -33,6 +34,11 @@ bool parse(const std::string& command, const std::string& usage, const std::vect
            std::ostream& out);
 
 void emit(const reports::Report& report, const Common& common, std::ostream& out);
+
+// Options of one mode of a command given in another are refused, not ignored: the first of `names` the user gave
+// (on the command line or in --config-file; a default does not count) is InputError("--NAME is for `mode`").
+void refuse_given(const boost::program_options::variables_map& vm, std::initializer_list<const char*> names,
+                  const std::string& mode);
 
 // "a, b,c" -> {"a", "b", "c"} (blank items dropped): the list options (--gpus, --precisions, ...).
 std::vector<std::string> split_list(const std::string& s);

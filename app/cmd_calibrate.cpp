@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "app/cli.hpp"
+#include "app/option_groups.hpp"
 #include "calibrate/calibrate.hpp"
 #include "calibrate/gpu_calibrate.hpp"
 #include "common/error.hpp"
@@ -143,8 +144,9 @@ int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
       ("device", po::value<std::string>(&device)->default_value("cpu"),
        "cpu (a host profile), or cuda (a GPU op profile of one GPU; a build with CUDA and a visible device)")
       ("cuda-device", po::value<int>(&g.cuda_device)->default_value(0), "--device cuda: which GPU")
-      ("gpu", po::value<std::string>(&g.gpu), "--device cuda: the data/gpus.yaml name for the profile (default: matched from the device's name)")
-      ("model", po::value<std::string>(&g.model)->default_value("llama4-maverick"), "--device cuda: whose op shapes to measure")
+      ("gpu", po::value<std::string>(&g.gpu), "--device cuda: the data/gpus.yaml name for the profile (default: matched from the device's name)");
+  add_model_option(d, g.model, "--device cuda: whose op shapes to measure (built-in model or path to config.json)");
+  d.add_options()
       ("experts", po::value<std::int64_t>(&g.experts), "--device cuda: routed experts of the MoE curve (default: as many as fit in half the free memory)")
       ("shape", po::value<std::string>(&g.shape), "--device cuda: shrink the model: KEY=N,... (as run --shape)")
       ("repeats", po::value<int>(&g.repeats), "--device cuda: timed calls per point (default 10; --quick: 3)")
@@ -162,14 +164,13 @@ int cmd_calibrate(const std::vector<std::string>& args, std::ostream& out) {
              "--device cuda [--gpu NAME] [--model M] [--experts N] [--shape K=N,...] [--quick] [--repeats N] [--profile FILE]",
              args, d, vm, out))
     return kExitOk;
+  if (device == "cuda") refuse_given(vm, {"threads", "ranks", "dtypes", "passes"}, "calibrate --device cpu");
+  else refuse_given(vm, {"cuda-device", "gpu", "model", "experts", "shape", "repeats"}, "calibrate --device cuda");
   if (executor::select_device(device) == executor::DeviceKind::cuda) {
-    if (g.repeats < 0 || g.experts < 0 || (vm.count("repeats") && g.repeats == 0) || (vm.count("experts") && g.experts == 0))
-      throw InputError("--repeats and --experts must be positive");
     g.quick = vm.count("quick") > 0;
     g.profile = profile;
     return calibrate_cuda(g, common, out);
   }
-  if (q.threads < 0) throw InputError("--threads must be 0 (all) or positive");
   if (!vm.count("ranks")) q.ranks = {1, 2};
   q.quick = vm.count("quick") > 0;
   if (!vm.count("passes")) q.passes = q.quick ? 1 : 3;

@@ -45,9 +45,7 @@ int cmd_memory(const std::vector<std::string>& args, std::ostream& out) {
   const auto db = gpu_db::Database::load(data_dir());
   const ResolvedConfig c = resolve_config(o, vm, db);
 
-  simulator::MemoryRequest q = memory_request(c);
-  q.context_tokens = load.context;
-  q.concurrency = load.concurrency;
+  simulator::MemoryRequest q = memory_request(c, load.context, load.concurrency);
   q.include_vision = vm.count("with-vision") > 0;
   if (vm.count("sweep")) {
     simulator::MemorySweepRequest sq;

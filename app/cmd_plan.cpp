@@ -1,12 +1,10 @@
 // `moeplan plan`: rank every configuration for a model, workload, SLO and budget. `moeplan compare-api`: the best
 // self-hosted configuration against every API price for the model, with the break-even volume.
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <future>
 #include <iostream>
 #include <optional>
-#include <sstream>
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
@@ -117,14 +115,6 @@ planner::HostCandidate host_candidate(const PlanOptions& o, const po::variables_
   c.ranks.clear();
   for (const auto& l : profile->layouts) c.ranks.push_back(l.ranks);
   return c;
-}
-
-// --tokens-per-month, when given, must be a positive finite volume; checked before the plan runs.
-void check_tokens_per_month(const po::variables_map& vm, const PlanOptions& o) {
-  if (!vm.count("tokens-per-month") || (o.tokens_per_month > 0 && std::isfinite(o.tokens_per_month))) return;
-  std::ostringstream given;
-  given << o.tokens_per_month;
-  throw InputError("--tokens-per-month " + given.str() + ": must be a positive, finite number of tokens per month");
 }
 
 // The precisions to plan: --precisions (each once); on a host, the weight formats the CPU executor runs and its
@@ -330,7 +320,6 @@ int cmd_plan(const std::vector<std::string>& args, std::ostream& out) {
              "[--budget-per-month $ | --budget-per-hour $] [--gpus list] [--precisions list] [--top K]",
              args, d, vm, out))
     return kExitOk;
-  check_tokens_per_month(vm, o);
   const auto db = gpu_db::Database::load(data_dir());
   const Planned p = run_plan(o, vm, db);
   const std::vector<planner::LaunchCommand> launch = plan_launch_commands(p, o);
@@ -356,7 +345,6 @@ int cmd_compare_api(const std::vector<std::string>& args, std::ostream& out) {
   po::variables_map vm;
   if (!parse("compare-api", "--model M [--input L --output L] [SLO, budget and GPU options of plan]", args, d, vm, out))
     return kExitOk;
-  check_tokens_per_month(vm, o);
   const auto db = gpu_db::Database::load(data_dir());
   Planned p = run_plan(o, vm, db);
   if (p.result.rows.empty())

@@ -51,20 +51,8 @@ reports::Section fit_matrix_section(const model::ModelConfig& m, const model::Pr
 }
 
 // A GPU row's memory per GPU at its operating point, from the request the serving check simulates.
-simulator::MemoryRequest row_memory_request(const simulator::SimulateRequest& s, const planner::PlanRow& row) {
-  simulator::MemoryRequest q;
-  q.model = s.model;
-  q.precision = s.precision;
-  q.layout = s.layout;
-  q.kv_dtype = s.kv_dtype;
-  q.kv_mode = s.kv_mode;
-  q.context_tokens = s.workload.input_tokens + s.workload.output_tokens;
-  q.concurrency = s.workload.concurrency;
-  q.max_num_batched_tokens = s.limits.max_num_batched_tokens;
-  q.overhead.gpu_memory_utilization = s.gpu_memory_utilization;
-  q.capacity_bytes = row.gpu->memory_bytes;
-  q.device_name = row.gpu->name;
-  return q;
+simulator::MemoryRequest row_memory_request(const simulator::SimulateRequest& s) {
+  return simulator::memory_request(s, s.workload.input_tokens + s.workload.output_tokens, s.workload.concurrency);
 }
 
 std::string row_config(const planner::PlanRow& r) {
@@ -79,10 +67,10 @@ reports::Section memory_section(const Planned& p, const gpu_db::Database& db, in
   for (std::size_t i = 0; i < p.result.rows.size() && static_cast<int>(i) < top; ++i) {
     const auto& row = p.result.rows[i];
     const auto sim = planner::row_simulate_request(p.request, db, row);
-    rows.push_back({static_cast<int>(i) + 1, &row, simulator::memory_breakdown(row_memory_request(sim, row))});
+    rows.push_back({static_cast<int>(i) + 1, &row, simulator::memory_breakdown(row_memory_request(sim))});
   }
   const auto& best = p.result.rows.front();
-  auto base = row_memory_request(planner::row_simulate_request(p.request, db, best), best);
+  auto base = row_memory_request(planner::row_simulate_request(p.request, db, best));
   base.concurrency = 1;
   std::vector<reports::ContextCurve> curves;
   double usable = 0;

@@ -5,6 +5,7 @@
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
+#include "app/option_groups.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
@@ -29,8 +30,8 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
   bool bf16_activations = false;
   po::options_description d("run options");
   add_common_options(d, common);
+  add_model_option(d, model_name);
   d.add_options()
-      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "built-in model or path to config.json")
       ("weights", po::value<std::string>(&weights), "checkpoint directory (config.json + safetensors)")
       ("random-weights", po::value<std::uint64_t>(&random_seed), "write a seeded random checkpoint in the HF layout and run it")
       ("weights-out", po::value<std::string>(&weights_out),
@@ -68,9 +69,8 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
     return kExitOk;
   for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp", "pp"}) require_positive(vm, name);
   if (gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
-  if (threads < 0) throw InputError("--threads must be 0 (all) or positive");
   const executor::DeviceKind device_kind = executor::select_device(device);
-  if (cuda_device < 0) throw InputError("--cuda-device must be 0 or more");
+  if (device_kind == executor::DeviceKind::cpu) refuse_given(vm, {"cuda-device"}, "run --device cuda");
   if (vm.count("weights") == vm.count("random-weights"))
     throw InputError("give --weights DIR or --random-weights SEED (one of them)");
   if (!(temperature >= 0) || !(top_p > 0 && top_p <= 1)) throw InputError("--temperature must be >= 0 and --top-p in (0, 1]");

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/cli.hpp"
+#include "app/option_groups.hpp"
 #include "calibrate/validate.hpp"
 #include "calibrate/validate_device.hpp"
 #include "common/error.hpp"
@@ -82,8 +83,9 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
        "cpu: run the executor on this machine over a grid and compare with the simulator; cuda: the CUDA backend's logits "
        "against the CPU backend's on the oracle fixtures")
       ("cuda-device", po::value<int>(&cuda_device)->default_value(0), "--device cuda: which GPU")
-      ("fixtures", po::value<std::string>(&fixtures), "--device cuda: directory of oracle fixtures (default <data>/../tests/fixtures/oracle)")
-      ("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), "--device: built-in model or path to config.json (shrunk for the grid)")
+      ("fixtures", po::value<std::string>(&fixtures), "--device cuda: directory of oracle fixtures (default <data>/../tests/fixtures/oracle)");
+  add_model_option(d, model_name, "--device: built-in model or path to config.json (shrunk for the grid)");
+  d.add_options()
       ("profile", po::value<std::string>(&profile), "--device: profile from moeplan calibrate (default data/profiles/<host>.yaml); its fit and residuals are rewritten")
       ("quick", "--device: small-width model and a grid of a few minutes on 2 cores")
       ("experts", po::value<std::vector<std::int64_t>>(&q.grid.experts)->multitoken(), "--device: routed-expert counts (default quick 8 16, full 4 8)")
@@ -109,12 +111,21 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
              args, d, vm, out))
     return kExitOk;
   if (vm.count("published") && vm.count("device")) throw InputError("give one of --device cpu and --published");
-  if (vm.count("engine") && !vm.count("published")) throw InputError("--engine is for validate --published");
-  if (vm.count("published")) return validate_published(common, points_file, only, bars_file, engine, out);
+  // Each mode's own options; one given to another mode is refused rather than ignored.
+  const std::initializer_list<const char*> cpu_options = {"model", "profile", "experts", "batches", "contexts",
+                                                          "prefill", "ranks", "no-skew", "no-write", "seed"};
+  const std::initializer_list<const char*> published_options = {"points", "id", "write-error-bars", "engine"};
+  if (vm.count("published")) {
+    refuse_given(vm, cpu_options, "validate --device cpu");
+    refuse_given(vm, {"cuda-device", "fixtures", "quick"}, "validate --device cpu or cuda");
+    return validate_published(common, points_file, only, bars_file, engine, out);
+  }
   if (!vm.count("device")) throw InputError("validate: give --device cpu (run the model here) or --published (published benchmarks)");
+  refuse_given(vm, published_options, "validate --published");
+  if (device == "cuda") refuse_given(vm, cpu_options, "validate --device cpu");
+  else refuse_given(vm, {"cuda-device", "fixtures"}, "validate --device cuda");
   if (executor::select_device(device) == executor::DeviceKind::cuda)
     return validate_cuda(fixtures, cuda_device, vm.count("quick") > 0, common, out);
-  if (vm.count("fixtures")) throw InputError("--fixtures is for validate --device cuda");
 
   // The fitted profile goes back where it was read, except that a shipped profile (data/profiles/, read when the
   // user has none for this host) is never rewritten: its fit goes to the user's profile path.

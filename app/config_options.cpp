@@ -127,21 +127,6 @@ ResolvedConfig resolve_config(const ConfigOptions& o, const po::variables_map& v
   return c;
 }
 
-simulator::MemoryRequest memory_request(const ResolvedConfig& c) {
-  simulator::MemoryRequest q;
-  q.model = &c.model;
-  q.precision = c.precision;
-  q.layout = c.layout;
-  q.kv_dtype = c.kv_dtype;
-  q.kv_mode = c.kv_mode;
-  q.max_num_batched_tokens = c.max_num_batched_tokens;
-  q.overhead.gpu_memory_utilization = c.gpu_memory_utilization;
-  q.host_mode = c.host_mode;
-  q.capacity_bytes = c.host_mode ? c.host->memory_bytes : c.gpu->memory_bytes;
-  q.device_name = c.host_mode ? c.host->name : c.gpu->name;
-  return q;
-}
-
 void fill_simulate_request(simulator::SimulateRequest& q, const ResolvedConfig& c) {
   q.model = &c.model;
   q.precision = c.precision;
@@ -150,6 +135,15 @@ void fill_simulate_request(simulator::SimulateRequest& q, const ResolvedConfig& 
   q.kv_mode = c.kv_mode;
   q.limits.max_num_batched_tokens = c.max_num_batched_tokens;
   q.gpu_memory_utilization = c.gpu_memory_utilization;
+}
+
+simulator::MemoryRequest memory_request(const ResolvedConfig& c, std::int64_t context_tokens, std::int64_t concurrency) {
+  simulator::SimulateRequest q;  // the device as simulate's memory request reads it
+  fill_simulate_request(q, c);
+  q.hardware.name = c.host_mode ? c.host->name : c.gpu->name;
+  q.hardware.host = c.host_mode;
+  q.hardware.memory_bytes = c.host_mode ? c.host->memory_bytes : c.gpu->memory_bytes;
+  return simulator::memory_request(q, context_tokens, concurrency);
 }
 
 }  // namespace moeplan::app

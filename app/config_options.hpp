@@ -56,11 +56,11 @@ struct ResolvedConfig {
 ResolvedConfig resolve_config(const ConfigOptions& o, const boost::program_options::variables_map& vm,
                               const gpu_db::Database& db);
 
-// The memory request of the configuration: model, precision, layout, KV cache, engine memory and the device (a GPU,
-// or the host in host mode); the load (context, concurrency) is the caller's.
-simulator::MemoryRequest memory_request(const ResolvedConfig& c);
 // The fields of a simulate request the configuration names: model, precision, layout, KV cache, engine memory.
 void fill_simulate_request(simulator::SimulateRequest& q, const ResolvedConfig& c);
+// The memory request of the configuration (simulator::memory_request of its simulate request) on its device (a GPU,
+// or the host in host mode), at `context_tokens` per sequence and `concurrency` sequences.
+simulator::MemoryRequest memory_request(const ResolvedConfig& c, std::int64_t context_tokens, std::int64_t concurrency);
 
 // --precisions "a,b": each resolved to the model family's usual policy (as --precision is); a precision named twice
 // (after resolving) once; an empty list is an InputError.

@@ -35,6 +35,8 @@ const std::vector<OptionBound>& option_bounds() {
       {"threads", 0, 1024, "threads (0: all)"},
       {"ranks", 1, 64, "in-process ranks"},
       {"passes", 1, 100, "passes"},
+      {"repeats", 1, 10000, "timed calls"},
+      {"cuda-device", 0, 1023, "(a CUDA device index)"},
       // Token and sequence counts.
       {"context", 1, kTokens, "tokens"},
       {"input", 1, kTokens, "tokens"},
@@ -68,6 +70,7 @@ const std::vector<OptionBound>& option_bounds() {
       {"network-price", 0, 1e4, "USD per NIC port-hour"},
       {"budget-per-month", 1e-2, 1e12, "USD"},
       {"budget-per-hour", 1e-4, 1e9, "USD"},
+      {"tokens-per-month", 1, 1e16, "tokens"},
       {"utilization", 1e-3, 1, "(a fraction of hours)"},
       {"gpu-memory-utilization", 1e-3, 1, "(a fraction of memory)"},
       {"ram-gb", 1e-3, 1e6, "GB"},

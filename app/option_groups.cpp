@@ -11,9 +11,8 @@ namespace po = boost::program_options;
 
 namespace moeplan::app {
 
-void add_model_option(po::options_description& d, std::string& model_name) {
-  d.add_options()("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"),
-                  "built-in model or path to config.json");
+void add_model_option(po::options_description& d, std::string& model_name, const char* help) {
+  d.add_options()("model", po::value<std::string>(&model_name)->default_value("llama4-maverick"), help);
 }
 
 void add_kv_dtype_option(po::options_description& d, std::string& dtype, const char* default_dtype, const char* help) {

@@ -15,8 +15,10 @@
 
 namespace moeplan::app {
 
-// --model: a built-in model name or the path of a Hugging Face config.json (default llama4-maverick).
-void add_model_option(boost::program_options::options_description& d, std::string& model_name);
+// --model: a built-in model name or the path of a Hugging Face config.json (default llama4-maverick). `help` says
+// what the command does with it where that is more than the plain description.
+void add_model_option(boost::program_options::options_description& d, std::string& model_name,
+                      const char* help = "built-in model or path to config.json");
 
 // --kv-dtype and --kv-mode: the KV cache's dtype and which layers keep the whole context.
 struct KvOptions {

@@ -16,6 +16,7 @@
 #include "common/files.hpp"
 #include "common/numeric.hpp"
 #include "common/splitmix.hpp"
+#include "common/stats.hpp"
 #include "common/text.hpp"
 #include "executor/checkpoint_random.hpp"
 #include "executor/comm.hpp"
@@ -38,23 +39,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Linear-interpolated quantile (numpy's default) of v, q in [0, 1].
-double quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = q * to_double(static_cast<std::int64_t>(v.size()) - 1);
-  const std::size_t i = static_cast<std::size_t>(std::floor(pos));
-  if (i + 1 >= v.size()) return v.back();
-  return v[i] + (pos - to_double(static_cast<std::int64_t>(i))) * (v[i + 1] - v[i]);
-}
 
 ErrorStats stats(const std::vector<double>& errors) {
   ErrorStats s;
@@ -331,9 +315,7 @@ Prediction predict(const model::ModelConfig& m, const model::Precision& precisio
   q.hardware = hw;
   q.routing = routing;
   const simulator::StepModel sm(q);
-  model::AttentionKind window = model::AttentionKind::chunked;
-  for (const auto& l : m.layers)
-    if (l.attention == model::AttentionKind::sliding) window = l.attention;
+  const model::AttentionKind window = simulator::window_kind(sm.graph());
   const simulator::StepShape shape = p.phase == "decode"
       ? simulator::decode_shape(to_double(p.batch), p.context + 1 + steps / 2, sm.graph(), window)
       : simulator::prefill_shape(p.tokens, 0, true, sm.graph(), window);
@@ -737,15 +719,9 @@ void summarize_rows(CpuValidation& out, simulator::HostProfile& fitted) {
   for (const std::string phase : {"prefill", "decode"}) {
     const auto& v = residuals[phase];
     if (v.empty()) continue;
-    simulator::Residuals res;
-    res.n = static_cast<int>(v.size());
-    std::vector<double> a;
-    for (double x : v) a.push_back(std::fabs(x));
-    res.median_abs = median(a);
-    res.p90_abs = quantile(a, 0.9);
-    res.q05 = quantile(v, 0.05);
-    res.q95 = quantile(v, 0.95);
-    (phase == "decode" ? fitted.decode_residuals : fitted.prefill_residuals) = res;
+    const ErrorStats abs = stats(v);
+    (phase == "decode" ? fitted.decode_residuals : fitted.prefill_residuals) =
+        simulator::Residuals{abs.n, abs.median_abs, abs.p90_abs, quantile(v, 0.05), quantile(v, 0.95)};
   }
 }
 

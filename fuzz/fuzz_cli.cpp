@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -23,10 +24,21 @@
 
 namespace {
 
+std::filesystem::path scratch_path() {
+  return std::filesystem::temp_directory_path() / ("moeplan_fuzz_cli_" + std::to_string(::getpid()));
+}
+
+// Removed when the fuzzer exits normally (-max_total_time, -runs); a crash leaves it for inspection.
+void remove_scratch_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(scratch_path(), ec);
+}
+
 const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("moeplan_fuzz_cli_" + std::to_string(::getpid()));
+    auto d = scratch_path();
     std::filesystem::create_directories(d);
+    std::atexit(remove_scratch_dir);
     std::filesystem::current_path(d);
     ::setenv("XDG_DATA_HOME", d.c_str(), 1);  // profiles the commands look for resolve here too
     return d;
@@ -51,6 +63,27 @@ bool allowed(const std::vector<std::string>& args) {
 }
 
 }  // namespace
+
+// Every input runs in the scratch directory, but libFuzzer reads the seed files (and writes failing inputs) by the
+// paths it was given, after the first input has changed directory: relative corpus directories and artifact paths
+// are made absolute here, before any input runs.
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  static std::vector<std::string> args;
+  static std::vector<char*> pointers;
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  for (int i = 0; i < *argc; ++i) {
+    std::string a = (*argv)[i];
+    for (const char* flag : {"-artifact_prefix=", "-exact_artifact_path="})
+      if (a.rfind(flag, 0) == 0 && a.size() > std::strlen(flag) && a[std::strlen(flag)] != '/')
+        a = flag + (cwd / a.substr(std::strlen(flag))).string();
+    if (i > 0 && !a.empty() && a[0] != '-' && a[0] != '/') a = (cwd / a).string();
+    args.push_back(a);
+  }
+  for (auto& a : args) pointers.push_back(a.data());
+  pointers.push_back(nullptr);
+  *argv = pointers.data();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);

@@ -105,19 +105,21 @@ ShapeOverrides parse_shape_overrides(std::string_view spec) {
   return o;
 }
 
-json apply_shape_overrides(json config, const ShapeOverrides& o, const std::string& origin) {
-  const ModelConfig before = parse_hf_config(config, "original", origin);
-  const std::string& type = before.model_type;
+namespace {
+
+// The overrides this family can take: positive values, and a dense intermediate only where dense layers exist.
+void check_overrides(const ShapeOverrides& o, const std::string& type, const FamilyKeys& keys, const std::string& origin) {
   if (type != "llama4" && type != "qwen3_moe" && type != "mixtral")
     throw InputError(origin + ": shape overrides support llama4, qwen3_moe and mixtral, not " + type);
   for (const auto& k : kKeys)
     if ((o.*k.field).has_value() && *(o.*k.field) <= 0)
       throw InputError(origin + ": shape override " + k.name + "=" + std::to_string(*(o.*k.field)) + " must be positive");
-  const FamilyKeys keys = family_keys(type);
   if (o.dense_intermediate && !*keys.dense_intermediate)
     throw InputError(origin + ": shape override dense_intermediate does not apply: " + type + " has no dense MLP layers");
+}
 
-  json& target = type == "llama4" && config.contains("text_config") ? config["text_config"] : config;
+// Each given dimension into its HF key of this family.
+void write_dimensions(json& target, const ShapeOverrides& o, const FamilyKeys& keys) {
   auto set = [&target](const char* key, const std::optional<std::int64_t>& v) {
     if (v) target[key] = *v;
   };
@@ -131,25 +133,27 @@ json apply_shape_overrides(json config, const ShapeOverrides& o, const std::stri
   set("vocab_size", o.vocab);
   set(keys.moe_intermediate, o.moe_intermediate ? o.moe_intermediate : o.intermediate);
   if (*keys.dense_intermediate) set(keys.dense_intermediate, o.dense_intermediate ? o.dense_intermediate : o.intermediate);
+}
 
-  // Special token ids past a smaller vocabulary would index outside the embedding (transformers refuses a
-  // pad_token_id >= vocab_size): drop them.
-  if (o.vocab) {
-    for (const char* key : {"pad_token_id", "bos_token_id", "eos_token_id"}) {
-      if (!target.contains(key)) continue;
-      json& id = target[key];
-      if (id.is_array()) {
-        json kept = json::array();
-        for (const auto& v : id)
-          if (!v.is_number_integer() || v.get<std::int64_t>() < *o.vocab) kept.push_back(v);
-        id = kept.empty() ? json(nullptr) : kept;
-      } else if (id.is_number_integer() && id.get<std::int64_t>() >= *o.vocab) {
-        id = nullptr;
-      }
+// Special token ids past a smaller vocabulary would index outside the embedding (transformers refuses a
+// pad_token_id >= vocab_size): drop them.
+void drop_token_ids_past(json& target, std::int64_t vocab) {
+  for (const char* key : {"pad_token_id", "bos_token_id", "eos_token_id"}) {
+    if (!target.contains(key)) continue;
+    json& id = target[key];
+    if (id.is_array()) {
+      json kept = json::array();
+      for (const auto& v : id)
+        if (!v.is_number_integer() || v.get<std::int64_t>() < vocab) kept.push_back(v);
+      id = kept.empty() ? json(nullptr) : kept;
+    } else if (id.is_number_integer() && id.get<std::int64_t>() >= vocab) {
+      id = nullptr;
     }
   }
+}
 
-  // Dimensions that must agree with each other, checked on the resulting values.
+// Dimensions that must agree with each other, checked on the resulting values.
+void check_dimensions(const json& target, const ModelConfig& before, const FamilyKeys& keys, const std::string& origin) {
   const std::int64_t heads = value_or(target, "num_attention_heads", before.num_heads);
   const std::int64_t kv_heads = value_or(target, "num_key_value_heads", heads);
   if (heads % kv_heads != 0)
@@ -164,33 +168,33 @@ json apply_shape_overrides(json config, const ShapeOverrides& o, const std::stri
   if (experts < top_k)
     throw InputError(origin + ": shape override gives experts=" + std::to_string(experts) + ", fewer than experts_per_token=" +
                      std::to_string(top_k) + "; lower experts_per_token too");
+}
 
-  // Per-layer patterns follow the new layer count.
-  if (o.layers) {
-    const std::int64_t layers = *o.layers;
-    for (const char* key : {"no_rope_layers", "layer_types"}) {
-      if (!target.contains(key) || !target.at(key).is_array() || target.at(key).empty()) continue;
-      json& list = target[key];
-      if (static_cast<std::int64_t>(list.size()) < layers)
-        throw InputError(origin + ": shape override layers=" + std::to_string(layers) + " exceeds the " +
-                         std::to_string(list.size()) + " entries of " + key + "; the pattern cannot be extended");
-      list.erase(list.begin() + layers, list.end());
-    }
-    for (const char* key : {"moe_layers", "mlp_only_layers"}) {
-      if (!target.contains(key) || !target.at(key).is_array()) continue;
-      json kept = json::array();
-      for (const auto& i : target.at(key))
-        if (!i.is_number_integer() || i.get<std::int64_t>() < layers) kept.push_back(i);
-      target[key] = kept;
-    }
-    if (target.contains("max_window_layers") && target.at("max_window_layers").is_number_integer())
-      target["max_window_layers"] = std::min(target.at("max_window_layers").get<std::int64_t>(), layers);
+// Per-layer patterns follow a new layer count: lists of every layer are cut, lists of layer indices lose those past
+// it.
+void cut_layer_patterns(json& target, std::int64_t layers, const std::string& origin) {
+  for (const char* key : {"no_rope_layers", "layer_types"}) {
+    if (!target.contains(key) || !target.at(key).is_array() || target.at(key).empty()) continue;
+    json& list = target[key];
+    if (static_cast<std::int64_t>(list.size()) < layers)
+      throw InputError(origin + ": shape override layers=" + std::to_string(layers) + " exceeds the " +
+                       std::to_string(list.size()) + " entries of " + key + "; the pattern cannot be extended");
+    list.erase(list.begin() + layers, list.end());
   }
+  for (const char* key : {"moe_layers", "mlp_only_layers"}) {
+    if (!target.contains(key) || !target.at(key).is_array()) continue;
+    json kept = json::array();
+    for (const auto& i : target.at(key))
+      if (!i.is_number_integer() || i.get<std::int64_t>() < layers) kept.push_back(i);
+    target[key] = kept;
+  }
+  if (target.contains("max_window_layers") && target.at("max_window_layers").is_number_integer())
+    target["max_window_layers"] = std::min(target.at("max_window_layers").get<std::int64_t>(), layers);
+}
 
-  const ModelConfig after = parse_hf_config(config, "overridden", origin);
-
-  // Every kind of layer the original has must survive; the smallest layer count that keeps them all is one past the
-  // latest first occurrence of a kind (layer i keeps its kind when the layer count shrinks).
+// Every kind of layer the original has must survive; the smallest layer count that keeps them all is one past the
+// latest first occurrence of a kind (layer i keeps its kind when the layer count shrinks).
+void check_layer_kinds_kept(const ModelConfig& before, const ModelConfig& after, const std::string& origin) {
   std::vector<LayerKind> first_seen;
   std::size_t keep_all = 0;
   for (const auto& l : before.layers) {
@@ -208,6 +212,20 @@ json apply_shape_overrides(json config, const ShapeOverrides& o, const std::stri
                        kind_text(k) + " layer of the original; use layers >= " + std::to_string(keep_all) +
                        " to keep each kind of layer");
   }
+}
+
+}  // namespace
+
+json apply_shape_overrides(json config, const ShapeOverrides& o, const std::string& origin) {
+  const ModelConfig before = parse_hf_config(config, "original", origin);
+  const FamilyKeys keys = family_keys(before.model_type);
+  check_overrides(o, before.model_type, keys, origin);
+  json& target = before.model_type == "llama4" && config.contains("text_config") ? config["text_config"] : config;
+  write_dimensions(target, o, keys);
+  if (o.vocab) drop_token_ids_past(target, *o.vocab);
+  check_dimensions(target, before, keys, origin);
+  if (o.layers) cut_layer_patterns(target, *o.layers, origin);
+  check_layer_kinds_kept(before, parse_hf_config(config, "overridden", origin), origin);
   return config;
 }
 

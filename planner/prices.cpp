@@ -19,7 +19,9 @@ double parse_usd(const std::string& text, const std::string& what) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size() || !std::isfinite(v) || !(v > 0) || v > kMaxUsdPerGpuHour)
+  // std::stod also reads hexadecimal ("0x10"): a price is written in decimal.
+  if (used == 0 || used != text.size() || text.find_first_of("xX") != std::string::npos || !std::isfinite(v) ||
+      !(v > 0) || v > kMaxUsdPerGpuHour)
     throw InputError("--gpu-price " + what + ": the price must be a number of USD per GPU-hour above 0 and at most " +
                      format_fixed(kMaxUsdPerGpuHour, 0) + ", got '" + text + "'");
   return v;

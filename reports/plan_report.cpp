@@ -17,13 +17,6 @@ constexpr std::size_t kChartRows = 100;  // ranked rows the cost/speed chart plo
 std::string money(double usd) { return usd >= 100 ? format_fixed(usd, 0) : usd >= 1 ? format_fixed(usd, 2) : format_fixed(usd, 3); }
 // Tokens/s with the digits a CPU host's single-digit rates need and a GPU's thousands do not.
 std::string rate(double v) { return format_fixed(v, v < 10 ? 2 : v < 100 ? 1 : 0); }
-std::string layout_text(const model::ParallelLayout& l) {
-  std::string s = "tp" + std::to_string(l.tp);
-  if (l.ep > 1) s += " ep" + std::to_string(l.ep);
-  if (l.dp > 1) s += " dp" + std::to_string(l.dp);
-  if (l.pp > 1) s += " pp" + std::to_string(l.pp);
-  return s;
-}
 
 // "1 node, nvlink4" or "16 nodes, pcie5 + 2x ib-ndr400": where the GPUs sit and the links between them.
 std::string links_text(const planner::PlanRow& r) {

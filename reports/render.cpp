@@ -255,4 +255,12 @@ std::string render_document(const std::string& title, const std::vector<std::str
   return out.str();
 }
 
+std::string layout_text(const model::ParallelLayout& l) {
+  std::string s = "tp" + std::to_string(l.tp);
+  if (l.ep > 1) s += " ep" + std::to_string(l.ep);
+  if (l.dp > 1) s += " dp" + std::to_string(l.dp);
+  if (l.pp > 1) s += " pp" + std::to_string(l.pp);
+  return s;
+}
+
 }  // namespace moeplan::reports

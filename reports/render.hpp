@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/shard.hpp"
+
 namespace moeplan::reports {
 
 enum class Format { table, md, json, csv, html };
@@ -37,6 +39,9 @@ struct Report {
 };
 
 std::string render(const Report& report, Format format);
+
+// A layout as the tables print it: tp always, ep, dp and pp where above 1 ("tp1 ep32 dp32", "tp8 pp2").
+std::string layout_text(const model::ParallelLayout& l);
 
 // A document of titled sections: html gives one page with a heading per section and a contents list, md a "##"
 // heading per section, table the same in text, json {"title", "sections": [{"title", "result"}]}, csv each

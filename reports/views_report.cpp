@@ -14,14 +14,6 @@ namespace {
 
 std::string gb(double bytes) { return format_fixed(bytes / 1e9, 2); }
 
-std::string layout_text(const model::ParallelLayout& l) {
-  std::string s = "tp" + std::to_string(l.tp);
-  if (l.ep > 1) s += " ep" + std::to_string(l.ep);
-  if (l.dp > 1) s += " dp" + std::to_string(l.dp);
-  if (l.pp > 1) s += " pp" + std::to_string(l.pp);
-  return s;
-}
-
 // Integers print with thousands separators, other values with up to 4 significant decimals.
 std::string value_text(double v) {
   if (std::fabs(v) < 9e15 && v == std::floor(v)) return with_commas(static_cast<std::int64_t>(v));

@@ -32,9 +32,9 @@ run_build() {  # name, compiler, cuda, extra cmake arguments...; CTEST_EXCLUDE_L
 }
 
 # Each harness for $fuzz_seconds from its seeds in fuzz/corpus/<harness>/; new inputs go to a scratch corpus, an input
-# that fails to <build dir>/fuzz-artifacts/.
+# that fails to <build dir>/fuzz-artifacts/ (an absolute path: fuzz_cli runs its commands in a directory of its own).
 run_fuzzers() {  # build dir
-  local scratch name artifacts=$1/fuzz-artifacts
+  local scratch name artifacts=$PWD/$1/fuzz-artifacts
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' RETURN
   mkdir -p "$artifacts"

@@ -329,20 +329,8 @@ StepModel::StepModel(const StepModelRequest& r, std::shared_ptr<const model::OpG
       continue;
     }
 
-    const OpRates g = op_rates(op, hw_);
-    p.inv_flops_gpu = g.inv_flops;
-    p.rows_half_gpu = g.rows_half;
-    p.inv_bw_gpu = g.inv_bw;
-    p.inv_kv_bw_gpu = g.inv_kv_bw;
-    p.overhead_gpu_s = g.overhead_s;
-    if (p.repeat_host > 0) {
-      const OpRates h = op_rates(op, host_);
-      p.inv_flops_host = h.inv_flops;
-      p.rows_half_host = h.rows_half;
-      p.inv_bw_host = h.inv_bw;
-      p.inv_kv_bw_host = h.inv_kv_bw;
-      p.overhead_host_s = h.overhead_s;
-    }
+    p.gpu_rates = op_rates(op, hw_);
+    if (p.repeat_host > 0) p.host_rates = op_rates(op, host_);
     priced_.push_back(p);
   }
 
@@ -527,8 +515,9 @@ double StepModel::roofline_time(const Priced& p, const model::StepValues& x, boo
   const double bytes = op.weight_bytes.at(x) + op.act_bytes.at(x);
   const double kv = op.kv_bytes.at(x);
   if (flops <= 0 && bytes <= 0 && kv <= 0) return 0;
-  double compute = flops * (host ? p.inv_flops_host : p.inv_flops_gpu);
-  const double half = host ? p.rows_half_host : p.rows_half_gpu;
+  const OpRates& rates = host ? p.host_rates : p.gpu_rates;
+  double compute = flops * rates.inv_flops;
+  const double half = rates.rows_half;
   const Efficiency& eff = (host ? host_ : hw_).eff;
   if (host ? p.expert_tiles_host : p.expert_tiles_gpu) {
     compute *= expert_tile_waste(eff, op.rows.at(x), x);
@@ -539,8 +528,8 @@ double StepModel::roofline_time(const Priced& p, const model::StepValues& x, boo
     if (p.expert) rows /= std::max(1.0, x[ix(StepVar::experts_touched)]);
     if (rows > 0) compute *= (rows + half) / rows;
   }
-  const double memory = bytes * (host ? p.inv_bw_host : p.inv_bw_gpu) + kv * (host ? p.inv_kv_bw_host : p.inv_kv_bw_gpu);
-  const double overhead = host ? p.overhead_host_s : p.overhead_gpu_s;
+  const double memory = bytes * rates.inv_bw + kv * rates.inv_kv_bw;
+  const double overhead = rates.overhead_s;
   const double t = repeat * (std::max(compute, memory) + overhead);
   if (out) {
     out->compute_s = repeat * compute;

@@ -181,11 +181,7 @@ class StepModel {
   struct Priced {               // an op with its rates folded in
     const model::Op* op;
     double repeat_gpu = 0, repeat_host = 0;
-    double inv_flops_gpu = 0, inv_flops_host = 0;    // s per FLOP at full efficiency
-    double rows_half_gpu = 0, rows_half_host = 0;
-    double inv_bw_gpu = 0, inv_bw_host = 0;          // s per weight/act byte
-    double inv_kv_bw_gpu = 0, inv_kv_bw_host = 0;    // s per KV byte
-    double overhead_gpu_s = 0, overhead_host_s = 0;
+    OpRates gpu_rates, host_rates;  // the roofline's rates on the GPU and on the offload host (when repeat_host > 0)
     // collectives: time = fixed_s + bytes × per_byte_s
     double comm_fixed_s = 0, comm_per_byte_s = 0;
     bool expert = false;

@@ -47,16 +47,29 @@ TEST_CASE("gpu_list names each GPU once, aliases included, and refuses an empty 
   CHECK_THROWS_WITH(app::gpu_list("", db), Catch::Contains("--gpus is empty"));
 }
 
+namespace {
+// --help text with boost's line wrapping undone: every run of blanks and newlines as one blank.
+std::string help_text(const std::string& command) {
+  const auto r = test::run({command, "--help"});
+  REQUIRE(r.code == 0);
+  std::string flat;
+  for (const char c : r.out)
+    if (!(c == ' ' || c == '\n') || (!flat.empty() && flat.back() != ' ')) flat += c == '\n' ? ' ' : c;
+  return flat;
+}
+}  // namespace
+
 TEST_CASE("commands that share an option group show the same option, default and help") {
-  const std::vector<std::string> model_commands = {"memory",     "simulate", "plan",  "compare-api",
-                                                   "fit-matrix", "hosts",    "claims"};
+  const std::vector<std::string> model_commands = {"memory", "simulate", "plan",     "compare-api", "fit-matrix",
+                                                   "hosts",  "claims",   "run",      "validate",    "calibrate"};
   for (const auto& command : model_commands) {
     INFO(command);
-    const auto r = test::run({command, "--help"});
-    REQUIRE(r.code == 0);
-    CHECK_THAT(r.out, Catch::Contains("--model arg (=llama4-maverick)") &&
-                          Catch::Contains("built-in model or path to config.json"));
+    CHECK_THAT(help_text(command), Catch::Contains("--model arg (=llama4-maverick)") &&
+                                       Catch::Contains("built-in model or path to config.json"));
   }
+  // The commands whose --model applies to one mode say which.
+  CHECK_THAT(help_text("validate"), Catch::Contains("--device: built-in model or path to config.json (shrunk for the grid)"));
+  CHECK_THAT(help_text("calibrate"), Catch::Contains("--device cuda: whose op shapes to measure"));
   for (const std::string command : {"memory", "simulate", "fit-matrix", "hosts"}) {
     INFO(command);
     const auto r = test::run({command, "--help"});

@@ -118,6 +118,7 @@ struct Scratch {
     // yaml-cpp 0.7 reads the ',' after a closed top-level flow map as an endless run of empty documents
     write(dir / "flow_map_comma.yaml", "{count: 8},\ngpu: h100-sxm\n");
     write(dir / "unknown_key.yaml", "no-such-option: 1\n");
+    write(dir / "no_value.yaml", "count:\n");
     write(dir / "points.yaml", "points:\n  - id: [1, 2]\n");
     write(dir / "profile.yaml", "host: {a: 1}\n");
     // Files
@@ -186,6 +187,9 @@ const std::vector<Row>& rows() {
       {"4 --ram-gb nan", {"memory", "--ram-gb", "nan"}, 2, "--ram-gb nan is out of range"},
       {"4 --gpu-price 1e308", {"plan", "--gpu-price", "1e308"}, 2, "--gpu-price"},
       {"4 --utilization 1e-308", {"plan", "--utilization", "1e-308"}, 2, "--utilization"},
+      {"4 --tokens-per-month denormal", {"compare-api", "--tokens-per-month", "4.9e-324"}, 2, "--tokens-per-month"},
+      {"4 --tokens-per-month 1e20", {"compare-api", "--tokens-per-month", "1e20"}, 2, "--tokens-per-month 1e+20 is out of range"},
+      {"4 --gpu-price in hexadecimal", {"plan", "--gpu-price", "0x10"}, 2, "got '0x10'"},
       {"4 128 heads on hidden 64", {"memory", "--model", "@heads_over_hidden/config.json"}, 2, "head_dim would be 0"},
       {"4 top-k above the expert count", {"memory", "--model", "@topk/config.json"}, 2, "experts per token (top-k) exceed the 8"},
       {"4 rms_norm_eps 0", {"memory", "--model", "@eps_zero/config.json"}, 2, "field 'rms_norm_eps' must be a positive number"},
@@ -214,6 +218,7 @@ const std::vector<Row>& rows() {
       {"8 a stray comma after a flow map (endless empty documents in yaml-cpp)", {"memory", "--config-file", "@flow_map_comma.yaml"}, 2,
        "holds more than one YAML document"},
       {"8 unknown YAML key", {"memory", "--config-file", "@unknown_key.yaml"}, 2, "unrecognised option"},
+      {"8 a YAML key with no value", {"memory", "--config-file", "@no_value.yaml"}, 2, "option 'count' must be a value or a list of values (found no value)"},
       {"8 --prompt 1.5", {"run", "--random-weights", "1", "--prompt", "1.5"}, 2, "--prompt '1.5'"},
       {"8 --prompt negative", {"run", "--random-weights", "1", "--prompt", "3,-2"}, 2, "--prompt '3,-2'"},
       {"8 --counts ''", {"plan", "--counts", ""}, 2, "--counts is empty"},
@@ -226,6 +231,16 @@ const std::vector<Row>& rows() {
       {"8 no_rope_layers values other than 0/1", {"memory", "--model", "@no_rope_values/config.json"}, 2, "must be 0 (NoPE) or 1"},
       {"8 --expert-loads with the wrong layer count", {"simulate", "--expert-loads", "@loads.json"}, 2, "the model has 24 MoE layers"},
       {"8 --force without --weights-out", {"run", "--random-weights", "1", "--force"}, 2, "--force applies to --weights-out"},
+      {"8 calibrate --repeats without --device cuda", {"calibrate", "--repeats", "-1"}, 2, "--repeats -1 is out of range"},
+      {"8 calibrate --repeats on the CPU", {"calibrate", "--repeats", "3"}, 2, "--repeats is for calibrate --device cuda"},
+      {"8 calibrate --cuda-device on the CPU", {"calibrate", "--cuda-device", "1"}, 2, "--cuda-device is for calibrate --device cuda"},
+      {"8 calibrate --device cuda with a CPU option", {"calibrate", "--device", "cuda", "--passes", "2"}, 2, "--passes is for calibrate --device cpu"},
+      {"8 run --cuda-device on the CPU", {"run", "--random-weights", "1", "--cuda-device", "1"}, 2, "--cuda-device is for run --device cuda"},
+      {"8 run --cuda-device negative", {"run", "--random-weights", "1", "--device", "cuda", "--cuda-device", "-1"}, 2, "--cuda-device -1 is out of range"},
+      {"8 validate --published with a --device cpu option", {"validate", "--published", "--profile", "vm"}, 2, "--profile is for validate --device cpu"},
+      {"8 validate --published --quick", {"validate", "--published", "--quick"}, 2, "--quick is for validate --device"},
+      {"8 validate --device cpu with --points", {"validate", "--device", "cpu", "--points", "@points.yaml"}, 2, "--points is for validate --published"},
+      {"8 validate --device cuda with a grid option", {"validate", "--device", "cuda", "--batches", "4"}, 2, "--batches is for validate --device cpu"},
   };
   return kRows;
 }

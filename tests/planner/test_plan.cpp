@@ -114,7 +114,8 @@ TEST_CASE_METHOD(Fixture, "The network's price is part of $/hour for rows over s
   CHECK(two->usd_per_m_blended_tokens == Approx(two->usd_per_hour / tokens_per_hour * 1e6));
   // --network-price replaces the data's port price (0: none); --nics-per-node the port count.
   r.network_usd_per_port_hour = 0;
-  const PlanRow* free_net = find(plan(r, db), 16);
+  const auto no_network = plan(r, db);  // held: find points into it
+  const PlanRow* free_net = find(no_network, 16);
   REQUIRE(free_net);
   CHECK(free_net->usd_per_hour == Approx(3.0 * 16));
   CHECK(free_net->usd_per_m_blended_tokens < two->usd_per_m_blended_tokens);

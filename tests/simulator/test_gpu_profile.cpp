@@ -225,21 +225,35 @@ TEST_CASE("GPU profile prices the expert block and GEMMs from its curves, and ex
   CHECK(saw);
 }
 
+namespace {
+// The planner's collapsed formula on Maverick's plane (decode at 3,000 tokens, a 2,000-token prompt) on the setup's
+// hardware.
+struct PlaneFormula {
+  StepPlane plane;
+  OpSignatures signatures;
+  PlaneOps ops;
+  DeviceRates rates;
+  StepFormula formula;
+  explicit PlaneFormula(const Setup& s)
+      : plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, model::AttentionKind::chunked),
+              prefill_shape(2000, 0, true, *s.graph, model::AttentionKind::chunked)),
+        ops(*s.graph, plane, signatures),
+        rates(s.request.hardware, signatures) {
+    formula.assign(ops, rates);
+  }
+};
+}  // namespace
+
 TEST_CASE("StepFormula prices a GPU profile's curves as StepModel does, inside and outside their ranges") {
   Setup s;
   maverick(s);
   s.request.hardware.gpu_profile =
       std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick_f.prof", maverick_profile(s))));
   const StepModel sm(s.request, s.graph);
-  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing,
-                        decode_shape(1, 3000, *s.graph, model::AttentionKind::chunked),
-                        prefill_shape(2000, 0, true, *s.graph, model::AttentionKind::chunked));
-  OpSignatures signatures;
-  const PlaneOps ops(*s.graph, plane, signatures);
-  REQUIRE(ops.exact());
-  DeviceRates rates(s.request.hardware, signatures);
-  StepFormula formula;
-  formula.assign(ops, rates);
+  PlaneFormula f(s);
+  REQUIRE(f.ops.exact());
+  const StepPlane& plane = f.plane;
+  StepFormula& formula = f.formula;
   PlanePoints points;
   std::vector<double> want;
   for (double a : {1.0, 3.0, 8.0, 40.0, 64.0, 300.0, 2000.0})
@@ -402,23 +416,16 @@ std::string maverick_attention_profile() {
   return o.str();
 }
 
-// The planner's collapsed formula on Maverick's plane (decode at 3,000 tokens, a 2,000-token prompt) agrees with
-// StepModel at a decoding sequences and b of a prompt, for each a given and b in {0, 0.5}.
+// The planner's collapsed formula on Maverick's plane (PlaneFormula) agrees with StepModel at a decoding sequences
+// and b of a prompt, for each a given and b in {0, 0.5}.
 void check_formula_matches_model(Setup& s, const StepModel& sm, std::initializer_list<double> sequences) {
-  const model::AttentionKind chunked = model::AttentionKind::chunked;
-  const StepPlane plane(s.m, s.request.graph.layout, s.request.routing, decode_shape(1, 3000, *s.graph, chunked),
-                        prefill_shape(2000, 0, true, *s.graph, chunked));
-  OpSignatures signatures;
-  const PlaneOps ops(*s.graph, plane, signatures);
-  REQUIRE(ops.exact());
-  DeviceRates rates(s.request.hardware, signatures);
-  StepFormula formula;
-  formula.assign(ops, rates);
+  PlaneFormula f(s);
+  REQUIRE(f.ops.exact());
   for (double a : sequences)
     for (double b : {0.0, 0.5}) {
       if (a == 0 && b == 0) continue;
       INFO("a = " << a << ", b = " << b);
-      CHECK(formula.step_time_s(plane.point(a, b)) == Approx(sm.step_time_s(plane.shape(a, b))).epsilon(1e-9));
+      CHECK(f.formula.step_time_s(f.plane.point(a, b)) == Approx(sm.step_time_s(f.plane.shape(a, b))).epsilon(1e-9));
     }
 }
 }  // namespace
