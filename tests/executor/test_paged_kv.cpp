@@ -90,8 +90,10 @@ TEST_CASE("Paged KV fits exactly the concurrency `memory` allows and refuses one
   CHECK_THROWS_AS(executor::plan_paged_kv(request(maverick, tp8, 16, 32768, 1, 0)), InputError);
 }
 
-TEST_CASE("Block tables: decode frees what no query sees, holds at most the plan's pages, slots never collide") {
-  // Llama 4 layout shrunk: chunk 8 on RoPE layers (every 4th layer global), and a Mixtral-like sliding window of 6.
+// Llama 4 layout shrunk to 4 layers: chunk 8 on RoPE layers (every 4th layer global), and a Mixtral-like sliding
+// window of 6 on layer 2: chunk 8, chunk 8, window 6, global.
+namespace {
+model::ModelConfig four_layer_scout() {
   model::ModelConfig m = test::load("llama4-scout");
   m.layers.resize(4);
   m.num_layers = 4;
@@ -99,6 +101,12 @@ TEST_CASE("Block tables: decode frees what no query sees, holds at most the plan
     if (l.attention == model::AttentionKind::chunked) l.attention_window_tokens = 8;
   m.layers[2].attention = model::AttentionKind::sliding;
   m.layers[2].attention_window_tokens = 6;
+  return m;
+}
+}  // namespace
+
+TEST_CASE("Block tables: decode frees what no query sees, holds at most the plan's pages, slots never collide") {
+  const model::ModelConfig m = four_layer_scout();
   const std::int64_t P = 4, context = 30, sequences = 2;
   auto plan = executor::plan_paged_kv(request(m, {}, P, context, sequences, 1e12));
   REQUIRE(plan.layers.size() == 4);
@@ -134,13 +142,7 @@ TEST_CASE("Block tables: decode frees what no query sees, holds at most the plan
 }
 
 TEST_CASE("A plan counting the prompt as one step holds its prefill, and a later first query keeps only what it sees") {
-  model::ModelConfig m = test::load("llama4-scout");  // 4 layers: chunk 8, chunk 8, window 6, global
-  m.layers.resize(4);
-  m.num_layers = 4;
-  for (auto& l : m.layers)
-    if (l.attention == model::AttentionKind::chunked) l.attention_window_tokens = 8;
-  m.layers[2].attention = model::AttentionKind::sliding;
-  m.layers[2].attention_window_tokens = 6;
+  const model::ModelConfig m = four_layer_scout();
   const std::int64_t P = 4, context = 30, prompt = 20;
   executor::PagedKvRequest r = request(m, {}, P, context, 2, 1e12);
   r.step_tokens = prompt;
