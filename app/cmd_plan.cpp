@@ -9,6 +9,7 @@
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
 #include "app/plan_options.hpp"
+#include "common/async.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/progress.hpp"
@@ -222,11 +223,7 @@ namespace {
 std::future<simulator::PublishedSet> read_published_set(const std::filesystem::path& data, const po::variables_map& vm) {
   const auto points = data / "validation" / "public_points.yaml";
   if (vm.count("host") || vm.count("profile") || !std::filesystem::exists(points)) return {};
-  try {
-    return std::async(std::launch::async, [points] { return simulator::load_published(points); });
-  } catch (const std::system_error&) {  // no thread to be had: read it when it is needed
-    return std::async(std::launch::deferred, [points] { return simulator::load_published(points); });
-  }
+  return start_async([points] { return simulator::load_published(points); });
 }
 }  // namespace
 

@@ -5,10 +5,10 @@
 #include <future>
 #include <map>
 #include <set>
-#include <system_error>
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/async.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -78,15 +78,7 @@ class Entry {
 class ParsedFiles {
  public:
   explicit ParsedFiles(const std::vector<std::filesystem::path>& paths) {
-    for (const auto& p : paths) {
-      std::shared_future<YAML::Node> f;
-      try {
-        f = std::async(std::launch::async, [p] { return parse_yaml_file(p); }).share();
-      } catch (const std::system_error&) {  // no thread to be had: parse it when it is read
-        f = std::async(std::launch::deferred, [p] { return parse_yaml_file(p); }).share();
-      }
-      parsed_.emplace(p.string(), std::move(f));
-    }
+    for (const auto& p : paths) parsed_.emplace(p.string(), start_async([p] { return parse_yaml_file(p); }).share());
   }
   YAML::Node root(const std::filesystem::path& path) const {
     const auto it = parsed_.find(path.string());

@@ -355,20 +355,25 @@ std::string simulate_command(const PlanRequest& r, const PlanRow& row, std::int6
 
 namespace {
 
-// Runs f(0) … f(n − 1) on up to hardware_concurrency threads (each index once, in no particular order).
+// Runs f(0) … f(n − 1) on up to hardware_concurrency threads (each index once, in no particular order); when some
+// calls throw, every index still runs and the exception of the lowest one is rethrown after all have finished.
 template <typename F>
 void for_each_parallel(std::size_t n, F f) {
+  std::vector<std::exception_ptr> errors(n);
+  auto call = [&](std::size_t i) {
+    try {
+      f(i);
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  };
   const std::size_t threads = std::min<std::size_t>(n, std::max(1u, std::thread::hardware_concurrency()));
-  if (threads <= 1) {
-    for (std::size_t i = 0; i < n; ++i) f(i);
-    return;
-  }
   std::atomic<std::size_t> next{0};
   auto work = [&] {
-    for (std::size_t i = next++; i < n; i = next++) f(i);
+    for (std::size_t i = next++; i < n; i = next++) call(i);
   };
   std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
+  if (threads > 1) pool.reserve(threads - 1);
   try {
     for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(work);
   } catch (const std::system_error&) {
@@ -376,6 +381,8 @@ void for_each_parallel(std::size_t n, F f) {
   }
   work();
   for (auto& t : pool) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 // What one row's serving check found: kept, or missed at every batch down to 1 (with the SLO that missed worst).
@@ -497,22 +504,15 @@ void check_serving(PlanResult& res, const PlanRequest& r, const gpu_db::Database
       if (!res.rows[i].serving) todo.push_back(i);
     if (todo.empty()) break;
     std::vector<ServeOutcome> outcomes(todo.size());
-    std::vector<std::exception_ptr> errors(todo.size());
     // A row that misses brings the next one in: the total grows by each round's rows.
     if (r.progress) {
       r.progress->set_label("plan: serving checks");
       r.progress->add_to_total(static_cast<std::int64_t>(todo.size()));
     }
     for_each_parallel(todo.size(), [&](std::size_t k) {
-      try {
-        outcomes[k] = serve_row(row_request(r, res.rows[todo[k]]), db, window_kind, res.rows[todo[k]]);
-      } catch (...) {
-        errors[k] = std::current_exception();
-      }
+      outcomes[k] = serve_row(row_request(r, res.rows[todo[k]]), db, window_kind, res.rows[todo[k]]);
       if (r.progress) r.progress->advance();
     });
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
     std::vector<std::size_t> missed;
     for (std::size_t k = 0; k < todo.size(); ++k) {
       const ServeOutcome& o = outcomes[k];
@@ -625,16 +625,7 @@ PlanResult plan_engines(const PlanRequest& r, const gpu_db::Database& db, PlanFu
   // The engine sweeps are independent: they run at once, and merge in their order (the result does not depend on
   // which finished first).
   std::vector<PlanResult> parts(sweeps.size());
-  std::vector<std::exception_ptr> errors(sweeps.size());
-  for_each_parallel(sweeps.size(), [&](std::size_t i) {
-    try {
-      parts[i] = core(sweeps[i].request, db);
-    } catch (...) {
-      errors[i] = std::current_exception();
-    }
-  });
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  for_each_parallel(sweeps.size(), [&](std::size_t i) { parts[i] = core(sweeps[i].request, db); });
   PlanResult out;
   for (std::size_t i = 0; i < sweeps.size(); ++i) merge_sweep(out, std::move(parts[i]), sweeps[i]);
   for (auto& row : out.rows) row.pareto = false;
