@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/stats.hpp"
 #include "common/text.hpp"
 #include "model/config.hpp"
 #include "model/precision.hpp"
@@ -124,12 +125,6 @@ std::vector<std::string> beyond_validated(const ValidatedRange& v, const gpu_db:
 }
 
 namespace {
-double median_of_sorted(const std::vector<double>& v) {
-  const std::size_t n = v.size();
-  if (n == 0) return 0;
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // Nearest-rank quantile of sorted values.
 double nearest_rank(const std::vector<double>& v, double q) {
   if (v.empty()) return 0;
@@ -235,7 +230,7 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
   }
   if (!errors.empty()) {
     std::sort(errors.begin(), errors.end());
-    s.median_abs_error = median_of_sorted(errors);
+    s.median_abs_error = median(errors);
     s.p90_abs_error = nearest_rank(errors, 0.9);
   }
   s.groups = error_groups(s.rows);
@@ -279,7 +274,7 @@ std::vector<ErrorGroup> error_groups(const std::vector<PublishedResult>& rows) {
       }
       std::sort(abs_err.begin(), abs_err.end());
       std::sort(resid.begin(), resid.end());
-      g.median_abs = median_of_sorted(abs_err);
+      g.median_abs = median(abs_err);
       g.p90_abs = nearest_rank(abs_err, 0.9);
       g.q05 = nearest_rank(resid, 0.05);
       g.q95 = nearest_rank(resid, 0.95);
