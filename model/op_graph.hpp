@@ -46,8 +46,9 @@ enum class StepVar : std::uint8_t {
   experts_touched,       // distinct routed experts with at least one token on the busiest EP rank
   expert_assignments,    // (token, expert) assignments computed by the busiest EP rank
   moe_dispatch_tokens,   // token copies one GPU sends in the MoE all-to-all (DP attention + EP)
+  moe_tokens,            // tokens entering one MoE layer, all DP groups together (a GPU profile's MoE num_tokens)
 };
-inline constexpr int kStepVarCount = 14;
+inline constexpr int kStepVarCount = 15;
 using StepValues = std::array<double, kStepVarCount>;
 
 // A sparse linear form Σ coef_i · var_i over at most four step variables.

@@ -319,18 +319,22 @@ const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_f
                 {{"dtype", gpu_profile_dtype(weight_format)}, {"n", std::to_string(n)}, {"k", std::to_string(k)}});
 }
 
-const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& b) {
-  for (const std::string& dtype : gpu_profile_expert_dtypes(b.weight_format, b.fp4_tensor_cores))
-    if (const GpuCurve* c = p.find(GpuCurveKind::moe, {{"dtype", dtype},
-                                                       {"hidden", std::to_string(b.hidden)},
-                                                       {"inter", std::to_string(b.inter)},
-                                                       {"experts", std::to_string(b.experts)},
-                                                       {"topk", std::to_string(b.top_k)},
-                                                       {"tp", std::to_string(b.moe_tp)},
-                                                       {"ep", std::to_string(b.ep)},
-                                                       {"dist", "balanced"}}))
-      return c;
-  return nullptr;
+const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& b, const std::string& dist) {
+  const auto find = [&](const std::string& d) -> const GpuCurve* {
+    for (const std::string& dtype : gpu_profile_expert_dtypes(b.weight_format, b.fp4_tensor_cores))
+      if (const GpuCurve* c = p.find(GpuCurveKind::moe, {{"dtype", dtype},
+                                                         {"hidden", std::to_string(b.hidden)},
+                                                         {"inter", std::to_string(b.inter)},
+                                                         {"experts", std::to_string(b.experts)},
+                                                         {"topk", std::to_string(b.top_k)},
+                                                         {"tp", std::to_string(b.moe_tp)},
+                                                         {"ep", std::to_string(b.ep)},
+                                                         {"dist", d}}))
+        return c;
+    return nullptr;
+  };
+  const GpuCurve* c = dist != "balanced" ? find(dist) : nullptr;
+  return c ? c : find("balanced");
 }
 
 namespace {
@@ -343,6 +347,60 @@ std::string shape_field(const std::string& shape, const std::string& key) {
   return shape.substr(from, shape.find(' ', from) - from);
 }
 }  // namespace
+
+std::string gpu_curve_field(const GpuCurve& c, const std::string& key) { return shape_field(c.shape, key); }
+
+bool skewed_curve_dist(const std::string& dist) { return !dist.empty() && dist != "balanced"; }
+
+bool skewed_block_curve(const GpuCurve& c) { return skewed_curve_dist(shape_field(c.shape, "dist")); }
+
+namespace {
+// router.yaml: the default dist and one per model_type (each entry {dist, source, read}).
+struct BlockCurveDists {
+  std::string fallback;
+  std::map<std::string, std::string> by_model_type;
+};
+
+std::string block_curve_dist_entry(const YAML::Node& n, const std::string& where) {
+  if (!n.IsMap()) throw InputError(where + ": expected {dist, source, read}");
+  for (const char* key : {"dist", "source", "read"})
+    if (!n[key] || !n[key].IsScalar() || n[key].Scalar().empty())
+      throw InputError(where + ": missing or empty '" + key + "' (every value names its source and the date read)");
+  const std::string dist = n["dist"].Scalar();
+  if (dist != "balanced" && dist.rfind("power_law_", 0) != 0)
+    throw InputError(where + ": dist '" + dist + "' is not a profile router (balanced or power_law_<alpha>)");
+  return dist;
+}
+
+BlockCurveDists read_block_curve_dists(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  const YAML::Node root = parse_yaml_file(path);
+  const auto line = [&](const YAML::Node& n) { return file + ":" + std::to_string(n.Mark().line + 1); };
+  if (!root.IsMap() || !root["default"]) throw InputError(file + ": expected a top-level 'default' entry");
+  BlockCurveDists d;
+  d.fallback = block_curve_dist_entry(root["default"], line(root["default"]));
+  if (const YAML::Node types = root["model_types"]) {
+    if (!types.IsMap()) throw InputError(line(types) + ": 'model_types' must map a model_type to an entry");
+    for (const auto& kv : types) d.by_model_type[kv.first.Scalar()] = block_curve_dist_entry(kv.second, line(kv.second));
+  }
+  return d;
+}
+}  // namespace
+
+std::string default_block_curve_dist(const std::filesystem::path& data_dir, const std::string& model_type) {
+  static std::mutex mu;
+  static std::map<std::string, BlockCurveDists> cache;
+  const std::filesystem::path path = data_dir / "gpu_profiles" / "router.yaml";
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(path.string());
+  if (it == cache.end()) it = cache.emplace(path.string(), read_block_curve_dists(path)).first;
+  const auto t = it->second.by_model_type.find(model_type);
+  return t != it->second.by_model_type.end() ? t->second : it->second.fallback;
+}
+
+std::string block_curve_dist(const RoutingModel& routing, const model::ModelConfig& model) {
+  return routing.curve_dist() == "auto" ? default_block_curve_dist(data_dir(), model.model_type) : routing.curve_dist();
+}
 
 DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
                                                    model::AttentionKind window_kind) {

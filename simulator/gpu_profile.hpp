@@ -16,6 +16,7 @@
 
 #include "model/config.hpp"
 #include "simulator/profile.hpp"
+#include "simulator/routing.hpp"
 
 namespace moeplan::simulator {
 
@@ -116,7 +117,24 @@ struct ExpertBlockShape {
   bool fp4_tensor_cores = false;
 };
 const GpuCurve* find_gemm_curve(const GpuProfile& p, const std::string& weight_format, std::int64_t n, std::int64_t k);
-const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& shape);
+// The block's curve under the router workload `dist` (a `dist=` value, e.g. "power_law_1.2"), or under the balanced
+// router when the profile lacks that one.
+const GpuCurve* find_expert_block_curve(const GpuProfile& p, const ExpertBlockShape& shape,
+                                        const std::string& dist = "balanced");
+// Whether a block curve was measured under a skewed router (its `dist` is not "balanced"): the skew, and the busiest
+// rank it makes, are then in the measurement.
+bool skewed_block_curve(const GpuCurve& c);
+bool skewed_curve_dist(const std::string& dist);  // the same for a `dist` value ("" and "balanced" are not)
+// A shape field of a curve ("dist", "kernel", ...), "" when the curve has none.
+std::string gpu_curve_field(const GpuCurve& c, const std::string& key);
+
+// The router workload whose MoE curves price a step when the command line names no router: the `dist` that
+// `data_dir`/gpu_profiles/router.yaml gives for the Hugging Face `model_type` (its default for any other), read once
+// per process. Throws InputError naming the file for a missing or malformed one.
+std::string default_block_curve_dist(const std::filesystem::path& data_dir, const std::string& model_type);
+// The router workload a step's block curve is looked up under: routing.curve_dist(), "auto" resolved by
+// default_block_curve_dist(data_dir(), model.model_type).
+std::string block_curve_dist(const RoutingModel& routing, const model::ModelConfig& model);
 
 // Decode attention of one shape, measured at several batch sizes: AIConfigurator's generation tables hold one curve
 // per batch (sequences), with x = the sequence position (keys attended, window included) and y = one layer's time.

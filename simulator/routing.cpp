@@ -43,6 +43,7 @@ RoutingModel RoutingModel::zipf(std::int64_t experts, std::int64_t top_k, int ep
   if (!(alpha >= 0) || alpha > 10) throw InputError("--zipf " + std::to_string(alpha) + ": use a skew between 0 and 10");
   RoutingModel r = uniform(experts, top_k, ep);
   r.uniform_ = false;
+  r.curve_dist_ = "balanced";
   r.description_ = "zipf(" + std::to_string(alpha).substr(0, 4) + ")";
   std::vector<double> w(static_cast<std::size_t>(experts));
   double sum = 0;
@@ -63,6 +64,7 @@ RoutingModel RoutingModel::histogram(const std::vector<std::vector<double>>& lay
   if (layer_loads.empty()) throw InputError("expert loads: no layers");
   RoutingModel r = uniform(static_cast<std::int64_t>(layer_loads.front().size()), top_k, ep);
   r.uniform_ = false;
+  r.curve_dist_ = "balanced";
   r.description_ = "measured loads (" + std::to_string(layer_loads.size()) + " layers)";
   for (const auto& loads : layer_loads) {
     const double total = std::accumulate(loads.begin(), loads.end(), 0.0);

@@ -29,12 +29,17 @@ class RoutingModel {
   // Statistics for `tokens` tokens entering one MoE layer (summed over the DP ranks that share it).
   RoutingStats at(double tokens) const;
   std::string describe() const { return description_; }
+  // The router workload of a GPU profile's routed-expert curves that prices the block: "auto" for the uniform router
+  // (the command line named none: the profile's default workload for the model, data/gpu_profiles/router.yaml),
+  // "balanced" for a router the user gave (--zipf, --expert-loads), whose own statistics scale the balanced curve.
+  const std::string& curve_dist() const { return curve_dist_; }
 
  private:
   std::int64_t experts_ = 0, top_k_ = 0;
   int ep_ = 1;
   bool uniform_ = true;
   std::string description_;
+  std::string curve_dist_ = "auto";
   // Per layer (one row for uniform/zipf): per-token selection probability of each expert (Σ = top_k).
   std::vector<std::vector<double>> select_prob_;
 };

@@ -315,6 +315,9 @@ SimulateResult simulate(const SimulateRequest& r) {
   res.engine = r.engine;
   res.engine_version = r.engine_version;
   const StepModel step(step_request(r, res));
+  if (skewed_curve_dist(step.block_curve_dist()))
+    res.routing += " where the curves end; routed experts priced from the GPU profile's kernels measured under "
+                   "AIConfigurator's " + step.block_curve_dist() + " workload (data/gpu_profiles/router.yaml)";
   const DeviceRoom room = device_room(r, step, length, res);
   const ServingLimits lim = serving_limits(r, step, room);
 

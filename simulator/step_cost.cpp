@@ -359,12 +359,15 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
       block = find_expert_block_curve(prof, {op.weight_format, m.hidden, m.moe_intermediate, m.num_experts,
                                              m.experts_per_token, layout_.moe_tp(), layout_.ep,
-                                             hw_.peak_flops.count("fp4") > 0});
+                                             hw_.peak_flops.count("fp4") > 0},
+                                      simulator::block_curve_dist(routing_, m));
       p.curve = block;
       p.curve_block = block != nullptr;
+      p.curve_skewed = block && skewed_block_curve(*block);
     }
   }
   if (!block) return;
+  block_curve_dist_ = gpu_curve_field(*block, "dist");
   for (Priced& p : priced_)
     if (!p.curve_block && is_expert_block_op(p.op->name)) p.block_curve = block;
   for (Priced& lead : priced_) {
@@ -391,6 +394,7 @@ double StepModel::block_routing_ratio(const Priced& p, const model::StepValues& 
 }
 
 double StepModel::curve_x(const Priced& p, const model::StepValues& x) const {
+  if (p.curve_skewed || (p.block_curve && skewed_block_curve(*p.block_curve))) return x[ix(StepVar::moe_tokens)];
   if (p.curve_block || p.block_curve)
     return x[ix(StepVar::expert_assignments)] * layout_.ep / static_cast<double>(std::max<std::int64_t>(1, top_k_));
   return p.op->rows.at(x);
@@ -433,6 +437,7 @@ model::StepValues StepModel::values(const StepShape& s, double moe_tokens) const
     x[ix(StepVar::experts_touched)] = r.experts_touched;
     x[ix(StepVar::expert_assignments)] = r.busiest_assignments;
     x[ix(StepVar::moe_dispatch_tokens)] = moe_dispatch_tokens(s.tokens(), layout_, top_k_);
+    x[ix(StepVar::moe_tokens)] = moe_tokens;
   }
   return x;
 }
@@ -472,7 +477,7 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     if (cx > 0 && cx >= c.x_min() && cx <= c.x_max()) {
       // Measured: the curve's time per call (the block's whole time on its first op, 0 on the others).
       const double t = p.block_curve ? 0.0
-                       : repeat * c.seconds().at(cx) * (p.curve_block ? block_routing_ratio(p, x) : 1.0);
+                       : repeat * c.seconds().at(cx) * (p.curve_block && !p.curve_skewed ? block_routing_ratio(p, x) : 1.0);
       if (out) {  // the roofline's terms say which side binds; the time is the measurement
         roofline_time(p, x, host, out);
         out->source = "profile";

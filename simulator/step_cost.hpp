@@ -173,6 +173,8 @@ class StepModel {
   const model::OpGraph& graph() const { return *graph_; }
   const Hardware& hardware() const { return hw_; }
   const RoutingModel& routing() const { return routing_; }
+  // The router workload of the GPU profile curve that prices the routed-expert block ("" when none does).
+  const std::string& block_curve_dist() const { return block_curve_dist_; }
   const model::ParallelLayout& layout() const { return layout_; }
   // Dtype each GEMM computes in, after the hardware fallback (e.g. fp8 → bf16 on A100), for reports.
   std::string compute_dtype_used(const model::Op& op) const;
@@ -192,6 +194,7 @@ class StepModel {
     // tokens, on its first op) and, for the block, the ops it stands for, priced by it and so skipped.
     const GpuCurve* curve = nullptr;
     bool curve_block = false;             // the curve prices the whole routed-expert block
+    bool curve_skewed = false;            //   measured under a skewed router: x = the MoE tokens, no routing ratio
     const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
     MeasuredDecodeAttention attention;    // decode attention priced from measured curves (when they hold its shape)
     MeasuredCollective collective;        // an all-reduce priced from measured curves (when they hold its ranks)
@@ -200,8 +203,9 @@ class StepModel {
   double stage_time_s(const model::StepValues& x, std::vector<OpTime>* out) const;
   double op_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
   double roofline_time(const Priced& p, const model::StepValues& x, bool host, OpTime* out) const;
-  // The curve's x for this op at step values x: GEMM rows, or the expert block's tokens on the busiest rank
-  // expressed as balanced tokens (assignments × ep / top-k, the profile's num_tokens).
+  // The curve's x for this op at step values x: GEMM rows, or the expert block's tokens: on a balanced-router curve
+  // the busiest rank's assignments expressed as balanced tokens (assignments × ep / top-k, the profile's
+  // num_tokens); on a skewed-router curve, whose busiest rank is in the measurement, the MoE tokens themselves.
   double curve_x(const Priced& p, const model::StepValues& x) const;
   // The block curve's time scaled by the roofline of this step's routing over that of the curve's balanced one.
   double block_routing_ratio(const Priced& p, const model::StepValues& x) const;
@@ -211,6 +215,7 @@ class StepModel {
   std::shared_ptr<const model::OpGraph> graph_;
   Hardware hw_, host_;
   RoutingModel routing_;
+  std::string block_curve_dist_;
   model::ParallelLayout layout_;
   std::vector<Priced> priced_;
   model::AttentionKind window_kind_ = model::AttentionKind::chunked;

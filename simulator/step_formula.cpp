@@ -25,7 +25,10 @@ model::StepValues linear_values(const StepShape& shape, const model::ParallelLay
   const StepShape s = layout.pp > 1 ? shape.scaled(1.0 / layout.pp) : shape;
   model::StepValues x = shape_values(s);
   x[ix(StepVar::one)] = 0;
-  if (moe) x[ix(StepVar::moe_dispatch_tokens)] = moe_dispatch_tokens(s.tokens(), layout, top_k);
+  if (moe) {
+    x[ix(StepVar::moe_dispatch_tokens)] = moe_dispatch_tokens(s.tokens(), layout, top_k);
+    x[ix(StepVar::moe_tokens)] = s.tokens() * layout.dp;  // StepPlane::point's MoE tokens
+  }
   return x;
 }
 
@@ -78,6 +81,7 @@ StepPlane::StepPlane(const model::ModelConfig& m, const model::ParallelLayout& l
     : layout_(layout), routing_(routing), unit_a_(unit_a), unit_b_(unit_b), hidden_(m.hidden),
       moe_intermediate_(m.moe_intermediate), num_experts_(m.num_experts), top_k_(m.experts_per_token) {
   moe_ = m.is_moe() && m.num_experts / layout.ep > 0;  // the graph's experts_per_rank > 0
+  if (moe_) block_curve_dist_ = simulator::block_curve_dist(routing, m);
   per_a_ = linear_values(unit_a, layout, moe_, m.experts_per_token);
   per_b_ = linear_values(unit_b, layout, moe_, m.experts_per_token);
 }
@@ -132,6 +136,9 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       top_k_(plane.top_k()), activation_bytes_(activation_bytes), hidden_(plane.hidden()) {
   stage_tokens_[1] = plane.per_a()[ix(StepVar::tokens)];
   stage_tokens_[2] = plane.per_b()[ix(StepVar::tokens)];
+  moe_tokens_[1] = plane.per_a()[ix(StepVar::moe_tokens)];
+  moe_tokens_[2] = plane.per_b()[ix(StepVar::moe_tokens)];
+  block_curve_dist_ = plane.block_curve_dist();
   auto terms = [](const PlaneVector& f) {
     unsigned t = 0;
     for (int j = 0; j < kPlaneTerms; ++j) t |= static_cast<unsigned>(f[at(j)] > 0) << j;
@@ -327,14 +334,17 @@ void StepFormula::attach_curves(const GpuProfile& prof, const Hardware& hw, Devi
     } else if (e.expert && std::string(e.name) == "moe.experts.gate_up") {
       const GpuCurve* c = find_expert_block_curve(prof, {e.weight_format, ops.hidden_, ops.moe_intermediate_,
                                                          ops.num_experts_, ops.top_k_, l.moe_tp(), l.ep,
-                                                         fp4_tensor_cores});
+                                                         fp4_tensor_cores},
+                                                  ops.block_curve_dist_);
       if (!c || (block && c != block)) continue;
       block = c;
       block_op.curve = c;
       block_op.block = true;
+      block_op.skewed = skewed_block_curve(*c);
       block_op.repeat += e.repeat;
       block_op.x = {};
-      block_op.x[5] = to_double(l.ep) / to_double(std::max<std::int64_t>(1, ops.top_k_));
+      if (block_op.skewed) block_op.x = ops.moe_tokens_;
+      else block_op.x[5] = to_double(l.ep) / to_double(std::max<std::int64_t>(1, ops.top_k_));
     }
   }
   if (!block) return;
@@ -374,7 +384,7 @@ double StepFormula::curve_time_s(const PlaneVector& s) const {
     const double x = dot(c.x, s);
     if (x > 0 && x >= c.curve->x_min() && x <= c.curve->x_max()) {
       double ratio = 1;
-      if (c.block) {  // StepModel::block_routing_ratio: this routing's roofline over the curve's balanced router's
+      if (c.block && !c.skewed) {  // StepModel::block_routing_ratio: this routing's roofline over the balanced one's
         PlaneVector balanced = s;
         balanced[3] = std::min(to_double(ops_->num_experts_ / std::max(1, ops_->layout_.ep)), s[5]);
         balanced[4] = std::max(1.0, balanced[3]);

@@ -55,10 +55,13 @@ class StepPlane {
   std::int64_t moe_intermediate() const { return moe_intermediate_; }
   std::int64_t num_experts() const { return num_experts_; }
   std::int64_t top_k() const { return top_k_; }
+  // The router workload its block curves are looked up under (block_curve_dist; "" for a dense model).
+  const std::string& block_curve_dist() const { return block_curve_dist_; }
 
  private:
   model::ParallelLayout layout_;
   RoutingModel routing_;
+  std::string block_curve_dist_;
   StepShape unit_a_, unit_b_;
   model::StepValues per_a_{}, per_b_{};
   bool moe_ = false;
@@ -135,6 +138,8 @@ class PlaneOps {
   std::int64_t moe_intermediate_ = 0, num_experts_ = 0, top_k_ = 0;
   std::vector<Entry> ops_;
   PlaneVector stage_tokens_{};      // tokens of one stage's micro-batch (pipeline hand-off)
+  PlaneVector moe_tokens_{};        // tokens entering one MoE layer of a stage, all DP groups (skewed block curves)
+  std::string block_curve_dist_;    // StepPlane::block_curve_dist
   double activation_bytes_ = 2;
   std::int64_t hidden_ = 0;
   bool exact_ = true;
@@ -181,7 +186,9 @@ class StepFormula {
     MeasuredDecodeAttention attention;  // or decode attention's curves (curve is then null),
     MeasuredCollective collective;      //   or an all-reduce's (x: its message bytes per call)
     bool block = false;
-    PlaneVector x{};                  // x = x·s (GEMM rows; the block: expert assignments × ep / top-k)
+    bool skewed = false;              // the block's curve was measured under a skewed router (no routing ratio)
+    PlaneVector x{};                  // x = x·s (GEMM rows; the block: expert assignments × ep / top-k, or the
+                                      //   MoE tokens on a skewed curve: StepModel::curve_x)
     double repeat = 0;
     std::vector<std::size_t> entries;  // in ops_->ops_
   };

@@ -521,3 +521,96 @@ TEST_CASE("All-reduces priced from measured curves: the faster implementation pe
   }
   check_formula_matches_model(s, sm, {1.0, 64.0, 2000.0, 20000.0});
 }
+
+namespace {
+// The setup's block shape measured twice: under the balanced router (100 → 400 us) and under AIConfigurator's
+// power-law workload (300 → 900 us, the busiest rank's skew inside).
+std::string maverick_skewed_profile(const Setup& s) {
+  const model::Op& up = op_named(*s.graph, "moe.experts.gate_up");
+  const std::string shape = "moe dtype=" + gpu_profile_dtype(up.weight_format) +
+                            " hidden=5120 inter=8192 experts=128 topk=1 tp=1 ep=8";
+  return std::string(kHeader) + "table moe 1.0\n" + shape + " dist=balanced kernel=test : 1 100 8 200 64 400\n" + shape +
+         " dist=power_law_1.2 kernel=test : 1 300 8 500 64 900\n";
+}
+
+double block_seconds(const StepModel& sm, const StepShape& shape, std::string* source) {
+  double t = 0;
+  for (const OpTime& o : sm.breakdown(shape))
+    if (is_expert_block_op(o.op.name)) {
+      t += o.time_s;
+      if (std::string(o.op.name) == "moe.experts.gate_up") *source = o.source;
+    }
+  return t;
+}
+}  // namespace
+
+TEST_CASE("The expert block is priced from the profile's power-law curve unless the user names a router") {
+  Setup s;
+  maverick(s);
+  s.request.hardware.gpu_profile = std::make_shared<const GpuProfile>(
+      read_gpu_profile(write_temp("maverick_skewed.prof", maverick_skewed_profile(s))));
+  const GpuProfile& prof = *s.request.hardware.gpu_profile;
+  // Maverick (model_type llama4) takes router.yaml's default workload, AIConfigurator's alpha 1.2.
+  CHECK(default_block_curve_dist(test::data(), "llama4") == "power_law_1.2");
+  CHECK(default_block_curve_dist(test::data(), "deepseek_v3") == "power_law_1.01");
+  CHECK(block_curve_dist(s.request.routing, s.m) == "power_law_1.2");
+  const ExpertBlockShape shape{op_named(*s.graph, "moe.experts.gate_up").weight_format, 5120, 8192, 128, 1, 1, 8, false};
+  const GpuCurve* skewed = find_expert_block_curve(prof, shape, "power_law_1.2");
+  const GpuCurve* balanced = find_expert_block_curve(prof, shape);
+  REQUIRE(skewed);
+  REQUIRE(balanced);
+  CHECK(skewed_block_curve(*skewed));
+  CHECK_FALSE(skewed_block_curve(*balanced));
+  CHECK(find_expert_block_curve(prof, shape, "power_law_1.01") == balanced);  // not measured: the balanced curve
+
+  // Uniform router (the default): the power-law curve at x = the step's MoE tokens, with no routing ratio.
+  const StepShape eight = decode_shape(8, 2000, *s.graph, model::AttentionKind::chunked);
+  const StepModel uniform(s.request, s.graph);
+  std::string source;
+  CHECK(block_seconds(uniform, eight, &source) == Approx(24 * skewed->seconds().at(8)).epsilon(1e-12));
+  CHECK(source == "profile");
+  // A router the user gives (here Zipf) keeps the balanced curve, scaled by that router's own statistics.
+  s.request.routing = RoutingModel::zipf(s.m.num_experts, s.m.experts_per_token, 8, 1.0);
+  CHECK(block_curve_dist(s.request.routing, s.m) == "balanced");
+  const StepModel zipf(s.request, s.graph);
+  const double zipf_s = block_seconds(zipf, eight, &source);
+  CHECK(source == "profile");
+  CHECK(zipf_s < 24 * skewed->seconds().at(8));
+  CHECK(zipf_s <= 24 * balanced->seconds().at(64) * (1 + 1e-12));
+
+  // The planner's formula prices the skewed curve as StepModel does.
+  s.request.routing = RoutingModel::uniform(s.m.num_experts, s.m.experts_per_token, 8);
+  const StepModel sm(s.request, s.graph);
+  PlaneFormula f(s);
+  for (double a : {1.0, 8.0, 40.0, 300.0})
+    for (double b : {0.0, 0.001, 0.5}) {
+      INFO("a = " << a << ", b = " << b);
+      CHECK(f.formula.step_time_s(f.plane.point(a, b)) == Approx(sm.step_time_s(f.plane.shape(a, b))).epsilon(1e-9));
+    }
+}
+
+TEST_CASE("A missing or malformed router workload file names the file") {
+  const auto dir = std::filesystem::temp_directory_path() / "moeplan_test_router";
+  std::filesystem::create_directories(dir / "gpu_profiles");
+  const auto path = dir / "gpu_profiles" / "router.yaml";
+  const auto expect = [&](const std::string& text, const std::string& says) {
+    std::ofstream(path) << text;
+    try {
+      default_block_curve_dist(dir, "gpt_oss");
+      FAIL("no error for " << text);
+    } catch (const InputError& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find(path.string()) != std::string::npos);
+      CHECK(std::string(e.what()).find(says) != std::string::npos);
+    }
+  };
+  // A file that fails to read is not remembered, so the same path serves every case.
+  expect("default: {dist: power_law_1.2, source: x}\n", "missing or empty 'read'");
+  expect("default: {dist: zipf_2, source: x, read: 2026-12-03}\n", "not a profile router");
+  expect("default: {dist: balanced, source: x, read: 2026-12-03}\nmodel_types: [a, b]\n", ":2: 'model_types'");
+  expect("default: {dist: balanced\n", "malformed YAML");
+  expect("other: 1\n", "top-level 'default'");
+  std::filesystem::remove(path);
+  CHECK_THROWS_AS(default_block_curve_dist(dir, "gpt_oss"), InputError);
+  std::filesystem::remove_all(dir);
+}
