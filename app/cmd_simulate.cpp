@@ -6,6 +6,7 @@
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
 #include "app/limits.hpp"
+#include "app/option_groups.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/text.hpp"
@@ -24,7 +25,8 @@ namespace {
 // simulate's own options, beside the serving configuration (config_options.hpp).
 struct SimulateOptions {
   std::int64_t input = 0, output = 0, num_requests = 0, max_batch = 0, static_batch = 0;
-  std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto", batch_settings;
+  std::string concurrency, internode, loads_file, offload_host, engine_name, gpu_profile = "auto", batch_settings,
+      graph_batches;
   double rate = 0, zipf = 0;
   simulator::HostFlags hf;
   int prefill_replicas = 0, gpu_layers = -1, nics_per_node = 0;
@@ -46,6 +48,9 @@ void add_simulate_options(po::options_description& d, SimulateOptions& o) {
       ("batch-settings", po::value<std::string>(&o.batch_settings)->default_value("fixed"),
        "fixed (--max-batch / --max-num-batched-tokens or the engine's defaults) or trtllm-bench (with --engine trtllm: "
        "the max batch and tokens per step trtllm-bench throughput picks from the checkpoint, GPU memory and lengths)")
+      ("cuda-graph-batch-sizes", po::value<std::string>(&o.graph_batches),
+       "N,N,...: decode-only steps run as CUDA graphs padded up to the next of these batch sizes (TensorRT-LLM "
+       "cuda_graph_config with enable_padding: true), or none; default: the engine's (data/engines.yaml)")
       ("breakdown", "add per-op tables for one prefill and one decode step")
       ("zipf", po::value<double>(&o.zipf), "skewed router: expert popularity ~ rank^-ALPHA (default uniform)")
       ("expert-loads", po::value<std::string>(&o.loads_file), "measured per-layer expert loads (JSON, docs/simulator.md)")
@@ -66,6 +71,22 @@ void add_simulate_options(po::options_description& d, SimulateOptions& o) {
        "serving engine whose defaults apply (data/engines.yaml): trtllm, vllm, sglang, llamacpp, generic (the plain "
        "roofline), or default (the vendor's: NVIDIA trtllm, AMD vllm, hosts llamacpp)");
   add_host_flag_options(d, o.hf);
+}
+
+// --cuda-graph-batch-sizes: "none", or ascending batch sizes separated by commas.
+std::vector<std::int64_t> graph_batch_sizes(const std::string& text) {
+  const std::string name = "--cuda-graph-batch-sizes '" + printable(text) + "'";
+  if (to_lower(text) == "none") return {};
+  std::vector<std::int64_t> sizes;
+  for (const std::string& item : split_list(text)) {
+    const std::optional<std::int64_t> v = parse_integer(item);
+    if (!v || *v < 1 || *v > 1000000)
+      throw InputError(name + ": use batch sizes from 1 to 1,000,000 separated by commas, or none");
+    if (!sizes.empty() && *v <= sizes.back()) throw InputError(name + ": list the sizes in ascending order");
+    sizes.push_back(*v);
+  }
+  if (sizes.empty()) throw InputError(name + ": use batch sizes separated by commas, or none");
+  return sizes;
 }
 
 // The load: --concurrency N|max, --request-rate R or --static-batch B (one of them), and the request shape.
@@ -229,8 +250,10 @@ int cmd_simulate(const std::vector<std::string>& args, std::ostream& out) {
   given.max_num_batched_tokens = !vm["max-num-batched-tokens"].defaulted();
   given.kv_dtype = !vm["kv-dtype"].defaulted();
   given.kv_mode = !vm["kv-mode"].defaulted();
+  given.graph_batches = vm.count("cuda-graph-batch-sizes") > 0;
   simulator::apply_engine(q, engine, given);
   const std::optional<simulator::TrtllmBenchSettings> bench = batch_settings(q, c, o, engine, given);
+  if (given.graph_batches) q.limits.graph_padded_batches = graph_batch_sizes(o.graph_batches);
 
   const auto result = simulator::simulate(q);
   auto report = reports::simulate_report(summary(c, q, device, engine, vm, db), result);

@@ -15,6 +15,19 @@ namespace {
 
 std::string line_of(const std::string& file, const YAML::Node& n) { return file + ":" + std::to_string(n.Mark().line + 1); }
 
+// cuda_graph_batch_sizes: ascending positive sizes ending at cuda_graph_max_batch; padding needs them.
+void check_graph_batch_sizes(const EngineSpec& s, const std::string& where) {
+  const auto& b = s.cuda_graph_batch_sizes;
+  for (std::size_t i = 0; i < b.size(); ++i)
+    if (b[i] < 1 || (i > 0 && b[i] <= b[i - 1]))
+      throw InputError(where + ": cuda_graph_batch_sizes must be positive and ascending");
+  if (!b.empty() && b.back() != s.cuda_graph_max_batch)
+    throw InputError(where + ": cuda_graph_batch_sizes must end at cuda_graph_max_batch (" +
+                     std::to_string(s.cuda_graph_max_batch) + ")");
+  if (s.cuda_graph_padding && (b.empty() || !s.cuda_graphs))
+    throw InputError(where + ": cuda_graph_padding needs cuda_graphs and cuda_graph_batch_sizes");
+}
+
 // One engine entry: plain keys (name, display_name, aliases) and sourced keys {value, source, read}.
 class EngineEntry {
  public:
@@ -25,7 +38,7 @@ class EngineEntry {
         "max_batch", "max_num_batched_tokens", "chunked_prefill", "cuda_graphs", "cuda_graph_max_batch", "scheduler",
         "moe_kernels", "step_overhead_us", "op_overhead_us", "op_overhead_eager_us", "formats", "expert_parallel",
         "multi_node", "gemv_max_rows", "dequant_compute", "kv_window_aware", "bench_batch_settings", "expert_tile_rows_cuda",
-        "expert_tile_rows_metal", "prefill_in_ubatches", "notes"};
+        "expert_tile_rows_metal", "prefill_in_ubatches", "cuda_graph_padding", "cuda_graph_batch_sizes", "notes"};
     for (const auto& kv : n) {
       const auto key = kv.first.as<std::string>();
       if (!allowed.count(key))
@@ -125,6 +138,9 @@ EngineTable EngineTable::load(const std::filesystem::path& path) {
     s.chunked_prefill = e.sourced<bool>("chunked_prefill", s);
     s.cuda_graphs = e.sourced<bool>("cuda_graphs", s);
     s.cuda_graph_max_batch = e.sourced<std::int64_t>("cuda_graph_max_batch", s);
+    s.cuda_graph_padding = e.sourced_or<bool>("cuda_graph_padding", false, s);
+    s.cuda_graph_batch_sizes = e.sourced_or<std::vector<std::int64_t>>("cuda_graph_batch_sizes", {}, s);
+    check_graph_batch_sizes(s, e.where());
     s.scheduler = e.sourced<std::string>("scheduler", s);
     s.moe_kernels = e.sourced<std::string>("moe_kernels", s);
     s.step_overhead_us = e.sourced<double>("step_overhead_us", s);

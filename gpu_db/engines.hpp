@@ -24,6 +24,10 @@ struct EngineSpec {
   std::int64_t max_batch = 0, max_num_batched_tokens = 0;
   bool chunked_prefill = false, cuda_graphs = false;
   std::int64_t cuda_graph_max_batch = 0;
+  // The decode batches captured as CUDA graphs (ascending, ending at cuda_graph_max_batch), and whether a decode-only
+  // step of another size up to the largest runs padded to the next captured size (dummy sequences) rather than eager.
+  std::vector<std::int64_t> cuda_graph_batch_sizes;
+  bool cuda_graph_padding = false;
   std::string scheduler, moe_kernels;
   double step_overhead_us = 0, op_overhead_us = 0, op_overhead_eager_us = 0;
   std::vector<std::string> formats;                 // weight formats it loads (empty: every format)

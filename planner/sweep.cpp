@@ -402,6 +402,8 @@ simulator::SimulateRequest serving_request(const PlanRequest& r, const gpu_db::D
   q.kv_dtype = r.kv_dtype;
   q.hardware = engine_hardware(simulator::gpu_hardware(db, *row.gpu, r.internode_link, r.nics_per_node), r);
   q.limits.max_num_batched_tokens = r.max_num_batched_tokens;
+  // Decode-only steps as the engine's padded CUDA graphs (simulate --engine applies the same; data/engines.yaml).
+  if (r.engine && r.engine->cuda_graph_padding) q.limits.graph_padded_batches = r.engine->cuda_graph_batch_sizes;
   q.gpu_memory_utilization = r.gpu_memory_utilization;
   q.workload.input_tokens = r.input_tokens;
   q.workload.output_tokens = r.output_tokens;

@@ -11,6 +11,7 @@ namespace moeplan::simulator {
 // What the caller gave itself (the engine's value is used for the rest).
 struct EngineChoices {
   bool max_batch = false, max_num_batched_tokens = false, kv_dtype = false, kv_mode = false;
+  bool graph_batches = false;  // --cuda-graph-batch-sizes given: the engine's padded CUDA-graph sizes do not apply
 };
 
 // The KV cache dtype the engine uses for this checkpoint precision: its ModelOpt KV dtype for FP8/NVFP4 weights,

@@ -18,6 +18,19 @@ namespace moeplan::simulator {
 
 namespace {
 
+// A source's CUDA-graph batch sizes (padding on): ascending positive integers.
+std::vector<std::int64_t> graph_batch_sizes(const YAML::Node& n, const std::string& where) {
+  if (!n.IsSequence() || n.size() == 0) throw InputError(where + ": cuda_graphs_by_source entries must be lists of batch sizes");
+  std::vector<std::int64_t> sizes;
+  for (const YAML::Node& v : n) {
+    const auto b = v.as<std::int64_t>();
+    if (b < 1 || (!sizes.empty() && b <= sizes.back()))
+      throw InputError(where + ": cuda_graphs_by_source sizes must be positive and ascending");
+    sizes.push_back(b);
+  }
+  return sizes;
+}
+
 // The row's `settings`, else its source's entry in defaults.settings_by_source when it runs at max load and states no
 // max_batch of its own (a benchmark that chose its batch), else "fixed".
 std::string row_settings(const YAML::Node& n, const YAML::Node& defaults, const PublishedPoint& p, const std::string& where) {
@@ -78,6 +91,8 @@ PublishedSet load_published_document(const std::filesystem::path& path) {
     const YAML::Node& mt = n["max_num_batched_tokens"] ? n : defaults;
     p.max_num_batched_tokens = yaml_get<std::int64_t>(mt, "max_num_batched_tokens", where);
     p.settings = row_settings(n, defaults, p, where);
+    if (p.gpu_row() && defaults && defaults["cuda_graphs_by_source"] && defaults["cuda_graphs_by_source"][p.source])
+      p.graph_padded_batches = graph_batch_sizes(defaults["cuda_graphs_by_source"][p.source], where);
     if (n["num_requests"]) p.num_requests = yaml_get<std::int64_t>(n, "num_requests", where);
     p.value = yaml_get<double>(n, "value", where);
     if (!(p.value > 0)) throw InputError(where + ": value must be positive");
@@ -210,6 +225,7 @@ PublishedSummary validate_published(const PublishedSet& set, const gpu_db::Datab
         const gpu_db::EngineSpec& bench = engines.engine(p.engine);  // the engine the row was measured with
         apply_trtllm_bench(q, db.gpu(p.gpu), bench.max_batch, bench.max_num_batched_tokens, bench.chunked_prefill);
       }
+      if (p.graph_padded_batches) q.limits.graph_padded_batches = *p.graph_padded_batches;
       const SimulateResult res = simulate(q);
       const ServingResult& v = res.serving;
       if (p.metric == "output_tokens_per_s") r.predicted = v.output_tokens_per_s;

@@ -3,6 +3,7 @@
 // a command line and the value measured.
 #pragma once
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct PublishedPoint {
   // "trtllm-bench" (the benchmark chose them from free memory; simulator/trtllm_bench.hpp). A row's `settings`, else
   // the file's defaults.settings_by_source for its source when it runs at max load and states no max_batch.
   std::string settings = "fixed";
+  // The CUDA-graph batch sizes decode-only steps were padded to, where the source states them (the file's
+  // defaults.cuda_graphs_by_source); unset: the engine's own (data/engines.yaml).
+  std::optional<std::vector<std::int64_t>> graph_padded_batches;
   double request_rate = 0;  // load rate: Poisson arrivals per second
   double value = 0;        // measured, in the unit of `metric`
   bool gpu_row() const { return host.empty(); }

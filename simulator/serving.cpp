@@ -94,6 +94,8 @@ class ServingLoop {
   void set_arrivals();
   void shape_running(Group& g);
   void admit();
+  // The captured CUDA-graph batch a decode-only step runs as (ServingLimits::graph_padded_batches), 0 when none.
+  double graph_batch() const;
   void price_step(double total_tokens);
   void advance(Group& g);
   void finish(std::int64_t id, Group& g);
@@ -114,6 +116,7 @@ class ServingLoop {
   std::vector<Request> reqs_;
   std::vector<Group> groups_;
   std::vector<std::int64_t> still_, order_;
+  std::vector<StepShape> step_shapes_;  // each group's shape as this step runs it (graph padding included)
   std::deque<std::int64_t> waiting_;
   std::int64_t next_ = 0, completed_ = 0;
   std::vector<std::pair<double, double>> ttft_, tpot_, e2e_, itl_, per_user_, decode_speed_;
@@ -279,16 +282,46 @@ void ServingLoop::admit() {
   }
 }
 
-// The step lasts as long as the slowest group; the clock advances by it.
+// A step with no prompt tokens in any group is a CUDA-graph replay when its batch is at most the largest captured
+// size: every group runs the next captured size at or above the largest group's batch, the rest dummy sequences
+// (TensorRT-LLM pads attention-DP ranks to one graph size; vLLM and SGLang pad the same way).
+double ServingLoop::graph_batch() const {
+  const std::vector<std::int64_t>& sizes = lim_.graph_padded_batches;
+  if (sizes.empty()) return 0;
+  double batch = 0;
+  for (const Group& g : groups_) {
+    if (g.shape.prefill_tokens > 0) return 0;
+    batch = std::max(batch, g.shape.decode_tokens);
+  }
+  if (!(batch > 0)) return 0;
+  for (const std::int64_t size : sizes)
+    if (to_double(size) >= batch) return to_double(size);
+  return 0;  // beyond the captured sizes: eager, unpadded
+}
+
+// The step lasts as long as the slowest group; the clock advances by it. Dummy sequences of a padded graph run
+// every op (their tokens meet the others in the MoE layers and produce logits) with a one-token cache.
 void ServingLoop::price_step(double total_tokens) {
+  const double padded = graph_batch();
+  step_shapes_.resize(groups_.size());
+  for (std::size_t i = 0; i < groups_.size(); ++i) {
+    StepShape& s = step_shapes_[i] = groups_[i].shape;
+    const double dummies = padded - s.decode_tokens;
+    if (padded > 0 && dummies > 0) {
+      s += decode_shape(dummies, 1, model_.graph(), window_kind_);
+      total_tokens += dummies * to_double(copies_);
+    }
+  }
   double dt = 0;
   std::int64_t decoding = 0;
   const StepShape* priced = nullptr;  // attention groups in lock-step have equal shapes: priced once
   double priced_s = 0;
-  for (const Group& g : groups_) {
-    if (!priced || !same_shape(*priced, g.shape)) {
-      priced = &g.shape;
-      priced_s = model_.step_time_s(g.shape, total_tokens);
+  for (std::size_t i = 0; i < groups_.size(); ++i) {
+    const Group& g = groups_[i];
+    const StepShape& shape = step_shapes_[i];
+    if (!priced || !same_shape(*priced, shape)) {
+      priced = &shape;
+      priced_s = model_.step_time_s(shape, total_tokens);
     }
     dt = std::max(dt, priced_s);
     decoding += g.decoding;

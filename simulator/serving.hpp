@@ -45,6 +45,9 @@ struct ServingLimits {
   std::int64_t max_num_batched_tokens = 8192;  // tokens per step per attention group (chunked-prefill budget)
   bool prefill_in_ubatches = false;            // a static batch's prompts run in steps of max_num_batched_tokens
                                                // (llama.cpp's n_ubatch) rather than all in one step
+  // CUDA-graph batch sizes a decode-only step is padded up to (ascending; empty: no padding). A step whose batch
+  // exceeds the largest runs unpadded (eager). data/engines.yaml cuda_graph_batch_sizes with cuda_graph_padding.
+  std::vector<std::int64_t> graph_padded_batches;
   double kv_capacity_bytes = 0;                // KV bytes one GPU can hold for its group's sequences
   double kv_bytes_per_token_full = 0;          // KV bytes per token on one GPU, full-context layers
   double kv_bytes_per_token_window = 0;        //   and chunked/sliding layers (capped at the window)

@@ -297,6 +297,13 @@ void add_assumptions(const SimulateRequest& r, SimulateResult& res) {
                             " us per op, " + format_fixed(e.step_overhead_us, 0) + " us per step");
   }
   if (m.is_moe()) res.assumptions.push_back("router: " + res.routing + "; EP steps wait for the busiest rank");
+  if (const std::vector<std::int64_t>& g = r.limits.graph_padded_batches; !g.empty()) {
+    std::vector<std::string> sizes;
+    for (const std::int64_t b : g) sizes.push_back(std::to_string(b));
+    res.assumptions.push_back("CUDA graphs: a decode-only step of up to " + with_commas(g.back()) +
+                              " sequences runs as the next captured batch (" + join(sizes, ", ") +
+                              "), padded with dummy sequences (--cuda-graph-batch-sizes)");
+  }
   res.assumptions.push_back("scheduler: continuous batching, chunked prefill (" + with_commas(r.limits.max_num_batched_tokens) +
                             " tokens/step), max batch " + with_commas(r.limits.max_batch) +
                             " per attention group, KV reserved for prompt + output on admission");

@@ -172,7 +172,18 @@ TrtllmBenchSettings apply_trtllm_bench(SimulateRequest& q, const gpu_db::GpuSpec
   // The runtime applies max_batch_size and max_num_tokens per attention-DP rank: each rank runs its own scheduler.
   q.limits.max_batch = s.max_batch;
   q.limits.max_num_batched_tokens = s.max_num_tokens;
+  q.limits.graph_padded_batches = trtllm_bench_graph_batches(s.max_batch);
   return s;
+}
+
+std::vector<std::int64_t> trtllm_bench_graph_batches(std::int64_t max_batch) {
+  std::vector<std::int64_t> b = {1, 2, 4};
+  for (std::int64_t i = 1; i <= 16; ++i) b.push_back(8 * i);
+  const auto top = static_cast<int>(std::floor(std::log2(static_cast<double>(std::max<std::int64_t>(1, max_batch)))));
+  for (int e = 8; e < top; ++e) b.push_back(std::int64_t{1} << e);
+  b.erase(std::remove_if(b.begin(), b.end(), [&](std::int64_t v) { return v > max_batch; }), b.end());
+  if (b.empty() || b.back() != max_batch) b.push_back(max_batch);
+  return b;
 }
 
 }  // namespace moeplan::simulator

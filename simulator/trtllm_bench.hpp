@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "gpu_db/gpu_db.hpp"
 #include "model/config.hpp"
@@ -52,7 +53,12 @@ std::pair<std::int64_t, std::int64_t> trtllm_bench_finetune(double max_requests,
 // 80 GB H100 and 140.40 GiB for the 141 GB H200; docs/simulator.md).
 double nvml_memory_gib(const gpu_db::GpuSpec& gpu);
 
-// Sets q.limits.max_batch and max_num_batched_tokens to trtllm-bench's choice for q (its model, precision, KV dtype,
+// The CUDA-graph batch sizes trtllm-bench captures, padding on, for its max batch: bench/benchmark/utils/general.py
+// get_settings passes cuda_graph_config {padding on, max_batch_size}, and llm_args.py _generate_cuda_graph_batch_sizes
+// makes [1, 2, 4] + 8..128 in steps of 8 + the powers of two from 256 below the max + the max.
+std::vector<std::int64_t> trtllm_bench_graph_batches(std::int64_t max_batch);
+
+// Sets q.limits.max_batch and max_num_batched_tokens (and the padded CUDA-graph sizes) to trtllm-bench's choice for q (its model, precision, KV dtype,
 // layout: --tp = tp x dp, workload lengths, gpu_memory_utilization as the KV fraction) on `gpu`, and returns it.
 TrtllmBenchSettings apply_trtllm_bench(SimulateRequest& q, const gpu_db::GpuSpec& gpu, std::int64_t default_max_batch,
                                        std::int64_t default_max_num_tokens, bool chunked_prefill);

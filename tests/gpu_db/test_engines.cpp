@@ -137,3 +137,33 @@ TEST_CASE("an engine's kernel terms, when given, are in range") {
     CHECK(load_error(t).find("expert_tile_rows_cuda / _metal must be a multiple of 8") != std::string::npos);
   }
 }
+
+TEST_CASE("CUDA-graph batch sizes: ascending, ending at cuda_graph_max_batch, and required for padding") {
+  std::ifstream in(test::data() / "engines.yaml");
+  const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  // TensorRT-LLM's LLM API captures 1..31, 32, 64, 128 and does not pad; vLLM and SGLang pad to theirs.
+  const auto& trt = engines.engine("trtllm");
+  CHECK_FALSE(trt.cuda_graph_padding);
+  REQUIRE(trt.cuda_graph_batch_sizes.size() == 34);
+  CHECK(trt.cuda_graph_batch_sizes[30] == 31);
+  CHECK(trt.cuda_graph_batch_sizes.back() == 128);
+  CHECK(engines.engine("vllm").cuda_graph_padding);
+  CHECK(engines.engine("vllm").cuda_graph_batch_sizes.back() == 512);
+  CHECK(engines.engine("sglang").cuda_graph_batch_sizes[4] == 12);
+  const std::string sizes = "cuda_graph_batch_sizes: {value: [1], source:";
+  REQUIRE(shipped.find(sizes) != std::string::npos);  // llama.cpp's
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"[1, 1]", "positive and ascending"}, {"[0, 1]", "positive and ascending"}, {"[1, 2]", "must end at"}}) {
+    std::string t = shipped;
+    t.replace(t.find(sizes), sizes.size(), "cuda_graph_batch_sizes: {value: " + bad + ", source:");
+    INFO(bad);
+    CHECK(load_error(t).find(says) != std::string::npos);
+  }
+  const std::string pad = "cuda_graph_padding: {value: false, source: \"ggml";
+  REQUIRE(shipped.find(pad) != std::string::npos);
+  std::string t = shipped;
+  t.replace(t.find(sizes), sizes.size(), "cuda_graph_batch_sizes: {value: [], source:");
+  t.replace(t.find(pad), pad.size(), "cuda_graph_padding: {value: true, source: \"ggml");
+  CHECK(load_error(t).find("cuda_graph_padding needs") != std::string::npos);
+}

@@ -98,6 +98,16 @@ TEST_CASE_METHOD(Fixture, "an engine's defaults fill only what the caller did no
   SimulateRequest v = request(1);
   apply_engine(v, engines.engine("vllm"), EngineChoices{});
   CHECK(v.kv_dtype == model::KvDtype::bf16);  // --kv-cache-dtype auto
+  // Padded CUDA graphs: vLLM pads decode batches to its capture sizes, TensorRT-LLM's LLM API does not; sizes the
+  // caller gave stay.
+  CHECK(v.limits.graph_padded_batches == engines.engine("vllm").cuda_graph_batch_sizes);
+  CHECK(q.limits.graph_padded_batches.empty());
+  SimulateRequest own = request(1);
+  own.limits.graph_padded_batches = {1, 3};
+  EngineChoices graphs_given;
+  graphs_given.graph_batches = true;
+  apply_engine(own, engines.engine("vllm"), graphs_given);
+  CHECK(own.limits.graph_padded_batches == std::vector<std::int64_t>{1, 3});
   const auto r = simulate(q);
   bool named = false;
   for (const auto& a : r.assumptions) named = named || a.find("engine: trtllm") != std::string::npos;

@@ -129,3 +129,36 @@ TEST_CASE_METHOD(Fixture, "Capacity-bound MoE: H200 (1.43x bandwidth, 1.76x memo
   CHECK(static_cast<double>(h200.kv_limited_batch) > 3.0 * static_cast<double>(h100.kv_limited_batch));
   CHECK(h200.output_tokens_per_s > 1.6 * h100.output_tokens_per_s);
 }
+
+TEST_CASE_METHOD(Fixture, "Decode-only steps run as the next captured CUDA-graph batch, padded with dummy sequences") {
+  auto q = request();
+  q.workload.mode = LoadMode::static_batch;
+  q.workload.concurrency = 5;
+  q.workload.num_requests = 5;
+  q.limits.max_batch = 5;
+  const double plain = simulate(q).serving.tpot_ms.mean;
+  // 5 is captured: no dummies. Beyond the largest captured size: eager, unpadded.
+  q.limits.graph_padded_batches = {1, 5, 64};
+  CHECK(simulate(q).serving.tpot_ms.mean == plain);
+  q.limits.graph_padded_batches = {1, 2, 4};
+  CHECK(simulate(q).serving.tpot_ms.mean == plain);
+  // Padded to 8: three dummy sequences with one-token caches run every op, so the step costs more than 5 sequences
+  // and less than 8 real ones with their whole caches.
+  q.limits.graph_padded_batches = {1, 8, 64};
+  const auto padded = simulate(q);
+  CHECK(padded.serving.tpot_ms.mean > plain * (1 + 1e-6));
+  CHECK(padded.assumptions.back().find("CUDA graphs") == std::string::npos);  // the line sits before the scheduler's
+  bool said = false;
+  for (const auto& a : padded.assumptions) said = said || a.find("runs as the next captured batch (1, 8, 64)") != std::string::npos;
+  CHECK(said);
+  q.limits.graph_padded_batches = {};
+  q.workload.concurrency = 8;
+  q.workload.num_requests = 8;
+  q.limits.max_batch = 8;
+  CHECK(padded.serving.tpot_ms.mean < simulate(q).serving.tpot_ms.mean);
+  // The prompt step (prefill tokens in it) is never padded: TTFT is the same.
+  q.workload.concurrency = 5;
+  q.workload.num_requests = 5;
+  q.limits.max_batch = 5;
+  CHECK(padded.serving.ttft_ms.mean == simulate(q).serving.ttft_ms.mean);
+}

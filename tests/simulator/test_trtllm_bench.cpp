@@ -47,6 +47,18 @@ TEST_CASE("trtllm-bench finetune_setting rounds batch and tokens as tuning.py do
   CHECK(trtllm_bench_finetune(1e6, 1000, 1000, 2) == std::pair<std::int64_t, std::int64_t>{2048, 4096});
 }
 
+TEST_CASE("trtllm-bench's CUDA graphs: padding on, 1, 2, 4, 8..128 by 8, powers of two below the max, the max", "[trtllm_bench]") {
+  const std::vector<std::int64_t> small = trtllm_bench_graph_batches(64);
+  CHECK(small == std::vector<std::int64_t>{1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64});
+  const std::vector<std::int64_t> b = trtllm_bench_graph_batches(2048);
+  REQUIRE(b.size() == 3 + 16 + 3 + 1);
+  CHECK(b[18] == 128);
+  CHECK(std::vector<std::int64_t>(b.end() - 4, b.end()) == std::vector<std::int64_t>{256, 512, 1024, 2048});
+  CHECK(trtllm_bench_graph_batches(384).back() == 384);
+  CHECK(trtllm_bench_graph_batches(384)[18] == 128);
+  CHECK(trtllm_bench_graph_batches(384).size() == 20);
+}
+
 TEST_CASE("trtllm-bench settings: Llama 3.3 70B FP8 on 2 H100, 1000/1000", "[trtllm_bench]") {
   const auto m = test::load("llama3.1-70b");
   const auto s = trtllm_bench_settings(input(m, "fp8", model::KvDtype::fp8, 80, 2, 1000, 1000));
