@@ -295,7 +295,9 @@ double ServingLoop::graph_batch() const {
   }
   if (!(batch > 0)) return 0;
   for (const std::int64_t size : sizes)
-    if (to_double(size) >= batch) return to_double(size);
+    // A padded batch above the engine's max batch is not run (TensorRT-LLM model_engine.py _get_padded_batch: "No
+    // padding if it would create too many concurrent requests"): eager, unpadded.
+    if (to_double(size) >= batch) return size <= lim_.max_batch ? to_double(size) : 0;
   return 0;  // beyond the captured sizes: eager, unpadded
 }
 
