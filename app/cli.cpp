@@ -77,6 +77,10 @@ std::vector<std::string> config_file_args(const std::string& path, const po::opt
                          "' is a switch: give true or false");
       if (on) args.push_back(key);
     } else if (kv.second.IsSequence()) {
+      // Only options that take several values take a list (one value listed once would pass for a scalar).
+      if (option && option->semantic()->max_tokens() <= 1)
+        throw InputError(where + ":" + std::to_string(kv.second.Mark().line + 1) + ": option '" + printable(name) +
+                         "' takes one value, not a list");
       for (const auto& v : kv.second) args.insert(args.end(), {key, scalar_text(v, where, name)});
     } else {
       args.insert(args.end(), {key, scalar_text(kv.second, where, name)});

@@ -476,6 +476,12 @@ TEST_CASE("options can come from a YAML config file, the command line wins") {
   CHECK(j["fits"] == true);
   const auto r2 = run({"memory", "--config-file", file.string(), "--gpu", "h100-sxm"});
   CHECK(nlohmann::json::parse(r2.out)["fits"] == false);
+  // An option that takes several values takes a YAML list; a one-value option does not (bad-input table).
+  const auto ids = std::filesystem::temp_directory_path() / "moeplan_opts_list.yaml";
+  std::ofstream(ids) << "published: true\nid: [DN-01, DN-02]\nformat: json\n";
+  const auto r3 = run({"validate", "--config-file", ids.string()});
+  REQUIRE(r3.code == 0);
+  CHECK(nlohmann::json::parse(r3.out)["rows"].size() == 2);
 }
 
 TEST_CASE("models and gpus list in every format") {

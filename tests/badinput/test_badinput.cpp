@@ -114,6 +114,7 @@ struct Scratch {
     write(dir / "complex_key.yaml", "? [count, tp]\n: 8\n");
     write(dir / "nested_list.yaml", "gpus: [[h100-sxm]]\n");
     write(dir / "switch_word.yaml", "breakdown: maybe\n");
+    write(dir / "scalar_list.yaml", "count: [8]\n");
     write(dir / "two_docs.yaml", "count: 8\n---\ncount: 4\n");
     // yaml-cpp 0.7 reads the ',' after a closed top-level flow map as an endless run of empty documents
     write(dir / "flow_map_comma.yaml", "{count: 8},\ngpu: h100-sxm\n");
@@ -217,6 +218,8 @@ const std::vector<Row>& rows() {
       {"8 a positional argument", {"memory", "h100-sxm"}, 2, "unexpected argument 'h100-sxm'"},
       {"8 a value after a switch", {"simulate", "--breakdown", "yes"}, 2, "unexpected argument 'yes'"},
       {"8 a switch in YAML that is not a boolean", {"simulate", "--config-file", "@switch_word.yaml"}, 2, "is a switch: give true or false"},
+      {"8 a one-item list for a one-value option", {"memory", "--config-file", "@scalar_list.yaml"}, 2,
+       "scalar_list.yaml:1: option 'count' takes one value, not a list"},
       {"8 later YAML documents", {"memory", "--config-file", "@two_docs.yaml"}, 2, "holds more than one YAML document"},
       {"8 a stray comma after a flow map (endless empty documents in yaml-cpp)", {"memory", "--config-file", "@flow_map_comma.yaml"}, 2,
        "holds more than one YAML document"},
