@@ -5,6 +5,7 @@
 
 #include "common/error.hpp"
 #include "common/text.hpp"
+#include "simulator/simulate.hpp"
 
 namespace moeplan::simulator {
 
@@ -114,18 +115,18 @@ FitMatrix fit_matrix(const FitMatrixRequest& r) {
       c.precision = precision.spec;
       c.native_compute = computes_natively(*gpu, precision);
       c.compute_dtype = precision.format->compute_dtype;
-      MemoryRequest q;
-      q.model = &m;
-      q.precision = precision;
-      q.kv_dtype = r.kv_dtype;
-      q.kv_mode = r.kv_mode;
-      q.context_tokens = r.context_tokens;
-      q.concurrency = r.concurrency;
-      q.max_num_batched_tokens = r.max_num_batched_tokens;
+      // The memory request simulate makes (simulator::memory_request), for this GPU and precision.
+      SimulateRequest s;
+      s.model = &m;
+      s.precision = precision;
+      s.kv_dtype = r.kv_dtype;
+      s.kv_mode = r.kv_mode;
+      s.limits.max_num_batched_tokens = r.max_num_batched_tokens;
+      s.gpu_memory_utilization = r.gpu_memory_utilization;
+      s.hardware.name = gpu->name;
+      s.hardware.memory_bytes = gpu->memory_bytes;
+      MemoryRequest q = memory_request(s, r.context_tokens, r.concurrency);
       q.group_bytes = &bytes;
-      q.capacity_bytes = gpu->memory_bytes;
-      q.device_name = gpu->name;
-      q.overhead.gpu_memory_utilization = r.gpu_memory_utilization;
       // The smallest count where a layout fits; there, the layout with the most free memory (the first on a tie).
       for (const auto& at_count : counts) {
         for (std::size_t i = 0; i < at_count.size(); ++i) {
