@@ -113,6 +113,7 @@ struct Scratch {
     write(dir / "laughs.yaml", laughs);
     write(dir / "complex_key.yaml", "? [count, tp]\n: 8\n");
     write(dir / "nested_list.yaml", "gpus: [[h100-sxm]]\n");
+    write(dir / "nested_ids.yaml", "published: true\nid: [[DN-01]]\n");
     write(dir / "switch_word.yaml", "breakdown: maybe\n");
     write(dir / "scalar_list.yaml", "count: [8]\n");
     write(dir / "two_docs.yaml", "count: 8\n---\ncount: 4\n");
@@ -182,7 +183,8 @@ const std::vector<Row>& rows() {
       {"3 YAML nested 100 deep", {"memory", "--config-file", "@deep.yaml"}, 2, "nested deeper than 64"},
       {"3 YAML aliases expanding to 10^9 nodes", {"memory", "--config-file", "@laughs.yaml"}, 2, "more than a million nodes"},
       {"3 YAML complex key", {"memory", "--config-file", "@complex_key.yaml"}, 2, "option names must be plain text"},
-      {"3 YAML nested list", {"plan", "--config-file", "@nested_list.yaml"}, 2, "nested list or map"},
+      {"3 YAML list for a one-value option", {"plan", "--config-file", "@nested_list.yaml"}, 2, "takes one value, not a list"},
+      {"3 YAML nested list", {"validate", "--config-file", "@nested_ids.yaml"}, 2, "nested list or map"},
       {"3 --profile with a map where text belongs", {"simulate", "--profile", "@profile.yaml"}, 2, "profile.yaml"},
       {"3 malformed --points", {"validate", "--published", "--points", "@points.yaml"}, 2, "points.yaml"},
       // 4. Silent nonsense

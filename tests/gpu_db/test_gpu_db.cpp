@@ -176,8 +176,8 @@ TEST_CASE("every priced GPU has a sourced launch date, and price rows before it 
       packet = true;
       REQUIRE(p.flags.size() == 2);
       CHECK(p.flags[1] == "0.42x the median $1.57 of 3 on-demand rows");
-      // Its GPU's launch day is not verified against its source, and the flag says so.
-      CHECK(p.flags[0] == "dated before launch (2025-03-18, a launch date not verified)");
+      // Its GPU's launch day is verified against its sources (gpus.yaml), so the flag names the day alone.
+      CHECK(p.flags[0] == "dated before launch (2025-03-18)");
     }
   CHECK(packet);
   // Launch dates: a verified one's source names the day's year; the unverified ones are marked so in the data.

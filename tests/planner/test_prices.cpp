@@ -69,7 +69,7 @@ TEST_CASE_METHOD(Fixture, "the default price skips flagged rows, a provider pick
   const auto flagged = gpu_price(packet, db, "rtx-pro-6000");
   CHECK(flagged.usd_per_gpu_hour == 0.66);
   REQUIRE(flagged.flags.size() == 2);
-  CHECK(flagged.flags[0] == "dated before launch (2025-03-18, a launch date not verified)");
+  CHECK(flagged.flags[0] == "dated before launch (2025-03-18)");  // the launch day is verified (gpus.yaml)
   CHECK(flagged.flags[1].find("x the median") != std::string::npos);
   // H100 SXM: unflagged rows of confidence medium exist, so a low-confidence row never wins on price alone.
   const auto h100 = gpu_price(none, db, "h100-sxm");
