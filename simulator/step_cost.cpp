@@ -368,8 +368,12 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
   }
   if (!block) return;
   block_curve_dist_ = gpu_curve_field(*block, "dist");
+  const bool skewed = skewed_block_curve(*block);
   for (Priced& p : priced_)
-    if (!p.curve_block && is_expert_block_op(p.op->name)) p.block_curve = block;
+    if (!p.curve_block && is_expert_block_op(p.op->name)) {
+      p.block_curve = block;
+      p.curve_skewed = skewed;
+    }
   for (Priced& lead : priced_) {
     if (!lead.curve_block) continue;
     for (std::size_t i = 0; i < priced_.size(); ++i)
@@ -394,7 +398,7 @@ double StepModel::block_routing_ratio(const Priced& p, const model::StepValues& 
 }
 
 double StepModel::curve_x(const Priced& p, const model::StepValues& x) const {
-  if (p.curve_skewed || (p.block_curve && skewed_block_curve(*p.block_curve))) return x[ix(StepVar::moe_tokens)];
+  if (p.curve_skewed) return x[ix(StepVar::moe_tokens)];
   if (p.curve_block || p.block_curve)
     return x[ix(StepVar::expert_assignments)] * layout_.ep / static_cast<double>(std::max<std::int64_t>(1, top_k_));
   return p.op->rows.at(x);

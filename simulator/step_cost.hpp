@@ -194,7 +194,8 @@ class StepModel {
     // tokens, on its first op) and, for the block, the ops it stands for, priced by it and so skipped.
     const GpuCurve* curve = nullptr;
     bool curve_block = false;             // the curve prices the whole routed-expert block
-    bool curve_skewed = false;            //   measured under a skewed router: x = the MoE tokens, no routing ratio
+    bool curve_skewed = false;            // the block's curve was measured under a skewed router: x = the MoE
+                                          //   tokens, no routing ratio
     const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
     MeasuredDecodeAttention attention;    // decode attention priced from measured curves (when they hold its shape)
     MeasuredCollective collective;        // an all-reduce priced from measured curves (when they hold its ranks)
