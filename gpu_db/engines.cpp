@@ -38,7 +38,7 @@ class EngineEntry {
         "max_batch", "max_num_batched_tokens", "chunked_prefill", "cuda_graphs", "cuda_graph_max_batch", "scheduler",
         "moe_kernels", "step_overhead_us", "op_overhead_us", "op_overhead_eager_us", "formats", "expert_parallel",
         "multi_node", "gemv_max_rows", "dequant_compute", "kv_window_aware", "bench_batch_settings", "expert_tile_rows_cuda",
-        "expert_tile_rows_metal", "prefill_in_ubatches", "cuda_graph_padding", "cuda_graph_batch_sizes", "notes"};
+        "expert_tile_rows_metal", "prefill_in_ubatches", "cuda_graph_padding", "cuda_graph_batch_sizes", "moe_dp_comm", "moe_dp_quantized_dispatch", "notes"};
     for (const auto& kv : n) {
       const auto key = kv.first.as<std::string>();
       if (!allowed.count(key))
@@ -141,6 +141,11 @@ EngineTable EngineTable::load(const std::filesystem::path& path) {
     s.cuda_graph_padding = e.sourced_or<bool>("cuda_graph_padding", false, s);
     s.cuda_graph_batch_sizes = e.sourced_or<std::vector<std::int64_t>>("cuda_graph_batch_sizes", {}, s);
     check_graph_batch_sizes(s, e.where());
+    const std::string comm = e.sourced_or<std::string>("moe_dp_comm", "all_to_all", s);
+    if (comm != "all_to_all" && comm != "allgather")
+      throw InputError(e.where() + ": moe_dp_comm must be all_to_all or allgather");
+    s.moe_dp_allgather = comm == "allgather";
+    s.moe_dp_quantized_dispatch = e.sourced_or<bool>("moe_dp_quantized_dispatch", false, s);
     s.scheduler = e.sourced<std::string>("scheduler", s);
     s.moe_kernels = e.sourced<std::string>("moe_kernels", s);
     s.step_overhead_us = e.sourced<double>("step_overhead_us", s);

@@ -28,6 +28,9 @@ struct EngineSpec {
   // step of another size up to the largest runs padded to the next captured size (dummy sequences) rather than eager.
   std::vector<std::int64_t> cuda_graph_batch_sizes;
   bool cuda_graph_padding = false;
+  // Attention-DP ranks reach the experts by allgather before and reduce-scatter after the MoE (false: all-to-all of
+  // each token's top-k copies), and the gather carries quantized activations (NVFP4, per-tensor FP8).
+  bool moe_dp_allgather = false, moe_dp_quantized_dispatch = false;
   std::string scheduler, moe_kernels;
   double step_overhead_us = 0, op_overhead_us = 0, op_overhead_eager_us = 0;
   std::vector<std::string> formats;                 // weight formats it loads (empty: every format)

@@ -158,6 +158,17 @@ struct Builder {
     op.comm_bytes.add(V::moe_dispatch_tokens, bytes_per_elem * to_double(m.hidden));
   }
 
+  // Attention-DP MoE by gathering: every GPU of the MoE group (tp × dp) receives the others' tokens (its own piece:
+  // its 1/tp share of the group's tokens, `bytes_per_elem` per element); the reduce-scatter after the experts moves
+  // the same pieces back and is priced as the same ring.
+  void moe_gather(const char* name, int cls, int repeat, double bytes_per_elem) {
+    Op& op = push(OpKind::all_gather, name, cls, repeat);
+    op.n = m.hidden;
+    op.group = CommGroup::moe;
+    op.group_ranks = lay.tp * lay.dp;
+    op.comm_bytes.add(V::tokens, bytes_per_elem * to_double(m.hidden) / to_double(lay.tp));
+  }
+
   void all_reduce(const char* name, int cls, int repeat, std::int64_t elems_per_token, int ranks) {
     if (ranks <= 1) return;
     Op& op = push(OpKind::all_reduce, name, cls, repeat);
@@ -333,6 +344,16 @@ void dense_mlp(Builder& b, const ClassContext& c) {
   b.all_reduce("mlp.all_reduce", cls, rep, m.hidden, tp);
 }
 
+// Bytes per hidden element of an attention-DP MoE gather: the experts' quantized activations where the engine
+// quantizes before gathering (NVFP4: 4 bits + one 8-bit scale per 16 elements; per-tensor FP8: 1 byte), else the
+// dispatch dtype.
+double gathered_bytes_per_elem(const OpGraphRequest& req) {
+  if (!req.quantized_dispatch || !req.precision.format || !policy_quantises(req.precision, Module::routed_experts))
+    return req.dispatch_bytes;
+  const std::string& f = req.precision.format->name;
+  return f == "nvfp4" ? 0.5 + 1.0 / 16 : f == "fp8" ? 1.0 : req.dispatch_bytes;
+}
+
 // MoE: router over all experts (replicated), top-k, shared experts (tp-split), routed experts (ep × moe_tp).
 void moe_mlp(Builder& b, const ClassContext& c) {
   const ModelConfig& m = b.m;
@@ -354,7 +375,11 @@ void moe_mlp(Builder& b, const ClassContext& c) {
            Module::shared_experts);
   }
   const bool a2a = lay.dp > 1;  // DP attention: tokens live on different GPUs and travel to their experts
-  if (a2a) b.all_to_all("moe.dispatch", cls, rep, req.dispatch_bytes);
+  const bool gather = req.moe_dp_comm == MoeDpComm::allgather;
+  if (a2a) {
+    if (gather) b.moe_gather("moe.dispatch", cls, rep, gathered_bytes_per_elem(req));
+    else b.all_to_all("moe.dispatch", cls, rep, req.dispatch_bytes);
+  }
   const std::int64_t inter = m.moe_intermediate / lay.moe_tp();
   const double per_expert = 1.0 / to_double(g.experts_per_rank);
   const bool q = policy_quantises(req.precision, Module::routed_experts);
@@ -381,7 +406,8 @@ void moe_mlp(Builder& b, const ClassContext& c) {
     }
   }
   if (a2a) {
-    b.all_to_all("moe.combine", cls, rep, b.act);
+    if (gather) b.moe_gather("moe.combine", cls, rep, b.act);
+    else b.all_to_all("moe.combine", cls, rep, b.act);
     b.all_reduce("moe.all_reduce", cls, rep, m.hidden, tp);  // shared expert / moe_tp partial sums in the tp group
   } else {
     b.all_reduce("moe.all_reduce", cls, rep, m.hidden, moe_group);

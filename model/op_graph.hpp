@@ -101,6 +101,12 @@ struct LayerClass {
   std::vector<int> layer_indices;  // their indices in the model
 };
 
+// How attention-DP ranks exchange tokens with the MoE layer when dp > 1.
+enum class MoeDpComm {
+  all_to_all,  // each token's hidden vector to and from the ranks of its top-k experts (DeepEP-style)
+  allgather,   // every rank gathers all ranks' tokens before the experts and reduce-scatters the outputs after
+};
+
 struct OpGraphRequest {
   const ModelConfig* model = nullptr;
   Precision precision;
@@ -109,6 +115,10 @@ struct OpGraphRequest {
   int stage = -1;                    // pipeline stage; -1 = the one with the most layers (the last such: it holds lm_head)
   double activation_bytes = 2;       // bytes per activation element (bf16)
   double dispatch_bytes = 2;         // bytes per element sent in the MoE all-to-all dispatch (1 with fp8 dispatch)
+  MoeDpComm moe_dp_comm = MoeDpComm::all_to_all;
+  // The gather carries the routed experts' quantized activations where the experts are NVFP4 (4.5 bits per element
+  // with its scales) or per-tensor FP8 (1 byte), as TensorRT-LLM's CUTLASS MoE quantizes before its allgather.
+  bool quantized_dispatch = false;
   const GroupBytes* group_bytes = nullptr;  // group_bytes(*model, precision), when the caller has it
 };
 

@@ -102,6 +102,10 @@ model::OpGraphRequest graph_request(const PlanRequest& r, const model::Precision
   g.precision = p;
   g.layout = l;
   g.kv_dtype = r.kv_dtype;
+  if (r.engine) {  // simulator::apply_engine's choice for simulate --engine
+    g.moe_dp_comm = r.engine->moe_dp_allgather ? model::MoeDpComm::allgather : model::MoeDpComm::all_to_all;
+    g.quantized_dispatch = r.engine->moe_dp_quantized_dispatch;
+  }
   if (r.host && r.host->hardware.profile) g.activation_bytes = 4;
   return g;
 }

@@ -51,6 +51,8 @@ void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineC
   q.limits.prefill_in_ubatches = e.prefill_in_ubatches;
   if (!given.kv_dtype) q.kv_dtype = engine_kv_dtype(e, q.precision);
   if (!given.kv_mode && !e.kv_window_aware) q.kv_mode = model::KvMode::full_length;
+  q.moe_dp_comm = e.moe_dp_allgather ? model::MoeDpComm::allgather : model::MoeDpComm::all_to_all;
+  q.quantized_dispatch = e.moe_dp_quantized_dispatch;
   if (!given.graph_batches && !q.hardware.host)
     q.limits.graph_padded_batches = e.cuda_graph_padding ? e.cuda_graph_batch_sizes : std::vector<std::int64_t>{};
 }

@@ -94,6 +94,8 @@ StepModelRequest step_request(const SimulateRequest& r, SimulateResult& res) {
   sr.graph.precision = r.precision;
   sr.graph.layout = lay;
   sr.graph.kv_dtype = r.kv_dtype;
+  sr.graph.moe_dp_comm = r.moe_dp_comm;
+  sr.graph.quantized_dispatch = r.quantized_dispatch;
   if (r.hardware.profile) sr.graph.activation_bytes = 4;  // a measured CPU profile: the executor's fp32 activations
   sr.hardware = r.hardware;
   sr.offload = r.offload;

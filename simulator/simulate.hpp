@@ -41,6 +41,10 @@ struct SimulateRequest {
   // The serving engine (data/engines.yaml; simulator/engine.hpp applies its defaults): carried so results name it and
   // engine-specific kernel tables can be chosen by it. "generic": the plain roofline.
   std::string engine = "generic", engine_version, engine_source;
+  // How attention-DP ranks reach the experts (the engine's default communication; op graph MoeDpComm), and whether
+  // the gather carries quantized activations.
+  model::MoeDpComm moe_dp_comm = model::MoeDpComm::all_to_all;
+  bool quantized_dispatch = false;
 };
 
 // What one device holds at the peak batch when a GPU offloads to host RAM (each side separately; free is never

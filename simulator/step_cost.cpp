@@ -236,14 +236,32 @@ MeasuredCollective measured_all_reduce(const GpuProfile& profile, const Hardware
   return c;
 }
 
+MeasuredCollective measured_moe_gather(const GpuProfile& profile, const Hardware& hw, bool reduce_scatter, int ranks,
+                                       const CollectiveRates& rates) {
+  MeasuredCollective c;
+  if (!rates.runs || group_span(hw, ranks).nodes > 1) return c;
+  c.rates = rates;
+  c.curve_bytes_per_byte = ranks;
+  // nccl-tests measure bytes whatever the element type (fp16 and int8 curves alike): each is a measurement of moving
+  // that many bytes; the fastest at the size prices the call, as for the all-reduce.
+  for (const char* dtype : {"bf16", "fp16", "int8"})
+    for (const GpuCurve* curve :
+         profile.find_all(reduce_scatter ? GpuCurveKind::reduce_scatter : GpuCurveKind::all_gather,
+                          {{"dtype", dtype}, {"ranks", std::to_string(ranks)}, {"impl", "nccl"}}))
+      c.curves.push_back(curve);
+  return c;
+}
+
 double measured_collective_s(const MeasuredCollective& c, double repeat, double bytes, bool* extrapolated) {
   if (!(bytes > 0) || repeat <= 0 || c.curves.empty()) return 0;
-  const auto alpha_beta = [&](double b) { return c.rates.fixed_s + b * c.rates.per_byte_s; };
+  // The curves' x is curve_bytes_per_byte x the op's bytes; the alpha-beta price beyond them is in the op's bytes.
+  const double scale = c.curve_bytes_per_byte;
+  const auto alpha_beta = [&](double b) { return c.rates.fixed_s + b / scale * c.rates.per_byte_s; };
   double best = 0;
   bool best_extrapolated = false;
   for (const GpuCurve* curve : c.curves) {
     bool ex = false;
-    const double t = curve_seconds(*curve, bytes, alpha_beta, &ex);
+    const double t = curve_seconds(*curve, bytes * scale, alpha_beta, &ex);
     if (best == 0 || t < best) {
       best = t;
       best_extrapolated = ex;
@@ -354,6 +372,9 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
       p.curve = find_gemm_curve(prof, op.weight_format, op.n, op.k);
     } else if (op.kind == OpKind::all_reduce && (p.comm_fixed_s > 0 || p.comm_per_byte_s > 0)) {
       p.collective = measured_all_reduce(prof, hw_, op.group_ranks, {true, p.comm_fixed_s, p.comm_per_byte_s});
+    } else if (is_moe_gather(op.kind, op.name) && (p.comm_fixed_s > 0 || p.comm_per_byte_s > 0)) {
+      p.collective = measured_moe_gather(prof, hw_, std::string(op.name) == "moe.combine", op.group_ranks,
+                                         {true, p.comm_fixed_s, p.comm_per_byte_s});
     } else if (const auto a = decode_attention_op(op, window_kind_)) {
       p.attention = measured_decode_attention(prof, *a, op_rates(op, hw_));
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {

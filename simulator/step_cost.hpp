@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/op_graph.hpp"
@@ -139,8 +140,19 @@ CollectiveRates pipeline_rates(const Hardware& hw, const model::ParallelLayout& 
 struct MeasuredCollective {
   std::vector<const GpuCurve*> curves;
   CollectiveRates rates;
+  double curve_bytes_per_byte = 1;  // the curves' x per byte of the op's message (a gather's curve: all ranks' pieces)
 };
 MeasuredCollective measured_all_reduce(const GpuProfile& profile, const Hardware& hw, int ranks,
+                                       const CollectiveRates& rates);
+// An attention-DP MoE gather (moe.dispatch: NCCL all-gather) or its reduce-scatter (moe.combine) of `ranks` pieces,
+// from the profile's NCCL curves of that many ranks on one node; the op's message is one rank's piece, the curves'
+// x the whole buffer (nccl-tests: all_gather's output, reduce_scatter's input), so x = ranks x the piece. Empty as
+// measured_all_reduce's.
+inline bool is_moe_gather(model::OpKind kind, const char* name) {
+  const std::string_view n = name;
+  return kind == model::OpKind::all_gather && (n == "moe.dispatch" || n == "moe.combine");
+}
+MeasuredCollective measured_moe_gather(const GpuProfile& profile, const Hardware& hw, bool reduce_scatter, int ranks,
                                        const CollectiveRates& rates);
 // Seconds of `repeat` calls of `bytes` each.
 double measured_collective_s(const MeasuredCollective& c, double repeat, double bytes, bool* extrapolated);

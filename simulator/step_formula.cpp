@@ -215,6 +215,8 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
           (e.attention && o.attention->shape.window != e.attention->shape.window))
         continue;
       if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) continue;
+      // A MoE gather and its reduce-scatter move alike bytes but are priced from different measured curves.
+      if (is_moe_gather(e.kind, e.name) && std::string_view(o.name) != e.name) continue;
       o.repeat += e.repeat;
       merged = true;
     }
@@ -301,10 +303,14 @@ void StepFormula::attach_curves(const GpuProfile& prof, const Hardware& hw, Devi
   for (std::size_t i = 0; i < ops.ops_.size(); ++i) {
     const PlaneOps::Entry& e = ops.ops_[i];
     if (e.repeat <= 0) continue;
-    if (e.collective) {  // StepModel::attach_gpu_profile's all-reduce lookup
-      if (e.kind != OpKind::all_reduce || !priced_[i].runs) continue;
+    if (e.collective) {  // StepModel::attach_gpu_profile's all-reduce and MoE-gather lookups
+      const bool gather = is_moe_gather(e.kind, e.name);
+      if ((e.kind != OpKind::all_reduce && !gather) || !priced_[i].runs) continue;
       CurveOp co;
-      co.collective = measured_all_reduce(prof, hw, e.group_ranks, collective_rates(e.kind, e.group_ranks, hw, l));
+      const CollectiveRates alpha_beta = collective_rates(e.kind, e.group_ranks, hw, l);
+      co.collective = gather ? measured_moe_gather(prof, hw, std::string_view(e.name) == "moe.combine", e.group_ranks,
+                                                   alpha_beta)
+                             : measured_all_reduce(prof, hw, e.group_ranks, alpha_beta);
       if (co.collective.curves.empty()) continue;
       for (int j = 0; j < kPlaneTerms; ++j) co.x[at(j)] = e.bytes[at(j)] / e.repeat;
       co.repeat = e.repeat;

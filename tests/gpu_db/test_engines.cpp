@@ -167,3 +167,21 @@ TEST_CASE("CUDA-graph batch sizes: ascending, ending at cuda_graph_max_batch, an
   t.replace(t.find(pad), pad.size(), "cuda_graph_padding: {value: true, source: \"ggml");
   CHECK(load_error(t).find("cuda_graph_padding needs") != std::string::npos);
 }
+
+TEST_CASE("Attention-DP MoE communication: the engines' defaults gather, the generic roofline keeps all-to-all") {
+  const auto engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
+  for (const char* name : {"trtllm", "vllm", "sglang"}) {
+    INFO(name);
+    CHECK(engines.engine(name).moe_dp_allgather);
+  }
+  CHECK(engines.engine("trtllm").moe_dp_quantized_dispatch);  // CUTLASS MoE quantizes NVFP4 / FP8 before gathering
+  CHECK_FALSE(engines.engine("vllm").moe_dp_quantized_dispatch);
+  CHECK_FALSE(engines.engine("generic").moe_dp_allgather);
+  std::ifstream in(test::data() / "engines.yaml");
+  const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string field = "moe_dp_comm: {value: allgather,";
+  REQUIRE(shipped.find(field) != std::string::npos);
+  std::string t = shipped;
+  t.replace(t.find(field), field.size(), "moe_dp_comm: {value: broadcast,");
+  CHECK(load_error(t).find("moe_dp_comm must be all_to_all or allgather") != std::string::npos);
+}

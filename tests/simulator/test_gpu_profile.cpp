@@ -614,3 +614,52 @@ TEST_CASE("A missing or malformed router workload file names the file") {
   CHECK_THROWS_AS(default_block_curve_dist(dir, "gpt_oss"), InputError);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("Attention-DP MoE by allgather and reduce-scatter: the pieces, quantized dispatch, measured NCCL curves") {
+  Setup s;
+  maverick(s);
+  // DEP8: attention data parallel over 8 GPUs, experts over the same 8.
+  s.request.graph.layout = {1, 8, 1, 8};
+  s.request.graph.precision = model::resolve_precision("nvfp4", s.m, test::precisions());
+  s.request.hardware = gpu_hardware(db(), db().gpu("b200"));
+  s.request.routing = RoutingModel::uniform(s.m.num_experts, s.m.experts_per_token, 8);
+  s.graph = std::make_shared<const model::OpGraph>(model::build_op_graph(s.request.graph));
+  CHECK(op_named(*s.graph, "moe.dispatch").kind == model::OpKind::all_to_all);  // the default: top-k copies
+  s.request.graph.moe_dp_comm = model::MoeDpComm::allgather;
+  s.graph = std::make_shared<const model::OpGraph>(model::build_op_graph(s.request.graph));
+  const model::Op& dispatch = op_named(*s.graph, "moe.dispatch");
+  const model::Op& combine = op_named(*s.graph, "moe.combine");
+  CHECK(dispatch.kind == model::OpKind::all_gather);
+  CHECK(combine.kind == model::OpKind::all_gather);
+  CHECK(dispatch.group_ranks == 8);
+  // One rank's piece: its tokens' hidden vectors, bf16 both ways unless the gather carries quantized activations.
+  CHECK(dispatch.comm_bytes.coefficient(model::StepVar::tokens) == 2.0 * 5120);
+  CHECK(combine.comm_bytes.coefficient(model::StepVar::tokens) == 2.0 * 5120);
+  s.request.graph.quantized_dispatch = true;
+  s.graph = std::make_shared<const model::OpGraph>(model::build_op_graph(s.request.graph));
+  CHECK(op_named(*s.graph, "moe.dispatch").comm_bytes.coefficient(model::StepVar::tokens) == (0.5 + 1.0 / 16) * 5120);
+  CHECK(op_named(*s.graph, "moe.combine").comm_bytes.coefficient(model::StepVar::tokens) == 2.0 * 5120);
+
+  // NCCL curves of 8 ranks, x = the whole buffer (8 pieces): the gather 10 -> 200 us, the reduce-scatter 20 -> 400.
+  const std::string text = std::string(kHeader) + "table nccl 2.0\n" +
+                           "all_gather dtype=fp16 ranks=8 impl=nccl : 1024 10 268435456 200\n" +
+                           "reduce_scatter dtype=fp16 ranks=8 impl=nccl : 1024 20 268435456 400\n";
+  const auto roofline = StepModel(s.request, s.graph);
+  s.request.hardware.gpu_profile = std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("ag.prof", text)));
+  const GpuProfile& prof = *s.request.hardware.gpu_profile;
+  const StepModel sm(s.request, s.graph);
+  const StepShape step = decode_shape(256, 2000, *s.graph, model::AttentionKind::chunked);
+  double gather_s = 0, want_s = 0;
+  for (const OpTime& o : sm.breakdown(step)) {
+    const std::string name = o.op.name;
+    if (name != "moe.dispatch" && name != "moe.combine") continue;
+    CHECK(std::string(o.source) == "profile");
+    gather_s += o.time_s;
+    const double buffer = 8 * o.op.comm_bytes.at(sm.values(step));
+    want_s += o.op.repeat * prof.curves[name == "moe.combine" ? 1 : 0].seconds().at(buffer);
+  }
+  CHECK(gather_s == Approx(want_s));
+  CHECK(gather_s > 0);
+  CHECK(sm.step_time_s(step) != roofline.step_time_s(step));
+  check_formula_matches_model(s, sm, {1.0, 64.0, 2000.0});
+}
