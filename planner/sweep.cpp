@@ -103,7 +103,7 @@ model::OpGraphRequest graph_request(const PlanRequest& r, const model::Precision
   g.layout = l;
   g.kv_dtype = r.kv_dtype;
   if (r.engine) {  // simulator::apply_engine's choice for simulate --engine
-    g.moe_dp_comm = r.engine->moe_dp_allgather ? model::MoeDpComm::allgather : model::MoeDpComm::all_to_all;
+    g.moe_dp_comm = simulator::engine_moe_dp_comm(*r.engine);
     g.quantized_dispatch = r.engine->moe_dp_quantized_dispatch;
   }
   if (r.host && r.host->hardware.profile) g.activation_bytes = 4;
@@ -407,7 +407,7 @@ simulator::SimulateRequest serving_request(const PlanRequest& r, const gpu_db::D
   q.hardware = engine_hardware(simulator::gpu_hardware(db, *row.gpu, r.internode_link, r.nics_per_node), r);
   q.limits.max_num_batched_tokens = r.max_num_batched_tokens;
   // Decode-only steps as the engine's padded CUDA graphs (simulate --engine applies the same; data/engines.yaml).
-  if (r.engine && r.engine->cuda_graph_padding) q.limits.graph_padded_batches = r.engine->cuda_graph_batch_sizes;
+  if (r.engine) q.limits.graph_padded_batches = simulator::engine_graph_padding(*r.engine);
   q.gpu_memory_utilization = r.gpu_memory_utilization;
   q.workload.input_tokens = r.input_tokens;
   q.workload.output_tokens = r.output_tokens;

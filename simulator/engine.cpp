@@ -40,6 +40,14 @@ Efficiency engine_efficiency(Efficiency base, const gpu_db::EngineSpec& e, const
   return base;
 }
 
+model::MoeDpComm engine_moe_dp_comm(const gpu_db::EngineSpec& e) {
+  return e.moe_dp_allgather ? model::MoeDpComm::allgather : model::MoeDpComm::all_to_all;
+}
+
+std::vector<std::int64_t> engine_graph_padding(const gpu_db::EngineSpec& e) {
+  return e.cuda_graph_padding ? e.cuda_graph_batch_sizes : std::vector<std::int64_t>{};
+}
+
 void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineChoices& given) {
   q.engine = e.name;
   q.engine_version = e.generic() ? "" : e.versions;
@@ -51,10 +59,10 @@ void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineC
   q.limits.prefill_in_ubatches = e.prefill_in_ubatches;
   if (!given.kv_dtype) q.kv_dtype = engine_kv_dtype(e, q.precision);
   if (!given.kv_mode && !e.kv_window_aware) q.kv_mode = model::KvMode::full_length;
-  q.moe_dp_comm = e.moe_dp_allgather ? model::MoeDpComm::allgather : model::MoeDpComm::all_to_all;
+  q.moe_dp_comm = engine_moe_dp_comm(e);
   q.quantized_dispatch = e.moe_dp_quantized_dispatch;
   if (!given.graph_batches && !q.hardware.host)
-    q.limits.graph_padded_batches = e.cuda_graph_padding ? e.cuda_graph_batch_sizes : std::vector<std::int64_t>{};
+    q.limits.graph_padded_batches = engine_graph_padding(e);
 }
 
 }  // namespace moeplan::simulator

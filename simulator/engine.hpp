@@ -22,6 +22,11 @@ model::KvDtype engine_kv_dtype(const gpu_db::EngineSpec& e, const model::Precisi
 // where the engine states them, its GPU kernels' matrix-vector threshold and weight-only GEMM rate (not on CPU cores).
 Efficiency engine_efficiency(Efficiency base, const gpu_db::EngineSpec& e, const Hardware& hw);
 
+// The engine's attention-DP MoE exchange for the op graph, and the CUDA-graph sizes it pads decode-only steps to
+// (empty: no padding): what apply_engine sets, for callers that build their own requests (the planner).
+model::MoeDpComm engine_moe_dp_comm(const gpu_db::EngineSpec& e);
+std::vector<std::int64_t> engine_graph_padding(const gpu_db::EngineSpec& e);
+
 // Sets q.engine / q.engine_version / q.engine_source, the overheads, and the defaults the caller did not give
 // (the KV mode: full-length for an engine whose KV manager sizes windowed layers for the whole sequence).
 void apply_engine(SimulateRequest& q, const gpu_db::EngineSpec& e, const EngineChoices& given);

@@ -28,6 +28,19 @@ std::string load_error(const std::string& yaml) {
   std::filesystem::remove(path);
   return message;
 }
+
+// load_error of the shipped engines.yaml with the first occurrence of each `from` replaced by its `to` (each must
+// occur: a missing one fails the test, so an edit of the data file cannot turn a case into a silent pass).
+std::string shipped_error(std::initializer_list<std::pair<std::string, std::string>> edits) {
+  std::ifstream in(test::data() / "engines.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& [from, to] : edits) {
+    const std::size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+  }
+  return load_error(text);
+}
 }  // namespace
 
 TEST_CASE("engines.yaml loads, and every engine states every value with a source and the date read") {
@@ -112,35 +125,22 @@ TEST_CASE("a malformed engines file names file:line and the field") {
 }
 
 TEST_CASE("an engine's kernel terms, when given, are in range") {
-  std::ifstream in(test::data() / "engines.yaml");
-  const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string field = "dequant_compute: {value: 1.0,";
-  REQUIRE(shipped.find(field) != std::string::npos);
   for (const char* bad : {"0", "1.5", "-1"}) {
-    std::string text = shipped;
-    text.replace(text.find(field), field.size(), std::string("dequant_compute: {value: ") + bad + ",");
     INFO(bad);
-    CHECK(load_error(text).find("dequant_compute must be in (0, 1]") != std::string::npos);
+    CHECK(shipped_error({{"dequant_compute: {value: 1.0,", std::string("dequant_compute: {value: ") + bad + ","}})
+              .find("dequant_compute must be in (0, 1]") != std::string::npos);
   }
-  const std::string rows = "gemv_max_rows: {value: 8,";
-  REQUIRE(shipped.find(rows) != std::string::npos);
-  std::string text = shipped;
-  text.replace(text.find(rows), rows.size(), "gemv_max_rows: {value: -1,");
-  CHECK(load_error(text).find("gemv_max_rows must be 0 to 1024") != std::string::npos);
+  CHECK(shipped_error({{"gemv_max_rows: {value: 8,", "gemv_max_rows: {value: -1,"}})
+            .find("gemv_max_rows must be 0 to 1024") != std::string::npos);
   // llama.cpp's expert token tiles are whole multiples of 8 tokens (MMQ's mmq_x steps, Metal's 32).
-  const std::string tile = "expert_tile_rows_cuda: {value: 128,";
-  REQUIRE(shipped.find(tile) != std::string::npos);
   for (const char* bad : {"100", "-8", "2048"}) {
-    std::string t = shipped;
-    t.replace(t.find(tile), tile.size(), std::string("expert_tile_rows_cuda: {value: ") + bad + ",");
     INFO(bad);
-    CHECK(load_error(t).find("expert_tile_rows_cuda / _metal must be a multiple of 8") != std::string::npos);
+    CHECK(shipped_error({{"expert_tile_rows_cuda: {value: 128,", std::string("expert_tile_rows_cuda: {value: ") + bad + ","}})
+              .find("expert_tile_rows_cuda / _metal must be a multiple of 8") != std::string::npos);
   }
 }
 
 TEST_CASE("CUDA-graph batch sizes: ascending, ending at cuda_graph_max_batch, and required for padding") {
-  std::ifstream in(test::data() / "engines.yaml");
-  const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto engines = gpu_db::EngineTable::load(test::data() / "engines.yaml");
   // TensorRT-LLM's LLM API captures 1..31, 32, 64, 128 and does not pad; vLLM and SGLang pad to theirs.
   const auto& trt = engines.engine("trtllm");
@@ -151,21 +151,15 @@ TEST_CASE("CUDA-graph batch sizes: ascending, ending at cuda_graph_max_batch, an
   CHECK(engines.engine("vllm").cuda_graph_padding);
   CHECK(engines.engine("vllm").cuda_graph_batch_sizes.back() == 512);
   CHECK(engines.engine("sglang").cuda_graph_batch_sizes[4] == 12);
-  const std::string sizes = "cuda_graph_batch_sizes: {value: [1], source:";
-  REQUIRE(shipped.find(sizes) != std::string::npos);  // llama.cpp's
+  const std::string sizes = "cuda_graph_batch_sizes: {value: [1], source:";  // llama.cpp's
   for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
            {"[1, 1]", "positive and ascending"}, {"[0, 1]", "positive and ascending"}, {"[1, 2]", "must end at"}}) {
-    std::string t = shipped;
-    t.replace(t.find(sizes), sizes.size(), "cuda_graph_batch_sizes: {value: " + bad + ", source:");
     INFO(bad);
-    CHECK(load_error(t).find(says) != std::string::npos);
+    CHECK(shipped_error({{sizes, "cuda_graph_batch_sizes: {value: " + bad + ", source:"}}).find(says) != std::string::npos);
   }
-  const std::string pad = "cuda_graph_padding: {value: false, source: \"ggml";
-  REQUIRE(shipped.find(pad) != std::string::npos);
-  std::string t = shipped;
-  t.replace(t.find(sizes), sizes.size(), "cuda_graph_batch_sizes: {value: [], source:");
-  t.replace(t.find(pad), pad.size(), "cuda_graph_padding: {value: true, source: \"ggml");
-  CHECK(load_error(t).find("cuda_graph_padding needs") != std::string::npos);
+  CHECK(shipped_error({{sizes, "cuda_graph_batch_sizes: {value: [], source:"},
+                       {"cuda_graph_padding: {value: false, source: \"ggml", "cuda_graph_padding: {value: true, source: \"ggml"}})
+            .find("cuda_graph_padding needs") != std::string::npos);
 }
 
 TEST_CASE("Attention-DP MoE communication: the engines' defaults gather, the generic roofline keeps all-to-all") {
@@ -177,11 +171,6 @@ TEST_CASE("Attention-DP MoE communication: the engines' defaults gather, the gen
   CHECK(engines.engine("trtllm").moe_dp_quantized_dispatch);  // CUTLASS MoE quantizes NVFP4 / FP8 before gathering
   CHECK_FALSE(engines.engine("vllm").moe_dp_quantized_dispatch);
   CHECK_FALSE(engines.engine("generic").moe_dp_allgather);
-  std::ifstream in(test::data() / "engines.yaml");
-  const std::string shipped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string field = "moe_dp_comm: {value: allgather,";
-  REQUIRE(shipped.find(field) != std::string::npos);
-  std::string t = shipped;
-  t.replace(t.find(field), field.size(), "moe_dp_comm: {value: broadcast,");
-  CHECK(load_error(t).find("moe_dp_comm must be all_to_all or allgather") != std::string::npos);
+  CHECK(shipped_error({{"moe_dp_comm: {value: allgather,", "moe_dp_comm: {value: broadcast,"}})
+            .find("moe_dp_comm must be all_to_all or allgather") != std::string::npos);
 }
