@@ -55,8 +55,8 @@ TEST_CASE_METHOD(Fixture, "bad --gpu-price entries are refused naming the entry"
 }
 
 TEST_CASE_METHOD(Fixture, "the default price skips flagged rows, a provider picked by name is used as it is") {
-  // RTX PRO 6000: packet.ai's $0.66 is dated before the card was announced and below half the median; AWS's $4.14 is
-  // above twice it; the default is RunPod's row (confidence low: a deploybase.ai page).
+  // RTX PRO 6000 Workstation Edition: packet.ai's $0.66 is dated before the card was announced; the default is
+  // RunPod's row (confidence low: a deploybase.ai page).
   const PriceChoice none;
   const auto pro = gpu_price(none, db, "rtx-pro-6000");
   CHECK(pro.source.rfind("RunPod", 0) == 0);
@@ -68,9 +68,12 @@ TEST_CASE_METHOD(Fixture, "the default price skips flagged rows, a provider pick
   CHECK(packet.provider == "packet.ai");
   const auto flagged = gpu_price(packet, db, "rtx-pro-6000");
   CHECK(flagged.usd_per_gpu_hour == 0.66);
-  REQUIRE(flagged.flags.size() == 2);
+  REQUIRE(flagged.flags.size() == 1);
   CHECK(flagged.flags[0] == "dated before launch (2025-03-18)");  // the launch day is verified (gpus.yaml)
-  CHECK(flagged.flags[1].find("x the median") != std::string::npos);
+  // The Server Edition's one row, AWS's g7e, is its default.
+  const auto server = gpu_price(none, db, "rtx-pro-6000-server");
+  CHECK(server.source.rfind("AWS", 0) == 0);
+  CHECK(server.usd_per_gpu_hour == 4.143);
   // H100 SXM: unflagged rows of confidence medium exist, so a low-confidence row never wins on price alone.
   const auto h100 = gpu_price(none, db, "h100-sxm");
   CHECK(h100.confidence == gpu_db::Confidence::medium);
@@ -80,7 +83,7 @@ TEST_CASE_METHOD(Fixture, "the default price skips flagged rows, a provider pick
   // Excluding a provider moves the default to the next row.
   PriceChoice no_runpod;
   no_runpod.exclude_providers = parse_providers({"runpod"}, db, "--exclude-provider");
-  CHECK(gpu_price(no_runpod, db, "rtx-pro-6000").usd_per_gpu_hour == 0);  // AWS's row is flagged: no default left
+  CHECK(gpu_price(no_runpod, db, "rtx-pro-6000").usd_per_gpu_hour == 0);  // packet.ai's row is flagged: no default left
 }
 
 TEST_CASE_METHOD(Fixture, "provider filters that leave no price, and unknown providers, are refused") {

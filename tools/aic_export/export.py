@@ -52,7 +52,7 @@ SYSTEM_TO_GPU = {
     "h200_sxm": "h200-sxm",
     "l4": "l4",
     "l40s": "l40s",
-    "rtx_pro_6000_server": "rtx-pro-6000",
+    "rtx_pro_6000_server": "rtx-pro-6000-server",
     "b60": None,  # Intel Arc Pro B60: not in data/gpus.yaml
 }
 
