@@ -402,16 +402,20 @@ std::string block_curve_dist(const RoutingModel& routing, const model::ModelConf
   return routing.curve_dist() == "auto" ? default_block_curve_dist(data_dir(), model.model_type) : routing.curve_dist();
 }
 
-DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
-                                                   model::AttentionKind window_kind) {
-  const std::vector<const GpuCurve*> all = p.find_all(GpuCurveKind::attn_decode,
-                                                      {{"dtype", "bf16"},
-                                                       {"kv", shape.kv_dtype},
-                                                       {"heads", std::to_string(shape.heads)},
-                                                       {"kv_heads", std::to_string(shape.kv_heads)},
-                                                       {"head_dim", std::to_string(shape.head_dim)},
-                                                       {"window", std::to_string(shape.window)}});
-  // One kernel: the one measured at the most batch sizes (first in the file on a tie).
+namespace {
+// The curves of one attention table's shape, one kernel (the one measured at the most batch sizes, the first in the
+// file on a tie), by ascending batch.
+std::vector<std::pair<double, const GpuCurve*>> attention_curves_by_batch(const GpuProfile& p, GpuCurveKind kind,
+                                                                         const std::string& kv_dtype,
+                                                                         std::int64_t heads, std::int64_t kv_heads,
+                                                                         std::int64_t head_dim, std::int64_t window,
+                                                                         std::string* kernel) {
+  const std::vector<const GpuCurve*> all = p.find_all(kind, {{"dtype", "bf16"},
+                                                             {"kv", kv_dtype},
+                                                             {"heads", std::to_string(heads)},
+                                                             {"kv_heads", std::to_string(kv_heads)},
+                                                             {"head_dim", std::to_string(head_dim)},
+                                                             {"window", std::to_string(window)}});
   std::vector<std::pair<std::string, std::size_t>> kernels;
   for (const GpuCurve* c : all) {
     const std::string k = shape_field(c->shape, "kernel");
@@ -419,21 +423,87 @@ DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const De
     if (it == kernels.end()) kernels.emplace_back(k, 1);
     else ++it->second;
   }
-  DecodeAttentionCurves out;
+  std::vector<std::pair<double, const GpuCurve*>> out;
   if (kernels.empty()) return out;
   const auto best = std::max_element(kernels.begin(), kernels.end(),
                                      [](const auto& a, const auto& b) { return a.second < b.second; });
-  out.kernel_ = best->first;
+  *kernel = best->first;
+  for (const GpuCurve* c : all) {
+    if (shape_field(c->shape, "kernel") != *kernel) continue;
+    const double batch = std::atof(shape_field(c->shape, "batch").c_str());
+    if (batch >= 1) out.emplace_back(batch, c);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+// Log-log interpolation between two batches' times (linear where a time is not positive).
+double between_batches(double batch, double b0, double t0, double b1, double t1) {
+  const double f = std::log(batch / b0) / std::log(b1 / b0);
+  return t0 > 0 && t1 > 0 ? t0 * std::pow(t1 / t0, f) : t0 + (t1 - t0) * f;
+}
+}  // namespace
+
+DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+                                                   model::AttentionKind window_kind) {
+  DecodeAttentionCurves out;
+  out.by_batch_ = attention_curves_by_batch(p, GpuCurveKind::attn_decode, shape.kv_dtype, shape.heads, shape.kv_heads,
+                                            shape.head_dim, shape.window, &out.kernel_);
   out.window_ = shape.window;
   out.window_kind_ = window_kind;
-  for (const GpuCurve* c : all) {
-    if (shape_field(c->shape, "kernel") != out.kernel_) continue;
-    const double batch = std::atof(shape_field(c->shape, "batch").c_str());
-    if (batch >= 1) out.by_batch_.emplace_back(batch, c);
-  }
-  std::sort(out.by_batch_.begin(), out.by_batch_.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
+}
+
+PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const PrefillAttentionShape& shape,
+                                                     model::AttentionKind window_kind) {
+  PrefillAttentionCurves out;
+  out.by_batch_ = attention_curves_by_batch(p, GpuCurveKind::attn_prefill, shape.kv_dtype, shape.heads,
+                                            shape.kv_heads, shape.head_dim, shape.window, &out.kernel_);
+  out.window_ = shape.window;
+  out.window_kind_ = window_kind;
+  return out;
+}
+
+double prompt_pairs(double tokens, std::int64_t window, model::AttentionKind kind) {
+  if (!(tokens > 0)) return 0;
+  const double full = tokens * (tokens + 1) / 2;
+  if (window <= 0) return full;
+  const double w = static_cast<double>(window);
+  if (tokens <= w) return full;
+  if (kind == model::AttentionKind::chunked) {  // whole chunks of w, then the rest
+    const double chunks = std::floor(tokens / w), rest = tokens - chunks * w;
+    return chunks * w * (w + 1) / 2 + rest * (rest + 1) / 2;
+  }
+  return w * (w + 1) / 2 + (tokens - w) * w;  // sliding: positions past w attend w keys
+}
+
+double PrefillAttentionCurves::at_batch(std::size_t i, double length, bool* extrapolated) const {
+  const Curve& c = by_batch_[i].second->seconds();
+  if (length < c.x.front()) return c.y.front();
+  if (length <= c.x.back()) return c.at(length);
+  if (extrapolated) *extrapolated = true;
+  const double at_end = prompt_pairs(c.x.back(), window_, window_kind_);
+  return at_end > 0 ? c.y.back() * prompt_pairs(length, window_, window_kind_) / at_end : c.y.back();
+}
+
+double PrefillAttentionCurves::seconds(double tokens, double pairs_full, bool* extrapolated) const {
+  const std::size_t n = by_batch_.size();
+  if (n == 0 || !(tokens > 0) || !(pairs_full > 0)) return 0;
+  const double length = std::max(1.0, 2 * pairs_full / tokens - 1);
+  const double batch = tokens / length;
+  const double b_lo = by_batch_.front().first, b_hi = by_batch_.back().first;
+  if (batch <= b_lo) {
+    const double floor_s = by_batch_.front().second->seconds().y.front();
+    return std::max(floor_s, at_batch(0, length, extrapolated) * batch / b_lo);
+  }
+  if (batch >= b_hi) {
+    if (batch > b_hi && extrapolated) *extrapolated = true;
+    return at_batch(n - 1, length, extrapolated) * batch / b_hi;
+  }
+  std::size_t hi = 1;
+  while (by_batch_[hi].first < batch) ++hi;
+  return between_batches(batch, by_batch_[hi - 1].first, at_batch(hi - 1, length, extrapolated), by_batch_[hi].first,
+                         at_batch(hi, length, extrapolated));
 }
 
 double DecodeAttentionCurves::at_batch(std::size_t i, double position, double keys, double s_per_key,
@@ -466,11 +536,8 @@ double DecodeAttentionCurves::seconds(double batch, double position, double keys
   }
   std::size_t hi = 1;
   while (by_batch_[hi].first < batch) ++hi;
-  const double b0 = by_batch_[hi - 1].first, b1 = by_batch_[hi].first;
-  const double t0 = at_batch(hi - 1, position, keys, s_per_key, extrapolated);
-  const double t1 = at_batch(hi, position, keys, s_per_key, extrapolated);
-  const double f = std::log(batch / b0) / std::log(b1 / b0);
-  return t0 > 0 && t1 > 0 ? t0 * std::pow(t1 / t0, f) : t0 + (t1 - t0) * f;
+  return between_batches(batch, by_batch_[hi - 1].first, at_batch(hi - 1, position, keys, s_per_key, extrapolated),
+                         by_batch_[hi].first, at_batch(hi, position, keys, s_per_key, extrapolated));
 }
 
 namespace {

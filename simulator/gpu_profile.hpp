@@ -167,6 +167,45 @@ class DecodeAttentionCurves {
   std::int64_t window_ = 0;
   model::AttentionKind window_kind_ = model::AttentionKind::global;
 };
+// Prefill (context) attention of one shape, measured at several batch sizes: AIConfigurator's context tables hold
+// one curve per batch (sequences), x = prompt tokens per sequence, each a fresh prompt (no cached prefix), and y = one
+// layer's time.
+struct PrefillAttentionShape {
+  std::string kv_dtype;  // "bf16", "fp16", "fp8"
+  std::int64_t heads = 0, kv_heads = 0, head_dim = 0;  // on one GPU
+  std::int64_t window = 0;                              // chunk or sliding window; 0 = full attention
+};
+// (query, key) pairs of one fresh prompt of `tokens` tokens: tokens (tokens + 1) / 2 under full causal attention,
+// fewer under a window of `kind` (the window_keys of each position summed).
+double prompt_pairs(double tokens, std::int64_t window, model::AttentionKind kind);
+class PrefillAttentionCurves {
+ public:
+  bool empty() const { return by_batch_.empty(); }
+  const std::string& kernel() const { return kernel_; }
+  // Seconds of one call over `tokens` prompt tokens whose queries have `pairs_full` (query, key) pairs under full
+  // causal attention (their cached prefixes included). The step is read as the fresh prompts with the same tokens and
+  // pairs: length L = 2 pairs_full / tokens − 1 and tokens / L of them (a chunk of a long prompt is a fraction of
+  // one). At that length: the curves at the two measured batches around it, interpolated log-log in length and in
+  // batch; below the smallest batch that batch's time scaled by the batch ratio (pairs are proportional), never
+  // below its shortest measured prompt (the fixed cost per call); above the largest, scaled by the batch ratio.
+  // Beyond the longest measured prompt: that time scaled by prompt_pairs (the causal compute) and *extrapolated set;
+  // below the shortest, its time. docs/gpu_profiles.md "Prefill attention".
+  double seconds(double tokens, double pairs_full, bool* extrapolated) const;
+
+ private:
+  friend PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const PrefillAttentionShape& shape,
+                                                              model::AttentionKind window_kind);
+  double at_batch(std::size_t i, double length, bool* extrapolated) const;
+  std::vector<std::pair<double, const GpuCurve*>> by_batch_;  // ascending batch
+  std::string kernel_;
+  std::int64_t window_ = 0;
+  model::AttentionKind window_kind_ = model::AttentionKind::global;
+};
+// The prefill-attention curves of a shape (compute dtype bf16, as for decode); empty when the profile has none. The
+// kernel: the one measured at the most batch sizes, the first in the file on a tie.
+PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const PrefillAttentionShape& shape,
+                                                     model::AttentionKind window_kind);
+
 // The decode-attention curves of a shape (compute dtype bf16, as the profiles measure it); empty when the profile
 // has none. Where a profile holds several kernels for the shape (vLLM and SGLang tables), the one measured at the
 // most batch sizes, the first in the file on a tie.

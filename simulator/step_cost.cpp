@@ -213,6 +213,20 @@ std::optional<DecodeAttentionOp> decode_attention_op(const model::Op& op, model:
   return a;
 }
 
+std::optional<PrefillAttentionOp> prefill_attention_op(const model::Op& op, model::AttentionKind layer_window_kind) {
+  if (op.kind != OpKind::attention_prefill || op.kv_dtype.empty()) return std::nullopt;
+  PrefillAttentionOp a;
+  a.shape = {op.kv_dtype, op.heads, op.kv_heads, op.head_dim, op.window};
+  a.window_kind = op.window > 0 ? layer_window_kind : model::AttentionKind::global;
+  return a;
+}
+
+double measured_prefill_attention_s(const PrefillAttentionCurves& c, double repeat, double tokens, double pairs_full,
+                                    bool* extrapolated) {
+  if (!(tokens > 0) || repeat <= 0) return 0;
+  return repeat * c.seconds(tokens, pairs_full, extrapolated);
+}
+
 MeasuredDecodeAttention measured_decode_attention(const GpuProfile& profile, const DecodeAttentionOp& op,
                                                   const OpRates& r) {
   MeasuredDecodeAttention a;
@@ -377,6 +391,8 @@ void StepModel::attach_gpu_profile(const model::ModelConfig& m) {
                                          {true, p.comm_fixed_s, p.comm_per_byte_s});
     } else if (const auto a = decode_attention_op(op, window_kind_)) {
       p.attention = measured_decode_attention(prof, *a, op_rates(op, hw_));
+    } else if (const auto pa = prefill_attention_op(op, window_kind_)) {
+      p.prefill_attention = find_prefill_attention_curves(prof, pa->shape, pa->window_kind);
     } else if (op.kind == OpKind::expert_gemm && std::string(op.name) == "moe.experts.gate_up") {
       block = find_expert_block_curve(prof, {op.weight_format, m.hidden, m.moe_intermediate, m.num_experts,
                                              m.experts_per_token, layout_.moe_tp(), layout_.ep,
@@ -486,6 +502,7 @@ double StepModel::op_time(const Priced& p, const model::StepValues& x, bool host
     return t;
   }
   if (!host && !p.attention.curves.empty()) return measured_attention_time(p, x, out);
+  if (!host && !p.prefill_attention.empty()) return measured_prefill_time(p, x, out);
   if (!host && !p.collective.curves.empty()) {
     bool extrapolated = false;
     const double t = measured_collective_s(p.collective, repeat, op.comm_bytes.at(x), &extrapolated);
@@ -521,6 +538,17 @@ double StepModel::measured_attention_time(const Priced& p, const model::StepValu
   const double keys = x[ix(p.attention.window ? StepVar::pairs_decode_window : StepVar::pairs_decode_full)];
   const double t = measured_decode_attention_s(p.attention, p.repeat_gpu, x[ix(StepVar::decode_tokens)],
                                                x[ix(StepVar::pairs_decode_full)], keys, &extrapolated);
+  if (out && t > 0) {  // the roofline's terms say which side binds; the time is the measurement's
+    roofline_time(p, x, false, out);
+    out->source = extrapolated ? "extrapolated" : "profile";
+  }
+  return t;
+}
+
+double StepModel::measured_prefill_time(const Priced& p, const model::StepValues& x, OpTime* out) const {
+  bool extrapolated = false;
+  const double t = measured_prefill_attention_s(p.prefill_attention, p.repeat_gpu, x[ix(StepVar::prefill_tokens)],
+                                                x[ix(StepVar::pairs_prefill_full)], &extrapolated);
   if (out && t > 0) {  // the roofline's terms say which side binds; the time is the measurement's
     roofline_time(p, x, false, out);
     out->source = extrapolated ? "extrapolated" : "profile";

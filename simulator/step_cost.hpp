@@ -117,6 +117,18 @@ MeasuredDecodeAttention measured_decode_attention(const GpuProfile& profile, con
 double measured_decode_attention_s(const MeasuredDecodeAttention& a, double repeat, double batch, double keys_full,
                                    double keys_attended, bool* extrapolated);
 
+// A prefill-attention op's shape on one GPU, for pricing it from a GPU op profile's context-attention curves.
+struct PrefillAttentionOp {
+  PrefillAttentionShape shape;
+  model::AttentionKind window_kind = model::AttentionKind::global;  // of the window, when shape.window > 0
+};
+// Of a prefill-attention op (layer_window_kind: how the graph's windowed layers attend); nullopt for other ops.
+std::optional<PrefillAttentionOp> prefill_attention_op(const model::Op& op, model::AttentionKind layer_window_kind);
+// Seconds of all `repeat` calls over `tokens` prompt tokens with `pairs_full` causal (query, key) pairs (the step's
+// pairs_prefill_full; a windowed op's curves carry its window): PrefillAttentionCurves::seconds.
+double measured_prefill_attention_s(const PrefillAttentionCurves& c, double repeat, double tokens, double pairs_full,
+                                    bool* extrapolated);
+
 // Alpha-beta price of one collective: time = fixed_s + bytes × per_byte_s. `runs` is false where no collective
 // runs (one rank, or a host). Throws InputError when the link it needs has no bandwidth.
 struct CollectiveRates {
@@ -210,6 +222,7 @@ class StepModel {
                                           //   tokens, no routing ratio
     const GpuCurve* block_curve = nullptr;  // another op of the block: 0 while the block's curve applies
     MeasuredDecodeAttention attention;    // decode attention priced from measured curves (when they hold its shape)
+    PrefillAttentionCurves prefill_attention;  // prefill attention priced from measured curves (the same)
     MeasuredCollective collective;        // an all-reduce priced from measured curves (when they hold its ranks)
     std::vector<std::size_t> block_ops;   // on the block's first op: the block's ops of its layer class, in priced_
   };
@@ -224,6 +237,7 @@ class StepModel {
   double block_routing_ratio(const Priced& p, const model::StepValues& x) const;
   void attach_gpu_profile(const model::ModelConfig& m);
   double measured_attention_time(const Priced& p, const model::StepValues& x, OpTime* out) const;
+  double measured_prefill_time(const Priced& p, const model::StepValues& x, OpTime* out) const;
 
   std::shared_ptr<const model::OpGraph> graph_;
   Hardware hw_, host_;

@@ -177,7 +177,17 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       for (int j = 0; j < kPlaneTerms; ++j) cost[at(j)] += e.bytes[at(j)] + e.kv[at(j)];
       e.cost_terms = terms(cost);
       e.row_terms = terms(rows);
-      if (op.layer_class >= 0) e.attention = decode_attention_op(op, graph.layer_classes[at(op.layer_class)].attention);
+      if (op.layer_class >= 0) {
+        const model::AttentionKind kind = graph.layer_classes[at(op.layer_class)].attention;
+        e.attention = decode_attention_op(op, kind);
+        e.prefill = prefill_attention_op(op, kind);
+      }
+      if (e.prefill) {
+        for (const auto& [j, per] : {std::pair{1, &plane.per_a()}, std::pair{2, &plane.per_b()}}) {
+          e.prompt_tokens[at(j)] = (*per)[ix(StepVar::prefill_tokens)];
+          e.prompt_pairs[at(j)] = (*per)[ix(StepVar::pairs_prefill_full)];
+        }
+      }
       if (e.attention) {
         const StepVar attended = e.attention->window() ? StepVar::pairs_decode_window : StepVar::pairs_decode_full;
         for (const auto& [j, per] : {std::pair{1, &plane.per_a()}, std::pair{2, &plane.per_b()}}) {
@@ -212,7 +222,9 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
       if (o.kind != e.kind || o.group_ranks != e.group_ranks || o.flops != e.flops || o.bytes != e.bytes ||
           o.kv != e.kv || o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row || o.n != e.n ||
           o.k != e.k || o.attention.has_value() != e.attention.has_value() ||
-          (e.attention && o.attention->shape.window != e.attention->shape.window))
+          (e.attention && o.attention->shape.window != e.attention->shape.window) ||
+          o.prefill.has_value() != e.prefill.has_value() ||
+          (e.prefill && o.prefill->shape.window != e.prefill->shape.window))
         continue;
       if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) continue;
       // A MoE gather and its reduce-scatter move alike bytes but are priced from different measured curves.
@@ -327,6 +339,14 @@ void StepFormula::attach_curves(const GpuProfile& prof, const Hardware& hw, Devi
       co.entries = {i};
       curve_ops_.push_back(co);
       curved_[i] = 1;
+    } else if (e.prefill) {
+      CurveOp co;
+      co.prefill = find_prefill_attention_curves(prof, e.prefill->shape, e.prefill->window_kind);
+      if (co.prefill.empty()) continue;
+      co.repeat = e.repeat;
+      co.entries = {i};
+      curve_ops_.push_back(co);
+      curved_[i] = 1;
     } else if (e.kind == OpKind::gemm || e.kind == OpKind::lm_head) {
       const GpuCurve* c = find_gemm_curve(prof, e.weight_format, e.n, e.k);
       if (!c) continue;
@@ -379,6 +399,11 @@ double StepFormula::curve_time_s(const PlaneVector& s) const {
   for (const CurveOp& c : curve_ops_) {
     if (!c.collective.curves.empty()) {
       t += measured_collective_s(c.collective, c.repeat, dot(c.x, s), nullptr);
+      continue;
+    }
+    if (!c.prefill.empty()) {  // prefill attention: StepModel::measured_prefill_time
+      const PlaneOps::Entry& e = ops_->ops_[c.entries.front()];
+      t += measured_prefill_attention_s(c.prefill, c.repeat, dot(e.prompt_tokens, s), dot(e.prompt_pairs, s), nullptr);
       continue;
     }
     if (!c.curve) {  // decode attention: StepModel::measured_attention_time

@@ -133,6 +133,9 @@ class PlaneOps {
     // summed positions and the keys they attend (per invocation; not scaled by repeat).
     std::optional<DecodeAttentionOp> attention;
     PlaneVector sequences{}, keys_full{}, keys_attended{};
+    // Prefill attention, the same: the op, and per plane term its prompt tokens and their causal (query, key) pairs.
+    std::optional<PrefillAttentionOp> prefill;
+    PlaneVector prompt_tokens{}, prompt_pairs{};
   };
   model::ParallelLayout layout_;
   std::int64_t moe_intermediate_ = 0, num_experts_ = 0, top_k_ = 0;
@@ -184,6 +187,7 @@ class StepFormula {
   struct CurveOp {
     const GpuCurve* curve = nullptr;
     MeasuredDecodeAttention attention;  // or decode attention's curves (curve is then null),
+    PrefillAttentionCurves prefill;     //   or prefill attention's,
     MeasuredCollective collective;      //   or an all-reduce's (x: its message bytes per call)
     bool block = false;
     bool skewed = false;              // the block's curve was measured under a skewed router (no routing ratio)

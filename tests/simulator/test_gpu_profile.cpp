@@ -490,6 +490,91 @@ TEST_CASE("StepModel and StepFormula price decode attention from a profile's cur
   check_formula_matches_model(s, sm, {0.0, 1.0, 3.0, 64.0, 300.0, 2000.0});
 }
 
+namespace {
+// Context attention of Maverick's TP-8 shape (5 query heads, 1 KV head), full and chunked: kernel k at batches 1 and 8.
+std::string maverick_prefill_profile() {
+  std::ostringstream o;
+  o << kHeader << "table attn_prefill 1.0\n";
+  for (const char* window : {"0", "8192"}) {
+    const std::string shape = std::string("dtype=bf16 kv=bf16 heads=5 kv_heads=1 head_dim=128 window=") + window;
+    o << "attn_prefill " << shape << " batch=1 kernel=k : 16 10 1024 100 4096 1000\n"
+      << "attn_prefill " << shape << " batch=8 kernel=k : 16 20 1024 600\n"
+      << "attn_prefill " << shape << " batch=2 kernel=other : 16 1 1024 1\n";  // another kernel, fewer batches
+  }
+  return o.str();
+}
+}  // namespace
+
+TEST_CASE("Prefill attention from measured curves: a step read as fresh prompts, by pairs beyond the curves") {
+  using model::AttentionKind;
+  CHECK(prompt_pairs(4, 0, AttentionKind::global) == 10);
+  CHECK(prompt_pairs(4, 2, AttentionKind::sliding) == 7);   // 1 + 2 + 2 + 2
+  CHECK(prompt_pairs(5, 2, AttentionKind::chunked) == 7);   // (1 + 2) + (1 + 2) + 1
+  CHECK(prompt_pairs(2, 8, AttentionKind::sliding) == 3);   // inside the window: full causal
+  const GpuProfile p = read_gpu_profile(write_temp("prefill.prof", maverick_prefill_profile()));
+  const PrefillAttentionCurves c = find_prefill_attention_curves(p, {"bf16", 5, 1, 128, 0}, AttentionKind::global);
+  REQUIRE_FALSE(c.empty());
+  CHECK(c.kernel() == "k");
+  CHECK(find_prefill_attention_curves(p, {"fp8", 5, 1, 128, 0}, AttentionKind::global).empty());
+  const auto pairs = [](double prompts, double length) { return prompts * length * (length + 1) / 2; };
+  bool ex = false;
+  // One prompt of 1024 and eight of 1024: the measured points.
+  CHECK(c.seconds(1024, pairs(1, 1024), &ex) == Approx(100e-6));
+  CHECK(c.seconds(8 * 1024, pairs(8, 1024), &ex) == Approx(600e-6));
+  // Four: log-log between batches 1 and 8.
+  CHECK(c.seconds(4 * 1024, pairs(4, 1024), &ex) == Approx(100e-6 * std::pow(6.0, std::log(4.0) / std::log(8.0))));
+  CHECK_FALSE(ex);
+  // Sixteen: batch 8's time twice, beyond the measured batches.
+  CHECK(c.seconds(16 * 1024, pairs(16, 1024), &ex) == Approx(1200e-6));
+  CHECK(ex);
+  // One prompt of 8192, beyond batch 1's longest (4096): that time scaled by the causal pairs.
+  ex = false;
+  CHECK(c.seconds(8192, pairs(1, 8192), &ex) == Approx(1000e-6 * pairs(1, 8192) / pairs(1, 4096)));
+  CHECK(ex);
+  // A 1024-token chunk after 3072 cached tokens: the pairs of a 7168-token prompt, a seventh of one.
+  const double chunk_pairs = 1024.0 * 3072 + pairs(1, 1024);
+  CHECK(c.seconds(1024, chunk_pairs, &ex) == Approx(1000e-6 * pairs(1, 7168) / pairs(1, 4096) / 7));
+  // A one-token prompt: the shortest measured prompt's time (the fixed cost of a call).
+  ex = false;
+  CHECK(c.seconds(1, 1, &ex) == Approx(10e-6));
+  CHECK_FALSE(ex);
+  // A chunked layer beyond the curve: its pairs, not the full ones, scale the last point.
+  const PrefillAttentionCurves w = find_prefill_attention_curves(p, {"bf16", 5, 1, 128, 8192}, AttentionKind::chunked);
+  REQUIRE_FALSE(w.empty());
+  CHECK(w.seconds(16384, pairs(1, 16384), &ex) ==
+        Approx(1000e-6 * prompt_pairs(16384, 8192, AttentionKind::chunked) / pairs(1, 4096)));
+}
+
+TEST_CASE("StepModel and StepFormula price prefill attention from a profile's curves alike") {
+  Setup s;
+  maverick(s);
+  const auto roofline = StepModel(s.request, s.graph);
+  s.request.hardware.gpu_profile =
+      std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick_pre.prof", maverick_prefill_profile())));
+  const StepModel sm(s.request, s.graph);
+  const model::AttentionKind chunked = model::AttentionKind::chunked;
+  // A 1024-token prompt: batch 1's curve at a measured length, on every layer (full and chunked alike here).
+  const StepShape step = prefill_shape(1024, 0, true, *s.graph, chunked);
+  double attn_s = 0, roof_attn_s = 0;
+  int layers = 0;
+  for (const OpTime& o : sm.breakdown(step))
+    if (std::string(o.op.name) == "attn.prefill") {
+      CHECK(std::string(o.source) == "profile");
+      attn_s += o.time_s;
+      layers += o.op.repeat;
+    }
+  for (const OpTime& o : roofline.breakdown(step))
+    if (std::string(o.op.name) == "attn.prefill") roof_attn_s += o.time_s;
+  CHECK(layers == 48);
+  CHECK(attn_s == Approx(48 * 100e-6));
+  CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(attn_s - roof_attn_s).epsilon(1e-9));
+  // A chunk deep into a long prompt: past the measured lengths.
+  for (const OpTime& o : sm.breakdown(prefill_shape(2048, 16384, false, *s.graph, chunked)))
+    if (std::string(o.op.name) == "attn.prefill") CHECK(std::string(o.source) == "extrapolated");
+
+  check_formula_matches_model(s, sm, {0.0, 1.0, 3.0, 64.0, 300.0});
+}
+
 TEST_CASE("All-reduces priced from measured curves: the faster implementation per size, formula and model alike") {
   Setup s;
   maverick(s);
