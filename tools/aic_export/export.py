@@ -552,8 +552,18 @@ def check_monotonic(x: np.ndarray, y: np.ndarray) -> str | None:
     return f"nonmonotonic x={worst[1]}->{worst[3]} -{worst[0] * 100:.0f}%"
 
 
-def check_neighbours(curves: dict) -> dict:
-    """Curves on faster hardware slower than on the slower neighbour by >1.3x (median over common x).
+def neighbour_hw_ratio(gpu_db: dict, slow: str, fast: str) -> float:
+    """How much faster `fast` can be than `slow` at most: the largest ratio of their bandwidths and dense peaks."""
+    a, b = gpu_db[slow], gpu_db[fast]
+    ratios = [b["bw"] / a["bw"]] + [b["peaks"][c] / a["peaks"][c] for c in a["peaks"] if c in b["peaks"]]
+    return max(ratios)
+
+
+def check_neighbours(curves: dict, gpu_db: dict) -> dict:
+    """Curves that disagree with the same op on a neighbouring GPU (median ratio over common x):
+    - on the faster hardware, slower than on the slower neighbour by >1.3x;
+    - on the slower hardware, slower than on the faster neighbour by >1.3x beyond what the faster part's peaks and
+      bandwidth allow (data/gpus.yaml: the largest ratio of the two).
 
     curves: {(gpu, engine, kind, key): (x, y)}. Returns {(gpu, engine, kind, key): message}."""
     suspicious = {}
@@ -578,6 +588,14 @@ def check_neighbours(curves: dict) -> dict:
                 suspicious[(fast, engine, kind, key)] = (
                     f"median {med:.2f}x slower than {slow} on {len(common)} common points "
                     f"(max {ratio.max():.2f}x); {fast} has >= {slow}'s peaks and bandwidth")
+                continue
+            allowed = neighbour_hw_ratio(gpu_db, slow, fast)
+            inverse = float(np.median(1.0 / ratio))
+            if inverse > NEIGHBOUR_RATIO * allowed:
+                suspicious[(slow, engine, kind, key)] = (
+                    f"median {inverse:.2f}x slower than {fast} on {len(common)} common points "
+                    f"(max {(1.0 / ratio).max():.2f}x); {fast}'s peaks and bandwidth are at most {allowed:.2f}x "
+                    f"{slow}'s")
     return suspicious
 
 
@@ -800,7 +818,7 @@ def main(argv=None) -> int:
         for a, b in zip(np.r_[0, cut], np.r_[cut, len(df)]):
             if b > a:
                 curves[(fk[0], fk[1], kinds[a], keys[a])] = (fk[2], xs[a:b], ys[a:b])
-    suspicious = check_neighbours({k: (v[1], v[2]) for k, v in curves.items()})
+    suspicious = check_neighbours({k: (v[1], v[2]) for k, v in curves.items()}, gpu_db)
 
     # drop suspicious curves, flag non-monotonic ones
     final = defaultdict(list)   # (gpu, engine) -> [(kind, key, x, y, flag)]
