@@ -18,14 +18,14 @@ namespace moeplan::simulator {
 
 namespace {
 
-// A source's CUDA-graph batch sizes (padding on): ascending positive integers.
+// CUDA-graph batch sizes (padding on) of a row or a source: ascending positive integers.
 std::vector<std::int64_t> graph_batch_sizes(const YAML::Node& n, const std::string& where) {
-  if (!n.IsSequence() || n.size() == 0) throw InputError(where + ": cuda_graphs_by_source entries must be lists of batch sizes");
+  if (!n.IsSequence() || n.size() == 0) throw InputError(where + ": CUDA-graph batch sizes must be a list of batch sizes");
   std::vector<std::int64_t> sizes;
   for (const YAML::Node& v : n) {
     const auto b = v.as<std::int64_t>();
     if (b < 1 || (!sizes.empty() && b <= sizes.back()))
-      throw InputError(where + ": cuda_graphs_by_source sizes must be positive and ascending");
+      throw InputError(where + ": CUDA-graph batch sizes must be positive and ascending");
     sizes.push_back(b);
   }
   return sizes;
@@ -91,7 +91,9 @@ PublishedSet load_published_document(const std::filesystem::path& path) {
     const YAML::Node& mt = n["max_num_batched_tokens"] ? n : defaults;
     p.max_num_batched_tokens = yaml_get<std::int64_t>(mt, "max_num_batched_tokens", where);
     p.settings = row_settings(n, defaults, p, where);
-    if (p.gpu_row() && defaults && defaults["cuda_graphs_by_source"] && defaults["cuda_graphs_by_source"][p.source])
+    if (p.gpu_row() && n["cuda_graph_batch_sizes"])
+      p.graph_padded_batches = graph_batch_sizes(n["cuda_graph_batch_sizes"], where);
+    else if (p.gpu_row() && defaults && defaults["cuda_graphs_by_source"] && defaults["cuda_graphs_by_source"][p.source])
       p.graph_padded_batches = graph_batch_sizes(defaults["cuda_graphs_by_source"][p.source], where);
     if (n["num_requests"]) p.num_requests = yaml_get<std::int64_t>(n, "num_requests", where);
     p.value = yaml_get<double>(n, "value", where);

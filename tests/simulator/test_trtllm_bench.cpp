@@ -167,3 +167,17 @@ TEST_CASE("published rows choose trtllm-bench's settings by row or by source", "
   CHECK_THROWS_WITH(load_points(defaults + "}\npoints:\n" + kRow + ", settings: bench}\n"),
                     Catch::Contains("settings must be fixed or trtllm-bench"));
 }
+
+TEST_CASE("published rows take CUDA-graph batch sizes of their own over their source's", "[published]") {
+  const std::string defaults = "defaults: {max_batch: 2048, max_num_batched_tokens: 8192, cuda_graphs_by_source: {S1: [1, 8]}";
+  const auto set = load_points(defaults + "}\npoints:\n" + kRow + "}\n" + kRow + ", cuda_graph_batch_sizes: [4, 64]}\n");
+  REQUIRE(set.points.at(0).graph_padded_batches);
+  CHECK(*set.points.at(0).graph_padded_batches == std::vector<std::int64_t>{1, 8});
+  REQUIRE(set.points.at(1).graph_padded_batches);
+  CHECK(*set.points.at(1).graph_padded_batches == std::vector<std::int64_t>{4, 64});
+  // Bad lists name the file's line.
+  CHECK_THROWS_WITH(load_points(defaults + "}\npoints:\n" + kRow + ", cuda_graph_batch_sizes: [64, 4]}\n"),
+                    Catch::Contains(":3") && Catch::Contains("CUDA-graph batch sizes must be positive and ascending"));
+  CHECK_THROWS_WITH(load_points(defaults + "}\npoints:\n" + kRow + ", cuda_graph_batch_sizes: 64}\n"),
+                    Catch::Contains("CUDA-graph batch sizes must be a list of batch sizes"));
+}
