@@ -295,8 +295,11 @@ Database Database::load(const std::filesystem::path& dir) {
       } else if (cls == "unified_gpu") {
         db.host_defaults_.unified_gpu_decode_bandwidth_share = v;
         db.host_defaults_.unified_gpu_share_source = e.get<std::string>("source");
+      } else if (cls == "metal_16bit") {
+        db.host_defaults_.metal_16bit_decode_bandwidth_share = v;
+        db.host_defaults_.metal_16bit_share_source = e.get<std::string>("source");
       } else {
-        throw InputError(e.where() + ": class must be cpu or unified_gpu");
+        throw InputError(e.where() + ": class must be cpu, unified_gpu or metal_16bit");
       }
     }
     if (db.host_defaults_.cpu_decode_bandwidth_share <= 0 || db.host_defaults_.unified_gpu_decode_bandwidth_share <= 0)

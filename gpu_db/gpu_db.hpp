@@ -70,6 +70,10 @@ struct HostSpec {
 struct HostDefaults {
   double cpu_decode_bandwidth_share = 0, unified_gpu_decode_bandwidth_share = 0;
   std::string cpu_share_source, unified_gpu_share_source;
+  // llama.cpp's decode share with F16/BF16 weights on Apple's GPUs (Metal), where 16-bit weights stream faster than
+  // the Q4_0 runs the chips' own shares come from; 0 when hosts.yaml gives none.
+  double metal_16bit_decode_bandwidth_share = 0;
+  std::string metal_16bit_share_source;
   std::string cpu_host;  // a hosts.yaml entry with cores, clock and FLOP/cycle
 };
 

@@ -230,6 +230,15 @@ Hardware llamacpp_host(const gpu_db::Database& db, const gpu_db::HostSpec& spec,
   if (h.gpu_peak_flops_dense.empty()) throw InputError("host " + h.name + " has no 16-bit figure in gpu_tflops_dense (data/hosts.yaml)");
   Hardware hw = host_hardware(h, fallback, on_gpu);
   if (h.llamacpp_prefill_flops > 0) scale_to_llamacpp_prefill(hw, h.llamacpp_prefill_flops, note);
+  // On Apple's GPUs 16-bit weights stream at their own measured share (the chips' shares above are Q4_0 runs).
+  if (h.llamacpp_backend == "metal" && dflt.metal_16bit_decode_bandwidth_share > 0) {
+    hw.eff.memory_16bit = dflt.metal_16bit_decode_bandwidth_share;
+    hw.eff.source += ", F16/BF16 weights at llama.cpp's Metal 16-bit decode share (data/hosts.yaml)";
+    note.push_back("host memory, F16/BF16 weights: " + format_fixed(h.mem_bandwidth_bytes_per_s / 1e9, 1) + " GB/s x " +
+                   format_fixed(dflt.metal_16bit_decode_bandwidth_share, 3) +
+                   " = llama.cpp's 16-bit decode share on Metal, from published llama-bench runs of other models (" +
+                   dflt.metal_16bit_share_source + ")");
+  }
   return hw;
 }
 

@@ -40,6 +40,8 @@ struct Efficiency {
   double attention_compute = 0.55;     // FlashAttention-class prefill, share of the bf16 peak
   double memory = 0.80;                // weight and activation streaming, share of peak memory bandwidth (a GPU's
                                        // measured STREAM share where gpus.yaml records one)
+  double memory_16bit = 0;             // F16/BF16 weight streaming where measured apart from `memory` (llama.cpp
+                                       // on Metal: data/hosts.yaml metal_16bit); 0 = `memory`
   double kv_memory = 0.70;             // paged KV reads in decode attention
   double elementwise_memory = 0.60;    // norms, rope, activations (small, launch-dominated kernels)
   double comm_bandwidth = 0.80;        // NCCL bus bandwidth / link bandwidth (all-reduce, all-gather)

@@ -150,7 +150,9 @@ OpRates op_rates(const model::Op& op, const Hardware& h) {
   const bool gemm_like = op.kind == OpKind::gemm || op.kind == OpKind::lm_head || expert;
   const bool elementwise = !gemm_like && op.kind != OpKind::attention_prefill && op.kind != OpKind::attention_decode;
   p.rows_half = gemm_like ? (expert ? ef.expert_rows_half : ef.gemm_rows_half) : 0;
-  p.inv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * (elementwise ? ef.elementwise_memory : expert && !h.host ? ef.expert_memory : ef.memory));
+  const bool weights_16bit = op.weight_format == "fp16" || op.weight_format == "bf16";
+  const double stream = gemm_like && weights_16bit && ef.memory_16bit > 0 ? ef.memory_16bit : ef.memory;
+  p.inv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * (elementwise ? ef.elementwise_memory : expert && !h.host ? ef.expert_memory : stream));
   p.inv_kv_bw = 1.0 / (h.mem_bandwidth_bytes_per_s * ef.kv_memory);
   p.overhead_s = (expert ? std::max(ef.op_overhead_us, 0.5 * ef.expert_block_us) : ef.op_overhead_us) * 1e-6;
   return p;

@@ -227,6 +227,36 @@ TEST_CASE_METHOD(Fixture, "llama.cpp on a unified host: its 16-bit rate, and the
   CHECK(apple.eff.gemm_compute == Approx(plain.gemm_compute));
 }
 
+TEST_CASE("llama.cpp on Metal streams F16/BF16 weights at its 16-bit share, quantised weights at the chip's own") {
+  const auto db = gpu_db::Database::load(test::data());
+  const double share16 = db.host_defaults().metal_16bit_decode_bandwidth_share;
+  REQUIRE(share16 > 0);
+  std::vector<std::string> notes;
+  const gpu_db::HostSpec& m2 = db.host("apple-m2-ultra");
+  const Hardware apple = llamacpp_host(db, m2, HostFlags{}, false, &notes);
+  CHECK(apple.eff.memory == Approx(m2.llamacpp_decode_bandwidth_share));
+  CHECK(apple.eff.memory_16bit == Approx(share16));
+  bool named = false;
+  for (const auto& n : notes) named = named || n.find("16-bit decode share on Metal") != std::string::npos;
+  CHECK(named);
+  // The GEMM's bandwidth term follows the weight format: F16 at the 16-bit share, Q4_K at the chip's own.
+  model::Op gemm;
+  gemm.kind = model::OpKind::gemm;
+  gemm.compute_dtype = "fp16";
+  gemm.weight_format = "fp16";
+  const double bw = apple.mem_bandwidth_bytes_per_s;
+  CHECK(op_rates(gemm, apple).inv_bw == Approx(1.0 / (bw * share16)));
+  gemm.weight_format = "q4_k";
+  CHECK(op_rates(gemm, apple).inv_bw == Approx(1.0 / (bw * m2.llamacpp_decode_bandwidth_share)));
+  // Elementwise ops keep their own term; CUDA and CPU hosts have no 16-bit share.
+  model::Op norm;
+  norm.kind = model::OpKind::norm;
+  norm.weight_format = "fp16";
+  CHECK(op_rates(norm, apple).inv_bw == Approx(1.0 / (bw * apple.eff.elementwise_memory)));
+  CHECK(llamacpp_host(db, db.host("nvidia-dgx-spark"), HostFlags{}, false).eff.memory_16bit == 0);
+  CHECK(llamacpp_host(db, m2, HostFlags{}, true).eff.memory_16bit == 0);  // its CPU cores
+}
+
 TEST_CASE("llama.cpp's expert token tile: CUDA MMQ's mmq_x fitted to the step's tokens, Metal's fixed 32") {
   Efficiency cuda;
   cuda.expert_tile_rows_max = 128;
