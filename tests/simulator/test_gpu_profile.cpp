@@ -3,6 +3,7 @@
 // shipped profile reading cleanly.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -404,16 +405,47 @@ namespace {
 // Decode-attention curves for Maverick on tp 8 (5 query heads, 1 KV head of 128 on a GPU, bf16 KV), full and
 // chunked (8192) layers: batch 1 from 10 us (position 2) to 20 us (position 4096); batch 64 from 100 us to 120 us at
 // position 128, its last point.
-std::string maverick_attention_profile() {
+// One table of `kind` for Maverick's tp-8 attention shape (5 query heads, 1 KV head of 128, bf16 KV), the same curves
+// for its full and its chunked (8192) layers: one curve per {batch, kernel, "x y x y ..."}.
+std::string maverick_attention_table(const char* kind, std::initializer_list<std::array<const char*, 3>> curves) {
   std::ostringstream o;
-  o << kHeader << "table attn_decode 1.0\n";
-  for (const char* window : {"0", "8192"}) {
-    const std::string shape = std::string("dtype=bf16 kv=bf16 heads=5 kv_heads=1 head_dim=128 window=") + window;
-    o << "attn_decode " << shape << " batch=1 kernel=k : 2 10 4096 20\n"
-      << "attn_decode " << shape << " batch=64 kernel=k : 2 100 128 120\n"
-      << "attn_decode " << shape << " batch=8 kernel=other : 2 1 4096 1\n";  // another kernel, fewer batches
-  }
+  o << kHeader << "table " << kind << " 1.0\n";
+  for (const char* window : {"0", "8192"})
+    for (const auto& [batch, kernel, points] : curves)
+      o << kind << " dtype=bf16 kv=bf16 heads=5 kv_heads=1 head_dim=128 window=" << window << " batch=" << batch
+        << " kernel=" << kernel << " : " << points << "\n";
   return o.str();
+}
+std::string maverick_attention_profile() {  // kernel "other": another kernel, measured at fewer batches
+  return maverick_attention_table("attn_decode",
+                                  {{"1", "k", "2 10 4096 20"}, {"64", "k", "2 100 128 120"}, {"8", "other", "2 1 4096 1"}});
+}
+
+// Gives s the GPU profile `text` (through a temporary file `name`) and returns the StepModel that prices with it.
+StepModel with_profile(Setup& s, const std::string& name, const std::string& text) {
+  s.request.hardware.gpu_profile = std::make_shared<const GpuProfile>(read_gpu_profile(write_temp(name, text)));
+  return StepModel(s.request, s.graph);
+}
+
+// One op of a step priced with a profile and by the roofline alone: its time summed over its layers (each priced
+// as `source` says), the layers counted; the step's time moves by exactly that op's change.
+struct OpAgainstRoofline {
+  double profiled_s = 0, roofline_s = 0;
+  int layers = 0;
+};
+OpAgainstRoofline op_against_roofline(const StepModel& sm, const StepModel& roofline, const StepShape& step,
+                                      const std::string& name, const std::string& source) {
+  OpAgainstRoofline r;
+  for (const OpTime& o : sm.breakdown(step))
+    if (o.op.name == name) {
+      CHECK(o.source == source);
+      r.profiled_s += o.time_s;
+      r.layers += o.op.repeat;
+    }
+  for (const OpTime& o : roofline.breakdown(step))
+    if (o.op.name == name) r.roofline_s += o.time_s;
+  CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(r.profiled_s - r.roofline_s).epsilon(1e-9));
+  return r;
 }
 
 // The planner's collapsed formula on Maverick's plane (PlaneFormula) agrees with StepModel at a decoding sequences
@@ -464,25 +496,13 @@ TEST_CASE("StepModel and StepFormula price decode attention from a profile's cur
   Setup s;
   maverick(s);
   const auto roofline = StepModel(s.request, s.graph);
-  s.request.hardware.gpu_profile =
-      std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick_attn.prof", maverick_attention_profile())));
-  const StepModel sm(s.request, s.graph);
+  const StepModel sm = with_profile(s, "maverick_attn.prof", maverick_attention_profile());
   const model::AttentionKind chunked = model::AttentionKind::chunked;
   // 8 sequences at 2000 tokens: inside the batch range and inside batch 1's positions, beyond batch 64's.
-  const StepShape step = decode_shape(8, 2000, *s.graph, chunked);
-  double attn_s = 0, roof_attn_s = 0;
-  int layers = 0;
-  for (const OpTime& o : sm.breakdown(step))
-    if (std::string(o.op.name) == "attn.decode") {
-      CHECK(std::string(o.source) == "extrapolated");
-      attn_s += o.time_s;
-      layers += o.op.repeat;
-    }
-  for (const OpTime& o : roofline.breakdown(step))
-    if (std::string(o.op.name) == "attn.decode") roof_attn_s += o.time_s;
-  CHECK(layers == 48);
-  CHECK(attn_s > 48 * 10e-6);
-  CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(attn_s - roof_attn_s).epsilon(1e-9));
+  const auto attn = op_against_roofline(sm, roofline, decode_shape(8, 2000, *s.graph, chunked), "attn.decode",
+                                        "extrapolated");
+  CHECK(attn.layers == 48);
+  CHECK(attn.profiled_s > 48 * 10e-6);
   // One sequence at 2000 tokens: batch 1's curve, measured.
   for (const OpTime& o : sm.breakdown(decode_shape(1, 2000, *s.graph, chunked)))
     if (std::string(o.op.name) == "attn.decode") CHECK(std::string(o.source) == "profile");
@@ -491,17 +511,11 @@ TEST_CASE("StepModel and StepFormula price decode attention from a profile's cur
 }
 
 namespace {
-// Context attention of Maverick's TP-8 shape (5 query heads, 1 KV head), full and chunked: kernel k at batches 1 and 8.
+// Context attention of the same shape: kernel k at batches 1 and 8, "other" at one batch.
 std::string maverick_prefill_profile() {
-  std::ostringstream o;
-  o << kHeader << "table attn_prefill 1.0\n";
-  for (const char* window : {"0", "8192"}) {
-    const std::string shape = std::string("dtype=bf16 kv=bf16 heads=5 kv_heads=1 head_dim=128 window=") + window;
-    o << "attn_prefill " << shape << " batch=1 kernel=k : 16 10 1024 100 4096 1000\n"
-      << "attn_prefill " << shape << " batch=8 kernel=k : 16 20 1024 600\n"
-      << "attn_prefill " << shape << " batch=2 kernel=other : 16 1 1024 1\n";  // another kernel, fewer batches
-  }
-  return o.str();
+  return maverick_attention_table("attn_prefill", {{"1", "k", "16 10 1024 100 4096 1000"},
+                                                   {"8", "k", "16 20 1024 600"},
+                                                   {"2", "other", "16 1 1024 1"}});
 }
 }  // namespace
 
@@ -549,25 +563,13 @@ TEST_CASE("StepModel and StepFormula price prefill attention from a profile's cu
   Setup s;
   maverick(s);
   const auto roofline = StepModel(s.request, s.graph);
-  s.request.hardware.gpu_profile =
-      std::make_shared<const GpuProfile>(read_gpu_profile(write_temp("maverick_pre.prof", maverick_prefill_profile())));
-  const StepModel sm(s.request, s.graph);
+  const StepModel sm = with_profile(s, "maverick_pre.prof", maverick_prefill_profile());
   const model::AttentionKind chunked = model::AttentionKind::chunked;
   // A 1024-token prompt: batch 1's curve at a measured length, on every layer (full and chunked alike here).
-  const StepShape step = prefill_shape(1024, 0, true, *s.graph, chunked);
-  double attn_s = 0, roof_attn_s = 0;
-  int layers = 0;
-  for (const OpTime& o : sm.breakdown(step))
-    if (std::string(o.op.name) == "attn.prefill") {
-      CHECK(std::string(o.source) == "profile");
-      attn_s += o.time_s;
-      layers += o.op.repeat;
-    }
-  for (const OpTime& o : roofline.breakdown(step))
-    if (std::string(o.op.name) == "attn.prefill") roof_attn_s += o.time_s;
-  CHECK(layers == 48);
-  CHECK(attn_s == Approx(48 * 100e-6));
-  CHECK(sm.step_time_s(step) - roofline.step_time_s(step) == Approx(attn_s - roof_attn_s).epsilon(1e-9));
+  const auto attn = op_against_roofline(sm, roofline, prefill_shape(1024, 0, true, *s.graph, chunked), "attn.prefill",
+                                        "profile");
+  CHECK(attn.layers == 48);
+  CHECK(attn.profiled_s == Approx(48 * 100e-6));
   // A chunk deep into a long prompt: past the measured lengths.
   for (const OpTime& o : sm.breakdown(prefill_shape(2048, 16384, false, *s.graph, chunked)))
     if (std::string(o.op.name) == "attn.prefill") CHECK(std::string(o.source) == "extrapolated");
