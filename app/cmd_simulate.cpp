@@ -9,6 +9,7 @@
 #include "app/option_groups.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/numeric.hpp"
 #include "common/text.hpp"
 #include "reports/simulate_report.hpp"
 #include "simulator/engine.hpp"
@@ -82,10 +83,10 @@ std::vector<std::int64_t> graph_batch_sizes(const std::string& text) {
     const std::optional<std::int64_t> v = parse_integer(item);
     if (!v || *v < 1 || *v > 1000000)
       throw InputError(name + ": use batch sizes from 1 to 1,000,000 separated by commas, or none");
-    if (!sizes.empty() && *v <= sizes.back()) throw InputError(name + ": list the sizes in ascending order");
     sizes.push_back(*v);
   }
   if (sizes.empty()) throw InputError(name + ": use batch sizes separated by commas, or none");
+  if (!positive_ascending(sizes)) throw InputError(name + ": list the sizes in ascending order");
   return sizes;
 }
 

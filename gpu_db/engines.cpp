@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/numeric.hpp"
 #include "common/text.hpp"
 
 namespace moeplan::gpu_db {
@@ -18,9 +19,7 @@ std::string line_of(const std::string& file, const YAML::Node& n) { return file 
 // cuda_graph_batch_sizes: ascending positive sizes ending at cuda_graph_max_batch; padding needs them.
 void check_graph_batch_sizes(const EngineSpec& s, const std::string& where) {
   const auto& b = s.cuda_graph_batch_sizes;
-  for (std::size_t i = 0; i < b.size(); ++i)
-    if (b[i] < 1 || (i > 0 && b[i] <= b[i - 1]))
-      throw InputError(where + ": cuda_graph_batch_sizes must be positive and ascending");
+  if (!positive_ascending(b)) throw InputError(where + ": cuda_graph_batch_sizes must be positive and ascending");
   if (!b.empty() && b.back() != s.cuda_graph_max_batch)
     throw InputError(where + ": cuda_graph_batch_sizes must end at cuda_graph_max_batch (" +
                      std::to_string(s.cuda_graph_max_batch) + ")");

@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/files.hpp"
+#include "common/numeric.hpp"
 #include "common/stats.hpp"
 #include "common/text.hpp"
 #include "model/config.hpp"
@@ -22,12 +23,8 @@ namespace {
 std::vector<std::int64_t> graph_batch_sizes(const YAML::Node& n, const std::string& where) {
   if (!n.IsSequence() || n.size() == 0) throw InputError(where + ": CUDA-graph batch sizes must be a list of batch sizes");
   std::vector<std::int64_t> sizes;
-  for (const YAML::Node& v : n) {
-    const auto b = v.as<std::int64_t>();
-    if (b < 1 || (!sizes.empty() && b <= sizes.back()))
-      throw InputError(where + ": CUDA-graph batch sizes must be positive and ascending");
-    sizes.push_back(b);
-  }
+  for (const YAML::Node& v : n) sizes.push_back(v.as<std::int64_t>());
+  if (!positive_ascending(sizes)) throw InputError(where + ": CUDA-graph batch sizes must be positive and ascending");
   return sizes;
 }
 
