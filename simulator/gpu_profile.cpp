@@ -406,16 +406,14 @@ namespace {
 // The curves of one attention table's shape, one kernel (the one measured at the most batch sizes, the first in the
 // file on a tie), by ascending batch.
 std::vector<std::pair<double, const GpuCurve*>> attention_curves_by_batch(const GpuProfile& p, GpuCurveKind kind,
-                                                                         const std::string& kv_dtype,
-                                                                         std::int64_t heads, std::int64_t kv_heads,
-                                                                         std::int64_t head_dim, std::int64_t window,
+                                                                         const AttentionShape& shape,
                                                                          std::string* kernel) {
   const std::vector<const GpuCurve*> all = p.find_all(kind, {{"dtype", "bf16"},
-                                                             {"kv", kv_dtype},
-                                                             {"heads", std::to_string(heads)},
-                                                             {"kv_heads", std::to_string(kv_heads)},
-                                                             {"head_dim", std::to_string(head_dim)},
-                                                             {"window", std::to_string(window)}});
+                                                             {"kv", shape.kv_dtype},
+                                                             {"heads", std::to_string(shape.heads)},
+                                                             {"kv_heads", std::to_string(shape.kv_heads)},
+                                                             {"head_dim", std::to_string(shape.head_dim)},
+                                                             {"window", std::to_string(shape.window)}});
   std::vector<std::pair<std::string, std::size_t>> kernels;
   for (const GpuCurve* c : all) {
     const std::string k = shape_field(c->shape, "kernel");
@@ -444,21 +442,19 @@ double between_batches(double batch, double b0, double t0, double b1, double t1)
 }
 }  // namespace
 
-DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const AttentionShape& shape,
                                                    model::AttentionKind window_kind) {
   DecodeAttentionCurves out;
-  out.by_batch_ = attention_curves_by_batch(p, GpuCurveKind::attn_decode, shape.kv_dtype, shape.heads, shape.kv_heads,
-                                            shape.head_dim, shape.window, &out.kernel_);
+  out.by_batch_ = attention_curves_by_batch(p, GpuCurveKind::attn_decode, shape, &out.kernel_);
   out.window_ = shape.window;
   out.window_kind_ = window_kind;
   return out;
 }
 
-PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const PrefillAttentionShape& shape,
+PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const AttentionShape& shape,
                                                      model::AttentionKind window_kind) {
   PrefillAttentionCurves out;
-  out.by_batch_ = attention_curves_by_batch(p, GpuCurveKind::attn_prefill, shape.kv_dtype, shape.heads,
-                                            shape.kv_heads, shape.head_dim, shape.window, &out.kernel_);
+  out.by_batch_ = attention_curves_by_batch(p, GpuCurveKind::attn_prefill, shape, &out.kernel_);
   out.window_ = shape.window;
   out.window_kind_ = window_kind;
   return out;

@@ -136,13 +136,14 @@ std::string default_block_curve_dist(const std::filesystem::path& data_dir, cons
 // default_block_curve_dist(data_dir(), model.model_type).
 std::string block_curve_dist(const RoutingModel& routing, const model::ModelConfig& model);
 
-// Decode attention of one shape, measured at several batch sizes: AIConfigurator's generation tables hold one curve
-// per batch (sequences), with x = the sequence position (keys attended, window included) and y = one layer's time.
-struct DecodeAttentionShape {
+// The shape an attention table (decode or prefill) is keyed by, besides batch and kernel.
+struct AttentionShape {
   std::string kv_dtype;  // "bf16", "fp16", "fp8"
   std::int64_t heads = 0, kv_heads = 0, head_dim = 0;  // on one GPU
   std::int64_t window = 0;                              // chunk or sliding window; 0 = full attention
 };
+// Decode attention of one shape, measured at several batch sizes: AIConfigurator's generation tables hold one curve
+// per batch (sequences), with x = the sequence position (keys attended, window included) and y = one layer's time.
 class DecodeAttentionCurves {
  public:
   bool empty() const { return by_batch_.empty(); }
@@ -159,7 +160,7 @@ class DecodeAttentionCurves {
   double seconds(double batch, double position, double keys, double s_per_key, bool* extrapolated) const;
 
  private:
-  friend DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+  friend DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const AttentionShape& shape,
                                                             model::AttentionKind window_kind);
   double at_batch(std::size_t i, double position, double keys, double s_per_key, bool* extrapolated) const;
   std::vector<std::pair<double, const GpuCurve*>> by_batch_;  // ascending batch
@@ -170,13 +171,9 @@ class DecodeAttentionCurves {
 // Prefill (context) attention of one shape, measured at several batch sizes: AIConfigurator's context tables hold
 // one curve per batch (sequences), x = prompt tokens per sequence, each a fresh prompt (no cached prefix), and y = one
 // layer's time.
-struct PrefillAttentionShape {
-  std::string kv_dtype;  // "bf16", "fp16", "fp8"
-  std::int64_t heads = 0, kv_heads = 0, head_dim = 0;  // on one GPU
-  std::int64_t window = 0;                              // chunk or sliding window; 0 = full attention
-};
 // (query, key) pairs of one fresh prompt of `tokens` tokens: tokens (tokens + 1) / 2 under full causal attention,
-// fewer under a window of `kind` (the window_keys of each position summed).
+// fewer under a window of `kind` (the window_keys of each position summed). Exact for whole tokens, so the pairs of
+// positions a+1..b are prompt_pairs(b) - prompt_pairs(a) (prefill_shape's windowed chunks).
 double prompt_pairs(double tokens, std::int64_t window, model::AttentionKind kind);
 class PrefillAttentionCurves {
  public:
@@ -193,7 +190,7 @@ class PrefillAttentionCurves {
   double seconds(double tokens, double pairs_full, bool* extrapolated) const;
 
  private:
-  friend PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const PrefillAttentionShape& shape,
+  friend PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const AttentionShape& shape,
                                                               model::AttentionKind window_kind);
   double at_batch(std::size_t i, double length, bool* extrapolated) const;
   std::vector<std::pair<double, const GpuCurve*>> by_batch_;  // ascending batch
@@ -203,13 +200,13 @@ class PrefillAttentionCurves {
 };
 // The prefill-attention curves of a shape (compute dtype bf16, as for decode); empty when the profile has none. The
 // kernel: the one measured at the most batch sizes, the first in the file on a tie.
-PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const PrefillAttentionShape& shape,
+PrefillAttentionCurves find_prefill_attention_curves(const GpuProfile& p, const AttentionShape& shape,
                                                      model::AttentionKind window_kind);
 
 // The decode-attention curves of a shape (compute dtype bf16, as the profiles measure it); empty when the profile
 // has none. Where a profile holds several kernels for the shape (vLLM and SGLang tables), the one measured at the
 // most batch sizes, the first in the file on a tie.
-DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const DecodeAttentionShape& shape,
+DecodeAttentionCurves find_decode_attention_curves(const GpuProfile& p, const AttentionShape& shape,
                                                    model::AttentionKind window_kind);
 
 // Whether an op is one of the routed-expert block's (moe.experts.gate_up, .act, .down), which a block curve prices

@@ -64,33 +64,10 @@ StepShape prefill_shape(std::int64_t tokens, std::int64_t offset, bool last_chun
   s.logit_tokens = last_chunk ? 1 : 0;
   // Σ_{p = offset+1}^{offset+tokens} p
   s.pairs_prefill_full = to_double(tokens) * to_double(offset) + to_double(tokens) * to_double(tokens + 1) / 2.0;
-  if (g.has_window) {
-    const std::int64_t w = g.window_tokens;
-    double sum = 0;
-    std::int64_t p = offset + 1;
-    const std::int64_t end = offset + tokens;
-    while (p <= end) {
-      if (window_kind == model::AttentionKind::chunked) {
-        // Positions p..q inside one chunk attend 1..(q−chunk start) keys: an arithmetic series.
-        const std::int64_t chunk_end = ((p - 1) / w + 1) * w;
-        const std::int64_t q = std::min(end, chunk_end);
-        const double a = window_keys(p, w, window_kind), n = to_double(q - p + 1);
-        sum += n * a + n * (n - 1) / 2.0;
-        p = q + 1;
-      } else {
-        if (p < w) {
-          const std::int64_t q = std::min(end, w - 1);
-          const double n = to_double(q - p + 1);
-          sum += n * to_double(p) + n * (n - 1) / 2.0;
-          p = q + 1;
-        } else {
-          sum += to_double(end - p + 1) * to_double(w);
-          p = end + 1;
-        }
-      }
-    }
-    s.pairs_prefill_window = sum;
-  }
+  // Positions offset+1..offset+tokens: the pairs of the prompt up to the chunk's end less those before it.
+  if (g.has_window)
+    s.pairs_prefill_window = prompt_pairs(to_double(offset + tokens), g.window_tokens, window_kind) -
+                             prompt_pairs(to_double(offset), g.window_tokens, window_kind);
   return s;
 }
 

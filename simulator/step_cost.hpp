@@ -93,7 +93,7 @@ double expert_tile_waste(const Efficiency& eff, double assignments, const model:
 // What pricing a decode-attention op from a GPU op profile needs of the op: its shape on one GPU (kv dtype, heads,
 // window), and the KV bytes and FLOPs one more key costs per sequence (the roofline's slope).
 struct DecodeAttentionOp {
-  DecodeAttentionShape shape;
+  AttentionShape shape;
   model::AttentionKind window_kind = model::AttentionKind::global;  // of the window, when shape.window > 0
   double kv_bytes_per_key = 0, flops_per_key = 0;
   bool window() const { return shape.window > 0; }  // its keys: the pairs_decode_window variable
@@ -119,7 +119,7 @@ double measured_decode_attention_s(const MeasuredDecodeAttention& a, double repe
 
 // A prefill-attention op's shape on one GPU, for pricing it from a GPU op profile's context-attention curves.
 struct PrefillAttentionOp {
-  PrefillAttentionShape shape;
+  AttentionShape shape;
   model::AttentionKind window_kind = model::AttentionKind::global;  // of the window, when shape.window > 0
 };
 // Of a prefill-attention op (layer_window_kind: how the graph's windowed layers attend); nullopt for other ops.
