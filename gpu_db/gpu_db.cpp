@@ -151,6 +151,317 @@ void lower_flagged(std::vector<Price>& prices) {
     if (!p.flags.empty()) p.confidence = Confidence::low;
 }
 
+std::string where_of(const YAML::Node& n, const std::filesystem::path& file) {
+  return file.string() + ":" + std::to_string(n.Mark().line + 1);
+}
+
+// ---------------------------------------------------------------- gpus.yaml
+
+void read_measured(const YAML::Node& mn, const std::filesystem::path& file, GpuSpec& g) {
+  const Entry me(mn, file.string(), {"gemm_tflops", "stream_tb_s", "source", "date"});
+  g.measured_gemm_flops = me.tflops("gemm_tflops");
+  for (const auto& [dtype, flops] : g.measured_gemm_flops) {
+    const auto peak = g.peak_flops_dense.find(dtype);
+    if (peak == g.peak_flops_dense.end())
+      throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " has no tflops_dense peak to compare with");
+    if (flops > peak->second) throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " exceeds the dense peak");
+  }
+  if (me.has("stream_tb_s")) {
+    g.measured_stream_bytes_per_s = me.positive("stream_tb_s") * 1e12;
+    if (g.measured_stream_bytes_per_s > g.mem_bandwidth_bytes_per_s)
+      throw InputError(me.where() + ": measured.stream_tb_s exceeds mem_bandwidth_tb_s");
+  }
+  g.measured_source = me.get<std::string>("source");
+  (void)me.get<std::string>("date");  // required: the day the sources were read
+}
+
+GpuSpec read_gpu(const YAML::Node& n, const std::filesystem::path& file) {
+  const Entry e(n, file.string(),
+                {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
+                 "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
+                 "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date",
+                 "measured", "launch_date", "launch_source", "launch_verified"});
+  GpuSpec g;
+  g.name = to_lower(e.get<std::string>("name"));
+  g.display_name = e.get_or<std::string>("display_name", g.name);
+  if (e.has("aliases"))
+    for (const auto& a : e.get<std::vector<std::string>>("aliases")) g.aliases.push_back(to_lower(a));
+  g.vendor = e.get<std::string>("vendor");
+  g.architecture = e.get_or<std::string>("architecture", "");
+  g.form_factor = e.get_or<std::string>("form_factor", "");
+  g.memory_type = e.get_or<std::string>("memory_type", "");
+  g.memory_gb_marketed = e.positive("memory_gb");
+  g.memory_unit = e.get_or<std::string>("memory_unit", "GB");
+  g.memory_bytes = gb_to_bytes(g.memory_gb_marketed, g.memory_unit, e.where());
+  g.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_tb_s") * 1e12;
+  g.peak_flops_dense = e.tflops("tflops_dense");
+  if (g.peak_flops_dense.empty()) throw InputError(e.where() + ": tflops_dense needs at least one dtype");
+  g.fp4_format = e.get_or<std::string>("fp4_format", "");
+  g.interconnect = e.get_or<std::string>("interconnect", "pcie");
+  if (e.has("interconnect_gb_s_bidir")) g.interconnect_bytes_per_s_bidir = e.positive("interconnect_gb_s_bidir") * 1e9;
+  g.pcie_gen = e.get_or<int>("pcie_gen", 0);
+  g.gpus_per_node = e.get_or<int>("gpus_per_node", 8);
+  if (g.gpus_per_node < 1) throw InputError(e.where() + ": gpus_per_node must be at least 1");
+  g.tdp_w = e.get_or<double>("tdp_w", 0);
+  g.confidence = e.get_or<std::string>("confidence", "");
+  g.source = e.get<std::string>("source");
+  g.date = e.get<std::string>("date");
+  g.notes = e.get_or<std::string>("notes", "");
+  if (e.has("launch_date")) {
+    g.launch_date = iso_date(e.get<std::string>("launch_date"), e.where() + ": launch_date");
+    g.launch_source = e.get<std::string>("launch_source");
+    g.launch_verified = e.get<bool>("launch_verified");  // required beside the date: whether its source states it
+  }
+  if (e.has("measured")) read_measured(n["measured"], file, g);
+  return g;
+}
+
+std::vector<GpuSpec> read_gpus(const ParsedFiles& files, const std::filesystem::path& file) {
+  std::vector<GpuSpec> gpus;
+  std::set<std::string> ids;
+  for (const auto& n : list_of(files, file, "gpus")) {
+    GpuSpec g = read_gpu(n, file);
+    std::vector<std::string> all_ids = g.aliases;
+    all_ids.push_back(g.name);
+    for (const auto& id : all_ids)
+      if (!ids.insert(id).second)
+        throw InputError(where_of(n, file) + ": GPU name or alias '" + id + "' is used twice");
+    gpus.push_back(std::move(g));
+  }
+  return gpus;
+}
+
+// ---------------------------------------------------------------- hosts.yaml
+
+HostSpec read_host(const YAML::Node& n, const std::filesystem::path& file) {
+  const Entry e(n, file.string(),
+                {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
+                 "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
+                 "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "llamacpp_backend", "profile", "source",
+                 "date"});
+  HostSpec h;
+  h.name = to_lower(e.get<std::string>("name"));
+  h.display_name = e.get_or<std::string>("display_name", h.name);
+  h.kind = e.get<std::string>("kind");
+  if (h.kind != "cpu" && h.kind != "unified") throw InputError(e.where() + ": kind must be cpu or unified");
+  h.memory_bytes = e.positive("memory_gb") * 1e9;
+  h.memory_type = e.get_or<std::string>("memory_type", "");
+  h.memory_channels = e.get_or<int>("memory_channels", 0);
+  h.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_gb_s") * 1e9;
+  h.peak_flops_dense = e.tflops("tflops_dense");
+  h.cores = e.get_or<int>("cores", 0);
+  if (h.cores < 0) throw InputError(e.where() + ": key 'cores' must be positive");
+  if (e.has("clock_ghz")) h.clock_ghz = e.positive("clock_ghz");
+  if (e.has("fp32_flops_per_cycle")) h.fp32_flops_per_cycle = e.positive("fp32_flops_per_cycle");
+  h.gpu_peak_flops_dense = e.tflops("gpu_tflops_dense");
+  if (!h.gpu_peak_flops_dense.empty() && h.kind != "unified")
+    throw InputError(e.where() + ": gpu_tflops_dense is for unified-memory hosts (kind: unified)");
+  if (e.has("llamacpp_decode_bandwidth_share")) {
+    h.llamacpp_decode_bandwidth_share = e.positive("llamacpp_decode_bandwidth_share");
+    if (h.llamacpp_decode_bandwidth_share > 1)
+      throw InputError(e.where() + ": llamacpp_decode_bandwidth_share is a fraction (at most 1)");
+  }
+  if (e.has("llamacpp_prefill_tflops")) {
+    if (h.gpu_peak_flops_dense.empty())
+      throw InputError(e.where() + ": llamacpp_prefill_tflops is measured on an integrated GPU (give gpu_tflops_dense)");
+    h.llamacpp_prefill_flops = e.positive("llamacpp_prefill_tflops") * 1e12;
+  }
+  h.llamacpp_backend = e.get_or<std::string>("llamacpp_backend", "");
+  if (!h.llamacpp_backend.empty() && h.llamacpp_backend != "cuda" && h.llamacpp_backend != "metal" &&
+      h.llamacpp_backend != "vulkan")
+    throw InputError(e.where() + ": llamacpp_backend must be cuda, metal or vulkan");
+  if (!h.llamacpp_backend.empty() && h.gpu_peak_flops_dense.empty())
+    throw InputError(e.where() + ": llamacpp_backend names the integrated GPU's backend (give gpu_tflops_dense)");
+  h.profile = e.get_or<std::string>("profile", "");
+  h.source = e.get<std::string>("source");
+  h.date = e.get<std::string>("date");
+  h.notes = e.get_or<std::string>("notes", "");
+  return h;
+}
+
+std::vector<HostSpec> read_hosts(const ParsedFiles& files, const std::filesystem::path& file) {
+  std::vector<HostSpec> hosts;
+  std::set<std::string> names;
+  for (const auto& n : list_of(files, file, "hosts")) {
+    HostSpec h = read_host(n, file);
+    if (!names.insert(h.name).second) throw InputError(where_of(n, file) + ": host '" + h.name + "' is listed twice");
+    hosts.push_back(std::move(h));
+  }
+  return hosts;
+}
+
+// The defaults: one share per class of host, and the server assumed for --ram-gb without a compute figure.
+HostDefaults read_host_defaults(const ParsedFiles& files, const std::filesystem::path& file,
+                                const std::vector<HostSpec>& hosts) {
+  HostDefaults d;
+  const YAML::Node root = files.root(file);
+  const YAML::Node shares = root["llamacpp_decode_bandwidth_share"];
+  if (!shares || !shares.IsSequence())
+    throw InputError(file.string() + ": expected a top-level 'llamacpp_decode_bandwidth_share' list");
+  for (const auto& n : shares) {
+    const Entry e(n, file.string(), {"class", "share", "rows", "source"});
+    const std::string cls = e.get<std::string>("class");
+    const double v = e.positive("share");
+    if (v > 1) throw InputError(e.where() + ": share is a fraction (at most 1)");
+    if (cls == "cpu") {
+      d.cpu_decode_bandwidth_share = v;
+      d.cpu_share_source = e.get<std::string>("source");
+    } else if (cls == "unified_gpu") {
+      d.unified_gpu_decode_bandwidth_share = v;
+      d.unified_gpu_share_source = e.get<std::string>("source");
+    } else if (cls == "metal_16bit") {
+      d.metal_16bit_decode_bandwidth_share = v;
+      d.metal_16bit_share_source = e.get<std::string>("source");
+    } else {
+      throw InputError(e.where() + ": class must be cpu, unified_gpu or metal_16bit");
+    }
+  }
+  if (d.cpu_decode_bandwidth_share <= 0 || d.unified_gpu_decode_bandwidth_share <= 0)
+    throw InputError(file.string() + ": llamacpp_decode_bandwidth_share needs a cpu and a unified_gpu row");
+  if (!root["default_cpu_host"]) throw InputError(file.string() + ": expected a top-level 'default_cpu_host'");
+  d.cpu_host = to_lower(root["default_cpu_host"].as<std::string>());
+  const auto host = std::find_if(hosts.begin(), hosts.end(), [&](const HostSpec& h) { return h.name == d.cpu_host; });
+  if (host == hosts.end())
+    throw InputError(file.string() + ": default_cpu_host '" + d.cpu_host + "' is not a listed host");
+  if (host->cores <= 0 || host->clock_ghz <= 0 || host->fp32_flops_per_cycle <= 0)
+    throw InputError(file.string() + ": default_cpu_host " + host->name + " needs cores, clock_ghz and fp32_flops_per_cycle");
+  return d;
+}
+
+// ---------------------------------------------------------------- ram_sizes.yaml, links.yaml, network.yaml
+
+std::vector<RamSize> read_ram_sizes(const ParsedFiles& files, const std::filesystem::path& file) {
+  std::vector<RamSize> sizes;
+  for (const auto& n : list_of(files, file, "ram_sizes")) {
+    const Entry e(n, file.string(), {"gb", "dimms", "source"});
+    RamSize r{e.positive("gb"), e.get<std::string>("dimms"), e.get<std::string>("source")};
+    if (!sizes.empty() && r.gb <= sizes.back().gb) throw InputError(e.where() + ": ram_sizes must be listed in ascending gb");
+    sizes.push_back(std::move(r));
+  }
+  return sizes;
+}
+
+std::vector<LinkSpec> read_links(const ParsedFiles& files, const std::filesystem::path& file) {
+  std::vector<LinkSpec> links;
+  std::set<std::string> names;
+  for (const auto& n : list_of(files, file, "links")) {
+    const Entry e(n, file.string(),
+                  {"name", "short_name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source",
+                   "date"});
+    LinkSpec l;
+    l.name = to_lower(e.get<std::string>("name"));
+    l.short_name = e.get_or<std::string>("short_name", l.name);
+    l.display_name = e.get_or<std::string>("display_name", l.name);
+    l.scope = e.get<std::string>("scope");
+    if (l.scope != "intra-node" && l.scope != "inter-node")
+      throw InputError(e.where() + ": scope must be intra-node or inter-node");
+    l.bandwidth_bytes_per_s_per_direction = e.positive("bandwidth_gb_s_per_direction") * 1e9;
+    l.latency_s = e.positive("latency_us") * 1e-6;
+    l.source = e.get<std::string>("source");
+    l.date = e.get<std::string>("date");
+    l.notes = e.get_or<std::string>("notes", "");
+    if (!names.insert(l.name).second) throw InputError(e.where() + ": link '" + l.name + "' is listed twice");
+    links.push_back(std::move(l));
+  }
+  return links;
+}
+
+// The scale-out network: NIC ports per node by form factor (every GPU's form factor needs a rule).
+std::vector<NicRule> read_nic_rules(const ParsedFiles& files, const std::filesystem::path& file,
+                                    const std::vector<GpuSpec>& gpus) {
+  std::vector<NicRule> rules;
+  std::set<std::string> covered;
+  for (const auto& n : list_of(files, file, "nics")) {
+    const Entry e(n, file.string(), {"form_factors", "nics_per_gpu", "source", "date"});
+    NicRule r;
+    for (const auto& f : e.get<std::vector<std::string>>("form_factors")) {
+      r.form_factors.push_back(to_lower(f));
+      if (!covered.insert(r.form_factors.back()).second)
+        throw InputError(e.where() + ": form factor '" + f + "' has a NIC rule already");
+    }
+    r.nics_per_gpu = e.positive("nics_per_gpu");
+    r.source = e.get<std::string>("source");
+    r.date = e.get<std::string>("date");
+    r.notes = e.get_or<std::string>("notes", "");
+    rules.push_back(std::move(r));
+  }
+  for (const auto& g : gpus)
+    if (!covered.count(g.form_factor))
+      throw InputError(file.string() + ": no NIC rule for form factor '" + g.form_factor + "' (GPU " + g.name + ")");
+  return rules;
+}
+
+// The fabric's price per port.
+NetworkPortPrice read_port_price(const ParsedFiles& files, const std::filesystem::path& file) {
+  const YAML::Node price = files.root(file)["port_price"];
+  if (!price) throw InputError(file.string() + ": expected a top-level 'port_price'");
+  const Entry e(price, file.string(), {"usd_per_port", "amortisation_years", "source", "date"});
+  NetworkPortPrice p;
+  p.usd_per_port = e.positive("usd_per_port");
+  p.amortisation_years = e.positive("amortisation_years");
+  p.source = e.get<std::string>("source");
+  p.date = e.get<std::string>("date");
+  p.notes = e.get_or<std::string>("notes", "");
+  return p;
+}
+
+// ---------------------------------------------------------------- prices/
+
+// Each row must name a GPU of `db` (loaded before the prices); outliers and rows dated before launch are flagged.
+std::vector<GpuPrice> read_gpu_prices(const ParsedFiles& files, const std::filesystem::path& file, const Database& db) {
+  std::vector<GpuPrice> prices;
+  for (const auto& n : list_of(files, file, "prices")) {
+    const Entry e(n, file.string(),
+                  {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source", "network_included", "confidence"});
+    GpuPrice p;
+    p.provider = e.get<std::string>("provider");
+    p.gpu = to_lower(e.get<std::string>("gpu"));
+    p.usd_per_gpu_hour = e.positive("usd_per_gpu_hour");
+    p.tier = e.get<std::string>("tier");
+    p.date = e.get<std::string>("date");
+    p.source = e.get<std::string>("source");
+    p.notes = e.get_or<std::string>("notes", "");
+    p.network_included = e.get_or<bool>("network_included", false);
+    p.confidence = parse_confidence(e);
+    const GpuSpec& g = db.gpu(p.gpu);  // must name a GPU in gpus.yaml
+    p.gpu = g.name;
+    p.date = iso_date(p.date, e.where() + ": date");
+    check_launch(p, g, e.where());
+    prices.push_back(std::move(p));
+  }
+  flag_outliers(prices);
+  lower_flagged(prices);
+  return prices;
+}
+
+std::vector<ApiPrice> read_api_prices(const ParsedFiles& files, const std::filesystem::path& file) {
+  std::vector<ApiPrice> prices;
+  for (const auto& n : list_of(files, file, "prices")) {
+    const Entry e(n, file.string(),
+                  {"provider", "model", "model_variant", "usd_per_m_input_tokens", "usd_per_m_output_tokens",
+                   "usd_per_m_cached_input_tokens", "context_tokens", "date", "source", "conflict", "confidence"});
+    ApiPrice p;
+    p.provider = e.get<std::string>("provider");
+    p.model = e.get<std::string>("model");
+    p.model_variant = e.get_or<std::string>("model_variant", "");
+    p.usd_per_m_input_tokens = e.positive("usd_per_m_input_tokens");
+    p.usd_per_m_output_tokens = e.positive("usd_per_m_output_tokens");
+    if (e.has("usd_per_m_cached_input_tokens")) p.usd_per_m_cached_input_tokens = e.positive("usd_per_m_cached_input_tokens");
+    if (e.has("context_tokens")) p.context_tokens = e.get<std::int64_t>("context_tokens");
+    p.date = e.get<std::string>("date");
+    p.source = e.get<std::string>("source");
+    p.conflict = e.get_or<bool>("conflict", false);
+    p.notes = e.get_or<std::string>("notes", "");
+    p.confidence = parse_confidence(e);
+    // Output tokens cost more than input tokens at every provider (decode reads the weights per token); a row with
+    // input above output is most likely swapped or mistyped at its source.
+    if (p.usd_per_m_input_tokens > p.usd_per_m_output_tokens) p.flags.push_back("input above output");
+    prices.push_back(std::move(p));
+  }
+  lower_flagged(prices);
+  return prices;
+}
+
 }  // namespace
 
 const char* confidence_name(Confidence c) {
@@ -162,275 +473,25 @@ const char* confidence_name(Confidence c) {
   return "?";
 }
 
+// The phases read the files in this order, so a bad file raises the same error as reading them one after another.
 Database Database::load(const std::filesystem::path& dir) {
-  const ParsedFiles files({dir / "gpus.yaml", dir / "hosts.yaml", dir / "ram_sizes.yaml", dir / "links.yaml", dir / "network.yaml",
+  const auto hosts = dir / "hosts.yaml", network = dir / "network.yaml";
+  const ParsedFiles files({dir / "gpus.yaml", hosts, dir / "ram_sizes.yaml", dir / "links.yaml", network,
                            dir / "prices" / "gpu_hourly.yaml", dir / "prices" / "api.yaml"});
   Database db;
-  std::set<std::string> ids;
-  {
-    const auto file = dir / "gpus.yaml";
-    for (const auto& n : list_of(files, file, "gpus")) {
-      const Entry e(n, file.string(),
-                    {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
-                     "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
-                     "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date",
-                     "measured", "launch_date", "launch_source", "launch_verified"});
-      GpuSpec g;
-      g.name = to_lower(e.get<std::string>("name"));
-      g.display_name = e.get_or<std::string>("display_name", g.name);
-      if (e.has("aliases"))
-        for (const auto& a : e.get<std::vector<std::string>>("aliases")) g.aliases.push_back(to_lower(a));
-      g.vendor = e.get<std::string>("vendor");
-      g.architecture = e.get_or<std::string>("architecture", "");
-      g.form_factor = e.get_or<std::string>("form_factor", "");
-      g.memory_type = e.get_or<std::string>("memory_type", "");
-      g.memory_gb_marketed = e.positive("memory_gb");
-      g.memory_unit = e.get_or<std::string>("memory_unit", "GB");
-      g.memory_bytes = gb_to_bytes(g.memory_gb_marketed, g.memory_unit, e.where());
-      g.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_tb_s") * 1e12;
-      g.peak_flops_dense = e.tflops("tflops_dense");
-      if (g.peak_flops_dense.empty()) throw InputError(e.where() + ": tflops_dense needs at least one dtype");
-      g.fp4_format = e.get_or<std::string>("fp4_format", "");
-      g.interconnect = e.get_or<std::string>("interconnect", "pcie");
-      if (e.has("interconnect_gb_s_bidir")) g.interconnect_bytes_per_s_bidir = e.positive("interconnect_gb_s_bidir") * 1e9;
-      g.pcie_gen = e.get_or<int>("pcie_gen", 0);
-      g.gpus_per_node = e.get_or<int>("gpus_per_node", 8);
-      if (g.gpus_per_node < 1) throw InputError(e.where() + ": gpus_per_node must be at least 1");
-      g.tdp_w = e.get_or<double>("tdp_w", 0);
-      g.confidence = e.get_or<std::string>("confidence", "");
-      g.source = e.get<std::string>("source");
-      g.date = e.get<std::string>("date");
-      g.notes = e.get_or<std::string>("notes", "");
-      if (e.has("launch_date")) {
-        g.launch_date = iso_date(e.get<std::string>("launch_date"), e.where() + ": launch_date");
-        g.launch_source = e.get<std::string>("launch_source");
-        g.launch_verified = e.get<bool>("launch_verified");  // required beside the date: whether its source states it
-      }
-      if (e.has("measured")) {
-        const YAML::Node mn = n["measured"];
-        const Entry me(mn, file.string(), {"gemm_tflops", "stream_tb_s", "source", "date"});
-        g.measured_gemm_flops = me.tflops("gemm_tflops");
-        for (const auto& [dtype, flops] : g.measured_gemm_flops) {
-          const auto peak = g.peak_flops_dense.find(dtype);
-          if (peak == g.peak_flops_dense.end())
-            throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " has no tflops_dense peak to compare with");
-          if (flops > peak->second)
-            throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " exceeds the dense peak");
-        }
-        if (me.has("stream_tb_s")) {
-          g.measured_stream_bytes_per_s = me.positive("stream_tb_s") * 1e12;
-          if (g.measured_stream_bytes_per_s > g.mem_bandwidth_bytes_per_s)
-            throw InputError(me.where() + ": measured.stream_tb_s exceeds mem_bandwidth_tb_s");
-        }
-        g.measured_source = me.get<std::string>("source");
-        (void)me.get<std::string>("date");  // required: the day the sources were read
-      }
-      std::vector<std::string> all_ids = g.aliases;
-      all_ids.push_back(g.name);
-      for (const auto& id : all_ids)
-        if (!ids.insert(id).second) throw InputError(e.where() + ": GPU name or alias '" + id + "' is used twice");
-      db.gpus_.push_back(std::move(g));
-    }
-  }
-  {
-    const auto file = dir / "hosts.yaml";
-    std::set<std::string> names;
-    for (const auto& n : list_of(files, file, "hosts")) {
-      const Entry e(n, file.string(),
-                    {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
-                     "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
-                     "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "llamacpp_backend", "profile", "source",
-                     "date"});
-      HostSpec h;
-      h.name = to_lower(e.get<std::string>("name"));
-      h.display_name = e.get_or<std::string>("display_name", h.name);
-      h.kind = e.get<std::string>("kind");
-      if (h.kind != "cpu" && h.kind != "unified") throw InputError(e.where() + ": kind must be cpu or unified");
-      h.memory_bytes = e.positive("memory_gb") * 1e9;
-      h.memory_type = e.get_or<std::string>("memory_type", "");
-      h.memory_channels = e.get_or<int>("memory_channels", 0);
-      h.mem_bandwidth_bytes_per_s = e.positive("mem_bandwidth_gb_s") * 1e9;
-      h.peak_flops_dense = e.tflops("tflops_dense");
-      h.cores = e.get_or<int>("cores", 0);
-      if (h.cores < 0) throw InputError(e.where() + ": key 'cores' must be positive");
-      if (e.has("clock_ghz")) h.clock_ghz = e.positive("clock_ghz");
-      if (e.has("fp32_flops_per_cycle")) h.fp32_flops_per_cycle = e.positive("fp32_flops_per_cycle");
-      h.gpu_peak_flops_dense = e.tflops("gpu_tflops_dense");
-      if (!h.gpu_peak_flops_dense.empty() && h.kind != "unified")
-        throw InputError(e.where() + ": gpu_tflops_dense is for unified-memory hosts (kind: unified)");
-      if (e.has("llamacpp_decode_bandwidth_share")) {
-        h.llamacpp_decode_bandwidth_share = e.positive("llamacpp_decode_bandwidth_share");
-        if (h.llamacpp_decode_bandwidth_share > 1) throw InputError(e.where() + ": llamacpp_decode_bandwidth_share is a fraction (at most 1)");
-      }
-      if (e.has("llamacpp_prefill_tflops")) {
-        if (h.gpu_peak_flops_dense.empty())
-          throw InputError(e.where() + ": llamacpp_prefill_tflops is measured on an integrated GPU (give gpu_tflops_dense)");
-        h.llamacpp_prefill_flops = e.positive("llamacpp_prefill_tflops") * 1e12;
-      }
-      h.llamacpp_backend = e.get_or<std::string>("llamacpp_backend", "");
-      if (!h.llamacpp_backend.empty() && h.llamacpp_backend != "cuda" && h.llamacpp_backend != "metal" &&
-          h.llamacpp_backend != "vulkan")
-        throw InputError(e.where() + ": llamacpp_backend must be cuda, metal or vulkan");
-      if (!h.llamacpp_backend.empty() && h.gpu_peak_flops_dense.empty())
-        throw InputError(e.where() + ": llamacpp_backend names the integrated GPU's backend (give gpu_tflops_dense)");
-      h.profile = e.get_or<std::string>("profile", "");
-      h.source = e.get<std::string>("source");
-      h.date = e.get<std::string>("date");
-      h.notes = e.get_or<std::string>("notes", "");
-      if (!names.insert(h.name).second) throw InputError(e.where() + ": host '" + h.name + "' is listed twice");
-      db.hosts_.push_back(std::move(h));
-    }
-    // The defaults: one share per class of host, and the server assumed for --ram-gb without a compute figure.
-    const YAML::Node root = files.root(file);
-    const YAML::Node shares = root["llamacpp_decode_bandwidth_share"];
-    if (!shares || !shares.IsSequence()) throw InputError(file.string() + ": expected a top-level 'llamacpp_decode_bandwidth_share' list");
-    for (const auto& n : shares) {
-      const Entry e(n, file.string(), {"class", "share", "rows", "source"});
-      const std::string cls = e.get<std::string>("class");
-      const double v = e.positive("share");
-      if (v > 1) throw InputError(e.where() + ": share is a fraction (at most 1)");
-      if (cls == "cpu") {
-        db.host_defaults_.cpu_decode_bandwidth_share = v;
-        db.host_defaults_.cpu_share_source = e.get<std::string>("source");
-      } else if (cls == "unified_gpu") {
-        db.host_defaults_.unified_gpu_decode_bandwidth_share = v;
-        db.host_defaults_.unified_gpu_share_source = e.get<std::string>("source");
-      } else if (cls == "metal_16bit") {
-        db.host_defaults_.metal_16bit_decode_bandwidth_share = v;
-        db.host_defaults_.metal_16bit_share_source = e.get<std::string>("source");
-      } else {
-        throw InputError(e.where() + ": class must be cpu, unified_gpu or metal_16bit");
-      }
-    }
-    if (db.host_defaults_.cpu_decode_bandwidth_share <= 0 || db.host_defaults_.unified_gpu_decode_bandwidth_share <= 0)
-      throw InputError(file.string() + ": llamacpp_decode_bandwidth_share needs a cpu and a unified_gpu row");
-    if (!root["default_cpu_host"]) throw InputError(file.string() + ": expected a top-level 'default_cpu_host'");
-    db.host_defaults_.cpu_host = to_lower(root["default_cpu_host"].as<std::string>());
-    bool found = false;
-    for (const auto& h : db.hosts_) {
-      if (h.name != db.host_defaults_.cpu_host) continue;
-      found = true;
-      if (h.cores <= 0 || h.clock_ghz <= 0 || h.fp32_flops_per_cycle <= 0)
-        throw InputError(file.string() + ": default_cpu_host " + h.name + " needs cores, clock_ghz and fp32_flops_per_cycle");
-    }
-    if (!found) throw InputError(file.string() + ": default_cpu_host '" + db.host_defaults_.cpu_host + "' is not a listed host");
-  }
-  {
-    const auto file = dir / "ram_sizes.yaml";
-    for (const auto& n : list_of(files, file, "ram_sizes")) {
-      const Entry e(n, file.string(), {"gb", "dimms", "source"});
-      RamSize r{e.positive("gb"), e.get<std::string>("dimms"), e.get<std::string>("source")};
-      if (!db.ram_sizes_.empty() && r.gb <= db.ram_sizes_.back().gb)
-        throw InputError(e.where() + ": ram_sizes must be listed in ascending gb");
-      db.ram_sizes_.push_back(std::move(r));
-    }
-  }
-  {
-    const auto file = dir / "links.yaml";
-    for (const auto& n : list_of(files, file, "links")) {
-      const Entry e(n, file.string(),
-                    {"name", "short_name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source",
-                     "date"});
-      LinkSpec l;
-      l.name = to_lower(e.get<std::string>("name"));
-      l.short_name = e.get_or<std::string>("short_name", l.name);
-      l.display_name = e.get_or<std::string>("display_name", l.name);
-      l.scope = e.get<std::string>("scope");
-      if (l.scope != "intra-node" && l.scope != "inter-node") throw InputError(e.where() + ": scope must be intra-node or inter-node");
-      l.bandwidth_bytes_per_s_per_direction = e.positive("bandwidth_gb_s_per_direction") * 1e9;
-      l.latency_s = e.positive("latency_us") * 1e-6;
-      l.source = e.get<std::string>("source");
-      l.date = e.get<std::string>("date");
-      l.notes = e.get_or<std::string>("notes", "");
-      if (db.link(l.name)) throw InputError(e.where() + ": link '" + l.name + "' is listed twice");
-      db.links_.push_back(std::move(l));
-    }
-  }
+  db.gpus_ = read_gpus(files, dir / "gpus.yaml");
+  db.hosts_ = read_hosts(files, hosts);
+  db.host_defaults_ = read_host_defaults(files, hosts, db.hosts_);
+  db.ram_sizes_ = read_ram_sizes(files, dir / "ram_sizes.yaml");
+  db.links_ = read_links(files, dir / "links.yaml");
   for (const auto& g : db.gpus_)
     if (!db.link(g.interconnect))
       throw InputError((dir / "gpus.yaml").string() + ": GPU '" + g.name + "' names interconnect '" + g.interconnect +
                        "', which links.yaml does not define");
-  {
-    // The scale-out network: NIC ports per node by form factor, and the fabric's price per port.
-    const auto file = dir / "network.yaml";
-    std::set<std::string> covered;
-    for (const auto& n : list_of(files, file, "nics")) {
-      const Entry e(n, file.string(), {"form_factors", "nics_per_gpu", "source", "date"});
-      NicRule r;
-      for (const auto& f : e.get<std::vector<std::string>>("form_factors")) {
-        r.form_factors.push_back(to_lower(f));
-        if (!covered.insert(r.form_factors.back()).second)
-          throw InputError(e.where() + ": form factor '" + f + "' has a NIC rule already");
-      }
-      r.nics_per_gpu = e.positive("nics_per_gpu");
-      r.source = e.get<std::string>("source");
-      r.date = e.get<std::string>("date");
-      r.notes = e.get_or<std::string>("notes", "");
-      db.nic_rules_.push_back(std::move(r));
-    }
-    for (const auto& g : db.gpus_)
-      if (!covered.count(g.form_factor))
-        throw InputError(file.string() + ": no NIC rule for form factor '" + g.form_factor + "' (GPU " + g.name + ")");
-    const YAML::Node root = files.root(file);
-    const YAML::Node price = root["port_price"];
-    if (!price) throw InputError(file.string() + ": expected a top-level 'port_price'");
-    const Entry e(price, file.string(), {"usd_per_port", "amortisation_years", "source", "date"});
-    db.port_price_.usd_per_port = e.positive("usd_per_port");
-    db.port_price_.amortisation_years = e.positive("amortisation_years");
-    db.port_price_.source = e.get<std::string>("source");
-    db.port_price_.date = e.get<std::string>("date");
-    db.port_price_.notes = e.get_or<std::string>("notes", "");
-  }
-  {
-    const auto file = dir / "prices" / "gpu_hourly.yaml";
-    for (const auto& n : list_of(files, file, "prices")) {
-      const Entry e(n, file.string(),
-                    {"provider", "gpu", "usd_per_gpu_hour", "tier", "date", "source", "network_included", "confidence"});
-      GpuPrice p;
-      p.provider = e.get<std::string>("provider");
-      p.gpu = to_lower(e.get<std::string>("gpu"));
-      p.usd_per_gpu_hour = e.positive("usd_per_gpu_hour");
-      p.tier = e.get<std::string>("tier");
-      p.date = e.get<std::string>("date");
-      p.source = e.get<std::string>("source");
-      p.notes = e.get_or<std::string>("notes", "");
-      p.network_included = e.get_or<bool>("network_included", false);
-      p.confidence = parse_confidence(e);
-      const GpuSpec& g = db.gpu(p.gpu);  // must name a GPU in gpus.yaml
-      p.gpu = g.name;
-      p.date = iso_date(p.date, e.where() + ": date");
-      check_launch(p, g, e.where());
-      db.gpu_prices_.push_back(std::move(p));
-    }
-    flag_outliers(db.gpu_prices_);
-    lower_flagged(db.gpu_prices_);
-  }
-  {
-    const auto file = dir / "prices" / "api.yaml";
-    for (const auto& n : list_of(files, file, "prices")) {
-      const Entry e(n, file.string(),
-                    {"provider", "model", "model_variant", "usd_per_m_input_tokens", "usd_per_m_output_tokens",
-                     "usd_per_m_cached_input_tokens", "context_tokens", "date", "source", "conflict", "confidence"});
-      ApiPrice p;
-      p.provider = e.get<std::string>("provider");
-      p.model = e.get<std::string>("model");
-      p.model_variant = e.get_or<std::string>("model_variant", "");
-      p.usd_per_m_input_tokens = e.positive("usd_per_m_input_tokens");
-      p.usd_per_m_output_tokens = e.positive("usd_per_m_output_tokens");
-      if (e.has("usd_per_m_cached_input_tokens")) p.usd_per_m_cached_input_tokens = e.positive("usd_per_m_cached_input_tokens");
-      if (e.has("context_tokens")) p.context_tokens = e.get<std::int64_t>("context_tokens");
-      p.date = e.get<std::string>("date");
-      p.source = e.get<std::string>("source");
-      p.conflict = e.get_or<bool>("conflict", false);
-      p.notes = e.get_or<std::string>("notes", "");
-      p.confidence = parse_confidence(e);
-      // Output tokens cost more than input tokens at every provider (decode reads the weights per token); a row with
-      // input above output is most likely swapped or mistyped at its source.
-      if (p.usd_per_m_input_tokens > p.usd_per_m_output_tokens) p.flags.push_back("input above output");
-      db.api_prices_.push_back(std::move(p));
-    }
-    lower_flagged(db.api_prices_);
-  }
+  db.nic_rules_ = read_nic_rules(files, network, db.gpus_);
+  db.port_price_ = read_port_price(files, network);
+  db.gpu_prices_ = read_gpu_prices(files, dir / "prices" / "gpu_hourly.yaml", db);
+  db.api_prices_ = read_api_prices(files, dir / "prices" / "api.yaml");
   return db;
 }
 
