@@ -56,9 +56,8 @@ void check_sequence_sizes(const RunRequest& r, const model::ModelConfig& m) {
                      " tokens per sequence is above the " + std::to_string(kMaxTotalTokens) + " tokens a CPU run may hold");
 }
 
-}  // namespace
-
-RunResult run_model(const RunRequest& r) {
+// The layout a request asks for, its sizes checked before anything is read or written.
+model::ParallelLayout checked_layout(const RunRequest& r) {
   if (r.batch < 1 || r.gen_tokens < 0 || (r.prompt.empty() && r.prompt_tokens < 1))
     throw InputError("--batch and --prompt-tokens must be at least 1, --gen-tokens at least 0");
   const int dp = data_parallel(r);
@@ -71,53 +70,35 @@ RunResult run_model(const RunRequest& r) {
   const model::ParallelLayout layout{.tp = r.layout.tp, .ep = r.layout.ep, .pp = r.layout.pp, .dp = dp};
   if (r.device == DeviceKind::cuda && layout.gpus() > 1)
     throw InputError("--device cuda runs one GPU: --tp, --dp, --ep and --pp must be 1 (ranks over NCCL are not part of run)");
-  // The device first: a missing GPU is named before any weights are written or read.
-  std::shared_ptr<Backend> device_backend;
-  if (r.device == DeviceKind::cuda) device_backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
-  RunResult res;
-  res.model = r.name;
-  const auto t_load = Clock::now();
-  std::filesystem::path dir = r.weights_dir;
-  if (r.random_seed) {
-    const auto planned = model::parse_hf_config(r.config, r.name, r.name);
-    model::validate_layout(planned, layout);  // before writing the weights
-    check_sequence_sizes(r, planned);
-    dir = r.weights_out.empty() ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed))
-                                : r.weights_out;
-    RandomWeightsOptions opt;
-    opt.seed = *r.random_seed;
-    opt.overwrite = r.overwrite_weights_out;
-    write_random_checkpoint(r.config, r.name, dir, opt);
-  }
-  res.weights_dir = dir;
-  const auto model = Model::load(dir);
-  model::validate_layout(model->config(), layout);
-  res.load_s = since(t_load);
-  res.weight_bytes = model->weight_bytes();
-  res.experts = model->config().num_experts;
+  return layout;
+}
 
-  std::unique_ptr<kernels::ThreadPool> pool_owner;
+// The checkpoint to load: --weights, or random weights written from the config (layout and sizes checked first).
+std::filesystem::path weights_dir(const RunRequest& r, const model::ParallelLayout& layout) {
+  if (!r.random_seed) return r.weights_dir;
+  const auto planned = model::parse_hf_config(r.config, r.name, r.name);
+  model::validate_layout(planned, layout);  // before writing the weights
+  check_sequence_sizes(r, planned);
+  const std::filesystem::path dir =
+      r.weights_out.empty() ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed))
+                            : r.weights_out;
+  RandomWeightsOptions opt;
+  opt.seed = *r.random_seed;
+  opt.overwrite = r.overwrite_weights_out;
+  write_random_checkpoint(r.config, r.name, dir, opt);
+  return dir;
+}
+
+std::unique_ptr<kernels::ThreadPool> make_pool(int threads) {
   try {
-    pool_owner = std::make_unique<kernels::ThreadPool>(r.threads);
+    return std::make_unique<kernels::ThreadPool>(threads);
   } catch (const std::runtime_error& e) {  // the system refused the threads (a process or memory limit)
-    throw InputError("--threads " + std::to_string(r.threads) + ": " + e.what());
+    throw InputError("--threads " + std::to_string(threads) + ": " + e.what());
   }
-  kernels::ThreadPool& pool = *pool_owner;
-  kernels::CpuContext ctx{kernels::best_cpu_path(), &pool, r.bf16_activations};
-  res.cpu_path = kernels::cpu_path_name(ctx.path);
-  if (kernels::amx_bf16_active(ctx)) res.activations = "bf16-amx";
-  res.threads = pool.size();
+}
 
-  check_sequence_sizes(r, model->config());
-  // On a GPU the KV cache is paged, its pool sized by the plan that must fit beside the weights: refused here, before
-  // the session allocates anything (the prompt is prefilled in one step).
-  std::optional<PagedKvPlan> kv_plan;
-  if (device_backend) {
-    const std::int64_t prompt_len = r.prompt.empty() ? r.prompt_tokens : static_cast<std::int64_t>(r.prompt.size());
-    kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
-  }
-  // Prompts: the given ids, else seeded ids below the vocabulary (splitmix64).
-  const std::int64_t V = model->config().vocab;
+// Prompts: the given ids, else seeded ids below the vocabulary (splitmix64); checked before any rank thread starts.
+std::vector<std::vector<std::int32_t>> make_prompts(const RunRequest& r, std::int64_t vocab) {
   std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(r.batch));
   std::uint64_t state = r.seed;
   for (auto& p : prompts) {
@@ -126,90 +107,111 @@ RunResult run_model(const RunRequest& r) {
       continue;
     }
     for (std::int64_t i = 0; i < r.prompt_tokens; ++i)
-      p.push_back(static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(V)));
+      p.push_back(static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(vocab)));
   }
-  const std::int64_t prompt_len = static_cast<std::int64_t>(prompts.front().size());
-  for (const auto id : prompts.front())  // checked here, before any rank thread starts
-    if (id < 0 || id >= V) throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(V));
+  for (const auto id : prompts.front())
+    if (id < 0 || id >= vocab)
+      throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab));
+  return prompts;
+}
 
-  // Ranks: pp * tp * dp threads, stage-major; in each stage, each replica of tp ranks serves a contiguous block of
-  // the sequences (as even as the batch allows; a replica with none still joins every all-to-all), and every stage
-  // sees the same sequences. Rank 0 runs here with the pool; the others on their own threads, single-threaded each.
-  const int stage_ranks = layout.tp * layout.dp, ranks = layout.gpus();
-  std::vector<std::shared_ptr<const Model>> shards;
-  auto comms = make_in_process_group(ranks);
-  for (int rank = 0; rank < ranks; ++rank)
-    shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
-  struct RankOut {
-    double prefill_s = 0, decode_s = 0;
-    std::vector<std::vector<std::int32_t>> tokens;
-    OpTimes ops;
-    std::vector<std::vector<std::int32_t>> routing;
-    std::int64_t kv_cache_bytes = 0;
+// What every rank shares: pp * tp * dp ranks, stage-major; in each stage, each replica of tp ranks serves a
+// contiguous block of the sequences (as even as the batch allows; a replica with none still joins every all-to-all),
+// and every stage sees the same sequences. Rank 0 runs with the pool; the others single-threaded each.
+struct RankSetup {
+  const RunRequest& r;
+  model::ParallelLayout layout;
+  kernels::CpuContext ctx;
+  std::shared_ptr<Backend> device_backend;  // null: each rank its own CPU backend
+  std::optional<PagedKvPlan> kv_plan{};
+  std::vector<std::shared_ptr<const Model>> shards{};
+  std::vector<std::unique_ptr<Communicator>> comms{};
+  std::vector<std::vector<std::int32_t>> prompts{};
+  std::int64_t vocab = 0;
+  int stage_ranks() const { return layout.tp * layout.dp; }
+};
+
+struct RankOut {
+  double prefill_s = 0, decode_s = 0;
+  std::vector<std::vector<std::int32_t>> tokens;
+  OpTimes ops;
+  std::vector<std::vector<std::int32_t>> routing;
+  std::int64_t kv_cache_bytes = 0;
+  std::string device, backend;
+};
+
+// One rank's prefill and decode steps.
+RankOut generate(const RankSetup& s, int rank) {
+  const RunRequest& r = s.r;
+  const std::int64_t V = s.vocab;
+  const int d = rank % s.stage_ranks() / s.layout.tp;  // this rank's data-parallel replica (the same in every stage)
+  const std::int64_t b0 = r.batch * d / s.layout.dp, b1 = r.batch * (d + 1) / s.layout.dp, n = b1 - b0;
+  Communicator& world = *s.comms[static_cast<std::size_t>(rank)];
+  const kernels::CpuContext rank_ctx = rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations};
+  Session session(s.shards[static_cast<std::size_t>(rank)],
+                  s.device_backend ? s.device_backend : std::shared_ptr<Backend>(make_cpu_backend(rank_ctx)), n,
+                  stage_group(world, s.stage_ranks()), s.layout.pp > 1 ? &world : nullptr, s.kv_plan);
+  RankOut out;
+  out.device = device_kind_name(session.backend().kind());
+  out.backend = session.backend().description();
+  // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
+  std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
+  for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
+  const auto t0 = Clock::now();
+  auto logits = session.prefill(std::vector<std::vector<std::int32_t>>(s.prompts.begin() + b0, s.prompts.begin() + b1));
+  out.prefill_s = since(t0);
+  out.tokens.resize(static_cast<std::size_t>(n));
+  std::vector<std::int32_t> next(static_cast<std::size_t>(n));
+  auto pick = [&] {
+    for (std::size_t b = 0; b < static_cast<std::size_t>(n); ++b) {
+      next[b] = sample(logits.data() + static_cast<std::int64_t>(b) * V, V, r.temperature, r.top_p, rng[b]);
+      out.tokens[b].push_back(next[b]);
+    }
   };
+  if (r.gen_tokens > 0) pick();
+  const bool report = rank == 0 && r.progress;
+  if (report) r.progress->advance();  // the first token comes from the prefill
+  const auto t1 = Clock::now();
+  for (std::int64_t i = 1; i < r.gen_tokens; ++i) {
+    logits = session.decode(next);
+    pick();
+    if (report) r.progress->advance();
+  }
+  out.decode_s = since(t1);
+  out.ops = session.op_times();
+  out.routing = session.routing();
+  out.kv_cache_bytes = session.kv_cache_bytes();
+  return out;
+}
+
+// Rank 0 on this thread, the others on their own; the first failure is rethrown after all have joined.
+std::vector<RankOut> run_ranks(const RankSetup& s) {
+  const int ranks = s.layout.gpus();
   std::vector<RankOut> outs(static_cast<std::size_t>(ranks));
-  auto generate = [&](int rank) {
-    const int d = rank % stage_ranks / layout.tp;  // this rank's data-parallel replica (the same in every stage)
-    const std::int64_t b0 = r.batch * d / dp, b1 = r.batch * (d + 1) / dp, n = b1 - b0;
-    Communicator& world = *comms[static_cast<std::size_t>(rank)];
-    const kernels::CpuContext rank_ctx = rank == 0 ? ctx : kernels::CpuContext{ctx.path, nullptr, ctx.bf16_activations};
-    Session s(shards[static_cast<std::size_t>(rank)],
-              device_backend ? device_backend : std::shared_ptr<Backend>(make_cpu_backend(rank_ctx)), n,
-              stage_group(world, stage_ranks), layout.pp > 1 ? &world : nullptr, kv_plan);
-    if (rank == 0) {
-      res.device = device_kind_name(s.backend().kind());
-      res.backend = s.backend().description();
+  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
+  auto guarded = [&](int rank) {
+    try {
+      outs[static_cast<std::size_t>(rank)] = generate(s, rank);
+    } catch (...) {
+      failures[static_cast<std::size_t>(rank)] = std::current_exception();
     }
-    // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
-    std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
-    for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
-    RankOut& out = outs[static_cast<std::size_t>(rank)];
-    const auto t0 = Clock::now();
-    auto logits = s.prefill(std::vector<std::vector<std::int32_t>>(prompts.begin() + b0, prompts.begin() + b1));
-    out.prefill_s = since(t0);
-    out.tokens.resize(static_cast<std::size_t>(n));
-    std::vector<std::int32_t> next(static_cast<std::size_t>(n));
-    auto pick = [&] {
-      for (std::size_t b = 0; b < static_cast<std::size_t>(n); ++b) {
-        next[b] = sample(logits.data() + static_cast<std::int64_t>(b) * V, V, r.temperature, r.top_p, rng[b]);
-        out.tokens[b].push_back(next[b]);
-      }
-    };
-    if (r.gen_tokens > 0) pick();
-    const bool report = rank == 0 && r.progress;
-    if (report) r.progress->advance();  // the first token comes from the prefill
-    const auto t1 = Clock::now();
-    for (std::int64_t i = 1; i < r.gen_tokens; ++i) {
-      logits = s.decode(next);
-      pick();
-      if (report) r.progress->advance();
-    }
-    out.decode_s = since(t1);
-    out.ops = s.op_times();
-    out.routing = s.routing();
-    out.kv_cache_bytes = s.kv_cache_bytes();
   };
   std::vector<std::thread> others;
-  std::vector<std::exception_ptr> failures(static_cast<std::size_t>(ranks));
-  for (int rank = 1; rank < ranks; ++rank)
-    others.emplace_back([&, rank] {
-      try {
-        generate(rank);
-      } catch (...) {
-        failures[static_cast<std::size_t>(rank)] = std::current_exception();
-      }
-    });
-  try {
-    generate(0);
-  } catch (...) {
-    failures[0] = std::current_exception();
-  }
+  for (int rank = 1; rank < ranks; ++rank) others.emplace_back(guarded, rank);
+  guarded(0);
   for (auto& t : others) t.join();
   for (const auto& f : failures)
     if (f) std::rethrow_exception(f);
-  // Tokens from the first rank of each replica of stage 0 (the tp ranks of a replica agree, and every stage returns
-  // the last stage's logits); routing from the first rank of each replica of every stage, its MoE layers after the
-  // earlier stages'; times: the slowest rank; per-op times: the first rank of each stage, summed (pp = 1: rank 0's).
+  return outs;
+}
+
+// Tokens from the first rank of each replica of stage 0 (the tp ranks of a replica agree, and every stage returns
+// the last stage's logits); routing from the first rank of each replica of every stage, its MoE layers after the
+// earlier stages'; times: the slowest rank; per-op times: the first rank of each stage, summed (pp = 1: rank 0's).
+void merge_ranks(const std::vector<RankOut>& outs, const model::ParallelLayout& layout, RunResult& res) {
+  const int stage_ranks = layout.tp * layout.dp;
+  res.device = outs.front().device;
+  res.backend = outs.front().backend;
   for (const RankOut& o : outs) res.kv_cache_bytes += o.kv_cache_bytes;
   for (int stage = 0; stage < layout.pp; ++stage) {
     const std::size_t first_moe_layer = res.routing.size();
@@ -226,6 +228,44 @@ RunResult run_model(const RunRequest& r) {
         res.routing[first_moe_layer + l].insert(res.routing[first_moe_layer + l].end(), o.routing[l].begin(), o.routing[l].end());
     }
   }
+}
+
+}  // namespace
+
+RunResult run_model(const RunRequest& r) {
+  const model::ParallelLayout layout = checked_layout(r);
+  // The device first: a missing GPU is named before any weights are written or read.
+  std::shared_ptr<Backend> device_backend;
+  if (r.device == DeviceKind::cuda) device_backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
+  RunResult res;
+  res.model = r.name;
+  const auto t_load = Clock::now();
+  res.weights_dir = weights_dir(r, layout);
+  const auto model = Model::load(res.weights_dir);
+  model::validate_layout(model->config(), layout);
+  res.load_s = since(t_load);
+  res.weight_bytes = model->weight_bytes();
+  res.experts = model->config().num_experts;
+
+  const auto pool = make_pool(r.threads);
+  const kernels::CpuContext ctx{kernels::best_cpu_path(), pool.get(), r.bf16_activations};
+  res.cpu_path = kernels::cpu_path_name(ctx.path);
+  if (kernels::amx_bf16_active(ctx)) res.activations = "bf16-amx";
+  res.threads = pool->size();
+
+  check_sequence_sizes(r, model->config());
+  RankSetup setup{.r = r, .layout = layout, .ctx = ctx, .device_backend = device_backend};
+  setup.vocab = model->config().vocab;
+  setup.prompts = make_prompts(r, setup.vocab);
+  const auto prompt_len = static_cast<std::int64_t>(setup.prompts.front().size());
+  // On a GPU the KV cache is paged, its pool sized by the plan that must fit beside the weights: refused here, before
+  // the session allocates anything (the prompt is prefilled in one step).
+  if (device_backend) setup.kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
+  const int ranks = layout.gpus();
+  setup.comms = make_in_process_group(ranks);
+  for (int rank = 0; rank < ranks; ++rank) setup.shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
+
+  merge_ranks(run_ranks(setup), layout, res);
   res.prefill_tokens_per_s = static_cast<double>(r.batch * prompt_len) / res.prefill_s;
   res.decode_tokens_per_s = r.gen_tokens > 1 ? static_cast<double>(r.batch * (r.gen_tokens - 1)) / res.decode_s : 0;
   res.peak_rss_bytes = peak_rss_bytes();

@@ -131,6 +131,25 @@ const OpRates& DeviceRates::compute(int id) {
   return rates_[i];
 }
 
+namespace {
+
+// The plane terms with a positive coefficient, as a bit mask.
+unsigned term_mask(const PlaneVector& f) {
+  unsigned t = 0;
+  for (int j = 0; j < kPlaneTerms; ++j) t |= static_cast<unsigned>(f[at(j)] > 0) << j;
+  return t;
+}
+
+// A hash of an entry's kind and forms, to find merge candidates fast.
+std::uint64_t entry_key(model::OpKind kind, const PlaneVector& flops, const PlaneVector& bytes, const PlaneVector& kv) {
+  std::uint64_t key = static_cast<std::uint64_t>(kind) * 0x9e3779b97f4a7c15ull;
+  for (const PlaneVector* f : {&flops, &bytes, &kv})
+    for (double c : *f) key = (key ^ std::bit_cast<std::uint64_t>(c)) * 0x100000001b3ull;
+  return key;
+}
+
+}  // namespace
+
 PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignatures& signatures, double activation_bytes)
     : layout_(plane.layout()), moe_intermediate_(plane.moe_intermediate()), num_experts_(plane.num_experts()),
       top_k_(plane.top_k()), activation_bytes_(activation_bytes), hidden_(plane.hidden()) {
@@ -139,97 +158,19 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
   moe_tokens_[1] = plane.per_a()[ix(StepVar::moe_tokens)];
   moe_tokens_[2] = plane.per_b()[ix(StepVar::moe_tokens)];
   block_curve_dist_ = plane.block_curve_dist();
-  auto terms = [](const PlaneVector& f) {
-    unsigned t = 0;
-    for (int j = 0; j < kPlaneTerms; ++j) t |= static_cast<unsigned>(f[at(j)] > 0) << j;
-    return t;
-  };
   std::vector<const model::Op*> first;  // the op each entry came from
-  std::vector<std::uint64_t> keys;       // a hash of each entry's kind and forms, to find merges fast
+  std::vector<std::uint64_t> keys;       // entry_key of each entry
   ops_.reserve(graph.ops.size());
   first.reserve(graph.ops.size());
   keys.reserve(graph.ops.size());
   for (const model::Op& op : graph.ops) {
-    Entry e;
-    e.kind = op.kind;
-    e.group_ranks = op.group_ranks;
-    e.repeat = op.repeat;
-    e.collective = model::is_collective(op.kind);
-    e.name = op.name;
-    e.weight_format = op.weight_format;
-    e.n = op.n;
-    e.k = op.k;
-    PlaneVector rows{};
-    if (e.collective) {
-      e.bytes = project(op.comm_bytes, plane);
-      exact_ = exact_ && non_negative(e.bytes);
-      e.cost_terms = terms(e.bytes);
-    } else {
-      e.expert = op.kind == OpKind::expert_gemm;
-      e.flops = project(op.flops, plane);
-      e.bytes = project(op.weight_bytes, plane);
-      project_into(e.bytes, op.act_bytes, plane);
-      e.kv = project(op.kv_bytes, plane);
-      rows = project(op.rows, plane);
-      e.rows = rows;
-      exact_ = exact_ && non_negative(e.flops) && non_negative(e.bytes) && non_negative(e.kv) && non_negative(rows);
-      PlaneVector cost = e.flops;
-      for (int j = 0; j < kPlaneTerms; ++j) cost[at(j)] += e.bytes[at(j)] + e.kv[at(j)];
-      e.cost_terms = terms(cost);
-      e.row_terms = terms(rows);
-      if (op.layer_class >= 0) {
-        const model::AttentionKind kind = graph.layer_classes[at(op.layer_class)].attention;
-        e.attention = decode_attention_op(op, kind);
-        e.prefill = prefill_attention_op(op, kind);
-      }
-      if (e.prefill) {
-        for (const auto& [j, per] : {std::pair{1, &plane.per_a()}, std::pair{2, &plane.per_b()}}) {
-          e.prompt_tokens[at(j)] = (*per)[ix(StepVar::prefill_tokens)];
-          e.prompt_pairs[at(j)] = (*per)[ix(StepVar::pairs_prefill_full)];
-        }
-      }
-      if (e.attention) {
-        const StepVar attended = e.attention->window() ? StepVar::pairs_decode_window : StepVar::pairs_decode_full;
-        for (const auto& [j, per] : {std::pair{1, &plane.per_a()}, std::pair{2, &plane.per_b()}}) {
-          e.sequences[at(j)] = (*per)[ix(StepVar::decode_tokens)];
-          e.keys_full[at(j)] = (*per)[ix(StepVar::pairs_decode_full)];
-          e.keys_attended[at(j)] = (*per)[ix(attended)];
-        }
-      }
-      if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head || e.expert) {
-        // The tile-fill factor needs FLOPs = c × rows, term by term.
-        int big = 0;
-        for (int j = 1; j < kPlaneTerms; ++j)
-          if (rows[at(j)] > rows[at(big)]) big = j;
-        if (rows[at(big)] > 0) {
-          e.flops_per_row = e.flops[at(big)] / rows[at(big)];
-          for (int j = 0; j < kPlaneTerms; ++j) {
-            const double want = e.flops_per_row * rows[at(j)];
-            if (std::abs(e.flops[at(j)] - want) > 1e-12 * (std::abs(e.flops[at(j)]) + std::abs(want))) exact_ = false;
-          }
-        }
-      }
-    }
+    Entry e = project_entry(op, graph, plane);
     // Ops alike but for their repeat (one op in several layer classes; the two norms of a layer) are priced once.
-    std::uint64_t key = static_cast<std::uint64_t>(e.kind) * 0x9e3779b97f4a7c15ull;
-    for (const PlaneVector* f : {&e.flops, &e.bytes, &e.kv})
-      for (double c : *f) key = (key ^ std::bit_cast<std::uint64_t>(c)) * 0x100000001b3ull;
+    const std::uint64_t key = entry_key(e.kind, e.flops, e.bytes, e.kv);
     bool merged = false;
     for (std::size_t i = 0; i < ops_.size() && !merged; ++i) {
-      if (keys[i] != key) continue;
-      Entry& o = ops_[i];
-      const model::Op& a = *first[i];
-      if (o.kind != e.kind || o.group_ranks != e.group_ranks || o.flops != e.flops || o.bytes != e.bytes ||
-          o.kv != e.kv || o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row || o.n != e.n ||
-          o.k != e.k || o.attention.has_value() != e.attention.has_value() ||
-          (e.attention && o.attention->shape.window != e.attention->shape.window) ||
-          o.prefill.has_value() != e.prefill.has_value() ||
-          (e.prefill && o.prefill->shape.window != e.prefill->shape.window))
-        continue;
-      if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) continue;
-      // A MoE gather and its reduce-scatter move alike bytes but are priced from different measured curves.
-      if (is_moe_gather(e.kind, e.name) && std::string_view(o.name) != e.name) continue;
-      o.repeat += e.repeat;
+      if (keys[i] != key || !same_cost(ops_[i], *first[i], e, op)) continue;
+      ops_[i].repeat += e.repeat;
       merged = true;
     }
     if (merged) continue;
@@ -247,6 +188,84 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
     }
     e.flops_per_row *= e.repeat;
   }
+}
+
+PlaneOps::Entry PlaneOps::project_entry(const model::Op& op, const model::OpGraph& graph, const StepPlane& plane) {
+  Entry e;
+  e.kind = op.kind;
+  e.group_ranks = op.group_ranks;
+  e.repeat = op.repeat;
+  e.collective = model::is_collective(op.kind);
+  e.name = op.name;
+  e.weight_format = op.weight_format;
+  e.n = op.n;
+  e.k = op.k;
+  if (e.collective) {
+    e.bytes = project(op.comm_bytes, plane);
+    exact_ = exact_ && non_negative(e.bytes);
+    e.cost_terms = term_mask(e.bytes);
+    return e;
+  }
+  e.expert = op.kind == OpKind::expert_gemm;
+  e.flops = project(op.flops, plane);
+  e.bytes = project(op.weight_bytes, plane);
+  project_into(e.bytes, op.act_bytes, plane);
+  e.kv = project(op.kv_bytes, plane);
+  e.rows = project(op.rows, plane);
+  exact_ = exact_ && non_negative(e.flops) && non_negative(e.bytes) && non_negative(e.kv) && non_negative(e.rows);
+  PlaneVector cost = e.flops;
+  for (int j = 0; j < kPlaneTerms; ++j) cost[at(j)] += e.bytes[at(j)] + e.kv[at(j)];
+  e.cost_terms = term_mask(cost);
+  e.row_terms = term_mask(e.rows);
+  if (op.layer_class >= 0) project_attention(e, op, graph.layer_classes[at(op.layer_class)].attention, plane);
+  if (op.kind == OpKind::gemm || op.kind == OpKind::lm_head || e.expert) {
+    // The tile-fill factor needs FLOPs = c × rows, term by term.
+    int big = 0;
+    for (int j = 1; j < kPlaneTerms; ++j)
+      if (e.rows[at(j)] > e.rows[at(big)]) big = j;
+    if (e.rows[at(big)] > 0) {
+      e.flops_per_row = e.flops[at(big)] / e.rows[at(big)];
+      for (int j = 0; j < kPlaneTerms; ++j) {
+        const double want = e.flops_per_row * e.rows[at(j)];
+        if (std::abs(e.flops[at(j)] - want) > 1e-12 * (std::abs(e.flops[at(j)]) + std::abs(want))) exact_ = false;
+      }
+    }
+  }
+  return e;
+}
+
+// The measured attention curves' inputs per plane term: decode sequences and their keys; prompt tokens and pairs.
+void PlaneOps::project_attention(Entry& e, const model::Op& op, model::AttentionKind kind, const StepPlane& plane) {
+  e.attention = decode_attention_op(op, kind);
+  e.prefill = prefill_attention_op(op, kind);
+  const std::pair<int, const model::StepValues*> terms[] = {{1, &plane.per_a()}, {2, &plane.per_b()}};
+  if (e.prefill) {
+    for (const auto& [j, per] : terms) {
+      e.prompt_tokens[at(j)] = (*per)[ix(StepVar::prefill_tokens)];
+      e.prompt_pairs[at(j)] = (*per)[ix(StepVar::pairs_prefill_full)];
+    }
+  }
+  if (e.attention) {
+    const StepVar attended = e.attention->window() ? StepVar::pairs_decode_window : StepVar::pairs_decode_full;
+    for (const auto& [j, per] : terms) {
+      e.sequences[at(j)] = (*per)[ix(StepVar::decode_tokens)];
+      e.keys_full[at(j)] = (*per)[ix(StepVar::pairs_decode_full)];
+      e.keys_attended[at(j)] = (*per)[ix(attended)];
+    }
+  }
+}
+
+// Whether entry e (from op) costs what o (from a) costs per repeat, on every device, so the two may be merged.
+bool PlaneOps::same_cost(const Entry& o, const model::Op& a, const Entry& e, const model::Op& op) {
+  if (o.kind != e.kind || o.group_ranks != e.group_ranks || o.flops != e.flops || o.bytes != e.bytes || o.kv != e.kv ||
+      o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row || o.n != e.n || o.k != e.k ||
+      o.attention.has_value() != e.attention.has_value() ||
+      (e.attention && o.attention->shape.window != e.attention->shape.window) ||
+      o.prefill.has_value() != e.prefill.has_value() || (e.prefill && o.prefill->shape.window != e.prefill->shape.window))
+    return false;
+  if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) return false;
+  // A MoE gather and its reduce-scatter move alike bytes but are priced from different measured curves.
+  return !is_moe_gather(e.kind, e.name) || std::string_view(o.name) == e.name;
 }
 
 void StepFormula::assign(const PlaneOps& ops, DeviceRates& rates) {

@@ -137,6 +137,11 @@ class PlaneOps {
     std::optional<PrefillAttentionOp> prefill;
     PlaneVector prompt_tokens{}, prompt_pairs{};
   };
+  // The graph read in three phases: each op projected onto the plane, merged with an earlier entry of the same cost,
+  // then every form scaled by its repeats.
+  Entry project_entry(const model::Op& op, const model::OpGraph& graph, const StepPlane& plane);
+  static void project_attention(Entry& e, const model::Op& op, model::AttentionKind kind, const StepPlane& plane);
+  static bool same_cost(const Entry& o, const model::Op& a, const Entry& e, const model::Op& op);
   model::ParallelLayout layout_;
   std::int64_t moe_intermediate_ = 0, num_experts_ = 0, top_k_ = 0;
   std::vector<Entry> ops_;
