@@ -56,6 +56,12 @@ void check_sequence_sizes(const RunRequest& r, const model::ModelConfig& m) {
                      " tokens per sequence is above the " + std::to_string(kMaxTotalTokens) + " tokens a CPU run may hold");
 }
 
+void check_prompt_ids(const std::vector<std::int32_t>& ids, std::int64_t vocab) {
+  for (const auto id : ids)
+    if (id < 0 || id >= vocab)
+      throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab));
+}
+
 // The layout a request asks for, its sizes checked before anything is read or written.
 model::ParallelLayout checked_layout(const RunRequest& r) {
   if (r.batch < 1 || r.gen_tokens < 0 || (r.prompt.empty() && r.prompt_tokens < 1))
@@ -73,12 +79,14 @@ model::ParallelLayout checked_layout(const RunRequest& r) {
   return layout;
 }
 
-// The checkpoint to load: --weights, or random weights written from the config (layout and sizes checked first).
+// The checkpoint to load: --weights, or random weights written from the config (layout, sizes and prompt ids checked
+// first).
 std::filesystem::path weights_dir(const RunRequest& r, const model::ParallelLayout& layout) {
   if (!r.random_seed) return r.weights_dir;
   const auto planned = model::parse_hf_config(r.config, r.name, r.name);
   model::validate_layout(planned, layout);  // before writing the weights
   check_sequence_sizes(r, planned);
+  check_prompt_ids(r.prompt, planned.vocab);
   const std::filesystem::path dir =
       r.weights_out.empty() ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed))
                             : r.weights_out;
@@ -109,9 +117,7 @@ std::vector<std::vector<std::int32_t>> make_prompts(const RunRequest& r, std::in
     for (std::int64_t i = 0; i < r.prompt_tokens; ++i)
       p.push_back(static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(vocab)));
   }
-  for (const auto id : prompts.front())
-    if (id < 0 || id >= vocab)
-      throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab));
+  check_prompt_ids(prompts.front(), vocab);
   return prompts;
 }
 

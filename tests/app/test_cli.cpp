@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/test_util.hpp"
 #include "app/cli.hpp"
 #include "tests/app/cli_run.hpp"
 #include "kernels/cpu_features.hpp"
@@ -298,8 +299,8 @@ TEST_CASE("plan --format json has the documented fields, an SLO nothing meets ex
 }
 
 TEST_CASE("run executes a shrunk Maverick from seeded random weights, JSON has tokens, rates and per-op times") {
-  const auto dir = std::filesystem::temp_directory_path() / "moeplan_cli_run_test";
-  const auto trace = std::filesystem::temp_directory_path() / "moeplan_cli_run_trace.json";
+  const auto dir = test::temp_path("moeplan_cli_run_test");
+  const auto trace = test::temp_path("moeplan_cli_run_trace.json");
   // A 4-layer, 4-expert Maverick at hidden 128 from seed 3, 2 sequences of 12 prompt and 5 generated tokens, plus `extra`.
   const auto small_run = [&](std::vector<std::string> extra) {
     std::vector<std::string> args = {"run", "--random-weights", "3", "--weights-out", dir.string(), "--layers", "4",
@@ -382,7 +383,7 @@ TEST_CASE("simulate --profile prices from a measured profile with error bars, co
   CHECK(tpot > 300);
 
   // A corrupt profile and a validation grid that cannot fit in memory are refused before anything runs.
-  const auto bad = std::filesystem::temp_directory_path() / "moeplan_cli_bad_profile.yaml";
+  const auto bad = test::temp_path("moeplan_cli_bad_profile.yaml");
   std::ofstream(bad) << "host: x\nlayouts: [1, 2\n";
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"simulate", "--model", "llama3.1-8b", "--profile", bad.string()},
@@ -445,7 +446,7 @@ TEST_CASE("help prints usage and exits 0") {
 }
 
 TEST_CASE("malformed config.json given as --model names file and line") {
-  const auto dir = std::filesystem::temp_directory_path() / "moeplan_cli_test";
+  const auto dir = test::temp_path("moeplan_cli_test");
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "config.json") << "{\n \"model_type\": \"llama\",\n \"hidden_size\": ,\n}\n";
   const auto r = run({"memory", "--model", (dir / "config.json").string()});
@@ -454,7 +455,7 @@ TEST_CASE("malformed config.json given as --model names file and line") {
 }
 
 TEST_CASE("output file -o writes the file atomically and writes nothing on error") {
-  const auto dir = std::filesystem::temp_directory_path() / "moeplan_cli_out";
+  const auto dir = test::temp_path("moeplan_cli_out");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const auto file = dir / "mem.json";
@@ -467,7 +468,7 @@ TEST_CASE("output file -o writes the file atomically and writes nothing on error
 }
 
 TEST_CASE("options can come from a YAML config file, the command line wins") {
-  const auto file = std::filesystem::temp_directory_path() / "moeplan_opts.yaml";
+  const auto file = test::temp_path("moeplan_opts.yaml");
   std::ofstream(file) << "model: llama4-maverick\ngpu: h200-sxm\nprecision: bf16\nformat: json\n";
   const auto r = run({"memory", "--config-file", file.string(), "--count", "8"});
   REQUIRE(r.code == 0);
@@ -477,7 +478,7 @@ TEST_CASE("options can come from a YAML config file, the command line wins") {
   const auto r2 = run({"memory", "--config-file", file.string(), "--gpu", "h100-sxm"});
   CHECK(nlohmann::json::parse(r2.out)["fits"] == false);
   // An option that takes several values takes a YAML list; a one-value option does not (bad-input table).
-  const auto ids = std::filesystem::temp_directory_path() / "moeplan_opts_list.yaml";
+  const auto ids = test::temp_path("moeplan_opts_list.yaml");
   std::ofstream(ids) << "published: true\nid: [DN-01, DN-02]\nformat: json\n";
   const auto r3 = run({"validate", "--config-file", ids.string()});
   REQUIRE(r3.code == 0);

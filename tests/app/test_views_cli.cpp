@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/test_util.hpp"
 #include "app/cli.hpp"
 #include "tests/app/cli_run.hpp"
 
@@ -60,7 +61,7 @@ TEST_CASE("fit-matrix: the table has one row per GPU x precision and the help na
 }
 
 TEST_CASE("fit-matrix -o writes the file") {
-  const auto file = std::filesystem::temp_directory_path() / "moeplan_fit_matrix.csv";
+  const auto file = test::temp_path("moeplan_fit_matrix.csv");
   std::filesystem::remove(file);
   const auto r = run({"fit-matrix", "--gpus", "h100-sxm", "--format", "csv", "-o", file.string()});
   REQUIRE(r.code == 0);
@@ -93,7 +94,7 @@ TEST_CASE("claims --format json: the 96-layer claim differs from the config's 48
 }
 
 TEST_CASE("fit-matrix and claims: bad input is one line on stderr and exit code 2") {
-  const auto bad_claims = std::filesystem::temp_directory_path() / "moeplan_cli_bad_claims.yaml";
+  const auto bad_claims = test::temp_path("moeplan_cli_bad_claims.yaml");
   std::ofstream(bad_claims) << "claims:\n  - model: llama4-maverick\n    source: x\n    read: not recorded\n"
                                "    claim: y\n    quantity: layer_count\n    value: 96\n";
   const std::vector<std::vector<std::string>> cases = {

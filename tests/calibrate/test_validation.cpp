@@ -7,6 +7,7 @@
 #include <iostream>
 #include <vector>
 
+#include "tests/test_util.hpp"
 #include "calibrate/calibrate.hpp"
 #include "calibrate/validate.hpp"
 #include "common/error.hpp"
@@ -73,7 +74,7 @@ TEST_CASE("validate --quick: held-out decode and prefill predictions of this CPU
   REQUIRE(r.fitted.decode_residuals);
   REQUIRE(r.fitted.prefill_residuals);
   CHECK(r.fitted.decode_residuals->q05 <= r.fitted.decode_residuals->q95);
-  const auto path = std::filesystem::temp_directory_path() / "moeplan_test_fitted_profile.yaml";
+  const auto path = test::temp_path("moeplan_test_fitted_profile.yaml");
   write_file_atomic(path, simulator::profile_yaml(r.fitted));
   const auto back = simulator::read_profile(path);
   REQUIRE(back.fit);

@@ -24,7 +24,7 @@ const ClaimCheck& find(const std::vector<ClaimCheck>& checks, const std::string&
 }
 
 std::filesystem::path write_temp(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / name;
+  const auto path = test::temp_path(name);
   std::ofstream(path) << text;
   return path;
 }

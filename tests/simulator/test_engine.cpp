@@ -115,7 +115,7 @@ TEST_CASE_METHOD(Fixture, "an engine's defaults fill only what the caller did no
 }
 
 TEST_CASE_METHOD(Fixture, "validate --published uses each row's engine, and --engine overrides it") {
-  const auto path = std::filesystem::temp_directory_path() / "moeplan_test_points_engine.yaml";
+  const auto path = test::temp_path("moeplan_test_points_engine.yaml");
   std::ofstream(path) << R"(defaults: {max_batch: 2048, max_num_batched_tokens: 8192}
 points:
   - {id: E-1, model: gpt-oss-20b, gpu: h100-nvl, count: 1, tp: 1, dp: 1, ep: 1, precision: auto, kv_dtype: bf16, input: 1000, output: 1000, load: closed, concurrency: 1, num_requests: 5, metric: tpot_ms, value: 5, source: S2, engine: vllm, engine_version: "0.11.0", url: "https://example.org/run", stat: median}

@@ -27,7 +27,7 @@ const gpu_db::Database& db() {
 }
 
 std::filesystem::path write_temp(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / ("moeplan_test_" + name);
+  const auto path = test::temp_path("moeplan_test_" + name);
   std::ofstream(path) << text;
   return path;
 }
@@ -677,7 +677,7 @@ TEST_CASE("The expert block is priced from the profile's power-law curve unless 
 }
 
 TEST_CASE("A missing or malformed router workload file names the file") {
-  const auto dir = std::filesystem::temp_directory_path() / "moeplan_test_router";
+  const auto dir = test::temp_path("moeplan_test_router");
   std::filesystem::create_directories(dir / "gpu_profiles");
   const auto path = dir / "gpu_profiles" / "router.yaml";
   const auto expect = [&](const std::string& text, const std::string& says) {

@@ -46,7 +46,7 @@ HostProfile constant_profile() {
 }
 
 std::filesystem::path temp_file(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / ("moeplan_test_" + name);
+  const auto path = test::temp_path("moeplan_test_" + name);
   std::ofstream(path) << text;
   return path;
 }
