@@ -36,10 +36,12 @@ reports::Section model_section(const model::ModelConfig& m) {
   return {"Model: " + m.name, reports::model_detail_report(m, model::summarize(m))};
 }
 
-reports::Section claims_section(const model::ModelConfig& m, const std::filesystem::path& data) {
+reports::Section claims_section(const model::ModelConfig& m, const model::PrecisionTable& table,
+                                const std::filesystem::path& data) {
   const auto file = data / "claims.yaml";
   const auto claims = model::load_claims(file, model::builtin_model_names(data));
-  return {"Claims check (moeplan claims)", reports::claims_report(m, file.string(), model::check_claims(claims, m))};
+  return {"Claims check (moeplan claims)",
+          reports::claims_report(m, file.string(), model::check_claims(claims, m, table))};
 }
 
 reports::Section fit_matrix_section(const model::ModelConfig& m, const model::PrecisionTable& table, const gpu_db::Database& db) {
@@ -236,7 +238,7 @@ int cmd_report(const std::vector<std::string>& args, std::ostream& out) {
   const model::ModelConfig& m = p.model;
   std::vector<reports::Section> sections{model_section(m)};
   progress.step("report: claims and fit matrix");
-  sections.push_back(claims_section(m, data));
+  sections.push_back(claims_section(m, *p.precisions, data));
   sections.push_back(fit_matrix_section(m, *p.precisions, db));
   std::optional<planner::ApiComparison> api;
   if (!p.result.rows.empty()) {

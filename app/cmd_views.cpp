@@ -183,7 +183,8 @@ int cmd_claims(const std::vector<std::string>& args, std::ostream& out) {
   po::variables_map vm;
   const std::string usage =
       "--model M [--claims-file FILE] [--quantities] [--format ...] [-o FILE]\n\n"
-      "Each claim in the claims file (model, source URL, date read, claim text, quantity, claimed value, reason) "
+      "Each claim in the claims file (model, source URL, date read, claim text, quantity, claimed value, reason; "
+      "precision and bandwidth where the quantity needs them) "
       "against what the model's config.json implies: matches or differs, and the recorded reason.";
   if (!parse("claims", usage, args, d, vm, out)) return kExitOk;
   if (vm.count("quantities")) {
@@ -194,7 +195,8 @@ int cmd_claims(const std::vector<std::string>& args, std::ostream& out) {
   const std::filesystem::path file = vm.count("claims-file") ? std::filesystem::path(claims_file) : data / "claims.yaml";
   const auto claims = model::load_claims(file, model::builtin_model_names(data));
   const model::ModelConfig m = model::load_model(model_name, data);
-  emit(reports::claims_report(m, file.string(), model::check_claims(claims, m)), common, out);
+  const auto table = model::PrecisionTable::load(data / "precisions.yaml");
+  emit(reports::claims_report(m, file.string(), model::check_claims(claims, m, table)), common, out);
   return kExitOk;
 }
 

@@ -231,6 +231,25 @@ GroupBytes group_bytes(const ModelConfig& m, const Precision& p) {
   return b;
 }
 
+TextWeightBytes text_weight_bytes(const ModelConfig& m, const Precision& p) {
+  const GroupBytes b = group_bytes(m, p);
+  const double routed_share =
+      m.num_experts > 0 ? static_cast<double>(m.experts_per_token) / static_cast<double>(m.num_experts) : 1;
+  TextWeightBytes out;
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    for (std::size_t g = 0; g < m.layers[i].weights.size(); ++g) {
+      out.stored += b.layers[i][g];
+      out.read_per_token += m.layers[i].weights[g].module == Module::routed_experts ? b.layers[i][g] * routed_share : b.layers[i][g];
+    }
+  for (std::size_t g = 0; g < m.globals.size(); ++g) {
+    const WeightGroup& w = m.globals[g];
+    out.stored += b.globals[g];
+    const bool one_row = w.module == Module::embedding && !m.tie_word_embeddings && w.rows > 0;
+    out.read_per_token += one_row ? b.globals[g] / static_cast<double>(w.rows) : b.globals[g];
+  }
+  return out;
+}
+
 KvDtype parse_kv_dtype(const std::string& s_in) {
   const std::string s = to_lower(s_in);
   if (s == "bf16" || s == "bfloat16") return KvDtype::bf16;

@@ -87,6 +87,14 @@ struct GroupBytes {
 };
 GroupBytes group_bytes(const ModelConfig& model, const Precision& precision);
 
+// The text model's weights in one precision (decoder layers, embedding, output head; no vision, no MTP): the bytes
+// stored, and the bytes one decode token reads: every decoder weight but the routed experts, experts_per_token of
+// num_experts of those, the output head and one embedding row (a tied embedding is read whole as the head).
+struct TextWeightBytes {
+  double stored = 0, read_per_token = 0;
+};
+TextWeightBytes text_weight_bytes(const ModelConfig& model, const Precision& precision);
+
 // KV cache element types.
 enum class KvDtype { bf16, fp16, fp8 };
 KvDtype parse_kv_dtype(const std::string& s);  // throws InputError

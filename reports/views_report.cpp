@@ -266,12 +266,19 @@ Report claims_report(const model::ModelConfig& m, const std::string& file, const
     std::string reason = c.reason;
     if (!k.computed && reason.empty()) reason = "the config has no such quantity";
     if (!k.matches && reason.empty()) reason = "(no reason recorded)";
-    t.rows.push_back({c.text, c.quantity, value_text(c.value), k.computed ? value_text(*k.computed) : "none", verdict,
+    // The figure's conditions beside its quantity: "decode_tokens_per_s_bound at q4_k_m, 45 GB/s".
+    std::string quantity = c.quantity;
+    if (!c.precision.empty()) quantity += " at " + c.precision;
+    if (c.bandwidth_gb_s > 0) quantity += ", " + value_text(c.bandwidth_gb_s) + " GB/s";
+    t.rows.push_back({c.text, quantity, value_text(c.value), k.computed ? value_text(*k.computed) : "none", verdict,
                       reason, c.source, c.read});
-    r.json["claims"].push_back({{"claim", c.text}, {"quantity", c.quantity}, {"claimed", c.value},
-                                {"config", k.computed ? json(*k.computed) : json()}, {"tolerance", c.tolerance},
-                                {"verdict", verdict}, {"reason", c.reason}, {"source", c.source}, {"read", c.read},
-                                {"where", c.where}});
+    json row = {{"claim", c.text}, {"quantity", c.quantity}, {"claimed", c.value},
+                {"config", k.computed ? json(*k.computed) : json()}, {"tolerance", c.tolerance},
+                {"verdict", verdict}, {"reason", c.reason}, {"source", c.source}, {"read", c.read},
+                {"where", c.where}};
+    if (!c.precision.empty()) row["precision"] = c.precision;
+    if (c.bandwidth_gb_s > 0) row["bandwidth_gb_s"] = c.bandwidth_gb_s;
+    r.json["claims"].push_back(std::move(row));
   }
   if (checks.empty()) {
     r.header.push_back("no claims about " + m.name + " are recorded in " + file);

@@ -8,6 +8,7 @@
 
 #include "common/error.hpp"
 #include "model/claims.hpp"
+#include "model/params.hpp"
 #include "tests/test_util.hpp"
 
 using namespace moeplan;
@@ -51,7 +52,7 @@ const char* kGood =
 
 TEST_CASE("claims: Maverick's 96 layers differ from the config's 48") {
   const ModelConfig m = test::load("llama4-maverick");
-  const auto checks = check_claims(shipped(), m);
+  const auto checks = check_claims(shipped(), m, test::precisions());
   REQUIRE(checks.size() >= 7);
   const auto& layers = find(checks, "num_layers", 96);
   REQUIRE(layers.computed);
@@ -63,7 +64,7 @@ TEST_CASE("claims: Maverick's 96 layers differ from the config's 48") {
 
 TEST_CASE("claims: the KV, GPT-3-sized and NoPE claims differ, the model card's rounded figures match") {
   const ModelConfig m = test::load("llama4-maverick");
-  const auto checks = check_claims(shipped(), m);
+  const auto checks = check_claims(shipped(), m, test::precisions());
   // By hand: 2 (K, V) x 8 KV heads x 128 head_dim x 2 bytes x 48 layers.
   const auto& kv = find(checks, "kv_bytes_per_token", 393216);
   REQUIRE(kv.computed);
@@ -94,11 +95,11 @@ TEST_CASE("claims: every quantity has a unique name and is computed from each bu
   for (const auto& name : builtin_model_names(test::data())) {
     const ModelConfig m = test::load(name);
     for (const char* q : {"num_layers", "hidden_size", "num_heads", "kv_bytes_per_token", "total_params", "active_params"}) {
-      const auto v = find_claim_quantity(q)->compute(m);
+      const auto v = find_claim_quantity(q)->compute(m, ClaimContext{});
       REQUIRE(v);
       CHECK(*v > 0);
     }
-    if (!m.is_moe()) CHECK_FALSE(find_claim_quantity("active_experts")->compute(m));
+    if (!m.is_moe()) CHECK_FALSE(find_claim_quantity("active_experts")->compute(m, ClaimContext{}));
   }
   CHECK(nope_layer_interval(test::load("llama4-maverick")) == 4);
   CHECK_FALSE(nope_layer_interval(test::load("llama3.1-8b")));
@@ -120,7 +121,7 @@ TEST_CASE("claims: a file of the documented form loads and a tolerance admits ro
   CHECK(claims[1].value == 400e9);
   CHECK(claims[1].read == "2026-11-23");
   CHECK(claims[0].where.find("moeplan_claims_good.yaml:2") != std::string::npos);
-  const auto checks = check_claims(claims, test::load("llama4-maverick"));
+  const auto checks = check_claims(claims, test::load("llama4-maverick"), test::precisions());
   CHECK_FALSE(checks[0].matches);
   CHECK(checks[1].matches);  // 401.58 B is within 1 % of 400 B
 }
@@ -143,7 +144,20 @@ TEST_CASE("claims: malformed files and unknown quantities are InputErrors naming
   unknown_model.replace(unknown_model.find("llama4-maverick"), 15, "llama4-maverik");
   std::string bad_date = kGood;
   bad_date.replace(bad_date.find("read: not recorded"), 18, "read: yesterday");
+  std::string precision_for_layers = kGood + std::string("    precision: q4_k_m\n");
+  const std::string tok_s =
+      "claims:\n"
+      "  - model: llama4-maverick\n"
+      "    source: \"https://example.org/ram\"\n"
+      "    read: 2026-12-03\n"
+      "    claim: \"0.5 t/s on DDR4\"\n"
+      "    quantity: decode_tokens_per_s_bound\n"
+      "    value: 0.5\n";
   const std::vector<Case> cases = {
+      {"moeplan_claims_p.yaml", precision_for_layers, ":9: quantity 'num_layers' takes no 'precision'"},
+      {"moeplan_claims_t.yaml", tok_s, ":2: claim has no 'precision'"},
+      {"moeplan_claims_b.yaml", tok_s + "    precision: q4_k_m\n", ":2: claim has no 'bandwidth_gb_s'"},
+      {"moeplan_claims_z.yaml", tok_s + "    precision: q4_k_m\n    bandwidth_gb_s: 0\n", ":9: 'bandwidth_gb_s' must be positive"},
       {"moeplan_claims_q.yaml", unknown_quantity, ":6: unknown quantity 'num_layerz' (did you mean num_layers"},
       {"moeplan_claims_v.yaml", missing_value, ":2: claim has no 'value'"},
       {"moeplan_claims_n.yaml", bad_value, ":7: 'value' must be a number"},
@@ -159,5 +173,42 @@ TEST_CASE("claims: malformed files and unknown quantities are InputErrors naming
     const std::string message = error_of(file);
     CHECK(message.find(file.string() + c.expect) != std::string::npos);
     CHECK(message.find('\n') == std::string::npos);
+  }
+}
+
+TEST_CASE("claims: weight GB and the decode bound at a bandwidth are computed from the config's weights") {
+  const ModelConfig m = test::load("llama4-maverick");
+  const ParamCounts params = count_params(m);
+  const Precision bf16 = resolve_precision("bf16", m, test::precisions());
+  // BF16: two bytes a parameter. A decode token reads the active parameters, of the input embedding one row.
+  const auto gb = find_claim_quantity("weight_gb")->compute(m, ClaimContext{&bf16, 0});
+  REQUIRE(gb);
+  CHECK(*gb == Approx(2.0 * static_cast<double>(params.text) / 1e9).epsilon(1e-12));
+  const double read = 2.0 * static_cast<double>(params.active_without_embedding + m.hidden);
+  const auto bound = find_claim_quantity("decode_tokens_per_s_bound")->compute(m, ClaimContext{&bf16, 100e9});
+  REQUIRE(bound);
+  CHECK(*bound == Approx(100e9 / read).epsilon(1e-12));
+  // The shipped bandwidth claims: each page figure is checked at its own precision and bandwidth, and the bound at
+  // the active bytes is several times the whole-model figure the pages print.
+  const auto checks = check_claims(shipped(), m, test::precisions());
+  int bandwidth_claims = 0;
+  for (const auto& k : checks) {
+    if (k.claim.quantity != "decode_tokens_per_s_bound") continue;
+    ++bandwidth_claims;
+    REQUIRE(k.computed);
+    CHECK(k.claim.precision == "q4_k_m");
+    CHECK(*k.computed > 2 * k.claim.value);
+    CHECK_FALSE(k.matches);
+  }
+  CHECK(bandwidth_claims == 4);
+  // A precision the model cannot take is an InputError naming the claim.
+  Claim bad = shipped().front();
+  bad.quantity = "weight_gb";
+  bad.precision = "q9_z";
+  try {
+    check_claims({bad}, m, test::precisions());
+    FAIL("no error");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find(bad.where + ": precision 'q9_z'") != std::string::npos);
   }
 }
