@@ -54,9 +54,6 @@ class Model {
   // Throws InputError (model::layout_problem's message) when the sizes do not divide, or the rank is out of range.
   std::shared_ptr<const Model> sharded(const model::ParallelLayout& layout, int world_rank) const;
   // The same with the layout's sizes one by one.
-  std::shared_ptr<const Model> sharded(int tp, int ep, int rank, int dp = 1, int pp = 1) const {
-    return sharded(model::ParallelLayout{.tp = tp, .ep = ep, .pp = pp, .dp = dp}, rank);
-  }
   struct Sharding {
     model::ParallelLayout layout;   // all ranks of the run (the whole model: one rank)
     int rank = 0;                   // inside this pipeline stage, [0, tp * dp)

@@ -27,7 +27,10 @@ void* device_alloc(std::size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;
   MOEPLAN_CUDA_CHECK(cudaMalloc(&p, bytes));
-  const cudaError_t err = cudaMemset(p, 0, bytes);
+  // Zeroed before any stream reads it: the memset runs on the legacy default stream, which the backend's
+  // non-blocking stream does not wait for, so the host waits here (allocations are rare: weights, growing scratch).
+  cudaError_t err = cudaMemset(p, 0, bytes);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(nullptr);
   if (err != cudaSuccess) {
     cudaFree(p);
     MOEPLAN_CUDA_CHECK(err);

@@ -21,11 +21,16 @@
 using namespace moeplan;
 
 namespace {
+
+
 using Prompts = std::vector<std::vector<std::int32_t>>;
 
+// A layout with its degrees in the order the tests list them.
 struct Layout {
   int tp = 1, ep = 1, dp = 1, pp = 1;
+  model::ParallelLayout parallel() const { return model::ParallelLayout{.tp = tp, .ep = ep, .pp = pp, .dp = dp}; }
 };
+model::ParallelLayout lay(int tp, int ep, int dp, int pp) { return Layout{tp, ep, dp, pp}.parallel(); }
 
 struct Generation {
   std::vector<float> prompt_logits;                // [prompt tokens of every sequence, vocab], sequences in order
@@ -73,7 +78,7 @@ Generation generate_ranked(const executor::Model& full, Layout layout, const Pro
       const Prompts mine(prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * d / dp),
                          prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * (d + 1) / dp));
       executor::Communicator& world = *comms[static_cast<std::size_t>(r)];
-      out[static_cast<std::size_t>(r)] = generate(full.sharded(layout.tp, layout.ep, r, layout.dp, layout.pp),
+      out[static_cast<std::size_t>(r)] = generate(full.sharded(layout.parallel(), r),
                                                   executor::stage_group(world, stage_ranks), mine, steps,
                                                   layout.pp > 1 ? &world : nullptr);
     });
@@ -167,7 +172,7 @@ TEST_CASE("Pipeline stages, alone and with TP, DP and EP, equal one rank (each s
     // stages alone run the same kernels in the same order as one rank: the same logits to the bit
     CHECK(generate_ranked(*model, Layout{1, 1, 1, layers}, two, 2).prompt_logits == one.prompt_logits);
     // a stage holds its layers' weights only, the embedding on the first stage and the lm_head on the last
-    const auto first = model->sharded(1, 1, 0, 1, layers), last = model->sharded(1, 1, layers - 1, 1, layers);
+    const auto first = model->sharded(lay(1, 1, 1, layers), 0), last = model->sharded(lay(1, 1, 1, layers), layers - 1);
     CHECK(first->layers.size() == 1);
     CHECK(first->lm_head.rows == 0);
     CHECK(first->embed.rows == model->config().vocab);
@@ -192,7 +197,7 @@ TEST_CASE("The vocabulary splits tp ways, unevenly when tp does not divide it, t
     const auto model = executor::Model::load(dir.path());
     REQUIRE(model->config().tie_word_embeddings == tied);
     for (int r = 0; r < 4; ++r) {
-      const auto shard = model->sharded(4, 1, r);
+      const auto shard = model->sharded(lay(4, 1, 1, 1), r);
       const auto [v0, v1] = executor::vocab_rows(203, 4, r);
       CHECK(v1 - v0 == (r == 0 ? 50 : 51));
       CHECK(shard->sharding().vocab_begin == v0);
@@ -215,7 +220,7 @@ TEST_CASE("Ranked runs time their ops under the names of the simulator's op grap
     model::OpGraphRequest req;
     req.model = &model->config();
     req.precision = model::resolve_precision("bf16", model->config(), test::precisions());
-    req.layout = model::ParallelLayout{.tp = layout.tp, .ep = layout.ep, .pp = layout.pp, .dp = layout.dp};
+    req.layout = layout.parallel();
     std::set<std::string> names;  // the ops of every stage's graph
     for (int stage = 0; stage < layout.pp; ++stage) {
       req.stage = stage;
@@ -245,15 +250,15 @@ TEST_CASE("Ranked runs time their ops under the names of the simulator's op grap
 
 TEST_CASE("Layouts the sizes do not allow are refused") {
   const auto model = executor::Model::load(test::fixtures() / "oracle" / "llama4_qknorm");
-  CHECK_THROWS_AS(model->sharded(3, 1, 0), InputError);     // 4 heads by 3
-  CHECK_THROWS_AS(model->sharded(2, 4, 0), InputError);     // ep must divide tp * dp = 2
-  CHECK_THROWS_AS(model->sharded(8, 1, 0), InputError);     // 4 query heads by 8
-  CHECK_THROWS_AS(model->sharded(1, 4, 0, 2), InputError);  // ep = 4 does not divide tp * dp = 2
-  CHECK_THROWS_AS(model->sharded(1, 3, 0, 3), InputError);  // 4 experts by 3
-  CHECK_THROWS_AS(model->sharded(2, 2, 4, 2), InputError);  // rank 4 of 4
-  CHECK(test::error_of([&] { model->sharded(2, 4, 0); }).find("must divide tp*dp") != std::string::npos);
-  CHECK_THROWS_AS(model->sharded(1, 1, 0, 1, 3), InputError);  // 4 layers by 3 stages
-  CHECK_THROWS_AS(model->sharded(1, 1, 2, 1, 2), InputError);  // rank 2 of pp 2 x 1
+  CHECK_THROWS_AS(model->sharded(lay(3, 1, 1, 1), 0), InputError);     // 4 heads by 3
+  CHECK_THROWS_AS(model->sharded(lay(2, 4, 1, 1), 0), InputError);     // ep must divide tp * dp = 2
+  CHECK_THROWS_AS(model->sharded(lay(8, 1, 1, 1), 0), InputError);     // 4 query heads by 8
+  CHECK_THROWS_AS(model->sharded(lay(1, 4, 2, 1), 0), InputError);  // ep = 4 does not divide tp * dp = 2
+  CHECK_THROWS_AS(model->sharded(lay(1, 3, 3, 1), 0), InputError);  // 4 experts by 3
+  CHECK_THROWS_AS(model->sharded(lay(2, 2, 2, 1), 4), InputError);  // rank 4 of 4
+  CHECK(test::error_of([&] { model->sharded(lay(2, 4, 1, 1), 0); }).find("must divide tp*dp") != std::string::npos);
+  CHECK_THROWS_AS(model->sharded(lay(1, 1, 1, 3), 0), InputError);  // 4 layers by 3 stages
+  CHECK_THROWS_AS(model->sharded(lay(1, 1, 1, 2), 2), InputError);  // rank 2 of pp 2 x 1
 }
 
 TEST_CASE("In-process send and recv deliver messages between two ranks in order, and refuse a wrong length") {
