@@ -4,9 +4,10 @@
 # CUDA backend against the CPU backend on the oracle fixtures, NCCL when there are two GPUs), `validate --device cuda
 # --quick`, `calibrate --device cuda --quick` on a Maverick-width slice (hidden 5120, expert intermediate 8192, as
 # many experts as fit in half the free memory; GEMM, paged decode-attention and MoE curves), a `run --device cuda` of
-# a small Maverick-width slice (paged KV cache), and bench_cuda_kernels (decode bandwidth against a measured
-# device-to-device copy, grouped-GEMM TFLOP/s against cuBLASLt's dense GEMM of the same shape), in that order, the
-# most valuable first.
+# a small Maverick-width slice (paged KV cache), bench_cuda_kernels (decode bandwidth against a measured
+# device-to-device copy, grouped-GEMM TFLOP/s against cuBLASLt's dense GEMM of the same shape, a Maverick MoE layer
+# for decode and prefill) and, where python3 has torch with CUDA, the same MoE layers in PyTorch with the ratio
+# (bench/torch/moe_layer.py --device cuda), in that order, the most valuable first.
 #
 # Time: every step runs under its own limit and under one deadline for the whole script (BUDGET_S, default 480 s);
 # a step the deadline leaves no time for is recorded as skipped. A failed step does not stop the later ones; the
@@ -14,7 +15,8 @@
 #
 # Results: $OUT (default ./gpu-check-out) receives at most 8 files, no folders: summary.txt (each step, its exit
 # status and seconds), moeplan.prof (the measured GPU op profile), validate_cuda.json, calibrate_cuda.json,
-# run_cuda.json, bench_cuda_kernels.json, and gpu-check.tar.gz with every log. Nothing is written into data/.
+# run_cuda.json, bench_cuda_kernels.json, torch_moe_layer.log, and gpu-check.tar.gz with every log. Nothing is
+# written into data/.
 #
 # Usage: OUT=/some/dir bash scripts/gpu_check.sh
 #   BUILD=dir     the build directory (default build-gpu; an existing CUDA build is reused incrementally)
@@ -54,7 +56,8 @@ step() {
 
 # Copies the results into $OUT (at most 8 files) and packs the logs.
 finish() {
-  for f in summary.txt moeplan.prof validate_cuda.json calibrate_cuda.json run_cuda.json bench_cuda_kernels.json; do
+  for f in summary.txt moeplan.prof validate_cuda.json calibrate_cuda.json run_cuda.json bench_cuda_kernels.json \
+    torch_moe_layer.log; do
     [ -f "$LOGS/$f" ] && cp "$LOGS/$f" "$OUT/$f"
   done
   tar -czf "$OUT/gpu-check.tar.gz" -C "$LOGS" --exclude=xdg --exclude=slice-weights . 2>/dev/null
@@ -92,7 +95,14 @@ step calibrate_cuda 150 "$MOEPLAN" calibrate --device cuda --quick --model llama
 step run_cuda 120 "$MOEPLAN" run --device cuda --random-weights 1 --weights-out "$LOGS/slice-weights" --layers 2 \
   --experts 2 --vocab 8192 --prompt-tokens 256 --gen-tokens 16 --batch 4 --format json -o "$LOGS/run_cuda.json"
 rm -rf "$LOGS/slice-weights"
-step bench_cuda_kernels 120 "$BUILD/bench/moeplan_bench_cuda_kernels" --benchmark_out="$LOGS/bench_cuda_kernels.json" \
+step bench_cuda_kernels 150 "$BUILD/bench/moeplan_bench_cuda_kernels" --benchmark_out="$LOGS/bench_cuda_kernels.json" \
   --benchmark_out_format=json
+# The same MoE layers in PyTorch on this GPU, where the machine's python3 has torch with CUDA (nothing is installed).
+if python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" > /dev/null 2>&1; then
+  step torch_moe_layer 120 python3 bench/torch/moe_layer.py --device cuda --seconds 2 \
+    --bench "$BUILD/bench/moeplan_bench_cuda_kernels"
+else
+  echo "torch_moe_layer: skipped (no python3 with torch and CUDA on this machine)" | tee -a "$LOGS/summary.txt"
+fi
 
 finish "$failed"
