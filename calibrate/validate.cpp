@@ -479,7 +479,12 @@ class GridMeasurement {
       auto& sh = g.shards[p->ranks];
       if (sh.empty())
         for (int k = 0; k < p->ranks; ++k)
-          sh.push_back(p->ranks > 1 ? g.model->sharded(model::ParallelLayout{.tp = p->ranks, .ep = g.model->config().is_moe() ? p->ranks : 1, .pp = 1, .dp = 1}, k) : g.model);
+          sh.push_back(p->ranks > 1
+                           ? g.model->sharded(
+                                 model::ParallelLayout{
+                                     .tp = p->ranks, .ep = g.model->config().is_moe() ? p->ranks : 1, .pp = 1, .dp = 1},
+                                 k)
+                           : g.model);
     }
   }
 

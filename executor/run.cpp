@@ -59,7 +59,8 @@ void check_sequence_sizes(const RunRequest& r, const model::ModelConfig& m) {
 void check_prompt_ids(const std::vector<std::int32_t>& ids, std::int64_t vocab) {
   for (const auto id : ids)
     if (id < 0 || id >= vocab)
-      throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab));
+      throw InputError("--prompt: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                       std::to_string(vocab));
 }
 
 // The layout a request asks for, its sizes checked before anything is read or written.
@@ -87,9 +88,9 @@ std::filesystem::path weights_dir(const RunRequest& r, const model::ParallelLayo
   model::validate_layout(planned, layout);  // before writing the weights
   check_sequence_sizes(r, planned);
   check_prompt_ids(r.prompt, planned.vocab);
-  const std::filesystem::path dir =
-      r.weights_out.empty() ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed))
-                            : r.weights_out;
+  const std::filesystem::path dir = r.weights_out.empty() ? std::filesystem::temp_directory_path() /
+                                                                ("moeplan_random_" + std::to_string(*r.random_seed))
+                                                          : r.weights_out;
   RandomWeightsOptions opt;
   opt.seed = *r.random_seed;
   opt.overwrite = r.overwrite_weights_out;
@@ -153,7 +154,8 @@ RankOut generate(const RankSetup& s, int rank) {
   const int d = rank % s.stage_ranks() / s.layout.tp;  // this rank's data-parallel replica (the same in every stage)
   const std::int64_t b0 = r.batch * d / s.layout.dp, b1 = r.batch * (d + 1) / s.layout.dp, n = b1 - b0;
   Communicator& world = *s.comms[static_cast<std::size_t>(rank)];
-  const kernels::CpuContext rank_ctx = rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations};
+  const kernels::CpuContext rank_ctx =
+      rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations};
   Session session(s.shards[static_cast<std::size_t>(rank)],
                   s.device_backend ? s.device_backend : std::shared_ptr<Backend>(make_cpu_backend(rank_ctx)), n,
                   stage_group(world, s.stage_ranks()), s.layout.pp > 1 ? &world : nullptr, s.kv_plan);
@@ -162,7 +164,8 @@ RankOut generate(const RankSetup& s, int rank) {
   out.backend = session.backend().description();
   // One generator per sequence, so a sequence samples the same tokens whichever rank serves it.
   std::vector<std::uint64_t> rng(static_cast<std::size_t>(n));
-  for (std::int64_t b = 0; b < n; ++b) rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
+  for (std::int64_t b = 0; b < n; ++b)
+    rng[static_cast<std::size_t>(b)] = r.seed ^ (0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(b0 + b + 1));
   const auto t0 = Clock::now();
   auto logits = session.prefill(std::vector<std::vector<std::int32_t>>(s.prompts.begin() + b0, s.prompts.begin() + b1));
   out.prefill_s = since(t0);
@@ -242,7 +245,8 @@ RunResult run_model(const RunRequest& r) {
   const model::ParallelLayout layout = checked_layout(r);
   // The device first: a missing GPU is named before any weights are written or read.
   std::shared_ptr<Backend> device_backend;
-  if (r.device == DeviceKind::cuda) device_backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
+  if (r.device == DeviceKind::cuda)
+    device_backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
   RunResult res;
   res.model = r.name;
   const auto t_load = Clock::now();
@@ -266,7 +270,8 @@ RunResult run_model(const RunRequest& r) {
   const auto prompt_len = static_cast<std::int64_t>(setup.prompts.front().size());
   // On a GPU the KV cache is paged, its pool sized by the plan that must fit beside the weights: refused here, before
   // the session allocates anything (the prompt is prefilled in one step).
-  if (device_backend) setup.kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
+  if (device_backend)
+    setup.kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
   const int ranks = layout.gpus();
   setup.comms = make_in_process_group(ranks);
   for (int rank = 0; rank < ranks; ++rank) setup.shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);

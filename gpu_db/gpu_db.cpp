@@ -164,7 +164,8 @@ void read_measured(const YAML::Node& mn, const std::filesystem::path& file, GpuS
     const auto peak = g.peak_flops_dense.find(dtype);
     if (peak == g.peak_flops_dense.end())
       throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " has no tflops_dense peak to compare with");
-    if (flops > peak->second) throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " exceeds the dense peak");
+    if (flops > peak->second)
+      throw InputError(me.where() + ": measured.gemm_tflops." + dtype + " exceeds the dense peak");
   }
   if (me.has("stream_tb_s")) {
     g.measured_stream_bytes_per_s = me.positive("stream_tb_s") * 1e12;
@@ -177,10 +178,11 @@ void read_measured(const YAML::Node& mn, const std::filesystem::path& file, GpuS
 
 GpuSpec read_gpu(const YAML::Node& n, const std::filesystem::path& file) {
   const Entry e(n, file.string(),
-                {"name", "display_name", "aliases", "vendor", "architecture", "form_factor", "memory_gb", "memory_unit",
-                 "memory_type", "mem_bandwidth_tb_s", "tflops_dense", "fp4_format", "tflops_note", "interconnect",
-                 "interconnect_gb_s_bidir", "pcie_gen", "gpus_per_node", "tdp_w", "confidence", "source", "date",
-                 "measured", "launch_date", "launch_source", "launch_verified"});
+                {"name",         "display_name",  "aliases",     "vendor",        "architecture",
+                 "form_factor",  "memory_gb",     "memory_unit", "memory_type",   "mem_bandwidth_tb_s",
+                 "tflops_dense", "fp4_format",    "tflops_note", "interconnect",  "interconnect_gb_s_bidir",
+                 "pcie_gen",     "gpus_per_node", "tdp_w",       "confidence",    "source",
+                 "date",         "measured",      "launch_date", "launch_source", "launch_verified"});
   GpuSpec g;
   g.name = to_lower(e.get<std::string>("name"));
   g.display_name = e.get_or<std::string>("display_name", g.name);
@@ -234,11 +236,11 @@ std::vector<GpuSpec> read_gpus(const ParsedFiles& files, const std::filesystem::
 // ---------------------------------------------------------------- hosts.yaml
 
 HostSpec read_host(const YAML::Node& n, const std::filesystem::path& file) {
-  const Entry e(n, file.string(),
-                {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
-                 "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
-                 "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "llamacpp_backend", "profile", "source",
-                 "date"});
+  const Entry e(
+      n, file.string(),
+      {"name", "display_name", "kind", "memory_gb", "memory_type", "memory_channels", "mem_bandwidth_gb_s",
+       "tflops_dense", "cores", "clock_ghz", "fp32_flops_per_cycle", "gpu_tflops_dense",
+       "llamacpp_decode_bandwidth_share", "llamacpp_prefill_tflops", "llamacpp_backend", "profile", "source", "date"});
   HostSpec h;
   h.name = to_lower(e.get<std::string>("name"));
   h.display_name = e.get_or<std::string>("display_name", h.name);
@@ -263,7 +265,8 @@ HostSpec read_host(const YAML::Node& n, const std::filesystem::path& file) {
   }
   if (e.has("llamacpp_prefill_tflops")) {
     if (h.gpu_peak_flops_dense.empty())
-      throw InputError(e.where() + ": llamacpp_prefill_tflops is measured on an integrated GPU (give gpu_tflops_dense)");
+      throw InputError(e.where() +
+                       ": llamacpp_prefill_tflops is measured on an integrated GPU (give gpu_tflops_dense)");
     h.llamacpp_prefill_flops = e.positive("llamacpp_prefill_tflops") * 1e12;
   }
   h.llamacpp_backend = e.get_or<std::string>("llamacpp_backend", "");
@@ -324,7 +327,8 @@ HostDefaults read_host_defaults(const ParsedFiles& files, const std::filesystem:
   if (host == hosts.end())
     throw InputError(file.string() + ": default_cpu_host '" + d.cpu_host + "' is not a listed host");
   if (host->cores <= 0 || host->clock_ghz <= 0 || host->fp32_flops_per_cycle <= 0)
-    throw InputError(file.string() + ": default_cpu_host " + host->name + " needs cores, clock_ghz and fp32_flops_per_cycle");
+    throw InputError(file.string() + ": default_cpu_host " + host->name +
+                     " needs cores, clock_ghz and fp32_flops_per_cycle");
   return d;
 }
 
@@ -335,7 +339,8 @@ std::vector<RamSize> read_ram_sizes(const ParsedFiles& files, const std::filesys
   for (const auto& n : list_of(files, file, "ram_sizes")) {
     const Entry e(n, file.string(), {"gb", "dimms", "source"});
     RamSize r{e.positive("gb"), e.get<std::string>("dimms"), e.get<std::string>("source")};
-    if (!sizes.empty() && r.gb <= sizes.back().gb) throw InputError(e.where() + ": ram_sizes must be listed in ascending gb");
+    if (!sizes.empty() && r.gb <= sizes.back().gb)
+      throw InputError(e.where() + ": ram_sizes must be listed in ascending gb");
     sizes.push_back(std::move(r));
   }
   return sizes;
@@ -346,8 +351,8 @@ std::vector<LinkSpec> read_links(const ParsedFiles& files, const std::filesystem
   std::set<std::string> names;
   for (const auto& n : list_of(files, file, "links")) {
     const Entry e(n, file.string(),
-                  {"name", "short_name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us", "source",
-                   "date"});
+                  {"name", "short_name", "display_name", "scope", "bandwidth_gb_s_per_direction", "latency_us",
+                   "source", "date"});
     LinkSpec l;
     l.name = to_lower(e.get<std::string>("name"));
     l.short_name = e.get_or<std::string>("short_name", l.name);
@@ -446,7 +451,8 @@ std::vector<ApiPrice> read_api_prices(const ParsedFiles& files, const std::files
     p.model_variant = e.get_or<std::string>("model_variant", "");
     p.usd_per_m_input_tokens = e.positive("usd_per_m_input_tokens");
     p.usd_per_m_output_tokens = e.positive("usd_per_m_output_tokens");
-    if (e.has("usd_per_m_cached_input_tokens")) p.usd_per_m_cached_input_tokens = e.positive("usd_per_m_cached_input_tokens");
+    if (e.has("usd_per_m_cached_input_tokens"))
+      p.usd_per_m_cached_input_tokens = e.positive("usd_per_m_cached_input_tokens");
     if (e.has("context_tokens")) p.context_tokens = e.get<std::int64_t>("context_tokens");
     p.date = e.get<std::string>("date");
     p.source = e.get<std::string>("source");

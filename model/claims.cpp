@@ -38,38 +38,54 @@ std::optional<std::int64_t> nope_layer_interval(const ModelConfig& m) {
 
 const std::vector<ClaimQuantity>& claim_quantities() {
   static const std::vector<ClaimQuantity> kQuantities = {
-      {"num_layers", "decoder layers (num_hidden_layers)", [](const ModelConfig& m, const ClaimContext&) { return num(m.num_layers); }},
-      {"hidden_size", "hidden size (hidden_size)", [](const ModelConfig& m, const ClaimContext&) { return num(m.hidden); }},
-      {"num_heads", "query heads (num_attention_heads)", [](const ModelConfig& m, const ClaimContext&) { return num(m.num_heads); }},
-      {"num_kv_heads", "KV heads (num_key_value_heads)", [](const ModelConfig& m, const ClaimContext&) { return num(m.num_kv_heads); }},
-      {"head_dim", "dimension of one head (head_dim)", [](const ModelConfig& m, const ClaimContext&) { return num(m.head_dim); }},
+      {"num_layers", "decoder layers (num_hidden_layers)",
+       [](const ModelConfig& m, const ClaimContext&) { return num(m.num_layers); }},
+      {"hidden_size", "hidden size (hidden_size)",
+       [](const ModelConfig& m, const ClaimContext&) { return num(m.hidden); }},
+      {"num_heads", "query heads (num_attention_heads)",
+       [](const ModelConfig& m, const ClaimContext&) { return num(m.num_heads); }},
+      {"num_kv_heads", "KV heads (num_key_value_heads)",
+       [](const ModelConfig& m, const ClaimContext&) { return num(m.num_kv_heads); }},
+      {"head_dim", "dimension of one head (head_dim)",
+       [](const ModelConfig& m, const ClaimContext&) { return num(m.head_dim); }},
       {"vocab_size", "vocabulary (vocab_size)", [](const ModelConfig& m, const ClaimContext&) { return num(m.vocab); }},
       {"max_context_tokens", "longest context (max_position_embeddings)",
        [](const ModelConfig& m, const ClaimContext&) { return num(m.max_context_tokens); }},
-      {"num_experts", "routed experts per MoE layer", [](const ModelConfig& m, const ClaimContext&) { return moe_only(m, m.num_experts); }},
+      {"num_experts", "routed experts per MoE layer",
+       [](const ModelConfig& m, const ClaimContext&) { return moe_only(m, m.num_experts); }},
       {"active_experts", "routed experts per token (top-k, num_experts_per_tok; shared experts not counted)",
        [](const ModelConfig& m, const ClaimContext&) { return moe_only(m, m.experts_per_token); }},
       {"shared_experts", "shared experts per MoE layer",
        [](const ModelConfig& m, const ClaimContext&) { return moe_only(m, m.num_shared_experts); }},
       {"moe_layers", "decoder layers with an MoE MLP",
        [](const ModelConfig& m, const ClaimContext&) { return moe_only(m, m.count_layers(MlpKind::moe)); }},
-      {"kv_bytes_per_token", "BF16 K+V bytes one token adds when every layer keeps it (KV heads x head_dim x 2 x 2 bytes, summed over layers; MLA: the latent)",
+      {"kv_bytes_per_token",
+       "BF16 K+V bytes one token adds when every layer keeps it (KV heads x head_dim x 2 x 2 bytes, summed over "
+       "layers; MLA: the latent)",
        [](const ModelConfig& m, const ClaimContext&) { return num(kv_bytes_per_token_all_layers(m, KvDtype::bf16)); }},
-      {"nope_layer_interval", "every Nth layer has no RoPE (no_rope_layers, or no_rope_layer_interval when that list is empty)",
+      {"nope_layer_interval",
+       "every Nth layer has no RoPE (no_rope_layers, or no_rope_layer_interval when that list is empty)",
        [](const ModelConfig& m, const ClaimContext&) -> std::optional<double> {
          if (const auto n = nope_layer_interval(m)) return static_cast<double>(*n);
          return std::nullopt;
        }},
       {"total_params", "parameters the checkpoint stores (text, vision and MTP)",
        [](const ModelConfig& m, const ClaimContext&) { return num(count_params(m).total); }},
-      {"active_params", "parameters one token touches per forward pass, input embedding included (the basis of decode tokens/s: weight bytes read per token)",
+      {"active_params",
+       "parameters one token touches per forward pass, input embedding included (the basis of decode tokens/s: "
+       "weight bytes read per token)",
        [](const ModelConfig& m, const ClaimContext&) { return num(count_params(m).active_with_embedding); }},
-      {"weight_gb", "GB (1e9 bytes) of the text model's weights stored in the claim's precision (decoder layers, embedding, output head; no vision tower)",
+      {"weight_gb",
+       "GB (1e9 bytes) of the text model's weights stored in the claim's precision (decoder layers, embedding, "
+       "output head; no vision tower)",
        [](const ModelConfig& m, const ClaimContext& c) -> std::optional<double> {
          return text_weight_bytes(m, *c.precision).stored / 1e9;
        },
        true, false},
-      {"decode_tokens_per_s_bound", "the claim's bandwidth_gb_s over the weight bytes one decode token reads in the claim's precision (top-k of the routed experts, every other decoder weight, the output head, one embedding row): the most tokens/s one sequence can decode there, KV cache and compute left out",
+      {"decode_tokens_per_s_bound",
+       "the claim's bandwidth_gb_s over the weight bytes one decode token reads in the claim's precision (top-k of "
+       "the routed experts, every other decoder weight, the output head, one embedding row): the most tokens/s one "
+       "sequence can decode there, KV cache and compute left out",
        [](const ModelConfig& m, const ClaimContext& c) -> std::optional<double> {
          return c.bandwidth_bytes_per_s / text_weight_bytes(m, *c.precision).read_per_token;
        },
@@ -139,7 +155,8 @@ void read_context_keys(const YAML::Node& entry, const std::string& file, const s
     throw InputError(line_of(file, entry["precision"]) + ": quantity '" + c.quantity + "' takes no 'precision'");
   c.bandwidth_gb_s = number(entry, "bandwidth_gb_s", file, where, q.needs_bandwidth, 0);
   if (!q.needs_bandwidth && entry["bandwidth_gb_s"])
-    throw InputError(line_of(file, entry["bandwidth_gb_s"]) + ": quantity '" + c.quantity + "' takes no 'bandwidth_gb_s'");
+    throw InputError(line_of(file, entry["bandwidth_gb_s"]) + ": quantity '" + c.quantity +
+                     "' takes no 'bandwidth_gb_s'");
   if (q.needs_bandwidth && !(c.bandwidth_gb_s > 0))
     throw InputError(line_of(file, entry["bandwidth_gb_s"]) + ": 'bandwidth_gb_s' must be positive");
 }
@@ -151,8 +168,8 @@ std::vector<Claim> load_claims(const std::filesystem::path& path, const std::vec
   const YAML::Node root = parse_yaml_file(path);
   if (!root.IsMap() || !root["claims"] || !root["claims"].IsSequence())
     throw InputError(file + ":" + std::to_string(root.Mark().line + 1) + ": expected a map with a 'claims' list");
-  static const std::set<std::string> kKeys = {"model",     "source", "read",      "claim",         "quantity",
-                                              "value",     "tolerance", "reason", "precision", "bandwidth_gb_s"};
+  static const std::set<std::string> kKeys = {"model", "source",    "read",   "claim",     "quantity",
+                                              "value", "tolerance", "reason", "precision", "bandwidth_gb_s"};
   std::vector<std::string> quantity_names;
   for (const auto& q : claim_quantities()) quantity_names.push_back(q.name);
   std::vector<Claim> out;

@@ -1,7 +1,7 @@
 // model/claims: statements that pages make about a model (layers, KV bytes per token, heads, experts, NoPE
-// layers, weight sizes, decode speed at a bandwidth, ...) kept as data in data/claims.yaml, each checked against what the model's config.json implies.
-// Every quantity a claim may name maps to one computation in claim_quantities(); a new claim needs no code.
-// File format: docs/views.md.
+// layers, weight sizes, decode speed at a bandwidth, ...) kept as data in data/claims.yaml, each checked against what
+// the model's config.json implies. Every quantity a claim may name maps to one computation in claim_quantities(); a new
+// claim needs no code. File format: docs/views.md.
 #pragma once
 #include <filesystem>
 #include <optional>

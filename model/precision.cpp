@@ -239,7 +239,8 @@ TextWeightBytes text_weight_bytes(const ModelConfig& m, const Precision& p) {
   for (std::size_t i = 0; i < m.layers.size(); ++i)
     for (std::size_t g = 0; g < m.layers[i].weights.size(); ++g) {
       out.stored += b.layers[i][g];
-      out.read_per_token += m.layers[i].weights[g].module == Module::routed_experts ? b.layers[i][g] * routed_share : b.layers[i][g];
+      out.read_per_token +=
+          m.layers[i].weights[g].module == Module::routed_experts ? b.layers[i][g] * routed_share : b.layers[i][g];
     }
   for (std::size_t g = 0; g < m.globals.size(); ++g) {
     const WeightGroup& w = m.globals[g];

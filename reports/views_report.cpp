@@ -272,10 +272,11 @@ Report claims_report(const model::ModelConfig& m, const std::string& file, const
     if (c.bandwidth_gb_s > 0) quantity += ", " + value_text(c.bandwidth_gb_s) + " GB/s";
     t.rows.push_back({c.text, quantity, value_text(c.value), k.computed ? value_text(*k.computed) : "none", verdict,
                       reason, c.source, c.read});
-    json row = {{"claim", c.text}, {"quantity", c.quantity}, {"claimed", c.value},
-                {"config", k.computed ? json(*k.computed) : json()}, {"tolerance", c.tolerance},
-                {"verdict", verdict}, {"reason", c.reason}, {"source", c.source}, {"read", c.read},
-                {"where", c.where}};
+    json row = {{"claim", c.text},          {"quantity", c.quantity},
+                {"claimed", c.value},       {"config", k.computed ? json(*k.computed) : json()},
+                {"tolerance", c.tolerance}, {"verdict", verdict},
+                {"reason", c.reason},       {"source", c.source},
+                {"read", c.read},           {"where", c.where}};
     if (!c.precision.empty()) row["precision"] = c.precision;
     if (c.bandwidth_gb_s > 0) row["bandwidth_gb_s"] = c.bandwidth_gb_s;
     r.json["claims"].push_back(std::move(row));

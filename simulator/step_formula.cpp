@@ -159,7 +159,7 @@ PlaneOps::PlaneOps(const model::OpGraph& graph, const StepPlane& plane, OpSignat
   moe_tokens_[2] = plane.per_b()[ix(StepVar::moe_tokens)];
   block_curve_dist_ = plane.block_curve_dist();
   std::vector<const model::Op*> first;  // the op each entry came from
-  std::vector<std::uint64_t> keys;       // entry_key of each entry
+  std::vector<std::uint64_t> keys;      // entry_key of each entry
   ops_.reserve(graph.ops.size());
   first.reserve(graph.ops.size());
   keys.reserve(graph.ops.size());
@@ -261,7 +261,8 @@ bool PlaneOps::same_cost(const Entry& o, const model::Op& a, const Entry& e, con
       o.row_terms != e.row_terms || o.flops_per_row != e.flops_per_row || o.n != e.n || o.k != e.k ||
       o.attention.has_value() != e.attention.has_value() ||
       (e.attention && o.attention->shape.window != e.attention->shape.window) ||
-      o.prefill.has_value() != e.prefill.has_value() || (e.prefill && o.prefill->shape.window != e.prefill->shape.window))
+      o.prefill.has_value() != e.prefill.has_value() ||
+      (e.prefill && o.prefill->shape.window != e.prefill->shape.window))
     return false;
   if (!e.collective && (a.compute_dtype != op.compute_dtype || a.weight_format != op.weight_format)) return false;
   // A MoE gather and its reduce-scatter move alike bytes but are priced from different measured curves.

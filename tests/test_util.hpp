@@ -24,7 +24,8 @@ inline const model::PrecisionTable& precisions() {
 // processes, never share a file), removed with everything in it when the process exits.
 inline std::filesystem::path temp_path(const std::string& name) {
   struct Dir {
-    std::filesystem::path path = std::filesystem::temp_directory_path() / ("moeplan-test-" + std::to_string(::getpid()));
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("moeplan-test-" + std::to_string(::getpid()));
     Dir() { std::filesystem::create_directories(path); }
     ~Dir() {
       std::error_code ec;

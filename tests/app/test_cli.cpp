@@ -7,10 +7,10 @@
 #include <set>
 #include <sstream>
 
-#include "tests/test_util.hpp"
 #include "app/cli.hpp"
-#include "tests/app/cli_run.hpp"
 #include "kernels/cpu_features.hpp"
+#include "tests/app/cli_run.hpp"
+#include "tests/test_util.hpp"
 
 using namespace moeplan;
 

@@ -6,9 +6,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "tests/test_util.hpp"
 #include "app/cli.hpp"
 #include "tests/app/cli_run.hpp"
+#include "tests/test_util.hpp"
 
 using namespace moeplan;
 

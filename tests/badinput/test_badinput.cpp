@@ -296,9 +296,27 @@ TEST_CASE("bad input: refused writes leave the files there as they were", "[badi
   CHECK_FALSE(fs::exists(trace));
   // A prompt id beyond the vocabulary is refused before the random checkpoint is written.
   const auto weights = scratch.dir / "never_written";
-  const auto vocab = test::run({"run", "--random-weights", "1", "--model", "mixtral-8x7b", "--layers", "1", "--hidden", "64",
-                                "--intermediate", "64", "--heads", "2", "--kv-heads", "1", "--vocab", "128",
-                                "--prompt", "1,500", "--weights-out", weights.string()});
+  const auto vocab = test::run({"run",
+                                "--random-weights",
+                                "1",
+                                "--model",
+                                "mixtral-8x7b",
+                                "--layers",
+                                "1",
+                                "--hidden",
+                                "64",
+                                "--intermediate",
+                                "64",
+                                "--heads",
+                                "2",
+                                "--kv-heads",
+                                "1",
+                                "--vocab",
+                                "128",
+                                "--prompt",
+                                "1,500",
+                                "--weights-out",
+                                weights.string()});
   CHECK(vocab.code == 2);
   CHECK_THAT(vocab.err, Catch::Contains("token id 500 is outside the vocabulary of 128"));
   CHECK_FALSE(fs::exists(weights));

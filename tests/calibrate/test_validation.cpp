@@ -7,13 +7,13 @@
 #include <iostream>
 #include <vector>
 
-#include "tests/test_util.hpp"
 #include "calibrate/calibrate.hpp"
 #include "calibrate/validate.hpp"
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "model/config.hpp"
 #include "simulator/profile.hpp"
+#include "tests/test_util.hpp"
 
 using namespace moeplan;
 

@@ -22,7 +22,6 @@ using namespace moeplan;
 
 namespace {
 
-
 using Prompts = std::vector<std::vector<std::int32_t>>;
 
 // A layout with its degrees in the order the tests list them.
@@ -78,9 +77,9 @@ Generation generate_ranked(const executor::Model& full, Layout layout, const Pro
       const Prompts mine(prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * d / dp),
                          prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * (d + 1) / dp));
       executor::Communicator& world = *comms[static_cast<std::size_t>(r)];
-      out[static_cast<std::size_t>(r)] = generate(full.sharded(layout.parallel(), r),
-                                                  executor::stage_group(world, stage_ranks), mine, steps,
-                                                  layout.pp > 1 ? &world : nullptr);
+      out[static_cast<std::size_t>(r)] =
+          generate(full.sharded(layout.parallel(), r), executor::stage_group(world, stage_ranks), mine, steps,
+                   layout.pp > 1 ? &world : nullptr);
     });
   for (auto& t : threads) t.join();
   for (int r = stage_ranks; r < ranks; ++r) {  // every stage returns the last stage's logits
@@ -250,9 +249,9 @@ TEST_CASE("Ranked runs time their ops under the names of the simulator's op grap
 
 TEST_CASE("Layouts the sizes do not allow are refused") {
   const auto model = executor::Model::load(test::fixtures() / "oracle" / "llama4_qknorm");
-  CHECK_THROWS_AS(model->sharded(lay(3, 1, 1, 1), 0), InputError);     // 4 heads by 3
-  CHECK_THROWS_AS(model->sharded(lay(2, 4, 1, 1), 0), InputError);     // ep must divide tp * dp = 2
-  CHECK_THROWS_AS(model->sharded(lay(8, 1, 1, 1), 0), InputError);     // 4 query heads by 8
+  CHECK_THROWS_AS(model->sharded(lay(3, 1, 1, 1), 0), InputError);  // 4 heads by 3
+  CHECK_THROWS_AS(model->sharded(lay(2, 4, 1, 1), 0), InputError);  // ep must divide tp * dp = 2
+  CHECK_THROWS_AS(model->sharded(lay(8, 1, 1, 1), 0), InputError);  // 4 query heads by 8
   CHECK_THROWS_AS(model->sharded(lay(1, 4, 2, 1), 0), InputError);  // ep = 4 does not divide tp * dp = 2
   CHECK_THROWS_AS(model->sharded(lay(1, 3, 3, 1), 0), InputError);  // 4 experts by 3
   CHECK_THROWS_AS(model->sharded(lay(2, 2, 2, 1), 4), InputError);  // rank 4 of 4

@@ -389,18 +389,33 @@ int run_cuda_kernel_cases(int sm_count, int cc_major, int cc_minor) {
       {"permute / gather / combine, 1000 tokens top-2 of 128", [] { return case_permute(); }},
       {"convert bf16 + quantize fp8 per token, 33 x 5120", [] { return case_quantize(); }},
       {"grouped gemm bf16 300 rows, 8 experts, N 256, K 512",
-       [] { return case_grouped_bf16(S{300, 8, 256, 512, false}); }},
-      {"grouped gemm bf16 + SwiGLU, N 2 x 200, K 264", [] { return case_grouped_bf16(S{300, 8, 400, 264, true}); }},
+       [] {
+         return case_grouped_bf16(S{300, 8, 256, 512, false});
+       }},
+      {"grouped gemm bf16 + SwiGLU, N 2 x 200, K 264",
+       [] {
+         return case_grouped_bf16(S{300, 8, 400, 264, true});
+       }},
       {"grouped gemm bf16 Maverick slice: 64 rows, 4 experts, N 2 x 256, K 5120",
-       [] { return case_grouped_bf16(S{64, 4, 512, 5120, true}); }},
+       [] {
+         return case_grouped_bf16(S{64, 4, 512, 5120, true});
+       }},
       {"grouped gemm fp8 per-channel, N 256, K 392",
-       [] { return case_grouped_fp8(S{200, 8, 256, 392, false}, L::per_channel); }},
+       [] {
+         return case_grouped_fp8(S{200, 8, 256, 392, false}, L::per_channel);
+       }},
       {"grouped gemm fp8 per-channel + SwiGLU",
-       [] { return case_grouped_fp8(S{200, 8, 256, 392, true}, L::per_channel); }},
+       [] {
+         return case_grouped_fp8(S{200, 8, 256, 392, true}, L::per_channel);
+       }},
       {"grouped gemm fp8 128-block scales, N 384, K 392",
-       [] { return case_grouped_fp8(S{200, 8, 384, 392, false}, L::block_128); }},
+       [] {
+         return case_grouped_fp8(S{200, 8, 384, 392, false}, L::block_128);
+       }},
       {"grouped gemm fp8 128-block scales + SwiGLU, N 2 x 192",
-       [] { return case_grouped_fp8(S{200, 8, 384, 392, true}, L::block_128); }},
+       [] {
+         return case_grouped_fp8(S{200, 8, 384, 392, true}, L::block_128);
+       }},
       {"decode paged, causal, 3 seqs up to 9000, split",
        [=] { return case_decode(AttentionMask::causal, 0, true, sm_count); }},
       {"decode paged, causal, one split", [=] { return case_decode(AttentionMask::causal, 0, false, sm_count); }},
