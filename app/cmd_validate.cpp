@@ -86,7 +86,10 @@ int cmd_validate(const std::vector<std::string>& args, std::ostream& out) {
       ("fixtures", po::value<std::string>(&fixtures), "--device cuda: directory of oracle fixtures (default <data>/../tests/fixtures/oracle)");
   add_model_option(d, model_name, "--device: built-in model or path to config.json (shrunk for the grid)");
   d.add_options()
-      ("profile", po::value<std::string>(&profile), "--device: profile from moeplan calibrate (default data/profiles/<host>.yaml); its fit and residuals are rewritten")
+      ("profile", po::value<std::string>(&profile),
+       "--device: profile from moeplan calibrate (default: this host's in $XDG_DATA_HOME/moeplan/profiles, else "
+       "~/.local/share/moeplan/..., else the shipped data/profiles/<host>.yaml); the fit and residuals are written "
+       "back to it, a shipped profile's to the user's path (data/ is never written)")
       ("quick", "--device: small-width model and a grid of a few minutes on 2 cores")
       ("experts", po::value<std::vector<std::int64_t>>(&q.grid.experts)->multitoken(), "--device: routed-expert counts (default quick 8 16, full 4 8)")
       ("batches", po::value<std::vector<std::int64_t>>(&q.grid.batches)->multitoken(), "--device: decode batches (default quick 1 4 16 64, full 1..64)")
