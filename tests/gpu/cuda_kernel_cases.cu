@@ -257,20 +257,28 @@ std::string case_paged_rows() {
   return e.empty() ? exact_bytes(dback.download(), ref_back, "gathered rows") : e;
 }
 
-std::string case_prefill(AttentionMask mask, std::int64_t mask_tokens, std::int64_t head_dim, std::int64_t first_pos) {
-  AttentionParams p{150, 150, 10, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim)), mask, mask_tokens,
-                    first_pos};
+// One sequence's prompt of p.q_tokens queries from p.kv_first_pos against its keys: `kernel` (a launcher of
+// attention_ref's shapes) against attention_ref on seeded inputs.
+using AttentionKernel = void (*)(const AttentionParams&, const float*, const std::int64_t*, const float*, const float*,
+                                 float*, cuda::Stream);
+std::string attention_case(const AttentionParams& p, AttentionKernel kernel) {
   std::vector<std::int64_t> pos(p.q_tokens);
-  std::iota(pos.begin(), pos.end(), first_pos);  // a prompt that starts at first_pos
-  const auto q = random_floats(p.q_tokens * p.q_heads * head_dim, 20, -2.f, 2.f);
-  const auto k = random_floats(p.kv_tokens * p.kv_heads * head_dim, 21);
+  std::iota(pos.begin(), pos.end(), p.kv_first_pos);  // a prompt that starts where its keys do
+  const auto q = random_floats(p.q_tokens * p.q_heads * p.head_dim, 20, -2.f, 2.f);
+  const auto k = random_floats(p.kv_tokens * p.kv_heads * p.head_dim, 21);
   const auto v = random_floats(k.size(), 22);
   std::vector<float> ref(q.size());
   attention_ref(p, q.data(), pos.data(), k.data(), v.data(), ref.data());
   DeviceBuffer<float> dq(q), dk(k), dv(v), dout(q.size());
   DeviceBuffer<std::int64_t> dpos(pos);
-  cuda::attention_prefill(p, dq.get(), dpos.get(), dk.get(), dv.get(), dout.get(), nullptr);
+  kernel(p, dq.get(), dpos.get(), dk.get(), dv.get(), dout.get(), nullptr);
   return compare(dout.download(), ref, kAttention);
+}
+
+std::string case_prefill(AttentionMask mask, std::int64_t mask_tokens, std::int64_t head_dim, std::int64_t first_pos) {
+  const AttentionParams p{150, 150, 10, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim)), mask, mask_tokens,
+                          first_pos};
+  return attention_case(p, cuda::attention_prefill);
 }
 
 // backend_ops.cu's element-wise kernels: SwiGLU's silu(gate) * up, add, and scaling rows in place.
@@ -325,19 +333,8 @@ std::string case_epilogue(bool accumulate) {
 
 // The attention kernel for head sizes attention_prefill does not take (the oracle models' 16).
 std::string case_attention_generic(AttentionMask mask, std::int64_t mask_tokens) {
-  const std::int64_t head_dim = 16;
-  AttentionParams p{70, 70, 4, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim)), mask, mask_tokens, 5};
-  std::vector<std::int64_t> pos(p.q_tokens);
-  std::iota(pos.begin(), pos.end(), 5);
-  const auto q = random_floats(p.q_tokens * p.q_heads * head_dim, 52, -2.f, 2.f);
-  const auto k = random_floats(p.kv_tokens * p.kv_heads * head_dim, 53);
-  const auto v = random_floats(k.size(), 54);
-  std::vector<float> ref(q.size());
-  attention_ref(p, q.data(), pos.data(), k.data(), v.data(), ref.data());
-  DeviceBuffer<float> dq(q), dk(k), dv(v), dout(q.size());
-  DeviceBuffer<std::int64_t> dpos(pos);
-  cuda::attention_generic(p, dq.get(), dpos.get(), dk.get(), dv.get(), dout.get(), nullptr);
-  return compare(dout.download(), ref, kAttention);
+  const AttentionParams p{70, 70, 4, 2, 16, 0.25f, mask, mask_tokens, 5};  // scale 1 / sqrt(16)
+  return attention_case(p, cuda::attention_generic);
 }
 
 // cuBLASLt against the grouped reference with one expert (= a dense matmul).
