@@ -46,8 +46,8 @@ void add_run_options(po::options_description& d, RunOptions& o) {
       ("weights-out", po::value<std::string>(&o.weights_out),
        "where --random-weights writes (default: a temporary directory); a directory holding other files is refused")
       ("force", "--weights-out: write even into a directory holding files moeplan did not write (they may be replaced)")
-      ("device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu, or cuda (one GPU; a build with CUDA and a visible device)")
-      ("cuda-device", po::value<int>(&o.cuda_device)->default_value(0), "--device cuda: which GPU (0 = the first visible)")
+      ("device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu, or cuda (a build with CUDA and a visible device; with --tp/--dp/--pp above 1, rank r on GPU r over NCCL)")
+      ("cuda-device", po::value<int>(&o.cuda_device)->default_value(0), "--device cuda, one rank: which GPU (0 = the first visible)")
       ("threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0: all)")
       ("bf16-activations", po::bool_switch(&o.bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
       ("tp", po::value<int>(&o.tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")

@@ -15,6 +15,7 @@
 #include "executor/backend_cpu.hpp"
 #include "executor/checkpoint_random.hpp"
 #include "executor/devices.hpp"
+#include "executor/nccl_comm.hpp"
 #include "executor/paged_kv.hpp"
 #include "kernels/thread_pool.hpp"
 #include "model/shard.hpp"
@@ -74,10 +75,7 @@ model::ParallelLayout checked_layout(const RunRequest& r) {
   if (std::int64_t{r.layout.tp} * dp * r.layout.pp > kMaxRanks)
     throw InputError("--tp x --dp x --pp = " + std::to_string(std::int64_t{r.layout.tp} * dp * r.layout.pp) + " ranks; the CPU executor runs at most " +
                      std::to_string(kMaxRanks) + " in one process");
-  const model::ParallelLayout layout{.tp = r.layout.tp, .ep = r.layout.ep, .pp = r.layout.pp, .dp = dp};
-  if (r.device == DeviceKind::cuda && layout.gpus() > 1)
-    throw InputError("--device cuda runs one GPU: --tp, --dp, --ep and --pp must be 1 (ranks over NCCL are not part of run)");
-  return layout;
+  return model::ParallelLayout{.tp = r.layout.tp, .ep = r.layout.ep, .pp = r.layout.pp, .dp = dp};
 }
 
 // The checkpoint to load: --weights, or random weights written from the config (layout, sizes and prompt ids checked
@@ -129,7 +127,8 @@ struct RankSetup {
   const RunRequest& r;
   model::ParallelLayout layout;
   kernels::CpuContext ctx;
-  std::shared_ptr<Backend> device_backend;  // null: each rank its own CPU backend
+  std::shared_ptr<Backend> device_backend;  // one GPU; null: each rank its own backend
+  bool gpu_ranks = false;                   // each rank its own GPU (rank r on GPU r) over NCCL
   std::optional<PagedKvPlan> kv_plan{};
   std::vector<std::shared_ptr<const Model>> shards{};
   std::vector<std::unique_ptr<Communicator>> comms{};
@@ -154,11 +153,19 @@ RankOut generate(const RankSetup& s, int rank) {
   const int d = rank % s.stage_ranks() / s.layout.tp;  // this rank's data-parallel replica (the same in every stage)
   const std::int64_t b0 = r.batch * d / s.layout.dp, b1 = r.batch * (d + 1) / s.layout.dp, n = b1 - b0;
   Communicator& world = *s.comms[static_cast<std::size_t>(rank)];
-  const kernels::CpuContext rank_ctx =
-      rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations};
-  Session session(s.shards[static_cast<std::size_t>(rank)],
-                  s.device_backend ? s.device_backend : std::shared_ptr<Backend>(make_cpu_backend(rank_ctx)), n,
-                  stage_group(world, s.stage_ranks()), s.layout.pp > 1 ? &world : nullptr, s.kv_plan);
+  const auto& shard = s.shards[static_cast<std::size_t>(rank)];
+  std::shared_ptr<Backend> backend = s.device_backend;
+  std::optional<PagedKvPlan> kv_plan = s.kv_plan;
+  if (s.gpu_ranks) {
+    // Made on this rank's thread, so the thread's current device is the rank's GPU (NCCL's calls set the same).
+    backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, rank);
+    const auto prompt_len = static_cast<std::int64_t>(s.prompts.front().size());
+    kv_plan = device_kv_plan(*backend, *shard, n, prompt_len + r.gen_tokens, prompt_len);
+  } else if (!backend) {
+    backend = make_cpu_backend(rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations});
+  }
+  Session session(shard, backend, n, stage_group(world, s.stage_ranks()), s.layout.pp > 1 ? &world : nullptr,
+                  kv_plan);
   RankOut out;
   out.device = device_kind_name(session.backend().kind());
   out.backend = session.backend().description();
@@ -243,10 +250,17 @@ void merge_ranks(const std::vector<RankOut>& outs, const model::ParallelLayout& 
 
 RunResult run_model(const RunRequest& r) {
   const model::ParallelLayout layout = checked_layout(r);
-  // The device first: a missing GPU is named before any weights are written or read.
+  const int ranks = layout.gpus();
+  // The device first: a missing GPU (or NCCL, or GPUs for the ranks) is named before any weights are written or read.
   std::shared_ptr<Backend> device_backend;
-  if (r.device == DeviceKind::cuda)
+  if (r.device == DeviceKind::cuda && ranks == 1)
     device_backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
+  const bool gpu_ranks = r.device == DeviceKind::cuda && ranks > 1;
+  if (gpu_ranks) {
+    const std::string problem = cuda_ranks_problem(layout, r.batch, r.cuda_device, nccl_available(),
+                                                   static_cast<int>(query_gpus().gpus.size()));
+    if (!problem.empty()) throw InputError(problem);
+  }
   RunResult res;
   res.model = r.name;
   const auto t_load = Clock::now();
@@ -264,7 +278,7 @@ RunResult run_model(const RunRequest& r) {
   res.threads = pool->size();
 
   check_sequence_sizes(r, model->config());
-  RankSetup setup{.r = r, .layout = layout, .ctx = ctx, .device_backend = device_backend};
+  RankSetup setup{.r = r, .layout = layout, .ctx = ctx, .device_backend = device_backend, .gpu_ranks = gpu_ranks};
   setup.vocab = model->config().vocab;
   setup.prompts = make_prompts(r, setup.vocab);
   const auto prompt_len = static_cast<std::int64_t>(setup.prompts.front().size());
@@ -272,8 +286,7 @@ RunResult run_model(const RunRequest& r) {
   // the session allocates anything (the prompt is prefilled in one step).
   if (device_backend)
     setup.kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
-  const int ranks = layout.gpus();
-  setup.comms = make_in_process_group(ranks);
+  setup.comms = gpu_ranks ? make_nccl_group(ranks) : make_in_process_group(ranks);
   for (int rank = 0; rank < ranks; ++rank) setup.shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
 
   merge_ranks(run_ranks(setup), layout, res);
@@ -281,6 +294,26 @@ RunResult run_model(const RunRequest& r) {
   res.decode_tokens_per_s = r.gen_tokens > 1 ? static_cast<double>(r.batch * (r.gen_tokens - 1)) / res.decode_s : 0;
   res.peak_rss_bytes = peak_rss_bytes();
   return res;
+}
+
+std::string cuda_ranks_problem(const model::ParallelLayout& layout, std::int64_t batch, int cuda_device, bool nccl,
+                               int visible_gpus) {
+  const int ranks = layout.gpus();
+  if (ranks <= 1) return "";
+  const std::string n = std::to_string(ranks);
+  if (!nccl)
+    return "--device cuda with " + n + " ranks needs NCCL, which this build lacks: run one GPU (--tp, --dp, --ep and " +
+           "--pp 1) or --device cpu";
+  if (cuda_device != 0)
+    return "--cuda-device " + std::to_string(cuda_device) + " picks the GPU of a one-GPU run; " + n +
+           " ranks run on GPUs 0-" + std::to_string(ranks - 1);
+  if (visible_gpus < ranks)
+    return "--device cuda with " + n + " ranks needs " + n + " GPUs (one per rank); " + std::to_string(visible_gpus) +
+           " visible";
+  if (batch < layout.dp)
+    return "--device cuda with --dp " + std::to_string(layout.dp) + " needs --batch of at least " +
+           std::to_string(layout.dp) + " (a sequence for each replica's paged cache)";
+  return "";
 }
 
 int data_parallel(const RunRequest& r) {

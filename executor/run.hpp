@@ -24,8 +24,8 @@ struct RunRequest {
   bool overwrite_weights_out = false;    // write into weights_out even when it holds files moeplan did not write
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
   bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
-  DeviceKind device = DeviceKind::cpu;   // cuda: one rank on CUDA device `cuda_device` (select_device checked it)
-  int cuda_device = 0;
+  DeviceKind device = DeviceKind::cpu;   // cuda: one rank on CUDA device `cuda_device` (select_device checked it),
+  int cuda_device = 0;                   // or several, rank r on GPU r over NCCL (cuda_ranks_problem says when not)
   // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp
   // tensor-parallel ranks each, routed experts split ep ways over all of them. layout.dp = 0: ep when tp = 1 and
   // ep > 1 (the earlier `--tp 1 --ep N`), else 1 (data_parallel gives the value run). pp pipeline stages of tp * dp
@@ -64,6 +64,13 @@ RunResult run_model(const RunRequest& request);
 
 // The attention data-parallel replicas a request runs: request.dp, or its default described at RunRequest::layout.
 int data_parallel(const RunRequest& request);
+
+// Why a --device cuda run of layout.gpus() ranks cannot start, as one line naming the fix; empty when it can (one rank
+// always can here: its GPU is checked when its backend is made). Ranks r = 0 .. gpus-1 run on GPUs r, a thread each,
+// over NCCL (make_nccl_group): the build needs NCCL, as many GPUs must be visible, --cuda-device stays 0, and every
+// attention replica needs a sequence.
+std::string cuda_ranks_problem(const model::ParallelLayout& layout, std::int64_t batch, int cuda_device, bool nccl,
+                               int visible_gpus);
 
 // {"experts": E, "layers": [[count per expert] ...], "tokens": [[ids...] ...]}: the shape simulate --expert-loads reads.
 nlohmann::json routing_trace_json(const RunResult& result);

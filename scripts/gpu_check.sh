@@ -94,6 +94,11 @@ step calibrate_cuda 150 "$MOEPLAN" calibrate --device cuda --quick --model llama
 # experts; 0.9 GB of BF16) written as a seeded random checkpoint, prefill and decode.
 step run_cuda 120 "$MOEPLAN" run --device cuda --random-weights 1 --weights-out "$LOGS/slice-weights" --layers 2 \
   --experts 2 --vocab 8192 --prompt-tokens 256 --gen-tokens 16 --batch 4 --format json -o "$LOGS/run_cuda.json"
+# The same slice over NCCL, tensor-parallel over two GPUs (rank r on GPU r), where the machine has two.
+if [ "$(nvidia-smi --query-gpu=index --format=csv,noheader 2> /dev/null | wc -l)" -ge 2 ]; then
+  step run_cuda_tp2 120 "$MOEPLAN" run --device cuda --tp 2 --random-weights 1 --weights-out "$LOGS/slice-weights" \
+    --layers 2 --experts 2 --vocab 8192 --prompt-tokens 256 --gen-tokens 16 --batch 4 --format json
+fi
 rm -rf "$LOGS/slice-weights"
 step bench_cuda_kernels 150 "$BUILD/bench/moeplan_bench_cuda_kernels" --benchmark_out="$LOGS/bench_cuda_kernels.json" \
   --benchmark_out_format=json

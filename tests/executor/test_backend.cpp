@@ -22,6 +22,7 @@
 #include "executor/checkpoint_random.hpp"
 #include "executor/forward.hpp"
 #include "executor/paged_kv.hpp"
+#include "executor/run.hpp"
 #include "kernels/activation.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/norm.hpp"
@@ -397,6 +398,23 @@ TEST_CASE("Device selection in one place: cpu, cuda when built and visible, else
   CHECK(executor::make_backend(executor::DeviceKind::cpu, kernels::CpuContext{})->kind() == executor::DeviceKind::cpu);
   if (!executor::query_gpus().cuda_built)
     CHECK_THROWS_WITH(executor::make_backend(executor::DeviceKind::cuda, kernels::CpuContext{}), Catch::Contains("this build has no CUDA"));
+}
+
+TEST_CASE("run --device cuda over several GPUs: NCCL, a GPU per rank, --cuda-device 0, a sequence per replica") {
+  const model::ParallelLayout one{.tp = 1, .ep = 1, .pp = 1, .dp = 1}, tp2{.tp = 2, .ep = 1, .pp = 1, .dp = 1};
+  const model::ParallelLayout dep4{.tp = 1, .ep = 4, .pp = 1, .dp = 4};
+  CHECK(executor::cuda_ranks_problem(one, 1, 3, false, 0).empty());  // one rank: its backend checks its GPU
+  CHECK(executor::cuda_ranks_problem(tp2, 1, 0, true, 2).empty());
+  CHECK(executor::cuda_ranks_problem(dep4, 4, 0, true, 8).empty());
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 0, false, 2), Catch::Contains("needs NCCL, which this build lacks"));
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 1, true, 2),
+             Catch::Contains("--cuda-device 1 picks the GPU of a one-GPU run"));
+  CHECK_THAT(executor::cuda_ranks_problem(dep4, 4, 0, true, 1),
+             Catch::Contains("--device cuda with 4 ranks needs 4 GPUs (one per rank); 1 visible"));
+  CHECK_THAT(executor::cuda_ranks_problem(dep4, 3, 0, true, 4), Catch::Contains("needs --batch of at least 4"));
+  for (const auto& line :
+       {executor::cuda_ranks_problem(tp2, 1, 0, false, 2), executor::cuda_ranks_problem(dep4, 3, 0, true, 4)})
+    CHECK(line.find('\n') == std::string::npos);
 }
 
 TEST_CASE("the CUDA backend's matmul plan: a kernel per weight dtype, or one line naming the dtype") {
