@@ -84,15 +84,19 @@ simulator::GpuProfileCurveData moe_curve(executor::Backend& b, const GpuCalibrat
                                          HostWeights& keep) {
   const model::ModelConfig& m = q.model;
   const std::int64_t H = m.hidden, I = m.moe_intermediate, E = m.num_experts, K = m.experts_per_token;
-  std::vector<kernels::WeightView> gate, up, down;
+  std::vector<kernels::WeightView> gate_host, up_host, down_host;
   for (std::int64_t e = 0; e < E; ++e) {
     const auto& g = keep.emplace_back(random_bf16(I, H, state));
     const auto& u = keep.emplace_back(random_bf16(I, H, state));
     const auto& d = keep.emplace_back(random_bf16(H, I, state));
-    gate.push_back(b.resident({kernels::WeightDtype::bf16, g.data(), I, H, nullptr}));
-    up.push_back(b.resident({kernels::WeightDtype::bf16, u.data(), I, H, nullptr}));
-    down.push_back(b.resident({kernels::WeightDtype::bf16, d.data(), H, I, nullptr}));
+    gate_host.push_back({kernels::WeightDtype::bf16, g.data(), I, H, nullptr});
+    up_host.push_back({kernels::WeightDtype::bf16, u.data(), I, H, nullptr});
+    down_host.push_back({kernels::WeightDtype::bf16, d.data(), H, I, nullptr});
   }
+  // Each projection's experts as one group, as the session holds them (the CUDA backend's grouped GEMM).
+  const auto gate = b.resident_group(gate_host.data(), gate_host.size());
+  const auto up = b.resident_group(up_host.data(), up_host.size());
+  const auto down = b.resident_group(down_host.data(), down_host.size());
   const std::int64_t max_t = q.tokens.back(), max_rows = max_t * K;
   const std::vector<float> host_x = random_floats(max_t * H, state);
   const executor::DeviceArray<float> x(b, host_x.data(), max_t * H);

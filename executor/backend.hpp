@@ -50,6 +50,10 @@ class Backend {
   // Weights: the view of a host matrix (kernels::WeightView of host memory that outlives the backend's use of it)
   // in this device's memory: the view itself on the CPU; on a GPU, a copy uploaded on first use and kept.
   virtual kernels::WeightView resident(const kernels::WeightView& host) = 0;
+  // The resident views of `count` weights of one shape and dtype (one MoE layer's experts), in order. This default
+  // makes each resident on its own; a backend whose grouped_matmul reads such a group as one [count, rows, cols]
+  // array places them one after the other (the CUDA backend, for its grouped GEMM).
+  virtual std::vector<kernels::WeightView> resident_group(const kernels::WeightView* hosts, std::size_t count);
 
   // ---- op timing: a span brackets the ops issued between span_begin() (which returns its id) and span_end(id);
   // span_seconds(id) waits until the span's ops have finished and returns its duration; spans_clear() forgets

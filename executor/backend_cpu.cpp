@@ -14,6 +14,13 @@ namespace moeplan::executor {
 
 const char* device_kind_name(DeviceKind kind) { return kind == DeviceKind::cpu ? "cpu" : "cuda"; }
 
+std::vector<kernels::WeightView> Backend::resident_group(const kernels::WeightView* hosts, std::size_t count) {
+  std::vector<kernels::WeightView> views;
+  views.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) views.push_back(resident(hosts[i]));
+  return views;
+}
+
 // The wall-clock spans every backend has unless it times on its device (backend.hpp).
 std::size_t Backend::span_begin() {
   const auto now = std::chrono::steady_clock::now();

@@ -67,8 +67,13 @@ class CudaBackend final : public Backend {
     } catch (...) {  // a destructor must not throw; the frees below still run
     }
     for (auto& [key, r] : resident_) {
+      if (!r.owned) continue;
       cu::device_free(r.data);
       cu::device_free(r.scales);
+    }
+    for (auto& g : groups_) {
+      cu::device_free(g.data);
+      cu::device_free(g.scales);
     }
     for (auto& [begin, end] : spans_) {
       cu::event_destroy(begin);
@@ -130,6 +135,35 @@ class CudaBackend final : public Backend {
     return view;
   }
 
+  // Same-shaped weights of one dtype laid out one after the other in one allocation (the grouped GEMM's [E, N, K]);
+  // each view is registered as resident, so resident() of one of them finds it. A group whose first weight is
+  // resident already (or of another shape) is made resident weight by weight.
+  std::vector<kernels::WeightView> resident_group(const kernels::WeightView* hosts, std::size_t count) override {
+    const auto key_of = [](const kernels::WeightView& h) { return Key{h.data, h.row_scales, h.dtype, h.rows, h.cols}; };
+    bool uniform = count > 1 && !resident_.count(key_of(hosts[0]));
+    for (std::size_t i = 1; uniform && i < count; ++i)
+      uniform = hosts[i].dtype == hosts[0].dtype && hosts[i].rows == hosts[0].rows && hosts[i].cols == hosts[0].cols &&
+                (hosts[i].row_scales != nullptr) == (hosts[0].row_scales != nullptr) && !resident_.count(key_of(hosts[i]));
+    if (!uniform) return Backend::resident_group(hosts, count);
+    const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(hosts[0]));
+    const std::size_t scale_bytes = hosts[0].row_scales ? bytes_of(hosts[0].rows, sizeof(float)) : 0;
+    auto* block = static_cast<unsigned char*>(cu::device_alloc(bytes * count));
+    auto* scales = scale_bytes ? static_cast<unsigned char*>(cu::device_alloc(scale_bytes * count)) : nullptr;
+    groups_.push_back({block, reinterpret_cast<float*>(scales)});
+    std::vector<kernels::WeightView> views;
+    for (std::size_t i = 0; i < count; ++i) {
+      Resident r{block + i * bytes, scales ? reinterpret_cast<float*>(scales + i * scale_bytes) : nullptr, false};
+      if (bytes > 0) cu::copy_to_device(r.data, hosts[i].data, bytes, stream_);
+      if (scales) cu::copy_to_device(r.scales, hosts[i].row_scales, scale_bytes, stream_);
+      resident_.emplace(key_of(hosts[i]), r);
+      kernels::WeightView view = hosts[i];
+      view.data = r.data;
+      view.row_scales = r.scales;
+      views.push_back(view);
+    }
+    return views;
+  }
+
   void matmul(const float* x, std::int64_t M, const kernels::WeightView& w, float* y, bool accumulate) override {
     const CudaMatmulPlan plan = plan_cuda_matmul(w, accumulate);
     if (plan.path == CudaMatmulPlan::Path::none) throw InputError(plan.problem);
@@ -159,9 +193,22 @@ class CudaBackend final : public Backend {
     }
     if (plan.epilogue) cu::gemm_epilogue(out, M, N, x_scale, w.row_scales, y, accumulate, stream_);
   }
+  // BF16 experts laid out as one [E, N, K] array (resident_group) run as one grouped GEMM on the rows converted to
+  // BF16 (the same operands and fp32 accumulation as the per-expert cuBLASLt path); anything else expert by expert.
   void grouped_matmul(const float* x_sorted, const std::int64_t* expert_offsets, std::int64_t experts,
                       const kernels::WeightView* weights, float* y_sorted) override {
-    grouped_matmul_per_expert(*this, x_sorted, expert_offsets, experts, weights, y_sorted);
+    if (!grouped_bf16(weights, experts)) {
+      grouped_matmul_per_expert(*this, x_sorted, expert_offsets, experts, weights, y_sorted);
+      return;
+    }
+    const std::int64_t rows = expert_offsets[experts], N = weights[0].rows, K = weights[0].cols;
+    if (rows <= 0) return;
+    auto* xb = static_cast<std::uint16_t*>(input_.get(bytes_of(rows * K, sizeof(std::uint16_t))));
+    cu::convert_bf16(x_sorted, rows * K, xb, stream_);
+    auto* offsets = static_cast<std::int64_t*>(ids_.get(bytes_of(experts + 1, sizeof(std::int64_t))));
+    cu::copy_to_device(offsets, expert_offsets, bytes_of(experts + 1, sizeof(std::int64_t)), stream_);
+    cu::grouped_gemm_bf16(xb, static_cast<const std::uint16_t*>(weights[0].data), offsets,
+                          kernels::GroupedGemmShape{rows, experts, N, K, false}, y_sorted, stream_);
   }
   void attention(const kernels::AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
                  const float* v, float* out) override {
@@ -252,7 +299,19 @@ class CudaBackend final : public Backend {
   struct Resident {
     void* data = nullptr;
     float* scales = nullptr;
+    bool owned = true;  // false: a slice of one of groups_' allocations
   };
+  // Whether `experts` views are BF16 weights of one shape laid out one after the other (resident_group's block) with
+  // K a multiple of 8: the grouped GEMM's [E, N, K] array.
+  bool grouped_bf16(const kernels::WeightView* w, std::int64_t experts) const {
+    if (experts < 1 || w[0].dtype != kernels::WeightDtype::bf16 || w[0].cols % 8 != 0) return false;
+    const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(w[0]));
+    for (std::int64_t e = 1; e < experts; ++e)
+      if (w[e].dtype != w[0].dtype || w[e].rows != w[0].rows || w[e].cols != w[0].cols ||
+          w[e].data != static_cast<const unsigned char*>(w[0].data) + static_cast<std::size_t>(e) * bytes)
+        return false;
+    return true;
+  }
 
   int device_ = 0;
   std::string name_;
@@ -261,6 +320,7 @@ class CudaBackend final : public Backend {
   float* unit_scale_ = nullptr;  // 1.0f on the device: the FP8 GEMM's per-tensor scales (the epilogue scales)
   // Weights uploaded once, by host address (a backend serves the weights of models that outlive it).
   std::unordered_map<Key, Resident, KeyHash> resident_;
+  std::vector<Resident> groups_;  // resident_group's allocations (weights, scales)
   Scratch acc_, input_, input_scale_, ids_, decode_ws_;
   int sm_count_ = 0;
   std::vector<std::pair<cu::Event, cu::Event>> spans_;  // (begin, end) events; the first spans_used_ are in use

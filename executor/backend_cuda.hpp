@@ -33,8 +33,10 @@ CudaMatmulPlan plan_cuda_matmul(const kernels::WeightView& w, bool accumulate);
 // cuda::attention_generic (up to 1024).
 bool cuda_attention_tiled(std::int64_t head_dim);
 
-// grouped_matmul as the CUDA backend and its CPU reference run it: expert by expert through b.matmul (each expert's
-// rows are contiguous in x_sorted [R, K] and y_sorted [R, N]; expert_offsets and weights are host arrays).
+// grouped_matmul expert by expert through b.matmul, as the CPU reference runs it and the CUDA backend does for experts
+// that are not BF16 weights laid out as one group (each expert's rows are contiguous in x_sorted [R, K] and y_sorted
+// [R, N]; expert_offsets and weights are host arrays). The grouped BF16 GEMM has the same operands (x rounded to BF16)
+// and fp32 accumulation, in another summation order.
 void grouped_matmul_per_expert(Backend& b, const float* x_sorted, const std::int64_t* expert_offsets,
                                std::int64_t experts, const kernels::WeightView* weights, float* y_sorted);
 

@@ -620,10 +620,10 @@ void Session::routed_experts(const Model::Layer& L, const std::int64_t* offsets,
   Backend& b = *backend_;
   const std::int64_t H = model_->config().hidden, I = L.expert_gate.front().rows;
   const std::int64_t experts = static_cast<std::int64_t>(L.expert_gate.size());
-  auto views = [&](const std::vector<Model::Matrix>& ms) {
-    std::vector<kernels::WeightView> list;
-    for (const auto& m : ms) list.push_back(resident(m));
-    return list;
+  auto views = [&](const std::vector<Model::Matrix>& ms) {  // one group: the experts' matrices of one projection
+    std::vector<kernels::WeightView> hosts;
+    for (const auto& m : ms) hosts.push_back(m.view());
+    return b.resident_group(hosts.data(), hosts.size());
   };
   const DeviceArray<std::int64_t> tokens(b, row_token, R);
   DeviceArray<float> in_scales, out_scales;
