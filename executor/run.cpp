@@ -2,8 +2,10 @@
 #include "executor/run.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <latch>
 #include <sstream>
 #include <exception>
 #include <memory>
@@ -123,6 +125,15 @@ std::vector<std::vector<std::int32_t>> make_prompts(const RunRequest& r, std::in
 // What every rank shares: pp * tp * dp ranks, stage-major; in each stage, each replica of tp ranks serves a
 // contiguous block of the sequences (as even as the batch allows; a replica with none still joins every all-to-all),
 // and every stage sees the same sequences. Rank 0 runs with the pool; the others single-threaded each.
+// Every rank makes its backend and cache plan on its own thread; then all wait here, and when one of them failed the
+// others leave too, before any collective (a rank missing from an NCCL collective would leave the others waiting in
+// it for ever).
+struct SetupGate {
+  explicit SetupGate(int ranks) : ready(ranks) {}
+  std::latch ready;
+  std::atomic<bool> failed{false};
+};
+
 struct RankSetup {
   const RunRequest& r;
   model::ParallelLayout layout;
@@ -134,6 +145,7 @@ struct RankSetup {
   std::vector<std::unique_ptr<Communicator>> comms{};
   std::vector<std::vector<std::int32_t>> prompts{};
   std::int64_t vocab = 0;
+  std::unique_ptr<SetupGate> gate{};
   int stage_ranks() const { return layout.tp * layout.dp; }
 };
 
@@ -156,14 +168,22 @@ RankOut generate(const RankSetup& s, int rank) {
   const auto& shard = s.shards[static_cast<std::size_t>(rank)];
   std::shared_ptr<Backend> backend = s.device_backend;
   std::optional<PagedKvPlan> kv_plan = s.kv_plan;
-  if (s.gpu_ranks) {
-    // Made on this rank's thread, so the thread's current device is the rank's GPU (NCCL's calls set the same).
-    backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, rank);
-    const auto prompt_len = static_cast<std::int64_t>(s.prompts.front().size());
-    kv_plan = device_kv_plan(*backend, *shard, n, prompt_len + r.gen_tokens, prompt_len);
-  } else if (!backend) {
-    backend = make_cpu_backend(rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations});
+  try {
+    if (s.gpu_ranks) {
+      // Made on this rank's thread, so the thread's current device is the rank's GPU (NCCL's calls set the same).
+      backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, rank);
+      const auto prompt_len = static_cast<std::int64_t>(s.prompts.front().size());
+      kv_plan = device_kv_plan(*backend, *shard, n, prompt_len + r.gen_tokens, prompt_len);
+    } else if (!backend) {
+      backend = make_cpu_backend(rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations});
+    }
+  } catch (...) {
+    s.gate->failed = true;
+    s.gate->ready.count_down();
+    throw;
   }
+  s.gate->ready.arrive_and_wait();
+  if (s.gate->failed) return {};  // the failing rank's error is the run's
   Session session(shard, backend, n, stage_group(world, s.stage_ranks()), s.layout.pp > 1 ? &world : nullptr,
                   kv_plan);
   RankOut out;
@@ -287,6 +307,7 @@ RunResult run_model(const RunRequest& r) {
   if (device_backend)
     setup.kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
   setup.comms = gpu_ranks ? make_nccl_group(ranks) : make_in_process_group(ranks);
+  setup.gate = std::make_unique<SetupGate>(ranks);
   for (int rank = 0; rank < ranks; ++rank) setup.shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
 
   merge_ranks(run_ranks(setup), layout, res);
