@@ -116,34 +116,21 @@ class CudaBackend final : public Backend {
   void spans_clear() override { spans_used_ = 0; }
 
   kernels::WeightView resident(const kernels::WeightView& host) override {
-    const Key key{host.data, host.row_scales, host.dtype, host.rows, host.cols};
-    auto it = resident_.find(key);
-    if (it == resident_.end()) {
-      Resident r;
-      const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(host));
-      r.data = cu::device_alloc(bytes);
-      if (bytes > 0) cu::copy_to_device(r.data, host.data, bytes, stream_);
-      if (host.row_scales) {
-        r.scales = static_cast<float*>(cu::device_alloc(bytes_of(host.rows, sizeof(float))));
-        cu::copy_to_device(r.scales, host.row_scales, bytes_of(host.rows, sizeof(float)), stream_);
-      }
-      it = resident_.emplace(key, r).first;
-    }
-    kernels::WeightView view = host;
-    view.data = it->second.data;
-    view.row_scales = it->second.scales;
-    return view;
+    if (const auto it = resident_.find(key_of(host)); it != resident_.end()) return view_of(host, it->second);
+    const std::size_t scale_bytes = host.row_scales ? bytes_of(host.rows, sizeof(float)) : 0;
+    return place(host, {cu::device_alloc(static_cast<std::size_t>(kernels::weight_bytes(host))),
+                        scale_bytes ? static_cast<float*>(cu::device_alloc(scale_bytes)) : nullptr, true});
   }
 
   // Same-shaped weights of one dtype laid out one after the other in one allocation (the grouped GEMM's [E, N, K]);
   // each view is registered as resident, so resident() of one of them finds it. A group whose first weight is
   // resident already (or of another shape) is made resident weight by weight.
   std::vector<kernels::WeightView> resident_group(const kernels::WeightView* hosts, std::size_t count) override {
-    const auto key_of = [](const kernels::WeightView& h) { return Key{h.data, h.row_scales, h.dtype, h.rows, h.cols}; };
     bool uniform = count > 1 && !resident_.count(key_of(hosts[0]));
     for (std::size_t i = 1; uniform && i < count; ++i)
       uniform = hosts[i].dtype == hosts[0].dtype && hosts[i].rows == hosts[0].rows && hosts[i].cols == hosts[0].cols &&
-                (hosts[i].row_scales != nullptr) == (hosts[0].row_scales != nullptr) && !resident_.count(key_of(hosts[i]));
+                (hosts[i].row_scales != nullptr) == (hosts[0].row_scales != nullptr) &&
+                !resident_.count(key_of(hosts[i]));
     if (!uniform) return Backend::resident_group(hosts, count);
     const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(hosts[0]));
     const std::size_t scale_bytes = hosts[0].row_scales ? bytes_of(hosts[0].rows, sizeof(float)) : 0;
@@ -151,16 +138,9 @@ class CudaBackend final : public Backend {
     auto* scales = scale_bytes ? static_cast<unsigned char*>(cu::device_alloc(scale_bytes * count)) : nullptr;
     groups_.push_back({block, reinterpret_cast<float*>(scales)});
     std::vector<kernels::WeightView> views;
-    for (std::size_t i = 0; i < count; ++i) {
-      Resident r{block + i * bytes, scales ? reinterpret_cast<float*>(scales + i * scale_bytes) : nullptr, false};
-      if (bytes > 0) cu::copy_to_device(r.data, hosts[i].data, bytes, stream_);
-      if (scales) cu::copy_to_device(r.scales, hosts[i].row_scales, scale_bytes, stream_);
-      resident_.emplace(key_of(hosts[i]), r);
-      kernels::WeightView view = hosts[i];
-      view.data = r.data;
-      view.row_scales = r.scales;
-      views.push_back(view);
-    }
+    for (std::size_t i = 0; i < count; ++i)
+      views.push_back(place(hosts[i], {block + i * bytes,
+                                       scales ? reinterpret_cast<float*>(scales + i * scale_bytes) : nullptr, false}));
     return views;
   }
 
@@ -301,6 +281,21 @@ class CudaBackend final : public Backend {
     float* scales = nullptr;
     bool owned = true;  // false: a slice of one of groups_' allocations
   };
+  static Key key_of(const kernels::WeightView& h) { return Key{h.data, h.row_scales, h.dtype, h.rows, h.cols}; }
+  static kernels::WeightView view_of(const kernels::WeightView& host, const Resident& r) {
+    kernels::WeightView view = host;
+    view.data = r.data;
+    view.row_scales = r.scales;
+    return view;
+  }
+  // Uploads `host` (and its row scales) into the device memory `r` names, registers it, returns its device view.
+  kernels::WeightView place(const kernels::WeightView& host, const Resident& r) {
+    const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(host));
+    if (bytes > 0) cu::copy_to_device(r.data, host.data, bytes, stream_);
+    if (host.row_scales) cu::copy_to_device(r.scales, host.row_scales, bytes_of(host.rows, sizeof(float)), stream_);
+    resident_.emplace(key_of(host), r);
+    return view_of(host, r);
+  }
   // Whether `experts` views are BF16 weights of one shape laid out one after the other (resident_group's block) with
   // K a multiple of 8: the grouped GEMM's [E, N, K] array.
   bool grouped_bf16(const kernels::WeightView* w, std::int64_t experts) const {
