@@ -140,7 +140,6 @@ struct RankSetup {
   kernels::CpuContext ctx;
   std::shared_ptr<Backend> device_backend;  // one GPU; null: each rank its own backend
   bool gpu_ranks = false;                   // each rank its own GPU (rank r on GPU r) over NCCL
-  std::optional<PagedKvPlan> kv_plan{};
   std::vector<std::shared_ptr<const Model>> shards{};
   std::vector<std::unique_ptr<Communicator>> comms{};
   std::vector<std::vector<std::int32_t>> prompts{};
@@ -167,16 +166,18 @@ RankOut generate(const RankSetup& s, int rank) {
   Communicator& world = *s.comms[static_cast<std::size_t>(rank)];
   const auto& shard = s.shards[static_cast<std::size_t>(rank)];
   std::shared_ptr<Backend> backend = s.device_backend;
-  std::optional<PagedKvPlan> kv_plan = s.kv_plan;
+  std::optional<PagedKvPlan> kv_plan;
   try {
-    if (s.gpu_ranks) {
-      // Made on this rank's thread, so the thread's current device is the rank's GPU (NCCL's calls set the same).
+    // A GPU rank's backend is made on its own thread, so the thread's current device is its GPU (NCCL's calls set
+    // the same).
+    if (s.gpu_ranks)
       backend = make_backend(DeviceKind::cuda, kernels::CpuContext{}, rank);
-      const auto prompt_len = static_cast<std::int64_t>(s.prompts.front().size());
-      kv_plan = device_kv_plan(*backend, *shard, n, prompt_len + r.gen_tokens, prompt_len);
-    } else if (!backend) {
+    else if (!backend)
       backend = make_cpu_backend(rank == 0 ? s.ctx : kernels::CpuContext{s.ctx.path, nullptr, s.ctx.bf16_activations});
-    }
+    // On a GPU the KV cache is paged, its pool sized by the plan that must fit beside the rank's weights: refused
+    // here, before the session allocates anything (the prompt is prefilled in one step).
+    const auto prompt_len = static_cast<std::int64_t>(s.prompts.front().size());
+    kv_plan = device_kv_plan(*backend, *shard, n, prompt_len + r.gen_tokens, prompt_len);
   } catch (...) {
     s.gate->failed = true;
     s.gate->ready.count_down();
@@ -302,10 +303,6 @@ RunResult run_model(const RunRequest& r) {
   setup.vocab = model->config().vocab;
   setup.prompts = make_prompts(r, setup.vocab);
   const auto prompt_len = static_cast<std::int64_t>(setup.prompts.front().size());
-  // On a GPU the KV cache is paged, its pool sized by the plan that must fit beside the weights: refused here, before
-  // the session allocates anything (the prompt is prefilled in one step).
-  if (device_backend)
-    setup.kv_plan = device_kv_plan(*device_backend, *model, r.batch, prompt_len + r.gen_tokens, prompt_len);
   setup.comms = gpu_ranks ? make_nccl_group(ranks) : make_in_process_group(ranks);
   setup.gate = std::make_unique<SetupGate>(ranks);
   for (int rank = 0; rank < ranks; ++rank) setup.shards.push_back(ranks > 1 ? model->sharded(layout, rank) : model);
