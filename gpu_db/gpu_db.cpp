@@ -17,11 +17,16 @@ namespace moeplan::gpu_db {
 
 namespace {
 
+// FILE:LINE of a node, the prefix of every error about it.
+std::string where_of(const YAML::Node& n, const std::filesystem::path& file) {
+  return file.string() + ":" + std::to_string(n.Mark().line + 1);
+}
+
 // Reads typed keys of one YAML map entry; errors name the file, the line and the key.
 class Entry {
  public:
-  Entry(const YAML::Node& n, std::string file, std::set<std::string> allowed)
-      : n_(n), where_(file + ":" + std::to_string(n.Mark().line + 1)) {
+  Entry(const YAML::Node& n, const std::string& file, std::set<std::string> allowed)
+      : n_(n), where_(where_of(n, file)) {
     if (!n.IsMap()) throw InputError(where_ + ": expected a map of keys");
     allowed.insert("notes");
     for (const auto& kv : n) {
@@ -149,10 +154,6 @@ template <typename Price>
 void lower_flagged(std::vector<Price>& prices) {
   for (auto& p : prices)
     if (!p.flags.empty()) p.confidence = Confidence::low;
-}
-
-std::string where_of(const YAML::Node& n, const std::filesystem::path& file) {
-  return file.string() + ":" + std::to_string(n.Mark().line + 1);
 }
 
 // ---------------------------------------------------------------- gpus.yaml
