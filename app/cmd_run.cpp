@@ -2,6 +2,7 @@
 // time it.
 #include <iostream>
 #include <limits>
+#include <optional>
 
 #include "app/cli.hpp"
 #include "app/config_options.hpp"
@@ -28,7 +29,7 @@ struct RunOptions {
   int threads = 0, cuda_device = 0, tp = 1, ep = 1, dp = 0, pp = 1;
   std::int64_t prompt_tokens = 0, gen_tokens = 0, batch = 0;
   float temperature = 0, top_p = 1;
-  bool bf16_activations = false;
+  bool bf16_activations = false, process_per_rank = false;
 };
 
 // --shape and its one-key options: a shrunk config for --random-weights.
@@ -48,6 +49,7 @@ void add_run_options(po::options_description& d, RunOptions& o) {
       ("force", "--weights-out: write even into a directory holding files moeplan did not write (they may be replaced)")
       ("device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu, or cuda (a build with CUDA and a visible device; with --tp/--dp/--pp above 1, rank r on GPU r over NCCL)")
       ("cuda-device", po::value<int>(&o.cuda_device)->default_value(0), "--device cuda, one rank: which GPU (0 = the first visible)")
+      ("process-per-rank", po::bool_switch(&o.process_per_rank), "--device cuda: a launcher (torchrun, mpirun, srun) started one process per rank; this one runs the rank its variables give, on the GPU of its local rank, the NCCL id shared through MOEPLAN_NCCL_ID_FILE or MOEPLAN_NCCL_ID; rank 0 reports")
       ("threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0: all)")
       ("bf16-activations", po::bool_switch(&o.bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
       ("tp", po::value<int>(&o.tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")
@@ -107,7 +109,7 @@ executor::DeviceKind check_run_options(const po::variables_map& vm, const RunOpt
   for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp", "pp"}) require_positive(vm, name);
   if (o.gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
   const executor::DeviceKind device = executor::select_device(o.device);
-  if (device == executor::DeviceKind::cpu) refuse_given(vm, {"cuda-device"}, "run --device cuda");
+  if (device == executor::DeviceKind::cpu) refuse_given(vm, {"cuda-device", "process-per-rank"}, "run --device cuda");
   if (vm.count("weights") == vm.count("random-weights"))
     throw InputError("give --weights DIR or --random-weights SEED (one of them)");
   if (!(o.temperature >= 0) || !(o.top_p > 0 && o.top_p <= 1))
@@ -149,6 +151,10 @@ executor::RunRequest run_request(const po::variables_map& vm, const RunOptions& 
   q.top_p = o.top_p;
   q.seed = o.seed;
   if (vm.count("prompt")) q.prompt = parse_prompt(o.prompt);
+  if (o.process_per_rank) {
+    q.process = executor::process_rank_from_environment();
+    q.nccl_id = executor::unique_id_source_from_environment();
+  }
   if (vm.count("force") && !vm.count("weights-out")) throw InputError("--force applies to --weights-out only");
   return q;
 }
@@ -168,10 +174,13 @@ int cmd_run(const std::vector<std::string>& args, std::ostream& out) {
              args, d, vm, out))
     return kExitOk;
   executor::RunRequest q = run_request(vm, o, s, check_run_options(vm, o));
-  Progress bar("run: generated tokens", q.gen_tokens, std::cerr, stderr_is_terminal());
-  q.progress = &bar;
+  // One process per rank: rank 0 shows progress, writes the trace and reports every rank's results.
+  const bool reports = !q.process || q.process->rank == 0;
+  std::optional<Progress> bar;
+  if (reports) q.progress = &bar.emplace("run: generated tokens", q.gen_tokens, std::cerr, stderr_is_terminal());
   const auto result = executor::run_model(q);
-  bar.finish();
+  if (!reports) return kExitOk;
+  bar->finish();
   if (!o.trace.empty()) write_file_atomic(o.trace, executor::routing_trace_json(result).dump() + "\n");
   emit(reports::run_report(result), o.common, out);
   return kExitOk;

@@ -2,6 +2,8 @@
 #include "executor/comm.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -15,11 +17,56 @@ namespace moeplan::executor {
 
 namespace {
 
+// Set once by Communicator::abort, shared by a group and all its sub-groups.
+using AbortFlag = std::shared_ptr<std::atomic<bool>>;
+
+void check_not_aborted(const AbortFlag& aborted) {
+  if (aborted->load()) throw CommAborted("communicator aborted: another rank failed");
+}
+
+// Waits on `cv` until `ready` holds, throwing CommAborted once the group is aborted. The wait wakes on every notify
+// and, at the latest, every 20 ms to look at the flag (abort reaches sub-groups' waiters without knowing them).
+template <class Ready>
+void wait_unless_aborted(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, const AbortFlag& aborted,
+                         Ready ready) {
+  while (!ready()) {
+    check_not_aborted(aborted);
+    cv.wait_for(lock, std::chrono::milliseconds(20));
+  }
+}
+
+// A reusable barrier of n ranks whose waiters leave with CommAborted when the group is aborted.
+class Rendezvous {
+ public:
+  Rendezvous(int n, AbortFlag aborted) : n_(n), aborted_(std::move(aborted)) {}
+  void arrive_and_wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    check_not_aborted(aborted_);
+    const std::uint64_t generation = generation_;
+    if (++arrived_ == n_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+      return;
+    }
+    wait_unless_aborted(cv_, lock, aborted_, [&] { return generation_ != generation; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int n_, arrived_ = 0;
+  std::uint64_t generation_ = 0;
+  AbortFlag aborted_;
+};
+
 struct Shared {
-  explicit Shared(int n) : slots(static_cast<std::size_t>(n)), sends(static_cast<std::size_t>(n)), sync(n) {}
+  Shared(int n, AbortFlag flag)
+      : slots(static_cast<std::size_t>(n)), sends(static_cast<std::size_t>(n)), aborted(flag), sync(n, flag) {}
   std::vector<const float*> slots;  // each rank's buffer for the collective in progress
   std::vector<const std::vector<std::vector<float>>*> sends;  // each rank's all-to-all buffers
-  std::barrier<> sync;
+  AbortFlag aborted;
+  Rendezvous sync;
   // Rendezvous of the sub-groups [first, first + count), made by the first of their ranks to ask.
   std::mutex sub_groups_mutex;
   std::map<std::pair<int, int>, std::shared_ptr<Shared>> sub_groups;
@@ -62,6 +109,7 @@ class InProcess final : public Communicator {
   void barrier() override { s_->sync.arrive_and_wait(); }
   void send(int to, const float* data, std::int64_t n) override {
     check_peer(to, "send");
+    check_not_aborted(s_->aborted);
     std::vector<float> message(data, data + n);
     {
       const std::lock_guard<std::mutex> lock(s_->mail_mutex);
@@ -73,7 +121,7 @@ class InProcess final : public Communicator {
     check_peer(from, "recv");
     std::unique_lock<std::mutex> lock(s_->mail_mutex);
     auto& box = s_->mail[{from, rank_}];
-    s_->mail_arrived.wait(lock, [&] { return !box.empty(); });
+    wait_unless_aborted(s_->mail_arrived, lock, s_->aborted, [&] { return !box.empty(); });
     std::vector<float> message = std::move(box.front());
     box.pop_front();
     lock.unlock();
@@ -92,12 +140,16 @@ class InProcess final : public Communicator {
       {
         const std::lock_guard<std::mutex> lock(s_->sub_groups_mutex);
         auto& slot = s_->sub_groups[key];
-        if (!slot) slot = std::make_shared<Shared>(count);
+        if (!slot) slot = std::make_shared<Shared>(count, s_->aborted);
         shared = slot;
       }
       mine = std::make_unique<InProcess>(std::move(shared), rank_ - first);
     }
     return *mine;
+  }
+  void abort() override {
+    s_->aborted->store(true);
+    s_->mail_arrived.notify_all();
   }
 
  private:
@@ -119,7 +171,7 @@ Communicator* stage_group(Communicator& world, int stage_ranks) {
 }
 
 std::vector<std::unique_ptr<Communicator>> make_in_process_group(int ranks) {
-  auto shared = std::make_shared<Shared>(ranks);
+  auto shared = std::make_shared<Shared>(ranks, std::make_shared<std::atomic<bool>>(false));
   std::vector<std::unique_ptr<Communicator>> out;
   for (int r = 0; r < ranks; ++r) out.push_back(std::make_unique<InProcess>(shared, r));
   return out;

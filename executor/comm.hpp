@@ -2,12 +2,18 @@
 // in-process implementation where every rank is a thread of this process. Sums run in rank order, so every rank
 // gets bit-identical results and runs are reproducible. (An NCCL implementation plugs in behind the same interface.)
 #pragma once
-#include <barrier>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 namespace moeplan::executor {
+
+// Thrown by a communicator's calls once its group was aborted (Communicator::abort).
+class CommAborted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Communicator {
  public:
@@ -30,6 +36,11 @@ class Communicator {
   // rank() - first): the tensor-parallel group of one attention replica. Every rank of the sub-group calls it
   // before using it, in any order; the sub-group lives as long as this communicator (ncclCommSplit under NCCL).
   virtual Communicator& sub_group(int first, int count) = 0;
+  // Releases every rank of the group (and its sub-groups) from the call it waits in, and makes every later call
+  // throw CommAborted: a rank that fails while the others wait in a collective calls it, so they leave instead of
+  // waiting for ever. Safe to call from any thread, more than once. Under NCCL it is ncclCommAbort of this rank's
+  // communicators; the other processes of a one-rank-per-process group are not reached (their launcher stops them).
+  virtual void abort() = 0;
 };
 
 // `ranks` communicators sharing one rendezvous; hand communicator r to the thread of rank r.

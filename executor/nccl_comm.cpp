@@ -3,8 +3,10 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -68,25 +70,22 @@ class NcclCommunicator final : public Communicator {
     subs_.clear();  // sub-groups first: they were split from this one
     cudaSetDevice(device_);
     cudaStreamDestroy(stream_);
-    ncclCommDestroy(comm_);
+    if (!aborted_) ncclCommDestroy(comm_);  // ncclCommAbort freed it
   }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
   void all_reduce_sum(float* data, std::int64_t n) override {
-    activate();
-    MOEPLAN_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclFloat, ncclSum, comm_, stream_));
+    enqueue([&] { MOEPLAN_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclFloat, ncclSum, comm_, stream_)); });
     wait();
   }
   void all_gather(const float* in, std::int64_t n, float* out) override {
-    activate();
-    MOEPLAN_NCCL_CHECK(ncclAllGather(in, out, count(n), ncclFloat, comm_, stream_));
+    enqueue([&] { MOEPLAN_NCCL_CHECK(ncclAllGather(in, out, count(n), ncclFloat, comm_, stream_)); });
     wait();
   }
   std::vector<std::vector<float>> all_to_all(const std::vector<std::vector<float>>& send) override {
     if (static_cast<int>(send.size()) != size_) throw std::logic_error("all_to_all: one buffer per rank");
-    activate();
     std::vector<std::int64_t> send_counts;
     for (const auto& s : send) send_counts.push_back(static_cast<std::int64_t>(s.size()));
     const std::vector<std::int64_t> recv_counts = exchange_counts(send_counts);
@@ -94,61 +93,94 @@ class NcclCommunicator final : public Communicator {
     // Stage every peer's floats in one device buffer at its offset, send and receive per peer in one NCCL group.
     float* out_dev = static_cast<float*>(send_buf_.at_least(bytes(send_off.back())));
     float* in_dev = static_cast<float*>(recv_buf_.at_least(bytes(recv_off.back())));
-    for (int p = 0; p < size_; ++p)
-      if (send_counts[p] > 0)
-        MOEPLAN_CUDA_CHECK(cudaMemcpyAsync(out_dev + send_off[p], send[p].data(), bytes(send_counts[p]), cudaMemcpyHostToDevice, stream_));
-    MOEPLAN_NCCL_CHECK(ncclGroupStart());
-    for (int p = 0; p < size_; ++p) {
-      if (send_counts[p] > 0) MOEPLAN_NCCL_CHECK(ncclSend(out_dev + send_off[p], count(send_counts[p]), ncclFloat, p, comm_, stream_));
-      if (recv_counts[p] > 0) MOEPLAN_NCCL_CHECK(ncclRecv(in_dev + recv_off[p], count(recv_counts[p]), ncclFloat, p, comm_, stream_));
-    }
-    MOEPLAN_NCCL_CHECK(ncclGroupEnd());
     std::vector<std::vector<float>> recv(static_cast<std::size_t>(size_));
-    for (int p = 0; p < size_; ++p) {
-      recv[p].resize(static_cast<std::size_t>(recv_counts[p]));
-      if (recv_counts[p] > 0)
-        MOEPLAN_CUDA_CHECK(cudaMemcpyAsync(recv[p].data(), in_dev + recv_off[p], bytes(recv_counts[p]), cudaMemcpyDeviceToHost, stream_));
-    }
+    enqueue([&] {
+      for (int p = 0; p < size_; ++p)
+        if (send_counts[p] > 0)
+          MOEPLAN_CUDA_CHECK(cudaMemcpyAsync(out_dev + send_off[p], send[p].data(), bytes(send_counts[p]),
+                                             cudaMemcpyHostToDevice, stream_));
+      MOEPLAN_NCCL_CHECK(ncclGroupStart());
+      for (int p = 0; p < size_; ++p) {
+        if (send_counts[p] > 0)
+          MOEPLAN_NCCL_CHECK(ncclSend(out_dev + send_off[p], count(send_counts[p]), ncclFloat, p, comm_, stream_));
+        if (recv_counts[p] > 0)
+          MOEPLAN_NCCL_CHECK(ncclRecv(in_dev + recv_off[p], count(recv_counts[p]), ncclFloat, p, comm_, stream_));
+      }
+      MOEPLAN_NCCL_CHECK(ncclGroupEnd());
+      for (int p = 0; p < size_; ++p) {
+        recv[p].resize(static_cast<std::size_t>(recv_counts[p]));
+        if (recv_counts[p] > 0)
+          MOEPLAN_CUDA_CHECK(cudaMemcpyAsync(recv[p].data(), in_dev + recv_off[p], bytes(recv_counts[p]),
+                                             cudaMemcpyDeviceToHost, stream_));
+      }
+    });
     wait();
     return recv;
   }
   void barrier() override {
-    activate();
-    float* one = static_cast<float*>(barrier_buf_.at_least(sizeof(float)));
-    MOEPLAN_NCCL_CHECK(ncclAllReduce(one, one, 1, ncclFloat, ncclSum, comm_, stream_));
+    enqueue([&] {
+      float* one = static_cast<float*>(barrier_buf_.at_least(sizeof(float)));
+      MOEPLAN_NCCL_CHECK(ncclAllReduce(one, one, 1, ncclFloat, ncclSum, comm_, stream_));
+    });
     wait();
   }
   void send(int to, const float* data, std::int64_t n) override {
     check_peer(to, "send");
-    activate();
-    MOEPLAN_NCCL_CHECK(ncclSend(data, count(n), ncclFloat, to, comm_, stream_));
+    enqueue([&] { MOEPLAN_NCCL_CHECK(ncclSend(data, count(n), ncclFloat, to, comm_, stream_)); });
     wait();
   }
   void recv(int from, float* data, std::int64_t n) override {
     check_peer(from, "recv");
-    activate();
-    MOEPLAN_NCCL_CHECK(ncclRecv(data, count(n), ncclFloat, from, comm_, stream_));
+    enqueue([&] { MOEPLAN_NCCL_CHECK(ncclRecv(data, count(n), ncclFloat, from, comm_, stream_)); });
     wait();
   }
   Communicator& sub_group(int first, int count_ranks) override {
     if (first < 0 || count_ranks < 1 || first + count_ranks > size_ || rank_ < first || rank_ >= first + count_ranks)
       throw std::logic_error("sub_group: ranks [first, first + count) must lie in the group and include this rank");
-    auto& mine = subs_[{first, count_ranks}];
-    if (!mine) {
-      activate();
-      ncclComm_t split = nullptr;
-      // color: the sub-group's first rank; key: the rank inside it.
-      MOEPLAN_NCCL_CHECK(ncclCommSplit(comm_, first, rank_ - first, &split, nullptr));
-      mine = std::make_unique<NcclCommunicator>(split, device_);
+    const std::pair<int, int> key{first, count_ranks};
+    {
+      const std::lock_guard<std::mutex> lock(enqueue_mutex_);
+      if (const auto it = subs_.find(key); it != subs_.end()) return *it->second;
+      if (aborted_) throw CommAborted("NCCL communicator aborted: another rank failed");
     }
-    return *mine;
+    // The split waits for every rank of the group, so it runs without the lock that abort takes.
+    activate();
+    ncclComm_t split = nullptr;
+    // color: the sub-group's first rank; key: the rank inside it.
+    MOEPLAN_NCCL_CHECK(ncclCommSplit(comm_, first, rank_ - first, &split, nullptr));
+    auto sub = std::make_unique<NcclCommunicator>(split, device_);
+    const std::lock_guard<std::mutex> lock(enqueue_mutex_);
+    if (aborted_) sub->abort();  // aborted while it was being made
+    return *(subs_[key] = std::move(sub));
+  }
+  // ncclCommAbort stops this rank's kernels that wait for peers (and the sub-groups'), so the stream waits return;
+  // the lock keeps it from freeing the communicator while another thread enqueues on it.
+  void abort() override {
+    const std::lock_guard<std::mutex> lock(enqueue_mutex_);
+    if (aborted_) return;
+    aborted_ = true;
+    for (auto& [key, sub] : subs_) sub->abort();
+    ncclCommAbort(comm_);
   }
 
  private:
   static std::size_t count(std::int64_t n) { return static_cast<std::size_t>(n); }
   static std::size_t bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
   void activate() const { MOEPLAN_CUDA_CHECK(cudaSetDevice(device_)); }
-  void wait() const { MOEPLAN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // Puts NCCL work on the stream, unless the communicator was aborted (then CommAborted).
+  template <class Calls>
+  void enqueue(Calls calls) {
+    const std::lock_guard<std::mutex> lock(enqueue_mutex_);
+    if (aborted_) throw CommAborted("NCCL communicator aborted: another rank failed");
+    activate();
+    calls();
+  }
+  // After an abort the stream's NCCL kernels have stopped: the rank leaves with CommAborted, not NCCL's error.
+  void wait() const {
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (aborted_) throw CommAborted("NCCL communicator aborted: another rank failed");
+    MOEPLAN_CUDA_CHECK(e);
+  }
   void check_peer(int peer, const char* what) const {
     if (peer < 0 || peer >= size_ || peer == rank_)
       throw std::logic_error(std::string(what) + ": peer " + std::to_string(peer) + " is not another rank of the group");
@@ -156,16 +188,20 @@ class NcclCommunicator final : public Communicator {
   // recv_counts[p] <- peer p's send_counts[rank()]: one int64 to and from every peer.
   std::vector<std::int64_t> exchange_counts(const std::vector<std::int64_t>& send_counts) {
     const std::size_t n = static_cast<std::size_t>(size_);
-    auto* dev = static_cast<std::int64_t*>(counts_buf_.at_least(2 * n * sizeof(std::int64_t)));
-    MOEPLAN_CUDA_CHECK(cudaMemcpyAsync(dev, send_counts.data(), n * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream_));
-    MOEPLAN_NCCL_CHECK(ncclGroupStart());
-    for (int p = 0; p < size_; ++p) {
-      MOEPLAN_NCCL_CHECK(ncclSend(dev + p, 1, ncclInt64, p, comm_, stream_));
-      MOEPLAN_NCCL_CHECK(ncclRecv(dev + n + p, 1, ncclInt64, p, comm_, stream_));
-    }
-    MOEPLAN_NCCL_CHECK(ncclGroupEnd());
     std::vector<std::int64_t> recv_counts(n);
-    MOEPLAN_CUDA_CHECK(cudaMemcpyAsync(recv_counts.data(), dev + n, n * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream_));
+    enqueue([&] {
+      auto* dev = static_cast<std::int64_t*>(counts_buf_.at_least(2 * n * sizeof(std::int64_t)));
+      MOEPLAN_CUDA_CHECK(
+          cudaMemcpyAsync(dev, send_counts.data(), n * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream_));
+      MOEPLAN_NCCL_CHECK(ncclGroupStart());
+      for (int p = 0; p < size_; ++p) {
+        MOEPLAN_NCCL_CHECK(ncclSend(dev + p, 1, ncclInt64, p, comm_, stream_));
+        MOEPLAN_NCCL_CHECK(ncclRecv(dev + n + p, 1, ncclInt64, p, comm_, stream_));
+      }
+      MOEPLAN_NCCL_CHECK(ncclGroupEnd());
+      MOEPLAN_CUDA_CHECK(
+          cudaMemcpyAsync(recv_counts.data(), dev + n, n * sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream_));
+    });
     wait();
     return recv_counts;
   }
@@ -175,6 +211,8 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   DeviceBytes send_buf_, recv_buf_, counts_buf_, barrier_buf_;
   std::map<std::pair<int, int>, std::unique_ptr<NcclCommunicator>> subs_;
+  std::mutex enqueue_mutex_;  // held while NCCL work is put on the stream, and by abort
+  std::atomic<bool> aborted_{false};
 };
 
 int visible_devices() {

@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/progress.hpp"
+#include "executor/comm.hpp"
 #include "executor/forward.hpp"
+#include "executor/launch.hpp"
 #include "model/shard.hpp"
 
 namespace moeplan::executor {
@@ -26,6 +28,11 @@ struct RunRequest {
   bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
   DeviceKind device = DeviceKind::cpu;   // cuda: one rank on CUDA device `cuda_device` (select_device checked it),
   int cuda_device = 0;                   // or several, rank r on GPU r over NCCL (cuda_ranks_problem says when not)
+  // A launcher started one process per rank (run --process-per-rank): this process runs rank process->rank only, on
+  // GPU process->local_rank, over NCCL with the unique id from nccl_id; rank 0 gathers every rank's results and
+  // reports them. Unset: every rank is a thread of this process.
+  std::optional<ProcessRank> process;
+  UniqueIdSource nccl_id;
   // In-process ranks (threads), tp * dp of them, laid out as model/shard.hpp describes: dp attention replicas of tp
   // tensor-parallel ranks each, routed experts split ep ways over all of them. layout.dp = 0: ep when tp = 1 and
   // ep > 1 (the earlier `--tp 1 --ep N`), else 1 (data_parallel gives the value run). pp pipeline stages of tp * dp
@@ -56,7 +63,27 @@ struct RunResult {
   std::int64_t experts = 0;
   std::vector<std::vector<std::int32_t>> routing;  // [moe layer][token * k] expert ids
   std::filesystem::path weights_dir;
+  // One process per rank: this process's rank and the processes' count. Only rank 0 holds the run's results (every
+  // rank's tokens, times and per-op times, gathered); the others hold their own rank's and do not report.
+  int process_rank = 0, processes = 1;
+  std::string launcher;  // which launcher's variables placed the processes ("torchrun", "Slurm", ...); empty: one
 };
+
+// What one rank measured and generated (run_model merges them into a RunResult).
+struct RankResult {
+  double prefill_s = 0, decode_s = 0;
+  std::vector<std::vector<std::int32_t>> tokens;  // per sequence of the rank's replica
+  OpTimes ops;
+  std::vector<std::vector<std::int32_t>> routing;  // per MoE layer of the rank's stage
+  std::int64_t kv_cache_bytes = 0;
+  std::string device, backend;
+  std::uint64_t peak_rss_bytes = 0;  // the rank's process, when it has its own
+};
+
+// One process per rank: every rank's result at rank 0 of `world` (outs[r] for each rank r), sent as CBOR through one
+// all-to-all, a byte per float (exact); every rank calls it with outs[world.rank()] set, and the others get their
+// `outs` back unchanged.
+std::vector<RankResult> gather_at_rank0(Communicator& world, std::vector<RankResult> outs);
 
 // Throws InputError before writing or loading any weights when the layout does not fit the model
 // (model::layout_problem) or the sizes are not positive.
@@ -65,12 +92,21 @@ RunResult run_model(const RunRequest& request);
 // The attention data-parallel replicas a request runs: request.dp, or its default described at RunRequest::layout.
 int data_parallel(const RunRequest& request);
 
+// What a --device cuda run of several ranks depends on outside the request.
+struct CudaRanksContext {
+  bool nccl = false;                   // the build has the NCCL communicator
+  int visible_gpus = 0;                // on this node
+  std::optional<ProcessRank> process;  // RunRequest::process
+  bool nccl_id_given = false;          // RunRequest::nccl_id holds an id or a file
+};
+
 // Why a --device cuda run of layout.gpus() ranks cannot start, as one line naming the fix; empty when it can (one rank
-// always can here: its GPU is checked when its backend is made). Ranks r = 0 .. gpus-1 run on GPUs r, a thread each,
-// over NCCL (make_nccl_group): the build needs NCCL, as many GPUs must be visible, --cuda-device stays 0, and every
-// attention replica needs a sequence.
-std::string cuda_ranks_problem(const model::ParallelLayout& layout, std::int64_t batch, int cuda_device, bool nccl,
-                               int visible_gpus);
+// in one process always can here: its GPU is checked when its backend is made). In one process, ranks r = 0 ..
+// gpus-1 run on GPUs r, a thread each, over NCCL (make_nccl_group): the build needs NCCL, as many GPUs must be
+// visible, --cuda-device stays 0, and every attention replica needs a sequence. One process per rank: as many
+// processes as ranks, NCCL, a GPU for the local rank, --cuda-device not given (0), and a way to share the unique id.
+std::string cuda_ranks_problem(const model::ParallelLayout& layout, std::int64_t batch, int cuda_device,
+                               const CudaRanksContext& context);
 
 // {"experts": E, "layers": [[count per expert] ...], "tokens": [[ids...] ...]}: the shape simulate --expert-loads reads.
 nlohmann::json routing_trace_json(const RunResult& result);

@@ -11,7 +11,9 @@ Report run_report(const executor::RunResult& r) {
   const std::string where = r.device == "cpu" ? "cpu (" + r.cpu_path + ", " + std::to_string(r.threads) + " threads, " +
                                                    (r.activations == "fp32" ? "fp32 activations" : "BF16 activations on AMX tiles") + ")"
                                              : r.backend;
-  rep.header = {"run: " + r.model + " on " + where + "; weights " +
+  const std::string processes =
+      r.processes > 1 ? " (rank 0 of " + std::to_string(r.processes) + " processes, " + r.launcher + ")" : "";
+  rep.header = {"run: " + r.model + " on " + where + processes + "; weights " +
                 format_gb(static_cast<double>(r.weight_bytes)) + " from " + r.weights_dir.string()};
   Table t;
   t.title = "throughput";
@@ -40,13 +42,23 @@ Report run_report(const executor::RunResult& r) {
     ops_json.push_back({{"name", name}, {"calls", calls}, {"seconds", s}});
   }
   rep.tables.push_back(std::move(ops));
-  rep.json = {{"model", r.model}, {"device", r.device}, {"backend", r.backend}, {"cpu_path", r.cpu_path}, {"threads", r.threads},
+  rep.json = {{"model", r.model},
+              {"device", r.device},
+              {"backend", r.backend},
+              {"cpu_path", r.cpu_path},
+              {"threads", r.threads},
               {"activations", r.activations},
-              {"weight_bytes", r.weight_bytes}, {"tokens", r.tokens},
-              {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_tokens_per_s", r.decode_tokens_per_s},
-              {"prefill_s", r.prefill_s}, {"decode_s", r.decode_s}, {"load_s", r.load_s},
+              {"weight_bytes", r.weight_bytes},
+              {"tokens", r.tokens},
+              {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+              {"decode_tokens_per_s", r.decode_tokens_per_s},
+              {"prefill_s", r.prefill_s},
+              {"decode_s", r.decode_s},
+              {"load_s", r.load_s},
               {"peak_rss_bytes", r.peak_rss_bytes},
-              {"kv_cache_bytes", r.kv_cache_bytes}, {"ops", ops_json}};
+              {"kv_cache_bytes", r.kv_cache_bytes},
+              {"processes", r.processes},
+              {"ops", ops_json}};
   return rep;
 }
 

@@ -403,18 +403,57 @@ TEST_CASE("Device selection in one place: cpu, cuda when built and visible, else
 TEST_CASE("run --device cuda over several GPUs: NCCL, a GPU per rank, --cuda-device 0, a sequence per replica") {
   const model::ParallelLayout one{.tp = 1, .ep = 1, .pp = 1, .dp = 1}, tp2{.tp = 2, .ep = 1, .pp = 1, .dp = 1};
   const model::ParallelLayout dep4{.tp = 1, .ep = 4, .pp = 1, .dp = 4};
-  CHECK(executor::cuda_ranks_problem(one, 1, 3, false, 0).empty());  // one rank: its backend checks its GPU
-  CHECK(executor::cuda_ranks_problem(tp2, 1, 0, true, 2).empty());
-  CHECK(executor::cuda_ranks_problem(dep4, 4, 0, true, 8).empty());
-  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 0, false, 2), Catch::Contains("needs NCCL, which this build lacks"));
-  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 1, true, 2),
+  auto gpus = [](bool nccl, int visible) {
+    executor::CudaRanksContext c;
+    c.nccl = nccl;
+    c.visible_gpus = visible;
+    return c;
+  };
+  CHECK(executor::cuda_ranks_problem(one, 1, 3, gpus(false, 0)).empty());  // one rank: its backend checks its GPU
+  CHECK(executor::cuda_ranks_problem(tp2, 1, 0, gpus(true, 2)).empty());
+  CHECK(executor::cuda_ranks_problem(dep4, 4, 0, gpus(true, 8)).empty());
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 0, gpus(false, 2)),
+             Catch::Contains("needs NCCL, which this build lacks"));
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 1, gpus(true, 2)),
              Catch::Contains("--cuda-device 1 picks the GPU of a one-GPU run"));
-  CHECK_THAT(executor::cuda_ranks_problem(dep4, 4, 0, true, 1),
+  CHECK_THAT(executor::cuda_ranks_problem(dep4, 4, 0, gpus(true, 1)),
              Catch::Contains("--device cuda with 4 ranks needs 4 GPUs (one per rank); 1 visible"));
-  CHECK_THAT(executor::cuda_ranks_problem(dep4, 3, 0, true, 4), Catch::Contains("needs --batch of at least 4"));
-  for (const auto& line :
-       {executor::cuda_ranks_problem(tp2, 1, 0, false, 2), executor::cuda_ranks_problem(dep4, 3, 0, true, 4)})
+  CHECK_THAT(executor::cuda_ranks_problem(dep4, 3, 0, gpus(true, 4)), Catch::Contains("needs --batch of at least 4"));
+  for (const auto& line : {executor::cuda_ranks_problem(tp2, 1, 0, gpus(false, 2)),
+                           executor::cuda_ranks_problem(dep4, 3, 0, gpus(true, 4))})
     CHECK(line.find('\n') == std::string::npos);
+}
+
+TEST_CASE("run --process-per-rank: a process per rank, NCCL, the local rank's GPU and a shared unique id") {
+  const model::ParallelLayout one{.tp = 1, .ep = 1, .pp = 1, .dp = 1}, tp2{.tp = 2, .ep = 1, .pp = 1, .dp = 1};
+  const model::ParallelLayout dep4{.tp = 1, .ep = 4, .pp = 1, .dp = 4};
+  auto placed = [](int rank, int world, int local, int visible, bool nccl = true, bool id = true) {
+    return executor::CudaRanksContext{.nccl = nccl,
+                                      .visible_gpus = visible,
+                                      .process = executor::ProcessRank{rank, world, local, "torchrun"},
+                                      .nccl_id_given = id};
+  };
+  CHECK(executor::cuda_ranks_problem(tp2, 1, 0, placed(1, 2, 1, 2)).empty());
+  CHECK(executor::cuda_ranks_problem(dep4, 4, 0, placed(3, 4, 1, 2)).empty());               // two nodes of two GPUs
+  CHECK(executor::cuda_ranks_problem(one, 1, 0, placed(0, 1, 0, 1, false, false)).empty());  // one process, no NCCL
+  CHECK_THAT(executor::cuda_ranks_problem(
+                 tp2, 1, 0,
+                 executor::CudaRanksContext{
+                     .nccl = true, .visible_gpus = 2, .process = executor::ProcessRank{}, .nccl_id_given = true}),
+             Catch::Contains("--process-per-rank: no launcher's variables are set"));
+  CHECK_THAT(executor::cuda_ranks_problem(dep4, 4, 0, placed(0, 8, 0, 8)),
+             Catch::Contains("torchrun started 8 processes, but --tp x --dp x --pp makes 4 ranks"));
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 0, placed(0, 2, 0, 2, false)),
+             Catch::Contains("--process-per-rank needs NCCL"));
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 1, placed(0, 2, 0, 2)),
+             Catch::Contains(
+                 "--cuda-device 1: with --process-per-rank each process drives the GPU of its local rank (0 here)"));
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 0, placed(1, 2, 1, 1)),
+             Catch::Contains("local rank 1 (torchrun) has no GPU: 1 visible on this node"));
+  CHECK_THAT(executor::cuda_ranks_problem(tp2, 1, 0, placed(1, 2, 1, 2, true, false)),
+             Catch::Contains("needs MOEPLAN_NCCL_ID_FILE"));
+  CHECK_THAT(executor::cuda_ranks_problem(dep4, 3, 0, placed(0, 4, 0, 4)),
+             Catch::Contains("needs --batch of at least 4"));
 }
 
 TEST_CASE("the CUDA backend's matmul plan: a kernel per weight dtype, or one line naming the dtype") {

@@ -1,8 +1,10 @@
 // The NCCL communicator on this machine's GPUs (one process, a thread per GPU): all-reduce, all-gather, all-to-all
 // with a different length per peer (and none to some), point-to-point in a ring, a tensor-parallel sub-group and a
-// barrier, each checked against the values every rank sent. A plain program: exit 77 (CTest: skipped) without a GPU.
+// barrier, each checked against the values every rank sent; then, with two GPUs or more, an abort releases ranks that
+// wait in an all-reduce rank 0 never joins. A plain program: exit 77 (CTest: skipped) without a GPU.
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -81,6 +83,35 @@ void run_rank(executor::Communicator& c, int devices, Failures& f) {
   MOEPLAN_CUDA_CHECK(cudaFree(all));
 }
 
+// Ranks 1 .. devices-1 wait in an all-reduce that rank 0 never joins; aborting every communicator (what run does when
+// a rank fails) must release them with CommAborted. Returns the ranks that were not released so.
+int check_abort(int devices) {
+  auto comms = executor::make_nccl_group(devices);
+  std::vector<int> released(static_cast<std::size_t>(devices), 0);
+  std::vector<std::thread> threads;
+  for (int r = 1; r < devices; ++r)
+    threads.emplace_back([&, r] {
+      float* x = nullptr;
+      try {
+        MOEPLAN_CUDA_CHECK(cudaSetDevice(r));
+        MOEPLAN_CUDA_CHECK(cudaMalloc(&x, sizeof(float)));
+        comms[static_cast<std::size_t>(r)]->all_reduce_sum(x, 1);
+      } catch (const executor::CommAborted&) {
+        released[static_cast<std::size_t>(r)] = 1;
+      } catch (const std::exception& e) {
+        std::printf("rank %d: %s (not CommAborted)\n", r, e.what());
+      }
+      if (x) cudaFree(x);
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (auto& c : comms) c->abort();
+  for (auto& t : threads) t.join();
+  int stuck = 0;
+  for (int r = 1; r < devices; ++r) stuck += 1 - released[static_cast<std::size_t>(r)];
+  std::printf("abort: %d of %d waiting ranks released\n", devices - 1 - stuck, devices - 1);
+  return stuck;
+}
+
 }  // namespace
 
 int main() {
@@ -108,6 +139,7 @@ int main() {
       for (const auto& w : failures[static_cast<std::size_t>(r)].what) std::printf("rank %d: %s differs\n", r, w.c_str()), ++failed;
       if (!errors[static_cast<std::size_t>(r)].empty()) std::printf("rank %d: %s\n", r, errors[static_cast<std::size_t>(r)].c_str()), ++failed;
     }
+    if (devices > 1) failed += check_abort(devices);
     std::printf("NCCL communicator on %d GPU(s): %s\n", devices, failed ? "FAILED" : "all checks passed");
     return failed ? 1 : 0;
   } catch (const std::exception& e) {

@@ -5,6 +5,7 @@
 // divide, tied and untied.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <set>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "executor/checkpoint_random.hpp"
 #include "executor/comm.hpp"
 #include "executor/forward.hpp"
+#include "executor/run.hpp"
 #include "model/op_graph.hpp"
 #include "tests/executor/executor_test_util.hpp"
 #include "tests/test_util.hpp"
@@ -334,4 +336,77 @@ TEST_CASE("Sub-groups of the in-process communicator reduce and gather among the
     CHECK(s.gathered == (r < 2 ? std::vector<float>{0, 10} : std::vector<float>{20, 30}));
   }
   CHECK_THROWS_AS(comms[0]->sub_group(2, 2), std::logic_error);  // rank 0 is not in ranks {2, 3}
+}
+
+TEST_CASE("Aborting the in-process group releases the ranks waiting in it, and every later call throws") {
+  auto comms = executor::make_in_process_group(4);
+  // Ranks 1-3 wait: in an all-reduce rank 0 never joins, in a sub-group's barrier, and for a message never sent.
+  std::vector<int> aborted(4, 0);
+  auto waits = [&](int r, auto call) {
+    return std::thread([&, r, call] {
+      try {
+        call(*comms[static_cast<std::size_t>(r)]);
+      } catch (const executor::CommAborted&) {
+        aborted[static_cast<std::size_t>(r)] = 1;
+      }
+    });
+  };
+  std::vector<std::thread> threads;
+  threads.push_back(waits(1, [](executor::Communicator& c) {
+    float x = 1;
+    c.all_reduce_sum(&x, 1);
+  }));
+  threads.push_back(waits(2, [](executor::Communicator& c) { c.sub_group(2, 2).barrier(); }));
+  threads.push_back(waits(3, [](executor::Communicator& c) {
+    float x = 0;
+    c.recv(0, &x, 1);
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let them reach their waits (a rank that has not
+  comms[0]->abort();                                           // yet arrived throws on arrival: the same outcome)
+  for (auto& t : threads) t.join();
+  CHECK(aborted == std::vector<int>{0, 1, 1, 1});
+  float x = 0;
+  CHECK_THROWS_AS(comms[0]->all_reduce_sum(&x, 1), executor::CommAborted);
+  CHECK_THROWS_AS(comms[0]->send(1, &x, 1), executor::CommAborted);
+  CHECK_THROWS_AS(comms[1]->barrier(), executor::CommAborted);
+  comms[2]->abort();  // again: harmless
+}
+
+TEST_CASE("A process per rank: rank 0 gathers every rank's results exactly, the others keep their own") {
+  auto comms = executor::make_in_process_group(3);
+  auto result_of = [](int r) {
+    executor::RankResult o;
+    o.prefill_s = 0.1 * (r + 1) + 1e-17;  // not a short decimal: must round-trip exactly
+    o.decode_s = 1.0 / 3.0 + r;
+    o.tokens = {{r, 7}, {static_cast<std::int32_t>(1000000 + r)}};
+    o.ops.seconds = {{"moe_experts", 0.25 * r}, {"attention", 1e-9}};
+    o.ops.calls = {{"moe_experts", 48 + r}, {"attention", 3}};
+    o.routing =
+        std::vector<std::vector<std::int32_t>>(static_cast<std::size_t>(r), std::vector<std::int32_t>{127, 0, r});
+    o.kv_cache_bytes = (std::int64_t{1} << 40) + r;
+    o.device = "cuda";
+    o.backend = "cuda NVIDIA H200, device " + std::to_string(r) + " \"ünïcode\"";
+    o.peak_rss_bytes = 123456789ull * static_cast<std::uint64_t>(r + 1);
+    return o;
+  };
+  std::vector<std::vector<executor::RankResult>> got(3);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 3; ++r)
+    threads.emplace_back([&, r] {
+      std::vector<executor::RankResult> outs(3);
+      outs[static_cast<std::size_t>(r)] = result_of(r);
+      got[static_cast<std::size_t>(r)] =
+          executor::gather_at_rank0(*comms[static_cast<std::size_t>(r)], std::move(outs));
+    });
+  for (auto& t : threads) t.join();
+  auto same = [](const executor::RankResult& a, const executor::RankResult& b) {
+    return a.prefill_s == b.prefill_s && a.decode_s == b.decode_s && a.tokens == b.tokens &&
+           a.ops.seconds == b.ops.seconds && a.ops.calls == b.ops.calls && a.routing == b.routing &&
+           a.kv_cache_bytes == b.kv_cache_bytes && a.device == b.device && a.backend == b.backend &&
+           a.peak_rss_bytes == b.peak_rss_bytes;
+  };
+  for (int r = 0; r < 3; ++r) CHECK(same(got[0][static_cast<std::size_t>(r)], result_of(r)));
+  CHECK(same(got[1][1], result_of(1)));
+  CHECK(got[1][0].tokens.empty());  // rank 1 does not receive the others'
+  CHECK(got[2][0].tokens.empty());
 }
