@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "common/error.hpp"
 #include "common/splitmix.hpp"
@@ -34,16 +35,16 @@ kernels::WeightDtype narrowest_dtype(const executor::Model& m) {
 }
 
 // Logits of the prompts' every position, then of `steps` decode steps fed `forced` (or the greedy tokens of this
-// session when `forced` is empty, which are returned in `chosen`): rows in order, [rows, vocab].
+// session when `forced` is empty, which are returned in `chosen`): rows in order, [rows, vocab]. `paged_kv`: the
+// session's paged cache plan, or none (a contiguous cache). The prompts have equal lengths.
 std::vector<float> run_session(const std::shared_ptr<const executor::Model>& model,
                                const std::shared_ptr<executor::Backend>& backend, const Prompts& prompts,
                                std::int64_t steps, const std::vector<std::vector<std::int32_t>>& forced,
-                               std::vector<std::vector<std::int32_t>>* chosen) {
+                               std::vector<std::vector<std::int32_t>>* chosen,
+                               const std::optional<executor::PagedKvPlan>& paged_kv) {
   const std::int64_t V = model->config().vocab, sequences = static_cast<std::int64_t>(prompts.size());
-  // The prompts have equal lengths. On a GPU the session pages its cache (executor::device_kv_plan).
   const std::int64_t len = static_cast<std::int64_t>(prompts.front().size());
-  executor::Session s(model, backend, sequences, nullptr, nullptr,
-                      executor::device_kv_plan(*backend, *model, sequences, len + steps, len));
+  executor::Session s(model, backend, sequences, nullptr, nullptr, paged_kv);
   std::vector<float> all = s.prefill(prompts, true);
   // The last position of each sequence.
   std::vector<float> last(static_cast<std::size_t>(static_cast<std::int64_t>(prompts.size()) * V));
@@ -108,11 +109,16 @@ std::vector<DeviceCheck> validate_device(const DeviceValidateRequest& q) {
     for (auto& p : prompts)
       for (std::int64_t i = 0; i < q.prompt_tokens; ++i)
         p.push_back(static_cast<std::int32_t>(splitmix64(state) % static_cast<std::uint64_t>(V)));
+    // On a GPU the device session pages its cache in BF16 (executor::device_kv_plan); the reference pages its cache
+    // under the same plan, so both round K and V to BF16 alike. The fp32 CPU backend keeps its contiguous fp32 cache.
+    const std::shared_ptr<executor::Backend> device = q.make_device();
+    const std::optional<executor::PagedKvPlan> plan =
+        executor::device_kv_plan(*device, *model, 2, q.prompt_tokens + q.decode_steps, q.prompt_tokens);
     std::vector<std::vector<std::int32_t>> greedy;
-    const std::vector<float> ref = run_session(model, q.make_reference(), prompts, q.decode_steps, {}, &greedy);
-    const std::vector<float> dev = run_session(model, q.make_device(), prompts, q.decode_steps, greedy, nullptr);
+    const std::vector<float> ref = run_session(model, q.make_reference(), prompts, q.decode_steps, {}, &greedy, plan);
+    const std::vector<float> dev = run_session(model, device, prompts, q.decode_steps, greedy, nullptr, plan);
     std::vector<float> fp32;
-    if (q.make_fp32) fp32 = run_session(model, q.make_fp32(), prompts, q.decode_steps, greedy, nullptr);
+    if (q.make_fp32) fp32 = run_session(model, q.make_fp32(), prompts, q.decode_steps, greedy, nullptr, std::nullopt);
     DeviceCheck c;
     c.fixture = dir.filename().string();
     c.dtype = narrowest_dtype(*model);

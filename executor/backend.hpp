@@ -105,15 +105,16 @@ class Backend {
   virtual void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids,
                      std::int64_t tokens, float* out) = 0;
 
-  // ---- paged KV cache (executor/paged_kv.hpp's PageTable; the page layout of kernels/gpu_layout.hpp): fp32 pages
-  // [pages, page_tokens, Hkv, D] of K or of V, page_table [seqs, layout.max_pages_per_seq] (-1: no page held).
-  // Rows [count, Hkv, D] to position row_pos[r] of sequence row_seq[r] (row_seq, row_pos: [count]).
+  // ---- paged KV cache (executor/paged_kv.hpp's PageTable; the page layout of kernels/gpu_layout.hpp): BF16 pages
+  // (std::uint16_t codes) [pages, page_tokens, Hkv, D] of K or of V, page_table [seqs, layout.max_pages_per_seq] (-1:
+  // no page held). Rows [count, Hkv, D] of fp32, rounded to BF16 (nearest even), to position row_pos[r] of sequence
+  // row_seq[r] (row_seq, row_pos: [count]).
   virtual void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
                               const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count,
-                              const float* rows, float* pages) = 0;
-  // rows [count, Hkv, D] = positions first_pos .. first_pos + count - 1 of sequence `seq`.
+                              const float* rows, std::uint16_t* pages) = 0;
+  // rows [count, Hkv, D] = positions first_pos .. first_pos + count - 1 of sequence `seq`, widened to fp32.
   virtual void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
-                               std::int64_t seq, std::int64_t first_pos, std::int64_t count, const float* pages,
+                               std::int64_t seq, std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages,
                                float* rows) = 0;
   // attn.decode on the pages: kernels::paged_attention_decode_ref's shapes and dtypes (p.kv_dtype: fp32 or BF16
   // pages); max_keys (host): the most keys any query of the batch sees, which plans the split over the context.

@@ -121,11 +121,11 @@ class CpuBackend final : public Backend {
   // session's CPU tests and calibrate's decode curves on the CPU.
   void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
                       const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count, const float* rows,
-                      float* pages) override {
+                      std::uint16_t* pages) override {
     kernels::paged_kv_write_ref(layout, page_table, row_seq, row_pos, count, rows, pages);
   }
   void paged_kv_gather(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
-                       std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) override {
+                       std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages, float* rows) override {
     kernels::paged_kv_gather_ref(layout, page_table, seq, first_pos, count, pages, rows);
   }
   void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,

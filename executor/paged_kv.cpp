@@ -92,21 +92,20 @@ PagedKvPlan plan_paged_kv(const PagedKvRequest& r) {
 
 PagedKvPlan check_kv_fits_device(const model::ModelConfig& model, const model::ParallelLayout& layout,
                                  std::int64_t sequences, std::int64_t context_tokens, double free_bytes,
-                                 double weight_bytes, int bytes_per_value, std::int64_t step_tokens) {
+                                 double weight_bytes, model::KvDtype kv_dtype, std::int64_t step_tokens) {
   PagedKvRequest r;
   r.model = &model;
   r.layout = layout;
-  r.kv_dtype = model::KvDtype::bf16;
+  r.kv_dtype = kv_dtype;
   r.context_tokens = context_tokens;
   r.sequences = sequences;
   r.step_tokens = step_tokens;
-  // The plan counts 2-byte values; a cache of wider values holds proportionally fewer pages of the same budget.
-  r.budget_bytes = std::max(0.0, free_bytes - weight_bytes) * model::kv_dtype_bytes(r.kv_dtype) / std::max(bytes_per_value, 1);
+  r.budget_bytes = std::max(0.0, free_bytes - weight_bytes);
   try {
     return plan_paged_kv(r);
   } catch (const InputError& e) {
     throw InputError(std::string(e.what()) + "; the device has " + gib(free_bytes) + " GiB free and the weights take " +
-                     gib(weight_bytes) + " GiB (KV cached at " + std::to_string(bytes_per_value) + " bytes per value)");
+                     gib(weight_bytes) + " GiB (KV cached in " + model::kv_dtype_name(kv_dtype) + ")");
   }
 }
 

@@ -61,13 +61,13 @@ struct PagedKvPlan {
 PagedKvPlan plan_paged_kv(const PagedKvRequest& request);
 
 // Refuses, before anything is allocated, a batch whose KV cache does not fit in a device's free memory: the plan
-// of `sequences` x `context_tokens` in pages of 16 positions on the budget free_bytes - weight_bytes, counted at
-// `bytes_per_value` bytes per cached value (the executor's session caches fp32: 4). Throws InputError naming the
-// shape, the free memory and the weights; returns the plan otherwise.
+// of `sequences` x `context_tokens` in pages of 16 positions on the budget free_bytes - weight_bytes, each value
+// counted at the bytes of `kv_dtype` (the executor's session caches BF16) as `moeplan memory` counts them. Throws
+// InputError naming the shape, the free memory and the weights; returns the plan otherwise.
 // `step_tokens`: PagedKvRequest's (the prompt, when it is prefilled in one step).
 PagedKvPlan check_kv_fits_device(const model::ModelConfig& model, const model::ParallelLayout& layout,
                                  std::int64_t sequences, std::int64_t context_tokens, double free_bytes,
-                                 double weight_bytes, int bytes_per_value, std::int64_t step_tokens = 1);
+                                 double weight_bytes, model::KvDtype kv_dtype, std::int64_t step_tokens = 1);
 
 // The memory the memory model leaves for the KV cache on one GPU: usable - weights - activations - overhead, or 0.
 double kv_budget_bytes(const simulator::MemoryBreakdown& memory);

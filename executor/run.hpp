@@ -57,7 +57,7 @@ struct RunResult {
   double load_s = 0, prefill_s = 0, decode_s = 0;
   double prefill_tokens_per_s = 0, decode_tokens_per_s = 0;
   std::uint64_t peak_rss_bytes = 0;
-  std::int64_t kv_cache_bytes = 0;                 // K and V held by every rank after the last step (fp32)
+  std::int64_t kv_cache_bytes = 0;                 // K and V every rank holds after the last step (GPU: BF16)
   std::vector<std::vector<std::int32_t>> tokens;   // generated ids per sequence
   OpTimes ops;
   std::int64_t experts = 0;

@@ -80,9 +80,9 @@ Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> ba
   const std::int64_t pool = plan.pages_total * kernels::gpu::paged_kv_page_elems(layout);
   std::vector<std::int32_t> host_table(model_->layers.size() * static_cast<std::size_t>(sequences * layout.max_pages_per_seq), -1);
   DeviceArray<std::int32_t> device_table(*backend_, host_table.data(), static_cast<std::int64_t>(host_table.size()));
-  paged_ = std::make_unique<PagedCache>(PagedCache{plan, PageTable(model_->config(), plan), layout,
-                                                   DeviceArray<float>(*backend_, pool), DeviceArray<float>(*backend_, pool),
-                                                   std::move(host_table), std::move(device_table)});
+  paged_ = std::make_unique<PagedCache>(
+      PagedCache{plan, PageTable(model_->config(), plan), layout, DeviceArray<std::uint16_t>(*backend_, pool),
+                 DeviceArray<std::uint16_t>(*backend_, pool), std::move(host_table), std::move(device_table)});
 }
 
 std::optional<PagedKvPlan> device_kv_plan(Backend& backend, const Model& model, std::int64_t sequences,
@@ -90,8 +90,7 @@ std::optional<PagedKvPlan> device_kv_plan(Backend& backend, const Model& model, 
   if (backend.kind() == DeviceKind::cpu) return std::nullopt;
   PagedKvPlan plan = check_kv_fits_device(model.config(), model.sharding().layout, sequences, context_tokens,
                                           static_cast<double>(backend.free_memory_bytes()),
-                                          static_cast<double>(model.weight_bytes()), static_cast<int>(sizeof(float)),
-                                          step_tokens);
+                                          static_cast<double>(model.weight_bytes()), model::KvDtype::bf16, step_tokens);
   plan.pages_total = std::min(plan.pages_total, plan.pages_needed);
   return plan;
 }
@@ -167,7 +166,7 @@ void Session::fill_pages(std::int64_t context, std::uint64_t& state) {
       std::vector<std::int64_t> seq_of(static_cast<std::size_t>(rows), s), pos_of(static_cast<std::size_t>(rows));
       for (std::int64_t r = 0; r < rows; ++r) pos_of[static_cast<std::size_t>(r)] = first + r;
       const DeviceArray<std::int64_t> seq_dev(b, seq_of.data(), rows), pos_dev(b, pos_of.data(), rows);
-      for (DeviceArray<float>* pool : {&c.k, &c.v}) {
+      for (DeviceArray<std::uint16_t>* pool : {&c.k, &c.v}) {
         std::vector<float> host(static_cast<std::size_t>(rows * row));
         for (float& f : host) f = static_cast<float>(2.0 * splitmix64_unit(state) - 1.0);
         const DeviceArray<float> values(b, host.data(), rows * row);
@@ -190,13 +189,15 @@ std::int64_t Session::cached_rows(std::size_t layer, std::int64_t seq) const {
 }
 
 std::int64_t Session::kv_cache_bytes() const {
-  std::int64_t floats = 0;
-  if (paged_) {
+  if (paged_) {  // BF16 values in the pages held
+    std::int64_t values = 0;
     for (std::size_t li = 0; li < model_->layers.size(); ++li)
       for (std::int64_t s = 0; s < paged_->plan.sequences; ++s)
-        floats += 2 * static_cast<std::int64_t>(paged_->table.pages(li, s).size()) * kernels::gpu::paged_kv_page_elems(paged_->layout);
-    return floats * static_cast<std::int64_t>(sizeof(float));
+        values += 2 * static_cast<std::int64_t>(paged_->table.pages(li, s).size()) *
+                  kernels::gpu::paged_kv_page_elems(paged_->layout);
+    return values * static_cast<std::int64_t>(sizeof(std::uint16_t));
   }
+  std::int64_t floats = 0;
   for (std::size_t li = 0; li < kv_.size(); ++li)
     for (const KvRows& kv : kv_[li]) floats += 2 * kv.rows * model_->layers[li].k.rows;
   return floats * static_cast<std::int64_t>(sizeof(float));
@@ -505,6 +506,7 @@ void Session::attend_paged(std::size_t li, const kernels::AttentionParams& share
   dp.scale = shared.scale;
   dp.mask = shared.mask;
   dp.chunk_tokens = shared.mask == kernels::AttentionMask::chunked ? shared.mask_tokens : 0;
+  dp.kv_dtype = kernels::KvPageDtype::bf16;
   if (!step.prefill && T == seqs && decode_kernel_takes(dp, c.layout)) {
     std::int64_t max_keys = 1;
     for (const std::int64_t p : step.pos_of) max_keys = std::max(max_keys, p + 1 - first_visible_position(spec, p));

@@ -43,9 +43,10 @@ class Session {
   // every stage's prefill and decode return them. Every rank runs the same calls with the same tokens.
   // `paged_kv`: keep the KV cache in pages (vLLM's block tables; executor/paged_kv.hpp) under this plan, whose
   // layers are this model's, whose sequences are `sequences` and whose pool (pages_total pages) is allocated here
-  // once; without it each layer and sequence keeps a contiguous cache that grows as needed. A paged session
-  // attends decode steps with Backend::paged_attention_decode where kernels::check_decode_params takes the shape
-  // (otherwise, and for prefill, it gathers each sequence's visible rows and calls Backend::attention), and takes
+  // once, its K and V in BF16 (rounded to nearest even when written; the memory model's BF16 KV dtype); without it
+  // each layer and sequence keeps a contiguous fp32 cache that grows as needed. A paged session attends decode steps
+  // with Backend::paged_attention_decode where kernels::check_decode_params takes the shape (otherwise, and for
+  // prefill, it gathers each sequence's visible rows, widened to fp32, and calls Backend::attention), and takes
   // sequences up to the plan's context; a step that finds the pool full throws InputError.
   Session(std::shared_ptr<const Model> model, std::shared_ptr<Backend> backend, std::int64_t sequences,
           Communicator* comm = nullptr, Communicator* pipe = nullptr, std::optional<PagedKvPlan> paged_kv = std::nullopt);
@@ -72,7 +73,7 @@ class Session {
   // keys of the current chunk (at most C), on sliding-window layers at most 2 W (rows no query can see any more
   // are dropped when they outnumber the rest; a paged cache frees whole pages below the first visible position
   // and counts the positions from its first page on). kv_cache_bytes: K and V of every layer and sequence on this
-  // rank (a paged cache: its pages held).
+  // rank (fp32 values; a paged cache: its pages held, BF16 values).
   std::int64_t cached_rows(std::size_t layer, std::int64_t seq) const;
   std::int64_t kv_cache_bytes() const;
   const Backend& backend() const { return *backend_; }
@@ -104,15 +105,15 @@ class Session {
     std::int64_t rows = 0, first = 0;
   };
 
-  // The paged cache: K and V pools [pages_total, page_tokens, Hkv, D] fp32 (one page held by at most one layer and
-  // sequence at a time), the host block tables, and their device copy `device_table` [layers, seqs, max_pages]:
+  // The paged cache: K and V pools [pages_total, page_tokens, Hkv, D] of BF16 codes (one page held by at most one layer
+  // and sequence at a time), the host block tables, and their device copy `device_table` [layers, seqs, max_pages]:
   // position p of sequence s in layer l lives in page device_table[(l * seqs + s) * max_pages + p / page_tokens]
   // (-1 where no page is held).
   struct PagedCache {
     PagedKvPlan plan;
     PageTable table;
     kernels::gpu::PagedKvLayout layout;
-    DeviceArray<float> k, v;
+    DeviceArray<std::uint16_t> k, v;
     std::vector<std::int32_t> host_table;
     DeviceArray<std::int32_t> device_table;
   };
@@ -185,7 +186,7 @@ class Session {
 
 // The paged KV cache a session on `backend` keeps for `sequences` of up to `context_tokens` positions whose longest
 // step adds `step_tokens` to a sequence: none on the CPU (contiguous caches, the oracle's); on a GPU
-// check_kv_fits_device's plan on the device's free memory beside the model's weights (fp32 values), its pool cut to
+// check_kv_fits_device's plan on the device's free memory beside the model's weights (BF16 values), its pool cut to
 // the pages the shape needs so the rest stays free for the steps' buffers. Throws InputError when it does not fit.
 std::optional<PagedKvPlan> device_kv_plan(Backend& backend, const Model& model, std::int64_t sequences,
                                           std::int64_t context_tokens, std::int64_t step_tokens);

@@ -35,8 +35,8 @@ MOEPLAN_HOST_DEVICE KeyRows visible_key_rows(AttentionMask mask, std::int64_t ma
 }
 
 // ---- Paged KV cache (vLLM's PagedAttention layout, one pool per layer for K and one for V).
-// k_pages, v_pages: [pages, page_tokens, kv_heads, head_dim] fp32. A sequence's token at absolute position p lives
-// in page page_table[seq * max_pages_per_seq + p / page_tokens], slot p % page_tokens. Entries for pages the
+// k_pages, v_pages: [pages, page_tokens, kv_heads, head_dim] fp32 or BF16. A sequence's token at absolute position p
+// lives in page page_table[seq * max_pages_per_seq + p / page_tokens], slot p % page_tokens. Entries for pages the
 // sequence never reads (before the current chunk of a chunked layer, or past its length) may be -1.
 struct PagedKvLayout {
   std::int64_t page_tokens = 0;        // tokens per page

@@ -90,16 +90,22 @@ void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::Paged
 // Throws std::invalid_argument on sizes the decode kernel does not take.
 void check_decode_params(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout);
 
-// ---- Rows of a paged fp32 KV cache (one of K or V) to and from contiguous rows. page_table: [seqs,
-// layout.max_pages_per_seq]; pages: [pages, page_tokens, Hkv, D]; a position's slot is gpu::paged_kv_offset's.
+// ---- Rows of a paged KV cache (one of K or V) to and from contiguous fp32 rows. page_table: [seqs,
+// layout.max_pages_per_seq]; pages: [pages, page_tokens, Hkv, D] of fp32, or of BF16 codes (std::uint16_t: the write
+// rounds each value to nearest even as convert_bf16_ref does, the gather widens it exactly); a position's slot is
+// gpu::paged_kv_offset's.
 // Write: row r of rows [count, Hkv, D] goes to position row_pos[r] of sequence row_seq[r] (row_seq, row_pos:
 // [count]; a step's new keys or values, any sequences). Throws std::invalid_argument (reference) on an unmapped page.
 void paged_kv_write_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
                         const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages);
+void paged_kv_write_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                        const std::int64_t* row_pos, std::int64_t count, const float* rows, std::uint16_t* pages);
 // Gather: rows [count, Hkv, D] = positions first_pos .. first_pos + count - 1 of sequence `seq` (the keys or values
 // one sequence's queries see, contiguous for the attention kernels).
 void paged_kv_gather_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
                          std::int64_t first_pos, std::int64_t count, const float* pages, float* rows);
+void paged_kv_gather_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                         std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages, float* rows);
 
 // ---- Row and element-wise ops of the executor's CUDA backend (executor/backend_cuda.cpp). The twins of silu_mul
 // and add are silu_mul_ref and add_ref (kernels/activation.hpp), of attention_generic attention_ref.
@@ -166,8 +172,14 @@ void paged_attention_decode(const DecodeAttentionParams& p, const gpu::PagedKvLa
 // device (an unmapped page is skipped: no write, zeros gathered).
 void paged_kv_write(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
                     const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages, Stream stream);
+void paged_kv_write(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                    const std::int64_t* row_pos, std::int64_t count, const float* rows, std::uint16_t* pages,
+                    Stream stream);
 void paged_kv_gather(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
                      std::int64_t first_pos, std::int64_t count, const float* pages, float* rows, Stream stream);
+void paged_kv_gather(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                     std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages, float* rows,
+                     Stream stream);
 // kernels/cuda/attention_prefill.cu: attention_ref's shapes (contiguous K/V of one sequence; all three masks);
 // head_dim 32, 64, 128 or 256.
 void attention_prefill(const AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,

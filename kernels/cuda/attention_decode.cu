@@ -4,8 +4,10 @@
 // read once for all the query heads sharing the KV head), with an online softmax per query head; the warps' states
 // merge in shared memory into the split's (max, sum, output) in the workspace. Kernel 2 merges the splits.
 // Twin: paged_attention_decode_ref (kernels/ref/gpu_ops.cpp). fp32 or BF16 KV pages (BF16 widened to fp32 on load).
-// Also the row copies between contiguous K/V rows and the pages (paged_kv_write, paged_kv_gather; twins
-// paged_kv_write_ref, paged_kv_gather_ref): one block per row, threads over its heads and elements.
+// Also the row copies between contiguous fp32 K/V rows and fp32 or BF16 pages (paged_kv_write, paged_kv_gather; twins
+// paged_kv_write_ref, paged_kv_gather_ref): one block per row, threads over its heads and elements; BF16 pages are
+// written rounded to nearest even and gathered widened.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -149,45 +151,81 @@ __global__ void decode_merge_kernel(DecodeArgs a) {
   a.out[(s * a.p.q_heads + h) * D + d] = ll > 0.f ? oo / ll : 0.f;
 }
 
-// grid (count), threads over the row's Hkv * D elements: row r <-> its slot (seq_of(r), pos_of(r)).
-// to_pages: src rows -> dst pages (write), else src pages -> dst rows (gather; an unmapped page gives zeros).
+// An fp32 value as a page holds it: itself, or its BF16 code rounded to nearest even (convert_bf16's rounding).
+__device__ inline void kv_store(float x, float* page_value) { *page_value = x; }
+__device__ inline void kv_store(float x, std::uint16_t* page_value) {
+  *page_value = __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+
+// grid (count), threads over the row's Hkv * D elements: row r <-> its slot (seq_of(r), pos_of(r)). A write
+// (pages_out set) stores rows_in into the pages; a gather reads pages_in into rows_out (an unmapped page gives
+// zeros). KV: the page values.
+template <class KV>
 __global__ void paged_rows_kernel(gpu::PagedKvLayout layout, const std::int32_t* page_table,
                                   const std::int64_t* row_seq, const std::int64_t* row_pos, long long seq,
-                                  long long first_pos, bool to_pages, const float* src, float* dst) {
+                                  long long first_pos, const float* rows_in, KV* pages_out, const KV* pages_in,
+                                  float* rows_out) {
   const long long r = blockIdx.x, D = layout.head_dim, row = layout.kv_heads * D;
   const long long s = row_seq ? row_seq[r] : seq, pos = row_pos ? row_pos[r] : first_pos + r;
   for (long long i = threadIdx.x; i < row; i += blockDim.x) {
     const long long at = gpu::paged_kv_offset(layout, page_table, s, pos, i / D);
-    if (to_pages) {
-      if (at >= 0) dst[at + i % D] = src[r * row + i];
+    if (pages_out) {
+      if (at >= 0) kv_store(rows_in[r * row + i], pages_out + at + i % D);
     } else {
-      dst[r * row + i] = at >= 0 ? src[at + i % D] : 0.f;
+      rows_out[r * row + i] = at >= 0 ? kv_float(pages_in[at + i % D]) : 0.f;
     }
   }
 }
 
+// One launch of paged_rows_kernel: the write's (rows_in, pages_out) or the gather's (pages_in, rows_out).
+template <class KV>
 void launch_paged_rows(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
                        const std::int64_t* row_pos, std::int64_t seq, std::int64_t first_pos, std::int64_t count,
-                       bool to_pages, const float* src, float* dst, Stream stream) {
+                       const float* rows_in, KV* pages_out, const KV* pages_in, float* rows_out, Stream stream) {
   if (layout.page_tokens < 1 || layout.kv_heads < 1 || layout.head_dim < 1 || layout.max_pages_per_seq < 1 || count < 0)
     throw std::invalid_argument("cuda::paged_kv rows: bad page layout or row count");
   if (count == 0) return;
   const unsigned threads = static_cast<unsigned>(gpu::min_i64(layout.kv_heads * layout.head_dim, 256));
-  paged_rows_kernel<<<static_cast<unsigned>(count), threads, 0, as_stream(stream)>>>(
-      layout, page_table, row_seq, row_pos, seq, first_pos, to_pages, src, dst);
+  paged_rows_kernel<KV><<<static_cast<unsigned>(count), threads, 0, as_stream(stream)>>>(
+      layout, page_table, row_seq, row_pos, seq, first_pos, rows_in, pages_out, pages_in, rows_out);
   MOEPLAN_CUDA_CHECK_LAUNCH();
+}
+
+template <class KV>
+void write_rows(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                const std::int64_t* row_pos, std::int64_t count, const float* rows, KV* pages, Stream stream) {
+  launch_paged_rows<KV>(layout, page_table, row_seq, row_pos, 0, 0, count, rows, pages, nullptr, nullptr, stream);
+}
+
+template <class KV>
+void gather_rows(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                 std::int64_t first_pos, std::int64_t count, const KV* pages, float* rows, Stream stream) {
+  launch_paged_rows<KV>(layout, page_table, nullptr, nullptr, seq, first_pos, count, nullptr, nullptr, pages, rows,
+                        stream);
 }
 
 }  // namespace
 
 void paged_kv_write(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
                     const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages, Stream stream) {
-  launch_paged_rows(layout, page_table, row_seq, row_pos, 0, 0, count, true, rows, pages, stream);
+  write_rows(layout, page_table, row_seq, row_pos, count, rows, pages, stream);
+}
+
+void paged_kv_write(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                    const std::int64_t* row_pos, std::int64_t count, const float* rows, std::uint16_t* pages,
+                    Stream stream) {
+  write_rows(layout, page_table, row_seq, row_pos, count, rows, pages, stream);
 }
 
 void paged_kv_gather(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
                      std::int64_t first_pos, std::int64_t count, const float* pages, float* rows, Stream stream) {
-  launch_paged_rows(layout, page_table, nullptr, nullptr, seq, first_pos, count, false, pages, rows, stream);
+  gather_rows(layout, page_table, seq, first_pos, count, pages, rows, stream);
+}
+
+void paged_kv_gather(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                     std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages, float* rows,
+                     Stream stream) {
+  gather_rows(layout, page_table, seq, first_pos, count, pages, rows, stream);
 }
 
 void paged_attention_decode(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,

@@ -172,8 +172,11 @@ void check_decode_params(const DecodeAttentionParams& p, const gpu::PagedKvLayou
 
 namespace {
 
+// A page value as fp32 (BF16 widened exactly), and an fp32 value as a page holds it (BF16: round to nearest even).
 float kv_value(const float* pages, std::int64_t i) { return pages[i]; }
 float kv_value(const std::uint16_t* pages, std::int64_t i) { return bf16_to_float(pages[i]); }
+void kv_store(float x, float* page_value) { *page_value = x; }
+void kv_store(float x, std::uint16_t* page_value) { *page_value = float_to_bf16(x); }
 
 template <class KV>
 void paged_attention_decode_loops(const DecodeAttentionParams& p, const gpu::PagedKvLayout& layout, const float* q,
@@ -237,24 +240,56 @@ void paged_attention_decode_ref(const DecodeAttentionParams& p, const gpu::Paged
                                  static_cast<const float*>(v_pages), out);
 }
 
+namespace {
+
+// Calls f(row_at, page_at) for the head vectors of rows [count, Hkv, D] (row_at: element offset in the rows) and
+// their slots in the pages (page_at: paged_kv_offset's): row r is position row_pos[r] of sequence row_seq[r], or
+// first_pos + r of `seq` when those are null. Throws on an unmapped slot.
+template <class F>
+void for_each_slot(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                   const std::int64_t* row_pos, std::int64_t seq, std::int64_t first_pos, std::int64_t count, F f) {
+  for (std::int64_t r = 0; r < count; ++r)
+    for (std::int64_t g = 0; g < layout.kv_heads; ++g)
+      f((r * layout.kv_heads + g) * layout.head_dim,
+        mapped_offset(layout, page_table, row_seq ? row_seq[r] : seq, row_pos ? row_pos[r] : first_pos + r, g));
+}
+
+template <class KV>
+void paged_write_rows(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                      const std::int64_t* row_pos, std::int64_t count, const float* rows, KV* pages) {
+  for_each_slot(layout, page_table, row_seq, row_pos, 0, 0, count, [&](std::int64_t row_at, std::int64_t at) {
+    for (std::int64_t d = 0; d < layout.head_dim; ++d) kv_store(rows[row_at + d], pages + at + d);
+  });
+}
+
+template <class KV>
+void paged_gather_rows(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                       std::int64_t first_pos, std::int64_t count, const KV* pages, float* rows) {
+  for_each_slot(layout, page_table, nullptr, nullptr, seq, first_pos, count, [&](std::int64_t row_at, std::int64_t at) {
+    for (std::int64_t d = 0; d < layout.head_dim; ++d) rows[row_at + d] = kv_value(pages, at + d);
+  });
+}
+
+}  // namespace
+
 void paged_kv_write_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
                         const std::int64_t* row_pos, std::int64_t count, const float* rows, float* pages) {
-  const std::int64_t D = layout.head_dim;
-  for (std::int64_t r = 0; r < count; ++r)
-    for (std::int64_t g = 0; g < layout.kv_heads; ++g) {
-      const std::int64_t at = mapped_offset(layout, page_table, row_seq[r], row_pos[r], g);
-      std::copy_n(rows + (r * layout.kv_heads + g) * D, D, pages + at);
-    }
+  paged_write_rows(layout, page_table, row_seq, row_pos, count, rows, pages);
+}
+
+void paged_kv_write_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, const std::int64_t* row_seq,
+                        const std::int64_t* row_pos, std::int64_t count, const float* rows, std::uint16_t* pages) {
+  paged_write_rows(layout, page_table, row_seq, row_pos, count, rows, pages);
 }
 
 void paged_kv_gather_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
                          std::int64_t first_pos, std::int64_t count, const float* pages, float* rows) {
-  const std::int64_t D = layout.head_dim;
-  for (std::int64_t r = 0; r < count; ++r)
-    for (std::int64_t g = 0; g < layout.kv_heads; ++g) {
-      const std::int64_t at = mapped_offset(layout, page_table, seq, first_pos + r, g);
-      std::copy_n(pages + at, D, rows + (r * layout.kv_heads + g) * D);
-    }
+  paged_gather_rows(layout, page_table, seq, first_pos, count, pages, rows);
+}
+
+void paged_kv_gather_ref(const gpu::PagedKvLayout& layout, const std::int32_t* page_table, std::int64_t seq,
+                         std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages, float* rows) {
+  paged_gather_rows(layout, page_table, seq, first_pos, count, pages, rows);
 }
 
 }  // namespace moeplan::kernels

@@ -182,20 +182,22 @@ TEST_CASE("a device KV cache that does not fit beside the weights is refused bef
   // 8 sequences of 32,768 tokens: Maverick keeps 8192 positions in each of its 36 chunked layers and the whole context
   // in its 12 global layers; 8 KV heads x 128 x 2 (K, V) values per position and layer.
   const double values = 8.0 * (36 * 8192 + 12 * 32768) * 8 * 128 * 2;
-  const auto plan = executor::check_kv_fits_device(m, one, 8, 32768, 200e9, 10e9, 2);
+  const auto plan = executor::check_kv_fits_device(m, one, 8, 32768, 200e9, 10e9, model::KvDtype::bf16);
   CHECK(static_cast<double>(plan.pages_needed * plan.page_bytes) == Approx(values * 2));
-  // fp32 values need twice the bytes: a budget between the two sizes holds the BF16 cache but not the fp32 one
-  const double weights = 10e9, free_bytes = weights + values * 3;
-  CHECK_NOTHROW(executor::check_kv_fits_device(m, one, 8, 32768, free_bytes, weights, 2));
+  // BF16 values need twice the bytes of FP8 ones: a budget between the two sizes holds the FP8 cache but not the
+  // BF16 one
+  const double weights = 10e9, free_bytes = weights + values * 1.5;
+  CHECK_NOTHROW(executor::check_kv_fits_device(m, one, 8, 32768, free_bytes, weights, model::KvDtype::fp8));
   try {
-    executor::check_kv_fits_device(m, one, 8, 32768, free_bytes, weights, 4);
-    FAIL("an fp32 cache above the budget was accepted");
+    executor::check_kv_fits_device(m, one, 8, 32768, free_bytes, weights, model::KvDtype::bf16);
+    FAIL("a BF16 cache above the budget was accepted");
   } catch (const InputError& e) {
     const std::string what = e.what();
     CHECK(what.find("8 sequences of 32,768 tokens") != std::string::npos);
     CHECK(what.find("GiB free") != std::string::npos);
+    CHECK(what.find("KV cached in bf16") != std::string::npos);
     CHECK(what.find('\n') == std::string::npos);
   }
   // weights alone above the free memory: nothing fits
-  CHECK_THROWS_AS(executor::check_kv_fits_device(m, one, 1, 16, 5e9, 10e9, 4), InputError);
+  CHECK_THROWS_AS(executor::check_kv_fits_device(m, one, 1, 16, 5e9, 10e9, model::KvDtype::bf16), InputError);
 }

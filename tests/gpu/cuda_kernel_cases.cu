@@ -229,8 +229,9 @@ std::string case_decode(AttentionMask mask, std::int64_t chunk, bool split_over_
          (split.splits > 1 || !split_over_context ? "" : " (the plan did not split)");
 }
 
-// A step's K rows of 3 sequences (interleaved) written into shuffled 16-position pages, then one sequence's
-// positions gathered back: both against the references (exact copies).
+// A step's K rows of 3 sequences (interleaved) written into shuffled 16-position pages of KV (fp32, or BF16 codes
+// rounded to nearest even), then one sequence's positions gathered back: both against the references, bit for bit.
+template <class KV>
 std::string case_paged_rows() {
   const gpu::PagedKvLayout layout{16, 8, 128, 4};  // Maverick's KV heads and head_dim
   const std::int64_t row = layout.kv_heads * layout.head_dim, seqs = 3, pages = seqs * layout.max_pages_per_seq;
@@ -245,12 +246,14 @@ std::string case_paged_rows() {
     }
   const std::int64_t count = static_cast<std::int64_t>(row_seq.size());
   const auto rows = random_floats(count * row, 22);
-  std::vector<float> ref_pages(pages * gpu::paged_kv_page_elems(layout), 0.f), ref_back(30 * row);
+  std::vector<KV> ref_pages(pages * gpu::paged_kv_page_elems(layout), KV{});
+  std::vector<float> ref_back(30 * row);
   paged_kv_write_ref(layout, table.data(), row_seq.data(), row_pos.data(), count, rows.data(), ref_pages.data());
   paged_kv_gather_ref(layout, table.data(), 1, 10, 30, ref_pages.data(), ref_back.data());
   DeviceBuffer<std::int32_t> dtable(table);
   DeviceBuffer<std::int64_t> dseq(row_seq), dpos(row_pos);
-  DeviceBuffer<float> drows(rows), dpages(std::vector<float>(ref_pages.size(), 0.f)), dback(ref_back.size());
+  DeviceBuffer<float> drows(rows), dback(ref_back.size());
+  DeviceBuffer<KV> dpages(std::vector<KV>(ref_pages.size(), KV{}));
   cuda::paged_kv_write(layout, dtable.get(), dseq.get(), dpos.get(), count, drows.get(), dpages.get(), nullptr);
   cuda::paged_kv_gather(layout, dtable.get(), 1, 10, 30, dpages.get(), dback.get(), nullptr);
   std::string e = exact_bytes(dpages.download(), ref_pages, "pages");
@@ -422,7 +425,8 @@ int run_cuda_kernel_cases(int sm_count, int cc_major, int cc_minor) {
        [=] { return case_decode(AttentionMask::causal, 0, true, sm_count, KvPageDtype::bf16); }},
       {"decode paged BF16 pages, chunked 8192, split",
        [=] { return case_decode(AttentionMask::chunked, 8192, true, sm_count, KvPageDtype::bf16); }},
-      {"paged KV rows: write a step's rows, gather a sequence's", [] { return case_paged_rows(); }},
+      {"paged KV rows: write a step's rows, gather a sequence's", [] { return case_paged_rows<float>(); }},
+      {"paged KV rows, BF16 pages: write rounded, gather widened", [] { return case_paged_rows<std::uint16_t>(); }},
       {"prefill causal D 128", [] { return case_prefill(AttentionMask::causal, 0, 128, 0); }},
       {"prefill chunked 32, D 128, starting at position 40",
        [] { return case_prefill(AttentionMask::chunked, 32, 128, 40); }},

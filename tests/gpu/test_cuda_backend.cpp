@@ -86,7 +86,8 @@ int check_nccl_layouts() {
 
 // A seeded Llama 4 of head_dim 32 (the fixture's shape otherwise): two prompts of 20 tokens and 6 decode steps fed
 // the reference's greedy tokens, on the CUDA backend with its paged cache (decode steps on the paged decode kernel)
-// against the contiguous CUDA numerics reference on the CPU, under the BF16 tolerance.
+// against the CUDA numerics reference on the CPU paging its cache under the same plan (BF16 K and V, as on the
+// device), under the BF16 tolerance.
 int check_paged_decode_kernel() {
   const auto dir = std::filesystem::temp_directory_path() / ("moeplan-gpu-paged-" + std::to_string(::getpid()));
   nlohmann::json config = parse_json_file(std::string(kFixtures) + "/llama4_qknorm/config.json");
@@ -101,8 +102,11 @@ int check_paged_decode_kernel() {
   for (std::int64_t i = 0; i < len; ++i)
     for (std::size_t b = 0; b < 2; ++b) prompts[b].push_back(static_cast<std::int32_t>((i * 37 + 11 * b + 5) % V));
   auto device = std::shared_ptr<executor::Backend>(executor::make_cuda_backend(0));
-  executor::Session gpu(model, device, 2, nullptr, nullptr, executor::device_kv_plan(*device, *model, 2, len + steps, len));
-  executor::Session ref(model, std::shared_ptr<executor::Backend>(executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{})), 2);
+  const auto plan = executor::device_kv_plan(*device, *model, 2, len + steps, len);
+  executor::Session gpu(model, device, 2, nullptr, nullptr, plan);
+  executor::Session ref(
+      model, std::shared_ptr<executor::Backend>(executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{})), 2,
+      nullptr, nullptr, plan);
   std::vector<float> want = ref.prefill(prompts), got = gpu.prefill(prompts);
   double diff = 0, max_logit = 0;
   for (std::int64_t step = 0;; ++step) {

@@ -389,6 +389,35 @@ TEST_CASE("paged_kv_write_ref puts each row in its page slot and paged_kv_gather
                   std::invalid_argument);
 }
 
+TEST_CASE("paged_kv_write_ref rounds rows to BF16 pages as convert_bf16_ref does and the gather widens them back",
+          "[gpu_ops]") {
+  const std::int64_t kv_heads = 2, D = 8, row = kv_heads * D, count = 13;
+  const gpu::PagedKvLayout layout{4, kv_heads, D, 4};
+  const std::vector<std::int32_t> table = {2, 0, 3, 1};  // one sequence of up to 16 positions, pages out of order
+  auto rows = random_floats(static_cast<std::size_t>(count * row), 95);
+  rows[0] = 1.0f + 0x1.0p-8f;  // halfway between two BF16 values, the lower one even: rounds down
+  rows[1] = 1.0f + 0x3.0p-8f;  // halfway, the upper one even: rounds up
+  std::vector<std::int64_t> seq(static_cast<std::size_t>(count), 0), pos(static_cast<std::size_t>(count));
+  std::iota(pos.begin(), pos.end(), 0);
+  std::vector<std::uint16_t> pages(static_cast<std::size_t>(4 * gpu::paged_kv_page_elems(layout)), 0xffff);
+  paged_kv_write_ref(layout, table.data(), seq.data(), pos.data(), count, rows.data(), pages.data());
+  std::vector<std::uint16_t> codes(rows.size());
+  convert_bf16_ref(rows.data(), count * row, codes.data());
+  for (std::int64_t r = 0; r < count; ++r)
+    for (std::int64_t g = 0; g < kv_heads; ++g)
+      for (std::int64_t d = 0; d < D; ++d)
+        REQUIRE(pages[gpu::paged_kv_offset(layout, table.data(), 0, r, g) + d] == codes[r * row + g * D + d]);
+  CHECK(bf16_to_float(codes[0]) == 1.0f);
+  CHECK(bf16_to_float(codes[1]) == 1.0f + 0x4.0p-8f);
+  // positions 3..12 gathered back: the BF16 values widened exactly
+  std::vector<float> back(static_cast<std::size_t>(10 * row));
+  paged_kv_gather_ref(layout, table.data(), 0, 3, 10, pages.data(), back.data());
+  for (std::size_t i = 0; i < back.size(); ++i) REQUIRE(back[i] == bf16_to_float(codes[3 * row + i]));
+  const std::vector<std::int32_t> unmapped = {2, -1, 3, 1};
+  CHECK_THROWS_AS(paged_kv_gather_ref(layout, unmapped.data(), 0, 3, 10, pages.data(), back.data()),
+                  std::invalid_argument);
+}
+
 TEST_CASE("paged_attention_decode_ref on BF16 pages equals it on fp32 pages holding the same values", "[gpu_ops]") {
   const std::int64_t q_heads = 5, kv_heads = 1, D = 64;  // Maverick's 5 query heads per KV head
   const std::vector<std::int32_t> lens = {3, 50};
