@@ -122,9 +122,11 @@ class CudaBackend final : public Backend {
                         scale_bytes ? static_cast<float*>(cu::device_alloc(scale_bytes)) : nullptr, true});
   }
 
-  // Same-shaped weights of one dtype laid out one after the other in one allocation (the grouped GEMM's [E, N, K]);
-  // each view is registered as resident, so resident() of one of them finds it. A group whose first weight is
-  // resident already (or of another shape) is made resident weight by weight.
+  // Same-shaped weights of one dtype laid out one after the other in one allocation (the grouped GEMM's [E, N, K]),
+  // their row scales likewise ([E, N], the per-channel scale layout); FP8 weights without row scales get unit ones,
+  // so that the grouped FP8 GEMM takes them too (multiplying by 1 is exact: the results do not change). Each view
+  // is registered as resident, so resident() of one of them finds it. A group whose first weight is resident
+  // already (or of another shape) is made resident weight by weight.
   std::vector<kernels::WeightView> resident_group(const kernels::WeightView* hosts, std::size_t count) override {
     bool uniform = count > 1 && !resident_.count(key_of(hosts[0]));
     for (std::size_t i = 1; uniform && i < count; ++i)
@@ -133,10 +135,15 @@ class CudaBackend final : public Backend {
                 !resident_.count(key_of(hosts[i]));
     if (!uniform) return Backend::resident_group(hosts, count);
     const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(hosts[0]));
-    const std::size_t scale_bytes = hosts[0].row_scales ? bytes_of(hosts[0].rows, sizeof(float)) : 0;
+    const bool unit_scales = hosts[0].dtype == kernels::WeightDtype::fp8_e4m3 && !hosts[0].row_scales;
+    const std::size_t scale_bytes = (hosts[0].row_scales || unit_scales) ? bytes_of(hosts[0].rows, sizeof(float)) : 0;
     auto* block = static_cast<unsigned char*>(cu::device_alloc(bytes * count));
     auto* scales = scale_bytes ? static_cast<unsigned char*>(cu::device_alloc(scale_bytes * count)) : nullptr;
     groups_.push_back({block, reinterpret_cast<float*>(scales)});
+    if (unit_scales) {
+      const std::vector<float> ones(static_cast<std::size_t>(hosts[0].rows) * count, 1.f);
+      cu::copy_to_device(scales, ones.data(), scale_bytes * count, stream_);
+    }
     std::vector<kernels::WeightView> views;
     for (std::size_t i = 0; i < count; ++i)
       views.push_back(place(hosts[i], {block + i * bytes,
@@ -173,22 +180,32 @@ class CudaBackend final : public Backend {
     }
     if (plan.epilogue) cu::gemm_epilogue(out, M, N, x_scale, w.row_scales, y, accumulate, stream_);
   }
-  // BF16 experts laid out as one [E, N, K] array (resident_group) run as one grouped GEMM on the rows converted to
-  // BF16 (the same operands and fp32 accumulation as the per-expert cuBLASLt path); anything else expert by expert.
+  // Experts laid out as one group (resident_group) run as one grouped GEMM where plan_cuda_grouped_matmul says so:
+  // BF16 on the rows converted to BF16; FP8 on the rows quantised per token, the token's scale and each expert's row
+  // scales applied per channel. The operands and fp32 accumulation are the per-expert cuBLASLt path's.
   void grouped_matmul(const float* x_sorted, const std::int64_t* expert_offsets, std::int64_t experts,
                       const kernels::WeightView* weights, float* y_sorted) override {
-    if (!grouped_bf16(weights, experts)) {
+    const CudaGroupedPath path = plan_cuda_grouped_matmul(weights, experts);
+    if (path == CudaGroupedPath::per_expert) {
       grouped_matmul_per_expert(*this, x_sorted, expert_offsets, experts, weights, y_sorted);
       return;
     }
     const std::int64_t rows = expert_offsets[experts], N = weights[0].rows, K = weights[0].cols;
     if (rows <= 0) return;
-    auto* xb = static_cast<std::uint16_t*>(input_.get(bytes_of(rows * K, sizeof(std::uint16_t))));
-    cu::convert_bf16(x_sorted, rows * K, xb, stream_);
     auto* offsets = static_cast<std::int64_t*>(ids_.get(bytes_of(experts + 1, sizeof(std::int64_t))));
     cu::copy_to_device(offsets, expert_offsets, bytes_of(experts + 1, sizeof(std::int64_t)), stream_);
-    cu::grouped_gemm_bf16(xb, static_cast<const std::uint16_t*>(weights[0].data), offsets,
-                          kernels::GroupedGemmShape{rows, experts, N, K, false}, y_sorted, stream_);
+    const kernels::GroupedGemmShape shape{rows, experts, N, K, false};
+    if (path == CudaGroupedPath::bf16) {
+      auto* xb = static_cast<std::uint16_t*>(input_.get(bytes_of(rows * K, sizeof(std::uint16_t))));
+      cu::convert_bf16(x_sorted, rows * K, xb, stream_);
+      cu::grouped_gemm_bf16(xb, static_cast<const std::uint16_t*>(weights[0].data), offsets, shape, y_sorted, stream_);
+      return;
+    }
+    auto* xq = static_cast<std::uint8_t*>(input_.get(bytes_of(rows * K, 1)));
+    auto* xs = static_cast<float*>(input_scale_.get(bytes_of(rows, sizeof(float))));
+    cu::quantize_fp8_per_token(x_sorted, rows, K, xq, xs, stream_);
+    cu::grouped_gemm_fp8(xq, xs, static_cast<const std::uint8_t*>(weights[0].data), weights[0].row_scales,
+                         kernels::gpu::Fp8ScaleLayout::per_channel, offsets, shape, y_sorted, stream_);
   }
   void attention(const kernels::AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
                  const float* v, float* out) override {
@@ -295,17 +312,6 @@ class CudaBackend final : public Backend {
     if (host.row_scales) cu::copy_to_device(r.scales, host.row_scales, bytes_of(host.rows, sizeof(float)), stream_);
     resident_.emplace(key_of(host), r);
     return view_of(host, r);
-  }
-  // Whether `experts` views are BF16 weights of one shape laid out one after the other (resident_group's block) with
-  // K a multiple of 8: the grouped GEMM's [E, N, K] array.
-  bool grouped_bf16(const kernels::WeightView* w, std::int64_t experts) const {
-    if (experts < 1 || w[0].dtype != kernels::WeightDtype::bf16 || w[0].cols % 8 != 0) return false;
-    const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(w[0]));
-    for (std::int64_t e = 1; e < experts; ++e)
-      if (w[e].dtype != w[0].dtype || w[e].rows != w[0].rows || w[e].cols != w[0].cols ||
-          w[e].data != static_cast<const unsigned char*>(w[0].data) + static_cast<std::size_t>(e) * bytes)
-        return false;
-    return true;
   }
 
   int device_ = 0;

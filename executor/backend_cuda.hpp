@@ -29,14 +29,29 @@ struct CudaMatmulPlan {
 };
 CudaMatmulPlan plan_cuda_matmul(const kernels::WeightView& w, bool accumulate);
 
+// How the CUDA backend runs grouped_matmul over `experts` resident views (one projection of a layer's experts):
+//   bf16        one cuda::grouped_gemm_bf16 launch on the rows converted to BF16: BF16 weights without row scales,
+//               K a multiple of 8 (the kernel's 16-byte loads)
+//   fp8         the rows quantised per token (cuda::quantize_fp8_per_token), then one cuda::grouped_gemm_fp8 launch
+//               with gpu::Fp8ScaleLayout::per_channel: FP8 weights with row scales, of a shape the per-expert FP8
+//               GEMM takes too (N and K multiples of 16, which covers the kernel's K multiple of 8), so whether a
+//               model runs does not depend on how its experts were laid out
+//   per_expert  grouped_matmul_per_expert: any other dtype or shape, or experts not laid out as one group
+// Both grouped paths need every expert of one dtype and shape, laid out one after the other as the kernel's
+// [E, N, K] array (resident_group's block), and any row scales likewise as [E, N] (index e * N + n, the per-channel
+// layout of gpu::fp8_weight_scale_index).
+enum class CudaGroupedPath { bf16, fp8, per_expert };
+CudaGroupedPath plan_cuda_grouped_matmul(const kernels::WeightView* weights, std::int64_t experts);
+
 // Whether cuda::attention_prefill's tiled kernel takes this head size (32, 64, 128, 256); other sizes run
 // cuda::attention_generic (up to 1024).
 bool cuda_attention_tiled(std::int64_t head_dim);
 
-// grouped_matmul expert by expert through b.matmul, as the CPU reference runs it and the CUDA backend does for experts
-// that are not BF16 weights laid out as one group (each expert's rows are contiguous in x_sorted [R, K] and y_sorted
-// [R, N]; expert_offsets and weights are host arrays). The grouped BF16 GEMM has the same operands (x rounded to BF16)
-// and fp32 accumulation, in another summation order.
+// grouped_matmul expert by expert through b.matmul, as the CPU reference runs it and the CUDA backend does where
+// plan_cuda_grouped_matmul says per_expert (each expert's rows are contiguous in x_sorted [R, K] and y_sorted [R, N];
+// expert_offsets and weights are host arrays). The grouped GEMMs take the per-expert cuBLASLt path's operands (x
+// rounded to BF16, or quantised per token to the same FP8 codes and scales) and accumulate in fp32 in another
+// summation order; both FP8 paths multiply each sum by the token's scale and the weight row's scale.
 void grouped_matmul_per_expert(Backend& b, const float* x_sorted, const std::int64_t* expert_offsets,
                                std::int64_t experts, const kernels::WeightView* weights, float* y_sorted);
 

@@ -38,6 +38,42 @@ CudaMatmulPlan plan_cuda_matmul(const kernels::WeightView& w, bool accumulate) {
   return plan;
 }
 
+namespace {
+
+// Whether `experts` views share w[0]'s dtype and shape and lie one after the other: the data as one [E, N, K] array,
+// the row scales (all present or all absent) as one [E, N] array.
+bool laid_out_as_group(const kernels::WeightView* w, std::int64_t experts) {
+  const auto bytes = static_cast<std::size_t>(kernels::weight_bytes(w[0]));
+  for (std::int64_t e = 1; e < experts; ++e) {
+    const auto* data = static_cast<const unsigned char*>(w[0].data) + static_cast<std::size_t>(e) * bytes;
+    const float* scales = w[0].row_scales ? w[0].row_scales + e * w[0].rows : nullptr;
+    if (w[e].dtype != w[0].dtype || w[e].rows != w[0].rows || w[e].cols != w[0].cols || w[e].data != data ||
+        w[e].row_scales != scales)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+CudaGroupedPath plan_cuda_grouped_matmul(const kernels::WeightView* weights, std::int64_t experts) {
+  if (experts < 1 || !laid_out_as_group(weights, experts)) return CudaGroupedPath::per_expert;
+  const kernels::WeightView& w = weights[0];
+  switch (w.dtype) {
+    case kernels::WeightDtype::bf16:
+      // the BF16 kernel applies no scales
+      return w.row_scales == nullptr && w.cols % 8 == 0 ? CudaGroupedPath::bf16 : CudaGroupedPath::per_expert;
+    case kernels::WeightDtype::fp8_e4m3:
+      return w.row_scales != nullptr && plan_cuda_matmul(w, false).path == CudaMatmulPlan::Path::fp8
+                 ? CudaGroupedPath::fp8
+                 : CudaGroupedPath::per_expert;
+    case kernels::WeightDtype::f32:
+    case kernels::WeightDtype::f16:
+    case kernels::WeightDtype::int8: return CudaGroupedPath::per_expert;
+  }
+  return CudaGroupedPath::per_expert;
+}
+
 bool cuda_attention_tiled(std::int64_t head_dim) {
   return head_dim == 32 || head_dim == 64 || head_dim == 128 || head_dim == 256;
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <map>
@@ -17,13 +18,14 @@
 #include "common/splitmix.hpp"
 #include "executor/backend_cpu.hpp"
 #include "executor/backend_cuda.hpp"
+#include "executor/checkpoint_random.hpp"
 #include "executor/comm.hpp"
 #include "executor/devices.hpp"
-#include "executor/checkpoint_random.hpp"
 #include "executor/forward.hpp"
 #include "executor/paged_kv.hpp"
 #include "executor/run.hpp"
 #include "kernels/activation.hpp"
+#include "kernels/gpu_ops.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/norm.hpp"
 #include "tests/executor/executor_test_util.hpp"
@@ -498,6 +500,87 @@ TEST_CASE("the CUDA backend's matmul plan: a kernel per weight dtype, or one lin
   }
   CHECK(executor::cuda_attention_tiled(128));
   CHECK_FALSE(executor::cuda_attention_tiled(16));
+}
+
+TEST_CASE("the CUDA backend's grouped_matmul plan: one launch for a BF16 or row-scaled FP8 group, else per expert") {
+  using Path = executor::CudaGroupedPath;
+  using kernels::WeightDtype;
+  constexpr std::int64_t E = 4, N = 64, K = 32;
+  const std::vector<float> data(E * N * K);  // room for a group of any dtype of these shapes
+  const std::vector<float> scales(E * N, 1.f);
+  // E experts of `dtype` laid out one after the other in `data` (as resident_group places them), row-scaled from
+  // `scales` laid out likewise when asked
+  auto group = [&](WeightDtype dtype, std::int64_t n, std::int64_t k, bool scaled) {
+    std::vector<kernels::WeightView> w;
+    const auto* base = reinterpret_cast<const unsigned char*>(data.data());
+    for (std::int64_t e = 0; e < E; ++e)
+      w.push_back({dtype, base + e * n * k * kernels::weight_dtype_bytes(dtype), n, k,
+                   scaled ? scales.data() + e * n : nullptr});
+    return w;
+  };
+  auto plan = [](const std::vector<kernels::WeightView>& w) { return executor::plan_cuda_grouped_matmul(w.data(), E); };
+  CHECK(plan(group(WeightDtype::bf16, N, K, false)) == Path::bf16);
+  CHECK(plan(group(WeightDtype::bf16, N, 24, false)) == Path::bf16);  // the kernel takes K in multiples of 8
+  CHECK(plan(group(WeightDtype::bf16, N, 20, false)) == Path::per_expert);
+  CHECK(plan(group(WeightDtype::bf16, N, K, true)) == Path::per_expert);       // the BF16 kernel applies no row scales
+  CHECK(plan(group(WeightDtype::fp8_e4m3, N, K, true)) == Path::fp8);          // per-channel: scale index e * N + n
+  CHECK(plan(group(WeightDtype::fp8_e4m3, N, K, false)) == Path::per_expert);  // no scales to hand the kernel
+  // shapes the per-expert FP8 GEMM refuses (N or K not a multiple of 16) stay on that path, which names them
+  CHECK(plan(group(WeightDtype::fp8_e4m3, N, 24, true)) == Path::per_expert);
+  CHECK(plan(group(WeightDtype::fp8_e4m3, 40, K, true)) == Path::per_expert);
+  for (const auto dtype : {WeightDtype::f32, WeightDtype::f16, WeightDtype::int8}) {
+    CHECK(plan(group(dtype, N, K, false)) == Path::per_expert);
+    CHECK(plan(group(dtype, N, K, true)) == Path::per_expert);
+  }
+  // experts not laid out as one [E, N, K] array, or their scales not as one [E, N] array
+  auto w = group(WeightDtype::bf16, N, K, false);
+  std::swap(w[1], w[2]);
+  CHECK(plan(w) == Path::per_expert);
+  w = group(WeightDtype::fp8_e4m3, N, K, true);
+  w[3].row_scales = scales.data();
+  CHECK(plan(w) == Path::per_expert);
+  w = group(WeightDtype::fp8_e4m3, N, K, true);
+  w[2].dtype = WeightDtype::int8;
+  CHECK(plan(w) == Path::per_expert);
+  w = group(WeightDtype::fp8_e4m3, N, K, true);
+  CHECK(executor::plan_cuda_grouped_matmul(w.data(), 1) == Path::fp8);  // one expert is a group of one
+  CHECK(executor::plan_cuda_grouped_matmul(w.data(), 0) == Path::per_expert);
+}
+
+TEST_CASE("the grouped FP8 GEMM with per-channel scales computes the per-expert FP8 path: token scale x row scale") {
+  constexpr std::int64_t E = 3, N = 32, K = 48;
+  const std::vector<std::int64_t> offsets = {0, 5, 5, 12};  // expert 1 gets no rows
+  const std::int64_t R = offsets.back();
+  std::uint64_t state = 11;
+  auto uniform = [&](double lo, double hi) { return static_cast<float>(lo + (hi - lo) * splitmix64_unit(state)); };
+  // e4m3 codes [E, N, K] and one scale per output row [E, N], as resident_group lays out a projection's experts
+  std::vector<std::uint8_t> w_q(E * N * K);
+  std::vector<float> w_scale(E * N), x(R * K);
+  for (auto& q : w_q) q = kernels::float_to_fp8_e4m3(uniform(-300, 300));
+  for (auto& s : w_scale) s = uniform(1e-4, 1e-3);
+  for (auto& v : x) v = uniform(-2, 2);
+  std::vector<kernels::WeightView> views;
+  for (std::int64_t e = 0; e < E; ++e)
+    views.push_back({kernels::WeightDtype::fp8_e4m3, w_q.data() + e * N * K, N, K, w_scale.data() + e * N});
+  REQUIRE(executor::plan_cuda_grouped_matmul(views.data(), E) == executor::CudaGroupedPath::fp8);
+  // expert by expert, as validate --device cuda's reference runs it: x quantised per token and dequantised, times
+  // dequant(W)[n, k] = data[n, k] * row_scales[n]
+  std::vector<float> want(R * N), got(R * N);
+  executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{})
+      ->grouped_matmul(x.data(), offsets.data(), E, views.data(), want.data());
+  // the grouped kernel's twin on what backend_cuda.cpp hands the kernel: per-token codes and scales, the weights'
+  // codes and their row scales as the per-channel layout
+  std::vector<std::uint8_t> x_q(R * K);
+  std::vector<float> x_scale(R);
+  kernels::quantize_fp8_per_token_ref(x.data(), R, K, x_q.data(), x_scale.data());
+  kernels::grouped_gemm_fp8_ref(x_q.data(), x_scale.data(), w_q.data(), w_scale.data(),
+                                kernels::gpu::Fp8ScaleLayout::per_channel, offsets.data(), {R, E, N, K, false},
+                                got.data());
+  double max_want = 0;
+  for (const float v : want) max_want = std::max(max_want, std::fabs(static_cast<double>(v)));
+  REQUIRE(max_want > 0.1);
+  // the two differ only in where the scales are rounded in: once per product or once per sum
+  for (std::size_t i = 0; i < want.size(); ++i) CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * max_want);
 }
 
 namespace {

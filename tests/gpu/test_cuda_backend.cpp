@@ -3,7 +3,8 @@
 // weight dtype (and printed against the fp32 CPU backend); then, with two GPUs and
 // NCCL, tensor parallel TP=2 (and TP=2 x EP=2 where the experts divide) over NCCL against one GPU. The fixtures'
 // head_dim 16 gathers the paged cache's rows for every step; a seeded Llama 4 of head_dim 32 then checks the decode
-// steps that run the paged decode kernel on the session's pages. Exits 77 (CTest:
+// steps that run the paged decode kernel on the session's pages. FP8 experts laid out as one group are checked op
+// by op: one grouped FP8 launch against the per-expert reference. Exits 77 (CTest:
 // skipped) when this build has no CUDA or the machine no device; 0 when every check passes; 1 when one fails.
 #include <algorithm>
 #include <cmath>
@@ -17,9 +18,10 @@
 
 #include "calibrate/validate_device.hpp"
 #include "common/files.hpp"
-#include "executor/checkpoint_random.hpp"
+#include "common/splitmix.hpp"
 #include "executor/backend_cpu.hpp"
 #include "executor/backend_cuda.hpp"
+#include "executor/checkpoint_random.hpp"
 #include "executor/devices.hpp"
 #include "executor/forward.hpp"
 #include "executor/nccl_comm.hpp"
@@ -130,6 +132,53 @@ int check_paged_decode_kernel() {
   return ok ? 0 : 1;
 }
 
+// FP8 experts made resident as the session makes them (resident_group) through the CUDA backend's grouped_matmul,
+// one launch of the grouped FP8 GEMM with per-channel scales, against the same experts expert by expert on the CUDA
+// numerics reference: with row scales, and without (resident_group gives the group unit scales). One expert gets
+// no rows. Both sum the same FP8 products in fp32 in another order, over K = 512.
+int check_grouped_fp8() {
+  constexpr std::int64_t E = 8, N = 256, K = 512;
+  std::vector<std::int64_t> offsets = {0};
+  for (std::int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (e == 3 ? 0 : 17 + 13 * e));
+  const std::int64_t R = offsets.back();
+  std::uint64_t state = 5;
+  auto uniform = [&](double lo, double hi) { return static_cast<float>(lo + (hi - lo) * splitmix64_unit(state)); };
+  std::vector<std::uint8_t> w_q(E * N * K);
+  std::vector<float> w_scale(E * N), x(R * K);
+  for (auto& q : w_q) q = kernels::float_to_fp8_e4m3(uniform(-300, 300));
+  for (auto& s : w_scale) s = uniform(1e-4, 1e-3);
+  for (auto& v : x) v = uniform(-2, 2);
+  int failures = 0;
+  for (const bool scaled : {true, false}) {
+    std::vector<kernels::WeightView> hosts;
+    for (std::int64_t e = 0; e < E; ++e)
+      hosts.push_back(
+          {kernels::WeightDtype::fp8_e4m3, w_q.data() + e * N * K, N, K, scaled ? w_scale.data() + e * N : nullptr});
+    std::vector<float> want(R * N), got(R * N);
+    executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{})
+        ->grouped_matmul(x.data(), offsets.data(), E, hosts.data(), want.data());
+    const auto device = executor::make_cuda_backend(0);
+    const auto views = device->resident_group(hosts.data(), hosts.size());
+    const executor::DeviceArray<float> dx(*device, x.data(), R * K);
+    executor::DeviceArray<float> dy(*device, R * N);
+    device->grouped_matmul(dx.data(), offsets.data(), E, views.data(), dy.data());
+    device->download(got.data(), dy.data(), dy.bytes());
+    double diff = 0, max_want = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+      max_want = std::max(max_want, std::fabs(static_cast<double>(want[i])));
+    }
+    const bool grouped = executor::plan_cuda_grouped_matmul(views.data(), E) == executor::CudaGroupedPath::fp8;
+    const bool ok = grouped && diff <= 1e-4 * max_want;
+    std::printf(
+        "grouped fp8 experts, %s row scales (%lld rows, N 256, K 512): %s, max |diff| %.3g (allowed %.3g): %s\n",
+        scaled ? "with" : "without", static_cast<long long>(R), grouped ? "one launch" : "NOT GROUPED", diff,
+        1e-4 * max_want, ok ? "pass" : "FAIL");
+    failures += ok ? 0 : 1;
+  }
+  return failures;
+}
+
 }  // namespace
 
 int main() {
@@ -151,6 +200,7 @@ int main() {
                   c.allowed, c.max_abs_diff_fp32, static_cast<long long>(c.argmax_mismatches), c.pass() ? "pass" : "FAIL");
       failures += c.pass() ? 0 : 1;
     }
+    failures += check_grouped_fp8();
     failures += check_paged_decode_kernel();
     failures += check_nccl_layouts();
     return failures == 0 ? 0 : 1;
