@@ -29,7 +29,7 @@ struct RunOptions {
   int threads = 0, cuda_device = 0, tp = 1, ep = 1, dp = 0, pp = 1;
   std::int64_t prompt_tokens = 0, gen_tokens = 0, batch = 0;
   float temperature = 0, top_p = 1;
-  bool bf16_activations = false, process_per_rank = false;
+  bool bf16_activations = false, process_per_rank = false, cuda_graphs = false;
 };
 
 // --shape and its one-key options: a shrunk config for --random-weights.
@@ -50,6 +50,7 @@ void add_run_options(po::options_description& d, RunOptions& o) {
       ("device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu, or cuda (a build with CUDA and a visible device; with --tp/--dp/--pp above 1, rank r on GPU r over NCCL)")
       ("cuda-device", po::value<int>(&o.cuda_device)->default_value(0), "--device cuda, one rank: which GPU (0 = the first visible)")
       ("process-per-rank", po::bool_switch(&o.process_per_rank), "--device cuda: a launcher (torchrun, mpirun, srun) started one process per rank; this one runs the rank its variables give, on the GPU of its local rank, the NCCL id shared through MOEPLAN_NCCL_ID_FILE or MOEPLAN_NCCL_ID; rank 0 reports")
+      ("cuda-graphs", po::bool_switch(&o.cuda_graphs), "--device cuda on one GPU: capture a decode step as a CUDA graph and replay it for the later steps (paged decode kernel on every layer, experts as grouped GEMMs; otherwise steps run op by op); a replayed step's time goes under decode.graph")
       ("threads", po::value<int>(&o.threads)->default_value(0), "CPU threads (0: all)")
       ("bf16-activations", po::bool_switch(&o.bf16_activations), "round matmul inputs to BF16 for BF16 weights and run them on AMX tiles where the CPU has them (PyTorch bf16 precision; default fp32)")
       ("tp", po::value<int>(&o.tp)->default_value(1), "tensor-parallel ranks per attention replica (heads, MLP columns, vocabulary)")
@@ -109,7 +110,8 @@ executor::DeviceKind check_run_options(const po::variables_map& vm, const RunOpt
   for (const char* name : {"prompt-tokens", "batch", "tp", "ep", "dp", "pp"}) require_positive(vm, name);
   if (o.gen_tokens < 0) throw InputError("--gen-tokens must be 0 or more");
   const executor::DeviceKind device = executor::select_device(o.device);
-  if (device == executor::DeviceKind::cpu) refuse_given(vm, {"cuda-device", "process-per-rank"}, "run --device cuda");
+  if (device == executor::DeviceKind::cpu)
+    refuse_given(vm, {"cuda-device", "process-per-rank", "cuda-graphs"}, "run --device cuda");
   if (vm.count("weights") == vm.count("random-weights"))
     throw InputError("give --weights DIR or --random-weights SEED (one of them)");
   if (!(o.temperature >= 0) || !(o.top_p > 0 && o.top_p <= 1))
@@ -142,6 +144,7 @@ executor::RunRequest run_request(const po::variables_map& vm, const RunOptions& 
   q.device = device;
   q.cuda_device = o.cuda_device;
   q.bf16_activations = o.bf16_activations;
+  q.cuda_graphs = o.cuda_graphs;
   // dp 0 when not given; the layout is checked against the model before any weights are written
   q.layout = model::ParallelLayout{.tp = o.tp, .ep = o.ep, .pp = o.pp, .dp = o.dp};
   q.batch = o.batch;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -101,9 +102,40 @@ class Backend {
   virtual void unpermute_add(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
                              const float* row_scale, std::int64_t rows, float* y) = 0;
   // embed: out[t] = dequant(table)[ids[t] - first_row] for the ids in [first_row, first_row + table.rows), zeros
-  // for the others (their rows live on another tensor-parallel rank). ids: host, [tokens]; out: [tokens, table.cols].
+  // for the others (their rows live on another tensor-parallel rank). ids: [tokens]; out: [tokens, table.cols].
   virtual void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids,
                      std::int64_t tokens, float* out) = 0;
+  // The permutation by expert on the backend (kernels::build_expert_dispatch's rows, without the host): ids, weights
+  // [tokens, k] of router_topk, every id in [0, experts) -> expert_offsets [experts + 1], row_token and row_weight
+  // [tokens * k], rows sorted by expert, then by (token, slot). This default goes through the host (download, build,
+  // upload); the CPU and CUDA backends do it in their own memory, so a captured step (begin_capture) can hold it.
+  virtual void expert_dispatch(const std::int32_t* ids, const float* weights, std::int64_t tokens, std::int64_t k,
+                               std::int64_t experts, std::int64_t* expert_offsets, std::int64_t* row_token,
+                               float* row_weight);
+  // grouped_matmul with expert_offsets in this backend's memory and the rows' count `rows` (= expert_offsets[experts])
+  // given by the caller. This default downloads the offsets; where grouped_offsets_on_device(weights, experts) says so,
+  // the backend reads them where they are (the CPU; the CUDA backend's grouped GEMMs), so a captured step can hold it.
+  virtual void grouped_matmul_device(const float* x_sorted, const std::int64_t* expert_offsets, std::int64_t rows,
+                                     std::int64_t experts, const kernels::WeightView* weights, float* y_sorted);
+  virtual bool grouped_offsets_on_device(const kernels::WeightView* /*weights*/, std::int64_t /*experts*/) const {
+    return false;
+  }
+
+  // ---- captured steps (CUDA graphs). Between begin_capture() and end_capture() the ops issued are recorded, not run;
+  // the returned graph's replay() runs them again, on this backend's stream, reading and writing the memory they
+  // named (its contents at the time of the replay: a step's inputs are uploaded into the same arrays before each
+  // replay). Host arguments (sizes, weight views, parameters) are read at capture. Memory allocated while capturing
+  // is zero-filled again by every replay, as allocate's is; memory released while capturing belongs to the graph
+  // until it is destroyed. Nothing may be uploaded, downloaded or synchronised while capturing (std::logic_error).
+  // A graph must be destroyed before the backend and before any memory it names is released.
+  class Graph {
+   public:
+    virtual ~Graph() = default;
+    virtual void replay() = 0;
+  };
+  virtual bool can_capture() const { return false; }
+  virtual void begin_capture();
+  virtual std::unique_ptr<Graph> end_capture();
 
   // ---- paged KV cache (executor/paged_kv.hpp's PageTable; the page layout of kernels/gpu_layout.hpp): BF16 pages
   // (std::uint16_t codes) [pages, page_tokens, Hkv, D] of K or of V, page_table [seqs, layout.max_pages_per_seq] (-1:
@@ -117,7 +149,9 @@ class Backend {
                                std::int64_t seq, std::int64_t first_pos, std::int64_t count, const std::uint16_t* pages,
                                float* rows) = 0;
   // attn.decode on the pages: kernels::paged_attention_decode_ref's shapes and dtypes (p.kv_dtype: fp32 or BF16
-  // pages); max_keys (host): the most keys any query of the batch sees, which plans the split over the context.
+  // pages); max_keys (host): at least the most keys any query of the batch sees, which plans the split over the
+  // context (a larger bound plans more splits, the ones past a sequence's keys empty: a captured step passes its
+  // cache's longest context).
   virtual void paged_attention_decode(const kernels::DecodeAttentionParams& p, const kernels::gpu::PagedKvLayout& layout,
                                       const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
                                       const void* k_pages, const void* v_pages, std::int64_t max_keys, float* out) = 0;

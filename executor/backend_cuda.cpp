@@ -5,6 +5,7 @@
 // their input into a scratch buffer first.
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -23,19 +24,20 @@ namespace {
 namespace cu = kernels::cuda;
 
 // Device memory that grows to the largest size asked for and is reused by the ops that follow on the one stream
-// (stream order makes the reuse safe; freeing waits for the device).
+// (stream order makes the reuse safe). The outgrown block goes to `retire`, which frees it unless a captured step may
+// still name it.
 class Scratch {
  public:
+  using Retire = std::function<void(void*)>;
   Scratch() = default;
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() { cu::device_free(p_); }
-  void* get(std::size_t bytes) {
+  void* get(std::size_t bytes, const std::function<void*(std::size_t)>& alloc, const Retire& retire) {
     if (bytes > bytes_) {
-      cu::device_free(p_);
-      p_ = nullptr;
-      bytes_ = 0;
-      p_ = cu::device_alloc(bytes);
+      void* grown = alloc(bytes);
+      retire(p_);
+      p_ = grown;
       bytes_ = bytes;
     }
     return p_;
@@ -62,6 +64,13 @@ class CudaBackend final : public Backend {
     sm_count_ = device_ < static_cast<int>(q.gpus.size()) ? q.gpus[static_cast<std::size_t>(device_)].multiprocessors : 0;
   }
   ~CudaBackend() override {
+    if (capture_) {  // destroyed while capturing (an exception on the way): end the capture, drop the graph
+      try {
+        capture_->exec = cu::graph_end_capture(stream_);
+      } catch (...) {
+      }
+      capture_.reset();
+    }
     try {
       cu::stream_synchronize(stream_);
     } catch (...) {  // a destructor must not throw; the frees below still run
@@ -75,6 +84,7 @@ class CudaBackend final : public Backend {
       cu::device_free(g.data);
       cu::device_free(g.scales);
     }
+    for (void* p : retired_) cu::device_free(p);
     for (auto& [begin, end] : spans_) {
       cu::event_destroy(begin);
       cu::event_destroy(end);
@@ -86,12 +96,34 @@ class CudaBackend final : public Backend {
   DeviceKind kind() const override { return DeviceKind::cuda; }
   std::string description() const override { return "cuda " + name_ + ", device " + std::to_string(device_); }
 
-  void* allocate(std::size_t bytes) override { return cu::device_alloc(bytes); }
-  void release(void* p) noexcept override { cu::device_free(p); }
-  void upload(void* dst, const void* src, std::size_t bytes) override { cu::copy_to_device(dst, src, bytes, stream_); }
-  void download(void* dst, const void* src, std::size_t bytes) override { cu::copy_to_host(dst, src, bytes, stream_); }
+  // While capturing, the zero-fill is enqueued on the stream (so every replay repeats it) and a release is held
+  // until the graph is destroyed.
+  void* allocate(std::size_t bytes) override {
+    return capture_ ? cu::device_alloc_on(bytes, stream_) : cu::device_alloc(bytes);
+  }
+  void release(void* p) noexcept override {
+    if (capture_ && p) {
+      try {
+        capture_->released.push_back(p);
+      } catch (...) {  // out of memory while recording: keep the block alive rather than free what the graph names
+      }
+      return;
+    }
+    cu::device_free(p);
+  }
+  void upload(void* dst, const void* src, std::size_t bytes) override {
+    not_capturing("upload");
+    cu::copy_to_device(dst, src, bytes, stream_);
+  }
+  void download(void* dst, const void* src, std::size_t bytes) override {
+    not_capturing("download");
+    cu::copy_to_host(dst, src, bytes, stream_);
+  }
   void copy(void* dst, const void* src, std::size_t bytes) override { cu::copy_on_device(dst, src, bytes, stream_); }
-  void synchronize() override { cu::stream_synchronize(stream_); }
+  void synchronize() override {
+    not_capturing("synchronize");
+    cu::stream_synchronize(stream_);
+  }
   std::size_t free_memory_bytes() override {
     std::size_t free_bytes = 0, total_bytes = 0;
     cu::memory_info(&free_bytes, &total_bytes);
@@ -101,6 +133,7 @@ class CudaBackend final : public Backend {
   // Timing spans: a pair of events recorded on the stream (created once, reused after spans_clear); the time
   // between them is the device's, with no host synchronisation between the ops.
   std::size_t span_begin() override {
+    not_capturing("a timing span");
     if (spans_used_ == spans_.size()) {
       spans_.emplace_back(cu::event_create(), nullptr);
       spans_.back().second = cu::event_create();
@@ -156,18 +189,18 @@ class CudaBackend final : public Backend {
     if (plan.path == CudaMatmulPlan::Path::none) throw InputError(plan.problem);
     if (M <= 0) return;
     const std::int64_t N = w.rows, K = w.cols;
-    float* out = plan.epilogue ? static_cast<float*>(acc_.get(bytes_of(M * N, sizeof(float)))) : y;
+    float* out = plan.epilogue ? static_cast<float*>(scratch(acc_, bytes_of(M * N, sizeof(float)))) : y;
     const float* x_scale = nullptr;
     switch (plan.path) {
       case CudaMatmulPlan::Path::bf16: {
-        auto* xb = static_cast<std::uint16_t*>(input_.get(bytes_of(M * K, sizeof(std::uint16_t))));
+        auto* xb = static_cast<std::uint16_t*>(scratch(input_, bytes_of(M * K, sizeof(std::uint16_t))));
         cu::convert_bf16(x, M * K, xb, stream_);
         gemm_->run(cu::DenseGemmDtype::bf16, xb, w.data, nullptr, nullptr, out, M, N, K, stream_);
         break;
       }
       case CudaMatmulPlan::Path::fp8: {
-        auto* xq = static_cast<std::uint8_t*>(input_.get(bytes_of(M * K, 1)));
-        auto* xs = static_cast<float*>(input_scale_.get(bytes_of(M, sizeof(float))));
+        auto* xq = static_cast<std::uint8_t*>(scratch(input_, bytes_of(M * K, 1)));
+        auto* xs = static_cast<float*>(scratch(input_scale_, bytes_of(M, sizeof(float))));
         cu::quantize_fp8_per_token(x, M, K, xq, xs, stream_);
         gemm_->run(cu::DenseGemmDtype::fp8_e4m3, xq, w.data, unit_scale_, unit_scale_, out, M, N, K, stream_);
         x_scale = xs;
@@ -190,22 +223,39 @@ class CudaBackend final : public Backend {
       grouped_matmul_per_expert(*this, x_sorted, expert_offsets, experts, weights, y_sorted);
       return;
     }
-    const std::int64_t rows = expert_offsets[experts], N = weights[0].rows, K = weights[0].cols;
+    const std::int64_t rows = expert_offsets[experts];
     if (rows <= 0) return;
-    auto* offsets = static_cast<std::int64_t*>(ids_.get(bytes_of(experts + 1, sizeof(std::int64_t))));
+    auto* offsets = static_cast<std::int64_t*>(scratch(ids_, bytes_of(experts + 1, sizeof(std::int64_t))));
     cu::copy_to_device(offsets, expert_offsets, bytes_of(experts + 1, sizeof(std::int64_t)), stream_);
-    const kernels::GroupedGemmShape shape{rows, experts, N, K, false};
-    if (path == CudaGroupedPath::bf16) {
-      auto* xb = static_cast<std::uint16_t*>(input_.get(bytes_of(rows * K, sizeof(std::uint16_t))));
-      cu::convert_bf16(x_sorted, rows * K, xb, stream_);
-      cu::grouped_gemm_bf16(xb, static_cast<const std::uint16_t*>(weights[0].data), offsets, shape, y_sorted, stream_);
+    grouped_launch(path, x_sorted, offsets, rows, experts, weights, y_sorted);
+  }
+  // The offsets where the permutation left them: the grouped kernels read them on the device (a captured step holds
+  // the launch; the kernel's grid covers `rows` rows however they split over the experts).
+  void grouped_matmul_device(const float* x_sorted, const std::int64_t* expert_offsets, std::int64_t rows,
+                             std::int64_t experts, const kernels::WeightView* weights, float* y_sorted) override {
+    const CudaGroupedPath path = plan_cuda_grouped_matmul(weights, experts);
+    if (path == CudaGroupedPath::per_expert) {
+      not_capturing("a per-expert grouped matmul (its GEMM sizes come from the host)");
+      Backend::grouped_matmul_device(x_sorted, expert_offsets, rows, experts, weights, y_sorted);
       return;
     }
-    auto* xq = static_cast<std::uint8_t*>(input_.get(bytes_of(rows * K, 1)));
-    auto* xs = static_cast<float*>(input_scale_.get(bytes_of(rows, sizeof(float))));
-    cu::quantize_fp8_per_token(x_sorted, rows, K, xq, xs, stream_);
-    cu::grouped_gemm_fp8(xq, xs, static_cast<const std::uint8_t*>(weights[0].data), weights[0].row_scales,
-                         kernels::gpu::Fp8ScaleLayout::per_channel, offsets, shape, y_sorted, stream_);
+    if (rows > 0) grouped_launch(path, x_sorted, expert_offsets, rows, experts, weights, y_sorted);
+  }
+  bool grouped_offsets_on_device(const kernels::WeightView* weights, std::int64_t experts) const override {
+    return plan_cuda_grouped_matmul(weights, experts) != CudaGroupedPath::per_expert;
+  }
+  // cuda::moe_permute (int32 rows and the pair-to-row map, which the session does not use), its row tokens widened to
+  // the int64 indices permute and unpermute_add take.
+  void expert_dispatch(const std::int32_t* ids, const float* weights, std::int64_t tokens, std::int64_t k,
+                       std::int64_t experts, std::int64_t* expert_offsets, std::int64_t* row_token,
+                       float* row_weight) override {
+    const std::int64_t pairs = tokens * k;
+    void* workspace =
+        scratch(permute_ws_, static_cast<std::size_t>(kernels::gpu::permute_workspace_bytes(pairs, experts)));
+    auto* rows32 = static_cast<std::int32_t*>(scratch(permute_rows_, bytes_of(2 * pairs, sizeof(std::int32_t))));
+    cu::moe_permute(ids, weights, pairs, k, experts, workspace, expert_offsets, rows32, row_weight, rows32 + pairs,
+                    stream_);
+    cu::widen_indices(rows32, pairs, row_token, stream_);
   }
   void attention(const kernels::AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
                  const float* v, float* out) override {
@@ -241,7 +291,6 @@ class CudaBackend final : public Backend {
                      std::int64_t rows, float* y) override {
     cu::scatter_add_rows(y_sorted, hidden, row_token, row_scale, rows, y, stream_);
   }
-  // ids are host memory (backend.hpp): copied to the device first.
   void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids, std::int64_t tokens,
              float* out) override {
     cu::TableDtype dtype = cu::TableDtype::f32;
@@ -254,9 +303,7 @@ class CudaBackend final : public Backend {
         throw InputError("the CUDA backend has no kernel for an int8 embedding table; run it with --device cpu");
     }
     if (tokens <= 0) return;
-    auto* dev_ids = static_cast<std::int32_t*>(ids_.get(bytes_of(tokens, sizeof(std::int32_t))));
-    cu::copy_to_device(dev_ids, ids, bytes_of(tokens, sizeof(std::int32_t)), stream_);
-    cu::embed_rows(dtype, table.data, table.row_scales, table.rows, table.cols, first_row, dev_ids, tokens, out, stream_);
+    cu::embed_rows(dtype, table.data, table.row_scales, table.rows, table.cols, first_row, ids, tokens, out, stream_);
   }
   void paged_kv_write(const kernels::gpu::PagedKvLayout& layout, const std::int32_t* page_table,
                       const std::int64_t* row_seq, const std::int64_t* row_pos, std::int64_t count, const float* rows,
@@ -272,12 +319,84 @@ class CudaBackend final : public Backend {
                               const float* q, const std::int32_t* seq_lens, const std::int32_t* page_table,
                               const void* k_pages, const void* v_pages, std::int64_t max_keys, float* out) override {
     const kernels::gpu::DecodeSplit split = kernels::gpu::decode_split_plan(max_keys, p.seqs, p.kv_heads, sm_count_);
-    void* workspace = decode_ws_.get(static_cast<std::size_t>(
-        kernels::gpu::decode_workspace_bytes(p.seqs, p.q_heads, p.head_dim, split)));
+    void* workspace =
+        scratch(decode_ws_,
+                static_cast<std::size_t>(kernels::gpu::decode_workspace_bytes(p.seqs, p.q_heads, p.head_dim, split)));
     cu::paged_attention_decode(p, layout, q, seq_lens, page_table, k_pages, v_pages, out, split, workspace, stream_);
   }
 
+  bool can_capture() const override { return true; }
+  void begin_capture() override {
+    if (capture_) throw std::logic_error("begin_capture: already capturing");
+    auto graph = std::make_unique<Captured>(*this);
+    cu::graph_begin_capture(stream_);
+    capture_ = std::move(graph);
+  }
+  std::unique_ptr<Graph> end_capture() override {
+    if (!capture_) throw std::logic_error("end_capture: not capturing");
+    std::unique_ptr<Captured> graph = std::move(capture_);
+    graph->exec = cu::graph_end_capture(stream_);
+    return graph;
+  }
+
  private:
+  // A captured step: the instantiated graph and the memory released while it was captured, freed with it. While any
+  // graph lives, an outgrown scratch block is kept (the graph may name it); the last graph to go frees them.
+  struct Captured final : Graph {
+    explicit Captured(CudaBackend& b) : backend(b) { ++backend.live_graphs_; }
+    Captured(const Captured&) = delete;
+    Captured& operator=(const Captured&) = delete;
+    ~Captured() override {
+      // A replay may still be running. A destructor must not throw: the frees below still run.
+      try {
+        cu::stream_synchronize(backend.stream_);
+      } catch (...) {
+      }
+      cu::graph_destroy(exec);
+      for (void* p : released) cu::device_free(p);
+      if (--backend.live_graphs_ == 0 && !backend.capture_) {
+        for (void* p : backend.retired_) cu::device_free(p);
+        backend.retired_.clear();
+      }
+    }
+    void replay() override { cu::graph_launch(exec, backend.stream_); }
+    CudaBackend& backend;
+    cu::Graph exec = nullptr;
+    std::vector<void*> released;
+  };
+  void not_capturing(const char* what) const {
+    if (capture_) throw std::logic_error(std::string(what) + " while capturing a step");
+  }
+  // Scratch `s` of at least `bytes`; an outgrown block is freed, or kept while a graph may name it.
+  void* scratch(Scratch& s, std::size_t bytes) {
+    return s.get(
+        bytes, [this](std::size_t b) { return allocate(b); },
+        [this](void* p) {
+          if (!p) return;
+          if (capture_ || live_graphs_ > 0)
+            retired_.push_back(p);
+          else
+            cu::device_free(p);
+        });
+  }
+  // One grouped GEMM launch over `rows` rows whose expert offsets are on the device (path bf16 or fp8).
+  void grouped_launch(CudaGroupedPath path, const float* x_sorted, const std::int64_t* offsets, std::int64_t rows,
+                      std::int64_t experts, const kernels::WeightView* weights, float* y_sorted) {
+    const std::int64_t N = weights[0].rows, K = weights[0].cols;
+    const kernels::GroupedGemmShape shape{rows, experts, N, K, false};
+    if (path == CudaGroupedPath::bf16) {
+      auto* xb = static_cast<std::uint16_t*>(scratch(input_, bytes_of(rows * K, sizeof(std::uint16_t))));
+      cu::convert_bf16(x_sorted, rows * K, xb, stream_);
+      cu::grouped_gemm_bf16(xb, static_cast<const std::uint16_t*>(weights[0].data), offsets, shape, y_sorted, stream_);
+      return;
+    }
+    auto* xq = static_cast<std::uint8_t*>(scratch(input_, bytes_of(rows * K, 1)));
+    auto* xs = static_cast<float*>(scratch(input_scale_, bytes_of(rows, sizeof(float))));
+    cu::quantize_fp8_per_token(x_sorted, rows, K, xq, xs, stream_);
+    cu::grouped_gemm_fp8(xq, xs, static_cast<const std::uint8_t*>(weights[0].data), weights[0].row_scales,
+                         kernels::gpu::Fp8ScaleLayout::per_channel, offsets, shape, y_sorted, stream_);
+  }
+
   // A view's address and shape: the same host matrix made resident twice gives the same device copy.
   struct Key {
     const void* data;
@@ -322,7 +441,10 @@ class CudaBackend final : public Backend {
   // Weights uploaded once, by host address (a backend serves the weights of models that outlive it).
   std::unordered_map<Key, Resident, KeyHash> resident_;
   std::vector<Resident> groups_;  // resident_group's allocations (weights, scales)
-  Scratch acc_, input_, input_scale_, ids_, decode_ws_;
+  Scratch acc_, input_, input_scale_, ids_, decode_ws_, permute_ws_, permute_rows_;
+  std::unique_ptr<Captured> capture_;  // the step being captured, or null
+  int live_graphs_ = 0;                // graphs not yet destroyed
+  std::vector<void*> retired_;         // outgrown scratch blocks a live graph may name
   int sm_count_ = 0;
   std::vector<std::pair<cu::Event, cu::Event>> spans_;  // (begin, end) events; the first spans_used_ are in use
   std::size_t spans_used_ = 0;

@@ -199,6 +199,7 @@ RankResult generate(const RankSetup& s, int rank) {
                      ": another rank failed before the run started (its own message says why)");
   Session session(s.shards[static_cast<std::size_t>(rank)], made.first, n, stage_group(world, s.stage_ranks()),
                   s.layout.pp > 1 ? &world : nullptr, made.second);
+  session.capture_decode(r.cuda_graphs);
   RankResult out;
   out.device = device_kind_name(session.backend().kind());
   out.backend = session.backend().description();
@@ -230,6 +231,7 @@ RankResult generate(const RankSetup& s, int rank) {
   out.ops = session.op_times();
   out.routing = session.routing();
   out.kv_cache_bytes = session.kv_cache_bytes();
+  out.decode_replays = session.decode_replays();
   return out;
 }
 
@@ -336,6 +338,7 @@ void merge_ranks(const std::vector<RankResult>& outs, const model::ParallelLayou
   const int stage_ranks = layout.tp * layout.dp;
   res.device = outs.front().device;
   res.backend = outs.front().backend;
+  res.decode_replays = outs.front().decode_replays;  // cuda_graphs runs one rank
   for (const RankResult& o : outs) {
     res.kv_cache_bytes += o.kv_cache_bytes;
     res.peak_rss_bytes += o.peak_rss_bytes;
@@ -400,7 +403,12 @@ std::string process_ranks_problem(const model::ParallelLayout& layout, std::int6
 std::shared_ptr<Backend> check_device(const RunRequest& r, const model::ParallelLayout& layout) {
   if (r.process && r.device != DeviceKind::cuda)
     throw InputError("--process-per-rank needs --device cuda (CPU ranks are threads of one process)");
+  if (r.cuda_graphs && r.device != DeviceKind::cuda) throw InputError("--cuda-graphs needs --device cuda");
   if (r.device != DeviceKind::cuda) return nullptr;
+  if (r.cuda_graphs && (layout.gpus() > 1 || r.process))
+    throw InputError(
+        "--cuda-graphs captures the decode steps of a one-GPU run; leave it out with --tp/--dp/--ep/--pp "
+        "above 1 or --process-per-rank (their steps exchange data through the host)");
   if (layout.gpus() == 1 && !r.process) return make_backend(DeviceKind::cuda, kernels::CpuContext{}, r.cuda_device);
   const CudaRanksContext context{.nccl = nccl_available(),
                                  .visible_gpus = static_cast<int>(query_gpus().gpus.size()),

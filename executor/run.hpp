@@ -26,6 +26,7 @@ struct RunRequest {
   bool overwrite_weights_out = false;    // write into weights_out even when it holds files moeplan did not write
   int threads = 0;                       // 0: all hardware threads (shared by the ranks)
   bool bf16_activations = false;         // kernels::CpuContext::bf16_activations (AMX BF16 matmuls where available)
+  bool cuda_graphs = false;              // one GPU: decode steps replay a captured graph (Session::capture_decode)
   DeviceKind device = DeviceKind::cpu;   // cuda: one rank on CUDA device `cuda_device` (select_device checked it),
   int cuda_device = 0;                   // or several, rank r on GPU r over NCCL (cuda_ranks_problem says when not)
   // A launcher started one process per rank (run --process-per-rank): this process runs rank process->rank only, on
@@ -58,6 +59,7 @@ struct RunResult {
   double prefill_tokens_per_s = 0, decode_tokens_per_s = 0;
   std::uint64_t peak_rss_bytes = 0;
   std::int64_t kv_cache_bytes = 0;                 // K and V every rank holds after the last step (GPU: BF16)
+  std::int64_t decode_replays = 0;                 // decode steps that replayed a captured graph (cuda_graphs)
   std::vector<std::vector<std::int32_t>> tokens;   // generated ids per sequence
   OpTimes ops;
   std::int64_t experts = 0;
@@ -76,6 +78,7 @@ struct RankResult {
   OpTimes ops;
   std::vector<std::vector<std::int32_t>> routing;  // per MoE layer of the rank's stage
   std::int64_t kv_cache_bytes = 0;
+  std::int64_t decode_replays = 0;  // Session::decode_replays
   std::string device, backend;
   std::uint64_t peak_rss_bytes = 0;  // the rank's process, when it has its own
 };

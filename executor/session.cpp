@@ -20,17 +20,22 @@ namespace moeplan::executor {
 namespace {
 
 // Brackets the ops issued in its scope in a timing span of the backend (Backend::span_begin), kept under `name`;
-// Session::collect_op_times adds the spans' durations once the step's ops have finished.
+// Session::collect_op_times adds the spans' durations once the step's ops have finished. Nothing while the spans
+// are off (a step being captured).
+template <class Spans>
 struct Timer {
   Backend& backend;
-  std::vector<std::pair<std::size_t, const char*>>& spans;
+  Spans& spans;
   const char* name;
-  std::size_t span = backend.span_begin();
+  std::size_t span = spans.on ? backend.span_begin() : 0;
   ~Timer() {
+    if (!spans.on) return;
     backend.span_end(span);
-    spans.emplace_back(span, name);
+    spans.list.emplace_back(span, name);
   }
 };
+template <class Spans>
+Timer(Backend&, Spans&, const char*) -> Timer<Spans>;
 
 std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
 
@@ -214,52 +219,159 @@ std::vector<float> Session::decode(const std::vector<std::int32_t>& tokens) {
   if (tokens.size() != positions_.size()) throw InputError("decode: one token per sequence");
   std::vector<std::vector<std::int32_t>> step;
   for (auto t : tokens) step.push_back({t});
-  std::vector<float> logits = run(step, false);
+  std::vector<float> logits = decode_capturable() ? decode_captured(step) : run(step, false);
   collect_op_times();
   return logits;
 }
 
+bool Session::decode_capturable() {
+  if (!capture_decode_ || !backend_->can_capture() || !paged_ || comm_ || pipe_ || positions_.empty()) return false;
+  if (!layers_capturable_) {
+    bool ok = true;
+    const auto seqs = static_cast<std::int64_t>(positions_.size());
+    for (std::size_t li = 0; ok && li < model_->layers.size(); ++li) {
+      const Model::Layer& L = model_->layers[li];
+      ok = decode_kernel_takes(decode_params(attention_params(li), seqs), paged_->layout);
+      if (!L.moe) continue;
+      for (const auto* group : {&L.expert_gate, &L.expert_up, &L.expert_down}) {
+        std::vector<kernels::WeightView> hosts;
+        for (const auto& m : *group) hosts.push_back(m.view());
+        const auto views = backend_->resident_group(hosts.data(), hosts.size());
+        ok = ok && backend_->grouped_offsets_on_device(views.data(), static_cast<std::int64_t>(views.size()));
+      }
+    }
+    layers_capturable_ = ok;
+  }
+  return *layers_capturable_;
+}
+
+std::vector<float> Session::decode_captured(const std::vector<std::vector<std::int32_t>>& tokens) {
+  if (!graph_ && !decode_warmed_) {  // op by op first: weights resident, scratch at this step's sizes
+    decode_warmed_ = true;
+    return run(tokens, false);
+  }
+  spans_.list.clear();
+  backend_->spans_clear();
+  Step step = make_step(tokens);
+  if (graph_) {
+    graph_->step.ids = std::move(step.ids);
+    graph_->step.pos_of = std::move(step.pos_of);
+    graph_->step.seq_of = std::move(step.seq_of);
+    graph_->step.lens_of = std::move(step.lens_of);
+    graph_->step.qscale_of = std::move(step.qscale_of);
+    upload_step(graph_->step, false);
+  } else {
+    capture(std::move(step));
+  }
+  {
+    Timer tm{*backend_, spans_, "decode.graph"};
+    graph_->graph->replay();
+  }
+  ++decode_replays_;
+  for (auto& p : positions_) ++p;
+  const Step& s = graph_->step;
+  const std::int64_t T = s.tokens(), K = model_->config().experts_per_token;
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(graph_->routing.size()));
+  backend_->download(ids.data(), graph_->routing.data(), graph_->routing.bytes());
+  for (std::size_t m = 0; m < routing_.size(); ++m)
+    routing_[m].insert(routing_[m].end(), ids.begin() + static_cast<std::ptrdiff_t>(m) * T * K,
+                       ids.begin() + static_cast<std::ptrdiff_t>(m + 1) * T * K);
+  std::vector<float> logits(static_cast<std::size_t>(graph_->logits.size()));
+  backend_->download(logits.data(), graph_->logits.data(), graph_->logits.bytes());
+  return logits;
+}
+
+void Session::capture(Step step) {
+  const Model& M = *model_;
+  Backend& b = *backend_;
+  const std::int64_t T = step.tokens(), H = M.config().hidden, K = M.config().experts_per_token;
+  auto g = std::make_unique<DecodeGraph>();
+  g->step = std::move(step);
+  upload_step(g->step, true);
+  g->x = DeviceArray<float>(b, T * H);
+  g->logits = DeviceArray<float>(b, T * M.lm_head.rows);
+  g->routing = DeviceArray<std::int32_t>(b, static_cast<std::int64_t>(routing_.size()) * T * K);
+  g->step.captured = true;
+  g->step.routing_out = g->routing.data();
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(T));
+  for (std::int64_t t = 0; t < T; ++t) rows[static_cast<std::size_t>(t)] = t;
+  spans_.on = false;
+  b.begin_capture();
+  try {
+    forward(g->step, g->x.data());
+    head(g->x.data(), rows, g->logits.data());
+    g->graph = b.end_capture();
+  } catch (...) {
+    spans_.on = true;
+    try {
+      b.end_capture();
+    } catch (...) {  // the capture failed too: the first error is the one to report
+    }
+    throw;
+  }
+  spans_.on = true;
+  graph_ = std::move(g);
+}
+
 void Session::collect_op_times() {
-  for (const auto& [span, name] : spans_) {
+  for (const auto& [span, name] : spans_.list) {
     times_.seconds[name] += backend_->span_seconds(span);
     ++times_.calls[name];
   }
-  spans_.clear();
+  spans_.list.clear();
   backend_->spans_clear();
 }
 
 Session::Step Session::make_step(const std::vector<std::vector<std::int32_t>>& tokens) {
   const std::int64_t V = model_->config().vocab;
+  const RuntimeParams& P = model_->params();
   Step step;
   for (std::size_t s = 0; s < tokens.size(); ++s)
     for (std::size_t i = 0; i < tokens[s].size(); ++i) {
       if (tokens[s][i] < 0 || tokens[s][i] >= V)
         throw InputError("token id " + std::to_string(tokens[s][i]) + " is outside the vocabulary of " + std::to_string(V));
+      const std::int64_t pos = positions_[s] + static_cast<std::int64_t>(i);
       step.seq_of.push_back(static_cast<std::int64_t>(s));
-      step.pos_of.push_back(positions_[s] + static_cast<std::int64_t>(i));
+      step.pos_of.push_back(pos);
       step.ids.push_back(tokens[s][i]);
+      step.lens_of.push_back(static_cast<std::int32_t>(pos + 1));
+      if (P.temperature_tuning)  // Llama 4 NoPE layers scale the queries by position
+        step.qscale_of.push_back(static_cast<float>(
+            1.0 + P.attn_scale * std::log(1.0 + std::floor((to_double(pos) + 1.0) / P.floor_scale))));
     }
-  step.pos = DeviceArray<std::int64_t>(*backend_, step.pos_of.data(), step.tokens());
   step.prefill = step.tokens() > static_cast<std::int64_t>(positions_.size()) ||
                  std::adjacent_find(step.seq_of.begin(), step.seq_of.end()) != step.seq_of.end();
   if (paged_) {  // pages for the new positions (those no later query sees are freed), the tables on the backend
     for (std::size_t s = 0; s < tokens.size(); ++s)
       if (!tokens[s].empty()) paged_->table.extend(static_cast<std::int64_t>(s), positions_[s] + static_cast<std::int64_t>(tokens[s].size()));
     upload_page_tables();
-    step.seq = DeviceArray<std::int64_t>(*backend_, step.seq_of.data(), step.tokens());
-    std::vector<std::int32_t> lens(step.pos_of.size());
-    for (std::size_t t = 0; t < lens.size(); ++t) lens[t] = static_cast<std::int32_t>(step.pos_of[t] + 1);
-    step.lens = DeviceArray<std::int32_t>(*backend_, lens.data(), step.tokens());
   }
   return step;
+}
+
+void Session::upload_step(Step& step, bool fresh) {
+  auto put = [&](auto& array, const auto& host) {
+    const auto n = static_cast<std::int64_t>(host.size());
+    if (fresh)
+      array = std::decay_t<decltype(array)>(*backend_, host.data(), n);
+    else if (n > 0)
+      backend_->upload(array.data(), host.data(), array.bytes());
+  };
+  put(step.pos, step.pos_of);
+  put(step.token_ids, step.ids);
+  put(step.qscale, step.qscale_of);
+  if (!paged_) return;
+  put(step.seq, step.seq_of);
+  put(step.lens, step.lens_of);
 }
 
 std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits) {
   const Model& M = *model_;
   const std::int64_t H = M.config().hidden, V = M.config().vocab;
-  spans_.clear();  // spans of a step that threw before its times were collected
+  spans_.list.clear();  // spans of a step that threw before its times were collected
   backend_->spans_clear();
-  const Step step = make_step(tokens);
+  Step step = make_step(tokens);
+  upload_step(step, true);
   const std::int64_t T = step.tokens();
   const Model::Sharding& sh = M.sharding();
   DeviceArray<float> x(*backend_, T * H);  // [T, H] with the step's tokens grouped by sequence
@@ -267,8 +379,7 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
     for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x.data(), step);
     return {};
   }
-  embed_tokens(step, x.data());
-  for (std::size_t li = 0; li < M.layers.size(); ++li) layer_forward(li, x.data(), step);
+  forward(step, x.data());
   for (std::size_t s = 0; s < tokens.size(); ++s) positions_[s] += static_cast<std::int64_t>(tokens[s].size());
 
   // Rows whose logits are wanted: all, or each sequence's last token.
@@ -291,6 +402,11 @@ std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& to
   return return_logits(logits_of(x.data(), rows));
 }
 
+void Session::forward(const Step& step, float* x) {
+  embed_tokens(step, x);
+  for (std::size_t li = 0; li < model_->layers.size(); ++li) layer_forward(li, x, step);
+}
+
 void Session::embed_tokens(const Step& step, float* x) {
   const Model& M = *model_;
   const Model::Sharding& sh = M.sharding();
@@ -303,7 +419,7 @@ void Session::embed_tokens(const Step& step, float* x) {
     // This rank's vocabulary rows (all of them on one rank); the other ids' rows stay zero until the
     // tensor-parallel all-reduce adds the rank that holds them.
     Timer tm{*backend_, spans_, "embed"};
-    backend_->embed(resident(M.embed), sh.vocab_begin, step.ids.data(), T, x);
+    backend_->embed(resident(M.embed), sh.vocab_begin, step.token_ids.data(), T, x);
   }
   if (tp_comm_ && T > 0) {
     Timer tm{*backend_, spans_, "embed.all_reduce"};
@@ -312,10 +428,9 @@ void Session::embed_tokens(const Step& step, float* x) {
   }
 }
 
-std::vector<float> Session::logits_of(const float* x, const std::vector<std::int64_t>& rows) {
+void Session::head(const float* x, const std::vector<std::int64_t>& rows, float* mine) {
   const Model& M = *model_;
-  const std::int64_t H = M.config().hidden, V = M.config().vocab;
-  const std::int64_t N = static_cast<std::int64_t>(rows.size()), Vr = M.lm_head.rows;
+  const std::int64_t H = M.config().hidden, N = static_cast<std::int64_t>(rows.size());
   DeviceArray<float> h(*backend_, N * H);
   {
     Timer tm{*backend_, spans_, "final_norm"};
@@ -323,12 +438,17 @@ std::vector<float> Session::logits_of(const float* x, const std::vector<std::int
     for (std::int64_t r = 0; r < N; ++r)
       backend_->rmsnorm(x + rows[static_cast<std::size_t>(r)] * H, w, h.data() + r * H, 1, H, M.params().rms_eps);
   }
+  Timer tm{*backend_, spans_, "lm_head"};
+  backend_->matmul(h.data(), N, resident(M.lm_head), mine, false);
+}
+
+std::vector<float> Session::logits_of(const float* x, const std::vector<std::int64_t>& rows) {
+  const Model& M = *model_;
+  const std::int64_t V = M.config().vocab;
+  const std::int64_t N = static_cast<std::int64_t>(rows.size()), Vr = M.lm_head.rows;
   // This rank's vocabulary slice of the logits: [N, Vr], Vr = lm_head.rows (V on one rank).
   DeviceArray<float> mine(*backend_, N * Vr);
-  {
-    Timer tm{*backend_, spans_, "lm_head"};
-    backend_->matmul(h.data(), N, resident(M.lm_head), mine.data(), false);
-  }
+  head(x, rows, mine.data());
   if (!tp_comm_) {
     std::vector<float> logits(static_cast<std::size_t>(N * Vr));
     backend_->download(logits.data(), mine.data(), mine.bytes());
@@ -421,26 +541,12 @@ void Session::attention_block(std::size_t li, float* x, const Step& step) {
   b.add(x, o.data(), x, T * H);
 }
 
-void Session::attend(std::size_t li, float* q, const float* k, const float* v, float* attn, const Step& step) {
-  const Model& M = *model_;
-  const RuntimeParams& P = M.params();
+kernels::AttentionParams Session::attention_params(std::size_t li) const {
   const model::LayerSpec& spec = layer_spec(li);
-  const std::int64_t T = step.tokens(), D = M.config().head_dim;
-  const std::int64_t Hq = M.layers[li].q.rows / D, Hkv = M.layers[li].k.rows / D, row = Hkv * D;
-  Backend& b = *backend_;
-  Timer tm{b, spans_, step.prefill ? "attn.prefill" : "attn.decode"};
-  if (P.temperature_tuning && !spec.rope) {  // Llama 4 NoPE layers: scale queries by position
-    std::vector<float> s(static_cast<std::size_t>(T));
-    for (std::int64_t t = 0; t < T; ++t) {
-      const double p = to_double(step.pos_of[static_cast<std::size_t>(t)]);
-      s[static_cast<std::size_t>(t)] = static_cast<float>(1.0 + P.attn_scale * std::log(1.0 + std::floor((p + 1.0) / P.floor_scale)));
-    }
-    const DeviceArray<float> row_scale(b, s.data(), T);
-    b.scale_rows(q, T, Hq * D, row_scale.data());
-  }
-  kernels::AttentionParams shared;  // what every sequence's call shares
-  shared.q_heads = Hq;
-  shared.kv_heads = Hkv;
+  const std::int64_t D = model_->config().head_dim;
+  kernels::AttentionParams shared;
+  shared.q_heads = model_->layers[li].q.rows / D;  // heads on this rank
+  shared.kv_heads = model_->layers[li].k.rows / D;
   shared.head_dim = D;
   shared.scale = static_cast<float>(1.0 / std::sqrt(to_double(D)));
   if (spec.attention == model::AttentionKind::chunked) {
@@ -450,6 +556,30 @@ void Session::attend(std::size_t li, float* q, const float* k, const float* v, f
     shared.mask = kernels::AttentionMask::sliding_window;
     shared.mask_tokens = spec.attention_window_tokens;
   }
+  return shared;
+}
+
+kernels::DecodeAttentionParams Session::decode_params(const kernels::AttentionParams& shared, std::int64_t seqs) {
+  kernels::DecodeAttentionParams dp;
+  dp.seqs = seqs;
+  dp.q_heads = shared.q_heads;
+  dp.kv_heads = shared.kv_heads;
+  dp.head_dim = shared.head_dim;
+  dp.scale = shared.scale;
+  dp.mask = shared.mask;
+  dp.chunk_tokens = shared.mask == kernels::AttentionMask::chunked ? shared.mask_tokens : 0;
+  dp.kv_dtype = kernels::KvPageDtype::bf16;
+  return dp;
+}
+
+void Session::attend(std::size_t li, float* q, const float* k, const float* v, float* attn, const Step& step) {
+  const model::LayerSpec& spec = layer_spec(li);
+  const kernels::AttentionParams shared = attention_params(li);  // what every sequence's call shares
+  const std::int64_t T = step.tokens(), Hq = shared.q_heads, D = shared.head_dim, row = shared.kv_heads * D;
+  Backend& b = *backend_;
+  Timer tm{b, spans_, step.prefill ? "attn.prefill" : "attn.decode"};
+  if (model_->params().temperature_tuning && !spec.rope)  // Llama 4 NoPE layers: scale queries by position
+    b.scale_rows(q, T, Hq * D, step.qscale.data());
   if (paged_) {
     attend_paged(li, shared, q, k, v, attn, step);
     return;
@@ -497,18 +627,10 @@ void Session::attend_paged(std::size_t li, const kernels::AttentionParams& share
   b.paged_kv_write(c.layout, table, step.seq.data(), step.pos.data(), T, k, c.k.data());
   b.paged_kv_write(c.layout, table, step.seq.data(), step.pos.data(), T, v, c.v.data());
   // 2. a decode step (token t is sequence t's): every query in one call on the pages, where the decode kernel takes
-  // the shape
-  kernels::DecodeAttentionParams dp;
-  dp.seqs = seqs;
-  dp.q_heads = shared.q_heads;
-  dp.kv_heads = shared.kv_heads;
-  dp.head_dim = shared.head_dim;
-  dp.scale = shared.scale;
-  dp.mask = shared.mask;
-  dp.chunk_tokens = shared.mask == kernels::AttentionMask::chunked ? shared.mask_tokens : 0;
-  dp.kv_dtype = kernels::KvPageDtype::bf16;
+  // the shape; a captured step plans its split for the longest context the cache takes
+  const kernels::DecodeAttentionParams dp = decode_params(shared, seqs);
   if (!step.prefill && T == seqs && decode_kernel_takes(dp, c.layout)) {
-    std::int64_t max_keys = 1;
+    std::int64_t max_keys = step.captured ? c.plan.context_tokens : 1;
     for (const std::int64_t p : step.pos_of) max_keys = std::max(max_keys, p + 1 - first_visible_position(spec, p));
     b.paged_attention_decode(dp, c.layout, q, step.lens.data(), table, c.k.data(), c.v.data(), max_keys, attn);
     return;
@@ -538,8 +660,10 @@ void Session::mlp_block(std::size_t li, float* x, const Step& step) {
     Timer tm{b, spans_, "mlp.norm"};
     b.rmsnorm(x, resident(L.post_norm), xn.data(), T, H, M.params().rms_eps);
   }
-  if (!L.moe) swiglu(L.dense_gate, L.dense_up, L.dense_down, "mlp.gate_up", "mlp.act", "mlp.down", xn.data(), T, out.data());
-  else moe(li, xn.data(), T, out.data());
+  if (L.moe)
+    moe(li, xn.data(), step, out.data());
+  else
+    swiglu(L.dense_gate, L.dense_up, L.dense_down, "mlp.gate_up", "mlp.act", "mlp.down", xn.data(), T, out.data());
   if (tp_comm_) {  // partial sums over this rank's MLP or shared-expert columns, expert pieces and tokens
     Timer tm{b, spans_, L.moe ? "moe.all_reduce" : "mlp.all_reduce"};
     b.synchronize();
@@ -566,29 +690,37 @@ void Session::swiglu(const Model::Matrix& g, const Model::Matrix& u, const Model
   b.matmul(gv.data(), T, resident(dn), out, true);
 }
 
-void Session::moe(std::size_t li, const float* xn, std::int64_t T, float* out) {
+void Session::moe(std::size_t li, const float* xn, const Step& step, float* out) {
   const Model& M = *model_;
   const Model::Layer& L = M.layers[li];
-  const std::int64_t E = M.config().num_experts, K = M.config().experts_per_token, H = M.config().hidden;
+  const std::int64_t T = step.tokens(), E = M.config().num_experts, K = M.config().experts_per_token;
+  const std::int64_t H = M.config().hidden;
   Backend& b = *backend_;
   DeviceArray<float> logits(b, T * E);
   {
     Timer tm{b, spans_, "moe.router"};
     b.matmul(xn, T, resident(L.router), logits.data(), false);
   }
-  // ids, weights: [T, K], read back to the host, which builds the permutation by expert.
-  std::vector<std::int32_t> ids(static_cast<std::size_t>(T * K));
+  std::size_t moe_index = 0;
+  for (std::size_t j = 0; j < li; ++j) moe_index += M.layers[j].moe ? 1 : 0;
+  // ids, weights: [T, K]; read back to the host, which builds the permutation by expert, unless the step is captured
+  // (the backend builds it).
+  DeviceArray<std::int32_t> ids_dev(b, T * K);
+  DeviceArray<float> weights_dev(b, T * K);
+  std::vector<std::int32_t> ids(step.captured ? 0 : static_cast<std::size_t>(T * K));
   std::vector<float> weights(ids.size());
   {
     Timer tm{b, spans_, "moe.topk"};
-    DeviceArray<std::int32_t> ids_dev(b, T * K);
-    DeviceArray<float> weights_dev(b, T * K);
     b.router_topk(logits.data(), T, E, K, M.params().scoring, ids_dev.data(), weights_dev.data());
-    b.download(ids.data(), ids_dev.data(), ids_dev.bytes());
-    b.download(weights.data(), weights_dev.data(), weights_dev.bytes());
+    if (!step.captured) {
+      b.download(ids.data(), ids_dev.data(), ids_dev.bytes());
+      b.download(weights.data(), weights_dev.data(), weights_dev.bytes());
+    }
   }
-  std::size_t moe_index = 0;
-  for (std::size_t j = 0; j < li; ++j) moe_index += M.layers[j].moe ? 1 : 0;
+  if (step.captured) {
+    moe_captured(L, moe_index, xn, step, ids_dev.data(), weights_dev.data(), out);
+    return;
+  }
   routing_[moe_index].insert(routing_[moe_index].end(), ids.begin(), ids.end());
   if (!L.shared_gate.data.empty())
     swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down", xn, T, out);
@@ -601,6 +733,27 @@ void Session::moe(std::size_t li, const float* xn, std::int64_t T, float* out) {
     return;
   }
   local_experts(L, kernels::build_expert_dispatch(ids.data(), weights.data(), T, K, E), xn, out);
+}
+
+void Session::moe_captured(const Model::Layer& L, std::size_t moe_index, const float* xn, const Step& step,
+                           const std::int32_t* ids, const float* weights, float* out) {
+  const Model& M = *model_;
+  Backend& b = *backend_;
+  const std::int64_t T = step.tokens(), E = M.config().num_experts, K = M.config().experts_per_token;
+  b.copy(step.routing_out + static_cast<std::int64_t>(moe_index) * T * K, ids,
+         static_cast<std::size_t>(T * K) * sizeof(std::int32_t));
+  if (!L.shared_gate.data.empty())
+    swiglu(L.shared_gate, L.shared_up, L.shared_down, "moe.shared.gate_up", "moe.shared.act", "moe.shared.down", xn, T,
+           out);
+  // One rank holds every expert: the rows are all T * K of them.
+  DeviceArray<std::int64_t> offsets(b, E + 1), row_token(b, T * K);
+  DeviceArray<float> row_weight(b, T * K);
+  b.expert_dispatch(ids, weights, T, K, E, offsets.data(), row_token.data(), row_weight.data());
+  const bool llama4 = M.params().llama4;  // the router weight scales the expert input (Llama 4) or output
+  expert_ffn(L,
+             ExpertRows{nullptr, offsets.data(), T * K, row_token.data(), llama4 ? row_weight.data() : nullptr,
+                        llama4 ? nullptr : row_weight.data()},
+             xn, out);
 }
 
 void Session::local_experts(const Model::Layer& L, const kernels::ExpertDispatch& dispatch, const float* xn, float* out) {
@@ -620,34 +773,47 @@ void Session::routed_experts(const Model::Layer& L, const std::int64_t* offsets,
                              const float* in_scale, const float* out_scale, const float* x, float* y) {
   if (R == 0) return;
   Backend& b = *backend_;
-  const std::int64_t H = model_->config().hidden, I = L.expert_gate.front().rows;
-  const std::int64_t experts = static_cast<std::int64_t>(L.expert_gate.size());
-  auto views = [&](const std::vector<Model::Matrix>& ms) {  // one group: the experts' matrices of one projection
-    std::vector<kernels::WeightView> hosts;
-    for (const auto& m : ms) hosts.push_back(m.view());
-    return b.resident_group(hosts.data(), hosts.size());
-  };
   const DeviceArray<std::int64_t> tokens(b, row_token, R);
   DeviceArray<float> in_scales, out_scales;
   if (in_scale) in_scales = DeviceArray<float>(b, in_scale, R);
   if (out_scale) out_scales = DeviceArray<float>(b, out_scale, R);
+  expert_ffn(L,
+             ExpertRows{offsets, nullptr, R, tokens.data(), in_scale ? in_scales.data() : nullptr,
+                        out_scale ? out_scales.data() : nullptr},
+             x, y);
+}
+
+void Session::expert_ffn(const Model::Layer& L, const ExpertRows& rows, const float* x, float* y) {
+  const std::int64_t R = rows.rows;
+  if (R == 0) return;
+  Backend& b = *backend_;
+  const std::int64_t H = model_->config().hidden, I = L.expert_gate.front().rows;
+  const std::int64_t experts = static_cast<std::int64_t>(L.expert_gate.size());
+  // y_sorted = x_sorted times one projection of the experts, laid out as one group, by the offsets where they are.
+  auto grouped = [&](const std::vector<Model::Matrix>& ms, const float* x_sorted, float* y_sorted) {
+    std::vector<kernels::WeightView> hosts;
+    for (const auto& m : ms) hosts.push_back(m.view());
+    const auto views = b.resident_group(hosts.data(), hosts.size());
+    if (rows.host_offsets)
+      b.grouped_matmul(x_sorted, rows.host_offsets, experts, views.data(), y_sorted);
+    else
+      b.grouped_matmul_device(x_sorted, rows.device_offsets, R, experts, views.data(), y_sorted);
+  };
   // xs, ys: [R, H]; gs, us: [R, I] (I: this rank's piece of the expert intermediate)
   DeviceArray<float> xs(b, R * H), gs(b, R * I), us(b, R * I), ys(b, R * H);
   {
     Timer tm{b, spans_, "moe.experts.gate_up"};
-    b.permute(x, H, tokens.data(), in_scale ? in_scales.data() : nullptr, R, xs.data());
-    const auto gv = views(L.expert_gate), uv = views(L.expert_up);
-    b.grouped_matmul(xs.data(), offsets, experts, gv.data(), gs.data());
-    b.grouped_matmul(xs.data(), offsets, experts, uv.data(), us.data());
+    b.permute(x, H, rows.row_token, rows.in_scale, R, xs.data());
+    grouped(L.expert_gate, xs.data(), gs.data());
+    grouped(L.expert_up, xs.data(), us.data());
   }
   {
     Timer tm{b, spans_, "moe.experts.act"};
     b.silu_mul(gs.data(), us.data(), gs.data(), R * I);
   }
   Timer tm{b, spans_, "moe.experts.down"};
-  const auto dv = views(L.expert_down);
-  b.grouped_matmul(gs.data(), offsets, experts, dv.data(), ys.data());
-  b.unpermute_add(ys.data(), H, tokens.data(), out_scale ? out_scales.data() : nullptr, R, y);
+  grouped(L.expert_down, gs.data(), ys.data());
+  b.unpermute_add(ys.data(), H, rows.row_token, rows.out_scale, R, y);
 }
 
 void Session::moe_all_to_all(const Model::Layer& L, const float* xn, const std::int32_t* ids, const float* weights,

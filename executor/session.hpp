@@ -79,15 +79,35 @@ class Session {
   const Backend& backend() const { return *backend_; }
   bool paged_kv() const { return paged_ != nullptr; }
 
+  // Decode steps as one captured graph (Backend::begin_capture; CUDA graphs on a GPU) where the backend can capture
+  // and the session allows it: one rank (no communicator), a paged cache, every layer's decode on the paged decode
+  // kernel and every MoE layer's experts on offsets in the backend's memory (Backend::grouped_offsets_on_device).
+  // The first such decode step runs op by op (it makes the weights resident and sizes the backend's scratch), the
+  // second is captured, and every later one uploads its inputs (token ids, positions, lengths, block tables) and
+  // replays it: the same ops on the same shapes, the permutation by expert made on the backend
+  // (Backend::expert_dispatch) instead of on the host, the split of the decode attention planned for the cache's
+  // longest context. A replayed step's time goes under "decode.graph" (no per-op times). Off by default.
+  void capture_decode(bool on) { capture_decode_ = on; }
+  std::int64_t decode_replays() const { return decode_replays_; }  // decode steps that replayed the graph
+
  private:
   // The tokens of one step, grouped by sequence: token t belongs to sequence seq_of[t] at position pos_of[t].
+  // Its host vectors are uploaded (upload_step) into the arrays below them.
   struct Step {
     std::vector<std::int64_t> seq_of, pos_of;  // host, [T]
     std::vector<std::int32_t> ids;             // host, [T]
+    std::vector<std::int32_t> lens_of;         // host, [T]: each token's sequence length after it (paged cache)
+    std::vector<float> qscale_of;              // host, [T]: Llama 4's query temperature at each token's position
     DeviceArray<std::int64_t> pos;             // pos_of on the backend
     DeviceArray<std::int64_t> seq;             // seq_of on the backend (paged cache)
-    DeviceArray<std::int32_t> lens;            // decode: each sequence's length after the step (paged cache)
+    DeviceArray<std::int32_t> lens;            // lens_of on the backend (paged cache)
+    DeviceArray<std::int32_t> token_ids;       // ids on the backend
+    DeviceArray<float> qscale;                 // qscale_of on the backend (temperature tuning)
     bool prefill = false;                      // more than one token of some sequence (the op names say which)
+    // Being captured: no host reads or writes between the ops; the decode attention planned for the longest
+    // context; each MoE layer's expert ids copied to routing_out + moe_index * T * k.
+    bool captured = false;
+    std::int32_t* routing_out = nullptr;
     std::int64_t tokens() const { return static_cast<std::int64_t>(ids.size()); }
     // f(seq, t0, t1) for each sequence with tokens in this step, its tokens [t0, t1), in order.
     template <class F>
@@ -100,6 +120,29 @@ class Session {
   };
   // One layer's cache of one sequence: rows [0, rows) of k and v ([capacity, Hkv * D] each), row 0 holding the
   // absolute position `first`.
+  // The rows of R routed rows grouped by this rank's expert, in the backend's memory (row_token, scales: [R]; null
+  // scales: 1) with their expert offsets [experts + 1] on the host or in the backend's memory.
+  struct ExpertRows {
+    const std::int64_t* host_offsets = nullptr;
+    const std::int64_t* device_offsets = nullptr;
+    std::int64_t rows = 0;
+    const std::int64_t* row_token = nullptr;
+    const float* in_scale = nullptr;
+    const float* out_scale = nullptr;
+  };
+  // The captured decode step: its inputs, x [T, H], the logits [T, V] and expert ids [MoE layers, T, k] it writes,
+  // and the graph, declared last so that it goes before the memory it names.
+  struct DecodeGraph {
+    Step step;
+    DeviceArray<float> x, logits;
+    DeviceArray<std::int32_t> routing;
+    std::unique_ptr<Backend::Graph> graph;
+  };
+  // The timing spans of the step being run (span id, op name); off while a step is captured.
+  struct Spans {
+    std::vector<std::pair<std::size_t, const char*>> list;
+    bool on = true;
+  };
   struct KvRows {
     DeviceArray<float> k, v;
     std::int64_t rows = 0, first = 0;
@@ -119,13 +162,25 @@ class Session {
   };
 
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
+  // capture_decode's conditions for this session (the per-layer ones are checked once).
+  bool decode_capturable();
+  // A decode step through the captured graph (captured on the first call).
+  std::vector<float> decode_captured(const std::vector<std::vector<std::int32_t>>& tokens);
+  void capture(Step step);
+  // x [T, H] <- the step's tokens through the embedding (or the stage before) and every layer.
+  void forward(const Step& step, float* x);
   // Adds the durations of the step's timing spans into times_ (waiting for the step's ops), then forgets them.
   void collect_op_times();
+  // The step's host vectors (and the paged cache's pages and block tables for its new positions).
   Step make_step(const std::vector<std::vector<std::int32_t>>& tokens);
+  // The step's host vectors into new arrays on the backend (fresh), or into the arrays it has (a captured step's).
+  void upload_step(Step& step, bool fresh);
   // x [T, H] <- the embedding rows of the step's tokens (first stage), or the hidden states of the stage before.
   void embed_tokens(const Step& step, float* x);
   // The logits of the rows `rows` of the final hidden states x [T, H]: [rows, V] on the host.
   std::vector<float> logits_of(const float* x, const std::vector<std::int64_t>& rows);
+  // This rank's vocabulary slice of those logits, [rows, lm_head.rows], into `mine` on the backend.
+  void head(const float* x, const std::vector<std::int64_t>& rows, float* mine);
   // The last pipeline stage's logits, also sent to the ranks at its position in every earlier stage (pp > 1).
   std::vector<float> return_logits(std::vector<float> logits);
   // x: [T, H], the step's hidden states, updated in place by layer li.
@@ -138,6 +193,9 @@ class Session {
   // mask).
   void attend_paged(std::size_t li, const kernels::AttentionParams& shared, const float* q, const float* k,
                     const float* v, float* attn, const Step& step);
+  // The attention parameters every sequence of layer li shares (heads, scale, mask), and their decode form.
+  kernels::AttentionParams attention_params(std::size_t li) const;
+  static kernels::DecodeAttentionParams decode_params(const kernels::AttentionParams& shared, std::int64_t seqs);
   // Writes the block tables into host_table and uploads the entries that changed.
   void upload_page_tables();
   // fill_cache on the paged cache: the same values, drawn from `state`, in the pages.
@@ -147,7 +205,10 @@ class Session {
   void swiglu(const Model::Matrix& g, const Model::Matrix& u, const Model::Matrix& dn, const char* gu_name,
               const char* act_name, const char* down_name, const float* xn, std::int64_t T, float* out);
   // The MoE layer li's router, shared expert and routed experts on xn [T, H], added into out [T, H].
-  void moe(std::size_t li, const float* xn, std::int64_t T, float* out);
+  void moe(std::size_t li, const float* xn, const Step& step, float* out);
+  // A captured step's routed experts: the ids copied to the step's routing record, the permutation on the backend.
+  void moe_captured(const Model::Layer& L, std::size_t moe_index, const float* xn, const Step& step,
+                    const std::int32_t* ids, const float* weights, float* out);
   // This rank's experts on the rows routed to them when every rank holds all tokens (dp = 1).
   void local_experts(const Model::Layer& L, const kernels::ExpertDispatch& dispatch, const float* xn, float* out);
   // The config layer of this model's layer li (shifted by the first layer of its pipeline stage).
@@ -157,6 +218,8 @@ class Session {
   // by out_scale[r], is added into y[row_token[r]] (null scales: 1). x, y: [*, H]; row_token, scales: host, [R].
   void routed_experts(const Model::Layer& L, const std::int64_t* offsets, std::int64_t R, const std::int64_t* row_token,
                       const float* in_scale, const float* out_scale, const float* x, float* y);
+  // routed_experts' work on rows already in the backend's memory.
+  void expert_ffn(const Model::Layer& L, const ExpertRows& rows, const float* x, float* y);
   // Expert parallel with attention data parallel (dp > 1), for T tokens of this rank (its share of its replica's
   // tokens): xn [T, H] normed input, ids and weights [T, K] (host) the routing. Sends each routed row to every rank
   // holding a piece of its expert (all-to-all), runs this rank's experts on the rows it received from every rank,
@@ -181,7 +244,12 @@ class Session {
   std::unique_ptr<PagedCache> paged_;    // the paged cache, or null
   std::vector<std::vector<std::int32_t>> routing_;
   OpTimes times_;
-  std::vector<std::pair<std::size_t, const char*>> spans_;  // this step's timing spans: (span id, op name)
+  Spans spans_;
+  bool capture_decode_ = false;
+  std::optional<bool> layers_capturable_;  // decode_capturable's per-layer answer, once known
+  bool decode_warmed_ = false;             // the op-by-op decode step before the capture has run
+  std::int64_t decode_replays_ = 0;
+  std::unique_ptr<DecodeGraph> graph_;  // after the cache and backend: destroyed before them
 };
 
 // The paged KV cache a session on `backend` keeps for `sequences` of up to `context_tokens` positions whose longest

@@ -119,6 +119,9 @@ void gather_rows_ref(const float* x, std::int64_t hidden, const std::int64_t* ro
 // (deterministic; kernels::scatter_add_rows's order).  y_sorted: [rows, hidden]; y: [*, hidden]
 void scatter_add_rows_ref(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
                           const float* row_scale, std::int64_t rows, float* y);
+// out[i] = in[i]: moe_permute's int32 row tokens widened to the int64 row indices gather_rows and scatter_add_rows
+// take.  in, out: [n]
+void widen_indices_ref(const std::int32_t* in, std::int64_t n, std::int64_t* out);
 // The step after a tensor-core GEMM: y[m, n] (= or +=) acc[m, n] * (x_scale ? x_scale[m] : 1) * (w_scale ?
 // w_scale[n] : 1), the per-token activation scale and the per-output-channel weight scale.
 //   acc, y: [m, n]; x_scale: [m]; w_scale: [n]
@@ -193,6 +196,7 @@ void gather_rows(const float* x, std::int64_t hidden, const std::int64_t* row_to
                  std::int64_t rows, float* x_sorted, Stream stream);
 void scatter_add_rows(const float* y_sorted, std::int64_t hidden, const std::int64_t* row_token,
                       const float* row_scale, std::int64_t rows, float* y, Stream stream);
+void widen_indices(const std::int32_t* in, std::int64_t n, std::int64_t* out, Stream stream);
 void gemm_epilogue(const float* acc, std::int64_t m, std::int64_t n, const float* x_scale, const float* w_scale,
                    float* y, bool accumulate, Stream stream);
 // embed_rows_ref's shapes, the table [rows, cols] of `dtype` (row_scales [rows] or null) on the device.

@@ -19,6 +19,9 @@ void memory_info(std::size_t* free_bytes, std::size_t* total_bytes);
 // Zero-filled device memory of `bytes` (nullptr for 0); free with device_free.
 void* device_alloc(std::size_t bytes);
 void device_free(void* p) noexcept;
+// Device memory of `bytes` (nullptr for 0) zero-filled by an operation enqueued on `s`, with no host wait: while `s`
+// is capturing, the fill is part of the graph (every replay zeroes it again).
+void* device_alloc_on(std::size_t bytes, Stream s);
 
 Stream stream_create();               // a non-blocking stream
 void stream_destroy(Stream s) noexcept;

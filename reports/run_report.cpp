@@ -26,6 +26,7 @@ Report run_report(const executor::RunResult& r) {
             {"load s", format_fixed(r.load_s, 3)},
             {"peak memory (RSS)", format_gb(static_cast<double>(r.peak_rss_bytes))},
             {"KV cache at the end", format_gb(static_cast<double>(r.kv_cache_bytes))}};
+  if (r.decode_replays > 0) t.rows.push_back({"decode steps from a CUDA graph", std::to_string(r.decode_replays)});
   rep.tables.push_back(std::move(t));
   Table ops;
   ops.title = "per-op wall time (op names of the simulator's op graph)";
@@ -58,6 +59,7 @@ Report run_report(const executor::RunResult& r) {
               {"peak_rss_bytes", r.peak_rss_bytes},
               {"kv_cache_bytes", r.kv_cache_bytes},
               {"processes", r.processes},
+              {"decode_graph_replays", r.decode_replays},
               {"ops", ops_json}};
   return rep;
 }

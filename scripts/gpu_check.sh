@@ -4,7 +4,7 @@
 # CUDA backend against the CPU backend on the oracle fixtures, NCCL when there are two GPUs), `validate --device cuda
 # --quick`, `calibrate --device cuda --quick` on a Maverick-width slice (hidden 5120, expert intermediate 8192, as
 # many experts as fit in half the free memory; GEMM, paged decode-attention and MoE curves), a `run --device cuda` of
-# a small Maverick-width slice (paged KV cache), bench_cuda_kernels (decode bandwidth against a measured
+# a small Maverick-width slice (paged KV cache; again with --cuda-graphs), bench_cuda_kernels (decode bandwidth against a measured
 # device-to-device copy, grouped-GEMM TFLOP/s against cuBLASLt's dense GEMM of the same shape, a Maverick MoE layer
 # for decode and prefill) and, where python3 has torch with CUDA, the same MoE layers in PyTorch with the ratio
 # (bench/torch/moe_layer.py --device cuda), in that order, the most valuable first.
@@ -94,6 +94,10 @@ step calibrate_cuda 150 "$MOEPLAN" calibrate --device cuda --quick --model llama
 # experts; 0.9 GB of BF16) written as a seeded random checkpoint, prefill and decode.
 step run_cuda 120 "$MOEPLAN" run --device cuda --random-weights 1 --weights-out "$LOGS/slice-weights" --layers 2 \
   --experts 2 --vocab 8192 --prompt-tokens 256 --gen-tokens 16 --batch 4 --format json -o "$LOGS/run_cuda.json"
+# The same run with its decode steps replayed from a CUDA graph (decode tokens/s beside run_cuda's; in the logs).
+step run_cuda_graphs 120 "$MOEPLAN" run --device cuda --cuda-graphs --random-weights 1 --weights-out "$LOGS/slice-weights" \
+  --layers 2 --experts 2 --vocab 8192 --prompt-tokens 256 --gen-tokens 16 --batch 4 --format json \
+  -o "$LOGS/run_cuda_graphs.json"
 # The same slice over NCCL, tensor-parallel over two GPUs (rank r on GPU r), where the machine has two.
 if [ "$(nvidia-smi --query-gpu=index --format=csv,noheader 2> /dev/null | wc -l)" -ge 2 ]; then
   step run_cuda_tp2 120 "$MOEPLAN" run --device cuda --tp 2 --random-weights 1 --weights-out "$LOGS/slice-weights" \

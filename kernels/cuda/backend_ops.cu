@@ -1,8 +1,8 @@
 // The row and element-wise ops of the CUDA backend (executor/backend_cuda.cpp): SwiGLU product, residual add, row
 // scaling, gather / scatter-add of rows by token (the permutation around the expert GEMMs), the scale epilogue of the
 // tensor-core GEMMs, embedding rows with dequantisation, and a generic attention for head sizes the tiled kernels
-// do not take. Twins (kernels/gpu_ops.hpp): silu_mul_ref, add_ref, scale_rows_ref, gather_rows_ref,
-// scatter_add_rows_ref, gemm_epilogue_ref, embed_rows_ref, attention_ref.
+// do not take. Twins (kernels/gpu_ops.hpp): silu_mul_ref, add_ref, scale_rows_ref, widen_indices_ref,
+// gather_rows_ref, scatter_add_rows_ref, gemm_epilogue_ref, embed_rows_ref, attention_ref.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -38,6 +38,11 @@ __global__ void add_kernel(const float* a, const float* b, float* out, long long
 __global__ void scale_rows_kernel(float* x, long long rows, long long cols, const float* row_scale) {
   const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (i < rows * cols) x[i] *= row_scale[i / cols];
+}
+
+__global__ void widen_indices_kernel(const std::int32_t* in, long long n, long long* out) {
+  const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = in[i];
 }
 
 // x_sorted [rows, hidden]: one block row per sorted row (blockIdx.y), threads over hidden.
@@ -172,6 +177,14 @@ void scale_rows(float* x, std::int64_t rows, std::int64_t cols, const float* row
   check_count(cols, "scale_rows");
   if (rows * cols == 0) return;
   scale_rows_kernel<<<blocks_for(rows * cols), BLOCK_THREADS, 0, as_stream(stream)>>>(x, rows, cols, row_scale);
+  MOEPLAN_CUDA_CHECK_LAUNCH();
+}
+
+void widen_indices(const std::int32_t* in, std::int64_t n, std::int64_t* out, Stream stream) {
+  check_count(n, "widen_indices");
+  if (n == 0) return;
+  widen_indices_kernel<<<blocks_for(n), BLOCK_THREADS, 0, as_stream(stream)>>>(in, n,
+                                                                               reinterpret_cast<long long*>(out));
   MOEPLAN_CUDA_CHECK_LAUNCH();
 }
 

@@ -38,6 +38,18 @@ void* device_alloc(std::size_t bytes) {
   return p;
 }
 
+void* device_alloc_on(std::size_t bytes, Stream s) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  MOEPLAN_CUDA_CHECK(cudaMalloc(&p, bytes));
+  const cudaError_t err = cudaMemsetAsync(p, 0, bytes, as_stream(s));
+  if (err != cudaSuccess) {
+    cudaFree(p);
+    MOEPLAN_CUDA_CHECK(err);
+  }
+  return p;
+}
+
 void device_free(void* p) noexcept {
   if (p) cudaFree(p);
 }
@@ -99,7 +111,8 @@ float event_elapsed_ms(Event start, Event stop) {
 }
 
 void graph_begin_capture(Stream s) {
-  MOEPLAN_CUDA_CHECK(cudaStreamBeginCapture(as_stream(s), cudaStreamCaptureModeThreadLocal));
+  // Relaxed: a captured step may allocate (cudaMalloc), which the stricter modes refuse while a stream captures.
+  MOEPLAN_CUDA_CHECK(cudaStreamBeginCapture(as_stream(s), cudaStreamCaptureModeRelaxed));
 }
 Graph graph_end_capture(Stream s) {
   cudaGraph_t graph = nullptr;

@@ -301,6 +301,10 @@ void scale_rows_ref(float* x, std::int64_t rows, std::int64_t cols, const float*
     for (std::int64_t c = 0; c < cols; ++c) x[r * cols + c] *= row_scale[r];
 }
 
+void widen_indices_ref(const std::int32_t* in, std::int64_t n, std::int64_t* out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = in[i];
+}
+
 void gather_rows_ref(const float* x, std::int64_t hidden, const std::int64_t* row_token, const float* row_scale,
                      std::int64_t rows, float* x_sorted) {
   gather_rows(x, hidden, row_token, row_scale, rows, x_sorted);

@@ -245,6 +245,7 @@ const std::vector<Row>& rows() {
       {"8 calibrate --device cuda with a CPU option", {"calibrate", "--device", "cuda", "--passes", "2"}, 2, "--passes is for calibrate --device cpu"},
       {"8 run --cuda-device on the CPU", {"run", "--random-weights", "1", "--cuda-device", "1"}, 2, "--cuda-device is for run --device cuda"},
       {"8 run --process-per-rank on the CPU", {"run", "--random-weights", "1", "--process-per-rank"}, 2, "--process-per-rank is for run --device cuda"},
+      {"8 run --cuda-graphs on the CPU", {"run", "--random-weights", "1", "--cuda-graphs"}, 2, "--cuda-graphs is for run --device cuda"},
       {"8 run --cuda-device negative", {"run", "--random-weights", "1", "--device", "cuda", "--cuda-device", "-1"}, 2, "--cuda-device -1 is out of range"},
       {"8 validate --published with a --device cpu option", {"validate", "--published", "--profile", "vm"}, 2, "--profile is for validate --device cpu"},
       {"8 validate --published --quick", {"validate", "--published", "--quick"}, 2, "--quick is for validate --device"},

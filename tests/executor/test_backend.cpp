@@ -437,6 +437,21 @@ TEST_CASE("run --device cuda over several GPUs: NCCL, a GPU per rank, --cuda-dev
     CHECK(line.find('\n') == std::string::npos);
 }
 
+TEST_CASE("run --cuda-graphs: one GPU only, refused on the CPU and with several ranks before anything is loaded") {
+  executor::RunRequest q;
+  q.weights_dir = test::fixtures() / "oracle" / "qwen3_moe";
+  q.name = "qwen3_moe";
+  q.cuda_graphs = true;
+  q.device = executor::DeviceKind::cuda;
+  q.layout.tp = 2;
+  CHECK_THAT(test::error_of([&] { (void)executor::run_model(q); }),
+             Catch::Contains("--cuda-graphs captures the decode steps of a one-GPU run"));
+  q.device = executor::DeviceKind::cpu;
+  q.layout.tp = 1;
+  CHECK_THAT(test::error_of([&] { (void)executor::run_model(q); }),
+             Catch::Contains("--cuda-graphs needs --device cuda"));
+}
+
 TEST_CASE("run --process-per-rank: a process per rank, NCCL, the local rank's GPU and a shared unique id") {
   const model::ParallelLayout one{.tp = 1, .ep = 1, .pp = 1, .dp = 1}, tp2{.tp = 2, .ep = 1, .pp = 1, .dp = 1};
   const model::ParallelLayout dep4{.tp = 1, .ep = 4, .pp = 1, .dp = 4};
@@ -601,14 +616,18 @@ executor::PagedKvPlan exact_plan(const model::ModelConfig& m, std::int64_t seque
   return plan;
 }
 
-// A seeded Llama 4 in `dir`: the llama4_qknorm fixture's config with head_dim 32, a size the paged decode kernel takes.
-std::shared_ptr<const executor::Model> seeded_llama4_d32(const std::filesystem::path& dir, std::uint64_t seed) {
-  nlohmann::json wide = parse_json_file(test::fixtures() / "oracle" / "llama4_qknorm" / "config.json");
+// A seeded model in `dir`: the oracle fixture's config with head_dim 32, a size the paged decode kernel takes.
+std::shared_ptr<const executor::Model> seeded_d32(const std::string& fixture, const std::filesystem::path& dir,
+                                                  std::uint64_t seed) {
+  nlohmann::json wide = parse_json_file(test::fixtures() / "oracle" / fixture / "config.json");
   wide["head_dim"] = 32;
   executor::RandomWeightsOptions options;
   options.seed = seed;
-  (void)executor::write_random_checkpoint(wide, "llama4_d32", dir, options);
+  (void)executor::write_random_checkpoint(wide, fixture + "_d32", dir, options);
   return executor::Model::load(dir);
+}
+std::shared_ptr<const executor::Model> seeded_llama4_d32(const std::filesystem::path& dir, std::uint64_t seed) {
+  return seeded_d32("llama4_qknorm", dir, seed);
 }
 
 // How far a paged session's logits may be from the contiguous fp32 session's: its pages hold K and V rounded to
@@ -700,6 +719,57 @@ TEST_CASE("A paged session: synthetic caches equal the contiguous ones, and a fu
                                nullptr, small);
   const std::string message = test::error_of([&] { short_pool.prefill({std::vector<std::int32_t>(20, 1), std::vector<std::int32_t>(20, 2)}); });
   CHECK(message.find("pages of 4 tokens held") != std::string::npos);
+}
+
+TEST_CASE("Captured decode steps replay the op-by-op steps' logits and routing, bit for bit, on the CPU backend") {
+  // Llama 4 (sigmoid routing scaling the expert input, temperature-tuned NoPE layers, chunk-8 layers) and Qwen3-MoE
+  // (softmax routing scaling the output), head_dim 32 so that every decode step runs the paged decode kernel; the
+  // CPU backend records the captured step's ops and replays them, as a CUDA graph replays a GPU's. Of the 4 decode
+  // steps the first runs op by op, the second is captured, then each replays with its own tokens, positions and
+  // block tables (the 20-token prompt's decode crosses a chunk and a page boundary).
+  test::TempDir dir("captured-decode");
+  const kernels::CpuContext ctx{kernels::best_cpu_path(), nullptr};
+  for (const std::string fixture : {"llama4_qknorm", "qwen3_moe"}) {
+    INFO(fixture);
+    const auto model = seeded_d32(fixture, dir.path() / fixture, 8);
+    const Prompts prompts = two_prompts(test::fixtures() / "oracle" / fixture);
+    const std::int64_t V = model->config().vocab, prompt = static_cast<std::int64_t>(prompts.front().size());
+    const executor::PagedKvPlan plan = exact_plan(model->config(), 2, prompt + 4, prompt, 4);
+    auto cpu = [&] { return std::shared_ptr<executor::Backend>(executor::make_cpu_backend(ctx)); };
+    executor::Session eager(model, cpu(), 2, nullptr, nullptr, plan), captured(model, cpu(), 2, nullptr, nullptr, plan);
+    captured.capture_decode(true);
+    std::vector<std::int32_t> tokens;
+    const auto want = generate(eager, V, prompts, &tokens), got = generate(captured, V, prompts, &tokens);
+    REQUIRE(got.size() == want.size());
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+    CHECK(captured.routing() == eager.routing());
+    CHECK(eager.decode_replays() == 0);
+    CHECK(captured.decode_replays() == 3);
+    CHECK(captured.op_times().calls.at("decode.graph") == 3);
+    CHECK(captured.op_times().calls.at("attn.decode") == eager.op_times().calls.at("attn.decode") / 4);
+    CHECK(captured.kv_cache_bytes() == eager.kv_cache_bytes());
+  }
+  // Not captured: a backend that cannot (the checking wrapper), a contiguous cache, a sliding-window layer (Mixtral's:
+  // the decode kernel does not take it).
+  const auto llama4 = seeded_d32("llama4_qknorm", dir.path() / "llama4_qknorm", 8);
+  const Prompts prompts = two_prompts(test::fixtures() / "oracle" / "llama4_qknorm");
+  const auto plan = exact_plan(llama4->config(), 2, static_cast<std::int64_t>(prompts.front().size()) + 4,
+                               static_cast<std::int64_t>(prompts.front().size()), 4);
+  executor::Session wrapped(llama4, std::make_shared<CheckingBackend>(ctx), 2, nullptr, nullptr, plan);
+  executor::Session contiguous(llama4, ctx, 2);
+  const auto mixtral = seeded_d32("mixtral", dir.path() / "mixtral", 8);
+  const Prompts mixtral_prompts = two_prompts(test::fixtures() / "oracle" / "mixtral");
+  const auto mixtral_plan =
+      exact_plan(mixtral->config(), 2, static_cast<std::int64_t>(mixtral_prompts.front().size()) + 4,
+                 static_cast<std::int64_t>(mixtral_prompts.front().size()), 4);
+  executor::Session sliding(mixtral, std::shared_ptr<executor::Backend>(executor::make_cpu_backend(ctx)), 2, nullptr,
+                            nullptr, mixtral_plan);
+  for (executor::Session* s : {&wrapped, &contiguous, &sliding}) {
+    s->capture_decode(true);
+    (void)generate(*s, s == &sliding ? mixtral->config().vocab : llama4->config().vocab,
+                   s == &sliding ? mixtral_prompts : prompts);
+    CHECK(s->decode_replays() == 0);
+  }
 }
 
 TEST_CASE("The session's per-op times are the backend's timing spans") {

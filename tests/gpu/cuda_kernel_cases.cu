@@ -302,20 +302,23 @@ std::string case_elementwise() {
   return e.empty() ? compare(d_scaled.download(), scaled, kFp32Elementwise) : e;
 }
 
-// The CUDA backend's permute and un-permute: gather rows by token with a scale, and scatter-add them back in row
-// order (tokens repeat, as top-k > 1 makes them).
+// The CUDA backend's permute and un-permute: int32 row tokens (moe_permute's) widened to int64, gather rows by token
+// with a scale, and scatter-add them back in row order (tokens repeat, as top-k > 1 makes them).
 std::string case_rows() {
   const std::int64_t tokens = 300, rows = 700, hidden = 320;
   const auto x = random_floats(tokens * hidden, 44), y0 = random_floats(tokens * hidden, 45);
   const auto scale = random_floats(rows, 46, 0.f, 1.f);
   std::vector<std::int64_t> row_token(rows);
   const auto ids = random_ids(rows, tokens, 47);
-  for (std::int64_t r = 0; r < rows; ++r) row_token[static_cast<std::size_t>(r)] = ids[static_cast<std::size_t>(r)];
+  widen_indices_ref(ids.data(), rows, row_token.data());
   std::vector<float> sorted(rows * hidden), y = y0;
   gather_rows_ref(x.data(), hidden, row_token.data(), scale.data(), rows, sorted.data());
   scatter_add_rows_ref(sorted.data(), hidden, row_token.data(), scale.data(), rows, y.data());
   DeviceBuffer<float> dx(x), dy(y0), ds(scale), d_sorted(rows * hidden);
-  DeviceBuffer<std::int64_t> dt(row_token);
+  DeviceBuffer<std::int32_t> di(ids);
+  DeviceBuffer<std::int64_t> dt(rows);
+  cuda::widen_indices(di.get(), rows, dt.get(), nullptr);
+  if (dt.download() != row_token) return "widen_indices: an index differs from the reference's";
   cuda::gather_rows(dx.get(), hidden, dt.get(), ds.get(), rows, d_sorted.get(), nullptr);
   cuda::scatter_add_rows(d_sorted.get(), hidden, dt.get(), ds.get(), rows, dy.get(), nullptr);
   const std::string e = compare(d_sorted.download(), sorted, kFp32Elementwise);
@@ -433,7 +436,7 @@ int run_cuda_kernel_cases(int sm_count, int cc_major, int cc_minor) {
       {"prefill sliding window 16, D 64", [] { return case_prefill(AttentionMask::sliding_window, 16, 64, 0); }},
       {"prefill causal D 256", [] { return case_prefill(AttentionMask::causal, 0, 256, 0); }},
       {"silu_mul, add, scale_rows 37 x 1000", [] { return case_elementwise(); }},
-      {"gather rows / scatter-add rows, 700 rows of 300 tokens", [] { return case_rows(); }},
+      {"widen indices, gather rows / scatter-add rows, 700 rows of 300 tokens", [] { return case_rows(); }},
       {"gemm epilogue with per-token and per-channel scales", [] { return case_epilogue(false); }},
       {"gemm epilogue, accumulating", [] { return case_epilogue(true); }},
       {"attention generic D 16 causal", [] { return case_attention_generic(AttentionMask::causal, 0); }},

@@ -3,15 +3,17 @@
 // weight dtype (and printed against the fp32 CPU backend); then, with two GPUs and
 // NCCL, tensor parallel TP=2 (and TP=2 x EP=2 where the experts divide) over NCCL against one GPU. The fixtures'
 // head_dim 16 gathers the paged cache's rows for every step; a seeded Llama 4 of head_dim 32 then checks the decode
-// steps that run the paged decode kernel on the session's pages. FP8 experts laid out as one group are checked op
+// steps that run the paged decode kernel on the session's pages, and the same decode steps replayed from a CUDA graph
+// against them op by op. FP8 experts laid out as one group are checked op
 // by op: one grouped FP8 launch against the per-expert reference. Exits 77 (CTest:
 // skipped) when this build has no CUDA or the machine no device; 0 when every check passes; 1 when one fails.
+#include <unistd.h>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <unistd.h>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -90,15 +92,22 @@ int check_nccl_layouts() {
 // the reference's greedy tokens, on the CUDA backend with its paged cache (decode steps on the paged decode kernel)
 // against the CUDA numerics reference on the CPU paging its cache under the same plan (BF16 K and V, as on the
 // device), under the BF16 tolerance.
-int check_paged_decode_kernel() {
-  const auto dir = std::filesystem::temp_directory_path() / ("moeplan-gpu-paged-" + std::to_string(::getpid()));
-  nlohmann::json config = parse_json_file(std::string(kFixtures) + "/llama4_qknorm/config.json");
+// A seeded model: the oracle fixture's config with head_dim 32 (a size the paged decode kernel takes).
+std::shared_ptr<const executor::Model> seeded_d32(const std::string& fixture, std::uint64_t seed) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("moeplan-gpu-" + fixture + "-" + std::to_string(::getpid()));
+  nlohmann::json config = parse_json_file(std::string(kFixtures) + "/" + fixture + "/config.json");
   config["head_dim"] = 32;
   executor::RandomWeightsOptions options;
-  options.seed = 7;
-  (void)executor::write_random_checkpoint(config, "llama4_d32", dir, options);
-  const auto model = executor::Model::load(dir);
+  options.seed = seed;
+  (void)executor::write_random_checkpoint(config, fixture + "_d32", dir, options);
+  auto model = executor::Model::load(dir);
   std::filesystem::remove_all(dir);
+  return model;
+}
+
+int check_paged_decode_kernel() {
+  const auto model = seeded_d32("llama4_qknorm", 7);
   const std::int64_t V = model->config().vocab, len = 20, steps = 6;
   std::vector<std::vector<std::int32_t>> prompts(2);
   for (std::int64_t i = 0; i < len; ++i)
@@ -130,6 +139,62 @@ int check_paged_decode_kernel() {
   std::printf("paged decode kernel (llama4 head_dim 32, 2 x 20 tokens + %lld steps): max |diff| %.3g (allowed %.3g): %s\n",
               static_cast<long long>(steps), diff, tol.abs + tol.rel * max_logit, ok ? "pass" : "FAIL");
   return ok ? 0 : 1;
+}
+
+// Decode steps replayed from a CUDA graph (Session::capture_decode) against the same steps op by op on the GPU, with
+// the same tokens: Llama 4 and Qwen3-MoE of head_dim 32, 2 sequences of 20 tokens and 8 steps (the first runs op by
+// op, the second is captured, six replay). They differ only in the decode attention's split over the context (the
+// graph's is planned for the cache's longest context), so the logits agree to fp32 rounding. Prints the mean step
+// time of both.
+int check_captured_decode() {
+  int failures = 0;
+  for (const std::string fixture : {"llama4_qknorm", "qwen3_moe"}) {
+    const auto model = seeded_d32(fixture, 9);
+    const std::int64_t V = model->config().vocab, len = 20, steps = 8;
+    std::vector<std::vector<std::int32_t>> prompts(2);
+    for (std::int64_t i = 0; i < len; ++i)
+      for (std::size_t b = 0; b < 2; ++b) prompts[b].push_back(static_cast<std::int32_t>((i * 37 + 11 * b + 5) % V));
+    auto eager_gpu = std::shared_ptr<executor::Backend>(executor::make_cuda_backend(0));
+    auto graph_gpu = std::shared_ptr<executor::Backend>(executor::make_cuda_backend(0));
+    executor::Session eager(model, eager_gpu, 2, nullptr, nullptr,
+                            executor::device_kv_plan(*eager_gpu, *model, 2, len + steps, len));
+    executor::Session captured(model, graph_gpu, 2, nullptr, nullptr,
+                               executor::device_kv_plan(*graph_gpu, *model, 2, len + steps, len));
+    captured.capture_decode(true);
+    std::vector<float> want = eager.prefill(prompts), got = captured.prefill(prompts);
+    double diff = 0, max_logit = 0, eager_s = 0, graph_s = 0;
+    for (std::int64_t step = 0; step < steps; ++step) {
+      std::vector<std::int32_t> next(2);
+      for (std::size_t b = 0; b < 2; ++b)
+        next[b] = static_cast<std::int32_t>(std::max_element(want.begin() + static_cast<std::int64_t>(b) * V,
+                                                             want.begin() + static_cast<std::int64_t>(b + 1) * V) -
+                                            (want.begin() + static_cast<std::int64_t>(b) * V));
+      const auto t0 = std::chrono::steady_clock::now();
+      want = eager.decode(next);
+      const auto t1 = std::chrono::steady_clock::now();
+      got = captured.decode(next);
+      const auto t2 = std::chrono::steady_clock::now();
+      if (step >= 2) {  // after the warm-up step and the capture
+        eager_s += std::chrono::duration<double>(t1 - t0).count();
+        graph_s += std::chrono::duration<double>(t2 - t1).count();
+      }
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+        max_logit = std::max(max_logit, std::fabs(static_cast<double>(want[i])));
+      }
+    }
+    const double allowed = 1e-4 * std::max(1.0, max_logit);
+    const bool ok = captured.decode_replays() == steps - 1 && captured.routing() == eager.routing() && diff <= allowed;
+    std::printf(
+        "captured decode (%s head_dim 32, 2 x %lld tokens + %lld steps): %lld replays, routing %s, max |diff| "
+        "%.3g (allowed %.3g); mean step %.3f ms op by op, %.3f ms replayed: %s\n",
+        fixture.c_str(), static_cast<long long>(len), static_cast<long long>(steps),
+        static_cast<long long>(captured.decode_replays()), captured.routing() == eager.routing() ? "equal" : "DIFFERS",
+        diff, allowed, 1e3 * eager_s / static_cast<double>(steps - 2), 1e3 * graph_s / static_cast<double>(steps - 2),
+        ok ? "pass" : "FAIL");
+    failures += ok ? 0 : 1;
+  }
+  return failures;
 }
 
 // FP8 experts made resident as the session makes them (resident_group) through the CUDA backend's grouped_matmul,
@@ -202,6 +267,7 @@ int main() {
     }
     failures += check_grouped_fp8();
     failures += check_paged_decode_kernel();
+    failures += check_captured_decode();
     failures += check_nccl_layouts();
     return failures == 0 ? 0 : 1;
   } catch (const std::exception& e) {
