@@ -566,14 +566,8 @@ TEST_CASE("the grouped FP8 GEMM with per-channel scales computes the per-expert 
   constexpr std::int64_t E = 3, N = 32, K = 48;
   const std::vector<std::int64_t> offsets = {0, 5, 5, 12};  // expert 1 gets no rows
   const std::int64_t R = offsets.back();
-  std::uint64_t state = 11;
-  auto uniform = [&](double lo, double hi) { return static_cast<float>(lo + (hi - lo) * splitmix64_unit(state)); };
   // e4m3 codes [E, N, K] and one scale per output row [E, N], as resident_group lays out a projection's experts
-  std::vector<std::uint8_t> w_q(E * N * K);
-  std::vector<float> w_scale(E * N), x(R * K);
-  for (auto& q : w_q) q = kernels::float_to_fp8_e4m3(uniform(-300, 300));
-  for (auto& s : w_scale) s = uniform(1e-4, 1e-3);
-  for (auto& v : x) v = uniform(-2, 2);
+  auto [w_q, w_scale, x] = test::seeded_fp8_experts(E, N, K, R, 11);
   std::vector<kernels::WeightView> views;
   for (std::int64_t e = 0; e < E; ++e)
     views.push_back({kernels::WeightDtype::fp8_e4m3, w_q.data() + e * N * K, N, K, w_scale.data() + e * N});
@@ -619,12 +613,7 @@ executor::PagedKvPlan exact_plan(const model::ModelConfig& m, std::int64_t seque
 // A seeded model in `dir`: the oracle fixture's config with head_dim 32, a size the paged decode kernel takes.
 std::shared_ptr<const executor::Model> seeded_d32(const std::string& fixture, const std::filesystem::path& dir,
                                                   std::uint64_t seed) {
-  nlohmann::json wide = parse_json_file(test::fixtures() / "oracle" / fixture / "config.json");
-  wide["head_dim"] = 32;
-  executor::RandomWeightsOptions options;
-  options.seed = seed;
-  (void)executor::write_random_checkpoint(wide, fixture + "_d32", dir, options);
-  return executor::Model::load(dir);
+  return test::seeded_d32(test::fixtures() / "oracle" / fixture / "config.json", dir, seed);
 }
 std::shared_ptr<const executor::Model> seeded_llama4_d32(const std::filesystem::path& dir, std::uint64_t seed) {
   return seeded_d32("llama4_qknorm", dir, seed);

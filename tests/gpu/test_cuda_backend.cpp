@@ -7,7 +7,6 @@
 // against them op by op. FP8 experts laid out as one group are checked op
 // by op: one grouped FP8 launch against the per-expert reference. Exits 77 (CTest:
 // skipped) when this build has no CUDA or the machine no device; 0 when every check passes; 1 when one fails.
-#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,6 +26,7 @@
 #include "executor/devices.hpp"
 #include "executor/forward.hpp"
 #include "executor/nccl_comm.hpp"
+#include "tests/executor/executor_test_util.hpp"
 
 using namespace moeplan;
 
@@ -94,16 +94,8 @@ int check_nccl_layouts() {
 // device), under the BF16 tolerance.
 // A seeded model: the oracle fixture's config with head_dim 32 (a size the paged decode kernel takes).
 std::shared_ptr<const executor::Model> seeded_d32(const std::string& fixture, std::uint64_t seed) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("moeplan-gpu-" + fixture + "-" + std::to_string(::getpid()));
-  nlohmann::json config = parse_json_file(std::string(kFixtures) + "/" + fixture + "/config.json");
-  config["head_dim"] = 32;
-  executor::RandomWeightsOptions options;
-  options.seed = seed;
-  (void)executor::write_random_checkpoint(config, fixture + "_d32", dir, options);
-  auto model = executor::Model::load(dir);
-  std::filesystem::remove_all(dir);
-  return model;
+  const test::TempDir dir("gpu-" + fixture);
+  return test::seeded_d32(std::filesystem::path(kFixtures) / fixture / "config.json", dir.path(), seed);
 }
 
 int check_paged_decode_kernel() {
@@ -206,13 +198,7 @@ int check_grouped_fp8() {
   std::vector<std::int64_t> offsets = {0};
   for (std::int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (e == 3 ? 0 : 17 + 13 * e));
   const std::int64_t R = offsets.back();
-  std::uint64_t state = 5;
-  auto uniform = [&](double lo, double hi) { return static_cast<float>(lo + (hi - lo) * splitmix64_unit(state)); };
-  std::vector<std::uint8_t> w_q(E * N * K);
-  std::vector<float> w_scale(E * N), x(R * K);
-  for (auto& q : w_q) q = kernels::float_to_fp8_e4m3(uniform(-300, 300));
-  for (auto& s : w_scale) s = uniform(1e-4, 1e-3);
-  for (auto& v : x) v = uniform(-2, 2);
+  const auto [w_q, w_scale, x] = test::seeded_fp8_experts(E, N, K, R, 5);
   int failures = 0;
   for (const bool scaled : {true, false}) {
     std::vector<kernels::WeightView> hosts;
