@@ -93,9 +93,14 @@ simulator::GpuProfileCurveData moe_curve(executor::Backend& b, const GpuCalibrat
     up_host.push_back({kernels::WeightDtype::bf16, u.data(), I, H, nullptr});
     down_host.push_back({kernels::WeightDtype::bf16, d.data(), H, I, nullptr});
   }
-  // Each projection's experts as one group, as the session holds them (the CUDA backend's grouped GEMM).
-  const auto gate = b.resident_group(gate_host.data(), gate_host.size());
-  const auto up = b.resident_group(up_host.data(), up_host.size());
+  // The experts as the session holds them: gate and up as one fused group where the backend makes one (the CUDA
+  // backend: one grouped GEMM with the activation in its epilogue), else each projection as a group; down as a group.
+  const auto gate_up = b.resident_gate_up(gate_host.data(), up_host.data(), gate_host.size());
+  std::vector<kernels::WeightView> gate, up;
+  if (gate_up.empty()) {
+    gate = b.resident_group(gate_host.data(), gate_host.size());
+    up = b.resident_group(up_host.data(), up_host.size());
+  }
   const auto down = b.resident_group(down_host.data(), down_host.size());
   const std::int64_t max_t = q.tokens.back(), max_rows = max_t * K;
   const std::vector<float> host_x = random_floats(max_t * H, state);
@@ -119,9 +124,13 @@ simulator::GpuProfileCurveData moe_curve(executor::Backend& b, const GpuCalibrat
       const executor::DeviceArray<std::int64_t> tokens(b, d.row_token.data(), R);
       const executor::DeviceArray<float> scales(b, d.row_weight.data(), R);
       b.permute(x.data(), H, tokens.data(), nullptr, R, xs.data());
-      b.grouped_matmul(xs.data(), d.expert_offsets.data(), E, gate.data(), gs.data());
-      b.grouped_matmul(xs.data(), d.expert_offsets.data(), E, up.data(), us.data());
-      b.silu_mul(gs.data(), us.data(), gs.data(), R * I);
+      if (!gate_up.empty()) {
+        b.grouped_swiglu(xs.data(), d.expert_offsets.data(), nullptr, R, E, gate_up.data(), gs.data());
+      } else {
+        b.grouped_matmul(xs.data(), d.expert_offsets.data(), E, gate.data(), gs.data());
+        b.grouped_matmul(xs.data(), d.expert_offsets.data(), E, up.data(), us.data());
+        b.silu_mul(gs.data(), us.data(), gs.data(), R * I);
+      }
       b.grouped_matmul(gs.data(), d.expert_offsets.data(), E, down.data(), ys.data());
       b.unpermute_add(ys.data(), H, tokens.data(), scales.data(), R, y.data());
     };

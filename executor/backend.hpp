@@ -105,6 +105,22 @@ class Backend {
   // for the others (their rows live on another tensor-parallel rank). ids: [tokens]; out: [tokens, table.cols].
   virtual void embed(const kernels::WeightView& table, std::int64_t first_row, const std::int32_t* ids,
                      std::int64_t tokens, float* out) = 0;
+  // One layer's expert gate and up projections (`count` of each, [I, K]) laid out as one group of [2 I, K] weights,
+  // expert e's gate rows then its up rows (row scales likewise), for grouped_swiglu; made once per host address and
+  // kept. Empty where the backend has no fused path for them, as in this default: the session then runs gate and up
+  // as two grouped matmuls and silu_mul.
+  virtual std::vector<kernels::WeightView> resident_gate_up(const kernels::WeightView* /*gate*/,
+                                                            const kernels::WeightView* /*up*/, std::size_t /*count*/) {
+    return {};
+  }
+  // moe.experts.gate_up and .act in one: out [R, I] = silu(x_sorted · gate_e^T) * (x_sorted · up_e^T), e each row's
+  // expert, over resident_gate_up's views. The offsets as grouped_matmul takes them (host_offsets) or as
+  // grouped_matmul_device does (device_offsets and rows; host_offsets null). This default throws std::logic_error
+  // (no backend without resident_gate_up's views calls it).
+  virtual void grouped_swiglu(const float* x_sorted, const std::int64_t* host_offsets,
+                              const std::int64_t* device_offsets, std::int64_t rows, std::int64_t experts,
+                              const kernels::WeightView* gate_up, float* out);
+
   // The permutation by expert on the backend (kernels::build_expert_dispatch's rows, without the host): ids, weights
   // [tokens, k] of router_topk, every id in [0, experts) -> expert_offsets [experts + 1], row_token and row_weight
   // [tokens * k], rows sorted by expert, then by (token, slot). This default goes through the host (download, build,

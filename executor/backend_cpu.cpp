@@ -45,6 +45,11 @@ void Backend::grouped_matmul_device(const float* x_sorted, const std::int64_t* e
   grouped_matmul(x_sorted, offsets.data(), experts, weights, y_sorted);
 }
 
+void Backend::grouped_swiglu(const float*, const std::int64_t*, const std::int64_t*, std::int64_t, std::int64_t,
+                             const kernels::WeightView*, float*) {
+  throw std::logic_error("this backend has no fused gate-up group (resident_gate_up gave none)");
+}
+
 void Backend::begin_capture() { throw std::logic_error("this backend cannot capture a step"); }
 std::unique_ptr<Backend::Graph> Backend::end_capture() { throw std::logic_error("this backend cannot capture a step"); }
 

@@ -184,6 +184,45 @@ class CudaBackend final : public Backend {
     return views;
   }
 
+  // Each expert's gate and up one after the other as one [2 I, K] weight (gate rows, then up rows) and its row scales
+  // as [2 I] (unit scales for FP8 without), all experts in one allocation: the grouped kernels' [E, N, K] with N = 2 I,
+  // which their fused SwiGLU epilogue reads as gate columns [0, I) and up columns [I, 2 I). Made where the grouped
+  // kernels take such a group (BF16 without row scales, FP8 of a shape the FP8 GEMM takes), once per host address.
+  std::vector<kernels::WeightView> resident_gate_up(const kernels::WeightView* gate, const kernels::WeightView* up,
+                                                    std::size_t count) override {
+    if (count == 0) return {};
+    if (const auto it = gate_up_.find(key_of(gate[0])); it != gate_up_.end()) return it->second;
+    const kernels::WeightView& g0 = gate[0];
+    const bool fp8 = g0.dtype == kernels::WeightDtype::fp8_e4m3;
+    bool fusable = g0.dtype == kernels::WeightDtype::bf16 ? g0.row_scales == nullptr : fp8;
+    for (std::size_t i = 0; fusable && i < count; ++i)
+      for (const kernels::WeightView* w : {&gate[i], &up[i]})
+        fusable = w->dtype == g0.dtype && w->rows == g0.rows && w->cols == g0.cols &&
+                  (w->row_scales != nullptr) == (g0.row_scales != nullptr);
+    // the plan of one expert's [2 I, K] (a group of one is laid out by definition)
+    const kernels::WeightView probe{g0.dtype, g0.data, 2 * g0.rows, g0.cols, fp8 ? unit_scale_ : nullptr};
+    if (fusable) fusable = plan_cuda_grouped_matmul(&probe, 1) != CudaGroupedPath::per_expert;
+    std::vector<kernels::WeightView> views;
+    if (fusable) views = place_gate_up(gate, up, count);
+    gate_up_.emplace(key_of(gate[0]), views);
+    return views;
+  }
+  void grouped_swiglu(const float* x_sorted, const std::int64_t* host_offsets, const std::int64_t* device_offsets,
+                      std::int64_t rows, std::int64_t experts, const kernels::WeightView* gate_up,
+                      float* out) override {
+    const CudaGroupedPath path = plan_cuda_grouped_matmul(gate_up, experts);
+    if (path == CudaGroupedPath::per_expert) throw std::logic_error("grouped_swiglu: not resident_gate_up's group");
+    const std::int64_t* offsets = device_offsets;
+    if (host_offsets) {
+      rows = host_offsets[experts];
+      if (rows <= 0) return;
+      auto* dev = static_cast<std::int64_t*>(scratch(ids_, bytes_of(experts + 1, sizeof(std::int64_t))));
+      cu::copy_to_device(dev, host_offsets, bytes_of(experts + 1, sizeof(std::int64_t)), stream_);
+      offsets = dev;
+    }
+    if (rows > 0) grouped_launch(path, x_sorted, offsets, rows, experts, gate_up, out, true);
+  }
+
   void matmul(const float* x, std::int64_t M, const kernels::WeightView& w, float* y, bool accumulate) override {
     const CudaMatmulPlan plan = plan_cuda_matmul(w, accumulate);
     if (plan.path == CudaMatmulPlan::Path::none) throw InputError(plan.problem);
@@ -227,7 +266,7 @@ class CudaBackend final : public Backend {
     if (rows <= 0) return;
     auto* offsets = static_cast<std::int64_t*>(scratch(ids_, bytes_of(experts + 1, sizeof(std::int64_t))));
     cu::copy_to_device(offsets, expert_offsets, bytes_of(experts + 1, sizeof(std::int64_t)), stream_);
-    grouped_launch(path, x_sorted, offsets, rows, experts, weights, y_sorted);
+    grouped_launch(path, x_sorted, offsets, rows, experts, weights, y_sorted, false);
   }
   // The offsets where the permutation left them: the grouped kernels read them on the device (a captured step holds
   // the launch; the kernel's grid covers `rows` rows however they split over the experts).
@@ -239,7 +278,7 @@ class CudaBackend final : public Backend {
       Backend::grouped_matmul_device(x_sorted, expert_offsets, rows, experts, weights, y_sorted);
       return;
     }
-    if (rows > 0) grouped_launch(path, x_sorted, expert_offsets, rows, experts, weights, y_sorted);
+    if (rows > 0) grouped_launch(path, x_sorted, expert_offsets, rows, experts, weights, y_sorted, false);
   }
   bool grouped_offsets_on_device(const kernels::WeightView* weights, std::int64_t experts) const override {
     return plan_cuda_grouped_matmul(weights, experts) != CudaGroupedPath::per_expert;
@@ -379,11 +418,12 @@ class CudaBackend final : public Backend {
             cu::device_free(p);
         });
   }
-  // One grouped GEMM launch over `rows` rows whose expert offsets are on the device (path bf16 or fp8).
+  // One grouped GEMM launch over `rows` rows whose expert offsets are on the device (path bf16 or fp8); with
+  // fuse_swiglu, y_sorted [rows, N / 2] = silu(gate) * up of the [N, K] gate-up weights.
   void grouped_launch(CudaGroupedPath path, const float* x_sorted, const std::int64_t* offsets, std::int64_t rows,
-                      std::int64_t experts, const kernels::WeightView* weights, float* y_sorted) {
+                      std::int64_t experts, const kernels::WeightView* weights, float* y_sorted, bool fuse_swiglu) {
     const std::int64_t N = weights[0].rows, K = weights[0].cols;
-    const kernels::GroupedGemmShape shape{rows, experts, N, K, false};
+    const kernels::GroupedGemmShape shape{rows, experts, N, K, fuse_swiglu};
     if (path == CudaGroupedPath::bf16) {
       auto* xb = static_cast<std::uint16_t*>(scratch(input_, bytes_of(rows * K, sizeof(std::uint16_t))));
       cu::convert_bf16(x_sorted, rows * K, xb, stream_);
@@ -395,6 +435,33 @@ class CudaBackend final : public Backend {
     cu::quantize_fp8_per_token(x_sorted, rows, K, xq, xs, stream_);
     cu::grouped_gemm_fp8(xq, xs, static_cast<const std::uint8_t*>(weights[0].data), weights[0].row_scales,
                          kernels::gpu::Fp8ScaleLayout::per_channel, offsets, shape, y_sorted, stream_);
+  }
+
+  // resident_gate_up's layout: expert i's gate at block + 2 i bytes, its up right after, the scales alike.
+  std::vector<kernels::WeightView> place_gate_up(const kernels::WeightView* gate, const kernels::WeightView* up,
+                                                 std::size_t count) {
+    const kernels::WeightView& g0 = gate[0];
+    const bool fp8 = g0.dtype == kernels::WeightDtype::fp8_e4m3;
+    const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(g0));
+    const std::size_t scale_bytes = fp8 ? bytes_of(g0.rows, sizeof(float)) : 0;
+    auto* block = static_cast<unsigned char*>(cu::device_alloc(2 * bytes * count));
+    auto* scales = fp8 ? static_cast<unsigned char*>(cu::device_alloc(2 * scale_bytes * count)) : nullptr;
+    groups_.push_back({block, reinterpret_cast<float*>(scales)});
+    const std::vector<float> ones(fp8 && !g0.row_scales ? static_cast<std::size_t>(g0.rows) : 0, 1.f);
+    std::vector<kernels::WeightView> views;
+    for (std::size_t i = 0; i < count; ++i) {
+      for (std::size_t half = 0; half < 2; ++half) {
+        const kernels::WeightView& h = half == 0 ? gate[i] : up[i];
+        const std::size_t at = 2 * i + half;
+        cu::copy_to_device(block + at * bytes, h.data, bytes, stream_);
+        if (fp8)
+          cu::copy_to_device(scales + at * scale_bytes, h.row_scales ? h.row_scales : ones.data(), scale_bytes,
+                             stream_);
+      }
+      views.push_back({g0.dtype, block + 2 * i * bytes, 2 * g0.rows, g0.cols,
+                       fp8 ? reinterpret_cast<float*>(scales + 2 * i * scale_bytes) : nullptr});
+    }
+    return views;
   }
 
   // A view's address and shape: the same host matrix made resident twice gives the same device copy.
@@ -440,7 +507,9 @@ class CudaBackend final : public Backend {
   float* unit_scale_ = nullptr;  // 1.0f on the device: the FP8 GEMM's per-tensor scales (the epilogue scales)
   // Weights uploaded once, by host address (a backend serves the weights of models that outlive it).
   std::unordered_map<Key, Resident, KeyHash> resident_;
-  std::vector<Resident> groups_;  // resident_group's allocations (weights, scales)
+  std::vector<Resident> groups_;  // resident_group's and resident_gate_up's allocations (weights, scales)
+  // resident_gate_up's views by the first gate's host view (empty: not fusable)
+  std::unordered_map<Key, std::vector<kernels::WeightView>, KeyHash> gate_up_;
   Scratch acc_, input_, input_scale_, ids_, decode_ws_, permute_ws_, permute_rows_;
   std::unique_ptr<Captured> capture_;  // the step being captured, or null
   int live_graphs_ = 0;                // graphs not yet destroyed

@@ -233,12 +233,11 @@ bool Session::decode_capturable() {
       const Model::Layer& L = model_->layers[li];
       ok = decode_kernel_takes(decode_params(attention_params(li), seqs), paged_->layout);
       if (!L.moe) continue;
-      for (const auto* group : {&L.expert_gate, &L.expert_up, &L.expert_down}) {
-        std::vector<kernels::WeightView> hosts;
-        for (const auto& m : *group) hosts.push_back(m.view());
-        const auto views = backend_->resident_group(hosts.data(), hosts.size());
-        ok = ok && backend_->grouped_offsets_on_device(views.data(), static_cast<std::int64_t>(views.size()));
-      }
+      const auto experts = static_cast<std::int64_t>(L.expert_down.size());
+      ok = ok && backend_->grouped_offsets_on_device(expert_group(L.expert_down).data(), experts);
+      if (gate_up_group(L).empty())  // gate and up as two groups (a fused group reads its offsets on the device)
+        for (const auto* group : {&L.expert_gate, &L.expert_up})
+          ok = ok && backend_->grouped_offsets_on_device(expert_group(*group).data(), experts);
     }
     layers_capturable_ = ok;
   }
@@ -783,6 +782,19 @@ void Session::routed_experts(const Model::Layer& L, const std::int64_t* offsets,
              x, y);
 }
 
+std::vector<kernels::WeightView> Session::expert_group(const std::vector<Model::Matrix>& experts) {
+  std::vector<kernels::WeightView> hosts;
+  for (const auto& m : experts) hosts.push_back(m.view());
+  return backend_->resident_group(hosts.data(), hosts.size());
+}
+
+std::vector<kernels::WeightView> Session::gate_up_group(const Model::Layer& L) {
+  std::vector<kernels::WeightView> gate, up;
+  for (const auto& m : L.expert_gate) gate.push_back(m.view());
+  for (const auto& m : L.expert_up) up.push_back(m.view());
+  return backend_->resident_gate_up(gate.data(), up.data(), gate.size());
+}
+
 void Session::expert_ffn(const Model::Layer& L, const ExpertRows& rows, const float* x, float* y) {
   const std::int64_t R = rows.rows;
   if (R == 0) return;
@@ -791,23 +803,27 @@ void Session::expert_ffn(const Model::Layer& L, const ExpertRows& rows, const fl
   const std::int64_t experts = static_cast<std::int64_t>(L.expert_gate.size());
   // y_sorted = x_sorted times one projection of the experts, laid out as one group, by the offsets where they are.
   auto grouped = [&](const std::vector<Model::Matrix>& ms, const float* x_sorted, float* y_sorted) {
-    std::vector<kernels::WeightView> hosts;
-    for (const auto& m : ms) hosts.push_back(m.view());
-    const auto views = b.resident_group(hosts.data(), hosts.size());
+    const auto views = expert_group(ms);
     if (rows.host_offsets)
       b.grouped_matmul(x_sorted, rows.host_offsets, experts, views.data(), y_sorted);
     else
       b.grouped_matmul_device(x_sorted, rows.device_offsets, R, experts, views.data(), y_sorted);
   };
   // xs, ys: [R, H]; gs, us: [R, I] (I: this rank's piece of the expert intermediate)
-  DeviceArray<float> xs(b, R * H), gs(b, R * I), us(b, R * I), ys(b, R * H);
+  // gate and up as one group, where the backend has one
+  const std::vector<kernels::WeightView> fused = gate_up_group(L);
+  DeviceArray<float> xs(b, R * H), gs(b, R * I), us(b, fused.empty() ? R * I : 0), ys(b, R * H);
   {
     Timer tm{b, spans_, "moe.experts.gate_up"};
     b.permute(x, H, rows.row_token, rows.in_scale, R, xs.data());
-    grouped(L.expert_gate, xs.data(), gs.data());
-    grouped(L.expert_up, xs.data(), us.data());
+    if (!fused.empty()) {  // the activation too, in the GEMM's epilogue
+      b.grouped_swiglu(xs.data(), rows.host_offsets, rows.device_offsets, R, experts, fused.data(), gs.data());
+    } else {
+      grouped(L.expert_gate, xs.data(), gs.data());
+      grouped(L.expert_up, xs.data(), us.data());
+    }
   }
-  {
+  if (fused.empty()) {
     Timer tm{b, spans_, "moe.experts.act"};
     b.silu_mul(gs.data(), us.data(), gs.data(), R * I);
   }

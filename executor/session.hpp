@@ -218,8 +218,13 @@ class Session {
   // by out_scale[r], is added into y[row_token[r]] (null scales: 1). x, y: [*, H]; row_token, scales: host, [R].
   void routed_experts(const Model::Layer& L, const std::int64_t* offsets, std::int64_t R, const std::int64_t* row_token,
                       const float* in_scale, const float* out_scale, const float* x, float* y);
-  // routed_experts' work on rows already in the backend's memory.
+  // routed_experts' work on rows already in the backend's memory: gate and up as one fused group where the backend
+  // makes one (Backend::resident_gate_up; the activation in the GEMM), else two groups and silu_mul; then down.
   void expert_ffn(const Model::Layer& L, const ExpertRows& rows, const float* x, float* y);
+  // One projection's experts as the backend's group (Backend::resident_group), and gate and up as its fused group
+  // (empty where it has none).
+  std::vector<kernels::WeightView> expert_group(const std::vector<Model::Matrix>& experts);
+  std::vector<kernels::WeightView> gate_up_group(const Model::Layer& L);
   // Expert parallel with attention data parallel (dp > 1), for T tokens of this rank (its share of its replica's
   // tokens): xn [T, H] normed input, ids and weights [T, K] (host) the routing. Sends each routed row to every rank
   // holding a piece of its expert (all-to-all), runs this rank's experts on the rows it received from every rank,

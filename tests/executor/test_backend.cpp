@@ -47,6 +47,10 @@ class CheckingBackend final : public executor::Backend {
  public:
   explicit CheckingBackend(const kernels::CpuContext& ctx) : cpu_(executor::make_cpu_backend(ctx)) {}
   ~CheckingBackend() override {
+    for (const auto& v : fused_) {
+      cpu_->release(const_cast<void*>(v.data));
+      if (v.row_scales) cpu_->release(const_cast<float*>(v.row_scales));
+    }
     for (auto& [host, copy] : resident_) {
       cpu_->release(const_cast<void*>(copy.data));
       if (copy.row_scales) cpu_->release(const_cast<float*>(copy.row_scales));
@@ -103,6 +107,44 @@ class CheckingBackend final : public executor::Backend {
     check_f(x, R * w[0].cols), check_f(y, R * w[0].rows);
     ++ops["grouped_matmul"];
     cpu_->grouped_matmul(x, offsets, experts, w, y);
+  }
+  // With fuse_gate_up, each expert's gate and up copied into one [2 I, K] weight (gate rows, then up rows; their row
+  // scales alike), as the CUDA backend lays them out for its fused grouped GEMM.
+  std::vector<kernels::WeightView> resident_gate_up(const kernels::WeightView* gate, const kernels::WeightView* up,
+                                                    std::size_t count) override {
+    if (!fuse_gate_up || count == 0) return {};
+    auto& views = gate_up_[gate[0].data];
+    for (std::size_t i = views.size(); i < count; ++i) {
+      const std::size_t bytes = static_cast<std::size_t>(kernels::weight_bytes(gate[i]));
+      const std::size_t scale_bytes = static_cast<std::size_t>(gate[i].rows) * sizeof(float);
+      auto* d = static_cast<char*>(track(cpu_->allocate(2 * bytes), 2 * bytes));
+      cpu_->upload(d, gate[i].data, bytes);
+      cpu_->upload(d + bytes, up[i].data, bytes);
+      ++resident_allocations_;
+      kernels::WeightView v{gate[i].dtype, d, 2 * gate[i].rows, gate[i].cols, nullptr};
+      if (gate[i].row_scales) {
+        auto* sc = static_cast<char*>(track(cpu_->allocate(2 * scale_bytes), 2 * scale_bytes));
+        cpu_->upload(sc, gate[i].row_scales, scale_bytes);
+        cpu_->upload(sc + scale_bytes, up[i].row_scales, scale_bytes);
+        ++resident_allocations_;
+        v.row_scales = reinterpret_cast<const float*>(sc);
+      }
+      views.push_back(v);
+      fused_.push_back(v);
+    }
+    return views;
+  }
+  // The fused group's [R, 2 I] products, then silu(gate) * up per row.
+  void grouped_swiglu(const float* x, const std::int64_t* host_offsets, const std::int64_t* device_offsets,
+                      std::int64_t rows, std::int64_t experts, const kernels::WeightView* gate_up,
+                      float* out) override {
+    const std::int64_t R = host_offsets ? host_offsets[experts] : rows, I = gate_up[0].rows / 2;
+    for (std::int64_t e = 0; e < experts; ++e) check_w(gate_up[e]);
+    check_f(x, R * gate_up[0].cols), check_f(out, R * I);
+    ++ops["grouped_swiglu"];
+    std::vector<float> both(static_cast<std::size_t>(R * 2 * I));
+    cpu_->grouped_matmul(x, host_offsets ? host_offsets : device_offsets, experts, gate_up, both.data());
+    kernels::silu_mul_fused_ref(both.data(), R, I, out);
   }
   void attention(const kernels::AttentionParams& p, const float* q, const std::int64_t* q_pos, const float* k,
                  const float* v, float* out) override {
@@ -204,6 +246,7 @@ class CheckingBackend final : public executor::Backend {
   std::size_t live_allocations() const { return live_.size() - resident_allocations_; }
   std::map<std::string, int> ops;
   int syncs = 0;
+  bool fuse_gate_up = false;  // resident_gate_up makes fused groups (the CUDA backend's experts path)
 
  private:
   void* track(void* p, std::size_t bytes) {
@@ -226,6 +269,8 @@ class CheckingBackend final : public executor::Backend {
   std::unique_ptr<executor::Backend> cpu_;
   std::map<const char*, std::size_t> live_;
   std::map<const void*, kernels::WeightView> resident_;
+  std::map<const void*, std::vector<kernels::WeightView>> gate_up_;  // resident_gate_up's views by first gate
+  std::vector<kernels::WeightView> fused_;                           // every fused view, to release
   std::size_t resident_allocations_ = 0;
 };
 
@@ -346,6 +391,40 @@ TEST_CASE("A forward pass through a backend with its own memory equals the CPU s
     CHECK(checking->ops["grouped_matmul"] > 0);
     CHECK(checking->ops["embed"] == 5);  // one per step
     CHECK(checking->syncs > 0);          // the per-op timers wait for the backend
+  }
+}
+
+TEST_CASE("Experts' gate and up as one fused group (the CUDA backend's path) give the two groups' logits") {
+  // One GEMM over [gate; up] rows and silu(gate) * up per row against two grouped matmuls and silu_mul: the same
+  // dot products, so the logits agree to the last bits of the activation (and exactly where the kernels match).
+  for (const char* name : {"llama4_qknorm", "qwen3_moe", "mixtral"}) {
+    INFO(name);
+    const auto dir = test::fixtures() / "oracle" / name;
+    const auto model = executor::Model::load(dir);
+    const Prompts prompts = two_prompts(dir);
+    const std::int64_t V = model->config().vocab;
+    const kernels::CpuContext ctx{kernels::best_cpu_path(), nullptr};
+    executor::Session plain(model, ctx, 2);
+    std::vector<std::int32_t> tokens;
+    const auto want = generate(plain, V, prompts, &tokens);
+    auto fused = std::make_shared<CheckingBackend>(ctx);
+    fused->fuse_gate_up = true;
+    {
+      executor::Session s(model, fused, 2);
+      const auto got = generate(s, V, prompts, &tokens);
+      REQUIRE(got.size() == want.size());
+      double diff = 0, largest = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+        largest = std::max(largest, std::fabs(static_cast<double>(want[i])));
+      }
+      CHECK(diff <= 1e-5 * largest);
+    }
+    CHECK(fused->live_allocations() == 0);
+    int moe_layers = 0;
+    for (const auto& l : model->layers) moe_layers += l.moe ? 1 : 0;
+    CHECK(fused->ops["grouped_swiglu"] == 5 * moe_layers);                // once per MoE layer and step
+    CHECK(fused->ops["grouped_matmul"] == fused->ops["grouped_swiglu"]);  // down only
   }
 }
 

@@ -4,8 +4,8 @@
 // NCCL, tensor parallel TP=2 (and TP=2 x EP=2 where the experts divide) over NCCL against one GPU. The fixtures'
 // head_dim 16 gathers the paged cache's rows for every step; a seeded Llama 4 of head_dim 32 then checks the decode
 // steps that run the paged decode kernel on the session's pages, and the same decode steps replayed from a CUDA graph
-// against them op by op. FP8 experts laid out as one group are checked op
-// by op: one grouped FP8 launch against the per-expert reference. Exits 77 (CTest:
+// against them op by op. FP8 experts laid out as one group, and BF16
+// experts' gate and up as one fused group, are checked op by op against the per-expert reference. Exits 77 (CTest:
 // skipped) when this build has no CUDA or the machine no device; 0 when every check passes; 1 when one fails.
 #include <algorithm>
 #include <chrono>
@@ -230,6 +230,50 @@ int check_grouped_fp8() {
   return failures;
 }
 
+// BF16 experts' gate and up as the CUDA backend's fused group (resident_gate_up, one grouped launch with the SwiGLU
+// epilogue) against the two groups and silu_mul on the CUDA numerics reference: 8 experts, I 256, K 512, one expert
+// with no rows. Both sum the same BF16 products in fp32 in another order.
+int check_fused_gate_up() {
+  constexpr std::int64_t E = 8, I = 256, K = 512;
+  std::vector<std::int64_t> offsets = {0};
+  for (std::int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (e == 5 ? 0 : 9 + 7 * e));
+  const std::int64_t R = offsets.back();
+  std::uint64_t state = 21;
+  std::vector<std::uint16_t> gate_w(E * I * K), up_w(E * I * K);
+  for (auto* w : {&gate_w, &up_w})
+    for (auto& v : *w) v = kernels::float_to_bf16(static_cast<float>(0.1 * (2 * splitmix64_unit(state) - 1)));
+  std::vector<float> x(R * K);
+  for (auto& v : x) v = static_cast<float>(2 * splitmix64_unit(state) - 1);
+  std::vector<kernels::WeightView> gate, up;
+  for (std::int64_t e = 0; e < E; ++e) {
+    gate.push_back({kernels::WeightDtype::bf16, gate_w.data() + e * I * K, I, K, nullptr});
+    up.push_back({kernels::WeightDtype::bf16, up_w.data() + e * I * K, I, K, nullptr});
+  }
+  std::vector<float> g(R * I), u(R * I), want(R * I), got(R * I);
+  const auto ref = executor::make_cuda_numerics_cpu_backend(kernels::CpuContext{});
+  ref->grouped_matmul(x.data(), offsets.data(), E, gate.data(), g.data());
+  ref->grouped_matmul(x.data(), offsets.data(), E, up.data(), u.data());
+  ref->silu_mul(g.data(), u.data(), want.data(), R * I);
+  const auto device = executor::make_cuda_backend(0);
+  const auto fused = device->resident_gate_up(gate.data(), up.data(), gate.size());
+  if (!fused.empty()) {
+    const executor::DeviceArray<float> dx(*device, x.data(), R * K);
+    executor::DeviceArray<float> dy(*device, R * I);
+    device->grouped_swiglu(dx.data(), offsets.data(), nullptr, 0, E, fused.data(), dy.data());
+    device->download(got.data(), dy.data(), dy.bytes());
+  }
+  double diff = 0, largest = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+    largest = std::max(largest, std::fabs(static_cast<double>(want[i])));
+  }
+  const bool ok = !fused.empty() && diff <= 1e-4 * largest;
+  std::printf("fused gate-up BF16 experts (%lld rows, I 256, K 512): %s, max |diff| %.3g (allowed %.3g): %s\n",
+              static_cast<long long>(R), fused.empty() ? "NOT FUSED" : "one launch", diff, 1e-4 * largest,
+              ok ? "pass" : "FAIL");
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main() {
@@ -252,6 +296,7 @@ int main() {
       failures += c.pass() ? 0 : 1;
     }
     failures += check_grouped_fp8();
+    failures += check_fused_gate_up();
     failures += check_paged_decode_kernel();
     failures += check_captured_decode();
     failures += check_nccl_layouts();
