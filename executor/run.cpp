@@ -232,6 +232,7 @@ RankResult generate(const RankSetup& s, int rank) {
   out.routing = session.routing();
   out.kv_cache_bytes = session.kv_cache_bytes();
   out.decode_replays = session.decode_replays();
+  out.decode_graph_error = session.capture_error();
   return out;
 }
 
@@ -339,6 +340,7 @@ void merge_ranks(const std::vector<RankResult>& outs, const model::ParallelLayou
   res.device = outs.front().device;
   res.backend = outs.front().backend;
   res.decode_replays = outs.front().decode_replays;  // cuda_graphs runs one rank
+  res.decode_graph_error = outs.front().decode_graph_error;
   for (const RankResult& o : outs) {
     res.kv_cache_bytes += o.kv_cache_bytes;
     res.peak_rss_bytes += o.peak_rss_bytes;

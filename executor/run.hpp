@@ -60,6 +60,7 @@ struct RunResult {
   std::uint64_t peak_rss_bytes = 0;
   std::int64_t kv_cache_bytes = 0;                 // K and V every rank holds after the last step (GPU: BF16)
   std::int64_t decode_replays = 0;                 // decode steps that replayed a captured graph (cuda_graphs)
+  std::string decode_graph_error;                  // why the capture failed (the steps then ran op by op), or empty
   std::vector<std::vector<std::int32_t>> tokens;   // generated ids per sequence
   OpTimes ops;
   std::int64_t experts = 0;
@@ -79,6 +80,7 @@ struct RankResult {
   std::vector<std::vector<std::int32_t>> routing;  // per MoE layer of the rank's stage
   std::int64_t kv_cache_bytes = 0;
   std::int64_t decode_replays = 0;  // Session::decode_replays
+  std::string decode_graph_error;   // Session::capture_error
   std::string device, backend;
   std::uint64_t peak_rss_bytes = 0;  // the rank's process, when it has its own
 };

@@ -259,8 +259,8 @@ std::vector<float> Session::decode_captured(const std::vector<std::vector<std::i
     graph_->step.lens_of = std::move(step.lens_of);
     graph_->step.qscale_of = std::move(step.qscale_of);
     upload_step(graph_->step, false);
-  } else {
-    capture(std::move(step));
+  } else if (!capture(step)) {  // the step op by op; later steps too (capture_error says why)
+    return run_step(tokens, step, false);
   }
   {
     Timer tm{*backend_, spans_, "decode.graph"};
@@ -280,13 +280,13 @@ std::vector<float> Session::decode_captured(const std::vector<std::vector<std::i
   return logits;
 }
 
-void Session::capture(Step step) {
+bool Session::capture(Step& step) {
   const Model& M = *model_;
   Backend& b = *backend_;
   const std::int64_t T = step.tokens(), H = M.config().hidden, K = M.config().experts_per_token;
   auto g = std::make_unique<DecodeGraph>();
+  upload_step(step, true);
   g->step = std::move(step);
-  upload_step(g->step, true);
   g->x = DeviceArray<float>(b, T * H);
   g->logits = DeviceArray<float>(b, T * M.lm_head.rows);
   g->routing = DeviceArray<std::int32_t>(b, static_cast<std::int64_t>(routing_.size()) * T * K);
@@ -295,21 +295,27 @@ void Session::capture(Step step) {
   std::vector<std::int64_t> rows(static_cast<std::size_t>(T));
   for (std::int64_t t = 0; t < T; ++t) rows[static_cast<std::size_t>(t)] = t;
   spans_.on = false;
-  b.begin_capture();
   try {
+    b.begin_capture();
     forward(g->step, g->x.data());
     head(g->x.data(), rows, g->logits.data());
     g->graph = b.end_capture();
-  } catch (...) {
+  } catch (const std::exception& e) {
     spans_.on = true;
     try {
       b.end_capture();
-    } catch (...) {  // the capture failed too: the first error is the one to report
+    } catch (...) {  // ending the capture failed too: the first error is the one to report
     }
-    throw;
+    capture_error_ = e.what();
+    capture_decode_ = false;
+    step = std::move(g->step);  // back to an op-by-op step, its arrays uploaded
+    step.captured = false;
+    step.routing_out = nullptr;
+    return false;
   }
   spans_.on = true;
   graph_ = std::move(g);
+  return true;
 }
 
 void Session::collect_op_times() {
@@ -365,12 +371,17 @@ void Session::upload_step(Step& step, bool fresh) {
 }
 
 std::vector<float> Session::run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits) {
-  const Model& M = *model_;
-  const std::int64_t H = M.config().hidden, V = M.config().vocab;
   spans_.list.clear();  // spans of a step that threw before its times were collected
   backend_->spans_clear();
   Step step = make_step(tokens);
   upload_step(step, true);
+  return run_step(tokens, step, all_logits);
+}
+
+std::vector<float> Session::run_step(const std::vector<std::vector<std::int32_t>>& tokens, const Step& step,
+                                     bool all_logits) {
+  const Model& M = *model_;
+  const std::int64_t H = M.config().hidden, V = M.config().vocab;
   const std::int64_t T = step.tokens();
   const Model::Sharding& sh = M.sharding();
   DeviceArray<float> x(*backend_, T * H);  // [T, H] with the step's tokens grouped by sequence

@@ -87,8 +87,11 @@ class Session {
   // replays it: the same ops on the same shapes, the permutation by expert made on the backend
   // (Backend::expert_dispatch) instead of on the host, the split of the decode attention planned for the cache's
   // longest context. A replayed step's time goes under "decode.graph" (no per-op times). Off by default.
+  // A capture that fails (the backend refuses an op inside it) leaves the step, and every later one, op by op, and
+  // capture_error() says why; the results do not depend on it.
   void capture_decode(bool on) { capture_decode_ = on; }
   std::int64_t decode_replays() const { return decode_replays_; }  // decode steps that replayed the graph
+  const std::string& capture_error() const { return capture_error_; }
 
  private:
   // The tokens of one step, grouped by sequence: token t belongs to sequence seq_of[t] at position pos_of[t].
@@ -166,7 +169,11 @@ class Session {
   bool decode_capturable();
   // A decode step through the captured graph (captured on the first call).
   std::vector<float> decode_captured(const std::vector<std::vector<std::int32_t>>& tokens);
-  void capture(Step step);
+  // Captures `step` (its host vectors made; its arrays uploaded here) as graph_; false when the backend refused,
+  // `step` then back as an op-by-op step.
+  bool capture(Step& step);
+  // run's work after the step's inputs are on the backend.
+  std::vector<float> run_step(const std::vector<std::vector<std::int32_t>>& tokens, const Step& step, bool all_logits);
   // x [T, H] <- the step's tokens through the embedding (or the stage before) and every layer.
   void forward(const Step& step, float* x);
   // Adds the durations of the step's timing spans into times_ (waiting for the step's ops), then forgets them.
@@ -254,6 +261,7 @@ class Session {
   std::optional<bool> layers_capturable_;  // decode_capturable's per-layer answer, once known
   bool decode_warmed_ = false;             // the op-by-op decode step before the capture has run
   std::int64_t decode_replays_ = 0;
+  std::string capture_error_;
   std::unique_ptr<DecodeGraph> graph_;  // after the cache and backend: destroyed before them
 };
 

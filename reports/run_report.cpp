@@ -27,6 +27,8 @@ Report run_report(const executor::RunResult& r) {
             {"peak memory (RSS)", format_gb(static_cast<double>(r.peak_rss_bytes))},
             {"KV cache at the end", format_gb(static_cast<double>(r.kv_cache_bytes))}};
   if (r.decode_replays > 0) t.rows.push_back({"decode steps from a CUDA graph", std::to_string(r.decode_replays)});
+  if (!r.decode_graph_error.empty())
+    rep.header.push_back("--cuda-graphs: the capture failed (" + r.decode_graph_error + "); decode ran op by op");
   rep.tables.push_back(std::move(t));
   Table ops;
   ops.title = "per-op wall time (op names of the simulator's op graph)";
@@ -60,6 +62,7 @@ Report run_report(const executor::RunResult& r) {
               {"kv_cache_bytes", r.kv_cache_bytes},
               {"processes", r.processes},
               {"decode_graph_replays", r.decode_replays},
+              {"decode_graph_error", r.decode_graph_error},
               {"ops", ops_json}};
   return rep;
 }

@@ -247,6 +247,11 @@ class CheckingBackend final : public executor::Backend {
   std::map<std::string, int> ops;
   int syncs = 0;
   bool fuse_gate_up = false;  // resident_gate_up makes fused groups (the CUDA backend's experts path)
+  // Says it can capture and takes device offsets, but begin_capture throws (a backend refusing a capture).
+  bool refuses_capture = false;
+  bool can_capture() const override { return refuses_capture; }
+  bool grouped_offsets_on_device(const kernels::WeightView*, std::int64_t) const override { return refuses_capture; }
+  void begin_capture() override { throw std::runtime_error("capture refused by the test backend"); }
 
  private:
   void* track(void* p, std::size_t bytes) {
@@ -837,7 +842,21 @@ TEST_CASE("Captured decode steps replay the op-by-op steps' logits and routing, 
     (void)generate(*s, s == &sliding ? mixtral->config().vocab : llama4->config().vocab,
                    s == &sliding ? mixtral_prompts : prompts);
     CHECK(s->decode_replays() == 0);
+    CHECK(s->capture_error().empty());
   }
+  // A backend that refuses the capture: that step and the later ones run op by op, with the same logits, and the
+  // session says why.
+  auto refusing = std::make_shared<CheckingBackend>(ctx);
+  refusing->refuses_capture = true;
+  executor::Session eager(llama4, std::make_shared<CheckingBackend>(ctx), 2, nullptr, nullptr, plan);
+  executor::Session refused(llama4, refusing, 2, nullptr, nullptr, plan);
+  refused.capture_decode(true);
+  std::vector<std::int32_t> tokens;
+  const auto want = generate(eager, llama4->config().vocab, prompts, &tokens);
+  CHECK(generate(refused, llama4->config().vocab, prompts, &tokens) == want);
+  CHECK(refused.decode_replays() == 0);
+  CHECK(refused.capture_error() == "capture refused by the test backend");
+  CHECK(refused.routing() == eager.routing());
 }
 
 TEST_CASE("The session's per-op times are the backend's timing spans") {
