@@ -167,7 +167,7 @@ class Session {
   std::vector<float> run(const std::vector<std::vector<std::int32_t>>& tokens, bool all_logits);
   // capture_decode's conditions for this session (the per-layer ones are checked once).
   bool decode_capturable();
-  // A decode step through the captured graph (captured on the first call).
+  // A decode step through the captured graph: the first call runs op by op, the second captures it, later ones replay.
   std::vector<float> decode_captured(const std::vector<std::vector<std::int32_t>>& tokens);
   // Captures `step` (its host vectors made; its arrays uploaded here) as graph_; false when the backend refused,
   // `step` then back as an op-by-op step.
