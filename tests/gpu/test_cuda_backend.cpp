@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "calibrate/validate_device.hpp"
@@ -189,14 +190,30 @@ int check_captured_decode() {
   return failures;
 }
 
+// Expert offsets of E experts where expert `empty` gets no rows and expert e otherwise first + step * e rows.
+std::vector<std::int64_t> expert_offsets(std::int64_t E, std::int64_t empty, std::int64_t first, std::int64_t step) {
+  std::vector<std::int64_t> offsets = {0};
+  for (std::int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (e == empty ? 0 : first + step * e));
+  return offsets;
+}
+
+// The largest |got - want| and the largest |want|.
+std::pair<double, double> max_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, largest = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+    largest = std::max(largest, std::fabs(static_cast<double>(want[i])));
+  }
+  return {diff, largest};
+}
+
 // FP8 experts made resident as the session makes them (resident_group) through the CUDA backend's grouped_matmul,
 // one launch of the grouped FP8 GEMM with per-channel scales, against the same experts expert by expert on the CUDA
 // numerics reference: with row scales, and without (resident_group gives the group unit scales). One expert gets
 // no rows. Both sum the same FP8 products in fp32 in another order, over K = 512.
 int check_grouped_fp8() {
   constexpr std::int64_t E = 8, N = 256, K = 512;
-  std::vector<std::int64_t> offsets = {0};
-  for (std::int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (e == 3 ? 0 : 17 + 13 * e));
+  const std::vector<std::int64_t> offsets = expert_offsets(E, 3, 17, 13);
   const std::int64_t R = offsets.back();
   const auto [w_q, w_scale, x] = test::seeded_fp8_experts(E, N, K, R, 5);
   int failures = 0;
@@ -214,11 +231,7 @@ int check_grouped_fp8() {
     executor::DeviceArray<float> dy(*device, R * N);
     device->grouped_matmul(dx.data(), offsets.data(), E, views.data(), dy.data());
     device->download(got.data(), dy.data(), dy.bytes());
-    double diff = 0, max_want = 0;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
-      max_want = std::max(max_want, std::fabs(static_cast<double>(want[i])));
-    }
+    const auto [diff, max_want] = max_diff(got, want);
     const bool grouped = executor::plan_cuda_grouped_matmul(views.data(), E) == executor::CudaGroupedPath::fp8;
     const bool ok = grouped && diff <= 1e-4 * max_want;
     std::printf(
@@ -235,8 +248,7 @@ int check_grouped_fp8() {
 // with no rows. Both sum the same BF16 products in fp32 in another order.
 int check_fused_gate_up() {
   constexpr std::int64_t E = 8, I = 256, K = 512;
-  std::vector<std::int64_t> offsets = {0};
-  for (std::int64_t e = 0; e < E; ++e) offsets.push_back(offsets.back() + (e == 5 ? 0 : 9 + 7 * e));
+  const std::vector<std::int64_t> offsets = expert_offsets(E, 5, 9, 7);
   const std::int64_t R = offsets.back();
   std::uint64_t state = 21;
   std::vector<std::uint16_t> gate_w(E * I * K), up_w(E * I * K);
@@ -262,11 +274,7 @@ int check_fused_gate_up() {
     device->grouped_swiglu(dx.data(), offsets.data(), nullptr, 0, E, fused.data(), dy.data());
     device->download(got.data(), dy.data(), dy.bytes());
   }
-  double diff = 0, largest = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
-    largest = std::max(largest, std::fabs(static_cast<double>(want[i])));
-  }
+  const auto [diff, largest] = max_diff(got, want);
   const bool ok = !fused.empty() && diff <= 1e-4 * largest;
   std::printf("fused gate-up BF16 experts (%lld rows, I 256, K 512): %s, max |diff| %.3g (allowed %.3g): %s\n",
               static_cast<long long>(R), fused.empty() ? "NOT FUSED" : "one launch", diff, 1e-4 * largest,
