@@ -45,7 +45,7 @@ void add_run_options(po::options_description& d, RunOptions& o) {
       ("weights", po::value<std::string>(&o.weights), "checkpoint directory (config.json + safetensors)")
       ("random-weights", po::value<std::uint64_t>(&o.random_seed), "write a seeded random checkpoint in the HF layout and run it")
       ("weights-out", po::value<std::string>(&o.weights_out),
-       "where --random-weights writes (default: a temporary directory); a directory holding other files is refused")
+       "where --random-weights writes and keeps them (default: a temporary directory of this process, removed after the run); a directory holding other files is refused")
       ("force", "--weights-out: write even into a directory holding files moeplan did not write (they may be replaced)")
       ("device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu, or cuda (a build with CUDA and a visible device; with --tp/--dp/--pp above 1, rank r on GPU r over NCCL)")
       ("cuda-device", po::value<int>(&o.cuda_device)->default_value(0), "--device cuda, one rank: which GPU (0 = the first visible)")

@@ -10,7 +10,10 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
+
+#include <unistd.h>
 
 #include "common/error.hpp"
 #include "common/splitmix.hpp"
@@ -80,6 +83,14 @@ model::ParallelLayout checked_layout(const RunRequest& r) {
   return model::ParallelLayout{.tp = r.layout.tp, .ep = r.layout.ep, .pp = r.layout.pp, .dp = dp};
 }
 
+// Where random weights go without --weights-out: a directory of this process's own (two runs at once must not write
+// one directory; one process per rank: each rank its own copy), which run_model removes when the run ends.
+std::filesystem::path default_random_dir(const RunRequest& r) {
+  const std::string suffix = r.process && r.process->world_size > 1 ? "_rank" + std::to_string(r.process->rank) : "";
+  return std::filesystem::temp_directory_path() /
+         ("moeplan_random_" + std::to_string(r.random_seed.value_or(0)) + "_" + std::to_string(::getpid()) + suffix);
+}
+
 // The checkpoint to load: --weights, or random weights written from the config (layout, sizes and prompt ids checked
 // first).
 std::filesystem::path weights_dir(const RunRequest& r, const model::ParallelLayout& layout) {
@@ -88,18 +99,28 @@ std::filesystem::path weights_dir(const RunRequest& r, const model::ParallelLayo
   model::validate_layout(planned, layout);  // before writing the weights
   check_sequence_sizes(r, planned);
   check_prompt_ids(r.prompt, planned.vocab);
-  // One process per rank: each writes its own copy (processes on one node must not share the directory).
-  const std::string suffix = r.process && r.process->world_size > 1 ? "_rank" + std::to_string(r.process->rank) : "";
-  const std::filesystem::path dir =
-      r.weights_out.empty()
-          ? std::filesystem::temp_directory_path() / ("moeplan_random_" + std::to_string(*r.random_seed) + suffix)
-          : r.weights_out;
+  const std::filesystem::path dir = r.weights_out.empty() ? default_random_dir(r) : r.weights_out;
   RandomWeightsOptions opt;
   opt.seed = *r.random_seed;
   opt.overwrite = r.overwrite_weights_out;
   write_random_checkpoint(r.config, r.name, dir, opt);
   return dir;
 }
+
+// Removes a directory (when not empty) at the end of its scope; never throws.
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+  ~RemoveOnExit() {
+    std::error_code ignored;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
 
 std::unique_ptr<kernels::ThreadPool> make_pool(int threads) {
   try {
@@ -460,6 +481,10 @@ RunResult run_model(const RunRequest& r) {
     res.launcher = r.process->launcher;
   }
   const auto t_load = Clock::now();
+  // The default random checkpoint goes when the run ends, whether it succeeds or not, also when writing it failed
+  // half-way (the model's files are mapped by then; the guard outlives the model).
+  res.weights_removed = r.random_seed && r.weights_out.empty();
+  const RemoveOnExit remove_default(res.weights_removed ? default_random_dir(r) : std::filesystem::path{});
   res.weights_dir = weights_dir(r, layout);
   const auto model = Model::load(res.weights_dir);
   model::validate_layout(model->config(), layout);

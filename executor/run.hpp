@@ -66,6 +66,7 @@ struct RunResult {
   std::int64_t experts = 0;
   std::vector<std::vector<std::int32_t>> routing;  // [moe layer][token * k] expert ids
   std::filesystem::path weights_dir;
+  bool weights_removed = false;  // weights_dir was the default random checkpoint, removed when the run ended
   // One process per rank: this process's rank and the processes' count. Only rank 0 holds the run's results (every
   // rank's tokens, times and per-op times, gathered); the others hold their own rank's and do not report.
   int process_rank = 0, processes = 1;

@@ -14,7 +14,8 @@ Report run_report(const executor::RunResult& r) {
   const std::string processes =
       r.processes > 1 ? " (rank 0 of " + std::to_string(r.processes) + " processes, " + r.launcher + ")" : "";
   rep.header = {"run: " + r.model + " on " + where + processes + "; weights " +
-                format_gb(static_cast<double>(r.weight_bytes)) + " from " + r.weights_dir.string()};
+                format_gb(static_cast<double>(r.weight_bytes)) + " from " + r.weights_dir.string() +
+                (r.weights_removed ? " (seeded random, removed after the run)" : "")};
   Table t;
   t.title = "throughput";
   t.columns = {"metric", "value"};

@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <unistd.h>
+
 #include "common/error.hpp"
 #include "common/files.hpp"
 #include "common/splitmix.hpp"
@@ -508,6 +510,29 @@ TEST_CASE("run --device cuda over several GPUs: NCCL, a GPU per rank, --cuda-dev
   for (const auto& line : {executor::cuda_ranks_problem(tp2, 1, 0, gpus(false, 2)),
                            executor::cuda_ranks_problem(dep4, 3, 0, gpus(true, 4))})
     CHECK(line.find('\n') == std::string::npos);
+}
+
+TEST_CASE("run --random-weights without --weights-out writes a checkpoint of its own process and removes it after") {
+  executor::RunRequest q;
+  q.config = parse_json_file(test::fixtures() / "oracle" / "qwen3_moe" / "config.json");
+  q.name = "qwen3_moe";
+  q.random_seed = 4;
+  q.threads = 1;
+  q.prompt_tokens = 4;
+  q.gen_tokens = 2;
+  const executor::RunResult res = executor::run_model(q);
+  CHECK(res.weights_removed);
+  CHECK(res.weights_dir.filename().string() == "moeplan_random_4_" + std::to_string(::getpid()));
+  CHECK_FALSE(std::filesystem::exists(res.weights_dir));
+  REQUIRE(res.tokens.size() == 1);
+  CHECK(res.tokens.front().size() == 2);
+  // --weights-out keeps them
+  const test::TempDir dir("kept-weights");
+  q.weights_out = dir.path() / "w";
+  const executor::RunResult kept = executor::run_model(q);
+  CHECK_FALSE(kept.weights_removed);
+  CHECK(std::filesystem::exists(kept.weights_dir / "config.json"));
+  CHECK(kept.tokens == res.tokens);
 }
 
 TEST_CASE("run --cuda-graphs: one GPU only, refused on the CPU and with several ranks before anything is loaded") {
