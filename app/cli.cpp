@@ -93,6 +93,26 @@ std::vector<std::string> config_file_args(const std::string& path, const po::opt
 
 namespace {
 constexpr const char* kPositional = "positional-argument";  // never a real option name
+
+// Boost.Program_options writes its message by replacing each %placeholder% of the template with a value until none
+// is left, so a value that holds its own placeholder (an argument "--count %value%") never ends. The values (the
+// user's words) are made printable with their '%' shown as \x25 before what() is asked for; the map is protected,
+// so it is read through a member pointer formed in a derived class.
+struct Substitutions : po::error_with_option_name {
+  static auto member() { return &Substitutions::m_substitutions; }
+};
+
+std::string option_error_text(po::error& e) {
+  auto* named = dynamic_cast<po::error_with_option_name*>(&e);
+  if (!named) return printable(e.what());
+  const std::map<std::string, std::string> values = named->*Substitutions::member();
+  for (const auto& [key, value] : values) {
+    std::string safe;
+    for (char c : printable(value)) safe += c == '%' ? std::string("\\x25") : std::string(1, c);
+    named->set_substitute(key, safe);
+  }
+  return printable_message(e.what());
+}
 }  // namespace
 
 void refuse_given(const po::variables_map& vm, std::initializer_list<const char*> names, const std::string& mode) {
@@ -127,8 +147,8 @@ bool parse(const std::string& command, const std::string& usage, const std::vect
       const auto file_args = config_file_args(file, options);
       try {
         po::store(po::command_line_parser(file_args).options(options).positional({}).run(), vm);
-      } catch (const po::error& e) {
-        throw InputError("moeplan " + command + ": " + printable(file) + ": " + printable(e.what()) +
+      } catch (po::error& e) {
+        throw InputError("moeplan " + command + ": " + printable(file) + ": " + option_error_text(e) +
                          " (keys are the option names of moeplan " + command + " --help)");
       }
     }
@@ -137,8 +157,8 @@ bool parse(const std::string& command, const std::string& usage, const std::vect
       return false;
     }
     po::notify(vm);
-  } catch (const po::error& e) {
-    throw InputError("moeplan " + command + ": " + printable(e.what()) + " (see moeplan " + command + " --help)");
+  } catch (po::error& e) {
+    throw InputError("moeplan " + command + ": " + option_error_text(e) + " (see moeplan " + command + " --help)");
   }
   check_option_bounds(vm);
   // Every output file is checked before any work starts, so a bad -o fails before other files are written.

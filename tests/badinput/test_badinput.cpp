@@ -120,6 +120,7 @@ struct Scratch {
     // yaml-cpp 0.7 reads the ',' after a closed top-level flow map as an endless run of empty documents
     write(dir / "flow_map_comma.yaml", "{count: 8},\ngpu: h100-sxm\n");
     write(dir / "unknown_key.yaml", "no-such-option: 1\n");
+    write(dir / "placeholder.yaml", "count: '%value%'\n");
     write(dir / "no_value.yaml", "count:\n");
     write(dir / "points.yaml", "points:\n  - id: [1, 2]\n");
     write(dir / "profile.yaml", "host: {a: 1}\n");
@@ -149,6 +150,11 @@ const std::vector<Row>& rows() {
       {"1 --threads without bound", {"run", "--random-weights", "1", "--threads", "2000"}, 2, "--threads 2000 is out of range"},
       {"1 a FIFO as model.safetensors", {"run", "--weights", "@fifo_weights"}, 2, "not a regular file"},
       {"1 a FIFO with no writer as --config-file", {"memory", "--config-file", "@fifo.yaml"}, 2, "expected a map"},
+      // Boost.Program_options fills %placeholders% of its messages until none is left: a word holding one looped
+      {"1 an unknown option holding %original_token%", {"memory", "--x%original_token%"}, 2,
+       "unrecognised option '--x\\x25original_token\\x25'"},
+      {"1 a value holding %value%", {"memory", "--count", "%value%"}, 2, "the argument ('\\x25value\\x25') for option '--count'"},
+      {"1 a YAML value holding %value%", {"memory", "--config-file", "@placeholder.yaml"}, 2, "('\\x25value\\x25')"},
       // 2. Runaway sizes
       {"2 plan --max-batch 2^63-1", {"plan", "--max-batch", "9223372036854775807"}, 2, "--max-batch"},
       {"2 simulate --concurrency 1e9", {"simulate", "--concurrency", "1000000000"}, 2, "--concurrency 1000000000 is out of range"},
