@@ -142,6 +142,11 @@ struct LaunchInputs {
 // the engines' documentation examples).
 constexpr const char* kHeadAddress = "<node0-ip>";
 
+// The nodes after node 0, named for a note: "node 1" for two nodes, "each node i (1 to 3)" for four.
+std::string other_nodes_named(int nodes) {
+  return nodes == 2 ? "node 1" : "each node i (1 to " + std::to_string(nodes - 1) + ")";
+}
+
 // vLLM (docs/planner.md "Launch commands"): --max-num-seqs is per data-parallel rank, i.e. the row's batch per attention
 // group. Over several nodes each node runs its own `vllm serve` holding dp / nodes ranks (the first with the API
 // server, the others --headless); a replica wider than a node (tp x pp > GPUs per node) runs on a Ray cluster.
@@ -167,8 +172,8 @@ LaunchCommand vllm_command(const LaunchInputs& in) {
     c.command = base + " --data-parallel-size-local " + local + rendezvous;
     c.other_nodes = base + " --headless --data-parallel-size-local " + local + " --data-parallel-start-rank <" + local +
                     " x i>" + rendezvous;
-    c.note += "; node 0 runs the API server and data-parallel ranks 0-" + std::to_string(l.dp / nodes - 1) +
-              ", node i (1-" + std::to_string(nodes - 1) + ") the next " + local + " ranks";
+    c.note += "; node 0 runs the API server and data-parallel ranks 0-" + std::to_string(l.dp / nodes - 1) + ", " +
+              other_nodes_named(nodes) + " the next " + local + " ranks";
     return c;
   }
   c.command = "ray start --head --port 6379 && " + base + " --distributed-executor-backend ray" +
@@ -195,7 +200,8 @@ LaunchCommand sglang_command(const LaunchInputs& in) {
   const std::string multi = " --nnodes " + std::to_string(in.row.nodes) + " --dist-init-addr " + kHeadAddress + ":5000";
   c.command = sg + multi + " --node-rank 0";
   c.other_nodes = sg + multi + " --node-rank <i>";
-  c.note += "; every node runs the command with its --node-rank (1-" + std::to_string(in.row.nodes - 1) + " on the others)";
+  c.note += "; every node runs the command with its own --node-rank (0 on node 0, i on node i, i = 1 to " +
+            std::to_string(in.row.nodes - 1) + ")";
   return c;
 }
 

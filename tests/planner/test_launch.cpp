@@ -204,6 +204,8 @@ TEST_CASE_METHOD(Fixture, "multi-node rows get each engine's multi-node flags") 
   CHECK(dp.other_nodes.find("--headless") != std::string::npos);
   CHECK(dp.other_nodes.find("--data-parallel-start-rank <8 x i>") != std::string::npos);
   CHECK(value_after(dp.command, "--max-num-seqs") == "128");
+  CHECK(dp.note.find("node 0 runs the API server and data-parallel ranks 0-7, each node i (1 to 3) the next 8 ranks") !=
+        std::string::npos);
   // 64 GPUs on 4-GPU nodes with pp2: 2 ranks of 2 GPUs per node.
   CHECK(value_after(launch(v[3]).front().command, "--data-parallel-size-local") == "2");
   // tp16 over two 8-GPU nodes: a Ray cluster.
@@ -216,6 +218,7 @@ TEST_CASE_METHOD(Fixture, "multi-node rows get each engine's multi-node flags") 
   CHECK(value_after(sg.command, "--node-rank") == "0");
   CHECK(value_after(sg.command, "--dist-init-addr") == "<node0-ip>:5000");
   CHECK(value_after(sg.other_nodes, "--node-rank") == "<i>");
+  CHECK(sg.note.find("(0 on node 0, i on node i, i = 1 to 3)") != std::string::npos);
 
   const auto trt = launch(rows("trtllm")[2]).front();
   CHECK(trt.command.rfind("srun -N 4 --ntasks 32 --ntasks-per-node 8 --mpi=pmix trtllm-llmapi-launch trtllm-serve", 0) == 0);
