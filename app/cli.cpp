@@ -96,8 +96,8 @@ constexpr const char* kPositional = "positional-argument";  // never a real opti
 
 // Boost.Program_options writes its message by replacing each %placeholder% of the template with a value until none
 // is left, so a value that holds its own placeholder (an argument "--count %value%") never ends. The values (the
-// user's words) are made printable with their '%' shown as \x25 before what() is asked for; the map is protected,
-// so it is read through a member pointer formed in a derived class.
+// user's words) are made printable with their '%' shown as \x25, in place, before what() is asked for; the map is
+// protected, so it is reached through a member pointer formed in a derived class.
 struct Substitutions : po::error_with_option_name {
   static auto member() { return &Substitutions::m_substitutions; }
 };
@@ -105,11 +105,10 @@ struct Substitutions : po::error_with_option_name {
 std::string option_error_text(po::error& e) {
   auto* named = dynamic_cast<po::error_with_option_name*>(&e);
   if (!named) return printable(e.what());
-  const std::map<std::string, std::string> values = named->*Substitutions::member();
-  for (const auto& [key, value] : values) {
+  for (auto& [key, value] : named->*Substitutions::member()) {
     std::string safe;
     for (char c : printable(value)) safe += c == '%' ? std::string("\\x25") : std::string(1, c);
-    named->set_substitute(key, safe);
+    value = safe;
   }
   return printable_message(e.what());
 }

@@ -200,8 +200,8 @@ LaunchCommand sglang_command(const LaunchInputs& in) {
   const std::string multi = " --nnodes " + std::to_string(in.row.nodes) + " --dist-init-addr " + kHeadAddress + ":5000";
   c.command = sg + multi + " --node-rank 0";
   c.other_nodes = sg + multi + " --node-rank <i>";
-  c.note += "; every node runs the command with its own --node-rank (0 on node 0, i on node i, i = 1 to " +
-            std::to_string(in.row.nodes - 1) + ")";
+  c.note += "; every node runs the command with its own --node-rank (0 on node 0, i on " +
+            other_nodes_named(in.row.nodes) + ")";
   return c;
 }
 

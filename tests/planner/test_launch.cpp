@@ -218,7 +218,7 @@ TEST_CASE_METHOD(Fixture, "multi-node rows get each engine's multi-node flags") 
   CHECK(value_after(sg.command, "--node-rank") == "0");
   CHECK(value_after(sg.command, "--dist-init-addr") == "<node0-ip>:5000");
   CHECK(value_after(sg.other_nodes, "--node-rank") == "<i>");
-  CHECK(sg.note.find("(0 on node 0, i on node i, i = 1 to 3)") != std::string::npos);
+  CHECK(sg.note.find("(0 on node 0, i on each node i (1 to 3))") != std::string::npos);
 
   const auto trt = launch(rows("trtllm")[2]).front();
   CHECK(trt.command.rfind("srun -N 4 --ntasks 32 --ntasks-per-node 8 --mpi=pmix trtllm-llmapi-launch trtllm-serve", 0) == 0);
